@@ -1,0 +1,1 @@
+"""Pure domain values: money, purchases, decisions. No I/O, no clock."""

@@ -1,0 +1,186 @@
+"""The purchase event: one pydantic model for files now and for HTTP later.
+
+Amount rules (also in docs/architecture.md): amounts are decimal strings (or integers) with at
+most as many decimals as the currency's minor unit; nothing is negative; a line's amount is
+quantity x unit_price rounded half-up to the minor unit; and ``total`` must equal the sum of the
+line amounts exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from loyalty_engine.domain.money import (
+    MoneyError,
+    currency_exponent,
+    format_minor,
+    parse_decimal,
+    to_minor,
+)
+from loyalty_engine.domain.purchases import LineItem, Purchase
+
+MAX_ITEMS = 1000
+MAX_QUANTITY = Decimal(1_000_000)
+
+
+def _money_input(value: object) -> Decimal:
+    try:
+        return parse_decimal(value, "amount")
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Amount = Annotated[Decimal, BeforeValidator(_money_input)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class PurchaseItemIn(BaseModel):
+    """One basket line as a POS sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sku: Identifier
+    category: Identifier
+    quantity: Annotated[Decimal, Field(gt=0, le=MAX_QUANTITY, decimal_places=3)] = Decimal(1)
+    unit_price: Amount
+
+
+class PurchaseEvent(BaseModel):
+    """A purchase posted by a POS or read from an import file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "transaction_id": "T-1001",
+                    "store_id": "AMS-01",
+                    "member_id": "M-42",
+                    "occurred_at": "2026-03-14T09:30:00+01:00",
+                    "currency": "EUR",
+                    "total": "7.40",
+                    "items": [
+                        {"sku": "FLAT-WHITE", "category": "coffee", "quantity": "2",
+                         "unit_price": "3.20"},
+                        {"sku": "CROISSANT", "category": "pastry", "quantity": "1",
+                         "unit_price": "1.00"},
+                    ],
+                }
+            ]
+        },
+    )
+
+    transaction_id: Annotated[str, Field(min_length=1, max_length=128,
+                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+    store_id: Identifier
+    member_id: Identifier | None = None
+    occurred_at: AwareDatetime
+    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    total: Amount
+    items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
+
+    _purchase: Purchase | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _amounts_agree(self) -> PurchaseEvent:
+        try:
+            self._purchase = _to_purchase(self)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def to_purchase(self) -> Purchase:
+        """The validated purchase in minor units (computed once, during validation)."""
+        assert self._purchase is not None
+        return self._purchase
+
+
+def _to_purchase(event: PurchaseEvent) -> Purchase:
+    currency = event.currency
+    exponent = currency_exponent(currency)
+    total_minor = to_minor(event.total, exponent, "total", currency)
+    items: list[LineItem] = []
+    line_sum = 0
+    for index, item in enumerate(event.items):
+        unit_minor = to_minor(item.unit_price, exponent, f"items[{index}].unit_price", currency)
+        amount = (item.quantity * unit_minor).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        amount_minor = int(amount)
+        line_sum += amount_minor
+        items.append(
+            LineItem(
+                line_no=index + 1,
+                sku=item.sku,
+                category=item.category,
+                quantity_milli=int(item.quantity * 1000),
+                unit_price_minor=unit_minor,
+                amount_minor=amount_minor,
+            )
+        )
+    if line_sum != total_minor:
+        raise MoneyError(
+            f"total {event.total} does not equal the sum of the items "
+            f"(quantity x unit_price, rounded to the cent: {format_minor(line_sum, exponent)})"
+        )
+    occurred_utc = event.occurred_at.astimezone(UTC)
+    body = [
+        event.store_id,
+        event.transaction_id,
+        event.member_id,
+        occurred_utc.isoformat(),
+        currency,
+        total_minor,
+        [[i.sku, i.category, i.quantity_milli, i.unit_price_minor] for i in items],
+    ]
+    body_hash = hashlib.sha256(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+    return Purchase(
+        store_id=event.store_id,
+        transaction_id=event.transaction_id,
+        member_id=event.member_id,
+        occurred_at=occurred_utc,
+        currency=currency,
+        total_minor=total_minor,
+        items=tuple(items),
+        body_hash=body_hash,
+    )
+
+
+def describe_errors(exc: ValidationError, item_lines: list[int] | None = None) -> list[str]:
+    """Readable messages for a failed event validation, each naming the field by its path.
+
+    With item_lines (CSV: the line of each item's row), item errors name their line too.
+    """
+    messages = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        path = ""
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        if item_lines and len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
+            path = f"line {item_lines[loc[1]]}: {path}"
+        messages.append(f"{path}: {message}" if path else message)
+    return messages

@@ -1,0 +1,67 @@
+"""Currencies and money: decimal strings at the edges, integer minor units inside."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from iso4217 import Currency
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be accepted; the message says why."""
+
+
+def currency_exponent(code: str) -> int:
+    """Number of minor-unit digits of an ISO 4217 currency (EUR: 2, JPY: 0, BHD: 3)."""
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise MoneyError(f"{code!r} is not an ISO 4217 currency code (three capital letters)")
+    try:
+        exponent = Currency(code).exponent
+    except ValueError:
+        raise MoneyError(f"{code} is not an ISO 4217 currency code") from None
+    if exponent is None:
+        # Funds and precious metals (XAU, XDR, ...) have no minor unit: not money a till takes.
+        raise MoneyError(f"{code} has no minor unit and cannot be used for purchases")
+    return int(exponent)
+
+
+def parse_decimal(value: object, what: str) -> Decimal:
+    """A Decimal from a decimal string or an integer; floats are refused (they lose cents)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not a JSON number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise MoneyError(f"{what} {value!r} is not a decimal number") from None
+    else:
+        raise MoneyError(f"{what} must be a decimal string such as \"12.50\"")
+    if not result.is_finite():
+        raise MoneyError(f"{what} {value!r} is not a finite number")
+    return result
+
+
+def to_minor(amount: Decimal, exponent: int, what: str, currency: str) -> int:
+    """Exact integer minor units of amount; more decimals than the currency has is an error."""
+    if amount < 0:
+        raise MoneyError(f"{what} must not be negative (got {amount})")
+    scaled = amount.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(
+            f"{what} {amount} has more decimals than {currency} allows ({exponent})"
+        )
+    return int(scaled)
+
+
+def format_minor(minor: int, exponent: int) -> str:
+    """Minor units back to a plain decimal string (1250, 2 -> "12.50")."""
+    if exponent == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**exponent)
+    return f"{sign}{whole}.{frac:0{exponent}d}"

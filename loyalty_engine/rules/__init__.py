@@ -1,0 +1,23 @@
+"""Program definitions: YAML files -> validated, compiled programs (pure, no database)."""
+
+from loyalty_engine.rules.compiled import CompiledProgram, PointsPerSpend, compile_program
+from loyalty_engine.rules.loader import (
+    LoadedProgram,
+    Problem,
+    ProgramFileError,
+    load_program_file,
+    load_program_text,
+)
+from loyalty_engine.rules.schema import ProgramDefinition
+
+__all__ = [
+    "CompiledProgram",
+    "LoadedProgram",
+    "PointsPerSpend",
+    "Problem",
+    "ProgramDefinition",
+    "ProgramFileError",
+    "compile_program",
+    "load_program_file",
+    "load_program_text",
+]

@@ -1,0 +1,165 @@
+"""Reading program files: line-aware YAML, pydantic validation, problems as file:line:col."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from loyalty_engine.rules.compiled import CompiledProgram, compile_program
+from loyalty_engine.rules.schema import ProgramDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a program file, at a 1-based line and column."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+class ProgramFileError(Exception):
+    """A program file (or several) that cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedProgram:
+    """A validated program file: its definition, compiled form and semantic content hash."""
+
+    path: str
+    source_text: str
+    definition: ProgramDefinition
+    compiled: CompiledProgram
+    content_hash: str
+
+
+def load_program_file(path: Path | str) -> LoadedProgram:
+    """Read, validate and compile one program file; raises ProgramFileError with every problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProgramFileError([Problem(name, 1, 1, "no such file")]) from None
+    except IsADirectoryError:
+        raise ProgramFileError([Problem(name, 1, 1, "is a directory, not a file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ProgramFileError(
+            [Problem(name, 1, 1, f"is not UTF-8 text (byte {exc.start})")]
+        ) from None
+    except OSError as exc:
+        raise ProgramFileError([Problem(name, 1, 1, f"cannot be read: {exc.strerror}")]) from None
+    return load_program_text(text, name)
+
+
+def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
+    """Validate and compile program YAML given as text; name is used in problem locations."""
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        message = " ".join(
+            part for part in (exc.context, exc.problem) if part
+        ) or "malformed YAML"
+        raise ProgramFileError([Problem(name, line, column, f"malformed YAML: {message}")]) from None
+    except YAMLError as exc:
+        raise ProgramFileError([Problem(name, 1, 1, f"malformed YAML: {exc}")]) from None
+    if data is None:
+        raise ProgramFileError([Problem(name, 1, 1, "file is empty; expected a program definition")])
+    if not isinstance(data, CommentedMap):
+        raise ProgramFileError(
+            [Problem(name, 1, 1, "a program file must be a mapping with keys such as "
+                                 "'program', 'name', 'currency' and 'rules'")]
+        )
+    try:
+        definition = ProgramDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_from_error(name, data, error) for error in exc.errors()]
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise ProgramFileError(problems) from None
+    return LoadedProgram(
+        path=name,
+        source_text=text,
+        definition=definition,
+        compiled=compile_program(definition),
+        content_hash=content_hash(definition),
+    )
+
+
+def content_hash(definition: ProgramDefinition) -> str:
+    """SHA-256 of the program's meaning: comments, layout and key order do not change it."""
+    canonical = json.dumps(
+        definition.model_dump(mode="python"), sort_keys=True, default=_canonical,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    raise TypeError(f"cannot hash {type(value).__name__}")
+
+
+def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
+    loc: tuple[Any, ...] = tuple(error["loc"])
+    line, column = _locate(root, loc, error["type"])
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}"
+        loc = loc[:-1]
+    elif error["type"] == "missing":
+        message = f"missing required key {loc[-1]!r}"
+        loc = loc[:-1]
+    path = _dotted(loc)
+    return Problem(name, line, column, f"{path}: {message}" if path else message)
+
+
+def _locate(root: CommentedMap, loc: tuple[Any, ...], kind: str) -> tuple[int, int]:
+    """1-based line and column of the deepest node of loc that exists in the YAML tree."""
+    node: Any = root
+    line, column = root.lc.line, root.lc.col
+    for key in loc:
+        if isinstance(node, CommentedMap) and key in node:
+            # Point at the value for a bad value, at the key for an unknown key.
+            if kind == "extra_forbidden" or not isinstance(node[key], (CommentedMap, CommentedSeq)):
+                line, column = node.lc.key(key) if kind == "extra_forbidden" else node.lc.value(key)
+            else:
+                line, column = node.lc.key(key)
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
+            line, column = node.lc.item(key)
+            node = node[key]
+        else:
+            break
+    return line + 1, column + 1
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for key in loc:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out += f".{key}" if out else str(key)
+    return out

@@ -1,0 +1,120 @@
+"""The program language as pydantic models: what a file under rules/ may say."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from loyalty_engine.domain.money import MoneyError, currency_exponent, parse_decimal, to_minor
+
+Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Rounding = Literal["floor", "ceiling", "half_up", "half_even"]
+
+
+def _decimal_input(value: object) -> Decimal:
+    if isinstance(value, float):
+        # YAML numbers arrive as floats; their shortest repr is what the author typed.
+        value = repr(value)
+    try:
+        return parse_decimal(value, "value")
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+DecimalIn = Annotated[Decimal, BeforeValidator(_decimal_input)]
+PositiveDecimal = Annotated[DecimalIn, Field(gt=0, le=Decimal(1_000_000))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exclusions(_Strict):
+    """Items that never earn and never count as qualifying spend."""
+
+    categories: list[Label] = []
+    skus: list[Label] = []
+
+
+class PointsPerSpendRule(_Strict):
+    """Points for every whole currency unit of eligible spend."""
+
+    id: Slug
+    kind: Literal["points_per_spend"]
+    description: str | None = None
+    points_per_unit: PositiveDecimal = Field(
+        description="points per one unit of the currency (1 EUR), before multipliers"
+    )
+    rounding: Rounding = "floor"
+    minimum_purchase: DecimalIn = Field(
+        default=Decimal(0),
+        ge=0,
+        description="eligible spend (after exclusions) below which the rule earns nothing",
+    )
+    category_multipliers: dict[Label, PositiveDecimal] = {}
+
+
+class ProgramDefinition(_Strict):
+    """One loyalty program: the root of a file under rules/."""
+
+    program: Slug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    timezone: str
+    enrolment: Literal["open"]
+    exclude: Exclusions = Exclusions()
+    rules: Annotated[list[PointsPerSpendRule], Field(min_length=1)]
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        try:
+            currency_exponent(value)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone such as 'Europe/Amsterdam'"
+            ) from None
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _consistent_rules(
+        cls, rules: list[PointsPerSpendRule], info: ValidationInfo
+    ) -> list[PointsPerSpendRule]:
+        seen: set[str] = set()
+        for index, rule in enumerate(rules):
+            if rule.id in seen:
+                raise ValueError(f"rules[{index}]: rule id {rule.id!r} is used twice; rule ids "
+                                 "must be unique within a program")
+            seen.add(rule.id)
+        currency = info.data.get("currency")
+        if currency is None:  # already reported as a currency error
+            return rules
+        exponent = currency_exponent(currency)
+        for index, rule in enumerate(rules):
+            try:
+                to_minor(rule.minimum_purchase, exponent,
+                         f"rules[{index}].minimum_purchase", currency)
+            except MoneyError as exc:
+                raise ValueError(str(exc)) from None
+        return rules

@@ -1,0 +1,35 @@
+"""Errors a user can act on: each message is one sentence that says what to change."""
+
+from __future__ import annotations
+
+
+class LoyaltyError(Exception):
+    """Base for every error the entry points show as a message rather than a traceback."""
+
+
+class PurchaseConflictError(LoyaltyError):
+    """The same (store_id, transaction_id) was already recorded with a different body."""
+
+    def __init__(self, store_id: str, transaction_id: str) -> None:
+        self.store_id = store_id
+        self.transaction_id = transaction_id
+        super().__init__(
+            f"transaction {transaction_id!r} of store {store_id!r} was already recorded with "
+            "different contents; a purchase cannot be changed by posting it again"
+        )
+
+
+class PurchaseRejectedError(LoyaltyError):
+    """A purchase that is well-formed but cannot be accepted (e.g. the wrong currency)."""
+
+
+class ProgramApplyError(LoyaltyError):
+    """A program version that cannot be stored as asked."""
+
+
+class SchemaNotCurrentError(LoyaltyError):
+    """The database is not migrated to the schema this code expects."""
+
+
+class ImportFileError(LoyaltyError):
+    """An import file that cannot be read at all (missing columns, empty, unknown format)."""

@@ -1,0 +1,268 @@
+"""Bulk import of purchase files (JSON Lines or CSV): streamed, batched, all-or-nothing.
+
+The file is read once, in batches; each batch is validated and written with set-based SQL
+inside one transaction. By default any bad line rolls the whole import back after every
+problem has been reported; with skip_invalid the good purchases are kept and the rejects
+are written, with their reasons, to a JSON Lines file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from loyalty_engine.domain.events import PurchaseEvent, describe_errors
+from loyalty_engine.domain.purchases import Purchase
+from loyalty_engine.services.errors import ImportFileError
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.purchases import PurchaseWriter
+from loyalty_engine.store.database import write_transaction
+
+Format = Literal["jsonl", "csv"]
+CSV_COLUMNS = (
+    "transaction_id", "store_id", "member_id", "occurred_at", "currency", "total",
+    "sku", "category", "quantity", "unit_price",
+)
+_PURCHASE_COLUMNS = CSV_COLUMNS[:6]
+BATCH_SIZE = 2000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """A rejected record: the line it starts on and why."""
+
+    line: int
+    reason: str
+    record: Any = None
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did; nothing was stored when committed is False."""
+
+    path: str
+    read: int = 0
+    recorded: int = 0
+    replayed: int = 0
+    points: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    committed: bool = False
+    rejects_path: str | None = None
+
+
+class _Counting(io.RawIOBase):
+    """A binary reader that counts the bytes read through it, for the progress bar."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def detect_format(path: Path) -> Format:
+    """The format from the file name: .jsonl/.ndjson/.json are JSON Lines, .csv is CSV."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ImportFileError(
+        f"{path}: cannot tell the format from the name; use a .jsonl or .csv file or --format"
+    )
+
+
+def import_purchases(
+    engine: Engine,
+    path: Path,
+    now: datetime,
+    fmt: Format | None = None,
+    skip_invalid: bool = False,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Import a purchase file; see the module docstring for the all-or-nothing rule."""
+    fmt = fmt or detect_format(path)
+    report = ImportReport(path=str(path))
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
+    total_bytes = path.stat().st_size
+    with handle, write_transaction(engine) as conn:
+        counting = _Counting(handle)
+        buffered = io.BufferedReader(counting, buffer_size=1 << 20)
+        records = _jsonl(buffered) if fmt == "jsonl" else _csv(buffered, path)
+        writer = PurchaseWriter(conn, load_catalog(conn), now)
+        batch: list[tuple[int, Purchase]] = []
+        raw_by_line: dict[int, Any] = {}
+
+        def flush() -> None:
+            result = writer.write(batch)
+            for _, outcome in result.outcomes:
+                if outcome.replayed:
+                    report.replayed += 1
+                else:
+                    report.recorded += 1
+                    report.points += outcome.points
+            for rejection in result.rejections:
+                line = int(str(rejection.ref))
+                report.errors.append(LineError(line, _rejection_text(rejection),
+                                               raw_by_line.get(line)))
+            batch.clear()
+            raw_by_line.clear()
+            if progress is not None:
+                progress(counting.count, total_bytes)
+
+        for line, parsed, raw in records:
+            report.read += 1
+            if isinstance(parsed, str):
+                report.errors.append(LineError(line, parsed, raw))
+                continue
+            batch.append((line, parsed))
+            if skip_invalid:
+                raw_by_line[line] = raw
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        elif progress is not None:
+            progress(counting.count, total_bytes)
+        if report.read == 0:
+            raise ImportFileError(f"{path}: the file is empty; expected purchase records")
+        report.errors.sort(key=lambda e: e.line)
+        if report.errors and not skip_invalid:
+            conn.rollback()
+            report.recorded = report.replayed = report.points = 0
+            return report
+        if skip_invalid and report.errors:
+            target = rejects_path or path.with_name(path.name + ".rejects.jsonl")
+            _write_rejects(target, path, report.errors)
+            report.rejects_path = str(target)
+        report.committed = True
+    return report
+
+
+def _rejection_text(rejection: Any) -> str:
+    return (f"transaction {rejection.transaction_id!r} of store {rejection.store_id!r}: "
+            f"{rejection.reason}")
+
+
+def _write_rejects(target: Path, source: Path, errors: list[LineError]) -> None:
+    with target.open("w", encoding="utf-8") as out:
+        for error in errors:
+            out.write(json.dumps({"file": str(source), "line": error.line,
+                                  "reason": error.reason, "record": error.record},
+                                 ensure_ascii=False) + "\n")
+
+
+Parsed = tuple[int, Purchase | str, Any]
+
+
+def _jsonl(stream: io.BufferedReader) -> Iterator[Parsed]:
+    for number, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            event = PurchaseEvent.model_validate_json(raw)
+        except ValidationError as exc:
+            yield number, "; ".join(describe_errors(exc)), raw.decode("utf-8", "replace").rstrip()
+            continue
+        yield number, event.to_purchase(), raw.decode("utf-8", "replace").rstrip()
+
+
+def _csv(stream: io.BufferedReader, path: Path) -> Iterator[Parsed]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path}:1: the file is not UTF-8 text") from None
+    names = [h.strip() for h in header]
+    missing = [c for c in CSV_COLUMNS if c not in names]
+    unknown = [n for n in names if n not in CSV_COLUMNS]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append("missing column(s): " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown column(s): " + ", ".join(unknown))
+        raise ImportFileError(f"{path}:1: " + "; ".join(parts) + " (expected: "
+                              + ", ".join(CSV_COLUMNS) + ")")
+    index = {name: names.index(name) for name in CSV_COLUMNS}
+    group: list[tuple[int, dict[str, str]]] = []
+    line = reader.line_num
+    try:
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(names):
+                if group:
+                    yield _csv_purchase(group)
+                    group = []
+                yield start, f"expected {len(names)} columns, found {len(row)}", row
+                continue
+            record = {name: row[i].strip() for name, i in index.items()}
+            if group and (record["store_id"], record["transaction_id"]) != (
+                group[0][1]["store_id"], group[0][1]["transaction_id"]
+            ):
+                yield _csv_purchase(group)
+                group = []
+            group.append((start, record))
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path}:{line + 1}: the file is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+    if group:
+        yield _csv_purchase(group)
+
+
+def _csv_purchase(group: list[tuple[int, dict[str, str]]]) -> Parsed:
+    """Rows sharing a transaction (consecutive) become one purchase event."""
+    first_line, first = group[0]
+    records = [r for _, r in group]
+    for line, record in group[1:]:
+        differing = [c for c in _PURCHASE_COLUMNS if record[c] != first[c]]
+        if differing:
+            return (first_line, f"line {line}: {', '.join(differing)} differ(s) from the first "
+                                "row of the same transaction", records)
+    body = {
+        "transaction_id": first["transaction_id"],
+        "store_id": first["store_id"],
+        "member_id": first["member_id"] or None,
+        "occurred_at": first["occurred_at"],
+        "currency": first["currency"],
+        "total": first["total"],
+        "items": [
+            {"sku": r["sku"], "category": r["category"], "quantity": r["quantity"] or "1",
+             "unit_price": r["unit_price"]}
+            for r in records
+        ],
+    }
+    try:
+        event = PurchaseEvent.model_validate(body)
+    except ValidationError as exc:
+        return first_line, "; ".join(describe_errors(exc, [line for line, _ in group])), records
+    return first_line, event.to_purchase(), records

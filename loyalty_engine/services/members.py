@@ -1,0 +1,132 @@
+"""Reading members: lists, a member's balances, lots and purchases, and the ledger explained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.tables import (
+    Balance,
+    Enrolment,
+    LedgerEntry,
+    Member,
+    PointLot,
+    ProgramVersion,
+)
+from loyalty_engine.store.tables import Purchase as PurchaseRow
+
+_members = Member.__table__
+_balances = Balance.__table__
+_enrolments = Enrolment.__table__
+_ledger = LedgerEntry.__table__
+_lots = PointLot.__table__
+_versions = ProgramVersion.__table__
+_purchases = PurchaseRow.__table__
+
+
+class MemberNotFoundError(LoyaltyError):
+    """No member with that id."""
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(f"no member with id {member_id!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSummary:
+    """One line of `members list`."""
+
+    member_id: str
+    created_at: datetime
+    points: int
+    purchases: int
+    last_purchase_at: datetime | None
+
+
+def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[MemberSummary]:
+    """Members ordered by id, with their total points and purchase counts."""
+    points = (
+        select(_balances.c.member_id, func.sum(_balances.c.points).label("points"))
+        .group_by(_balances.c.member_id).subquery()
+    )
+    bought = (
+        select(_purchases.c.member_id, func.count().label("n"),
+               func.max(_purchases.c.occurred_at).label("last"))
+        .where(_purchases.c.member_id.is_not(None))
+        .group_by(_purchases.c.member_id).subquery()
+    )
+    query = (
+        select(_members.c.member_id, _members.c.created_at,
+               func.coalesce(points.c.points, 0), func.coalesce(bought.c.n, 0), bought.c.last)
+        .outerjoin(points, points.c.member_id == _members.c.member_id)
+        .outerjoin(bought, bought.c.member_id == _members.c.member_id)
+        .order_by(_members.c.member_id).limit(limit).offset(offset)
+    )
+    with read_transaction(engine) as conn:
+        rows = conn.execute(query).all()
+    # max() keeps the column's type, so last_purchase_at comes back timezone-aware.
+    return [MemberSummary(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+
+
+def show_member(engine: Engine, member_id: str, recent: int = 10) -> dict[str, Any]:
+    """Everything about one member: enrolments, balances, point lots and recent purchases."""
+    with read_transaction(engine) as conn:
+        member = conn.execute(select(_members).where(_members.c.member_id == member_id)).first()
+        if member is None:
+            raise MemberNotFoundError(member_id)
+        enrolments = conn.execute(
+            select(_enrolments.c.program_id, _enrolments.c.enrolled_at, _enrolments.c.source)
+            .where(_enrolments.c.member_id == member_id).order_by(_enrolments.c.program_id)
+        ).all()
+        balances = conn.execute(
+            select(_balances.c.program_id, _balances.c.points, _balances.c.lifetime_earned)
+            .where(_balances.c.member_id == member_id).order_by(_balances.c.program_id)
+        ).all()
+        lots = conn.execute(
+            select(_lots.c.entry_id, _lots.c.program_id, _lots.c.earned_at, _lots.c.points,
+                   _lots.c.remaining, _lots.c.expires_at)
+            .where(_lots.c.member_id == member_id)
+            .order_by(_lots.c.program_id, _lots.c.earned_at, _lots.c.entry_id)
+        ).all()
+        purchases = conn.execute(
+            select(_purchases.c.id, _purchases.c.store_id, _purchases.c.transaction_id,
+                   _purchases.c.occurred_at, _purchases.c.currency, _purchases.c.total_minor)
+            .where(_purchases.c.member_id == member_id)
+            .order_by(_purchases.c.occurred_at.desc(), _purchases.c.id.desc()).limit(recent)
+        ).all()
+    return {
+        "member_id": member.member_id,
+        "created_at": member.created_at,
+        "attributes": member.attributes,
+        "enrolments": [dict(r._mapping) for r in enrolments],
+        "balances": [dict(r._mapping) for r in balances],
+        "lots": [dict(r._mapping) for r in lots],
+        "recent_purchases": [dict(r._mapping) for r in purchases],
+    }
+
+
+def explain_member(engine: Engine, member_id: str) -> list[dict[str, Any]]:
+    """Every ledger entry of a member with the program version, rule, purchase and reason."""
+    with read_transaction(engine) as conn:
+        exists = conn.execute(
+            select(_members.c.member_id).where(_members.c.member_id == member_id)
+        ).first()
+        if exists is None:
+            raise MemberNotFoundError(member_id)
+        rows = conn.execute(
+            select(
+                _ledger.c.id, _ledger.c.program_id, _versions.c.version,
+                _versions.c.content_hash, _ledger.c.rule_id, _ledger.c.kind, _ledger.c.points,
+                _ledger.c.occurred_at, _purchases.c.store_id, _purchases.c.transaction_id,
+                _purchases.c.total_minor, _purchases.c.currency, _ledger.c.reason,
+            )
+            .join(_versions, _versions.c.id == _ledger.c.program_version_id)
+            .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
+            .where(_ledger.c.member_id == member_id)
+            .order_by(_ledger.c.occurred_at, _ledger.c.id)
+        ).all()
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,205 @@
+"""Program versions: applying program files, and the catalogue of versions in force."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, select
+
+from loyalty_engine.engine.versions import version_in_force
+from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
+from loyalty_engine.rules.loader import load_program_file, load_program_text
+from loyalty_engine.services.errors import ProgramApplyError
+from loyalty_engine.store.database import read_transaction, write_transaction
+from loyalty_engine.store.tables import Program, ProgramVersion
+
+# The first version of a program is in force for all history unless told otherwise, so that
+# purchases imported from before the program was applied still earn under it.
+BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+_programs = Program.__table__
+_versions = ProgramVersion.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInForce:
+    """A stored program version with its compiled program."""
+
+    id: int
+    program_id: str
+    version: int
+    content_hash: str
+    effective_from: datetime
+    program: CompiledProgram
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What `rules apply` did with one file."""
+
+    path: str
+    program_id: str
+    version: int
+    content_hash: str
+    effective_from: datetime
+    created: bool
+
+
+class ProgramCatalog:
+    """Every applied version of every program, to find the one in force at an instant."""
+
+    def __init__(self, versions: list[VersionInForce]) -> None:
+        self._by_program: dict[str, tuple[list[datetime], list[VersionInForce]]] = {}
+        for row in sorted(versions, key=lambda v: (v.program_id, v.effective_from)):
+            froms, rows = self._by_program.setdefault(row.program_id, ([], []))
+            froms.append(row.effective_from)
+            rows.append(row)
+
+    def in_force(self, program_id: str, at: datetime) -> VersionInForce | None:
+        """The version of program_id in force at `at`, or None."""
+        entry = self._by_program.get(program_id)
+        return version_in_force(entry[0], entry[1], at) if entry else None
+
+    def all_in_force(self, at: datetime) -> list[VersionInForce]:
+        """The version in force at `at` of every program that has one."""
+        found = []
+        for froms, rows in self._by_program.values():
+            row = version_in_force(froms, rows, at)
+            if row is not None:
+                found.append(row)
+        return found
+
+    @property
+    def program_ids(self) -> list[str]:
+        """Every program with at least one version."""
+        return sorted(self._by_program)
+
+    def versions(self, program_id: str) -> list[VersionInForce]:
+        """All versions of a program, oldest first."""
+        entry = self._by_program.get(program_id)
+        return list(entry[1]) if entry else []
+
+
+_compiled_cache: dict[str, CompiledProgram] = {}
+
+
+def load_catalog(conn: Connection) -> ProgramCatalog:
+    """All program versions, compiled (each distinct content is compiled once per process)."""
+    rows = conn.execute(
+        select(
+            _versions.c.id, _versions.c.program_id, _versions.c.version,
+            _versions.c.content_hash, _versions.c.effective_from, _versions.c.source_text,
+            _versions.c.source_path,
+        )
+    ).all()
+    versions = []
+    for row in rows:
+        compiled = _compiled_cache.get(row.content_hash)
+        if compiled is None:
+            compiled = load_program_text(row.source_text, row.source_path).compiled
+            _compiled_cache[row.content_hash] = compiled
+        versions.append(
+            VersionInForce(row.id, row.program_id, row.version, row.content_hash,
+                           row.effective_from, compiled)
+        )
+    return ProgramCatalog(versions)
+
+
+def program_files(paths: list[Path]) -> list[Path]:
+    """The files named, with each directory replaced by its *.yaml and *.yml files."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise ProgramFileError([Problem(str(path), 1, 1, "no *.yaml files in directory")])
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def validate_program_files(paths: list[Path]) -> list[LoadedProgram]:
+    """Load every file; raise one ProgramFileError listing every problem in every file."""
+    loaded: list[LoadedProgram] = []
+    problems: list[Problem] = []
+    for path in program_files(paths):
+        try:
+            loaded.append(load_program_file(path))
+        except ProgramFileError as exc:
+            problems.extend(exc.problems)
+    first_file: dict[str, str] = {}
+    for program in loaded:
+        pid = program.definition.program
+        if pid in first_file:
+            problems.append(Problem(program.path, 1, 1,
+                                    f"program {pid!r} is also defined in {first_file[pid]}"))
+        first_file.setdefault(pid, program.path)
+    if problems:
+        raise ProgramFileError(problems)
+    return loaded
+
+
+def apply_program_files(
+    engine: Engine, paths: list[Path], now: datetime, effective_from: datetime | None = None
+) -> list[ApplyResult]:
+    """Store a new version of each program whose content changed; all files or none.
+
+    A program's first version defaults to being in force for all history; later versions
+    default to `now`. A new version must take effect after the newest existing one, so
+    history that was already evaluated is never re-decided.
+    """
+    loaded = validate_program_files(paths)
+    results = []
+    with write_transaction(engine) as conn:
+        for program in loaded:
+            results.append(_apply_one(conn, program, now, effective_from))
+    return results
+
+
+def _apply_one(
+    conn: Connection, loaded: LoadedProgram, now: datetime, effective_from: datetime | None
+) -> ApplyResult:
+    pid = loaded.definition.program
+    latest = conn.execute(
+        select(_versions.c.version, _versions.c.content_hash, _versions.c.effective_from)
+        .where(_versions.c.program_id == pid)
+        .order_by(_versions.c.effective_from.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.content_hash == loaded.content_hash:
+        return ApplyResult(loaded.path, pid, latest.version, loaded.content_hash,
+                           latest.effective_from, created=False)
+    if latest is None:
+        start = effective_from or BEGINNING_OF_TIME
+        conn.execute(_programs.insert().values(program_id=pid, name=loaded.definition.name,
+                                               created_at=now))
+        version = 1
+    else:
+        start = effective_from or now
+        if start <= latest.effective_from:
+            raise ProgramApplyError(
+                f"{loaded.path}: version {latest.version} of program {pid!r} is in force from "
+                f"{latest.effective_from.isoformat()}; a new version must take effect later "
+                f"than that, not {start.isoformat()}"
+            )
+        version = latest.version + 1
+        conn.execute(_programs.update().where(_programs.c.program_id == pid)
+                     .values(name=loaded.definition.name))
+    conn.execute(
+        _versions.insert().values(
+            program_id=pid, version=version, content_hash=loaded.content_hash,
+            effective_from=start, applied_at=now, source_path=loaded.path,
+            source_text=loaded.source_text,
+        )
+    )
+    return ApplyResult(loaded.path, pid, version, loaded.content_hash, start, created=True)
+
+
+def list_versions(engine: Engine) -> list[VersionInForce]:
+    """Every stored version of every program, by program then age."""
+    with read_transaction(engine) as conn:
+        catalog = load_catalog(conn)
+    return [v for pid in catalog.program_ids for v in catalog.versions(pid)]

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, database connections, migrations."""

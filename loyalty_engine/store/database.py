@@ -1,0 +1,107 @@
+"""Opening the database: URL resolution, SQLite pragmas, and write transactions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_URL = "sqlite:///loyalty.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL the engine cannot use."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else LOYALTY_DATABASE_URL, else ./loyalty.db.
+
+    postgresql:// URLs are pointed at psycopg 3; relative SQLite paths are made absolute so
+    that a message can say exactly which file was used.
+    """
+    raw = url or os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_URL
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise DatabaseUrlError(
+            f"{raw!r} is not a database URL; use sqlite:///path/to/file.db or "
+            "postgresql://user@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise DatabaseUrlError("an in-memory SQLite database keeps nothing; give a file path")
+        parsed = parsed.set(drivername="sqlite", database=str(Path(database).resolve()))
+    else:
+        raise DatabaseUrlError(f"{backend} is not supported; use SQLite or PostgreSQL")
+    return parsed.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine; on SQLite with WAL, foreign keys, a busy timeout and real locking."""
+    resolved = resolve_url(url)
+    if make_url(resolved).get_backend_name() == "sqlite":
+        engine = create_engine(
+            resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(resolved, pool_pre_ping=True, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin hook, not the driver, decide when transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the write lock up front (BEGIN IMMEDIATE), so two writers
+        # queue on the busy timeout instead of failing with "database is locked" mid-way.
+        if conn.get_execution_options().get("loyalty_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one write transaction: committed on success, rolled back on error."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(loyalty_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one read-only transaction (a consistent snapshot)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    """True when the database is SQLite."""
+    return engine.dialect.name == "sqlite"

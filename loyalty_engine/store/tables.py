@@ -1,0 +1,186 @@
+"""The schema as typed SQLAlchemy models; services use their tables with set-based Core SQL.
+
+Every table that belongs to a member carries member_id, so the schema can later be sharded by
+member without redesign.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from loyalty_engine.store.types import BigId, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Member(Base):
+    """A customer known to the engine by the id the POS uses."""
+
+    __tablename__ = "members"
+
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Program(Base):
+    """A loyalty program, identified by the `program` key of its file."""
+
+    __tablename__ = "programs"
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class ProgramVersion(Base):
+    """One applied definition of a program, in force from effective_from until the next one."""
+
+    __tablename__ = "program_versions"
+    __table_args__ = (
+        UniqueConstraint("program_id", "version"),
+        UniqueConstraint("program_id", "effective_from"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"))
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[datetime]
+    applied_at: Mapped[datetime]
+    source_path: Mapped[str] = mapped_column(String(500))
+    source_text: Mapped[str] = mapped_column(Text)
+
+
+class Enrolment(Base):
+    """A member's membership of a program."""
+
+    __tablename__ = "enrolments"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"), primary_key=True)
+    enrolled_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class Purchase(Base):
+    """A purchase, stored once per (store_id, transaction_id); body_hash detects changed replays."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("store_id", "transaction_id"),
+        Index(None, "member_id", "occurred_at"),
+        CheckConstraint("total_minor >= 0", name="total_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(64))
+    transaction_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str | None] = mapped_column(ForeignKey("members.member_id"))
+    occurred_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+
+
+class PurchaseItem(Base):
+    """A line of a purchase; quantity in thousandths, amounts in minor units."""
+
+    __tablename__ = "purchase_items"
+    __table_args__ = (UniqueConstraint("purchase_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    member_id: Mapped[str | None] = mapped_column(String(64))
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    quantity_milli: Mapped[int] = mapped_column(BigInteger)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerEntry(Base):
+    """An append-only change of a member's points, with the version, rule and reason behind it.
+
+    UPDATE and DELETE are refused by database triggers (see the initial migration).
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        # The natural key that makes an award happen once per purchase, program and rule.
+        UniqueConstraint("purchase_id", "program_id", "rule_id", "kind"),
+        Index(None, "member_id", "program_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"))
+    program_version_id: Mapped[int] = mapped_column(ForeignKey("program_versions.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    reason: Mapped[dict[str, Any]]
+
+
+class PointLot(Base):
+    """Points earned together, spent and expired first-in-first-out; one per earning entry."""
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        Index(None, "member_id", "program_id", "earned_at"),
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
+    )
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"))
+    earned_at: Mapped[datetime]
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None]
+
+
+class Balance(Base):
+    """Cached per-program balance, updated in the same transaction as the ledger it sums."""
+
+    __tablename__ = "balances"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    lifetime_earned: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+metadata = Base.metadata
