@@ -1,0 +1,1 @@
+"""The `loyalty` command line: thin Typer commands that parse input, call a service, print."""

@@ -1,0 +1,85 @@
+"""The `loyalty` command: the root Typer app, its global options and error handling."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from loyalty_engine.cli import db, members, purchases, rules
+from loyalty_engine.cli.context import Settings
+from loyalty_engine.cli.demo import demo
+from loyalty_engine.cli.output import err_console
+from loyalty_engine.domain.money import MoneyError
+from loyalty_engine.rules import ProgramFileError
+from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
+from loyalty_engine.store.migrate import MigrationsMissingError
+
+app = typer.Typer(
+    name="loyalty",
+    help="loyalty-engine: loyalty and frequency programs as files, purchases awarded once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(rules.app, name="rules")
+app.add_typer(purchases.app, name="purchases")
+app.add_typer(members.app, name="members")
+app.command()(demo)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database: str | None = typer.Option(
+        None, "--database", "-d", metavar="URL",
+        help="Database URL (default: $LOYALTY_DATABASE_URL, else sqlite:///loyalty.db).",
+    ),
+) -> None:
+    """Global options."""
+    ctx.obj = Settings(database=database)
+
+
+def _error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True,
+                      highlight=False)
+
+
+def main() -> None:
+    """Entry point of the console script: a clear sentence and exit 1, never a traceback."""
+    try:
+        app()
+    except ProgramFileError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, soft_wrap=True)
+        sys.exit(1)
+    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError) as exc:
+        _error(str(exc).replace("[", r"\["))
+        sys.exit(1)
+    except ValidationError as exc:
+        _error(str(exc).splitlines()[0])
+        sys.exit(1)
+    except (OperationalError, DBAPIError) as exc:
+        if os.environ.get("LOYALTY_DEBUG"):
+            raise
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        try:
+            where = describe_url(resolve_url(None))
+        except DatabaseUrlError:
+            where = "the database"
+        _error(f"database error ({where}): {detail}".replace("[", r"\["))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _error("interrupted; the current transaction was rolled back")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("LOYALTY_DEBUG"):
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} (set LOYALTY_DEBUG=1 for a "
+               "traceback, and please report it)".replace("[", r"\["))
+        sys.exit(2)

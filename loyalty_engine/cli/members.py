@@ -1,0 +1,98 @@
+"""`loyalty members ...`: list members, show one, explain every point of their ledger."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for
+from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.members import explain_member, list_members, show_member
+
+app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    limit: int = typer.Option(100, min=1, help="At most this many members."),
+    offset: int = typer.Option(0, min=0, help="Skip this many members first."),
+    json_out: bool = JSON,
+) -> None:
+    """Members by id with their points, purchase count and last purchase."""
+    rows = list_members(engine_for(ctx), limit=limit, offset=offset)
+    if json_out:
+        emit_json([{"member_id": r.member_id, "created_at": r.created_at, "points": r.points,
+                    "purchases": r.purchases, "last_purchase_at": r.last_purchase_at}
+                   for r in rows])
+        return
+    table = Table("member", "points", "purchases", "last purchase")
+    for r in rows:
+        table.add_row(r.member_id, str(r.points), str(r.purchases), when(r.last_purchase_at))
+    console.print(table)
+
+
+@app.command()
+def show(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
+    """A member's enrolments, balances per program, point lots and recent purchases."""
+    data = show_member(engine_for(ctx), member_id)
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"[bold]{data['member_id']}[/] (member since {when(data['created_at'])})")
+    balances = Table("program", "points", "earned in total", title="balances")
+    for b in data["balances"]:
+        balances.add_row(b["program_id"], str(b["points"]), str(b["lifetime_earned"]))
+    console.print(balances)
+    enrolments = Table("program", "enrolled", "how", title="enrolments")
+    for e in data["enrolments"]:
+        enrolments.add_row(e["program_id"], when(e["enrolled_at"]), e["source"])
+    console.print(enrolments)
+    lots = Table("lot", "program", "earned", "points", "remaining", "expires",
+                 title="point lots (spent first-in-first-out)")
+    for lot in data["lots"]:
+        lots.add_row(str(lot["entry_id"]), lot["program_id"], when(lot["earned_at"]),
+                     str(lot["points"]), str(lot["remaining"]),
+                     when(lot["expires_at"]) if lot["expires_at"] else "never")
+    console.print(lots)
+    purchases = Table("when", "store", "transaction", "total", title="recent purchases")
+    for p in data["recent_purchases"]:
+        purchases.add_row(when(p["occurred_at"]), p["store_id"], p["transaction_id"],
+                          _money(p["total_minor"], p["currency"]))
+    console.print(purchases)
+
+
+@app.command()
+def explain(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
+    """Every ledger entry with the program version, rule and purchase behind it."""
+    entries = explain_member(engine_for(ctx), member_id)
+    if json_out:
+        emit_json(entries)
+        return
+    total = 0
+    for e in entries:
+        total += e["points"]
+        source = (f"purchase {e['transaction_id']} at {e['store_id']} "
+                  f"({_money(e['total_minor'], e['currency'])})" if e["transaction_id"] else "-")
+        console.print(
+            f"{when(e['occurred_at'])}  {e['points']:+d} points  {e['program_id']} "
+            f"v{e['version']} ({e['content_hash'][:12]}) rule {e['rule_id']}: {source}; "
+            f"{_why(e['reason'])}  -> balance {total}",
+            markup=False, soft_wrap=True,
+        )
+    console.print(f"{len(entries)} ledger entries, {total} points", markup=False)
+
+
+def _money(minor: int, currency: str) -> str:
+    from loyalty_engine.domain.money import currency_exponent, format_minor
+
+    return f"{format_minor(minor, currency_exponent(currency))} {currency}"
+
+
+def _why(reason: dict[str, object]) -> str:
+    parts = [f"{k}={v}" for k, v in reason.items() if k != "multipliers"]
+    multipliers = reason.get("multipliers")
+    if isinstance(multipliers, dict):
+        parts.extend(f"x{m['multiplier']} on {cat}" for cat, m in multipliers.items())
+    return ", ".join(parts)

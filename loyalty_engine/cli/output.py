@@ -1,0 +1,38 @@
+"""Printing for the CLI: rich tables for people, --json for scripts, errors as one sentence."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def emit_json(data: Any) -> None:
+    """Write data as indented JSON to standard output."""
+    sys.stdout.write(json.dumps(data, default=_default, indent=2, ensure_ascii=False) + "\n")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `error: message` to standard error and exit with code."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp for people: ISO 8601 in UTC, to the second."""
+    return "-" if value is None else value.replace(microsecond=0).isoformat()

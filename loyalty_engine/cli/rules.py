@@ -1,0 +1,109 @@
+"""`loyalty rules ...`: validate program files, apply them as new versions, list versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.output import console, emit_json, err_console, when
+from loyalty_engine.rules import ProgramFileError
+from loyalty_engine.services.programs import (
+    apply_program_files,
+    list_versions,
+    validate_program_files,
+)
+
+app = typer.Typer(help="Validate and apply program definitions (YAML files).",
+                  no_args_is_help=True)
+
+PATHS = typer.Argument(..., help="Program files, or directories of *.yaml files.")
+
+
+def _report(exc: ProgramFileError) -> None:
+    for problem in exc.problems:
+        err_console.print(str(problem), markup=False, soft_wrap=True)
+    count = len(exc.problems)
+    err_console.print(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed",
+                      markup=False)
+    raise SystemExit(1)
+
+
+@app.command()
+def validate(
+    paths: list[Path] = PATHS,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check program files; print every problem as file:line:col: message (exit 1 if any)."""
+    try:
+        loaded = validate_program_files(paths)
+    except ProgramFileError as exc:
+        if json_out:
+            emit_json({"valid": False, "problems": [
+                {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
+                for p in exc.problems]})
+            raise SystemExit(1) from None
+        _report(exc)
+        return
+    if json_out:
+        emit_json({"valid": True, "programs": [
+            {"file": p.path, "program": p.definition.program, "content_hash": p.content_hash,
+             "rules": len(p.definition.rules)} for p in loaded]})
+        return
+    for program in loaded:
+        console.print(f"{program.path}: ok (program {program.definition.program}, "
+                      f"{len(program.definition.rules)} rule(s))", markup=False)
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    paths: list[Path] = PATHS,
+    effective_from: str | None = typer.Option(
+        None, "--effective-from",
+        help="When the new versions take effect (ISO 8601 with offset). Default: now; a "
+             "program's first version is in force for all history.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Store a new version of each changed program; unchanged content is a no-op."""
+    start = parse_instant(effective_from, "--effective-from")
+    engine = engine_for(ctx)
+    try:
+        results = apply_program_files(engine, paths, now(), start)
+    except ProgramFileError as exc:
+        _report(exc)
+        return
+    if json_out:
+        emit_json([{"file": r.path, "program": r.program_id, "version": r.version,
+                    "content_hash": r.content_hash, "effective_from": r.effective_from,
+                    "created": r.created} for r in results])
+        return
+    for r in results:
+        if r.created:
+            console.print(f"{r.program_id}: version {r.version} stored, in force from "
+                          f"{when(r.effective_from)} ({r.content_hash[:12]})", markup=False)
+        else:
+            console.print(f"{r.program_id}: unchanged (version {r.version}, "
+                          f"{r.content_hash[:12]})", markup=False)
+
+
+@app.command()
+def versions(
+    ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """List every stored version of every program."""
+    rows = list_versions(engine_for(ctx))
+    if json_out:
+        emit_json([{"program": v.program_id, "version": v.version,
+                    "effective_from": v.effective_from, "content_hash": v.content_hash,
+                    "name": v.program.name, "currency": v.program.currency} for v in rows])
+        return
+    from rich.table import Table
+
+    table = Table("program", "version", "in force from", "content hash", "name")
+    for v in rows:
+        table.add_row(v.program_id, str(v.version), when(v.effective_from),
+                      v.content_hash[:12], v.program.name)
+    console.print(table)

@@ -1,0 +1,162 @@
+"""The demo: a seeded year of a coffee chain's customers run through the engine.
+
+Frequent customers come every week or more, occasional ones a few times a month, lapsed
+ones were regulars who stopped coming; some purchases are anonymous. The same seed and
+as-of always give the same purchases.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from loyalty_engine.domain.money import currency_exponent, format_minor
+from loyalty_engine.domain.events import PurchaseEvent
+from loyalty_engine.domain.purchases import Purchase
+from loyalty_engine.services.programs import apply_program_files, load_catalog
+from loyalty_engine.services.purchases import PurchaseWriter
+from loyalty_engine.store.database import read_transaction, write_transaction
+from loyalty_engine.store.tables import Balance, LedgerEntry
+from loyalty_engine.store.tables import Purchase as PurchaseRow
+
+# sku, category, unit price in cents: what a coffee bar sells.
+CATALOGUE: tuple[tuple[str, str, int], ...] = (
+    ("ESPRESSO", "coffee", 240), ("FLAT-WHITE", "coffee", 360), ("CAPPUCCINO", "coffee", 340),
+    ("OAT-LATTE", "coffee", 410), ("CHAI", "tea", 350), ("GREEN-TEA", "tea", 290),
+    ("CROISSANT", "pastry", 220), ("CINNAMON-BUN", "pastry", 310),
+    ("SANDWICH", "lunch", 695), ("SOUP", "lunch", 550),
+    ("BEANS-HOUSE-250G", "coffee-beans", 895), ("BEANS-ETHIOPIA-250G", "coffee-beans", 1295),
+    ("SPARKLING-WATER", "drinks", 275), ("DEPOSIT-BOTTLE", "drinks", 15),
+    ("GIFT-CARD-25", "gift-cards", 2500),
+)
+STORES = ("AMS-CENTRAAL", "AMS-ZUID", "UTR-01", "RTM-01")
+SEGMENTS = {"frequent": 0.2, "occasional": 0.5, "lapsed": 0.3}
+
+
+@dataclass(slots=True)
+class SegmentStats:
+    """Per-segment totals for the summary."""
+
+    members: int = 0
+    purchases: int = 0
+    spend_minor: int = 0
+    points: int = 0
+
+
+@dataclass(slots=True)
+class DemoSummary:
+    """What the demo did, for printing."""
+
+    database: str
+    as_of: datetime
+    programs: list[str]
+    members: int
+    purchases: int
+    anonymous: int
+    points: int
+    currency: str
+    segments: dict[str, SegmentStats] = field(default_factory=dict)
+    top: list[tuple[str, int]] = field(default_factory=list)
+    replay_changed: int = 0
+
+    def money(self, minor: int) -> str:
+        """Minor units in the demo's currency."""
+        return f"{format_minor(minor, currency_exponent(self.currency))} {self.currency}"
+
+
+def generate(seed: int, as_of: datetime, members: int) -> Iterator[tuple[str, Purchase]]:
+    """Seeded purchases over the year before as_of, each with its member's segment."""
+    rng = random.Random(seed)
+    start = as_of - timedelta(days=365)
+    serial = 0
+    for number in range(1, members + 1):
+        member_id = f"M{number:05d}"
+        segment = rng.choices(list(SEGMENTS), weights=list(SEGMENTS.values()))[0]
+        home = rng.choice(STORES)
+        if segment == "frequent":
+            gap_days, stop = 7 / rng.uniform(0.6, 1.4), as_of
+        elif segment == "occasional":
+            gap_days, stop = 30 / rng.uniform(0.6, 1.8), as_of
+        else:
+            gap_days, stop = 7 / rng.uniform(0.5, 1.0), start + timedelta(days=rng.randint(60, 180))
+        at = start + timedelta(days=rng.uniform(0, gap_days))
+        while at < stop:
+            serial += 1
+            yield segment, _basket(rng, serial, member_id, rng.choice([home, home, *STORES]), at)
+            if rng.random() < 0.1:  # an anonymous walk-in at the same store
+                serial += 1
+                yield "anonymous", _basket(rng, serial, None, home, at + timedelta(minutes=7))
+            at += timedelta(days=rng.expovariate(1 / gap_days))
+
+
+def _basket(rng: random.Random, serial: int, member_id: str | None, store: str,
+            at: datetime) -> Purchase:
+    picks = [rng.choice(CATALOGUE[:6])]
+    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+        picks.append(rng.choice(CATALOGUE))
+    exponent = currency_exponent("EUR")
+    items = []
+    total = 0
+    for sku, category, price in picks:
+        quantity = rng.choice([1, 1, 1, 2])
+        total += quantity * price
+        items.append({"sku": sku, "category": category, "quantity": str(quantity),
+                      "unit_price": format_minor(price, exponent)})
+    occurred = at.replace(hour=rng.randint(7, 18), minute=rng.randint(0, 59), second=0,
+                          microsecond=0)
+    # Through the same validated event model as files and HTTP, so the demo's data is real.
+    return PurchaseEvent.model_validate({
+        "transaction_id": f"DEMO-{serial:06d}", "store_id": store, "member_id": member_id,
+        "occurred_at": occurred, "currency": "EUR", "total": format_minor(total, exponent),
+        "items": items,
+    }).to_purchase()
+
+
+def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
+             members: int) -> DemoSummary:
+    """Apply rules_dir, run a seeded year of purchases through the engine, then replay it."""
+    applied = apply_program_files(engine, [rules_dir], as_of)
+    segment_of: dict[str, str] = {}
+    stats: dict[str, SegmentStats] = {s: SegmentStats() for s in (*SEGMENTS, "anonymous")}
+    generated = list(generate(seed, as_of, members))
+    with write_transaction(engine) as conn:
+        writer = PurchaseWriter(conn, load_catalog(conn), as_of)
+        for start in range(0, len(generated), 2000):
+            chunk = generated[start : start + 2000]
+            result = writer.write([(i, p) for i, (_, p) in enumerate(chunk, start=start)])
+            for ref, outcome in result.outcomes:
+                segment, purchase = generated[int(str(ref))]
+                s = stats[segment]
+                s.purchases += 1
+                s.spend_minor += purchase.total_minor
+                s.points += outcome.points
+                if purchase.member_id:
+                    segment_of[purchase.member_id] = segment
+    for segment in segment_of.values():
+        stats[segment].members += 1
+    # Post the whole year a second time, as a POS retrying everything would: nothing changes.
+    with write_transaction(engine) as conn:
+        writer = PurchaseWriter(conn, load_catalog(conn), as_of)
+        changed = sum(
+            1 for _, outcome in writer.write([(i, p) for i, (_, p) in enumerate(generated)]).outcomes
+            if not outcome.replayed
+        )
+    with read_transaction(engine) as conn:
+        top = conn.execute(
+            select(Balance.member_id, Balance.points).order_by(Balance.points.desc(),
+                                                               Balance.member_id).limit(5)
+        ).all()
+        points = conn.execute(select(func.coalesce(func.sum(LedgerEntry.points), 0))).scalar_one()
+        purchases = conn.execute(select(func.count()).select_from(PurchaseRow)).scalar_one()
+    return DemoSummary(
+        database=str(engine.url.render_as_string(hide_password=True)), as_of=as_of,
+        programs=[f"{r.program_id} v{r.version}" for r in applied],
+        members=len(segment_of), purchases=int(purchases),
+        anonymous=stats["anonymous"].purchases, points=int(points), currency="EUR",
+        segments=stats, top=[(m, int(p)) for m, p in top], replay_changed=changed,
+    )
