@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.events import PurchaseEvent
+from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.services.programs import apply_program_files, load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter
@@ -142,10 +142,8 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
     # Post the whole year a second time, as a POS retrying everything would: nothing changes.
     with write_transaction(engine) as conn:
         writer = PurchaseWriter(conn, load_catalog(conn), as_of)
-        changed = sum(
-            1 for _, outcome in writer.write([(i, p) for i, (_, p) in enumerate(generated)]).outcomes
-            if not outcome.replayed
-        )
+        again = writer.write([(i, p) for i, (_, p) in enumerate(generated)])
+        changed = sum(1 for _, outcome in again.outcomes if not outcome.replayed)
     with read_transaction(engine) as conn:
         top = conn.execute(
             select(Balance.member_id, Balance.points).order_by(Balance.points.desc(),

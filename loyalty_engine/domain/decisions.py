@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class EarnPoints:
+class EarnPoints(NamedTuple):
     """Award points to the purchase's member under one rule of one program version."""
 
     program_id: str
     rule_id: str
     points: int
-    reason: dict[str, Any] = field(default_factory=dict)
+    reason: dict[str, Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from iso4217 import Currency
 
@@ -11,6 +12,7 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be accepted; the message says why."""
 
 
+@lru_cache(maxsize=512)
 def currency_exponent(code: str) -> int:
     """Number of minor-unit digits of an ISO 4217 currency (EUR: 2, JPY: 0, BHD: 3)."""
     if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
@@ -27,18 +29,22 @@ def currency_exponent(code: str) -> int:
 
 def parse_decimal(value: object, what: str) -> Decimal:
     """A Decimal from a decimal string or an integer; floats are refused (they lose cents)."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, str):
+        try:
+            if "_" in value:  # Decimal() would read "1_000" as 1000; a till never means that
+                raise InvalidOperation
+            result = Decimal(value)
+        except InvalidOperation:
+            raise MoneyError(f"{what} {value!r} is not a decimal number") from None
+        if not result.is_finite():
+            raise MoneyError(f"{what} {value!r} is not a finite number")
+        return result
+    if isinstance(value, (bool, float)):
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not a JSON number")
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, Decimal):
         result = value
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            result = Decimal(text)
-        except InvalidOperation:
-            raise MoneyError(f"{what} {value!r} is not a decimal number") from None
     else:
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\"")
     if not result.is_finite():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class LineItem:
+class LineItem(NamedTuple):
     """One line of a basket; amount_minor is quantity x unit price, rounded half-up."""
 
     line_no: int
@@ -18,9 +18,9 @@ class LineItem:
     amount_minor: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Purchase:
-    """A purchase event after validation; occurred_at is timezone-aware."""
+    """A purchase event after validation; occurred_at is timezone-aware. Treat as immutable."""
 
     store_id: str
     transaction_id: str

@@ -79,11 +79,14 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
         message = " ".join(
             part for part in (exc.context, exc.problem) if part
         ) or "malformed YAML"
-        raise ProgramFileError([Problem(name, line, column, f"malformed YAML: {message}")]) from None
+        problem = Problem(name, line, column, f"malformed YAML: {message}")
+        raise ProgramFileError([problem]) from None
     except YAMLError as exc:
         raise ProgramFileError([Problem(name, 1, 1, f"malformed YAML: {exc}")]) from None
     if data is None:
-        raise ProgramFileError([Problem(name, 1, 1, "file is empty; expected a program definition")])
+        raise ProgramFileError(
+            [Problem(name, 1, 1, "file is empty; expected a program definition")]
+        )
     if not isinstance(data, CommentedMap):
         raise ProgramFileError(
             [Problem(name, 1, 1, "a program file must be a mapping with keys such as "

@@ -178,7 +178,7 @@ def _write_rejects(target: Path, source: Path, errors: list[LineError]) -> None:
 Parsed = tuple[int, Purchase | str, Any]
 
 
-def _jsonl(stream: io.BufferedReader) -> Iterator[Parsed]:
+def _jsonl(stream: io.BufferedReader[Any]) -> Iterator[Parsed]:
     for number, raw in enumerate(stream, start=1):
         if not raw.strip():
             continue
@@ -190,7 +190,7 @@ def _jsonl(stream: io.BufferedReader) -> Iterator[Parsed]:
         yield number, event.to_purchase(), raw.decode("utf-8", "replace").rstrip()
 
 
-def _csv(stream: io.BufferedReader, path: Path) -> Iterator[Parsed]:
+def _csv(stream: io.BufferedReader[Any], path: Path) -> Iterator[Parsed]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
     try:

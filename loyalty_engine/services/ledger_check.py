@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
-from loyalty_engine.store.tables import Balance, LedgerEntry, PointLot
 
-_balances = Balance.__table__
-_ledger = LedgerEntry.__table__
-_lots = PointLot.__table__
+_balances = tables.balances
+_ledger = tables.ledger_entries
+_lots = tables.point_lots
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,24 +9,16 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
-from loyalty_engine.store.tables import (
-    Balance,
-    Enrolment,
-    LedgerEntry,
-    Member,
-    PointLot,
-    ProgramVersion,
-)
-from loyalty_engine.store.tables import Purchase as PurchaseRow
 
-_members = Member.__table__
-_balances = Balance.__table__
-_enrolments = Enrolment.__table__
-_ledger = LedgerEntry.__table__
-_lots = PointLot.__table__
-_versions = ProgramVersion.__table__
-_purchases = PurchaseRow.__table__
+_members = tables.members
+_balances = tables.balances
+_enrolments = tables.enrolments
+_ledger = tables.ledger_entries
+_lots = tables.point_lots
+_versions = tables.program_versions
+_purchases = tables.purchases
 
 
 class MemberNotFoundError(LoyaltyError):

@@ -12,15 +12,15 @@ from loyalty_engine.engine.versions import version_in_force
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.loader import load_program_file, load_program_text
 from loyalty_engine.services.errors import ProgramApplyError
+from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.tables import Program, ProgramVersion
 
 # The first version of a program is in force for all history unless told otherwise, so that
 # purchases imported from before the program was applied still earn under it.
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
-_programs = Program.__table__
-_versions = ProgramVersion.__table__
+_programs = tables.programs
+_versions = tables.program_versions
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, select, tuple_
+from sqlalchemy import Connection, Engine, select
 
 from loyalty_engine.domain.decisions import EarnPoints
 from loyalty_engine.domain.events import PurchaseEvent
@@ -20,30 +21,21 @@ from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.earning import evaluate_purchase
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.programs import ProgramCatalog, VersionInForce, load_catalog
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows, select_by_keys
 from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.sql import chunked, insert_for
-from loyalty_engine.store.tables import (
-    Balance,
-    Enrolment,
-    LedgerEntry,
-    Member,
-    PointLot,
-    ProgramVersion,
-)
-from loyalty_engine.store.tables import Purchase as PurchaseRow
-from loyalty_engine.store.tables import PurchaseItem as PurchaseItemRow
+from loyalty_engine.store.sql import chunked
 
-_members = Member.__table__
-_enrolments = Enrolment.__table__
-_purchases = PurchaseRow.__table__
-_items = PurchaseItemRow.__table__
-_ledger = LedgerEntry.__table__
-_lots = PointLot.__table__
-_balances = Balance.__table__
+_members = tables.members
+_enrolments = tables.enrolments
+_purchases = tables.purchases
+_items = tables.purchase_items
+_ledger = tables.ledger_entries
+_lots = tables.point_lots
+_balances = tables.balances
 
 
-@dataclass(frozen=True, slots=True)
-class Award:
+class Award(NamedTuple):
     """Points one rule of one program version gave a purchase."""
 
     program_id: str
@@ -52,7 +44,7 @@ class Award:
     points: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PurchaseOutcome:
     """The result of recording a purchase; a replay returns the original purchase's awards."""
 
@@ -118,6 +110,11 @@ class PurchaseWriter:
         self.conn = conn
         self.catalog = catalog
         self.now = now
+        self.convert = Converters(conn)
+        # Members and enrolments this writer has already ensured, so that a long import
+        # does not re-send them with every batch.
+        self._known_members: set[str] = set()
+        self._known_enrolments: set[tuple[str, str]] = set()
 
     def write(self, batch: Sequence[tuple[Hashable, Purchase]]) -> BatchResult:
         """Record a batch; duplicates of stored or earlier purchases are replays or conflicts."""
@@ -155,13 +152,11 @@ class PurchaseWriter:
 
     def _stored(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
         found: dict[tuple[str, str], tuple[int, str]] = {}
-        key_col = tuple_(_purchases.c.store_id, _purchases.c.transaction_id)
         for part in chunked(keys):
-            rows = self.conn.execute(
-                select(_purchases.c.store_id, _purchases.c.transaction_id, _purchases.c.id,
-                       _purchases.c.body_hash).where(key_col.in_(part))
-            )
-            for store_id, transaction_id, pid, body_hash in rows:
+            for store_id, transaction_id, pid, body_hash in select_by_keys(
+                self.conn, _purchases, ("store_id", "transaction_id"), part,
+                ("store_id", "transaction_id", "id", "body_hash"),
+            ):
                 found[(store_id, transaction_id)] = (pid, body_hash)
         return found
 
@@ -184,159 +179,114 @@ class PurchaseWriter:
         return _Plan(ref, purchase, enrol, decisions)
 
     def _store(self, plans: list[_Plan], result: BatchResult) -> None:
-        conn, now = self.conn, self.now
-        members = {p.purchase.member_id for p in plans if p.purchase.member_id is not None}
-        if members:
-            conn.execute(
-                insert_for(conn, _members).on_conflict_do_nothing(),
-                [{"member_id": m, "created_at": now, "attributes": {}} for m in sorted(members)],
-            )
+        conn, conv = self.conn, self.convert
+        now = conv.when(self.now)
+        members = sorted({p.purchase.member_id for p in plans
+                          if p.purchase.member_id is not None} - self._known_members)
+        insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
+                    [(m, now, "{}") for m in members], on_conflict=["member_id"])
+        self._known_members.update(members)
         enrolments: dict[tuple[str, str], datetime] = {}
         for plan in plans:
             member_id = plan.purchase.member_id
             for version in plan.enrol:
                 assert member_id is not None
                 pair = (member_id, version.program_id)
+                if pair in self._known_enrolments:
+                    continue
                 first = enrolments.get(pair)
                 if first is None or plan.purchase.occurred_at < first:
                     enrolments[pair] = plan.purchase.occurred_at
-        if enrolments:
-            conn.execute(
-                insert_for(conn, _enrolments).on_conflict_do_nothing(),
-                [{"member_id": m, "program_id": p, "enrolled_at": at, "source": "auto"}
-                 for (m, p), at in sorted(enrolments.items())],
-            )
-        rows = conn.execute(
-            insert_for(conn, _purchases)
-            .on_conflict_do_nothing(index_elements=["store_id", "transaction_id"])
-            .returning(_purchases.c.store_id, _purchases.c.transaction_id, _purchases.c.id),
-            [
-                {
-                    "store_id": p.purchase.store_id,
-                    "transaction_id": p.purchase.transaction_id,
-                    "member_id": p.purchase.member_id,
-                    "occurred_at": p.purchase.occurred_at,
-                    "currency": p.purchase.currency,
-                    "total_minor": p.purchase.total_minor,
-                    "body_hash": p.purchase.body_hash,
-                    "recorded_at": now,
-                }
-                for p in plans
-            ],
-        ).all()
-        ids = {(s, t): i for s, t, i in rows}
-        inserted = [p for p in plans if p.purchase.key in ids]
-        raced = [p for p in plans if p.purchase.key not in ids]
-        if raced:
-            # Another writer committed the same key between our look-up and our insert.
-            stored = self._stored([p.purchase.key for p in raced])
-            for plan in raced:
-                pid, body_hash = stored[plan.purchase.key]
-                if body_hash == plan.purchase.body_hash:
-                    result.outcomes.append((plan.ref, _replay(plan.purchase, pid)))
+        insert_rows(conn, _enrolments, ("member_id", "program_id", "enrolled_at", "source"),
+                    [(m, p, conv.when(at), "auto") for (m, p), at in sorted(enrolments.items())],
+                    on_conflict=["member_id", "program_id"])
+        self._known_enrolments.update(enrolments)
+        ids = allocate_ids(conn, _purchases, len(plans))
+        inserted_count = insert_rows(
+            conn, _purchases,
+            ("id", "store_id", "transaction_id", "member_id", "occurred_at", "currency",
+             "total_minor", "body_hash", "recorded_at"),
+            [(pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+              conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
+              p.purchase.body_hash, now) for pid, p in zip(ids, plans, strict=True)],
+            on_conflict=["store_id", "transaction_id"],
+        )
+        inserted = list(zip(ids, plans, strict=True))
+        if inserted_count != len(plans):
+            # Another writer committed some of the same keys between our look-up and our
+            # insert (PostgreSQL only: SQLite's write lock excludes it). Theirs stand.
+            stored = self._stored([p.purchase.key for p in plans])
+            inserted = []
+            for pid, plan in zip(ids, plans, strict=True):
+                their_id, body_hash = stored[plan.purchase.key]
+                if their_id == pid:
+                    inserted.append((pid, plan))
+                elif body_hash == plan.purchase.body_hash:
+                    result.outcomes.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
                     result.rejections.append(_reject(plan.ref, plan.purchase, _CONFLICT))
         if not inserted:
             return
-        conn.execute(
-            _items.insert(),
-            [
-                {
-                    "purchase_id": ids[p.purchase.key],
-                    "member_id": p.purchase.member_id,
-                    "line_no": item.line_no,
-                    "sku": item.sku,
-                    "category": item.category,
-                    "quantity_milli": item.quantity_milli,
-                    "unit_price_minor": item.unit_price_minor,
-                    "amount_minor": item.amount_minor,
-                }
-                for p in inserted
-                for item in p.purchase.items
-            ],
+        insert_rows(
+            conn, _items,
+            ("purchase_id", "member_id", "line_no", "sku", "category", "quantity_milli",
+             "unit_price_minor", "amount_minor"),
+            [(pid, p.purchase.member_id, i.line_no, i.sku, i.category, i.quantity_milli,
+              i.unit_price_minor, i.amount_minor)
+             for pid, p in inserted for i in p.purchase.items],
         )
-        self._store_awards(inserted, ids, result)
+        self._store_awards(inserted, result)
 
-    def _store_awards(
-        self, inserted: list[_Plan], ids: dict[tuple[str, str], int], result: BatchResult
-    ) -> None:
-        conn, now = self.conn, self.now
-        entries = [
-            {
-                "member_id": p.purchase.member_id,
-                "program_id": version.program_id,
-                "program_version_id": version.id,
-                "kind": "earn",
-                "points": decision.points,
-                "purchase_id": ids[p.purchase.key],
-                "rule_id": decision.rule_id,
-                "occurred_at": p.purchase.occurred_at,
-                "recorded_at": now,
-                "reason": decision.reason,
-            }
-            for p in inserted
-            for version, decision in p.decisions
-        ]
-        entry_ids: dict[tuple[int, str, str], int] = {}
-        if entries:
-            returned = conn.execute(
-                _ledger.insert().returning(
-                    _ledger.c.id, _ledger.c.purchase_id, _ledger.c.program_id, _ledger.c.rule_id
-                ),
-                entries,
-            )
-            entry_ids = {(pid, prog, rule): eid for eid, pid, prog, rule in returned}
-            conn.execute(
-                _lots.insert(),
-                [
-                    {
-                        "entry_id": entry_ids[(e["purchase_id"], e["program_id"], e["rule_id"])],
-                        "member_id": e["member_id"],
-                        "program_id": e["program_id"],
-                        "earned_at": e["occurred_at"],
-                        "points": e["points"],
-                        "remaining": e["points"],
-                        "expires_at": None,
-                    }
-                    for e in entries
-                ],
-            )
+    def _store_awards(self, inserted: list[tuple[int, _Plan]], result: BatchResult) -> None:
+        conn, conv = self.conn, self.convert
+        now = conv.when(self.now)
+        awards = [(pid, p, version, decision)
+                  for pid, p in inserted for version, decision in p.decisions]
+        entry_ids = allocate_ids(conn, _ledger, len(awards))
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason"),
+            [(eid, p.purchase.member_id, version.program_id, version.id, "earn",
+              decision.points, pid, decision.rule_id, conv.when(p.purchase.occurred_at), now,
+              conv.json(decision.reason))
+             for eid, (pid, p, version, decision) in zip(entry_ids, awards, strict=True)],
+        )
+        insert_rows(
+            conn, _lots,
+            ("entry_id", "member_id", "program_id", "earned_at", "points", "remaining",
+             "expires_at"),
+            [(eid, p.purchase.member_id, version.program_id, conv.when(p.purchase.occurred_at),
+              decision.points, decision.points, None)
+             for eid, (_, p, version, decision) in zip(entry_ids, awards, strict=True)],
+        )
         deltas: dict[tuple[str, str], int] = defaultdict(int)
-        for p in inserted:
+        for _, p in inserted:
+            member_id = p.purchase.member_id
+            if member_id is None:
+                continue
             for version in p.enrol:
-                assert p.purchase.member_id is not None
-                deltas[(p.purchase.member_id, version.program_id)] += 0
+                deltas[(member_id, version.program_id)] += 0
             for version, decision in p.decisions:
-                assert p.purchase.member_id is not None
-                deltas[(p.purchase.member_id, version.program_id)] += decision.points
-        if deltas:
-            upsert = insert_for(conn, _balances)
-            conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=["member_id", "program_id"],
-                    set_={
-                        "points": _balances.c.points + upsert.excluded.points,
-                        "lifetime_earned": _balances.c.lifetime_earned
-                        + upsert.excluded.lifetime_earned,
-                        "updated_at": upsert.excluded.updated_at,
-                    },
-                ),
-                [
-                    {"member_id": m, "program_id": prog, "points": d, "lifetime_earned": d,
-                     "updated_at": now}
-                    for (m, prog), d in sorted(deltas.items())
-                ],
-            )
-        for p in inserted:
-            awards = tuple(
-                Award(version.program_id, version.version, decision.rule_id, decision.points)
-                for version, decision in p.decisions
-            )
-            result.outcomes.append(
-                (p.ref, PurchaseOutcome(ids[p.purchase.key], p.purchase.store_id,
-                                        p.purchase.transaction_id, p.purchase.member_id,
-                                        replayed=False, awards=awards))
-            )
+                deltas[(member_id, version.program_id)] += decision.points
+        insert_rows(
+            conn, _balances,
+            ("member_id", "program_id", "points", "lifetime_earned", "updated_at"),
+            [(m, prog, d, d, now) for (m, prog), d in sorted(deltas.items())],
+            on_conflict=["member_id", "program_id"],
+            update={
+                "points": "balances.points + excluded.points",
+                "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
+                "updated_at": "excluded.updated_at",
+            },
+        )
+        for pid, p in inserted:
+            result.outcomes.append((p.ref, PurchaseOutcome(
+                pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+                replayed=False,
+                awards=tuple(Award(v.program_id, v.version, d.rule_id, d.points)
+                             for v, d in p.decisions),
+            )))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +307,7 @@ def _reject(ref: Hashable, purchase: Purchase, reason: str) -> Rejection:
 
 
 def _with_stored_awards(conn: Connection, outcome: PurchaseOutcome) -> PurchaseOutcome:
-    versions = ProgramVersion.__table__
+    versions = tables.program_versions
     rows = conn.execute(
         select(_ledger.c.program_id, versions.c.version, _ledger.c.rule_id, _ledger.c.points)
         .join(versions, versions.c.id == _ledger.c.program_version_id)

@@ -95,7 +95,6 @@ def upgrade() -> None:
     sa.Column('recorded_at', UTCDateTime(), nullable=False),
     sa.Column('reason', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['members.member_id'], name=op.f('fk_ledger_entries_member_id_members')),
-    sa.ForeignKeyConstraint(['program_id'], ['programs.program_id'], name=op.f('fk_ledger_entries_program_id_programs')),
     sa.ForeignKeyConstraint(['program_version_id'], ['program_versions.id'], name=op.f('fk_ledger_entries_program_version_id_program_versions')),
     sa.ForeignKeyConstraint(['purchase_id'], ['purchases.id'], name=op.f('fk_ledger_entries_purchase_id_purchases')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
@@ -128,8 +127,6 @@ def upgrade() -> None:
     sa.Column('expires_at', UTCDateTime(), nullable=True),
     sa.CheckConstraint('remaining >= 0 AND remaining <= points', name=op.f('ck_point_lots_remaining_in_range')),
     sa.ForeignKeyConstraint(['entry_id'], ['ledger_entries.id'], name=op.f('fk_point_lots_entry_id_ledger_entries')),
-    sa.ForeignKeyConstraint(['member_id'], ['members.member_id'], name=op.f('fk_point_lots_member_id_members')),
-    sa.ForeignKeyConstraint(['program_id'], ['programs.program_id'], name=op.f('fk_point_lots_program_id_programs')),
     sa.PrimaryKeyConstraint('entry_id', name=op.f('pk_point_lots'))
     )
     with op.batch_alter_table('point_lots', schema=None) as batch_op:

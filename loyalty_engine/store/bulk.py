@@ -1,0 +1,160 @@
+"""Set-based writes for hot paths: many rows per statement, straight to the driver.
+
+SQLAlchemy Core's executemany builds and type-processes a parameter dict per row; on the
+import path that bookkeeping cost more than the database work. Here rows are tuples,
+converted once by the caller with `Converters`, and sent as one `executemany` (SQLite) or
+one `INSERT ... SELECT FROM unnest(...)` per batch (PostgreSQL). Ids are allocated up front
+so that dependent rows (items, lots) can be written without RETURNING round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import Connection, Table, text
+from sqlalchemy.dialects import postgresql
+
+
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_type(table: Table, column: str) -> str:
+    """The PostgreSQL type of a column, for casting unnest() arrays."""
+    return str(table.c[column].type.compile(dialect=_PG_DIALECT))
+
+
+class Converters:
+    """Turn Python values into what the connection's driver stores, matching SQLAlchemy."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def when(self, value: datetime | None) -> Any:
+        """An aware datetime as stored: naive-UTC text on SQLite (SQLAlchemy's format)."""
+        if value is None or not self.sqlite:
+            return value
+        v = value.astimezone(UTC)
+        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+                f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}")
+
+    @staticmethod
+    def json(value: Any) -> str:
+        """A JSON document as text."""
+        return to_json(value).decode()
+
+
+def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Reserve `count` primary-key values for table.
+
+    PostgreSQL draws them from the column's sequence (safe with concurrent writers); SQLite
+    continues after the current maximum, which is safe because a write transaction there
+    holds the database's single write lock (BEGIN IMMEDIATE, see store.database).
+    """
+    if count == 0:
+        return []
+    if conn.dialect.name == "sqlite":
+        first = conn.execute(
+            text(f"SELECT coalesce(max(id), 0) + 1 FROM {table.name}")
+        ).scalar_one()
+        return list(range(first, first + count))
+    rows = conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+        {"table": table.name, "n": count},
+    )
+    return [r[0] for r in rows]
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: Sequence[str] | None = None,
+    update: dict[str, str] | None = None,
+) -> int:
+    """Insert rows (tuples in `columns` order); returns how many were inserted or updated.
+
+    on_conflict names the unique columns whose duplicates are skipped (DO NOTHING), or, with
+    `update` (column -> SQL expression over `excluded`), merged (DO UPDATE).
+    """
+    if not rows:
+        return 0
+    names = ", ".join(columns)
+    conflict = ""
+    if on_conflict is not None:
+        target = f"({', '.join(on_conflict)})" if on_conflict else ""
+        if update:
+            sets = ", ".join(f"{col} = {expr}" for col, expr in update.items())
+            conflict = f" ON CONFLICT {target} DO UPDATE SET {sets}"
+        else:
+            conflict = f" ON CONFLICT {target} DO NOTHING"
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        cursor: Any = raw.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {table.name} ({names}) VALUES ({marks}){conflict}", rows
+            )
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+    if on_conflict is None:
+        # Plain appends (items, ledger entries, lots) go through COPY, PostgreSQL's bulk path.
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY {table.name} ({names}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+    casts = ", ".join(
+        f"%b::{_pg_type(table, col)}[]" for col in columns
+    )
+    arrays = [list(column) for column in zip(*rows, strict=True)]
+    with raw.cursor() as cursor:
+        # Binary arrays: psycopg's C dumpers, far cheaper than quoting text arrays.
+        cursor.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts}){conflict}",
+            arrays, binary=True,
+        )
+        return int(cursor.rowcount)
+
+
+def select_by_keys(
+    conn: Connection,
+    table: Table,
+    key_columns: Sequence[str],
+    keys: Sequence[tuple[Any, ...]],
+    columns: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Rows of table whose key_columns match one of keys (raw driver values).
+
+    One statement per call: a join against unnest() on PostgreSQL, a row-value IN list on
+    SQLite (callers keep keys under SQLite's bound-parameter limit).
+    """
+    if not keys:
+        return []
+    names = ", ".join(f"t.{c}" for c in columns)
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite":
+        row = "(" + ", ".join("?" for _ in key_columns) + ")"
+        sql = (f"SELECT {names} FROM {table.name} t WHERE ({', '.join(key_columns)}) "
+               f"IN (VALUES {', '.join(row for _ in keys)})")
+        cursor: Any = raw.cursor()
+        try:
+            return list(cursor.execute(sql, [v for key in keys for v in key]))
+        finally:
+            cursor.close()
+    casts = ", ".join(
+        f"%b::{_pg_type(table, col)}[]" for col in key_columns
+    )
+    on = " AND ".join(f"t.{c} = k.{c}" for c in key_columns)
+    sql = (f"SELECT {names} FROM {table.name} t JOIN unnest({casts}) "
+           f"AS k({', '.join(key_columns)}) ON {on}")
+    with raw.cursor() as cursor:
+        cursor.execute(sql, [list(c) for c in zip(*keys, strict=True)], binary=True)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows

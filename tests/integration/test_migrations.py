@@ -1,0 +1,85 @@
+"""Migrations: up and down on an empty database, no drift from the models, append-only ledger."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import DBAPIError
+
+from loyalty_engine.services.errors import SchemaNotCurrentError
+from loyalty_engine.services.programs import apply_program_files
+from loyalty_engine.services.purchases import record_purchase
+from loyalty_engine.services.schema_check import require_current_schema
+from loyalty_engine.store import migrate
+from loyalty_engine.store.database import open_engine
+from loyalty_engine.store.tables import metadata
+from tests.integration.helpers import BEAN_THERE, NOW, event
+
+SCHEMA_TABLES = set(metadata.tables)
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+@pytest.fixture
+def empty_engine(empty_db_url: str):
+    eng = open_engine(empty_db_url)
+    yield eng
+    eng.dispose()
+
+
+def test_upgrade_creates_every_table_and_downgrade_removes_them(empty_engine: Engine) -> None:
+    assert _tables(empty_engine) == set()
+    assert migrate.current_revision(empty_engine) is None
+    with pytest.raises(SchemaNotCurrentError, match="empty"):
+        require_current_schema(empty_engine)
+
+    migrate.upgrade(empty_engine)
+    assert _tables(empty_engine) == SCHEMA_TABLES
+    assert migrate.current_revision(empty_engine) == migrate.head_revision(empty_engine)
+    require_current_schema(empty_engine)
+
+    migrate.downgrade(empty_engine, "base")
+    assert _tables(empty_engine) == set()
+    assert migrate.current_revision(empty_engine) is None
+
+    # And back again: the downgrade left nothing behind (triggers, functions) that blocks it.
+    migrate.upgrade(empty_engine)
+    assert _tables(empty_engine) == SCHEMA_TABLES
+    require_current_schema(empty_engine)
+
+
+def test_schema_after_upgrade_matches_the_models(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_ledger_rejects_update_and_delete_at_the_database(engine: Engine) -> None:
+    apply_program_files(engine, [BEAN_THERE], NOW)
+    outcome = record_purchase(engine, event("T-1"), NOW)
+    assert outcome.points == 7
+    ledger = metadata.tables["ledger_entries"]
+
+    for statement in ("UPDATE ledger_entries SET points = points + 100",
+                      "DELETE FROM ledger_entries"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(ledger.c.points)).scalars().all()
+    assert rows == [7]
+
+
+def test_downgrade_then_upgrade_leaves_the_ledger_append_only(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    migrate.downgrade(empty_engine, "base")
+    migrate.upgrade(empty_engine)
+    apply_program_files(empty_engine, [BEAN_THERE], NOW)
+    record_purchase(empty_engine, event("T-1"), NOW)
+    with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entries"))
