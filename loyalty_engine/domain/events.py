@@ -157,6 +157,14 @@ def _to_purchase(event: PurchaseEvent) -> Purchase:
 _ONE = Decimal(1)
 
 
+_FRIENDLY = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+    "timezone_aware": "needs a UTC offset, e.g. 2026-03-01T09:30:00+01:00 (a time without one "
+                      "is ambiguous)",
+}
+
+
 def describe_errors(exc: ValidationError, item_lines: list[int] | None = None) -> list[str]:
     """Readable messages for a failed event validation, each naming the field by its path.
 
@@ -171,10 +179,7 @@ def describe_errors(exc: ValidationError, item_lines: list[int] | None = None) -
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] == "missing":
-            message = "required field is missing"
+        message = _FRIENDLY.get(error["type"], message)
         if item_lines and len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
             path = f"line {item_lines[loc[1]]}: {path}"
         messages.append(f"{path}: {message}" if path else message)

@@ -17,7 +17,6 @@ from pydantic_core import to_json
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql
 
-
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 

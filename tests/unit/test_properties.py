@@ -234,7 +234,15 @@ def test_excluded_items_never_change_the_result(
 ) -> None:
     excluded_category = data.draw(st.sampled_from(CATEGORIES), label="excluded category")
     excluded_sku = data.draw(st.sampled_from(SKUS), label="excluded sku")
-    spec = Spec(spec.points_per_unit, spec.rounding, spec.minimum_minor, spec.multipliers,
+    eligible_spend = sum(
+        line_amount(i) for i in items
+        if i.category != excluded_category and i.sku != excluded_sku
+    )
+    # A minimum right at the edge of the eligible spend: excluded items must not tip it.
+    minimum = data.draw(st.sampled_from(
+        [spec.minimum_minor, eligible_spend, eligible_spend + 1, 2 * eligible_spend + 1]
+    ), label="minimum")
+    spec = Spec(spec.points_per_unit, spec.rounding, minimum, spec.multipliers,
                 (excluded_category,), (excluded_sku,))
     extras = data.draw(st.lists(
         st.one_of(
