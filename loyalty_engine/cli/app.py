@@ -33,6 +33,10 @@ app.add_typer(members.app, name="members")
 app.command()(demo)
 
 
+# The --database given on this command line, for naming the database in error messages.
+_chosen: dict[str, str | None] = {"database": None}
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -43,6 +47,8 @@ def root(
 ) -> None:
     """Global options."""
     ctx.obj = Settings(database=database)
+    _chosen["database"] = database
+
 
 
 def _error(message: str) -> None:
@@ -69,7 +75,7 @@ def main() -> None:
             raise
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         try:
-            where = describe_url(resolve_url(None))
+            where = describe_url(resolve_url(_chosen["database"]))
         except DatabaseUrlError:
             where = "the database"
         _error(f"database error ({where}): {detail}".replace("[", r"\["))

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import to_json
@@ -94,6 +95,15 @@ class PurchaseEvent(BaseModel):
     currency: Annotated[str, Field(min_length=3, max_length=3)]
     total: Amount
     items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        try:
+            currency_exponent(value)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _amounts_agree(self) -> PurchaseEvent:

@@ -15,7 +15,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
-from loyalty_engine.rules.schema import ProgramDefinition
+from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,9 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        last = max(1, len(text.splitlines()))
+        if line > last:  # "unexpected end of file" is marked past the last line
+            line, column = last, len(text.splitlines()[-1]) + 1 if text.strip() else 1
         message = " ".join(
             part for part in (exc.context, exc.problem) if part
         ) or "malformed YAML"
@@ -124,6 +127,9 @@ def _canonical(value: object) -> str:
 
 def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
     loc: tuple[Any, ...] = tuple(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, LocatedValueError):
+        loc += cause.where
     line, column = _locate(root, loc, error["type"])
     message = error["msg"]
     if message.startswith("Value error, "):

@@ -23,6 +23,8 @@ Rounding = Literal["floor", "ceiling", "half_up", "half_even"]
 
 
 def _decimal_input(value: object) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ValueError("expected a number such as 1 or 0.5")
     if isinstance(value, float):
         # YAML numbers arrive as floats; their shortest repr is what the author typed.
         value = repr(value)
@@ -34,6 +36,18 @@ def _decimal_input(value: object) -> Decimal:
 
 DecimalIn = Annotated[Decimal, BeforeValidator(_decimal_input)]
 PositiveDecimal = Annotated[DecimalIn, Field(gt=0, le=Decimal(1_000_000))]
+
+
+class LocatedValueError(ValueError):
+    """A validation error that knows where below the validated field it belongs.
+
+    `where` extends the field's location (e.g. (1, "id") below "rules"), so that the
+    loader can point at the exact line of the offending YAML node.
+    """
+
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class _Strict(BaseModel):
@@ -104,8 +118,8 @@ class ProgramDefinition(_Strict):
         seen: set[str] = set()
         for index, rule in enumerate(rules):
             if rule.id in seen:
-                raise ValueError(f"rules[{index}]: rule id {rule.id!r} is used twice; rule ids "
-                                 "must be unique within a program")
+                raise LocatedValueError((index, "id"), f"rule id {rule.id!r} is used twice; "
+                                        "rule ids must be unique within a program")
             seen.add(rule.id)
         currency = info.data.get("currency")
         if currency is None:  # already reported as a currency error
@@ -113,8 +127,7 @@ class ProgramDefinition(_Strict):
         exponent = currency_exponent(currency)
         for index, rule in enumerate(rules):
             try:
-                to_minor(rule.minimum_purchase, exponent,
-                         f"rules[{index}].minimum_purchase", currency)
+                to_minor(rule.minimum_purchase, exponent, "amount", currency)
             except MoneyError as exc:
-                raise ValueError(str(exc)) from None
+                raise LocatedValueError((index, "minimum_purchase"), str(exc)) from None
         return rules

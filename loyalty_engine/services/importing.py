@@ -103,6 +103,12 @@ def import_purchases(
     """Import a purchase file; see the module docstring for the all-or-nothing rule."""
     fmt = fmt or detect_format(path)
     report = ImportReport(path=str(path))
+    rejects_target = rejects_path or path.with_name(path.name + ".rejects.jsonl")
+    if skip_invalid and not rejects_target.parent.is_dir():
+        raise ImportFileError(
+            f"cannot write rejects to {rejects_target}: the folder {rejects_target.parent} "
+            "does not exist"
+        )
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -155,9 +161,14 @@ def import_purchases(
             report.recorded = report.replayed = report.points = 0
             return report
         if skip_invalid and report.errors:
-            target = rejects_path or path.with_name(path.name + ".rejects.jsonl")
-            _write_rejects(target, path, report.errors)
-            report.rejects_path = str(target)
+            try:
+                _write_rejects(rejects_target, path, report.errors)
+            except OSError as exc:
+                # Raised inside the transaction: nothing is imported without its rejects.
+                raise ImportFileError(
+                    f"cannot write rejects to {rejects_target}: {exc.strerror}"
+                ) from None
+            report.rejects_path = str(rejects_target)
         report.committed = True
     return report
 
@@ -180,6 +191,8 @@ Parsed = tuple[int, Purchase | str, Any]
 
 def _jsonl(stream: io.BufferedReader[Any]) -> Iterator[Parsed]:
     for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
         if not raw.strip():
             continue
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.cli import RULES_DIR, assert_one_sentence_error, ok, purchase, run, write_jsonl
 
@@ -57,9 +58,6 @@ def test_import_jsonl_then_again_changes_nothing(db_url: str, tmp_path: Path) ->
     }
     assert _members(db_url, tmp_path) == members
 
-    check = ok("db", "check", "--json", database=db_url, cwd=tmp_path).json()
-    assert check == {"balances_checked": 2, "mismatches": []}
-
 
 def test_import_csv_groups_rows_into_purchases(db_url: str, tmp_path: Path) -> None:
     ok("rules", "apply", RULES_DIR, database=db_url, cwd=tmp_path)
@@ -93,7 +91,7 @@ def test_import_csv_groups_rows_into_purchases(db_url: str, tmp_path: Path) -> N
     assert entries[1]["reason"]["eligible_spend_minor"] == 650
 
 
-BAD_LINES = [
+BAD_LINES: list[dict[str, Any] | str] = [
     GOOD[0],                                                          # 1: good (28 points)
     {**GOOD[1], "transaction_id": "B1", "total": "9.99"},            # 2: wrong total
     "this is not json",                                               # 3
@@ -154,7 +152,10 @@ def test_bad_lines_are_all_reported_and_nothing_is_stored(db_url: str, tmp_path:
             for m in _members(db_url, tmp_path)] == [("M-1", 28, 1), ("M-2", 5, 1)]
 
 
-def test_bad_csv_rows_with_skip_invalid_and_a_rejects_path(db_url: str, tmp_path: Path) -> None:
+def test_bad_csv_rows_with_skip_invalid_and_a_rejects_path(
+    sqlite_db_url: str, tmp_path: Path
+) -> None:
+    db_url = sqlite_db_url
     ok("rules", "apply", RULES_DIR, database=db_url, cwd=tmp_path)
     (tmp_path / "bad.csv").write_text(
         CSV_HEADER
@@ -191,10 +192,10 @@ def test_bad_csv_rows_with_skip_invalid_and_a_rejects_path(db_url: str, tmp_path
     assert not (tmp_path / "bad.csv.rejects.jsonl").exists()
 
 
-def test_rejects_path_in_a_missing_directory(db_url: str, tmp_path: Path) -> None:
+def test_rejects_path_in_a_missing_directory(sqlite_db_url: str, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "one-bad.jsonl", [GOOD[2], "{not json"])
     result = run("purchases", "import", "one-bad.jsonl", "--skip-invalid",
-                 "--rejects", "missing-dir/rejects.jsonl", database=db_url, cwd=tmp_path)
+                 "--rejects", "missing-dir/rejects.jsonl", database=sqlite_db_url, cwd=tmp_path)
     if result.code == 0:  # creating the directory is fine too
         assert (tmp_path / "missing-dir" / "rejects.jsonl").is_file(), str(result)
     else:
@@ -202,7 +203,7 @@ def test_rejects_path_in_a_missing_directory(db_url: str, tmp_path: Path) -> Non
         assert_one_sentence_error(result, "missing-dir/rejects.jsonl")
 
 
-def test_files_that_cannot_be_imported(db_url: str, tmp_path: Path) -> None:
+def test_files_that_cannot_be_imported(sqlite_db_url: str, tmp_path: Path) -> None:
     (tmp_path / "no-quantity.csv").write_text(
         "transaction_id,store_id,member_id,occurred_at,currency,total,sku,category,unit_price\n"
         "C1,UTR-01,M-9,2026-04-01T08:00:00+02:00,EUR,3.20,LATTE,coffee,3.20\n",
@@ -219,6 +220,6 @@ def test_files_that_cannot_be_imported(db_url: str, tmp_path: Path) -> None:
         ("purchases.txt", ["purchases.txt", "cannot tell the format", "--format"]),
     ]
     for name, fragments in cases:
-        result = run("purchases", "import", name, database=db_url, cwd=tmp_path)
+        result = run("purchases", "import", name, database=sqlite_db_url, cwd=tmp_path)
         assert_one_sentence_error(result, *fragments)
-    assert _members(db_url, tmp_path) == []
+    assert _members(sqlite_db_url, tmp_path) == []

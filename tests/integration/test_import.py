@@ -316,3 +316,69 @@ def test_duplicates_across_batches_are_replays_and_conflicts(
     assert (report.recorded, report.replayed, report.points) == (5, 1, 35)
     assert balance(bean_there, "M-1", "bean-there") == 35
     assert check_balances(bean_there).mismatches == []
+
+
+def test_large_file_imports_across_batch_boundaries(bean_there: Engine, tmp_path: Path) -> None:
+    records = [
+        purchase_body(f"T-{n:05d}", member_id=f"M-{n % 50}",
+                      items=[("FLAT-WHITE", "coffee", str(n % 3 + 1), "3.60")])
+        for n in range(2100)
+    ]
+    # Line 2051 repeats line 6 (a replay across the default batch of 2000).
+    records.insert(2050, records[5])
+    path = write_jsonl(tmp_path / "big.jsonl", records)
+    report = import_purchases(bean_there, path, NOW)
+    assert report.committed and report.errors == []
+    assert (report.read, report.recorded, report.replayed) == (2101, 2100, 1)
+    expected = sum((n % 3 + 1) * 360 // 100 for n in range(2100))
+    assert report.points == expected
+    c = counts(bean_there)
+    assert (c["purchases"], c["ledger_entries"], c["point_lots"], c["members"]) == (
+        2100, 2100, 2100, 50)
+    assert balance(bean_there, "M-7", "bean-there") == sum(
+        (n % 3 + 1) * 360 // 100 for n in range(7, 2100, 50))
+    result = check_balances(bean_there)
+    assert (result.checked, result.mismatches) == (50, [])
+
+
+def test_csv_from_a_spreadsheet_with_bom_and_crlf_imports(
+    bean_there: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "excel.csv"
+    rows = [HEADER,
+            "T-1,AMS-01,M-1,2026-03-14T09:30:00+01:00,EUR,7.20,FLAT-WHITE,coffee,2,3.60",
+            '"T-2",AMS-01,M-1,2026-03-14T09:31:00+01:00,EUR,3.60,"BAG, LARGE",misc,1,3.60']
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    report = import_purchases(bean_there, path, NOW)
+    assert report.committed and report.errors == []
+    assert (report.recorded, report.points) == (2, 10)
+    assert balance(bean_there, "M-1", "bean-there") == 10
+
+
+def test_jsonl_line_that_is_not_utf8_is_reported_with_its_line(
+    bean_there: Engine, tmp_path: Path
+) -> None:
+    lines = [json.dumps(purchase_body(f"T-{n}")).encode() for n in range(4)]
+    lines[2] = lines[2].replace(b"FLAT-WHITE", "CAFÉ".encode("latin-1"))
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = import_purchases(bean_there, path, NOW)
+    assert not report.committed
+    assert [e.line for e in report.errors] == [3]
+    assert counts(bean_there)["purchases"] == 0
+
+
+def test_csv_that_is_not_utf8_is_refused_naming_the_bad_line(
+    bean_there: Engine, tmp_path: Path
+) -> None:
+    rows = [HEADER] + [
+        f"T-{n},AMS-01,M-1,2026-03-14T09:3{n}:00+01:00,EUR,3.60,FLAT-WHITE,coffee,1,3.60"
+        for n in range(5)
+    ]
+    rows[3] = rows[3].replace("FLAT-WHITE", "CAFÉ")  # line 4, saved as Latin-1 below
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("\n".join(rows).encode("latin-1") + b"\n")
+    with pytest.raises(ImportFileError, match="not UTF-8") as info:
+        import_purchases(bean_there, path, NOW, batch_size=1)
+    assert f"{path}:4:" in str(info.value)
+    assert counts(bean_there)["purchases"] == 0

@@ -187,3 +187,18 @@ def test_same_program_in_two_files_is_refused(engine: Engine, tmp_path: Path) ->
     with pytest.raises(ProgramFileError, match="also defined in"):
         apply_program_files(engine, [a, b], NOW)
     assert count(engine, "program_versions") == 0
+
+
+def test_reverting_a_file_creates_a_new_version_with_the_old_content(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="1"))
+    [v1] = apply_program_files(engine, [path], NOW)
+    write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="2"))
+    apply_program_files(engine, [path], NOW, effective_from=SWITCH)
+    write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="1"))
+    later = datetime(2026, 4, 1, tzinfo=UTC)
+    [v3] = apply_program_files(engine, [path], NOW, effective_from=later)
+    assert (v3.version, v3.created, v3.content_hash) == (3, True, v1.content_hash)
+    outcome = record_purchase(engine, event("T-1", occurred_at="2026-04-02T10:00:00+00:00"), NOW)
+    assert outcome.awards == (Award("test-shop", 3, "per-unit", 7),)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, text
 
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.ledger_check import check_balances
-from loyalty_engine.services.members import explain_member, show_member
+from loyalty_engine.services.members import explain_member, list_members, show_member
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import Award, record_purchase
 from loyalty_engine.store.database import read_transaction
@@ -132,8 +132,10 @@ def test_unknown_member_is_created_and_enrolled_in_the_open_program(bean_there: 
     assert member["enrolments"][0]["enrolled_at"].isoformat() == "2026-03-14T08:30:00+00:00"
     assert [(b["program_id"], b["points"], b["lifetime_earned"]) for b in member["balances"]] == [
         ("bean-there", 7, 7)]
-    assert [(r["transaction_id"], r["total_minor"]) for r in member["recent_purchases"]] == [
-        ("T-1", 720)]
+    assert [(r["transaction_id"], r["total_minor"], r["occurred_at"])
+            for r in member["recent_purchases"]] == [
+        ("T-1", 720, datetime(2026, 3, 14, 8, 30, tzinfo=UTC))]
+    assert member["attributes"] == {}
 
 
 def test_member_below_minimum_spend_is_enrolled_with_zero_balance(bean_there: Engine) -> None:
@@ -249,3 +251,18 @@ def test_check_balances_reports_a_tampered_balance(bean_there: Engine) -> None:
         conn.execute(text("UPDATE balances SET points = points + 5"))
     [mismatch] = check_balances(bean_there).mismatches
     assert (mismatch["member_id"], mismatch["balance"], mismatch["ledger"]) == ("M-1", 12, 7)
+
+
+def test_members_list_shows_points_purchases_and_last_visit(bean_there: Engine) -> None:
+    record_purchase(bean_there, event("T-1", occurred_at="2026-03-14T09:30:00+01:00"), NOW)
+    record_purchase(bean_there, event("T-2", occurred_at="2026-03-20T18:00:00+01:00",
+                                      items=[("BEANS", "coffee-beans", "1", "8.95")]), NOW)
+    record_purchase(bean_there, event("T-3", member_id="M-2"), NOW)
+    record_purchase(bean_there, event("T-4", member_id=None), NOW)
+    record_purchase(bean_there, event("T-1", occurred_at="2026-03-14T09:30:00+01:00"), NOW)
+    rows = [(m.member_id, m.points, m.purchases, m.last_purchase_at)
+            for m in list_members(bean_there)]
+    assert rows == [
+        ("M-1", 7 + 17, 2, datetime(2026, 3, 20, 17, 0, tzinfo=UTC)),
+        ("M-2", 7, 1, datetime(2026, 3, 14, 8, 30, tzinfo=UTC)),
+    ]

@@ -89,7 +89,7 @@ def test_parse_decimal_refuses_booleans(value: bool) -> None:
         parse_decimal(value, "total")
 
 
-@pytest.mark.parametrize("value", ["abc", "", "12,50", "1.2.3", "€12"])
+@pytest.mark.parametrize("value", ["abc", "", "12,50", "1.2.3", "€12", "1_000"])
 def test_parse_decimal_refuses_text_that_is_not_a_number(value: str) -> None:
     with pytest.raises(MoneyError, match="is not a decimal number"):
         parse_decimal(value, "amount")

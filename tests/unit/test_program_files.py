@@ -337,8 +337,8 @@ def test_duplicate_rule_id_points_at_the_second_rule() -> None:
 def test_minimum_purchase_with_too_many_decimals_is_reported(written: str) -> None:
     text = replace_once(GOOD, 'minimum_purchase: "2.00"', f"minimum_purchase: {written}")
     problem = only_problem(text)
-    assert f"rules[0].minimum_purchase {written.strip(chr(34))} has more decimals than EUR " \
-        "allows (2)" in problem.message
+    assert problem.message == (f"rules[0].minimum_purchase: amount {written.strip(chr(34))} "
+                               "has more decimals than EUR allows (2)")
 
 
 def test_minimum_purchase_with_too_many_decimals_points_at_its_line() -> None:

@@ -1,0 +1,44 @@
+"""`loyalty demo`: a seeded year on a fresh SQLite file, then the usual commands on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.e2e.cli import ok
+
+
+def test_demo_on_sqlite(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'demo.db'}"
+    (tmp_path / "demo.db").write_text("not a database", encoding="utf-8")  # it is recreated
+
+    demo = ok("demo", "--members", "40", "--database", database,
+              "--as-of", "2026-06-01T00:00:00+00:00", cwd=tmp_path)
+    summary = demo.out_flat
+    assert "loyalty-engine demo on sqlite:///" in summary, str(demo)
+    assert "programs applied: bean-there v1; year ending 2026-06-01T00:00:00+00:00, seed 42" \
+        in summary, str(demo)
+    stored = re.search(r"(\d+) purchases stored \((\d+) anonymous, which earn nothing\); "
+                       r"(\d+) points in the ledger\.", summary)
+    assert stored, str(demo)
+    purchases, anonymous, points = (int(g) for g in stored.groups())
+    assert purchases > anonymous > 0
+    assert points > 0
+    assert "Posting the whole year again changed 0 purchases" in summary, str(demo)
+    top = re.search(r"Next: loyalty --database (\S+) members explain (M\d+)", summary)
+    assert top, str(demo)
+    assert top.group(1) == database
+
+    check = ok("db", "check", "--json", database=database, cwd=tmp_path).json()
+    assert check == {"balances_checked": 40, "mismatches": []}
+
+    members = ok("members", "list", "--json", database=database, cwd=tmp_path).json()
+    assert len(members) == 40
+    assert sum(m["points"] for m in members) == points
+    best = max(members, key=lambda m: m["points"])
+    assert best["member_id"] == top.group(2)
+    assert sum(m["purchases"] for m in members) == purchases - anonymous
+
+    # The command the demo suggests works and adds up to that member's balance.
+    explained = ok("--database", top.group(1), "members", "explain", top.group(2), cwd=tmp_path)
+    assert explained.out_lines[-1].endswith(f", {best['points']} points"), str(explained)
