@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 
+import psycopg
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -70,10 +72,11 @@ def main() -> None:
     except ValidationError as exc:
         _error(str(exc).splitlines()[0])
         sys.exit(1)
-    except (OperationalError, DBAPIError) as exc:
+    except (OperationalError, DBAPIError, psycopg.Error, sqlite3.Error) as exc:
         if os.environ.get("LOYALTY_DEBUG"):
             raise
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         try:
             where = describe_url(resolve_url(_chosen["database"]))
         except DatabaseUrlError:

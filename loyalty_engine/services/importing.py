@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from loyalty_engine.domain.events import PurchaseEvent, describe_errors
 from loyalty_engine.domain.purchases import Purchase
@@ -115,6 +115,7 @@ def import_purchases(
         raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
     total_bytes = path.stat().st_size
     with handle, write_transaction(engine) as conn:
+        serialize_imports(conn)
         counting = _Counting(handle)
         buffered = io.BufferedReader(counting, buffer_size=1 << 20)
         records = _jsonl(buffered) if fmt == "jsonl" else _csv(buffered, path)
@@ -173,6 +174,23 @@ def import_purchases(
     return report
 
 
+# Any constant: the key of the PostgreSQL advisory lock that queues imports behind each other.
+_IMPORT_LOCK = 0x4C4F59414C  # "LOYAL"
+
+
+def serialize_imports(conn: Connection) -> None:
+    """Queue this import behind any other (PostgreSQL; SQLite's write lock already does).
+
+    An import holds its transaction for the whole file; two of them touching the same
+    members would deadlock. Short writers (a till) still run beside an import: they wait
+    for a row it holds, and since the import is told to be slow to declare a deadlock, the
+    short writer is the one PostgreSQL aborts, and record_purchase simply retries it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK})
+        conn.execute(text("SET LOCAL deadlock_timeout = '20s'"))
+
+
 def _rejection_text(rejection: Any) -> str:
     return (f"transaction {rejection.transaction_id!r} of store {rejection.store_id!r}: "
             f"{rejection.reason}")
@@ -203,15 +221,27 @@ def _jsonl(stream: io.BufferedReader[Any]) -> Iterator[Parsed]:
         yield number, event.to_purchase(), raw.decode("utf-8", "replace").rstrip()
 
 
+def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
+    """The file's lines as text, decoded one by one so an error names its line."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"{path}:{number}: the file is not UTF-8 text (byte {exc.start + 1} of the line)"
+            ) from None
+
+
 def _csv(stream: io.BufferedReader[Any], path: Path) -> Iterator[Parsed]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(_decoded_lines(stream, path))
     try:
         header = next(reader)
     except StopIteration:
         return
-    except UnicodeDecodeError:
-        raise ImportFileError(f"{path}:1: the file is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
     names = [h.strip() for h in header]
     missing = [c for c in CSV_COLUMNS if c not in names]
     unknown = [n for n in names if n not in CSV_COLUMNS]
@@ -244,8 +274,6 @@ def _csv(stream: io.BufferedReader[Any], path: Path) -> Iterator[Parsed]:
                 yield _csv_purchase(group)
                 group = []
             group.append((start, record))
-    except UnicodeDecodeError:
-        raise ImportFileError(f"{path}:{line + 1}: the file is not UTF-8 text") from None
     except csv.Error as exc:
         raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
     if group:

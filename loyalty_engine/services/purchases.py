@@ -24,6 +24,7 @@ from loyalty_engine.services.programs import ProgramCatalog, VersionInForce, loa
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows, select_by_keys
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
 from loyalty_engine.store.sql import chunked
 
 _members = tables.members
@@ -86,18 +87,22 @@ def record_purchase(engine: Engine, event: PurchaseEvent, now: datetime) -> Purc
     PurchaseRejectedError when the purchase cannot be accepted.
     """
     purchase = event.to_purchase()
-    with write_transaction(engine) as conn:
-        writer = PurchaseWriter(conn, load_catalog(conn), now)
-        result = writer.write([(0, purchase)])
-        if result.rejections:
-            rejection = result.rejections[0]
-            if rejection.reason == _CONFLICT:
-                raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
-            raise PurchaseRejectedError(rejection.reason)
-        outcome = result.outcomes[0][1]
-        if outcome.replayed:
-            outcome = _with_stored_awards(conn, outcome)
-        return outcome
+
+    def attempt() -> PurchaseOutcome:
+        with write_transaction(engine) as conn:
+            writer = PurchaseWriter(conn, load_catalog(conn), now)
+            result = writer.write([(0, purchase)])
+            if result.rejections:
+                rejection = result.rejections[0]
+                if rejection.reason == _CONFLICT:
+                    raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
+                raise PurchaseRejectedError(rejection.reason)
+            outcome = result.outcomes[0][1]
+            if outcome.replayed:
+                outcome = _with_stored_awards(conn, outcome)
+            return outcome
+
+    return retry_transient(attempt)
 
 
 _CONFLICT = "already recorded with different contents"
@@ -147,6 +152,9 @@ class PurchaseWriter:
             else:
                 plans.append(plan)
         if plans:
+            # One global order for the rows every writer inserts, so that two writers of
+            # overlapping batches wait for each other instead of deadlocking.
+            plans.sort(key=lambda plan: plan.purchase.key)
             self._store(plans, result)
         return result
 

@@ -157,6 +157,11 @@ def _create_append_only_triggers() -> None:
             "CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries "
             "FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only()"
         )
+        # TRUNCATE skips row triggers; a statement trigger refuses it too.
+        op.execute(
+            "CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries "
+            "FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_append_only()"
+        )
 
 
 def _drop_append_only_triggers() -> None:
@@ -164,6 +169,7 @@ def _drop_append_only_triggers() -> None:
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_update")
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_delete")
     else:
+        op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_truncate ON ledger_entries")
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_append_only ON ledger_entries")
         op.execute("DROP FUNCTION IF EXISTS ledger_entries_append_only()")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.services.importing import ImportReport, import_purchases
 from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.programs import apply_program_files
@@ -45,7 +46,7 @@ def _body(n: int) -> dict[str, Any]:
     return purchase_body(f"T-{n:04d}", member_id=MEMBERS[n % len(MEMBERS)], items=_items(n))
 
 
-def _event(n: int):  # type: ignore[no-untyped-def]
+def _event(n: int) -> PurchaseEvent:
     return event(f"T-{n:04d}", member_id=MEMBERS[n % len(MEMBERS)], items=_items(n))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -25,7 +27,7 @@ def _tables(engine: Engine) -> set[str]:
 
 
 @pytest.fixture
-def empty_engine(empty_db_url: str):
+def empty_engine(empty_db_url: str) -> Iterator[Engine]:
     eng = open_engine(empty_db_url)
     yield eng
     eng.dispose()
