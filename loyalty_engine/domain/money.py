@@ -57,11 +57,12 @@ def to_minor(amount: Decimal, exponent: int, what: str, currency: str) -> int:
     if amount < 0:
         raise MoneyError(f"{what} must not be negative (got {amount})")
     scaled = amount.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    minor = int(scaled)
+    if minor != scaled:
         raise MoneyError(
             f"{what} {amount} has more decimals than {currency} allows ({exponent})"
         )
-    return int(scaled)
+    return minor
 
 
 def format_minor(minor: int, exponent: int) -> str:

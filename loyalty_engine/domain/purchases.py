@@ -30,8 +30,8 @@ class Purchase:
     total_minor: int
     items: tuple[LineItem, ...]
     body_hash: str
+    key: tuple[str, str] = ("", "")
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """The natural key that makes a purchase count once: (store_id, transaction_id)."""
-        return (self.store_id, self.transaction_id)
+    def __post_init__(self) -> None:
+        # The natural key that makes a purchase count once: (store_id, transaction_id).
+        self.key = (self.store_id, self.transaction_id)

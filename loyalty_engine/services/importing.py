@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, text
 
 from loyalty_engine.domain.events import PurchaseEvent, describe_errors
-from loyalty_engine.domain.purchases import Purchase
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_purchase
 from loyalty_engine.services.errors import ImportFileError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter
@@ -118,13 +119,20 @@ def import_purchases(
         serialize_imports(conn)
         counting = _Counting(handle)
         buffered = io.BufferedReader(counting, buffer_size=1 << 20)
-        records = _jsonl(buffered) if fmt == "jsonl" else _csv(buffered, path)
-        writer = PurchaseWriter(conn, load_catalog(conn), now)
-        batch: list[tuple[int, Purchase]] = []
-        raw_by_line: dict[int, Any] = {}
-
-        def flush() -> None:
-            result = writer.write(batch)
+        records = _jsonl_records(buffered) if fmt == "jsonl" else _csv_records(buffered, path)
+        catalog = load_catalog(conn)
+        writer = PurchaseWriter(conn, catalog, now)
+        for chunk in _chunks(records, batch_size):
+            prepared = prepare_chunk(catalog, chunk)
+            raw_by_line = {r[1]: _as_text(r[2]) for r in chunk} if skip_invalid else {}
+            plans: list[PurchasePlan | PlanRejection] = []
+            for line, item in prepared:
+                report.read += 1
+                if isinstance(item, str):
+                    report.errors.append(LineError(line, item, raw_by_line.get(line)))
+                else:
+                    plans.append(item)
+            result = writer.write_plans(plans)
             for _, outcome in result.outcomes:
                 if outcome.replayed:
                     report.replayed += 1
@@ -135,24 +143,9 @@ def import_purchases(
                 line = int(str(rejection.ref))
                 report.errors.append(LineError(line, _rejection_text(rejection),
                                                raw_by_line.get(line)))
-            batch.clear()
-            raw_by_line.clear()
             if progress is not None:
                 progress(counting.count, total_bytes)
-
-        for line, parsed, raw in records:
-            report.read += 1
-            if isinstance(parsed, str):
-                report.errors.append(LineError(line, parsed, raw))
-                continue
-            batch.append((line, parsed))
-            if skip_invalid:
-                raw_by_line[line] = raw
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
-            flush()
-        elif progress is not None:
+        if progress is not None:
             progress(counting.count, total_bytes)
         if report.read == 0:
             raise ImportFileError(f"{path}: the file is empty; expected purchase records")
@@ -172,6 +165,54 @@ def import_purchases(
             report.rejects_path = str(rejects_target)
         report.committed = True
     return report
+
+
+# A record as read from the file, before validation: (kind, first line, raw, extra).
+#   ("json", line, bytes, None)            one JSON Lines record
+#   ("csv", line, rows, item_lines)        the consecutive CSV rows of one transaction
+#   ("error", line, row, message)          a record the reader already knows is bad
+Record = tuple[str, int, Any, Any]
+Prepared = tuple[int, "PurchasePlan | PlanRejection | str"]
+
+
+def _as_text(raw: Any) -> Any:
+    """A record as the rejects file shows it: JSON Lines as text, CSV rows as they are."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prepare_chunk(catalog: ProgramCatalog, chunk: list[Record]) -> list[Prepared]:
+    """Validate and plan each record, in file order (pure: no database).
+
+    Measured and rejected: doing this in a worker process. Sending the plans back costs
+    about as much as making them, and writing is the larger half of the work.
+    """
+    prepared: list[Prepared] = []
+    for kind, line, raw, extra in chunk:
+        if kind == "error":
+            prepared.append((line, str(extra)))
+            continue
+        try:
+            if kind == "json":
+                event = PurchaseEvent.model_validate_json(raw)
+            else:
+                event = PurchaseEvent.model_validate(_csv_body(raw))
+        except ValidationError as exc:
+            lines = extra if kind == "csv" else None
+            prepared.append((line, "; ".join(describe_errors(exc, lines))))
+            continue
+        prepared.append((line, plan_purchase(catalog, line, event.to_purchase())))
+    return prepared
 
 
 # Any constant: the key of the PostgreSQL advisory lock that queues imports behind each other.
@@ -204,21 +245,12 @@ def _write_rejects(target: Path, source: Path, errors: list[LineError]) -> None:
                                  ensure_ascii=False) + "\n")
 
 
-Parsed = tuple[int, Purchase | str, Any]
-
-
-def _jsonl(stream: io.BufferedReader[Any]) -> Iterator[Parsed]:
+def _jsonl_records(stream: io.BufferedReader[Any]) -> Iterator[Record]:
     for number, raw in enumerate(stream, start=1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-        if not raw.strip():
-            continue
-        try:
-            event = PurchaseEvent.model_validate_json(raw)
-        except ValidationError as exc:
-            yield number, "; ".join(describe_errors(exc)), raw.decode("utf-8", "replace").rstrip()
-            continue
-        yield number, event.to_purchase(), raw.decode("utf-8", "replace").rstrip()
+        if raw.strip():
+            yield ("json", number, raw.rstrip(b"\r\n"), None)
 
 
 def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
@@ -234,7 +266,7 @@ def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
             ) from None
 
 
-def _csv(stream: io.BufferedReader[Any], path: Path) -> Iterator[Parsed]:
+def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]:
     reader = csv.reader(_decoded_lines(stream, path))
     try:
         header = next(reader)
@@ -263,33 +295,40 @@ def _csv(stream: io.BufferedReader[Any], path: Path) -> Iterator[Parsed]:
                 continue
             if len(row) != len(names):
                 if group:
-                    yield _csv_purchase(group)
+                    yield _csv_group(group)
                     group = []
-                yield start, f"expected {len(names)} columns, found {len(row)}", row
+                yield ("error", start, row, f"expected {len(names)} columns, found {len(row)}")
                 continue
             record = {name: row[i].strip() for name, i in index.items()}
             if group and (record["store_id"], record["transaction_id"]) != (
                 group[0][1]["store_id"], group[0][1]["transaction_id"]
             ):
-                yield _csv_purchase(group)
+                yield _csv_group(group)
                 group = []
             group.append((start, record))
     except csv.Error as exc:
         raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
     if group:
-        yield _csv_purchase(group)
+        yield _csv_group(group)
 
 
-def _csv_purchase(group: list[tuple[int, dict[str, str]]]) -> Parsed:
-    """Rows sharing a transaction (consecutive) become one purchase event."""
+def _csv_group(group: list[tuple[int, dict[str, str]]]) -> Record:
+    """Rows sharing a transaction (consecutive) become one record; their purchase columns
+    must agree."""
     first_line, first = group[0]
-    records = [r for _, r in group]
-    for line, record in group[1:]:
-        differing = [c for c in _PURCHASE_COLUMNS if record[c] != first[c]]
+    rows = [r for _, r in group]
+    for line, row in group[1:]:
+        differing = [c for c in _PURCHASE_COLUMNS if row[c] != first[c]]
         if differing:
-            return (first_line, f"line {line}: {', '.join(differing)} differ(s) from the first "
-                                "row of the same transaction", records)
-    body = {
+            return ("error", first_line, rows, f"line {line}: {', '.join(differing)} "
+                                               "differ(s) from the first row of the same "
+                                               "transaction")
+    return ("csv", first_line, rows, [line for line, _ in group])
+
+
+def _csv_body(rows: list[dict[str, str]]) -> dict[str, Any]:
+    first = rows[0]
+    return {
         "transaction_id": first["transaction_id"],
         "store_id": first["store_id"],
         "member_id": first["member_id"] or None,
@@ -299,11 +338,6 @@ def _csv_purchase(group: list[tuple[int, dict[str, str]]]) -> Parsed:
         "items": [
             {"sku": r["sku"], "category": r["category"], "quantity": r["quantity"] or "1",
              "unit_price": r["unit_price"]}
-            for r in records
+            for r in rows
         ],
     }
-    try:
-        event = PurchaseEvent.model_validate(body)
-    except ValidationError as exc:
-        return first_line, "; ".join(describe_errors(exc, [line for line, _ in group])), records
-    return first_line, event.to_purchase(), records

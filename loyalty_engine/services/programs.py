@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
 
-from loyalty_engine.engine.versions import version_in_force
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.loader import load_program_file, load_program_text
 from loyalty_engine.services.errors import ProgramApplyError
@@ -24,18 +24,6 @@ _versions = tables.program_versions
 
 
 @dataclass(frozen=True, slots=True)
-class VersionInForce:
-    """A stored program version with its compiled program."""
-
-    id: int
-    program_id: str
-    version: int
-    content_hash: str
-    effective_from: datetime
-    program: CompiledProgram
-
-
-@dataclass(frozen=True, slots=True)
 class ApplyResult:
     """What `rules apply` did with one file."""
 
@@ -45,41 +33,6 @@ class ApplyResult:
     content_hash: str
     effective_from: datetime
     created: bool
-
-
-class ProgramCatalog:
-    """Every applied version of every program, to find the one in force at an instant."""
-
-    def __init__(self, versions: list[VersionInForce]) -> None:
-        self._by_program: dict[str, tuple[list[datetime], list[VersionInForce]]] = {}
-        for row in sorted(versions, key=lambda v: (v.program_id, v.effective_from)):
-            froms, rows = self._by_program.setdefault(row.program_id, ([], []))
-            froms.append(row.effective_from)
-            rows.append(row)
-
-    def in_force(self, program_id: str, at: datetime) -> VersionInForce | None:
-        """The version of program_id in force at `at`, or None."""
-        entry = self._by_program.get(program_id)
-        return version_in_force(entry[0], entry[1], at) if entry else None
-
-    def all_in_force(self, at: datetime) -> list[VersionInForce]:
-        """The version in force at `at` of every program that has one."""
-        found = []
-        for froms, rows in self._by_program.values():
-            row = version_in_force(froms, rows, at)
-            if row is not None:
-                found.append(row)
-        return found
-
-    @property
-    def program_ids(self) -> list[str]:
-        """Every program with at least one version."""
-        return sorted(self._by_program)
-
-    def versions(self, program_id: str) -> list[VersionInForce]:
-        """All versions of a program, oldest first."""
-        entry = self._by_program.get(program_id)
-        return list(entry[1]) if entry else []
 
 
 _compiled_cache: dict[str, CompiledProgram] = {}

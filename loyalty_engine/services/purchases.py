@@ -15,12 +15,12 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, select
 
-from loyalty_engine.domain.decisions import EarnPoints
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.purchases import Purchase
-from loyalty_engine.engine.earning import evaluate_purchase
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_purchase
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
-from loyalty_engine.services.programs import ProgramCatalog, VersionInForce, load_catalog
+from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows, select_by_keys
 from loyalty_engine.store.database import write_transaction
@@ -122,35 +122,38 @@ class PurchaseWriter:
         self._known_enrolments: set[tuple[str, str]] = set()
 
     def write(self, batch: Sequence[tuple[Hashable, Purchase]]) -> BatchResult:
-        """Record a batch; duplicates of stored or earlier purchases are replays or conflicts."""
+        """Plan and record a batch of purchases (see write_plans)."""
+        return self.write_plans([plan_purchase(self.catalog, ref, p) for ref, p in batch])
+
+    def write_plans(self, batch: Sequence[PurchasePlan | PlanRejection]) -> BatchResult:
+        """Record planned purchases; duplicates of stored or earlier ones are replays or
+        conflicts, and only then does a plan's own rejection count."""
         result = BatchResult([], [])
-        fresh: dict[tuple[str, str], tuple[Hashable, Purchase]] = {}
-        for ref, purchase in batch:
+        fresh: dict[tuple[str, str], PurchasePlan | PlanRejection] = {}
+        for item in batch:
+            purchase = item.purchase
             earlier = fresh.get(purchase.key)
             if earlier is None:
-                fresh[purchase.key] = (ref, purchase)
-            elif earlier[1].body_hash == purchase.body_hash:
-                result.outcomes.append((ref, _replay(purchase, -1)))
+                fresh[purchase.key] = item
+            elif earlier.purchase.body_hash == purchase.body_hash:
+                result.outcomes.append((item.ref, _replay(purchase, -1)))
             else:
-                result.rejections.append(_reject(ref, purchase, f"{_CONFLICT} earlier in the "
-                                                                 f"same input ({earlier[0]})"))
+                result.rejections.append(_reject(item.ref, purchase, f"{_CONFLICT} earlier in "
+                                                                     f"the same input "
+                                                                     f"({earlier.ref})"))
         stored = self._stored(list(fresh))
-        candidates: list[tuple[Hashable, Purchase]] = []
-        for key, (ref, purchase) in fresh.items():
+        plans: list[PurchasePlan] = []
+        for key, item in fresh.items():
             found = stored.get(key)
-            if found is None:
-                candidates.append((ref, purchase))
-            elif found[1] == purchase.body_hash:
-                result.outcomes.append((ref, _replay(purchase, found[0])))
+            if found is not None:
+                if found[1] == item.purchase.body_hash:
+                    result.outcomes.append((item.ref, _replay(item.purchase, found[0])))
+                else:
+                    result.rejections.append(_reject(item.ref, item.purchase, _CONFLICT))
+            elif isinstance(item, PlanRejection):
+                result.rejections.append(_reject(item.ref, item.purchase, item.reason))
             else:
-                result.rejections.append(_reject(ref, purchase, _CONFLICT))
-        plans = []
-        for ref, purchase in candidates:
-            plan = self._plan(ref, purchase)
-            if isinstance(plan, Rejection):
-                result.rejections.append(plan)
-            else:
-                plans.append(plan)
+                plans.append(item)
         if plans:
             # One global order for the rows every writer inserts, so that two writers of
             # overlapping batches wait for each other instead of deadlocking.
@@ -168,25 +171,7 @@ class PurchaseWriter:
                 found[(store_id, transaction_id)] = (pid, body_hash)
         return found
 
-    def _plan(self, ref: Hashable, purchase: Purchase) -> _Plan | Rejection:
-        if purchase.member_id is None:
-            return _Plan(ref, purchase, [], [])
-        in_force = self.catalog.all_in_force(purchase.occurred_at)
-        earning = [v for v in in_force if v.program.currency == purchase.currency]
-        if in_force and not earning:
-            programs = ", ".join(f"{v.program_id} ({v.program.currency})" for v in in_force)
-            return _reject(ref, purchase, f"currency {purchase.currency} does not match any "
-                                          f"program in force: {programs}")
-        decisions = [
-            (version, decision)
-            for version in earning
-            for decision in evaluate_purchase(version.program, purchase)
-        ]
-        # Open programs enrol every purchasing member, whatever the purchase's currency.
-        enrol = [v for v in in_force if v.program.enrolment == "open"]
-        return _Plan(ref, purchase, enrol, decisions)
-
-    def _store(self, plans: list[_Plan], result: BatchResult) -> None:
+    def _store(self, plans: list[PurchasePlan], result: BatchResult) -> None:
         conn, conv = self.conn, self.convert
         now = conv.when(self.now)
         members = sorted({p.purchase.member_id for p in plans
@@ -197,9 +182,9 @@ class PurchaseWriter:
         enrolments: dict[tuple[str, str], datetime] = {}
         for plan in plans:
             member_id = plan.purchase.member_id
-            for version in plan.enrol:
+            for program_id in plan.enrol:
                 assert member_id is not None
-                pair = (member_id, version.program_id)
+                pair = (member_id, program_id)
                 if pair in self._known_enrolments:
                     continue
                 first = enrolments.get(pair)
@@ -245,38 +230,39 @@ class PurchaseWriter:
         )
         self._store_awards(inserted, result)
 
-    def _store_awards(self, inserted: list[tuple[int, _Plan]], result: BatchResult) -> None:
+    def _store_awards(self, inserted: list[tuple[int, PurchasePlan]], result: BatchResult) -> None:
         conn, conv = self.conn, self.convert
         now = conv.when(self.now)
-        awards = [(pid, p, version, decision)
-                  for pid, p in inserted for version, decision in p.decisions]
+        # Each purchase's time converted once, for its entries and its lots.
+        stamps = {pid: conv.when(p.purchase.occurred_at) for pid, p in inserted}
+        awards = [(pid, p, award) for pid, p in inserted for award in p.awards]
         entry_ids = allocate_ids(conn, _ledger, len(awards))
         insert_rows(
             conn, _ledger,
             ("id", "member_id", "program_id", "program_version_id", "kind", "points",
              "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason"),
-            [(eid, p.purchase.member_id, version.program_id, version.id, "earn",
-              decision.points, pid, decision.rule_id, conv.when(p.purchase.occurred_at), now,
-              conv.json(decision.reason))
-             for eid, (pid, p, version, decision) in zip(entry_ids, awards, strict=True)],
+            [(eid, p.purchase.member_id, award.program_id, award.version_id, "earn",
+              award.points, pid, award.rule_id, stamps[pid], now,
+              award.reason_json)
+             for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
         )
         insert_rows(
             conn, _lots,
             ("entry_id", "member_id", "program_id", "earned_at", "points", "remaining",
              "expires_at"),
-            [(eid, p.purchase.member_id, version.program_id, conv.when(p.purchase.occurred_at),
-              decision.points, decision.points, None)
-             for eid, (_, p, version, decision) in zip(entry_ids, awards, strict=True)],
+            [(eid, p.purchase.member_id, award.program_id, stamps[pid], award.points,
+              award.points, None)
+             for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
         )
         deltas: dict[tuple[str, str], int] = defaultdict(int)
         for _, p in inserted:
             member_id = p.purchase.member_id
             if member_id is None:
                 continue
-            for version in p.enrol:
-                deltas[(member_id, version.program_id)] += 0
-            for version, decision in p.decisions:
-                deltas[(member_id, version.program_id)] += decision.points
+            for program_id in p.enrol:
+                deltas[(member_id, program_id)] += 0
+            for award in p.awards:
+                deltas[(member_id, award.program_id)] += award.points
         insert_rows(
             conn, _balances,
             ("member_id", "program_id", "points", "lifetime_earned", "updated_at"),
@@ -292,17 +278,9 @@ class PurchaseWriter:
             result.outcomes.append((p.ref, PurchaseOutcome(
                 pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
                 replayed=False,
-                awards=tuple(Award(v.program_id, v.version, d.rule_id, d.points)
-                             for v, d in p.decisions),
+                awards=tuple(Award(a.program_id, a.version, a.rule_id, a.points)
+                             for a in p.awards),
             )))
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    ref: Hashable
-    purchase: Purchase
-    enrol: list[VersionInForce]
-    decisions: list[tuple[VersionInForce, EarnPoints]]
 
 
 def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:

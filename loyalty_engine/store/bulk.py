@@ -35,9 +35,9 @@ class Converters:
         """An aware datetime as stored: naive-UTC text on SQLite (SQLAlchemy's format)."""
         if value is None or not self.sqlite:
             return value
-        v = value.astimezone(UTC)
-        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-                f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}")
+        # "YYYY-MM-DD HH:MM:SS.ffffff", exactly as SQLAlchemy's SQLite DATETIME writes it, so
+        # that rows written here compare equal to parameters bound by SQLAlchemy.
+        return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
     @staticmethod
     def json(value: Any) -> str:
@@ -131,7 +131,7 @@ def select_by_keys(
 ) -> list[tuple[Any, ...]]:
     """Rows of table whose key_columns match one of keys (raw driver values).
 
-    One statement per call: a join against unnest() on PostgreSQL, a row-value IN list on
+    One statement per call: a join against unnest() on PostgreSQL, against a VALUES list on
     SQLite (callers keep keys under SQLite's bound-parameter limit).
     """
     if not keys:
@@ -140,8 +140,11 @@ def select_by_keys(
     raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "sqlite":
         row = "(" + ", ".join("?" for _ in key_columns) + ")"
-        sql = (f"SELECT {names} FROM {table.name} t WHERE ({', '.join(key_columns)}) "
-               f"IN (VALUES {', '.join(row for _ in keys)})")
+        # CROSS JOIN fixes the loop order: one index probe per key. (A row-value IN list
+        # made SQLite scan the whole index for every batch: quadratic on big imports.)
+        on = " AND ".join(f"t.{c} = k.column{i}" for i, c in enumerate(key_columns, start=1))
+        sql = (f"SELECT {names} FROM (VALUES {', '.join(row for _ in keys)}) AS k "
+               f"CROSS JOIN {table.name} t ON {on}")
         cursor: Any = raw.cursor()
         try:
             return list(cursor.execute(sql, [v for key in keys for v in key]))
