@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import typer
@@ -63,4 +65,16 @@ def demo(
     console.print(f"Posting the whole year again changed {summary.replay_changed} purchases "
                   "(every one was recognised as already recorded).")
     first = summary.top[0][0] if summary.top else "M00001"
-    console.print(f"\nNext: [bold]loyalty --database {database} members explain {first}[/]")
+    console.print(f"\nNext: [bold]{_this_command()} --database {database} members explain "
+                  f"{first}[/]")
+
+
+def _this_command() -> str:
+    """How the user invoked loyalty (e.g. .venv/bin/loyalty), for the hint to copy."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "loyalty":
+        return "loyalty"
+    try:
+        return str(invoked.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return "loyalty" if shutil.which("loyalty") == str(invoked) else str(invoked)
