@@ -125,7 +125,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
     stats: dict[str, SegmentStats] = {s: SegmentStats() for s in (*SEGMENTS, "anonymous")}
     generated = list(generate(seed, as_of, members))
     with write_transaction(engine) as conn:
-        writer = PurchaseWriter(conn, load_catalog(conn), as_of)
+        writer = PurchaseWriter(conn, load_catalog(conn), as_of, defer_balances=True)
         for start in range(0, len(generated), 2000):
             chunk = generated[start : start + 2000]
             result = writer.write([(i, p) for i, (_, p) in enumerate(chunk, start=start)])
@@ -137,6 +137,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
                 s.points += outcome.points
                 if purchase.member_id:
                     segment_of[purchase.member_id] = segment
+        writer.flush_balances()
     for segment in segment_of.values():
         stats[segment].members += 1
     # Post the whole year a second time, as a POS retrying everything would: nothing changes.

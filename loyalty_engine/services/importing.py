@@ -121,7 +121,7 @@ def import_purchases(
         buffered = io.BufferedReader(counting, buffer_size=1 << 20)
         records = _jsonl_records(buffered) if fmt == "jsonl" else _csv_records(buffered, path)
         catalog = load_catalog(conn)
-        writer = PurchaseWriter(conn, catalog, now)
+        writer = PurchaseWriter(conn, catalog, now, defer_balances=True)
         for chunk in _chunks(records, batch_size):
             prepared = prepare_chunk(catalog, chunk)
             raw_by_line = {r[1]: _as_text(r[2]) for r in chunk} if skip_invalid else {}
@@ -145,6 +145,7 @@ def import_purchases(
                                                raw_by_line.get(line)))
             if progress is not None:
                 progress(counting.count, total_bytes)
+        writer.flush_balances()
         if progress is not None:
             progress(counting.count, total_bytes)
         if report.read == 0:

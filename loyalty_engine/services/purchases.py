@@ -111,7 +111,12 @@ _CONFLICT = "already recorded with different contents"
 class PurchaseWriter:
     """Writes batches of purchases inside the caller's transaction."""
 
-    def __init__(self, conn: Connection, catalog: ProgramCatalog, now: datetime) -> None:
+    def __init__(self, conn: Connection, catalog: ProgramCatalog, now: datetime,
+                 defer_balances: bool = False) -> None:
+        """defer_balances: keep balance changes until flush_balances() (which the caller
+        must call before committing). Long imports use it: on PostgreSQL, updating the same
+        balance row once per batch in one transaction grows a chain of row versions that
+        every later update walks, which made big imports quadratic."""
         self.conn = conn
         self.catalog = catalog
         self.now = now
@@ -120,6 +125,8 @@ class PurchaseWriter:
         # does not re-send them with every batch.
         self._known_members: set[str] = set()
         self._known_enrolments: set[tuple[str, str]] = set()
+        self.defer_balances = defer_balances
+        self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def write(self, batch: Sequence[tuple[Hashable, Purchase]]) -> BatchResult:
         """Plan and record a batch of purchases (see write_plans)."""
@@ -160,6 +167,22 @@ class PurchaseWriter:
             plans.sort(key=lambda plan: plan.purchase.key)
             self._store(plans, result)
         return result
+
+    def flush_balances(self) -> None:
+        """Add the points written so far to the cached balances (one upsert per pair)."""
+        deltas, self._balance_deltas = self._balance_deltas, defaultdict(int)
+        now = self.convert.when(self.now)
+        insert_rows(
+            self.conn, _balances,
+            ("member_id", "program_id", "points", "lifetime_earned", "updated_at"),
+            [(m, prog, d, d, now) for (m, prog), d in sorted(deltas.items())],
+            on_conflict=["member_id", "program_id"],
+            update={
+                "points": "balances.points + excluded.points",
+                "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
+                "updated_at": "excluded.updated_at",
+            },
+        )
 
     def _stored(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
         found: dict[tuple[str, str], tuple[int, str]] = {}
@@ -254,26 +277,16 @@ class PurchaseWriter:
               award.points, None)
              for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
         )
-        deltas: dict[tuple[str, str], int] = defaultdict(int)
         for _, p in inserted:
             member_id = p.purchase.member_id
             if member_id is None:
                 continue
             for program_id in p.enrol:
-                deltas[(member_id, program_id)] += 0
+                self._balance_deltas[(member_id, program_id)] += 0
             for award in p.awards:
-                deltas[(member_id, award.program_id)] += award.points
-        insert_rows(
-            conn, _balances,
-            ("member_id", "program_id", "points", "lifetime_earned", "updated_at"),
-            [(m, prog, d, d, now) for (m, prog), d in sorted(deltas.items())],
-            on_conflict=["member_id", "program_id"],
-            update={
-                "points": "balances.points + excluded.points",
-                "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
-                "updated_at": "excluded.updated_at",
-            },
-        )
+                self._balance_deltas[(member_id, award.program_id)] += award.points
+        if not self.defer_balances:
+            self.flush_balances()
         for pid, p in inserted:
             result.outcomes.append((p.ref, PurchaseOutcome(
                 pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
