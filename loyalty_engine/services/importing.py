@@ -133,12 +133,9 @@ def import_purchases(
                 else:
                     plans.append(item)
             result = writer.write_plans(plans)
-            for _, outcome in result.outcomes:
-                if outcome.replayed:
-                    report.replayed += 1
-                else:
-                    report.recorded += 1
-                    report.points += outcome.points
+            report.replayed += len(result.replays)
+            report.recorded += len(result.recorded)
+            report.points += result.points
             for rejection in result.rejections:
                 line = int(str(rejection.ref))
                 report.errors.append(LineError(line, _rejection_text(rejection),

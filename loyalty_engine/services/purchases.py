@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -74,10 +74,31 @@ class Rejection:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch did: outcomes of accepted purchases (new or replayed) and rejections."""
+    """What one batch did: purchases recorded now, replays, and rejections."""
 
-    outcomes: list[tuple[Hashable, PurchaseOutcome]]
+    replays: list[tuple[Hashable, PurchaseOutcome]]
     rejections: list[Rejection]
+    recorded: list[tuple[int, PurchasePlan]] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        """Points awarded by the purchases recorded now."""
+        return sum(a.points for _, plan in self.recorded for a in plan.awards)
+
+    @property
+    def outcomes(self) -> list[tuple[Hashable, PurchaseOutcome]]:
+        """The outcome of every accepted purchase, new or replayed (built on demand: bulk
+        imports only count them)."""
+        fresh = [
+            (plan.ref, PurchaseOutcome(
+                pid, plan.purchase.store_id, plan.purchase.transaction_id,
+                plan.purchase.member_id, replayed=False,
+                awards=tuple(Award(a.program_id, a.version, a.rule_id, a.points)
+                             for a in plan.awards),
+            ))
+            for pid, plan in self.recorded
+        ]
+        return fresh + self.replays
 
 
 def record_purchase(engine: Engine, event: PurchaseEvent, now: datetime) -> PurchaseOutcome:
@@ -143,7 +164,7 @@ class PurchaseWriter:
             if earlier is None:
                 fresh[purchase.key] = item
             elif earlier.purchase.body_hash == purchase.body_hash:
-                result.outcomes.append((item.ref, _replay(purchase, -1)))
+                result.replays.append((item.ref, _replay(purchase, -1)))
             else:
                 result.rejections.append(_reject(item.ref, purchase, f"{_CONFLICT} earlier in "
                                                                      f"the same input "
@@ -154,7 +175,7 @@ class PurchaseWriter:
             found = stored.get(key)
             if found is not None:
                 if found[1] == item.purchase.body_hash:
-                    result.outcomes.append((item.ref, _replay(item.purchase, found[0])))
+                    result.replays.append((item.ref, _replay(item.purchase, found[0])))
                 else:
                     result.rejections.append(_reject(item.ref, item.purchase, _CONFLICT))
             elif isinstance(item, PlanRejection):
@@ -238,7 +259,7 @@ class PurchaseWriter:
                 if their_id == pid:
                     inserted.append((pid, plan))
                 elif body_hash == plan.purchase.body_hash:
-                    result.outcomes.append((plan.ref, _replay(plan.purchase, their_id)))
+                    result.replays.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
                     result.rejections.append(_reject(plan.ref, plan.purchase, _CONFLICT))
         if not inserted:
@@ -287,13 +308,7 @@ class PurchaseWriter:
                 self._balance_deltas[(member_id, award.program_id)] += award.points
         if not self.defer_balances:
             self.flush_balances()
-        for pid, p in inserted:
-            result.outcomes.append((p.ref, PurchaseOutcome(
-                pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
-                replayed=False,
-                awards=tuple(Award(a.program_id, a.version, a.rule_id, a.points)
-                             for a in p.awards),
-            )))
+        result.recorded.extend(inserted)
 
 
 def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:
