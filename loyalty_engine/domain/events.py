@@ -20,12 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import to_json
 
 from loyalty_engine.domain.money import (
+    CurrencyCode,
     MoneyError,
     currency_exponent,
     format_minor,
@@ -92,18 +92,9 @@ class PurchaseEvent(BaseModel):
     store_id: Identifier
     member_id: Identifier | None = None
     occurred_at: AwareDatetime
-    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    currency: CurrencyCode
     total: Amount
     items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        try:
-            currency_exponent(value)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @model_validator(mode="after")
     def _amounts_agree(self) -> PurchaseEvent:

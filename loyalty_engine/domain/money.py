@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Annotated
 
 from iso4217 import Currency
+from pydantic import AfterValidator
 
 
 class MoneyError(ValueError):
@@ -25,6 +27,18 @@ def currency_exponent(code: str) -> int:
         # Funds and precious metals (XAU, XDR, ...) have no minor unit: not money a till takes.
         raise MoneyError(f"{code} has no minor unit and cannot be used for purchases")
     return int(exponent)
+
+
+def _known_currency(value: str) -> str:
+    try:
+        currency_exponent(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+# An ISO 4217 code with a minor unit, as a pydantic field type (events and program files).
+CurrencyCode = Annotated[str, AfterValidator(_known_currency)]
 
 
 def parse_decimal(value: object, what: str) -> Decimal:

@@ -15,7 +15,13 @@ from pydantic import (
     field_validator,
 )
 
-from loyalty_engine.domain.money import MoneyError, currency_exponent, parse_decimal, to_minor
+from loyalty_engine.domain.money import (
+    CurrencyCode,
+    MoneyError,
+    currency_exponent,
+    parse_decimal,
+    to_minor,
+)
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
@@ -84,20 +90,11 @@ class ProgramDefinition(_Strict):
 
     program: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    currency: CurrencyCode
     timezone: str
     enrolment: Literal["open"]
     exclude: Exclusions = Exclusions()
     rules: Annotated[list[PointsPerSpendRule], Field(min_length=1)]
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        try:
-            currency_exponent(value)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("timezone")
     @classmethod
