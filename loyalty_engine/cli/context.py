@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
+from loyalty_engine.services.errors import SchemaNotCurrentError
 from loyalty_engine.services.schema_check import require_current_schema
 from loyalty_engine.store.database import open_engine, resolve_url
 
@@ -32,7 +35,16 @@ def database_url(ctx: typer.Context) -> str:
 
 def engine_for(ctx: typer.Context, migrated: bool = True) -> Engine:
     """An engine for the chosen database; by default refusing one that is not migrated."""
-    engine = open_engine(database_url(ctx))
+    url = database_url(ctx)
+    parsed = make_url(url)
+    if migrated and parsed.get_backend_name() == "sqlite" and not Path(
+        parsed.database or ""
+    ).exists():
+        # Say so instead of letting SQLite create an empty file as a side effect.
+        raise SchemaNotCurrentError(
+            f"there is no database at {parsed.database}; run `loyalty db upgrade` to create it"
+        )
+    engine = open_engine(url)
     if migrated:
         require_current_schema(engine)
     return engine

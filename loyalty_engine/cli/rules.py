@@ -69,9 +69,9 @@ def apply(
 ) -> None:
     """Store a new version of each changed program; unchanged content is a no-op."""
     start = parse_instant(effective_from, "--effective-from")
-    engine = engine_for(ctx)
     try:
-        results = apply_program_files(engine, paths, now(), start)
+        validate_program_files(paths)  # file problems first, before touching the database
+        results = apply_program_files(engine_for(ctx), paths, now(), start)
     except ProgramFileError as exc:
         _report(exc)
         return
