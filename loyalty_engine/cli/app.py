@@ -8,11 +8,12 @@ import sys
 
 import psycopg
 import typer
+from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from loyalty_engine.cli import db, members, purchases, rules
-from loyalty_engine.cli.context import Settings
+from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings
 from loyalty_engine.cli.demo import demo
 from loyalty_engine.cli.output import err_console
 from loyalty_engine.domain.money import MoneyError
@@ -35,10 +36,6 @@ app.add_typer(members.app, name="members")
 app.command()(demo)
 
 
-# The --database given on this command line, for naming the database in error messages.
-_chosen: dict[str, str | None] = {"database": None}
-
-
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -49,7 +46,7 @@ def root(
 ) -> None:
     """Global options."""
     ctx.obj = Settings(database=database)
-    _chosen["database"] = database
+    CHOSEN_DATABASE["url"] = database
 
 
 
@@ -66,7 +63,8 @@ def main() -> None:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
         sys.exit(1)
-    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError) as exc:
+    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError,
+            CommandError) as exc:
         _error(str(exc).replace("[", r"\["))
         sys.exit(1)
     except ValidationError as exc:
@@ -78,7 +76,7 @@ def main() -> None:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
         detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         try:
-            where = describe_url(resolve_url(_chosen["database"]))
+            where = describe_url(resolve_url(CHOSEN_DATABASE["url"]))
         except DatabaseUrlError:
             where = "the database"
         _error(f"database error ({where}): {detail}".replace("[", r"\["))

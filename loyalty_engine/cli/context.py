@@ -22,6 +22,10 @@ class Settings:
     database: str | None = None
 
 
+# The database this invocation uses (--database, or demo's own option), for error messages.
+CHOSEN_DATABASE: dict[str, str | None] = {"url": None}
+
+
 def settings(ctx: typer.Context) -> Settings:
     """The global settings stored by the root callback."""
     obj = ctx.find_root().obj

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -10,13 +11,28 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from loyalty_engine.cli.context import now, parse_instant
+from loyalty_engine.cli.context import CHOSEN_DATABASE, now, parse_instant
 from loyalty_engine.cli.output import console, fail, when
 from loyalty_engine.demo import run_demo
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import open_engine, resolve_url
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules"
+# Written to the SQLite header of databases the demo creates, so that a re-run may replace
+# them but never a database the demo did not create.
+DEMO_MARK = 0x4C44454D  # "LDEM"
+
+
+def _is_demo_file(path: Path) -> bool:
+    """True for an empty file or a SQLite database the demo created."""
+    if path.stat().st_size == 0:
+        return True
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            mark = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    return bool(mark == DEMO_MARK)
 
 
 def demo(
@@ -29,13 +45,20 @@ def demo(
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same year."),
     as_of: str | None = typer.Option(None, "--as-of",
                                      help="End of the simulated year (default: now)."),
+    reset: bool = typer.Option(
+        False, "--reset", help="Replace a SQLite file even if the demo did not create it."
+    ),
 ) -> None:
     """Run a seeded year of a coffee chain's purchases through the engine and summarise it."""
     end = parse_instant(as_of, "--as-of") or now()
+    CHOSEN_DATABASE["url"] = database
     url = resolve_url(database)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")
+        if path.exists() and not reset and not _is_demo_file(path):
+            fail(f"{path} holds data that the demo did not create; the demo replaces its "
+                 "database, so pass --reset to replace it, or choose another file")
         for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             leftover.unlink(missing_ok=True)
     engine = open_engine(url)
@@ -43,6 +66,9 @@ def demo(
         fail(f"{parsed.render_as_string(hide_password=True)} is not empty; the demo needs an "
              "empty PostgreSQL database")
     migrate.upgrade(engine)
+    if parsed.get_backend_name() == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"PRAGMA application_id = {DEMO_MARK}")
     with console.status("simulating a year of purchases..."):
         summary = run_demo(engine, rules, end, seed, members)
     console.print(f"[bold]loyalty-engine demo[/] on {summary.database}")

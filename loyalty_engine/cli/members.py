@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.cli.context import engine_for
@@ -29,7 +30,8 @@ def list_(
         return
     table = Table("member", "points", "purchases", "last purchase")
     for r in rows:
-        table.add_row(r.member_id, str(r.points), str(r.purchases), when(r.last_purchase_at))
+        table.add_row(escape(r.member_id), str(r.points), str(r.purchases),
+                      when(r.last_purchase_at))
     console.print(table)
 
 
@@ -40,7 +42,8 @@ def show(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
     if json_out:
         emit_json(data)
         return
-    console.print(f"[bold]{data['member_id']}[/] (member since {when(data['created_at'])})")
+    console.print(f"[bold]{escape(data['member_id'])}[/] "
+                  f"(member since {when(data['created_at'])})")
     balances = Table("program", "points", "earned in total", title="balances")
     for b in data["balances"]:
         balances.add_row(b["program_id"], str(b["points"]), str(b["lifetime_earned"]))
@@ -58,7 +61,8 @@ def show(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
     console.print(lots)
     purchases = Table("when", "store", "transaction", "total", title="recent purchases")
     for p in data["recent_purchases"]:
-        purchases.add_row(when(p["occurred_at"]), p["store_id"], p["transaction_id"],
+        purchases.add_row(when(p["occurred_at"]), escape(p["store_id"]),
+                          escape(p["transaction_id"]),
                           _money(p["total_minor"], p["currency"]))
     console.print(purchases)
 

@@ -100,10 +100,11 @@ def versions(
                     "effective_from": v.effective_from, "content_hash": v.content_hash,
                     "name": v.program.name, "currency": v.program.currency} for v in rows])
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("program", "version", "in force from", "content hash", "name")
     for v in rows:
         table.add_row(v.program_id, str(v.version), when(v.effective_from),
-                      v.content_hash[:12], v.program.name)
+                      v.content_hash[:12], escape(v.program.name))
     console.print(table)

@@ -9,11 +9,12 @@ line amounts exactly.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -47,6 +48,13 @@ def _money_input(value: object) -> Decimal:
 
 
 Amount = Annotated[Decimal, BeforeValidator(_money_input)]
+
+
+def _plausible_instant(value: datetime) -> datetime:
+    # Outside these years an offset conversion can overflow, and no till has such a clock.
+    if not 1970 <= value.year <= 9998:
+        raise ValueError("must be a date between the years 1970 and 9998")
+    return value
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
@@ -91,7 +99,7 @@ class PurchaseEvent(BaseModel):
                                          pattern=r"^[^\x00-\x1f\x7f]+$")]
     store_id: Identifier
     member_id: Identifier | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
     currency: CurrencyCode
     total: Amount
     items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
@@ -102,6 +110,8 @@ class PurchaseEvent(BaseModel):
             purchase = _to_purchase(self)
         except MoneyError as exc:
             raise ValueError(str(exc)) from None
+        except (ArithmeticError, OverflowError):
+            raise ValueError("an amount or quantity is too large or too precise") from None
         # Kept in the instance dict rather than a PrivateAttr: private-attribute set-up
         # cost about a third of validation time on the bulk import path.
         self.__dict__[_CACHE] = purchase

@@ -66,10 +66,17 @@ def parse_decimal(value: object, what: str) -> Decimal:
     return result
 
 
+# The largest amount accepted, in minor units: far above any basket, far below the 64-bit
+# columns' limit, so sums of many amounts cannot overflow either.
+MAX_MINOR = 10**15
+
+
 def to_minor(amount: Decimal, exponent: int, what: str, currency: str) -> int:
     """Exact integer minor units of amount; more decimals than the currency has is an error."""
     if amount < 0:
         raise MoneyError(f"{what} must not be negative (got {amount})")
+    if amount.scaleb(exponent) > MAX_MINOR:
+        raise MoneyError(f"{what} {amount} is larger than any amount this engine accepts")
     scaled = amount.scaleb(exponent)
     minor = int(scaled)
     if minor != scaled:

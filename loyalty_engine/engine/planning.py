@@ -51,18 +51,18 @@ def plan_purchase(catalog: ProgramCatalog, ref: Hashable,
                   purchase: Purchase) -> PurchasePlan | PlanRejection:
     """Plan one purchase under the program versions in force at its occurred_at.
 
-    Anonymous purchases earn nothing. A purchase earns in the programs of its currency; if
-    programs are in force but none in its currency, it is rejected. Open programs enrol
-    every purchasing member.
+    A purchase earns in the programs of its currency; if programs are in force but none in
+    its currency, it is rejected (anonymous or not: it is a data error). Anonymous
+    purchases earn nothing. Open programs enrol every purchasing member.
     """
-    if purchase.member_id is None:
-        return PurchasePlan(ref, purchase, (), ())
     in_force = catalog.all_in_force(purchase.occurred_at)
     earning = [v for v in in_force if v.program.currency == purchase.currency]
     if in_force and not earning:
         programs = ", ".join(f"{v.program_id} ({v.program.currency})" for v in in_force)
         return PlanRejection(ref, purchase, f"currency {purchase.currency} does not match any "
                                             f"program in force: {programs}")
+    if purchase.member_id is None:
+        return PurchasePlan(ref, purchase, (), ())
     awards = tuple(
         PlannedAward(version.id, version.program_id, version.version, decision.rule_id,
                      decision.points, to_json(decision.reason).decode())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
@@ -71,6 +72,7 @@ def load_program_file(path: Path | str) -> LoadedProgram:
 def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
     """Validate and compile program YAML given as text; name is used in problem locations."""
     yaml = YAML(typ="rt")
+    yaml.Constructor = _DecimalConstructor
     try:
         data = yaml.load(text)
     except MarkedYAMLError as exc:
@@ -108,6 +110,22 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
         compiled=compile_program(definition),
         content_hash=content_hash(definition),
     )
+
+
+class _DecimalConstructor(RoundTripConstructor):
+    """Reads YAML floats as exact Decimals from their text: `1.00000000000000001` is not 1."""
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        try:
+            value = Decimal(str(node.value).replace("_", ""))
+        except InvalidOperation:
+            return super().construct_yaml_float(node)  # .inf, .nan and friends
+        return value if value.is_finite() else super().construct_yaml_float(node)
+
+
+_DecimalConstructor.add_constructor(
+    "tag:yaml.org,2002:float", _DecimalConstructor.construct_yaml_float
+)
 
 
 def content_hash(definition: ProgramDefinition) -> str:

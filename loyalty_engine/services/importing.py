@@ -105,6 +105,8 @@ def import_purchases(
     fmt = fmt or detect_format(path)
     report = ImportReport(path=str(path))
     rejects_target = rejects_path or path.with_name(path.name + ".rejects.jsonl")
+    if skip_invalid and rejects_target.resolve() == path.resolve():
+        raise ImportFileError(f"the rejects file {rejects_target} would overwrite the input")
     if skip_invalid and not rejects_target.parent.is_dir():
         raise ImportFileError(
             f"cannot write rejects to {rejects_target}: the folder {rejects_target.parent} "
@@ -220,14 +222,13 @@ _IMPORT_LOCK = 0x4C4F59414C  # "LOYAL"
 def serialize_imports(conn: Connection) -> None:
     """Queue this import behind any other (PostgreSQL; SQLite's write lock already does).
 
-    An import holds its transaction for the whole file; two of them touching the same
-    members would deadlock. Short writers (a till) still run beside an import: they wait
-    for a row it holds, and since the import is told to be slow to declare a deadlock, the
-    short writer is the one PostgreSQL aborts, and record_purchase simply retries it.
+    An import holds its transaction for the whole file; two of them inserting the same new
+    members in different orders would deadlock. Short writers (a till) still run beside an
+    import: they insert their member, then their purchase, then their balance, and wait at
+    the first row the import holds while holding nothing the import needs.
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK})
-        conn.execute(text("SET LOCAL deadlock_timeout = '20s'"))
 
 
 def _rejection_text(rejection: Any) -> str:
@@ -273,6 +274,9 @@ def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]
     except csv.Error as exc:
         raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
     names = [h.strip() for h in header]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise ImportFileError(f"{path}:1: column(s) named twice: {', '.join(doubled)}")
     missing = [c for c in CSV_COLUMNS if c not in names]
     unknown = [n for n in names if n not in CSV_COLUMNS]
     if missing or unknown:

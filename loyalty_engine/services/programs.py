@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
@@ -137,6 +137,16 @@ def _apply_one(
                 f"{loaded.path}: version {latest.version} of program {pid!r} is in force from "
                 f"{latest.effective_from.isoformat()}; a new version must take effect later "
                 f"than that, not {start.isoformat()}"
+            )
+        evaluated = conn.execute(
+            select(func.max(tables.purchases.c.occurred_at))
+            .where(tables.purchases.c.occurred_at >= start)
+        ).scalar_one()
+        if evaluated is not None:
+            raise ProgramApplyError(
+                f"{loaded.path}: purchases up to {evaluated.isoformat()} were already "
+                f"evaluated under version {latest.version} of {pid!r}; a new version must "
+                f"take effect after them, not from {start.isoformat()}"
             )
         version = latest.version + 1
         conn.execute(_programs.update().where(_programs.c.program_id == pid)

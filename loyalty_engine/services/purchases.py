@@ -158,13 +158,14 @@ class PurchaseWriter:
         conflicts, and only then does a plan's own rejection count."""
         result = BatchResult([], [])
         fresh: dict[tuple[str, str], PurchasePlan | PlanRejection] = {}
+        copies: list[PurchasePlan | PlanRejection] = []
         for item in batch:
             purchase = item.purchase
             earlier = fresh.get(purchase.key)
             if earlier is None:
                 fresh[purchase.key] = item
             elif earlier.purchase.body_hash == purchase.body_hash:
-                result.replays.append((item.ref, _replay(purchase, -1)))
+                copies.append(item)  # shares the first copy's fate, known only below
             else:
                 result.rejections.append(_reject(item.ref, purchase, f"{_CONFLICT} earlier in "
                                                                      f"the same input "
@@ -187,7 +188,25 @@ class PurchaseWriter:
             # overlapping batches wait for each other instead of deadlocking.
             plans.sort(key=lambda plan: plan.purchase.key)
             self._store(plans, result)
+        if copies:
+            self._settle_copies(copies, fresh, result)
         return result
+
+    @staticmethod
+    def _settle_copies(copies: list[PurchasePlan | PlanRejection],
+                       first: dict[tuple[str, str], PurchasePlan | PlanRejection],
+                       result: BatchResult) -> None:
+        """A repeat of a purchase earlier in the same batch gets the first copy's fate."""
+        rejected = {(r.store_id, r.transaction_id): r for r in result.rejections}
+        ids = {plan.purchase.key: pid for pid, plan in result.recorded}
+        ids.update({(o.store_id, o.transaction_id): o.purchase_id for _, o in result.replays})
+        for copy in copies:
+            key = copy.purchase.key
+            if key in rejected and rejected[key].ref == first[key].ref:
+                reason = f"{rejected[key].reason} (as for {first[key].ref})"
+                result.rejections.append(_reject(copy.ref, copy.purchase, reason))
+            else:
+                result.replays.append((copy.ref, _replay(copy.purchase, ids[key])))
 
     def flush_balances(self) -> None:
         """Add the points written so far to the cached balances (one upsert per pair)."""

@@ -29,7 +29,7 @@ def resolve_url(url: str | None = None) -> str:
     raw = url or os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_URL
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise DatabaseUrlError(
             f"{raw!r} is not a database URL; use sqlite:///path/to/file.db or "
             "postgresql://user@host/dbname"

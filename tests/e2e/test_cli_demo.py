@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.e2e.cli import ok
+from tests.e2e.cli import assert_one_sentence_error, ok, run
 
 
 def test_demo_on_sqlite(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'demo.db'}"
-    (tmp_path / "demo.db").write_text("not a database", encoding="utf-8")  # it is recreated
 
     demo = ok("demo", "--members", "40", "--database", database,
               "--as-of", "2026-06-01T00:00:00+00:00", cwd=tmp_path)
@@ -42,3 +41,13 @@ def test_demo_on_sqlite(tmp_path: Path) -> None:
     # The command the demo suggests works and adds up to that member's balance.
     explained = ok("--database", top.group(1), "members", "explain", top.group(2), cwd=tmp_path)
     assert explained.out_lines[-1].endswith(f", {best['points']} points"), str(explained)
+
+
+def test_demo_never_replaces_a_database_it_did_not_create(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'books.db'}"
+    ok("db", "upgrade", database=database)
+    refused = run("demo", "--members", "5", "--database", database, cwd=tmp_path)
+    assert_one_sentence_error(refused, "--reset")
+    assert ok("db", "current", "--json", database=database).json()["up_to_date"]
+    ok("demo", "--members", "5", "--database", database, "--reset", cwd=tmp_path)
+    ok("demo", "--members", "5", "--database", database, cwd=tmp_path)  # now it is the demo's

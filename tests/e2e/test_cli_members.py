@@ -106,3 +106,16 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
 
     missing = run("members", "show", "M-404", database=db_url, cwd=tmp_path)
     assert_one_sentence_error(missing, "no member with id 'M-404'")
+
+
+def test_ids_that_look_like_markup_are_shown_as_they_are(sqlite_db_url: str,
+                                                        tmp_path: Path) -> None:
+    ok("rules", "apply", RULES_DIR, database=sqlite_db_url)
+    path = write_jsonl(tmp_path / "odd.jsonl", [purchase(
+        "T-[b]1", "M[/]", "2026-03-03T08:12:00+01:00", [("FW", "coffee", "1", "3.20")], "3.20",
+        store_id="[red]S",
+    )])
+    ok("purchases", "import", path, database=sqlite_db_url)
+    assert "M[/]" in ok("members", "list", database=sqlite_db_url).stdout
+    shown = ok("members", "show", "M[/]", database=sqlite_db_url).stdout
+    assert "[red]S" in shown and "T-[b]1" in shown

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
+from loyalty_engine.services.errors import (
+    ProgramApplyError,
+    PurchaseConflictError,
+    PurchaseRejectedError,
+)
 from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.members import explain_member, list_members, show_member
 from loyalty_engine.services.programs import apply_program_files
@@ -77,11 +81,26 @@ def test_replay_after_a_program_change_keeps_the_original_awards(
     apply_program_files(engine, [path], NOW)
     first = record_purchase(engine, event("T-1", occurred_at="2026-07-01T10:00:00+00:00"), NOW)
     write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="10"))
-    apply_program_files(engine, [path], NOW, effective_from=datetime(2026, 6, 15, tzinfo=UTC))
+    apply_program_files(engine, [path], NOW, effective_from=datetime(2026, 7, 2, tzinfo=UTC))
     again = record_purchase(engine, event("T-1", occurred_at="2026-07-01T10:00:00+00:00"), NOW)
     assert again.replayed is True
     assert again.awards == first.awards == (Award("test-shop", 1, "per-unit", 7),)
     assert balance(engine, "M-1", "test-shop") == 7
+
+
+def test_a_version_cannot_take_effect_before_purchases_already_evaluated(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="1"))
+    apply_program_files(engine, [path], NOW)
+    record_purchase(engine, event("T-1", occurred_at="2026-07-01T10:00:00+00:00"), NOW)
+    write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="10"))
+    with pytest.raises(ProgramApplyError, match="already evaluated under version 1"):
+        apply_program_files(engine, [path], NOW,
+                            effective_from=datetime(2026, 6, 15, tzinfo=UTC))
+    # Nothing was stored: a later purchase at the same instant still earns under version 1.
+    later = record_purchase(engine, event("T-2", occurred_at="2026-07-01T10:00:00+00:00"), NOW)
+    assert later.awards == (Award("test-shop", 1, "per-unit", 7),)
 
 
 @pytest.mark.parametrize("change", [

@@ -493,3 +493,11 @@ def test_content_hash_ignores_explicit_defaults() -> None:
 )
 def test_content_hash_changes_when_the_meaning_changes(old: str, new: str) -> None:
     assert content_hash(replace_once(GOOD, old, new)) != content_hash(GOOD)
+
+
+def test_yaml_numbers_keep_every_digit_the_author_wrote() -> None:
+    text = replace_once(GOOD, 'minimum_purchase: "2.00"', "minimum_purchase: 2.005")
+    assert "more decimals than EUR allows" in only_problem(text).message
+    precise = load_program_text(replace_once(GOOD, "points_per_unit: 1\n",
+                                             "points_per_unit: 1.00000000000000001\n"))
+    assert str(precise.definition.rules[0].points_per_unit) == "1.00000000000000001"
