@@ -10,11 +10,15 @@ import random
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.services.importing import ImportReport, import_purchases
@@ -198,3 +202,31 @@ def test_two_batched_imports_of_overlapping_files_started_apart(
     assert a.committed and b.committed
     assert (a.recorded + b.recorded, a.replayed + b.replayed) == (450, 150)
     _assert_exact(engine, set(range(450)) | set(SEEDED))
+
+
+def test_an_application_role_without_superuser_rights_can_import(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    """Production connects as an ordinary role: nothing on the write path may need more."""
+    if backend != "postgresql":
+        pytest.skip("roles are a PostgreSQL matter")
+    role = f"loyalty_app_{uuid.uuid4().hex[:8]}"
+    url = make_url(db_url)
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(False),
+                         autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')  # type: ignore[arg-type]
+        for what in ("TABLES", "SEQUENCES"):
+            admin.execute(  # type: ignore[arg-type]
+                f'GRANT ALL ON ALL {what} IN SCHEMA public TO "{role}"')
+    app = open_engine(url.set(username=role).render_as_string(False))
+    try:
+        apply_program_files(app, [BEAN_THERE], NOW)
+        path = write_jsonl(tmp_path / "day.jsonl", [_body(n) for n in range(50)])
+        assert import_purchases(app, path, NOW).recorded == 50
+        assert record_purchase(app, _event(49), NOW).replayed
+    finally:
+        app.dispose()
+        with psycopg.connect(url.set(drivername="postgresql").render_as_string(False),
+                             autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')  # type: ignore[arg-type]
+            admin.execute(f'DROP ROLE "{role}"')  # type: ignore[arg-type]
