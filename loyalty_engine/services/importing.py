@@ -134,7 +134,8 @@ def import_purchases(
                     report.errors.append(LineError(line, item, raw_by_line.get(line)))
                 else:
                     plans.append(item)
-            result = writer.write_plans(plans)
+            # Once an all-or-nothing import has failed, later batches are only checked.
+            result = writer.write_plans(plans, check_only=bool(report.errors) and not skip_invalid)
             report.replayed += len(result.replays)
             report.recorded += len(result.recorded)
             report.points += result.points

@@ -147,15 +147,21 @@ class PurchaseWriter:
         self._known_members: set[str] = set()
         self._known_enrolments: set[tuple[str, str]] = set()
         self.defer_balances = defer_balances
+        self._checked: dict[tuple[str, str], tuple[Hashable, str]] = {}
         self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def write(self, batch: Sequence[tuple[Hashable, Purchase]]) -> BatchResult:
         """Plan and record a batch of purchases (see write_plans)."""
         return self.write_plans([plan_purchase(self.catalog, ref, p) for ref, p in batch])
 
-    def write_plans(self, batch: Sequence[PurchasePlan | PlanRejection]) -> BatchResult:
+    def write_plans(self, batch: Sequence[PurchasePlan | PlanRejection],
+                    check_only: bool = False) -> BatchResult:
         """Record planned purchases; duplicates of stored or earlier ones are replays or
-        conflicts, and only then does a plan's own rejection count."""
+        conflicts, and only then does a plan's own rejection count.
+
+        check_only finds the same rejections without writing anything (an all-or-nothing
+        import that has already failed keeps reporting problems without doing the work).
+        """
         result = BatchResult([], [])
         fresh: dict[tuple[str, str], PurchasePlan | PlanRejection] = {}
         copies: list[PurchasePlan | PlanRejection] = []
@@ -183,7 +189,20 @@ class PurchaseWriter:
                 result.rejections.append(_reject(item.ref, item.purchase, item.reason))
             else:
                 plans.append(item)
-        if plans:
+        if plans and check_only:
+            # Unwritten purchases still clash with later copies: remember their bodies.
+            for plan in plans:
+                seen = self._checked.setdefault(plan.purchase.key,
+                                                (plan.ref, plan.purchase.body_hash))
+                if seen[0] == plan.ref:
+                    result.recorded.append((-1, plan))
+                elif seen[1] == plan.purchase.body_hash:
+                    result.replays.append((plan.ref, _replay(plan.purchase, -1)))
+                else:
+                    result.rejections.append(_reject(
+                        plan.ref, plan.purchase,
+                        f"{_CONFLICT} earlier in the same input ({seen[0]})"))
+        elif plans:
             # One global order for the rows every writer inserts, so that two writers of
             # overlapping batches wait for each other instead of deadlocking.
             plans.sort(key=lambda plan: plan.purchase.key)
@@ -198,7 +217,7 @@ class PurchaseWriter:
                        result: BatchResult) -> None:
         """A repeat of a purchase earlier in the same batch gets the first copy's fate."""
         rejected = {(r.store_id, r.transaction_id): r for r in result.rejections}
-        ids = {plan.purchase.key: pid for pid, plan in result.recorded}
+        ids = {plan.purchase.key: pid for pid, plan in result.recorded}  # -1 when checking
         ids.update({(o.store_id, o.transaction_id): o.purchase_id for _, o in result.replays})
         for copy in copies:
             key = copy.purchase.key

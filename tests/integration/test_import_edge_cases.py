@@ -82,3 +82,19 @@ def test_anonymous_purchase_in_a_currency_no_program_uses_is_rejected(
         record_purchase(bean_there, event("T-1", member_id=None, currency="USD"), NOW)
     assert counts(bean_there)["purchases"] == 0
     assert check_balances(bean_there).mismatches == []
+
+
+def test_a_failed_import_still_reports_clashes_in_later_batches(
+    bean_there: Engine, tmp_path: Path
+) -> None:
+    """After the first bad line nothing more is written, yet every later problem is named."""
+    records: list[dict | str] = ["{broken"]
+    records += [purchase_body(f"T-{n}") for n in range(5)]
+    records += [purchase_body("T-3", items=[("LATTE", "coffee", "1", "4.10")])]  # clashes
+    records += [purchase_body("T-4")]                                            # same: fine
+    path = write_jsonl(tmp_path / "p.jsonl", records)
+    report = import_purchases(bean_there, path, NOW, batch_size=2)
+    assert not report.committed
+    assert [e.line for e in report.errors] == [1, 7]
+    assert "earlier in the same input (5)" in report.errors[1].reason
+    assert counts(bean_there)["purchases"] == 0
