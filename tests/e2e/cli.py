@@ -172,3 +172,23 @@ def purchase(
         "items": [{"sku": s, "category": c, "quantity": q, "unit_price": p}
                   for s, c, q, p in items],
     }
+
+
+# Four purchases in March; points under Bean There (1 per whole euro from 2 euros up,
+# beans x2, gift cards never earn) are in the comments.
+MARCH_PURCHASES = [
+    # 12.50 of beans x2 + 3.20 latte -> floor(28.20) = 28
+    purchase("T1", "M-1", "2026-03-14T09:30:00+01:00",
+             [("BEANS-1KG", "coffee-beans", "1", "12.50"), ("LATTE", "coffee", "1", "3.20")],
+             "15.70"),
+    # the gift card is excluded: 2 x 2.50 -> 5
+    purchase("T2", "M-1", "2026-03-15T09:30:00+01:00",
+             [("GIFT-25", "gift-cards", "1", "25.00"), ("CROISSANT", "pastry", "2", "2.50")],
+             "30.00"),
+    # anonymous: stored, earns nothing, is nobody's
+    purchase("T3", None, "2026-03-15T10:00:00+01:00", [("LATTE", "coffee", "1", "3.20")],
+             "3.20", store_id="AMS-02"),
+    # below the 2.00 minimum -> 0 points, but M-2 is now a member
+    purchase("T4", "M-2", "2026-03-16T10:00:00+01:00", [("ESPRESSO", "coffee", "1", "1.50")],
+             "1.50", store_id="AMS-02"),
+]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.e2e.cli import (
+    MARCH_PURCHASES,
     RULES_DIR,
     Result,
     assert_one_sentence_error,
@@ -15,21 +16,7 @@ from tests.e2e.cli import (
     write_jsonl,
 )
 
-MARCH = [
-    # v1: 12.50 of beans x2 + 3.20 -> 28 points
-    purchase("T1", "M-1", "2026-03-14T09:30:00+01:00",
-             [("BEANS-1KG", "coffee-beans", "1", "12.50"), ("LATTE", "coffee", "1", "3.20")],
-             "15.70"),
-    # v1: gift card excluded, 2 x 2.50 -> 5 points
-    purchase("T2", "M-1", "2026-03-15T09:30:00+01:00",
-             [("GIFT-25", "gift-cards", "1", "25.00"), ("CROISSANT", "pastry", "2", "2.50")],
-             "30.00"),
-    purchase("T3", None, "2026-03-15T10:00:00+01:00", [("LATTE", "coffee", "1", "3.20")],
-             "3.20", store_id="AMS-02"),
-    # below the 2.00 minimum: a member with no points
-    purchase("T4", "M-2", "2026-03-16T10:00:00+01:00", [("ESPRESSO", "coffee", "1", "1.50")],
-             "1.50", store_id="AMS-02"),
-]
+MARCH = MARCH_PURCHASES
 APRIL = [
     # v2 (2 points per euro from 1 April): 3.20 -> 6 points
     purchase("T5", "M-1", "2026-04-10T09:00:00+02:00", [("LATTE", "coffee", "1", "3.20")],
