@@ -32,7 +32,8 @@ def _decimal_input(value: object) -> Decimal:
     if isinstance(value, bool) or value is None:
         raise ValueError("expected a number such as 1 or 0.5")
     if isinstance(value, float):
-        # YAML numbers arrive as floats; their shortest repr is what the author typed.
+        # The loader reads YAML numbers as exact Decimals; a float can only come from a
+        # definition built in code, where its shortest repr is what was meant.
         value = repr(value)
     try:
         return parse_decimal(value, "value")

@@ -22,10 +22,9 @@ from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_pur
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows, select_by_keys
+from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows, select_by_keys
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
-from loyalty_engine.store.sql import chunked
 
 _members = tables.members
 _enrolments = tables.enrolments

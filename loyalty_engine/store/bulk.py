@@ -9,13 +9,25 @@ so that dependent rows (items, lots) can be written without RETURNING round trip
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import to_json
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql
+
+T = TypeVar("T")
+
+# SQLite allows 32,766 bound parameters per statement; stay well below for multi-column keys.
+IN_CHUNK = 4000
+
+
+def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """Consecutive slices of items, each at most size long."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
