@@ -38,7 +38,7 @@ from loyalty_engine.services.importing import import_purchases  # noqa: E402
 from loyalty_engine.services.programs import apply_program_files  # noqa: E402
 from loyalty_engine.store import migrate  # noqa: E402
 from loyalty_engine.store.database import open_engine, resolve_url, write_transaction  # noqa: E402
-from loyalty_engine.store.tables import Purchase, PurchaseItem  # noqa: E402
+from loyalty_engine.store.tables import Member, Purchase, PurchaseItem  # noqa: E402
 
 TARGET_INGEST = 0.5
 BATCH = 2000
@@ -109,7 +109,7 @@ def _raw_rows(path: Path) -> tuple[list[dict[str, object]], list[dict[str, objec
         for pid, line in enumerate(handle, start=1):
             p = PurchaseEvent.model_validate_json(line).to_purchase()
             purchases.append({"id": pid, "store_id": p.store_id,
-                              "transaction_id": p.transaction_id, "member_id": None,
+                              "transaction_id": p.transaction_id, "member_id": p.member_id,
                               "occurred_at": p.occurred_at, "currency": p.currency,
                               "total_minor": p.total_minor, "body_hash": p.body_hash,
                               "recorded_at": now})
@@ -124,6 +124,13 @@ def _raw_rows(path: Path) -> tuple[list[dict[str, object]], list[dict[str, objec
 def _time_raw(engine: Engine, purchases: list[dict[str, object]],
               items: list[dict[str, object]]) -> float:
     table_p, table_i = Purchase.__table__, PurchaseItem.__table__
+    # The purchases' members must exist (foreign key); creating them is set-up, not timed.
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        conn.execute(Member.__table__.insert(), [
+            {"member_id": m, "created_at": now, "attributes": {}}
+            for m in sorted({str(p["member_id"]) for p in purchases})
+        ])
     started = time.perf_counter()
     with write_transaction(engine) as conn:
         for start in range(0, len(purchases), BATCH):
