@@ -130,7 +130,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
             chunk = generated[start : start + 2000]
             result = writer.write([(i, p) for i, (_, p) in enumerate(chunk, start=start)])
             for ref, outcome in result.outcomes:
-                segment, purchase = generated[int(str(ref))]
+                segment, purchase = generated[ref]
                 s = stats[segment]
                 s.purchases += 1
                 s.spend_minor += purchase.total_minor

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from loyalty_engine.engine.versions import version_in_force
 from loyalty_engine.rules.compiled import CompiledProgram
+
+_DAWN = datetime.min.replace(tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +30,13 @@ class ProgramCatalog:
 
     def __init__(self, versions: list[VersionInForce]) -> None:
         self._by_program: dict[str, tuple[list[datetime], list[VersionInForce]]] = {}
-        never = datetime.max.replace(tzinfo=UTC)
-        self._last: tuple[datetime, datetime, list[VersionInForce]] = (never, never, [])
         for row in sorted(versions, key=lambda v: (v.program_id, v.effective_from)):
             froms, rows = self._by_program.setdefault(row.program_id, ([], []))
             froms.append(row.effective_from)
             rows.append(row)
-
-    def in_force(self, program_id: str, at: datetime) -> VersionInForce | None:
-        """The version of program_id in force at `at`, or None."""
-        entry = self._by_program.get(program_id)
-        return version_in_force(entry[0], entry[1], at) if entry else None
+        # Every instant at which some program changes version, for the cache below.
+        self._changes = sorted({v.effective_from for v in versions})
+        self._last: tuple[datetime, datetime, list[VersionInForce]] = (_NEVER, _NEVER, [])
 
     def all_in_force(self, at: datetime) -> list[VersionInForce]:
         """The version in force at `at` of every program that has one."""
@@ -50,18 +50,11 @@ class ProgramCatalog:
             row = version_in_force(froms, rows, at)
             if row is not None:
                 found.append(row)
-        self._last = (self._interval_start(at), self._interval_end(at), found)
+        index = bisect_right(self._changes, at)
+        start = self._changes[index - 1] if index else _DAWN
+        end = self._changes[index] if index < len(self._changes) else _NEVER
+        self._last = (start, end, found)
         return found
-
-    def _interval_start(self, at: datetime) -> datetime:
-        """The latest version change at or before `at` (or the beginning of time)."""
-        changes = [f for froms, _ in self._by_program.values() for f in froms if f <= at]
-        return max(changes, default=datetime.min.replace(tzinfo=UTC))
-
-    def _interval_end(self, at: datetime) -> datetime:
-        """The earliest version change after `at` (or the end of time)."""
-        changes = [f for froms, _ in self._by_program.values() for f in froms if f > at]
-        return min(changes, default=datetime.max.replace(tzinfo=UTC))
 
     @property
     def program_ids(self) -> list[str]:

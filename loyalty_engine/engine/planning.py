@@ -6,7 +6,6 @@ made in another process and sent back cheaply; `services.purchases` writes them.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,7 +31,7 @@ class PlannedAward(NamedTuple):
 class PurchasePlan:
     """What recording a purchase would do, before the database says whether it is new."""
 
-    ref: Hashable
+    ref: int
     purchase: Purchase
     enrol: tuple[str, ...]
     awards: tuple[PlannedAward, ...]
@@ -42,12 +41,12 @@ class PurchasePlan:
 class PlanRejection:
     """A purchase that cannot be accepted under the programs in force, and why."""
 
-    ref: Hashable
+    ref: int
     purchase: Purchase
     reason: str
 
 
-def plan_purchase(catalog: ProgramCatalog, ref: Hashable,
+def plan_purchase(catalog: ProgramCatalog, ref: int,
                   purchase: Purchase) -> PurchasePlan | PlanRejection:
     """Plan one purchase under the program versions in force at its occurred_at.
 

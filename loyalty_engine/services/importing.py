@@ -25,7 +25,7 @@ from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_purchase
 from loyalty_engine.services.errors import ImportFileError
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.purchases import PurchaseWriter
+from loyalty_engine.services.purchases import PurchaseWriter, Rejection
 from loyalty_engine.store.database import write_transaction
 
 Format = Literal["jsonl", "csv"]
@@ -140,12 +140,11 @@ def import_purchases(
             report.recorded += len(result.recorded)
             report.points += result.points
             for rejection in result.rejections:
-                line = int(str(rejection.ref))
+                line = rejection.ref
                 report.errors.append(LineError(line, _rejection_text(rejection),
                                                raw_by_line.get(line)))
             if progress is not None:
                 progress(counting.count, total_bytes)
-        writer.flush_balances()
         if progress is not None:
             progress(counting.count, total_bytes)
         if report.read == 0:
@@ -155,6 +154,7 @@ def import_purchases(
             conn.rollback()
             report.recorded = report.replayed = report.points = 0
             return report
+        writer.flush_balances()
         if skip_invalid and report.errors:
             try:
                 _write_rejects(rejects_target, path, report.errors)
@@ -232,7 +232,7 @@ def serialize_imports(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK})
 
 
-def _rejection_text(rejection: Any) -> str:
+def _rejection_text(rejection: Rejection) -> str:
     return (f"transaction {rejection.transaction_id!r} of store {rejection.store_id!r}: "
             f"{rejection.reason}")
 
@@ -245,19 +245,22 @@ def _write_rejects(target: Path, source: Path, errors: list[LineError]) -> None:
                                  ensure_ascii=False) + "\n")
 
 
-def _jsonl_records(stream: io.BufferedReader[Any]) -> Iterator[Record]:
+def _numbered_lines(stream: io.BufferedReader[Any]) -> Iterator[tuple[int, bytes]]:
+    """The file's lines with their 1-based numbers, without a leading UTF-8 byte-order mark
+    (as some editors write)."""
     for number, raw in enumerate(stream, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+        yield number, raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
+
+
+def _jsonl_records(stream: io.BufferedReader[Any]) -> Iterator[Record]:
+    for number, raw in _numbered_lines(stream):
         if raw.strip():
             yield ("json", number, raw.rstrip(b"\r\n"), None)
 
 
 def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
     """The file's lines as text, decoded one by one so an error names its line."""
-    for number, raw in enumerate(stream, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+    for number, raw in _numbered_lines(stream):
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -8,7 +8,7 @@ purchases, items, ledger entries and lots with executemany, and upsert balances.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -65,17 +65,18 @@ class PurchaseOutcome:
 class Rejection:
     """A purchase of a batch that was not recorded, with the reason."""
 
-    ref: Hashable
+    ref: int
     store_id: str
     transaction_id: str
     reason: str
+    conflict: bool = False  # the key was recorded with different contents
 
 
 @dataclass(slots=True)
 class BatchResult:
     """What one batch did: purchases recorded now, replays, and rejections."""
 
-    replays: list[tuple[Hashable, PurchaseOutcome]]
+    replays: list[tuple[int, PurchaseOutcome]]
     rejections: list[Rejection]
     recorded: list[tuple[int, PurchasePlan]] = field(default_factory=list)
 
@@ -85,7 +86,7 @@ class BatchResult:
         return sum(a.points for _, plan in self.recorded for a in plan.awards)
 
     @property
-    def outcomes(self) -> list[tuple[Hashable, PurchaseOutcome]]:
+    def outcomes(self) -> list[tuple[int, PurchaseOutcome]]:
         """The outcome of every accepted purchase, new or replayed (built on demand: bulk
         imports only count them)."""
         fresh = [
@@ -114,7 +115,7 @@ def record_purchase(engine: Engine, event: PurchaseEvent, now: datetime) -> Purc
             result = writer.write([(0, purchase)])
             if result.rejections:
                 rejection = result.rejections[0]
-                if rejection.reason == _CONFLICT:
+                if rejection.conflict:
                     raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
                 raise PurchaseRejectedError(rejection.reason)
             outcome = result.outcomes[0][1]
@@ -146,10 +147,10 @@ class PurchaseWriter:
         self._known_members: set[str] = set()
         self._known_enrolments: set[tuple[str, str]] = set()
         self.defer_balances = defer_balances
-        self._checked: dict[tuple[str, str], tuple[Hashable, str]] = {}
+        self._checked: dict[tuple[str, str], tuple[int, str]] = {}
         self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
 
-    def write(self, batch: Sequence[tuple[Hashable, Purchase]]) -> BatchResult:
+    def write(self, batch: Sequence[tuple[int, Purchase]]) -> BatchResult:
         """Plan and record a batch of purchases (see write_plans)."""
         return self.write_plans([plan_purchase(self.catalog, ref, p) for ref, p in batch])
 
@@ -172,18 +173,22 @@ class PurchaseWriter:
             elif earlier.purchase.body_hash == purchase.body_hash:
                 copies.append(item)  # shares the first copy's fate, known only below
             else:
-                result.rejections.append(_reject(item.ref, purchase, f"{_CONFLICT} earlier in "
-                                                                     f"the same input "
-                                                                     f"({earlier.ref})"))
+                result.rejections.append(_conflict(item.ref, purchase, earlier.ref))
         stored = self._stored(list(fresh))
         plans: list[PurchasePlan] = []
         for key, item in fresh.items():
             found = stored.get(key)
+            unwritten = self._checked.get(key)  # only filled while checking
             if found is not None:
                 if found[1] == item.purchase.body_hash:
                     result.replays.append((item.ref, _replay(item.purchase, found[0])))
                 else:
-                    result.rejections.append(_reject(item.ref, item.purchase, _CONFLICT))
+                    result.rejections.append(_conflict(item.ref, item.purchase))
+            elif unwritten is not None:
+                if unwritten[1] == item.purchase.body_hash:
+                    result.replays.append((item.ref, _replay(item.purchase, -1)))
+                else:
+                    result.rejections.append(_conflict(item.ref, item.purchase, unwritten[0]))
             elif isinstance(item, PlanRejection):
                 result.rejections.append(_reject(item.ref, item.purchase, item.reason))
             else:
@@ -191,16 +196,8 @@ class PurchaseWriter:
         if plans and check_only:
             # Unwritten purchases still clash with later copies: remember their bodies.
             for plan in plans:
-                seen = self._checked.setdefault(plan.purchase.key,
-                                                (plan.ref, plan.purchase.body_hash))
-                if seen[0] == plan.ref:
-                    result.recorded.append((-1, plan))
-                elif seen[1] == plan.purchase.body_hash:
-                    result.replays.append((plan.ref, _replay(plan.purchase, -1)))
-                else:
-                    result.rejections.append(_reject(
-                        plan.ref, plan.purchase,
-                        f"{_CONFLICT} earlier in the same input ({seen[0]})"))
+                self._checked[plan.purchase.key] = (plan.ref, plan.purchase.body_hash)
+                result.recorded.append((-1, plan))
         elif plans:
             # One global order for the rows every writer inserts, so that two writers of
             # overlapping batches wait for each other instead of deadlocking.
@@ -222,7 +219,8 @@ class PurchaseWriter:
             key = copy.purchase.key
             if key in rejected and rejected[key].ref == first[key].ref:
                 reason = f"{rejected[key].reason} (as for {first[key].ref})"
-                result.rejections.append(_reject(copy.ref, copy.purchase, reason))
+                result.rejections.append(_reject(copy.ref, copy.purchase, reason,
+                                                 rejected[key].conflict))
             else:
                 result.replays.append((copy.ref, _replay(copy.purchase, ids[key])))
 
@@ -298,7 +296,7 @@ class PurchaseWriter:
                 elif body_hash == plan.purchase.body_hash:
                     result.replays.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
-                    result.rejections.append(_reject(plan.ref, plan.purchase, _CONFLICT))
+                    result.rejections.append(_conflict(plan.ref, plan.purchase))
         if not inserted:
             return
         insert_rows(
@@ -353,8 +351,14 @@ def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:
                            purchase.member_id, replayed=True, awards=())
 
 
-def _reject(ref: Hashable, purchase: Purchase, reason: str) -> Rejection:
-    return Rejection(ref, purchase.store_id, purchase.transaction_id, reason)
+def _reject(ref: int, purchase: Purchase, reason: str, conflict: bool = False) -> Rejection:
+    return Rejection(ref, purchase.store_id, purchase.transaction_id, reason, conflict)
+
+
+def _conflict(ref: int, purchase: Purchase, earlier: int | None = None) -> Rejection:
+    """The key is taken by a stored purchase, or by an earlier line of the same input."""
+    where = "" if earlier is None else f" earlier in the same input ({earlier})"
+    return _reject(ref, purchase, _CONFLICT + where, conflict=True)
 
 
 def _with_stored_awards(conn: Connection, outcome: PurchaseOutcome) -> PurchaseOutcome:

@@ -97,25 +97,7 @@ def _compiled(text: str) -> CompiledProgram:
     return load_program_text(text).compiled
 
 
-def program(
-    *,
-    points_per_unit: str = "1",
-    rounding: str = "floor",
-    minimum_purchase: str = "0",
-    multipliers: Mapping[str, str] | None = None,
-    exclude_categories: Iterable[str] = (),
-    exclude_skus: Iterable[str] = (),
-    currency: str = "EUR",
-) -> CompiledProgram:
-    """A compiled single-rule program, built through the real YAML loader."""
-    return _compiled(
-        program_yaml(
-            points_per_unit=points_per_unit,
-            rounding=rounding,
-            minimum_purchase=minimum_purchase,
-            multipliers=multipliers,
-            exclude_categories=tuple(exclude_categories),
-            exclude_skus=tuple(exclude_skus),
-            currency=currency,
-        )
-    )
+def program(**options: Any) -> CompiledProgram:
+    """A compiled single-rule program, built through the real YAML loader (options as for
+    program_yaml)."""
+    return _compiled(program_yaml(**options))
