@@ -37,6 +37,7 @@ class ProgramCatalog:
         # Every instant at which some program changes version, for the cache below.
         self._changes = sorted({v.effective_from for v in versions})
         self._last: tuple[datetime, datetime, list[VersionInForce]] = (_NEVER, _NEVER, [])
+        self._by_id = {v.id: v for v in versions}
 
     def all_in_force(self, at: datetime) -> list[VersionInForce]:
         """The version in force at `at` of every program that has one."""
@@ -55,6 +56,15 @@ class ProgramCatalog:
         end = self._changes[index] if index < len(self._changes) else _NEVER
         self._last = (start, end, found)
         return found
+
+    def version(self, version_id: int) -> VersionInForce:
+        """A version by its stored id (KeyError if the catalogue does not hold it)."""
+        return self._by_id[version_id]
+
+    def in_force(self, program_id: str, at: datetime) -> VersionInForce | None:
+        """The version of one program in force at `at`, if any."""
+        entry = self._by_program.get(program_id)
+        return None if entry is None else version_in_force(entry[0], entry[1], at)
 
     @property
     def program_ids(self) -> list[str]:

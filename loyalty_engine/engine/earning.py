@@ -1,66 +1,390 @@
-"""Earning: which points a purchase earns under a compiled program, and why."""
+"""Earning: which points, progress and vouchers a purchase earns under a compiled program.
+
+Pure: the member's counters come in as a `Progress` (and are advanced in place, so that the
+next purchase of the same member sees them); nothing here reads the clock or a database.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date, datetime
+from fractions import Fraction
 from typing import Any
 
-from loyalty_engine.domain.decisions import EarnPoints
-from loyalty_engine.domain.purchases import Purchase
-from loyalty_engine.rules.compiled import CompiledProgram, PointsPerSpend
+from loyalty_engine.domain.decisions import (
+    EarnPoints,
+    Evaluation,
+    IssueVoucher,
+    MemberView,
+    ProgressDelta,
+)
+from loyalty_engine.domain.periods import period_key
+from loyalty_engine.domain.purchases import LineItem, Purchase
+from loyalty_engine.rules.compiled import (
+    WEEKDAYS,
+    CompiledCondition,
+    CompiledProgram,
+    CompiledRule,
+    FirstInCategory,
+    FixedBonus,
+    NthVisit,
+    PeriodicRebate,
+    PointsPerSpend,
+    SpendThreshold,
+    StampCard,
+)
+from loyalty_engine.rules.expressions import ExpressionError
+from loyalty_engine.rules.expressions import evaluate as evaluate_expression
 from loyalty_engine.rules.schema import Rounding
+
+Progress = dict[tuple[str, str], int]  # (counter, period) -> value, for one member & program
+
+
+class RuleFailed(Exception):
+    """A rule could not be evaluated for this purchase (its expression failed)."""
+
+    def __init__(self, program_id: str, rule_id: str, message: str) -> None:
+        super().__init__(f"rule {rule_id!r} of program {program_id!r} failed: {message}")
+        self.rule_id = rule_id
 
 
 def evaluate_purchase(program: CompiledProgram, purchase: Purchase) -> list[EarnPoints]:
-    """The points a purchase earns under program; rules that earn nothing produce no decision."""
-    eligible = [
-        item
-        for item in purchase.items
-        if item.category not in program.excluded_categories
-        and item.sku not in program.excluded_skus
-    ]
-    eligible_minor = sum(item.amount_minor for item in eligible)
-    decisions = []
+    """The points a purchase earns under program for a member with no history."""
+    return evaluate(program, purchase, None, {}).awards
+
+
+class _Facts:
+    """What conditions test, computed once per purchase and program."""
+
+    __slots__ = ("_data", "day", "eligible", "local", "member", "program", "purchase")
+
+    def __init__(self, program: CompiledProgram, purchase: Purchase,
+                 member: MemberView | None) -> None:
+        self.program = program
+        self.purchase = purchase
+        self.member = member
+        self.local = purchase.occurred_at.astimezone(program.timezone)
+        self.day = self.local.date()
+        self.eligible = [
+            item for item in purchase.items
+            if item.category not in program.excluded_categories
+            and item.sku not in program.excluded_skus
+        ]
+        self._data: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        """The CEL context (see rules/expressions.CONTEXT), built on first use."""
+        if self._data is None:
+            p, m, local = self.purchase, self.member, self.local
+            attributes = {} if m is None else m.attributes
+            self._data = {
+                "purchase.total": p.total_minor,
+                "purchase.eligible_spend": sum(i.amount_minor for i in self.eligible),
+                "purchase.currency": p.currency,
+                "purchase.store": p.store_id,
+                "purchase.item_count": len(p.items),
+                "purchase.categories": [i.category for i in p.items],
+                "purchase.skus": [i.sku for i in p.items],
+                "purchase.items": [
+                    {"sku": i.sku, "category": i.category, "quantity_milli": i.quantity_milli,
+                     "amount": i.amount_minor} for i in p.items],
+                "member.id": "" if m is None else m.member_id,
+                "member.attributes": attributes,
+                "member.tier": "" if m is None else m.tier,
+                "member.clubs": [] if m is None else list(m.clubs),
+                "member.segment": str(attributes.get("segment", "")),
+                "store.id": p.store_id,
+                "local.date": self.day.isoformat(),
+                "local.weekday": WEEKDAYS[self.day.weekday()],
+                "local.hour": local.hour,
+                "local.day": local.day,
+                "local.month": local.month,
+                "local.year": local.year,
+            }
+        return self._data
+
+
+def evaluate(program: CompiledProgram, purchase: Purchase, member: MemberView | None,
+             progress: Progress) -> Evaluation:
+    """Everything the purchase earns under program; progress is advanced in place.
+
+    Rules run in priority order. Of the rules of one group that earn, only the one with the
+    most points stands (stacking is the default, without a group). Caps then trim awards in
+    the same order. Raises RuleFailed if a condition's expression fails.
+    """
+    facts = _Facts(program, purchase, member)
+    result = Evaluation()
+    try:
+        _evaluate_rules(program, facts, progress, result)
+    except RuleFailed:
+        undo(progress, result)  # never a half-applied purchase
+        raise
+    return result
+
+
+def undo(progress: Progress, evaluation: Evaluation) -> None:
+    """Take an evaluation's counter changes back out of progress."""
+    for counter, period, delta in [*evaluation.progress, *evaluation.consumed]:
+        progress[(counter, period)] = progress.get((counter, period), 0) - delta
+
+
+def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
+                    result: Evaluation) -> None:
+    candidates: list[tuple[CompiledRule, int, dict[str, Any]]] = []
     for rule in program.rules:
-        decision = _points_per_spend(program, rule, eligible, eligible_minor, purchase)
-        if decision is not None:
-            decisions.append(decision)
-    return decisions
+        items = _matching_items(rule.when, facts)
+        if items is None or not _holds(program, rule.rule_id, rule.when, facts, items):
+            continue
+        found = _apply_rule(program, rule, facts, items, progress, result)
+        if found is not None:
+            candidates.append((rule, found[0], found[1]))
+    best: dict[str, int] = {}
+    for rule, points, _ in candidates:
+        if rule.group is not None and points > best.get(rule.group, 0):
+            best[rule.group] = points
+    taken: set[str] = set()
+    for rule, points, reason in candidates:
+        if rule.group is not None:
+            if rule.group in taken or points != best[rule.group]:
+                continue
+            taken.add(rule.group)
+            reason["group"] = rule.group
+        points = _capped(program, rule, facts.day, points, reason, progress, result)
+        if points <= 0:
+            continue
+        if isinstance(rule, SpendThreshold):
+            _advance(progress, result, f"{rule.rule_id}:awarded",
+                     period_key(rule.period, facts.day), 1)
+        result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
 
 
-def _points_per_spend(
-    program: CompiledProgram,
-    rule: PointsPerSpend,
-    eligible: list[Any],
-    eligible_minor: int,
-    purchase: Purchase,
-) -> EarnPoints | None:
-    if eligible_minor == 0 or eligible_minor < rule.minimum_minor:
+def _matching_items(when: CompiledCondition | None, facts: _Facts) -> list[LineItem] | None:
+    """The eligible items a rule looks at; None when it selects items and none match."""
+    if when is None or not when.item_scoped:
+        return facts.eligible
+    items = [i for i in facts.eligible if when.selects(i.category, i.sku)]
+    return items or None
+
+
+def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | None,
+           facts: _Facts, items: list[LineItem]) -> bool:
+    if when is None:
+        return True
+    day = facts.day
+    if when.stores and facts.purchase.store_id not in when.stores:
+        return False
+    if when.weekdays and day.weekday() not in when.weekdays:
+        return False
+    if when.starts is not None and day < when.starts:
+        return False
+    if when.ends is not None and day > when.ends:
+        return False
+    if when.min_spend_minor is not None and (
+        sum(i.amount_minor for i in items) < when.min_spend_minor
+    ):
+        return False
+    if when.tiers and (facts.member is None or facts.member.tier not in when.tiers):
+        return False
+    if when.expression is not None:
+        try:
+            return evaluate_expression(when.expression, facts.data())
+        except ExpressionError as exc:
+            raise RuleFailed(program.program_id, rule_id, str(exc)) from None
+    return True
+
+
+def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
+                items: list[LineItem], progress: Progress,
+                result: Evaluation) -> tuple[int, dict[str, Any]] | None:
+    """The points a rule would award (before groups and caps), advancing its counters."""
+    day = facts.day
+    spend = sum(i.amount_minor for i in items)
+    if isinstance(rule, PointsPerSpend):
+        return _points_per_spend(program, rule, facts, items, spend)
+    if isinstance(rule, FixedBonus):
+        return rule.points, {}
+    if isinstance(rule, NthVisit):
+        period = period_key(rule.period, day)
+        visits = _advance(progress, result, f"{rule.rule_id}:visits", period, 1)
+        if visits == rule.visit:
+            return rule.points, {"visit": visits, "period": period}
         return None
+    if isinstance(rule, SpendThreshold):
+        period = period_key(rule.period, day)
+        before = progress.get((f"{rule.rule_id}:spend", period), 0)
+        after = _advance(progress, result, f"{rule.rule_id}:spend", period, spend)
+        awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
+        if awarded <= 0 and before < rule.threshold_minor <= after:
+            return rule.points, {"period": period, "period_spend_minor": after,
+                                 "threshold_minor": rule.threshold_minor}
+        return None
+    if isinstance(rule, FirstInCategory):
+        if not any(i.category == rule.category for i in items):
+            return None
+        if progress.get((f"{rule.rule_id}:seen", "all"), 0) > 0:
+            return None
+        _advance(progress, result, f"{rule.rule_id}:seen", "all", 1)
+        return rule.points, {"category": rule.category}
+    if isinstance(rule, StampCard):
+        _stamp(rule, facts, items, progress, result)
+        return None
+    if isinstance(rule, PeriodicRebate):
+        if spend > 0:
+            _advance(progress, result, f"{rule.rule_id}:spend", period_key(rule.period, day),
+                     spend)
+        return None
+    raise AssertionError(f"unhandled rule kind {rule}")
+
+
+def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Facts,
+                      items: list[LineItem], spend: int) -> tuple[int, dict[str, Any]] | None:
+    if spend == 0 or spend < rule.minimum_minor:
+        return None
+    factors = []
+    for name, condition, value in rule.multipliers:
+        chosen = _matching_items(condition, facts)
+        if chosen is not None and _holds(program, rule.rule_id, condition, facts, chosen):
+            factors.append((name, condition, value))
     weights = rule.category_weights
-    numerator = 0
     multiplied: dict[str, int] = {}
-    for item in eligible:
+    boosted: dict[str, str] = {}
+    numerator = 0
+    exact = Fraction(0)  # used only when a multiplier applies (the integer path is faster)
+    for item in items:
         weight = weights.get(item.category)
         if weight is None:
-            numerator += item.amount_minor * rule.default_weight
+            weight = rule.default_weight
         else:
-            numerator += item.amount_minor * weight
             multiplied[item.category] = multiplied.get(item.category, 0) + item.amount_minor
-    points = round_points(numerator, rule.denominator, rule.rounding)
+        factor = Fraction(1)
+        for name, condition, value in factors:
+            if not condition.item_scoped or condition.selects(item.category, item.sku):
+                factor *= value
+                boosted[name] = str(value)
+        if factor == 1:
+            numerator += item.amount_minor * weight
+        else:
+            exact += item.amount_minor * weight * factor
+    if exact:
+        exact += numerator
+        points = round_points(exact.numerator, exact.denominator * rule.denominator,
+                              rule.rounding)
+    else:
+        points = round_points(numerator, rule.denominator, rule.rounding)
     if points <= 0:
         return None
     reason: dict[str, Any] = {
-        "eligible_spend_minor": eligible_minor,
-        "excluded_items": len(purchase.items) - len(eligible),
+        "eligible_spend_minor": spend,
+        "excluded_items": len(facts.purchase.items) - len(facts.eligible),
         "points_per_unit": str(rule.points_per_unit),
         "rounding": rule.rounding,
     }
     if multiplied:
         reason["multipliers"] = {
-            category: {"spend_minor": spend, "multiplier": str(rule.category_multipliers[category])}
-            for category, spend in sorted(multiplied.items())
+            category: {"spend_minor": s, "multiplier": str(rule.category_multipliers[category])}
+            for category, s in sorted(multiplied.items())
         }
-    return EarnPoints(program.program_id, rule.rule_id, points, reason)
+    if boosted:
+        reason["boosts"] = dict(sorted(boosted.items()))
+    return points, reason
+
+
+def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Progress,
+           result: Evaluation) -> None:
+    """Add the purchase's stamps (dated by local day), repay a stamp debt first, and turn
+    every full card of unexpired stamps into a voucher, oldest stamps first."""
+    per_item = rule.stamp_per == "item"
+    stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
+    if stamps <= 0:
+        return
+    counter = f"{rule.rule_id}:stamps"
+    debt = progress.get((counter, "debt"), 0)
+    if debt < 0:
+        repaid = min(stamps, -debt)
+        _advance(progress, result, counter, "debt", repaid)
+        stamps -= repaid
+    if stamps <= 0:
+        return
+    today = facts.day
+    _advance(progress, result, counter, today.isoformat(), stamps)
+    valid = sorted(
+        (period, value) for (name, period), value in progress.items()
+        if name == counter and value > 0 and period != "debt"
+        and _stamps_valid(rule, period, today)
+    )
+    held = sum(value for _, value in valid)
+    while held >= rule.card_size:
+        need = rule.card_size
+        used: list[tuple[str, int]] = []
+        for index, (period, value) in enumerate(valid):
+            if need == 0:
+                break
+            take = min(value, need)
+            if take == 0:
+                continue
+            used.append((period, take))
+            valid[index] = (period, value - take)
+            need -= take
+        for period, take in used:
+            progress[(counter, period)] = progress.get((counter, period), 0) - take
+            result.consumed.append(ProgressDelta(counter, period, -take))
+        result.vouchers.append(IssueVoucher(rule.rule_id, rule.reward_id, tuple(used)))
+        held -= rule.card_size
+
+
+def _stamps_valid(rule: StampCard, period: str, today: date) -> bool:
+    lapses = rule.stamps_expire.first_lapsed_day(date.fromisoformat(period))
+    return lapses is None or today < lapses
+
+
+def stamps_held(rule: StampCard, progress: Progress, today: date) -> int:
+    """Unexpired stamps on the member's card at a local date (a debt shows as negative)."""
+    counter = f"{rule.rule_id}:stamps"
+    held = 0
+    for (name, period), value in progress.items():
+        if name != counter:
+            continue
+        if period == "debt" or (value > 0 and _stamps_valid(rule, period, today)):
+            held += value
+    return held
+
+
+def _capped(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
+            reason: dict[str, Any], progress: Progress, result: Evaluation) -> int:
+    """Trim points to what the rule's and the program's caps still allow this period."""
+    windows = [(f"{rule.rule_id}:cap", period, limit) for period, limit in rule.caps]
+    windows += [("*:cap", period, limit) for period, limit in program.caps]
+    if not windows:
+        return points
+    allowed = points
+    for counter, period, limit in windows:
+        used = progress.get((counter, f"{period}:{period_key(period, day)}"), 0)
+        if limit - used < allowed:
+            allowed = max(0, limit - used)
+            reason["capped"] = {"by": "program" if counter == "*:cap" else "rule",
+                                "per": period, "limit": limit, "before_cap": points}
+    if allowed > 0:
+        for counter, period, _ in windows:
+            _advance(progress, result, counter, f"{period}:{period_key(period, day)}", allowed)
+    return allowed
+
+
+def _advance(progress: Progress, result: Evaluation, counter: str, period: str,
+             delta: int) -> int:
+    value = progress.get((counter, period), 0) + delta
+    progress[(counter, period)] = value
+    result.progress.append(ProgressDelta(counter, period, delta))
+    return value
+
+
+def counters_of(progress: Progress, prefix: str) -> Iterable[tuple[str, int]]:
+    """The (period, value) pairs of one counter."""
+    return ((period, value) for (name, period), value in progress.items() if name == prefix)
+
+
+def local_day(program: CompiledProgram, instant: datetime) -> date:
+    """The date in program time of an instant."""
+    return instant.astimezone(program.timezone).date()
 
 
 def round_points(numerator: int, denominator: int, rounding: Rounding) -> int:

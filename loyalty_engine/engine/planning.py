@@ -1,19 +1,23 @@
-"""Planning a purchase: which programs it enrols in and earns under, and the awards (pure).
+"""Planning a purchase: which programs it enrols in, its awards, progress and vouchers (pure).
 
-A plan carries only plain values (ids, numbers, the reason as JSON text), so plans can be
-made in another process and sent back cheaply; `services.purchases` writes them.
+A plan carries only plain values (ids, numbers, the reason as JSON text); `services.purchases`
+writes them. State a plan depends on (visit counts, stamps, caps) comes in a `ProgressBook`
+that the caller loaded for the batch; planning advances it, so that purchases of one member
+in one batch see each other in the order they are planned.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from pydantic_core import to_json
 
+from loyalty_engine.domain.decisions import Evaluation, MemberView
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.earning import evaluate_purchase
+from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate, undo
 
 
 class PlannedAward(NamedTuple):
@@ -25,6 +29,29 @@ class PlannedAward(NamedTuple):
     rule_id: str
     points: int
     reason_json: str
+    pending_until: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class PlannedProgress(NamedTuple):
+    """A counter change of the purchase's member in one program."""
+
+    program_id: str
+    counter: str
+    period: str
+    delta: int
+
+
+class PlannedVoucher(NamedTuple):
+    """A voucher a completed stamp card issues; consumed lists the stamps it used."""
+
+    version_id: int
+    program_id: str
+    rule_id: str
+    reward_id: str
+    seq: int
+    consumed_json: str
+    valid_until: datetime
 
 
 @dataclass(slots=True)
@@ -35,6 +62,9 @@ class PurchasePlan:
     purchase: Purchase
     enrol: tuple[str, ...]
     awards: tuple[PlannedAward, ...]
+    progress: tuple[PlannedProgress, ...] = ()
+    consumed: tuple[PlannedProgress, ...] = ()
+    vouchers: tuple[PlannedVoucher, ...] = ()
 
 
 @dataclass(slots=True)
@@ -46,13 +76,36 @@ class PlanRejection:
     reason: str
 
 
-def plan_purchase(catalog: ProgramCatalog, ref: int,
-                  purchase: Purchase) -> PurchasePlan | PlanRejection:
+@dataclass(slots=True)
+class ProgressBook:
+    """Members' counters and what conditions know of them, loaded for one batch."""
+
+    progress: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    members: dict[str, MemberView] = field(default_factory=dict)
+
+    def of(self, member_id: str, program_id: str) -> Progress:
+        """The counters of a member in a program (empty for a newcomer)."""
+        found = self.progress.get((member_id, program_id))
+        if found is None:
+            found = self.progress[(member_id, program_id)] = {}
+        return found
+
+    def member(self, member_id: str) -> MemberView:
+        """What conditions may know about the member."""
+        found = self.members.get(member_id)
+        if found is None:
+            found = self.members[member_id] = MemberView(member_id)
+        return found
+
+
+def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
+                  book: ProgressBook | None = None) -> PurchasePlan | PlanRejection:
     """Plan one purchase under the program versions in force at its occurred_at.
 
     A purchase earns in the programs of its currency; if programs are in force but none in
     its currency, it is rejected (anonymous or not: it is a data error). Anonymous
-    purchases earn nothing. Open programs enrol every purchasing member.
+    purchases earn nothing. Open programs enrol every purchasing member. A rule whose
+    expression fails rejects the purchase, naming the rule, and changes nothing.
     """
     in_force = catalog.all_in_force(purchase.occurred_at)
     earning = [v for v in in_force if v.program.currency == purchase.currency]
@@ -60,13 +113,52 @@ def plan_purchase(catalog: ProgramCatalog, ref: int,
         programs = ", ".join(f"{v.program_id} ({v.program.currency})" for v in in_force)
         return PlanRejection(ref, purchase, f"currency {purchase.currency} does not match any "
                                             f"program in force: {programs}")
-    if purchase.member_id is None:
+    member_id = purchase.member_id
+    if member_id is None:
         return PurchasePlan(ref, purchase, (), ())
-    awards = tuple(
-        PlannedAward(version.id, version.program_id, version.version, decision.rule_id,
-                     decision.points, to_json(decision.reason).decode())
-        for version in earning
-        for decision in evaluate_purchase(version.program, purchase)
-    )
+    if book is None:
+        book = ProgressBook()
+    member = book.member(member_id)
+    done: list[tuple[Progress, Evaluation]] = []
+    awards: list[PlannedAward] = []
+    progress: list[PlannedProgress] = []
+    consumed: list[PlannedProgress] = []
+    vouchers: list[PlannedVoucher] = []
+    for version in earning:
+        program = version.program
+        counters = book.of(member_id, version.program_id)
+        try:
+            evaluation = evaluate(program, purchase, member, counters)
+        except RuleFailed as exc:
+            for earlier_counters, earlier in done:
+                undo(earlier_counters, earlier)
+            return PlanRejection(ref, purchase, str(exc))
+        done.append((counters, evaluation))
+        when = purchase.occurred_at
+        pending = when + timedelta(days=program.pending_days) if program.pending_days else None
+        expires = program.expiry.at(when, program.timezone)
+        for decision in evaluation.awards:
+            awards.append(PlannedAward(
+                version.id, version.program_id, version.version, decision.rule_id,
+                decision.points, to_json(decision.reason).decode(), pending, expires))
+        progress.extend(PlannedProgress(version.program_id, *d) for d in evaluation.progress)
+        consumed.extend(PlannedProgress(version.program_id, *d) for d in evaluation.consumed)
+        for seq, voucher in enumerate(evaluation.vouchers):
+            reward = program.rewards[voucher.reward_id]
+            vouchers.append(PlannedVoucher(
+                version.id, version.program_id, voucher.rule_id, voucher.reward_id, seq,
+                to_json(dict(voucher.consumed)).decode(),
+                when + timedelta(days=reward.valid_days)))
     enrol = tuple(v.program_id for v in in_force if v.program.enrolment == "open")
-    return PurchasePlan(ref, purchase, enrol, awards)
+    return PurchasePlan(ref, purchase, enrol, tuple(awards), tuple(progress), tuple(consumed),
+                        tuple(vouchers))
+
+
+def needs_progress(catalog: ProgramCatalog, purchases: list[Purchase]) -> tuple[bool, bool]:
+    """Whether planning these purchases needs members' counters, and member attributes."""
+    stateful = uses_member = False
+    for purchase in purchases:
+        for version in catalog.all_in_force(purchase.occurred_at):
+            stateful = stateful or version.program.stateful
+            uses_member = uses_member or version.program.uses_member
+    return stateful, uses_member

@@ -3,25 +3,114 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from math import lcm
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from loyalty_engine.domain.money import currency_exponent, to_minor
-from loyalty_engine.rules.schema import ProgramDefinition, Rounding
+from loyalty_engine.domain.periods import add_months
+from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.schema import (
+    Caps,
+    Condition,
+    ExpiryPolicy,
+    FirstInCategoryRule,
+    FixedBonusRule,
+    NthVisitRule,
+    PeriodicRebateRule,
+    PointsPerSpendRule,
+    ProgramDefinition,
+    Rounding,
+    SpendThresholdRule,
+    StampCardRule,
+)
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledCondition:
+    """A rule's `when`, ready to test: sets for the shortcuts, a compiled CEL expression."""
+
+    categories: frozenset[str]
+    skus: frozenset[str]
+    stores: frozenset[str]
+    weekdays: frozenset[int]
+    starts: date | None
+    ends: date | None
+    min_spend_minor: int | None
+    tiers: frozenset[str]
+    expression: Any
+    expression_source: str | None
+
+    @property
+    def item_scoped(self) -> bool:
+        """Whether the condition selects items (categories or SKUs)."""
+        return bool(self.categories or self.skus)
+
+    def selects(self, category: str, sku: str) -> bool:
+        """An item counts when its category or its SKU is listed."""
+        return category in self.categories or sku in self.skus
 
 
 @dataclass(frozen=True, slots=True)
-class PointsPerSpend:
-    """points = round(sum(line amount x weight(category)) / denominator).
+class Expiry:
+    """When something earned at an instant lapses (None: never)."""
+
+    kind: Literal["never", "days", "months", "end_of_month", "end_of_year"]
+    count: int = 0
+
+    def at(self, earned_at: datetime, zone: ZoneInfo) -> datetime | None:
+        """The instant from which something earned at earned_at has lapsed."""
+        if self.kind == "never":
+            return None
+        if self.kind == "days":
+            return earned_at + timedelta(days=self.count)
+        local = earned_at.astimezone(zone)
+        if self.kind == "months":
+            day = add_months(local.date(), self.count)
+            return datetime.combine(day, local.timetz().replace(tzinfo=None), zone)
+        if self.kind == "end_of_month":
+            first = add_months(local.date().replace(day=1), 1)
+        else:
+            first = date(local.year + 1, 1, 1)
+        return datetime.combine(first, time(0), zone)
+
+    def first_lapsed_day(self, earned_on: date) -> date | None:
+        """For things kept by local date (stamps): the first day they no longer count."""
+        if self.kind == "never":
+            return None
+        if self.kind == "days":
+            return earned_on + timedelta(days=self.count)
+        if self.kind == "months":
+            return add_months(earned_on, self.count)
+        if self.kind == "end_of_month":
+            return add_months(earned_on.replace(day=1), 1)
+        return date(earned_on.year + 1, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBase:
+    """What every compiled rule has: identity, condition, order, stacking and caps."""
+
+    rule_id: str
+    when: CompiledCondition | None
+    priority: int
+    group: str | None
+    caps: tuple[tuple[str, int], ...]  # (day|week|month|year, most points)
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPerSpend(RuleBase):
+    """points = round(sum(line amount x weight(category)) x multipliers / denominator).
 
     Weights are integers over a common denominator so that evaluation is exact integer
     arithmetic: weight = points_per_unit x multiplier x denominator / 10**exponent.
     """
 
-    rule_id: str
     kind: Literal["points_per_spend"]
     points_per_unit: Decimal
     rounding: Rounding
@@ -30,6 +119,73 @@ class PointsPerSpend:
     category_weights: dict[str, int]
     category_multipliers: dict[str, Decimal]
     denominator: int
+    multipliers: tuple[tuple[str, CompiledCondition, Fraction], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FixedBonus(RuleBase):
+    kind: Literal["fixed_bonus"]
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class NthVisit(RuleBase):
+    kind: Literal["nth_visit"]
+    visit: int
+    period: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendThreshold(RuleBase):
+    kind: Literal["spend_threshold"]
+    threshold_minor: int
+    period: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class StampCard(RuleBase):
+    kind: Literal["stamp_card"]
+    stamp_per: Literal["item", "visit"]
+    card_size: int
+    reward_id: str
+    stamps_expire: Expiry
+
+
+@dataclass(frozen=True, slots=True)
+class FirstInCategory(RuleBase):
+    kind: Literal["first_in_category"]
+    category: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicRebate(RuleBase):
+    kind: Literal["periodic_rebate"]
+    percent: Fraction
+    period: str
+    cap_minor: int | None
+
+
+CompiledRule = (PointsPerSpend | FixedBonus | NthVisit | SpendThreshold | StampCard
+                | FirstInCategory | PeriodicRebate)
+STATELESS_KINDS = frozenset({"points_per_spend", "fixed_bonus"})
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledReward:
+    """A voucher template: what it is worth and how long it stays valid."""
+
+    reward_id: str
+    name: str
+    kind: Literal["fixed_amount", "percentage", "free_item"]
+    amount_minor: int | None
+    percent: Decimal | None
+    sku: str | None
+    category: str | None
+    valid_days: int
+    cost_points: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,31 +200,64 @@ class CompiledProgram:
     enrolment: Literal["open"]
     excluded_categories: frozenset[str]
     excluded_skus: frozenset[str]
-    rules: tuple[PointsPerSpend, ...]
+    rules: tuple[CompiledRule, ...]  # in evaluation order: priority, then file order
+    pending_days: int
+    expiry: Expiry
+    refund_shortfall: Literal["negative_balance", "debt"]
+    caps: tuple[tuple[str, int], ...]
+    rewards: dict[str, CompiledReward]
+    stateful: bool  # some rule needs the member's progress (visits, stamps, caps, ...)
+    uses_member: bool  # some condition reads member attributes
+
+    def rule(self, rule_id: str) -> CompiledRule | None:
+        """The rule with this id, if the program has it."""
+        return next((r for r in self.rules if r.rule_id == rule_id), None)
 
 
 def compile_program(definition: ProgramDefinition) -> CompiledProgram:
     """Turn a validated definition into its compiled form."""
     exponent = currency_exponent(definition.currency)
-    rules = []
+    currency = definition.currency
+
+    def minor(value: Decimal) -> int:
+        return to_minor(value, exponent, "amount", currency)
+
+    rules: list[CompiledRule] = []
     for rule in definition.rules:
-        base = Fraction(rule.points_per_unit) / 10**exponent
-        factors = {cat: base * Fraction(m) for cat, m in rule.category_multipliers.items()}
-        denominator = lcm(base.denominator, *(f.denominator for f in factors.values()))
-        rules.append(
-            PointsPerSpend(
-                rule_id=rule.id,
-                kind=rule.kind,
-                points_per_unit=rule.points_per_unit,
-                rounding=rule.rounding,
-                minimum_minor=to_minor(rule.minimum_purchase, exponent, "minimum_purchase",
-                                       definition.currency),
-                default_weight=int(base * denominator),
-                category_weights={c: int(f * denominator) for c, f in factors.items()},
-                category_multipliers=dict(rule.category_multipliers),
-                denominator=denominator,
-            )
-        )
+        base: dict[str, Any] = {
+            "rule_id": rule.id,
+            "when": None if rule.when is None else _condition(rule.when, minor),
+            "priority": rule.priority,
+            "group": rule.group,
+            "caps": _caps(rule.caps),
+        }
+        if isinstance(rule, PointsPerSpendRule):
+            rules.append(_points_per_spend(rule, base, exponent, minor))
+        elif isinstance(rule, FixedBonusRule):
+            rules.append(FixedBonus(**base, kind=rule.kind, points=rule.points))
+        elif isinstance(rule, NthVisitRule):
+            rules.append(NthVisit(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
+                                  points=rule.points))
+        elif isinstance(rule, SpendThresholdRule):
+            rules.append(SpendThreshold(**base, kind=rule.kind,
+                                        threshold_minor=minor(rule.threshold),
+                                        period=rule.period, points=rule.points))
+        elif isinstance(rule, StampCardRule):
+            rules.append(StampCard(**base, kind=rule.kind, stamp_per=rule.stamp_per,
+                                   card_size=rule.card_size, reward_id=rule.reward,
+                                   stamps_expire=_expiry(rule.stamps_expire)))
+        elif isinstance(rule, FirstInCategoryRule):
+            rules.append(FirstInCategory(**base, kind=rule.kind, category=rule.category,
+                                         points=rule.points))
+        elif isinstance(rule, PeriodicRebateRule):
+            rules.append(PeriodicRebate(
+                **base, kind=rule.kind, percent=Fraction(rule.percent) / 100,
+                period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap)))
+    order = sorted(range(len(rules)), key=lambda i: (-rules[i].priority, i))
+    ordered = tuple(rules[i] for i in order)
+    program_caps = _caps(definition.caps)
+    conditions = [r.when for r in ordered if r.when is not None] + [
+        c for r in ordered if isinstance(r, PointsPerSpend) for _, c, _ in r.multipliers]
     return CompiledProgram(
         program_id=definition.program,
         name=definition.name,
@@ -78,5 +267,75 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         enrolment=definition.enrolment,
         excluded_categories=frozenset(definition.exclude.categories),
         excluded_skus=frozenset(definition.exclude.skus),
-        rules=tuple(rules),
+        rules=ordered,
+        pending_days=definition.points.pending_days,
+        expiry=_expiry(definition.points.expiry),
+        refund_shortfall=definition.points.refund_shortfall,
+        caps=program_caps,
+        rewards={
+            r.id: CompiledReward(r.id, r.name, r.kind,
+                                 None if r.amount is None else minor(r.amount), r.percent,
+                                 r.sku, r.category, r.valid_days, r.cost_points)
+            for r in definition.rewards
+        },
+        stateful=bool(program_caps) or any(
+            r.kind not in STATELESS_KINDS or r.caps for r in ordered),
+        uses_member=any(
+            c.tiers or (c.expression_source is not None and "member" in c.expression_source)
+            for c in conditions),
     )
+
+
+def _points_per_spend(rule: PointsPerSpendRule, base: dict[str, Any], exponent: int,
+                      minor: Any) -> PointsPerSpend:
+    unit = Fraction(rule.points_per_unit) / 10**exponent
+    factors = {cat: unit * Fraction(m) for cat, m in rule.category_multipliers.items()}
+    denominator = lcm(unit.denominator, *(f.denominator for f in factors.values()))
+    return PointsPerSpend(
+        **base,
+        kind=rule.kind,
+        points_per_unit=rule.points_per_unit,
+        rounding=rule.rounding,
+        minimum_minor=minor(rule.minimum_purchase),
+        default_weight=int(unit * denominator),
+        category_weights={c: int(f * denominator) for c, f in factors.items()},
+        category_multipliers=dict(rule.category_multipliers),
+        denominator=denominator,
+        multipliers=tuple((m.id, _condition(m.when, minor), Fraction(m.factor))
+                          for m in rule.multipliers),
+    )
+
+
+def _condition(when: Condition, minor: Any) -> CompiledCondition:
+    return CompiledCondition(
+        categories=frozenset(when.categories),
+        skus=frozenset(when.skus),
+        stores=frozenset(when.stores),
+        weekdays=frozenset(WEEKDAYS.index(d) for d in when.days),
+        starts=when.starts,
+        ends=when.ends,
+        min_spend_minor=None if when.min_spend is None else minor(when.min_spend),
+        tiers=frozenset(when.tiers),
+        expression=None if when.expression is None else compile_expression(when.expression),
+        expression_source=when.expression,
+    )
+
+
+def _caps(caps: Caps | None) -> tuple[tuple[str, int], ...]:
+    if caps is None:
+        return ()
+    pairs = (("day", caps.per_day), ("week", caps.per_week), ("month", caps.per_month),
+             ("year", caps.per_year))
+    return tuple((period, limit) for period, limit in pairs if limit is not None)
+
+
+def _expiry(policy: ExpiryPolicy) -> Expiry:
+    if policy.after_days:
+        return Expiry("days", policy.after_days)
+    if policy.after_months:
+        return Expiry("months", policy.after_months)
+    if policy.end_of == "month":
+        return Expiry("end_of_month")
+    if policy.end_of == "year":
+        return Expiry("end_of_year")
+    return Expiry("never")

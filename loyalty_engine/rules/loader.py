@@ -148,6 +148,7 @@ def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, LocatedValueError):
         loc += cause.where
+    loc = _without_tags(root, loc)
     line, column = _locate(root, loc, error["type"])
     message = error["msg"]
     if message.startswith("Value error, "):
@@ -160,6 +161,20 @@ def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
         loc = loc[:-1]
     path = _dotted(loc)
     return Problem(name, line, column, f"{path}: {message}" if path else message)
+
+
+def _without_tags(root: CommentedMap, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the union tags pydantic adds to locations (rules[0].stamp_card.reward)."""
+    node: Any = root
+    kept: list[Any] = []
+    for key in loc:
+        if isinstance(node, CommentedMap) and key not in node and node.get("kind") == key:
+            continue
+        kept.append(key)
+        in_map = isinstance(node, CommentedMap) and key in node
+        in_seq = isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node)
+        node = node[key] if in_map or in_seq else None
+    return tuple(kept)
 
 
 def _locate(root: CommentedMap, loc: tuple[Any, ...], kind: str) -> tuple[int, int]:

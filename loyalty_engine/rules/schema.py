@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,8 +13,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from loyalty_engine.domain.money import (
@@ -22,6 +26,7 @@ from loyalty_engine.domain.money import (
     parse_decimal,
     to_minor,
 )
+from loyalty_engine.rules.expressions import compile_expression
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
@@ -68,12 +73,128 @@ class Exclusions(_Strict):
     skus: list[Label] = []
 
 
-class PointsPerSpendRule(_Strict):
-    """Points for every whole currency unit of eligible spend."""
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Period = Literal["day", "week", "month", "quarter", "year"]
+Money = DecimalIn  # an amount in the program's currency; precision checked per program
+
+
+def _expression_shorthand(value: object) -> object:
+    # `when: "purchase.total > 5000"` is short for `when: {expression: ...}`.
+    return {"expression": value} if isinstance(value, str) else value
+
+
+class Condition(_Strict):
+    """When a rule or multiplier applies. Every key given must hold (they are ANDed).
+
+    categories/skus: for spend-based rules they select the items that count; for the
+    others the purchase must contain at least one such item.
+    """
+
+    categories: list[Label] = []
+    skus: list[Label] = []
+    stores: list[Label] = []
+    days: list[Weekday] = []
+    starts: date | None = Field(default=None, description="first local date (inclusive)")
+    ends: date | None = Field(default=None, description="last local date (inclusive)")
+    min_spend: Money | None = Field(default=None, ge=0)
+    tiers: list[Label] = []
+    expression: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="a CEL expression over the declared context; must be a bool",
+    )
+
+    @field_validator("expression")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_expression(value)  # raises ValueError with CEL's own position
+        return value
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> Condition:
+        if self.starts is not None and self.ends is not None and self.ends < self.starts:
+            raise LocatedValueError(("ends",), f"ends ({self.ends}) is before starts "
+                                    f"({self.starts}); the rule could never apply")
+        return self
+
+
+When = Annotated[Condition, BeforeValidator(_expression_shorthand)]
+
+
+class Caps(_Strict):
+    """Most points a rule (or the whole program) may award one member per calendar period."""
+
+    per_day: PositiveInt | None = None
+    per_week: PositiveInt | None = None
+    per_month: PositiveInt | None = None
+    per_year: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Caps:
+        # A longer period's cap above what the shorter caps allow in it can never be met.
+        limits = [("per_day", 1), ("per_week", 7), ("per_month", 31), ("per_year", 366)]
+        for index, (name, days) in enumerate(limits):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            for shorter, shorter_days in limits[:index]:
+                bound = getattr(self, shorter)
+                if bound is None:
+                    continue
+                most = bound * -(-days // shorter_days)
+                if value > most:
+                    raise LocatedValueError(
+                        (name,), f"{name} {value} can never be met: {shorter} {bound} "
+                                 f"allows at most {most} in a {name[4:]}")
+        return self
+
+
+class ExpiryPolicy(_Strict):
+    """When earned points (or stamps) lapse: never (the default), N days or months after
+    earning, or at the end of the month or year of earning (program time)."""
+
+    after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    after_months: Annotated[int, Field(ge=1, le=1200)] | None = None
+    end_of: Literal["month", "year"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never(cls, value: object) -> object:
+        return {} if value == "never" else value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ExpiryPolicy:
+        given = [k for k in ("after_days", "after_months", "end_of") if getattr(self, k)]
+        if len(given) > 1:
+            raise LocatedValueError((given[1],), f"give one of after_days, after_months and "
+                                    f"end_of (or 'never'), not {' and '.join(given)}")
+        return self
+
+
+class Multiplier(_Strict):
+    """Multiplies a points_per_spend rule's points while its condition holds."""
 
     id: Slug
-    kind: Literal["points_per_spend"]
+    when: When
+    factor: PositiveDecimal
+
+
+class _Rule(_Strict):
+    id: Slug
     description: str | None = None
+    when: When | None = None
+    priority: int = Field(default=0, ge=-1000, le=1000,
+                          description="higher first: earlier rules use caps first")
+    group: Slug | None = Field(
+        default=None, description="of the rules of one group that earn, only the best stands",
+    )
+    caps: Caps | None = None
+
+
+class PointsPerSpendRule(_Rule):
+    """Points for every whole currency unit of eligible spend."""
+
+    kind: Literal["points_per_spend"]
     points_per_unit: PositiveDecimal = Field(
         description="points per one unit of the currency (1 EUR), before multipliers"
     )
@@ -84,6 +205,111 @@ class PointsPerSpendRule(_Strict):
         description="eligible spend (after exclusions) below which the rule earns nothing",
     )
     category_multipliers: dict[Label, PositiveDecimal] = {}
+    multipliers: list[Multiplier] = []
+
+
+class FixedBonusRule(_Rule):
+    """A fixed number of points for every purchase the condition accepts."""
+
+    kind: Literal["fixed_bonus"]
+    points: PositiveInt
+
+
+class NthVisitRule(_Rule):
+    """Points on the Nth qualifying visit (purchase) in a calendar period, once per period."""
+
+    kind: Literal["nth_visit"]
+    visit: Annotated[int, Field(ge=1, le=1000)]
+    period: Period
+    points: PositiveInt
+
+
+class SpendThresholdRule(_Rule):
+    """Points once per period, when the period's eligible spend reaches the threshold."""
+
+    kind: Literal["spend_threshold"]
+    threshold: Annotated[Money, Field(gt=0)]
+    period: Period
+    points: PositiveInt
+
+
+class StampCardRule(_Rule):
+    """Stamps from matching items or visits; every card_size stamps issue the reward.
+
+    Stamps beyond a completed card carry over to the next one.
+    """
+
+    kind: Literal["stamp_card"]
+    stamp_per: Literal["item", "visit"]
+    card_size: Annotated[int, Field(ge=2, le=1000)]
+    reward: Slug
+    stamps_expire: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
+
+
+class FirstInCategoryRule(_Rule):
+    """Points for a member's first purchase in a category (cross-selling)."""
+
+    kind: Literal["first_in_category"]
+    category: Label
+    points: PositiveInt
+
+
+class PeriodicRebateRule(_Rule):
+    """percent of each period's eligible spend, capped, issued as a voucher after the
+    period ends (by the scheduler); until then the spend accrues."""
+
+    kind: Literal["periodic_rebate"]
+    percent: Annotated[DecimalIn, Field(gt=0, le=100)]
+    period: Literal["month", "quarter", "year"]
+    cap: Annotated[Money, Field(gt=0)] | None = None
+
+
+Rule = Annotated[
+    PointsPerSpendRule | FixedBonusRule | NthVisitRule | SpendThresholdRule | StampCardRule
+    | FirstInCategoryRule | PeriodicRebateRule,
+    Field(discriminator="kind"),
+]
+POINT_RULES = ("points_per_spend", "fixed_bonus", "nth_visit", "spend_threshold",
+               "first_in_category")
+
+
+class PointsPolicy(_Strict):
+    """How points behave once earned."""
+
+    pending_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        default=0, description="days new points stay pending (not spendable) after the purchase",
+    )
+    expiry: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
+    refund_shortfall: Literal["negative_balance", "debt"] = Field(
+        default="negative_balance",
+        description="a refund takes back points already spent: the balance goes negative, "
+                    "or the balance stops at zero and the rest is a debt repaid from new points",
+    )
+
+
+class Reward(_Strict):
+    """A voucher the program can issue: from a stamp card, a rebate, or bought with points."""
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["fixed_amount", "percentage", "free_item"]
+    amount: Annotated[Money, Field(gt=0)] | None = None
+    percent: Annotated[DecimalIn, Field(gt=0, le=100)] | None = None
+    sku: Label | None = None
+    category: Label | None = None
+    valid_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    cost_points: PositiveInt | None = Field(
+        default=None, description="points a member pays to get this voucher; absent: not for sale",
+    )
+
+    @model_validator(mode="after")
+    def _value_given(self) -> Reward:
+        needs = {"fixed_amount": ("amount",), "percentage": ("percent",),
+                 "free_item": ("sku", "category")}[self.kind]
+        if not any(getattr(self, field) is not None for field in needs):
+            raise LocatedValueError((), f"a {self.kind} reward needs "
+                                    f"{' or '.join(repr(f) for f in needs)}")
+        return self
 
 
 class ProgramDefinition(_Strict):
@@ -95,7 +321,10 @@ class ProgramDefinition(_Strict):
     timezone: str
     enrolment: Literal["open"]
     exclude: Exclusions = Exclusions()
-    rules: Annotated[list[PointsPerSpendRule], Field(min_length=1)]
+    points: PointsPolicy = Field(default_factory=lambda: PointsPolicy())
+    caps: Caps | None = Field(default=None, description="caps over all point rules together")
+    rewards: list[Reward] = []
+    rules: Annotated[list[Rule], Field(min_length=1)]
 
     @field_validator("timezone")
     @classmethod
@@ -108,24 +337,98 @@ class ProgramDefinition(_Strict):
             ) from None
         return value
 
+    @field_validator("rewards")
+    @classmethod
+    def _unique_rewards(cls, rewards: list[Reward], info: ValidationInfo) -> list[Reward]:
+        _unique_ids(rewards, "reward")
+        for index, reward in enumerate(rewards):
+            if reward.amount is not None:
+                _check_money(info, reward.amount, (index, "amount"))
+        return rewards
+
     @field_validator("rules")
     @classmethod
-    def _consistent_rules(
-        cls, rules: list[PointsPerSpendRule], info: ValidationInfo
-    ) -> list[PointsPerSpendRule]:
-        seen: set[str] = set()
+    def _consistent_rules(cls, rules: list[Rule], info: ValidationInfo) -> list[Rule]:
+        _unique_ids(rules, "rule")
+        exclude: Exclusions = info.data.get("exclude", Exclusions())
+        rewards = {r.id for r in info.data.get("rewards", [])}
+        groups: dict[str, list[int]] = {}
         for index, rule in enumerate(rules):
-            if rule.id in seen:
-                raise LocatedValueError((index, "id"), f"rule id {rule.id!r} is used twice; "
-                                        "rule ids must be unique within a program")
-            seen.add(rule.id)
-        currency = info.data.get("currency")
-        if currency is None:  # already reported as a currency error
-            return rules
-        exponent = currency_exponent(currency)
-        for index, rule in enumerate(rules):
-            try:
-                to_minor(rule.minimum_purchase, exponent, "amount", currency)
-            except MoneyError as exc:
-                raise LocatedValueError((index, "minimum_purchase"), str(exc)) from None
+            for field, value in _money_fields(rule):
+                _check_money(info, value, (index, *field))
+            if rule.group is not None:
+                if rule.kind not in POINT_RULES:
+                    raise LocatedValueError(
+                        (index, "group"), f"a {rule.kind} rule cannot stack in a best-of group "
+                        f"(groups compare points; it does not award points at purchase)")
+                groups.setdefault(rule.group, []).append(index)
+            if isinstance(rule, StampCardRule) and rule.reward not in rewards:
+                known = ", ".join(sorted(rewards)) or "none are defined"
+                raise LocatedValueError((index, "reward"), f"unknown reward {rule.reward!r} "
+                                        f"(rewards: {known})")
+            if isinstance(rule, FirstInCategoryRule) and rule.category in exclude.categories:
+                raise LocatedValueError((index, "category"), f"category {rule.category!r} is "
+                                        "excluded from the program, so this rule could never "
+                                        "be met")
+            if rule.when is not None:
+                _check_reachable(rule.when, exclude, (index, "when"))
+            if isinstance(rule, PointsPerSpendRule):
+                for m_index, multiplier in enumerate(rule.multipliers):
+                    _check_reachable(multiplier.when, exclude,
+                                     (index, "multipliers", m_index, "when"))
+            if rule.caps is not None and isinstance(
+                rule, FixedBonusRule | NthVisitRule | SpendThresholdRule | FirstInCategoryRule
+            ):
+                smallest = min(c for c in (rule.caps.per_day, rule.caps.per_week,
+                                           rule.caps.per_month, rule.caps.per_year) if c)
+                if smallest < rule.points:
+                    raise LocatedValueError(
+                        (index, "caps"), f"a cap of {smallest} is below the rule's "
+                                         f"{rule.points} points, so it could never be awarded "
+                                         "in full")
+        for group, members in groups.items():
+            if len(members) == 1:
+                raise LocatedValueError((members[0], "group"), f"group {group!r} has only this "
+                                        "rule; best-of needs two or more rules to compare")
         return rules
+
+
+def _unique_ids(items: Sequence[Reward | _Rule], what: str) -> None:
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise LocatedValueError((index, "id"), f"{what} id {item.id!r} is used twice; "
+                                    f"{what} ids must be unique within a program")
+        seen.add(item.id)
+
+
+def _money_fields(rule: _Rule) -> list[tuple[tuple[str | int, ...], Decimal]]:
+    found: list[tuple[tuple[str | int, ...], Decimal]] = []
+    for name in ("minimum_purchase", "threshold", "cap"):
+        value = getattr(rule, name, None)
+        if isinstance(value, Decimal):
+            found.append(((name,), value))
+    if rule.when is not None and rule.when.min_spend is not None:
+        found.append((("when", "min_spend"), rule.when.min_spend))
+    return found
+
+
+def _check_money(info: ValidationInfo, value: Decimal, where: tuple[str | int, ...]) -> None:
+    currency = info.data.get("currency")
+    if currency is None:  # already reported as a currency error
+        return
+    try:
+        to_minor(value, currency_exponent(currency), "amount", currency)
+    except MoneyError as exc:
+        raise LocatedValueError(where, str(exc)) from None
+
+
+def _check_reachable(when: Condition, exclude: Exclusions,
+                     where: tuple[str | int, ...]) -> None:
+    """A condition that only selects excluded items can never be met."""
+    if when.categories and all(c in exclude.categories for c in when.categories):
+        raise LocatedValueError((*where, "categories"), "every category listed is excluded "
+                                "from the program, so this could never be met")
+    if when.skus and all(s in exclude.skus for s in when.skus):
+        raise LocatedValueError((*where, "skus"), "every SKU listed is excluded from the "
+                                "program, so this could never be met")

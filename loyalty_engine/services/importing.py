@@ -21,8 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, text
 
 from loyalty_engine.domain.events import PurchaseEvent, describe_errors
-from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_purchase
+from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.services.errors import ImportFileError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter, Rejection
@@ -125,17 +124,17 @@ def import_purchases(
         catalog = load_catalog(conn)
         writer = PurchaseWriter(conn, catalog, now, defer_balances=True)
         for chunk in _chunks(records, batch_size):
-            prepared = prepare_chunk(catalog, chunk)
+            prepared = prepare_chunk(chunk)
             raw_by_line = {r[1]: _as_text(r[2]) for r in chunk} if skip_invalid else {}
-            plans: list[PurchasePlan | PlanRejection] = []
+            purchases: list[tuple[int, Purchase]] = []
             for line, item in prepared:
                 report.read += 1
                 if isinstance(item, str):
                     report.errors.append(LineError(line, item, raw_by_line.get(line)))
                 else:
-                    plans.append(item)
+                    purchases.append((line, item))
             # Once an all-or-nothing import has failed, later batches are only checked.
-            result = writer.write_plans(plans, check_only=bool(report.errors) and not skip_invalid)
+            result = writer.write(purchases, check_only=bool(report.errors) and not skip_invalid)
             report.replayed += len(result.replays)
             report.recorded += len(result.recorded)
             report.points += result.points
@@ -173,7 +172,7 @@ def import_purchases(
 #   ("csv", line, rows, item_lines)        the consecutive CSV rows of one transaction
 #   ("error", line, row, message)          a record the reader already knows is bad
 Record = tuple[str, int, Any, Any]
-Prepared = tuple[int, "PurchasePlan | PlanRejection | str"]
+Prepared = tuple[int, "Purchase | str"]
 
 
 def _as_text(raw: Any) -> Any:
@@ -192,8 +191,8 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def prepare_chunk(catalog: ProgramCatalog, chunk: list[Record]) -> list[Prepared]:
-    """Validate and plan each record, in file order (pure: no database).
+def prepare_chunk(chunk: list[Record]) -> list[Prepared]:
+    """Validate each record, in file order (pure: no database).
 
     Measured and rejected: doing this in a worker process. Sending the plans back costs
     about as much as making them, and writing is the larger half of the work.
@@ -212,7 +211,7 @@ def prepare_chunk(catalog: ProgramCatalog, chunk: list[Record]) -> list[Prepared
             lines = extra if kind == "csv" else None
             prepared.append((line, "; ".join(describe_errors(exc, lines))))
             continue
-        prepared.append((line, plan_purchase(catalog, line, event.to_purchase())))
+        prepared.append((line, event.to_purchase()))
     return prepared
 
 

@@ -11,14 +11,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, select
 
+from loyalty_engine.domain.decisions import MemberView
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.planning import PlanRejection, PurchasePlan, plan_purchase
+from loyalty_engine.engine.planning import (
+    PlanRejection,
+    ProgressBook,
+    PurchasePlan,
+    needs_progress,
+    plan_purchase,
+)
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
@@ -33,6 +40,10 @@ _items = tables.purchase_items
 _ledger = tables.ledger_entries
 _lots = tables.point_lots
 _balances = tables.balances
+_counters = tables.progress_counters
+_journal = tables.purchase_progress
+_vouchers = tables.vouchers
+_debts = tables.point_debts
 
 
 class Award(NamedTuple):
@@ -149,50 +160,59 @@ class PurchaseWriter:
         self.defer_balances = defer_balances
         self._checked: dict[tuple[str, str], tuple[int, str]] = {}
         self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._pending_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._lifetime: defaultdict[tuple[str, str], int] = defaultdict(int)
 
-    def write(self, batch: Sequence[tuple[int, Purchase]]) -> BatchResult:
-        """Plan and record a batch of purchases (see write_plans)."""
-        return self.write_plans([plan_purchase(self.catalog, ref, p) for ref, p in batch])
+    def write(self, batch: Sequence[tuple[int, Purchase]],
+              check_only: bool = False) -> BatchResult:
+        """Plan and record a batch of purchases.
 
-    def write_plans(self, batch: Sequence[PurchasePlan | PlanRejection],
-                    check_only: bool = False) -> BatchResult:
-        """Record planned purchases; duplicates of stored or earlier ones are replays or
-        conflicts, and only then does a plan's own rejection count.
+        Duplicates of stored or earlier ones are replays or conflicts, and only then is a
+        purchase planned (so a replay never touches the member's counters). Fresh purchases
+        are planned in time order against the counters of their members, which are locked
+        first on PostgreSQL so that two writers never count the same visit twice.
 
         check_only finds the same rejections without writing anything (an all-or-nothing
         import that has already failed keeps reporting problems without doing the work).
         """
         result = BatchResult([], [])
-        fresh: dict[tuple[str, str], PurchasePlan | PlanRejection] = {}
-        copies: list[PurchasePlan | PlanRejection] = []
-        for item in batch:
-            purchase = item.purchase
+        fresh: dict[tuple[str, str], tuple[int, Purchase]] = {}
+        copies: list[tuple[int, Purchase]] = []
+        for ref, purchase in batch:
             earlier = fresh.get(purchase.key)
             if earlier is None:
-                fresh[purchase.key] = item
-            elif earlier.purchase.body_hash == purchase.body_hash:
-                copies.append(item)  # shares the first copy's fate, known only below
+                fresh[purchase.key] = (ref, purchase)
+            elif earlier[1].body_hash == purchase.body_hash:
+                copies.append((ref, purchase))  # shares the first copy's fate, known below
             else:
-                result.rejections.append(_conflict(item.ref, purchase, earlier.ref))
+                result.rejections.append(_conflict(ref, purchase, earlier[0]))
+        book = self._progress_book([p for _, p in fresh.values()], check_only)
         stored = self._stored(list(fresh))
-        plans: list[PurchasePlan] = []
-        for key, item in fresh.items():
+        to_plan: list[tuple[int, Purchase]] = []
+        for key, (ref, purchase) in fresh.items():
             found = stored.get(key)
             unwritten = self._checked.get(key)  # only filled while checking
             if found is not None:
-                if found[1] == item.purchase.body_hash:
-                    result.replays.append((item.ref, _replay(item.purchase, found[0])))
+                if found[1] == purchase.body_hash:
+                    result.replays.append((ref, _replay(purchase, found[0])))
                 else:
-                    result.rejections.append(_conflict(item.ref, item.purchase))
+                    result.rejections.append(_conflict(ref, purchase))
             elif unwritten is not None:
-                if unwritten[1] == item.purchase.body_hash:
-                    result.replays.append((item.ref, _replay(item.purchase, -1)))
+                if unwritten[1] == purchase.body_hash:
+                    result.replays.append((ref, _replay(purchase, -1)))
                 else:
-                    result.rejections.append(_conflict(item.ref, item.purchase, unwritten[0]))
-            elif isinstance(item, PlanRejection):
-                result.rejections.append(_reject(item.ref, item.purchase, item.reason))
+                    result.rejections.append(_conflict(ref, purchase, unwritten[0]))
             else:
-                plans.append(item)
+                to_plan.append((ref, purchase))
+        # Counted in time order, so that a batch's visits and stamps come in sequence.
+        to_plan.sort(key=lambda item: (item[1].occurred_at, item[1].key))
+        plans: list[PurchasePlan] = []
+        for ref, purchase in to_plan:
+            plan = plan_purchase(self.catalog, ref, purchase, book)
+            if isinstance(plan, PlanRejection):
+                result.rejections.append(_reject(ref, purchase, plan.reason))
+            else:
+                plans.append(plan)
         if plans and check_only:
             # Unwritten purchases still clash with later copies: remember their bodies.
             for plan in plans:
@@ -204,37 +224,82 @@ class PurchaseWriter:
             plans.sort(key=lambda plan: plan.purchase.key)
             self._store(plans, result)
         if copies:
-            self._settle_copies(copies, fresh, result)
+            self._settle_copies(copies, {k: v[0] for k, v in fresh.items()}, result)
         return result
 
+    def _progress_book(self, purchases: list[Purchase], check_only: bool) -> ProgressBook:
+        """Load (and on PostgreSQL lock) the state planning these purchases needs."""
+        book = ProgressBook()
+        stateful, uses_member = needs_progress(self.catalog, purchases)
+        if not stateful and not uses_member:
+            return book
+        member_ids = sorted({p.member_id for p in purchases if p.member_id is not None})
+        if not member_ids:
+            return book
+        if not check_only:
+            self._ensure_members(member_ids)
+            if self.conn.dialect.name == "postgresql":
+                # Rows in a global order: writers of overlapping members queue, never cycle.
+                for part in chunked(member_ids):
+                    self.conn.execute(
+                        select(_members.c.member_id).where(_members.c.member_id.in_(part))
+                        .order_by(_members.c.member_id).with_for_update()
+                    ).all()
+        for part in chunked(member_ids):
+            if stateful:
+                for member_id, program_id, counter, period, value in self.conn.execute(
+                    select(_counters.c.member_id, _counters.c.program_id, _counters.c.counter,
+                           _counters.c.period, _counters.c.value)
+                    .where(_counters.c.member_id.in_(part), _counters.c.value != 0)
+                ):
+                    book.of(member_id, program_id)[(counter, period)] = value
+            if uses_member:
+                for member_id, attributes in self.conn.execute(
+                    select(_members.c.member_id, _members.c.attributes)
+                    .where(_members.c.member_id.in_(part))
+                ):
+                    book.members[member_id] = MemberView(member_id, dict(attributes or {}))
+        return book
+
+    def _ensure_members(self, member_ids: list[str]) -> None:
+        new = [m for m in member_ids if m not in self._known_members]
+        if new:
+            now = self.convert.when(self.now)
+            insert_rows(self.conn, _members, ("member_id", "created_at", "attributes"),
+                        [(m, now, "{}") for m in new], on_conflict=["member_id"])
+            self._known_members.update(new)
+
     @staticmethod
-    def _settle_copies(copies: list[PurchasePlan | PlanRejection],
-                       first: dict[tuple[str, str], PurchasePlan | PlanRejection],
-                       result: BatchResult) -> None:
+    def _settle_copies(copies: list[tuple[int, Purchase]],
+                       first: dict[tuple[str, str], int], result: BatchResult) -> None:
         """A repeat of a purchase earlier in the same batch gets the first copy's fate."""
         rejected = {(r.store_id, r.transaction_id): r for r in result.rejections}
         ids = {plan.purchase.key: pid for pid, plan in result.recorded}  # -1 when checking
         ids.update({(o.store_id, o.transaction_id): o.purchase_id for _, o in result.replays})
-        for copy in copies:
-            key = copy.purchase.key
-            if key in rejected and rejected[key].ref == first[key].ref:
-                reason = f"{rejected[key].reason} (as for {first[key].ref})"
-                result.rejections.append(_reject(copy.ref, copy.purchase, reason,
-                                                 rejected[key].conflict))
+        for ref, copy in copies:
+            key = copy.key
+            if key in rejected and rejected[key].ref == first[key]:
+                reason = f"{rejected[key].reason} (as for {first[key]})"
+                result.rejections.append(_reject(ref, copy, reason, rejected[key].conflict))
             else:
-                result.replays.append((copy.ref, _replay(copy.purchase, ids[key])))
+                result.replays.append((ref, _replay(copy, ids[key])))
 
     def flush_balances(self) -> None:
         """Add the points written so far to the cached balances (one upsert per pair)."""
         deltas, self._balance_deltas = self._balance_deltas, defaultdict(int)
+        pending, self._pending_deltas = self._pending_deltas, defaultdict(int)
+        lifetime, self._lifetime = self._lifetime, defaultdict(int)
         now = self.convert.when(self.now)
+        pairs = sorted(set(deltas) | set(pending))
         insert_rows(
             self.conn, _balances,
-            ("member_id", "program_id", "points", "lifetime_earned", "updated_at"),
-            [(m, prog, d, d, now) for (m, prog), d in sorted(deltas.items())],
+            ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
+            [(m, prog, deltas.get((m, prog), 0), pending.get((m, prog), 0),
+              lifetime.get((m, prog), 0), now) for m, prog in pairs],
             on_conflict=["member_id", "program_id"],
             update={
                 "points": "balances.points + excluded.points",
+                "pending": "balances.pending + excluded.pending",
                 "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
                 "updated_at": "excluded.updated_at",
             },
@@ -253,11 +318,8 @@ class PurchaseWriter:
     def _store(self, plans: list[PurchasePlan], result: BatchResult) -> None:
         conn, conv = self.conn, self.convert
         now = conv.when(self.now)
-        members = sorted({p.purchase.member_id for p in plans
-                          if p.purchase.member_id is not None} - self._known_members)
-        insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
-                    [(m, now, "{}") for m in members], on_conflict=["member_id"])
-        self._known_members.update(members)
+        self._ensure_members(sorted({p.purchase.member_id for p in plans
+                                     if p.purchase.member_id is not None}))
         enrolments: dict[tuple[str, str], datetime] = {}
         for plan in plans:
             member_id = plan.purchase.member_id
@@ -325,25 +387,139 @@ class PurchaseWriter:
               award.reason_json)
              for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
         )
+        debts = self._outstanding_debts(inserted) if awards else {}
+        lots = []
+        # (debt id, entry id, points taken, plan, program, debt already in the balance)
+        repayments: list[tuple[int, int, int, PurchasePlan, str, bool]] = []
+        for eid, (pid, p, award) in zip(entry_ids, awards, strict=True):
+            member_id = p.purchase.member_id
+            assert member_id is not None
+            remaining = award.points
+            for debt in debts.get((member_id, award.program_id), ()):
+                if remaining == 0:
+                    break
+                taken = min(remaining, debt[1])
+                if taken:
+                    debt[1] -= taken
+                    remaining -= taken
+                    repayments.append((debt[0], eid, taken, p, award.program_id, debt[2]))
+            pending = award.pending_until is not None
+            lots.append((eid, member_id, award.program_id, stamps[pid], award.points,
+                         remaining, conv.when(award.expires_at),
+                         conv.when(award.pending_until)))
+            pair = (member_id, award.program_id)
+            self._lifetime[pair] += award.points
+            (self._pending_deltas if pending else self._balance_deltas)[pair] += remaining
+            # What repaid a debt leaves the balance now (debt) or already had (in balance).
+            for _, entry, taken, _, _, in_balance in repayments:
+                if entry == eid and in_balance:
+                    self._balance_deltas[pair] += taken
         insert_rows(
             conn, _lots,
             ("entry_id", "member_id", "program_id", "earned_at", "points", "remaining",
-             "expires_at"),
-            [(eid, p.purchase.member_id, award.program_id, stamps[pid], award.points,
-              award.points, None)
-             for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
+             "expires_at", "pending_until"),
+            lots,
         )
+        if repayments:
+            self._store_repayments(repayments)
+        self._store_progress(inserted)
         for _, p in inserted:
             member_id = p.purchase.member_id
             if member_id is None:
                 continue
             for program_id in p.enrol:
                 self._balance_deltas[(member_id, program_id)] += 0
-            for award in p.awards:
-                self._balance_deltas[(member_id, award.program_id)] += award.points
         if not self.defer_balances:
             self.flush_balances()
         result.recorded.extend(inserted)
+
+    def _outstanding_debts(self, inserted: list[tuple[int, PurchasePlan]]
+                           ) -> dict[tuple[str, str], list[list[Any]]]:
+        """Unpaid point debts of the batch's members, oldest first: [id, outstanding, shown]."""
+        member_ids = sorted({p.purchase.member_id for _, p in inserted
+                             if p.purchase.member_id is not None})
+        found: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
+        for part in chunked(member_ids):
+            for debt_id, member_id, program_id, outstanding, in_balance in self.conn.execute(
+                select(_debts.c.id, _debts.c.member_id, _debts.c.program_id,
+                       _debts.c.outstanding, _debts.c.in_balance)
+                .where(_debts.c.member_id.in_(part), _debts.c.outstanding > 0)
+                .order_by(_debts.c.id)
+            ):
+                found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
+        return found
+
+    def _store_repayments(self,
+                          repayments: list[tuple[int, int, int, PurchasePlan, str, bool]]
+                          ) -> None:
+        """New points repay debts: the debt shrinks; a debt the balance did not show yet
+        is taken with a ledger entry of its own."""
+        conn, conv = self.conn, self.convert
+        now = conv.when(self.now)
+        shown = [r for r in repayments if not r[5]]
+        ids = allocate_ids(conn, _ledger, len(shown))
+        version_of = {a.program_id: a.version_id for _, _, _, p, _, _ in shown
+                      for a in p.awards}
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            [(eid, p.purchase.member_id, program_id, version_of[program_id], "debt", -taken,
+              None, "", conv.when(p.purchase.occurred_at), now,
+              conv.json({"debt_id": debt_id, "repaid_from_entry": entry}),
+              f"debt:{debt_id}:{entry}")
+             for eid, (debt_id, entry, taken, p, program_id, _) in zip(ids, shown, strict=True)],
+        )
+        for debt_id, _, taken, _, _, _ in repayments:
+            conn.execute(_debts.update().where(_debts.c.id == debt_id)
+                         .values(outstanding=_debts.c.outstanding - taken))
+
+    def _store_progress(self, inserted: list[tuple[int, PurchasePlan]]) -> None:
+        """Counters, the purchase's journal of them, and vouchers of completed cards."""
+        conn, conv = self.conn, self.convert
+        totals: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        journal: defaultdict[tuple[int, str, str, str, str], int] = defaultdict(int)
+        voucher_rows = []
+        now = conv.when(self.now)
+        for pid, plan in inserted:
+            member_id = plan.purchase.member_id
+            if member_id is None:
+                continue
+            for program_id, counter, period, delta in plan.progress:
+                totals[(member_id, program_id, counter, period)] += delta
+                journal[(pid, program_id, counter, period, member_id)] += delta
+            for program_id, counter, period, delta in plan.consumed:
+                totals[(member_id, program_id, counter, period)] += delta
+            for v in plan.vouchers:
+                reward = self.catalog.version(v.version_id).program.rewards[v.reward_id]
+                voucher_rows.append((
+                    f"{v.rule_id}-{pid}-{v.seq + 1}", member_id, v.program_id, v.version_id,
+                    v.reward_id, reward.kind, reward.amount_minor,
+                    None if reward.percent is None else str(reward.percent), reward.sku,
+                    reward.category, "stamp_card", pid, v.rule_id, v.consumed_json,
+                    conv.when(plan.purchase.occurred_at), conv.when(v.valid_until), "issued",
+                    now))
+        if totals:
+            insert_rows(
+                conn, _counters, ("member_id", "program_id", "counter", "period", "value"),
+                [(*key, value) for key, value in sorted(totals.items())],
+                on_conflict=["member_id", "program_id", "counter", "period"],
+                update={"value": "progress_counters.value + excluded.value"},
+            )
+        if journal:
+            insert_rows(
+                conn, _journal,
+                ("purchase_id", "program_id", "counter", "period", "member_id", "delta"),
+                [(*key, delta) for key, delta in journal.items() if delta != 0],
+            )
+        if voucher_rows:
+            insert_rows(
+                conn, _vouchers,
+                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
+                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
+                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
+                voucher_rows,
+            )
 
 
 def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:

@@ -140,6 +140,11 @@ class LedgerEntry(Base):
     __table_args__ = (
         # The natural key that makes an award happen once per purchase, program and rule.
         UniqueConstraint("purchase_id", "program_id", "rule_id", "kind"),
+        # Entries that are not a purchase's earnings (refunds, redemptions, expiries, debt
+        # repayments) carry a natural key of their own in ref, e.g. "expire:<lot>".
+        # (A unique index rather than a constraint: SQLite can add one without rebuilding
+        # the table, which would drop its append-only triggers.)
+        Index(None, "kind", "ref", unique=True),
         Index(None, "member_id", "program_id", "id"),
     )
 
@@ -156,6 +161,7 @@ class LedgerEntry(Base):
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
     reason: Mapped[dict[str, Any]]
+    ref: Mapped[str | None] = mapped_column(String(160))
 
 
 class PointLot(Base):
@@ -176,6 +182,9 @@ class PointLot(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime | None]
+    # Pending (not spendable) while pending_until is set and activated_at is not.
+    pending_until: Mapped[datetime | None]
+    activated_at: Mapped[datetime | None]
 
 
 class Balance(Base):
@@ -185,9 +194,127 @@ class Balance(Base):
 
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
     program_id: Mapped[str] = mapped_column(ForeignKey("programs.program_id"), primary_key=True)
-    points: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)  # spendable (negative: owed)
     lifetime_earned: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+    pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ProgressCounter(Base):
+    """A member's running count in a program: visits, spend, stamps or cap use per period."""
+
+    __tablename__ = "progress_counters"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counter: Mapped[str] = mapped_column(String(80), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class PurchaseProgress(Base):
+    """What a purchase added to its member's counters, so that a refund can take it back."""
+
+    __tablename__ = "purchase_progress"
+
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counter: Mapped[str] = mapped_column(String(80), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    delta: Mapped[int] = mapped_column(BigInteger)
+
+
+class Voucher(Base):
+    """A reward issued to a member: from a stamp card, bought with points, or a rebate."""
+
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        Index(None, "member_id", "program_id"),
+        CheckConstraint("status IN ('issued', 'redeemed', 'void')", name="status_known"),
+    )
+
+    code: Mapped[str] = mapped_column(String(160), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    program_version_id: Mapped[int] = mapped_column(ForeignKey("program_versions.id"))
+    reward_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    percent: Mapped[str | None] = mapped_column(String(16))
+    sku: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # stamp_card | points
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    rule_id: Mapped[str | None] = mapped_column(String(64))
+    consumed: Mapped[dict[str, Any]]  # stamps used, by local date
+    issued_at: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    redeemed_by: Mapped[str | None] = mapped_column(String(128))
+    changed_at: Mapped[datetime]
+
+
+class Refund(Base):
+    """A refund of (part of) a purchase, stored once per (store_id, refund_id)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("store_id", "refund_id"),
+        Index(None, "purchase_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(64))
+    refund_id: Mapped[str] = mapped_column(String(128))
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    member_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    items: Mapped[dict[str, Any]]  # {"lines": [{"sku", "quantity_milli", "amount_minor"}]}
+    body_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+    result: Mapped[dict[str, Any]]  # what was reversed, returned again on a replay
+
+
+class Redemption(Base):
+    """Points or a voucher spent by a member, once per redemption_id; may be reversed."""
+
+    __tablename__ = "redemptions"
+
+    redemption_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # points | voucher | reward
+    points: Mapped[int] = mapped_column(BigInteger)
+    voucher_code: Mapped[str | None] = mapped_column(String(160))
+    reward_id: Mapped[str | None] = mapped_column(String(64))
+    consumed: Mapped[dict[str, Any]]  # lot entry id -> points taken from it
+    body_hash: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    reversed_at: Mapped[datetime | None]
+
+
+class PointDebt(Base):
+    """Points a refund should have taken back but that were already spent.
+
+    in_balance: the balance already shows them (went negative); otherwise new points
+    repay the debt with a ledger entry of their own. Either way new lots repay it first.
+    """
+
+    __tablename__ = "point_debts"
+    __table_args__ = (Index(None, "member_id", "program_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    outstanding: Mapped[int] = mapped_column(BigInteger)
+    in_balance: Mapped[bool]
+    created_at: Mapped[datetime]
 
 
 metadata = Base.metadata
@@ -202,3 +329,9 @@ purchase_items = cast(Table, PurchaseItem.__table__)
 ledger_entries = cast(Table, LedgerEntry.__table__)
 point_lots = cast(Table, PointLot.__table__)
 balances = cast(Table, Balance.__table__)
+progress_counters = cast(Table, ProgressCounter.__table__)
+purchase_progress = cast(Table, PurchaseProgress.__table__)
+vouchers = cast(Table, Voucher.__table__)
+refunds = cast(Table, Refund.__table__)
+redemptions = cast(Table, Redemption.__table__)
+point_debts = cast(Table, PointDebt.__table__)
