@@ -18,10 +18,15 @@ from sqlalchemy import Engine, func, select
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import Purchase
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.services.points import activate_pending
 from loyalty_engine.services.programs import apply_program_files, load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter
+from loyalty_engine.services.redemptions import redeem
+from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.tables import Balance, LedgerEntry
+from loyalty_engine.store.tables import Balance, LedgerEntry, Voucher
 from loyalty_engine.store.tables import Purchase as PurchaseRow
 
 # sku, category, unit price in cents: what a coffee bar sells.
@@ -63,6 +68,12 @@ class DemoSummary:
     segments: dict[str, SegmentStats] = field(default_factory=dict)
     top: list[tuple[str, int]] = field(default_factory=list)
     replay_changed: int = 0
+    refunds: int = 0
+    points_refunded: int = 0
+    stamp_vouchers: int = 0
+    redemptions: int = 0
+    points_redeemed: int = 0
+    pending_activated: int = 0
 
     def money(self, minor: int) -> str:
         """Minor units in the demo's currency."""
@@ -145,6 +156,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
         writer = PurchaseWriter(conn, load_catalog(conn), as_of)
         again = writer.write([(i, p) for i, (_, p) in enumerate(generated)])
         changed = sum(1 for _, outcome in again.outcomes if not outcome.replayed)
+    extras = _after_the_year(engine, generated, as_of, seed)
     with read_transaction(engine) as conn:
         top = conn.execute(
             select(Balance.member_id, Balance.points).order_by(Balance.points.desc(),
@@ -157,5 +169,49 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
         programs=[f"{r.program_id} v{r.version}" for r in applied],
         members=len(segment_of), purchases=int(purchases),
         anonymous=stats["anonymous"].purchases, points=int(points), currency="EUR",
-        segments=stats, top=[(m, int(p)) for m, p in top], replay_changed=changed,
+        segments=stats, top=[(m, int(p)) for m, p in top], replay_changed=changed, **extras,
     )
+
+
+def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of: datetime,
+                    seed: int) -> dict[str, int]:
+    """Refund a few purchases, let pending points become spendable, and let the members
+    with enough points buy a voucher: the rest of the program language at work."""
+    rng = random.Random(seed + 1)
+    refunds = refunded = 0
+    for _, purchase in generated:
+        if purchase.member_id is None or rng.random() >= 0.02:
+            continue
+        when = purchase.occurred_at + timedelta(days=rng.randint(1, 10))
+        if when > as_of:
+            continue
+        exponent = currency_exponent(purchase.currency)
+        # Half of them in full, the rest in part: points come back pro rata either way.
+        share = purchase.total_minor if rng.random() < 0.5 else purchase.total_minor // 2
+        if share == 0:
+            continue
+        outcome = record_refund(engine, RefundEvent.model_validate({
+            "refund_id": f"RF-{purchase.transaction_id}", "store_id": purchase.store_id,
+            "original_transaction_id": purchase.transaction_id, "occurred_at": when,
+            "amount": format_minor(share, exponent)}), as_of)
+        refunds += 1
+        refunded += sum(outcome.points.values())
+    activated = activate_pending(engine, as_of)
+    redemptions = redeemed = 0
+    with read_transaction(engine) as conn:
+        rich = conn.execute(
+            select(Balance.member_id).where(Balance.program_id == "bean-there",
+                                            Balance.points >= 250).order_by(Balance.member_id)
+        ).scalars().all()
+        stamp_vouchers = conn.execute(
+            select(func.count()).select_from(Voucher).where(Voucher.source == "stamp_card")
+        ).scalar_one()
+    for member_id in rich:
+        outcome = redeem(engine, RedemptionRequest(
+            redemption_id=f"RD-{member_id}", member_id=member_id, program_id="bean-there",
+            occurred_at=as_of, reward="five-euro-off"), as_of)
+        redemptions += 1
+        redeemed += outcome.points
+    return {"refunds": refunds, "points_refunded": refunded, "stamp_vouchers": stamp_vouchers,
+            "redemptions": redemptions, "points_redeemed": redeemed,
+            "pending_activated": activated.points}

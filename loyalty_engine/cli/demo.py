@@ -81,7 +81,7 @@ def demo(
         table.add_row(name, str(s.members) if name != "anonymous" else "-", str(s.purchases),
                       summary.money(s.spend_minor), str(s.points), per_member)
     console.print(table)
-    top = Table("member", "points", title="top members")
+    top = Table("member", "spendable points", title="top members")
     for member_id, points in summary.top:
         top.add_row(member_id, str(points))
     console.print(top)
@@ -90,6 +90,12 @@ def demo(
                   f"{summary.points} points in the ledger.")
     console.print(f"Posting the whole year again changed {summary.replay_changed} purchases "
                   "(every one was recognised as already recorded).")
+    console.print(f"{summary.refunds} purchases refunded (in full or in part): "
+                  f"{summary.points_refunded} points taken back pro rata; "
+                  f"{summary.stamp_vouchers} free-coffee vouchers from full stamp cards.")
+    console.print(f"{summary.pending_activated} pending points became spendable at the end "
+                  f"of the year; {summary.redemptions} members bought a voucher for "
+                  f"{summary.points_redeemed} points.")
     first = summary.top[0][0] if summary.top else "M00001"
     console.print(f"\nNext: [bold]{_this_command()} --database {database} members explain "
                   f"{first}[/]")

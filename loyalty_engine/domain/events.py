@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -95,6 +95,8 @@ class PurchaseEvent(BaseModel):
         },
     )
 
+    type: Literal["purchase"] = Field(
+        default="purchase", description="in import files, tells purchases from refunds")
     transaction_id: Annotated[str, Field(min_length=1, max_length=128,
                                          pattern=r"^[^\x00-\x1f\x7f]+$")]
     store_id: Identifier

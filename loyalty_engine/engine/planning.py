@@ -102,12 +102,14 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
                   book: ProgressBook | None = None) -> PurchasePlan | PlanRejection:
     """Plan one purchase under the program versions in force at its occurred_at.
 
-    A purchase earns in the programs of its currency; if programs are in force but none in
-    its currency, it is rejected (anonymous or not: it is a data error). Anonymous
-    purchases earn nothing. Open programs enrol every purchasing member. A rule whose
-    expression fails rejects the purchase, naming the rule, and changes nothing.
+    A purchase earns in the programs that cover its store and have its currency; if such
+    programs are in force but none in its currency, it is rejected (anonymous or not: it
+    is a data error). Anonymous purchases earn nothing. Open programs enrol every
+    purchasing member. A rule whose expression fails rejects the purchase, naming the
+    rule, and changes nothing.
     """
-    in_force = catalog.all_in_force(purchase.occurred_at)
+    in_force = [v for v in catalog.all_in_force(purchase.occurred_at)
+                if v.program.covers(purchase.store_id)]
     earning = [v for v in in_force if v.program.currency == purchase.currency]
     if in_force and not earning:
         programs = ", ".join(f"{v.program_id} ({v.program.currency})" for v in in_force)

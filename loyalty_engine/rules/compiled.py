@@ -208,6 +208,14 @@ class CompiledProgram:
     rewards: dict[str, CompiledReward]
     stateful: bool  # some rule needs the member's progress (visits, stamps, caps, ...)
     uses_member: bool  # some condition reads member attributes
+    store_ids: frozenset[str] = frozenset()
+    store_prefixes: tuple[str, ...] = ()
+
+    def covers(self, store_id: str) -> bool:
+        """Whether the program sees purchases of this store."""
+        if not self.store_ids and not self.store_prefixes:
+            return True
+        return store_id in self.store_ids or store_id.startswith(self.store_prefixes)
 
     def rule(self, rule_id: str) -> CompiledRule | None:
         """The rule with this id, if the program has it."""
@@ -280,6 +288,8 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         },
         stateful=bool(program_caps) or any(
             r.kind not in STATELESS_KINDS or r.caps for r in ordered),
+        store_ids=frozenset(s for s in definition.stores if not s.endswith("*")),
+        store_prefixes=tuple(s[:-1] for s in definition.stores if s.endswith("*")),
         uses_member=any(
             c.tiers or (c.expression_source is not None and "member" in c.expression_source)
             for c in conditions),

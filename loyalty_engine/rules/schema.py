@@ -320,6 +320,10 @@ class ProgramDefinition(_Strict):
     currency: CurrencyCode
     timezone: str
     enrolment: Literal["open"]
+    stores: list[Annotated[str, Field(min_length=1, max_length=65,
+                                      pattern=r"^[^*\x00-\x1f\x7f]+\*?$")]] = Field(
+        default=[], description="store ids whose purchases the program sees; 'AMS-*' is a "
+                                "prefix; absent: every store")
     exclude: Exclusions = Exclusions()
     points: PointsPolicy = Field(default_factory=lambda: PointsPolicy())
     caps: Caps | None = Field(default=None, description="caps over all point rules together")

@@ -33,3 +33,35 @@ class SchemaNotCurrentError(LoyaltyError):
 
 class ImportFileError(LoyaltyError):
     """An import file that cannot be read at all (missing columns, empty, unknown format)."""
+
+
+class RefundRejectedError(LoyaltyError):
+    """A refund that cannot be accepted: no such purchase, more than was bought, ..."""
+
+
+class RefundConflictError(LoyaltyError):
+    """The same (store_id, refund_id) was already recorded with a different body."""
+
+    def __init__(self, store_id: str, refund_id: str) -> None:
+        super().__init__(
+            f"refund {refund_id!r} of store {store_id!r} was already recorded with different "
+            "contents; a refund cannot be changed by posting it again"
+        )
+
+
+class RedemptionRejectedError(LoyaltyError):
+    """A redemption that cannot be made: too few points, an expired voucher, ..."""
+
+
+class RedemptionConflictError(LoyaltyError):
+    """The same redemption_id was already used for a different redemption."""
+
+    def __init__(self, redemption_id: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id!r} was already recorded with different contents; "
+            "use a new redemption id"
+        )
+
+
+class NotFoundError(LoyaltyError):
+    """Something asked for by id does not exist."""

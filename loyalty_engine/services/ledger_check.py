@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
@@ -13,6 +13,7 @@ from loyalty_engine.store.database import read_transaction
 _balances = tables.balances
 _ledger = tables.ledger_entries
 _lots = tables.point_lots
+_debts = tables.point_debts
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,12 @@ class BalanceCheck:
 
 
 def check_balances(engine: Engine) -> BalanceCheck:
-    """Compare every balance with the ledger sum and the lots' remaining points (3 queries)."""
+    """Compare every balance with the ledger and the lots (4 queries).
+
+    For each member and program: spendable + pending == sum(ledger); pending == what
+    pending lots hold; lots' remaining less debts the balance already shows == sum(ledger);
+    lifetime earned == sum of earn entries.
+    """
     with read_transaction(engine) as conn:
         ledger = {
             (m, p): (int(total), int(earned))
@@ -34,28 +40,43 @@ def check_balances(engine: Engine) -> BalanceCheck:
                 .group_by(_ledger.c.member_id, _ledger.c.program_id)
             )
         }
+        pending_lot = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
         lots = {
-            (m, p): int(remaining)
-            for m, p, remaining in conn.execute(
-                select(_lots.c.member_id, _lots.c.program_id, func.sum(_lots.c.remaining))
+            (m, p): (int(remaining), int(pending or 0))
+            for m, p, remaining, pending in conn.execute(
+                select(_lots.c.member_id, _lots.c.program_id, func.sum(_lots.c.remaining),
+                       func.sum(_lots.c.remaining).filter(pending_lot))
                 .group_by(_lots.c.member_id, _lots.c.program_id)
+            )
+        }
+        owed = {
+            (m, p): int(outstanding)
+            for m, p, outstanding in conn.execute(
+                select(_debts.c.member_id, _debts.c.program_id, func.sum(_debts.c.outstanding))
+                .where(_debts.c.in_balance.is_(True))
+                .group_by(_debts.c.member_id, _debts.c.program_id)
             )
         }
         balances = conn.execute(
             select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
-                   _balances.c.lifetime_earned)
+                   _balances.c.pending, _balances.c.lifetime_earned)
         ).all()
     mismatches = []
     seen = set()
-    for member_id, program_id, points, lifetime in balances:
+    for member_id, program_id, points, pending, lifetime in balances:
         key = (member_id, program_id)
         seen.add(key)
         total, earned = ledger.get(key, (0, 0))
-        remaining = lots.get(key, 0)
-        if (points, lifetime, remaining) != (total, earned or 0, total):
+        remaining, pending_lots = lots.get(key, (0, 0))
+        shown_debt = owed.get(key, 0)
+        if (points + pending, pending, lifetime, remaining - shown_debt) != (
+            total, pending_lots, earned or 0, total
+        ):
             mismatches.append({"member_id": member_id, "program_id": program_id,
-                               "balance": points, "ledger": total, "lots_remaining": remaining,
-                               "lifetime_earned": lifetime, "ledger_earned": earned or 0})
+                               "balance": points, "pending": pending, "ledger": total,
+                               "lots_remaining": remaining, "pending_lots": pending_lots,
+                               "debt_in_balance": shown_debt, "lifetime_earned": lifetime,
+                               "ledger_earned": earned or 0})
     for key in ledger.keys() - seen:
         mismatches.append({"member_id": key[0], "program_id": key[1], "balance": None,
                            "ledger": ledger[key][0]})

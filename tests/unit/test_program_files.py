@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loyalty_engine.rules.compiled import PointsPerSpend, StampCard
 from loyalty_engine.rules import (
     LoadedProgram,
     Problem,
@@ -124,9 +125,13 @@ def test_the_example_program_in_the_repository_loads() -> None:
     assert compiled.currency == "EUR"
     assert compiled.excluded_categories == frozenset({"gift-cards", "tobacco"})
     assert compiled.excluded_skus == frozenset({"DEPOSIT-BOTTLE"})
-    (rule,) = compiled.rules
+    assert compiled.pending_days == 14
+    rule, card = compiled.rules
+    assert isinstance(rule, PointsPerSpend) and isinstance(card, StampCard)
     assert rule.minimum_minor == 200
     assert rule.category_multipliers == {"coffee-beans": Decimal(2)}
+    assert [(m[0], m[2]) for m in rule.multipliers] == [("double-tuesday", 2)]
+    assert (card.card_size, card.reward_id) == (9, "free-coffee")
 
 
 def test_load_program_file_uses_the_path_in_problems(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""Point lots and balances for the services that spend or take back points.
+
+Points are spent and taken back first-in-first-out over lots. Every caller holds its
+member's row lock (`lock_member`), so two writers never spend the same lot twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import Connection, and_, or_, select
+
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, insert_rows
+
+_lots = tables.point_lots
+_balances = tables.balances
+_members = tables.members
+
+
+class Taken(NamedTuple):
+    """Points taken from one lot; pending says which part of the balance they left."""
+
+    entry_id: int
+    points: int
+    pending: bool
+
+
+def lock_member(conn: Connection, member_id: str) -> bool:
+    """Lock the member's row until the transaction ends (PostgreSQL; SQLite's write lock
+    already excludes other writers). False if there is no such member."""
+    query = select(_members.c.member_id).where(_members.c.member_id == member_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first() is not None
+
+
+def _is_pending(pending_until: datetime | None, activated_at: datetime | None) -> bool:
+    return pending_until is not None and activated_at is None
+
+
+def take_points(conn: Connection, member_id: str, program_id: str, points: int,
+                at: datetime, *, first_entry: int | None = None,
+                spendable_only: bool = False) -> list[Taken]:
+    """Take up to `points` from the member's unexpired lots and return what was taken.
+
+    Order: the lot of first_entry (a refund takes back its own purchase's points first),
+    then pending lots (unless spendable_only), then active ones, each oldest first.
+    """
+    query = (
+        select(_lots.c.entry_id, _lots.c.remaining, _lots.c.pending_until,
+               _lots.c.activated_at)
+        .where(_lots.c.member_id == member_id, _lots.c.program_id == program_id,
+               _lots.c.remaining > 0,
+               or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at))
+        .order_by(_lots.c.earned_at, _lots.c.entry_id)
+    )
+    if spendable_only:
+        query = query.where(or_(_lots.c.pending_until.is_(None),
+                                _lots.c.activated_at.is_not(None)))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = sorted(conn.execute(query).all(), key=lambda r: (
+        r.entry_id != first_entry, not _is_pending(r.pending_until, r.activated_at)))
+    taken: list[Taken] = []
+    left = points
+    for row in rows:
+        if left == 0:
+            break
+        take = min(left, row.remaining)
+        left -= take
+        taken.append(Taken(row.entry_id, take, _is_pending(row.pending_until, row.activated_at)))
+        conn.execute(_lots.update().where(_lots.c.entry_id == row.entry_id)
+                     .values(remaining=_lots.c.remaining - take))
+    return taken
+
+
+def spendable_points(conn: Connection, member_id: str, program_id: str, at: datetime) -> int:
+    """Points the member can spend now: active, unexpired lots, less any negative balance."""
+    in_lots = conn.execute(
+        select(_lots.c.remaining).where(
+            _lots.c.member_id == member_id, _lots.c.program_id == program_id,
+            _lots.c.remaining > 0,
+            or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at),
+            or_(_lots.c.pending_until.is_(None), _lots.c.activated_at.is_not(None)))
+    ).scalars().all()
+    balance = conn.execute(
+        select(_balances.c.points).where(
+            and_(_balances.c.member_id == member_id, _balances.c.program_id == program_id))
+    ).scalar()
+    return max(0, min(int(sum(in_lots)), int(balance or 0)))
+
+
+def restore_points(conn: Connection, consumed: dict[int, int]) -> None:
+    """Give points back to the lots they were taken from."""
+    for entry_id, points in sorted(consumed.items()):
+        conn.execute(_lots.update().where(_lots.c.entry_id == entry_id)
+                     .values(remaining=_lots.c.remaining + points))
+
+
+def adjust_balance(conn: Connection, member_id: str, program_id: str, points: int,
+                   pending: int, now: datetime) -> None:
+    """Add to a member's cached balance (spendable and pending parts) in this transaction."""
+    insert_rows(
+        conn, _balances,
+        ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
+        [(member_id, program_id, points, pending, 0, Converters(conn).when(now))],
+        on_conflict=["member_id", "program_id"],
+        update={"points": "balances.points + excluded.points",
+                "pending": "balances.pending + excluded.pending",
+                "updated_at": "excluded.updated_at"},
+    )

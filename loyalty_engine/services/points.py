@@ -1,0 +1,107 @@
+"""Time-driven point steps, each with an explicit as_of: activating pending points and
+expiring lots. Both are set-based and safe to run again (the scheduler will call them)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, select
+
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows
+from loyalty_engine.store.database import write_transaction
+
+_lots = tables.point_lots
+_ledger = tables.ledger_entries
+_balances = tables.balances
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What a step did: lots touched, points moved, members affected."""
+
+    lots: int
+    points: int
+    members: int
+
+
+def activate_pending(engine: Engine, as_of: datetime,
+                     program_id: str | None = None) -> StepResult:
+    """Make spendable every pending lot whose return window ended by as_of."""
+    with write_transaction(engine) as conn:
+        due = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None),
+                   _lots.c.pending_until <= as_of)
+        if program_id is not None:
+            due = and_(due, _lots.c.program_id == program_id)
+        query = select(_lots.c.entry_id, _lots.c.member_id, _lots.c.program_id,
+                       _lots.c.remaining).where(due).order_by(_lots.c.entry_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        rows = conn.execute(query).all()
+        moved: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for row in rows:
+            moved[(row.member_id, row.program_id)] += row.remaining
+        for part in chunked([r.entry_id for r in rows]):
+            conn.execute(_lots.update().where(_lots.c.entry_id.in_(part))
+                         .values(activated_at=as_of))
+        _move(conn, {pair: (points, -points) for pair, points in moved.items()}, as_of)
+        return StepResult(len(rows), sum(moved.values()), len({m for m, _ in moved}))
+
+
+def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None) -> StepResult:
+    """Expire what remains of every lot whose expiry is at or before as_of, one ledger
+    entry per lot (its natural key makes a second run write nothing)."""
+    with write_transaction(engine) as conn:
+        conv = Converters(conn)
+        due = and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at <= as_of,
+                   _lots.c.remaining > 0)
+        if program_id is not None:
+            due = and_(due, _lots.c.program_id == program_id)
+        query = (
+            select(_lots.c.entry_id, _lots.c.member_id, _lots.c.program_id, _lots.c.remaining,
+                   _lots.c.expires_at, _lots.c.pending_until, _lots.c.activated_at,
+                   _ledger.c.program_version_id)
+            .join(_ledger, _ledger.c.id == _lots.c.entry_id)
+            .where(due).order_by(_lots.c.entry_id)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=_lots)
+        rows = conn.execute(query).all()
+        ids = allocate_ids(conn, _ledger, len(rows))
+        now = conv.when(as_of)
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            [(eid, r.member_id, r.program_id, r.program_version_id, "expire", -r.remaining,
+              None, "", conv.when(r.expires_at), now,
+              Converters.json({"lot": r.entry_id, "expired_at": r.expires_at.isoformat()}),
+              f"expire:{r.entry_id}")
+             for eid, r in zip(ids, rows, strict=True)],
+        )
+        for part in chunked([r.entry_id for r in rows]):
+            conn.execute(_lots.update().where(_lots.c.entry_id.in_(part)).values(remaining=0))
+        change: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for r in rows:
+            pending = r.pending_until is not None and r.activated_at is None
+            change[(r.member_id, r.program_id)][1 if pending else 0] -= r.remaining
+        _move(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
+        return StepResult(len(rows), sum(r.remaining for r in rows),
+                          len({r.member_id for r in rows}))
+
+
+def _move(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]],
+          now: datetime) -> None:
+    """Add (spendable, pending) deltas to balances, one statement for all pairs."""
+    insert_rows(
+        conn, _balances,
+        ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
+        [(m, p, points, pending, 0, Converters(conn).when(now))
+         for (m, p), (points, pending) in sorted(deltas.items())],
+        on_conflict=["member_id", "program_id"],
+        update={"points": "balances.points + excluded.points",
+                "pending": "balances.pending + excluded.pending",
+                "updated_at": "excluded.updated_at"},
+    )

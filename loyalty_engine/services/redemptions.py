@@ -1,0 +1,233 @@
+"""Redemptions: spend points (first-in-first-out over lots), buy vouchers, use vouchers,
+and reverse any of them; each once per redemption_id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.services.errors import (
+    NotFoundError,
+    RedemptionConflictError,
+    RedemptionRejectedError,
+)
+from loyalty_engine.services.lots import (
+    adjust_balance,
+    lock_member,
+    restore_points,
+    spendable_points,
+    take_points,
+)
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_redemptions = tables.redemptions
+_vouchers = tables.vouchers
+_ledger = tables.ledger_entries
+_enrolments = tables.enrolments
+
+
+@dataclass(slots=True)
+class RedemptionOutcome:
+    """What a redemption did; a replay (or a repeated reversal) returns the same."""
+
+    redemption_id: str
+    member_id: str
+    program_id: str
+    kind: str
+    points: int  # points spent (0 for a voucher)
+    voucher: str | None  # the voucher used, or bought
+    reversed: bool
+    replayed: bool = False
+
+
+def redeem(engine: Engine, request: RedemptionRequest, now: datetime) -> RedemptionOutcome:
+    """Make a redemption; the same request again returns the first outcome.
+
+    Raises RedemptionRejectedError (too few spendable points, an unknown, used or expired
+    voucher, a reward not for sale) and RedemptionConflictError (the id was used for a
+    different redemption).
+    """
+    def attempt() -> RedemptionOutcome:
+        with write_transaction(engine) as conn:
+            return _redeem(conn, request, now)
+
+    return retry_transient(attempt)
+
+
+def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> RedemptionOutcome:
+    body_hash = request.body_hash()
+    stored = _stored(conn, request.redemption_id)
+    if stored is None:
+        if not lock_member(conn, request.member_id):
+            raise RedemptionRejectedError(f"there is no member {request.member_id!r}")
+        stored = _stored(conn, request.redemption_id)  # a twin may have committed meanwhile
+    if stored is not None:
+        if stored.body_hash != body_hash:
+            raise RedemptionConflictError(request.redemption_id)
+        outcome = _outcome(stored)
+        outcome.replayed = True
+        return outcome
+    member_id, program_id, at = request.member_id, request.program_id, request.occurred_at
+    enrolled = conn.execute(select(_enrolments.c.member_id).where(
+        _enrolments.c.member_id == member_id, _enrolments.c.program_id == program_id)).first()
+    if enrolled is None:
+        raise RedemptionRejectedError(f"member {member_id!r} is not enrolled in program "
+                                      f"{program_id!r}")
+    catalog = load_catalog(conn)
+    version = catalog.in_force(program_id, at)
+    if version is None:
+        raise RedemptionRejectedError(f"program {program_id!r} is not in force at "
+                                      f"{at.isoformat()}")
+    conv = Converters(conn)
+    points, voucher_code = 0, None
+    consumed: dict[str, int] = {}
+    if request.voucher is not None:
+        voucher_code = request.voucher
+        _use_voucher(conn, request, now)
+    else:
+        if request.points is not None:
+            points = request.points
+        else:
+            reward = version.program.rewards.get(request.reward or "")
+            if reward is None:
+                known = ", ".join(sorted(version.program.rewards)) or "none"
+                raise RedemptionRejectedError(
+                    f"program {program_id!r} has no reward {request.reward!r} (rewards: {known})")
+            if reward.cost_points is None:
+                raise RedemptionRejectedError(f"reward {reward.reward_id!r} cannot be bought "
+                                              "with points")
+            points = reward.cost_points
+        available = spendable_points(conn, member_id, program_id, at)
+        if points > available:
+            raise RedemptionRejectedError(
+                f"member {member_id!r} has {available} spendable points in {program_id!r}; "
+                f"{points} are needed")
+        taken = take_points(conn, member_id, program_id, points, at, spendable_only=True)
+        consumed = {str(t.entry_id): t.points for t in taken}
+        entry_id = allocate_ids(conn, _ledger, 1)[0]
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            [(entry_id, member_id, program_id, version.id, "redeem", -points, None, "",
+              conv.when(at), conv.when(now),
+              Converters.json({"redemption_id": request.redemption_id,
+                               "reward": request.reward, "from_lots": consumed}),
+              f"redeem:{request.redemption_id}")],
+        )
+        adjust_balance(conn, member_id, program_id, -points, 0, now)
+        if request.reward is not None:
+            reward = version.program.rewards[request.reward]
+            voucher_code = f"R-{request.redemption_id}"
+            insert_rows(
+                conn, _vouchers,
+                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
+                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
+                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
+                [(voucher_code, member_id, program_id, version.id, reward.reward_id,
+                  reward.kind, reward.amount_minor,
+                  None if reward.percent is None else str(reward.percent), reward.sku,
+                  reward.category, "points", None, None, "{}", conv.when(at),
+                  conv.when(at + timedelta(days=reward.valid_days)), "issued",
+                  conv.when(now))],
+            )
+    insert_rows(
+        conn, _redemptions,
+        ("redemption_id", "member_id", "program_id", "kind", "points", "voucher_code",
+         "reward_id", "consumed", "body_hash", "occurred_at", "recorded_at"),
+        [(request.redemption_id, member_id, program_id, request.kind, points, voucher_code,
+          request.reward, Converters.json(consumed), body_hash, conv.when(at),
+          conv.when(now))],
+    )
+    return RedemptionOutcome(request.redemption_id, member_id, program_id, request.kind,
+                             points, voucher_code, reversed=False)
+
+
+def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) -> None:
+    voucher = conn.execute(select(_vouchers).where(_vouchers.c.code == request.voucher)).first()
+    if voucher is None or voucher.member_id != request.member_id or (
+        voucher.program_id != request.program_id
+    ):
+        raise RedemptionRejectedError(f"member {request.member_id!r} has no voucher "
+                                      f"{request.voucher!r} in {request.program_id!r}")
+    if voucher.status != "issued":
+        raise RedemptionRejectedError(f"voucher {request.voucher!r} is {voucher.status} "
+                                      "and cannot be used")
+    if voucher.valid_until <= request.occurred_at:
+        raise RedemptionRejectedError(f"voucher {request.voucher!r} expired at "
+                                      f"{voucher.valid_until.isoformat()}")
+    conn.execute(_vouchers.update().where(_vouchers.c.code == request.voucher).values(
+        status="redeemed", redeemed_by=request.redemption_id, changed_at=now))
+
+
+def reverse_redemption(engine: Engine, redemption_id: str, now: datetime) -> RedemptionOutcome:
+    """Undo a redemption: points back to the lots they came from (with a ledger entry), a
+    bought voucher void, a used voucher usable again. Reversing twice changes nothing."""
+    def attempt() -> RedemptionOutcome:
+        with write_transaction(engine) as conn:
+            stored = _stored(conn, redemption_id)
+            if stored is None:
+                raise NotFoundError(f"there is no redemption {redemption_id!r}")
+            lock_member(conn, stored.member_id)
+            stored = _stored(conn, redemption_id)
+            if stored.reversed_at is not None:
+                outcome = _outcome(stored)
+                outcome.replayed = True
+                return outcome
+            _reverse(conn, stored, now)
+            return _outcome(_stored(conn, redemption_id))
+
+    return retry_transient(attempt)
+
+
+def _reverse(conn: Connection, stored: Any, now: datetime) -> None:
+    conv = Converters(conn)
+    if stored.kind == "voucher":
+        conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code).values(
+            status="issued", redeemed_by=None, changed_at=now))
+    else:
+        if stored.kind == "reward":
+            voucher = conn.execute(select(_vouchers.c.status).where(
+                _vouchers.c.code == stored.voucher_code)).scalar_one()
+            if voucher != "issued":
+                raise RedemptionRejectedError(
+                    f"voucher {stored.voucher_code!r} bought by this redemption is {voucher}; "
+                    "reverse the redemption that used it first")
+            conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code)
+                         .values(status="void", changed_at=now))
+        restore_points(conn, {int(k): v for k, v in stored.consumed.items()})
+        version_id = conn.execute(select(_ledger.c.program_version_id).where(
+            _ledger.c.kind == "redeem", _ledger.c.ref == f"redeem:{stored.redemption_id}")
+        ).scalar_one()
+        entry_id = allocate_ids(conn, _ledger, 1)[0]
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
+              stored.points, None, "", conv.when(now), conv.when(now),
+              Converters.json({"redemption_id": stored.redemption_id,
+                               "to_lots": stored.consumed}),
+              f"unredeem:{stored.redemption_id}")],
+        )
+        adjust_balance(conn, stored.member_id, stored.program_id, stored.points, 0, now)
+    conn.execute(_redemptions.update().where(
+        _redemptions.c.redemption_id == stored.redemption_id).values(reversed_at=now))
+
+
+def _stored(conn: Connection, redemption_id: str) -> Any:
+    return conn.execute(select(_redemptions).where(
+        _redemptions.c.redemption_id == redemption_id)).first()
+
+
+def _outcome(row: Any) -> RedemptionOutcome:
+    return RedemptionOutcome(row.redemption_id, row.member_id, row.program_id, row.kind,
+                             row.points, row.voucher_code, reversed=row.reversed_at is not None)

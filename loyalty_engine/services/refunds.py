@@ -1,0 +1,350 @@
+"""Refunds: take back exactly what a purchase earned, pro rata, once per (store_id, refund_id).
+
+A refund of amount A of a purchase of total T moves the purchase to a refunded fraction
+R/T (R: all its refunds so far). Every effect v of the purchase (points per entry, spend,
+stamps and cap use per counter) is then reversed to round_half_up(v x R / T); this refund
+takes the difference from the previous refunds' share. So refunds in any number of parts
+add up to exactly v at the full refund. Counts (visits, thresholds reached, first purchase
+in a category) are reversed only when the purchase is refunded in full.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.services.errors import RefundConflictError, RefundRejectedError
+from loyalty_engine.services.lots import Taken, adjust_balance, lock_member, take_points
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_purchases = tables.purchases
+_items = tables.purchase_items
+_refunds = tables.refunds
+_ledger = tables.ledger_entries
+_journal = tables.purchase_progress
+_counters = tables.progress_counters
+_vouchers = tables.vouchers
+_debts = tables.point_debts
+
+# Counters that count events rather than amounts: reversed only by a full refund.
+_COUNTS = (":visits", ":awarded", ":seen")
+
+
+@dataclass(slots=True)
+class RefundOutcome:
+    """What a refund took back; a replay returns the first outcome."""
+
+    refund_id: str
+    store_id: str
+    purchase_id: int
+    member_id: str | None
+    amount_minor: int
+    refunded_minor: int  # of the purchase, this refund included
+    total_minor: int
+    points: dict[str, int] = field(default_factory=dict)  # program -> points taken back
+    debts: dict[str, int] = field(default_factory=dict)  # program -> points owed
+    stamps: dict[str, int] = field(default_factory=dict)  # "program/rule" -> stamps
+    vouchers_voided: list[str] = field(default_factory=list)
+    replayed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The outcome as stored with the refund (and returned on a replay)."""
+        return {k: getattr(self, k) for k in (
+            "refund_id", "store_id", "purchase_id", "member_id", "amount_minor",
+            "refunded_minor", "total_minor", "points", "debts", "stamps", "vouchers_voided")}
+
+
+def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
+    """Record a refund; the same event again returns the first outcome unchanged.
+
+    Raises RefundConflictError when the refund id was used with a different body, and
+    RefundRejectedError when it cannot be accepted (no such purchase, more than remains).
+    """
+    def attempt() -> RefundOutcome:
+        with write_transaction(engine) as conn:
+            return apply_refund(conn, load_catalog(conn), event, now)
+
+    return retry_transient(attempt)
+
+
+def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
+                 now: datetime) -> RefundOutcome:
+    """Record a refund inside the caller's transaction (imports use this directly)."""
+    body_hash = event.body_hash()
+    stored = _stored_refund(conn, event)
+    if stored is not None:
+        return _replayed(event, stored, body_hash)
+    store_id, transaction_id = event.purchase_key
+    purchase = conn.execute(
+        select(_purchases).where(_purchases.c.store_id == store_id,
+                                 _purchases.c.transaction_id == transaction_id)
+    ).first()
+    if purchase is None:
+        raise RefundRejectedError(f"there is no purchase {transaction_id!r} of store "
+                                  f"{store_id!r} to refund")
+    if purchase.member_id is not None and not lock_member(conn, purchase.member_id):
+        raise AssertionError("a purchase's member always exists")
+    if conn.dialect.name == "postgresql":
+        # Serialise refunds of the same purchase (anonymous ones have no member to lock).
+        conn.execute(select(_purchases.c.id).where(_purchases.c.id == purchase.id)
+                     .with_for_update())
+        stored = _stored_refund(conn, event)  # a twin may have committed while we waited
+        if stored is not None:
+            return _replayed(event, stored, body_hash)
+    if event.occurred_at < purchase.occurred_at:
+        raise RefundRejectedError(f"the refund ({event.occurred_at.isoformat()}) is dated before "
+                                  f"the purchase ({purchase.occurred_at.isoformat()})")
+    exponent = currency_exponent(purchase.currency)
+    try:
+        amount = to_minor(event.amount, exponent, "amount", purchase.currency)
+    except MoneyError as exc:
+        raise RefundRejectedError(str(exc)) from None
+    before = conn.execute(
+        select(func.coalesce(func.sum(_refunds.c.amount_minor), 0))
+        .where(_refunds.c.purchase_id == purchase.id)
+    ).scalar_one()
+    total = purchase.total_minor
+    if before + amount > total:
+        left = format_minor(total - before, exponent)
+        raise RefundRejectedError(
+            f"refund of {format_minor(amount, exponent)} {purchase.currency} is more than what "
+            f"remains of the purchase ({left} of {format_minor(total, exponent)})")
+    if event.items is not None:
+        _check_items(conn, purchase.id, event, exponent, purchase.currency)
+    after = before + amount
+    refund_pk = allocate_ids(conn, _refunds, 1)[0]
+    outcome = RefundOutcome(event.refund_id, event.store_id, purchase.id, purchase.member_id,
+                            amount, after, total)
+    insert_rows(
+        conn, _refunds,
+        ("id", "store_id", "refund_id", "purchase_id", "member_id", "occurred_at",
+         "amount_minor", "items", "body_hash", "recorded_at", "result"),
+        [(refund_pk, event.store_id, event.refund_id, purchase.id, purchase.member_id,
+          Converters(conn).when(event.occurred_at), amount,
+          Converters.json({"lines": None if event.items is None else [
+              {"sku": i.sku, "quantity_milli": int(i.quantity * 1000)} for i in event.items]}),
+          body_hash, Converters(conn).when(now), "{}")],
+    )
+    if purchase.member_id is not None and total > 0:
+        reversal = _Reversal(conn, catalog, purchase, refund_pk, event, now, outcome)
+        reversal.points(before, after)
+        reversal.progress(before, after)
+    conn.execute(_refunds.update().where(_refunds.c.id == refund_pk)
+                 .values(result=outcome.as_json()))
+    return outcome
+
+
+def share(value: int, part: int, whole: int) -> int:
+    """round_half_up(value x part / whole), for value of either sign."""
+    sign = -1 if value < 0 else 1
+    return sign * ((2 * abs(value) * part + whole) // (2 * whole))
+
+
+class _Reversal:
+    """Takes back one refund's share of a purchase's effects."""
+
+    def __init__(self, conn: Connection, catalog: ProgramCatalog, purchase: Any,
+                 refund_pk: int, event: RefundEvent, now: datetime,
+                 outcome: RefundOutcome) -> None:
+        self.conn = conn
+        self.catalog = catalog
+        self.purchase = purchase
+        self.member_id: str = purchase.member_id
+        self.refund_pk = refund_pk
+        self.event = event
+        self.now = now
+        self.outcome = outcome
+        self.convert = Converters(conn)
+
+    def points(self, before: int, after: int) -> None:
+        """Reverse the refund's share of each earning entry of the purchase."""
+        conn, total = self.conn, self.purchase.total_minor
+        entries = conn.execute(
+            select(_ledger.c.id, _ledger.c.program_id, _ledger.c.program_version_id,
+                   _ledger.c.rule_id, _ledger.c.points)
+            .where(_ledger.c.purchase_id == self.purchase.id, _ledger.c.kind == "earn")
+            .order_by(_ledger.c.id)
+        ).all()
+        rows = []
+        balance: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for entry in entries:
+            points = share(entry.points, after, total) - share(entry.points, before, total)
+            if points <= 0:
+                continue
+            taken = take_points(conn, self.member_id, entry.program_id, points,
+                                self.event.occurred_at, first_entry=entry.id)
+            took = sum(t.points for t in taken)
+            shortfall = points - took
+            policy = self.catalog.version(entry.program_version_id).program.refund_shortfall
+            in_balance = policy == "negative_balance"
+            for t in taken:
+                balance[entry.program_id][1 if t.pending else 0] -= t.points
+            if shortfall:
+                self._debt(entry.program_id, points, shortfall, in_balance)
+                if in_balance:
+                    balance[entry.program_id][0] -= shortfall
+            booked = points if in_balance else took
+            if booked:
+                rows.append((entry, -booked, taken, shortfall))
+            self.outcome.points[entry.program_id] = (
+                self.outcome.points.get(entry.program_id, 0) + booked)
+        ids = allocate_ids(conn, _ledger, len(rows))
+        when, now = self.convert.when(self.event.occurred_at), self.convert.when(self.now)
+        insert_rows(
+            conn, _ledger,
+            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
+             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            [(eid, self.member_id, entry.program_id, entry.program_version_id, "refund", points,
+              None, entry.rule_id, when, now, Converters.json(self._reason(entry, taken, short)),
+              f"refund:{self.refund_pk}:{entry.id}")
+             for eid, (entry, points, taken, short) in zip(ids, rows, strict=True)],
+        )
+        for program_id, (spendable, pending) in sorted(balance.items()):
+            adjust_balance(conn, self.member_id, program_id, spendable, pending, self.now)
+
+    def _reason(self, entry: Any, taken: list[Taken], shortfall: int) -> dict[str, Any]:
+        return {
+            "refund_id": self.event.refund_id, "store_id": self.event.store_id,
+            "purchase_id": self.purchase.id, "earned_entry": entry.id,
+            "refunded_minor": self.outcome.refunded_minor,
+            "total_minor": self.purchase.total_minor,
+            "from_lots": {str(t.entry_id): t.points for t in taken},
+            **({"shortfall": shortfall} if shortfall else {}),
+        }
+
+    def _debt(self, program_id: str, points: int, shortfall: int, in_balance: bool) -> None:
+        insert_rows(
+            self.conn, _debts,
+            ("member_id", "program_id", "refund_id", "points", "outstanding", "in_balance",
+             "created_at"),
+            [(self.member_id, program_id, self.refund_pk, points, shortfall, in_balance,
+              self.convert.when(self.now))],
+        )
+        self.outcome.debts[program_id] = self.outcome.debts.get(program_id, 0) + shortfall
+
+    def progress(self, before: int, after: int) -> None:
+        """Reverse the refund's share of the purchase's counters (stamps with their cards)."""
+        conn, total = self.conn, self.purchase.total_minor
+        full = after == total
+        changes: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        stamps: list[tuple[str, str, str, int]] = []
+        for program_id, counter, period, delta in conn.execute(
+            select(_journal.c.program_id, _journal.c.counter, _journal.c.period,
+                   _journal.c.delta).where(_journal.c.purchase_id == self.purchase.id)
+        ):
+            if counter.endswith(_COUNTS):
+                back = delta if full else 0
+            else:
+                back = share(delta, after, total) - share(delta, before, total)
+            if back == 0:
+                continue
+            if counter.endswith(":stamps"):
+                stamps.append((program_id, counter, period, back))
+            else:
+                changes[(program_id, counter, period)] -= back
+        for program_id, counter, period, back in stamps:
+            self._stamps(program_id, counter, period, back, changes)
+        rows = [(self.member_id, p, c, period, d)
+                for (p, c, period), d in sorted(changes.items()) if d]
+        insert_rows(
+            conn, _counters, ("member_id", "program_id", "counter", "period", "value"), rows,
+            on_conflict=["member_id", "program_id", "counter", "period"],
+            update={"value": "progress_counters.value + excluded.value"},
+        )
+
+    def _stamps(self, program_id: str, counter: str, period: str, back: int,
+                changes: defaultdict[tuple[str, str, str], int]) -> None:
+        """Take back stamps: void the cards this purchase completed if still unused (their
+        stamps return), then take from its own day, later days, and finally owe them."""
+        conn = self.conn
+        rule_id = counter.rsplit(":", 1)[0]
+        label = f"{program_id}/{rule_id}"
+        self.outcome.stamps[label] = self.outcome.stamps.get(label, 0) + back
+        held = {
+            row.period: row.value for row in conn.execute(
+                select(_counters.c.period, _counters.c.value).where(
+                    _counters.c.member_id == self.member_id,
+                    _counters.c.program_id == program_id, _counters.c.counter == counter))
+        }
+        for key, value in list(changes.items()):
+            if key[0] == program_id and key[1] == counter:
+                held[key[2]] = held.get(key[2], 0) + value
+        if back < 0:  # a debt the purchase repaid comes back
+            changes[(program_id, counter, period)] -= back
+            return
+        for code, consumed in conn.execute(
+            select(_vouchers.c.code, _vouchers.c.consumed).where(
+                _vouchers.c.purchase_id == self.purchase.id, _vouchers.c.rule_id == rule_id,
+                _vouchers.c.program_id == program_id, _vouchers.c.status == "issued")
+            .order_by(_vouchers.c.code)
+        ):
+            conn.execute(_vouchers.update().where(_vouchers.c.code == code).values(
+                status="void", changed_at=self.now))
+            self.outcome.vouchers_voided.append(code)
+            for day, stamps in consumed.items():
+                changes[(program_id, counter, day)] += stamps
+                held[day] = held.get(day, 0) + stamps
+        left = back
+        order = [period, *sorted((p for p in held if p not in (period, "debt")), reverse=True)]
+        for day in order:
+            take = min(left, max(0, held.get(day, 0)))
+            if take:
+                changes[(program_id, counter, day)] -= take
+                held[day] -= take
+                left -= take
+        if left:
+            changes[(program_id, counter, "debt")] -= left
+
+
+
+def _check_items(conn: Connection, purchase_id: int, event: RefundEvent, exponent: int,
+                 currency: str) -> None:
+    bought: defaultdict[str, int] = defaultdict(int)
+    for sku, quantity in conn.execute(
+        select(_items.c.sku, _items.c.quantity_milli).where(_items.c.purchase_id == purchase_id)
+    ):
+        bought[sku] += quantity
+    returned: defaultdict[str, int] = defaultdict(int)
+    for (items,) in conn.execute(select(_refunds.c["items"])
+                                 .where(_refunds.c.purchase_id == purchase_id)):
+        for line in (items or {}).get("lines") or ():
+            returned[line["sku"]] += line["quantity_milli"]
+    for index, item in enumerate(event.items or ()):
+        try:
+            to_minor(item.amount, exponent, f"items[{index}].amount", currency)
+        except MoneyError as exc:
+            raise RefundRejectedError(str(exc)) from None
+        if item.sku not in bought:
+            raise RefundRejectedError(f"items[{index}]: SKU {item.sku!r} is not in the purchase")
+        returned[item.sku] += int(item.quantity * 1000)
+        if returned[item.sku] > bought[item.sku]:
+            raise RefundRejectedError(
+                f"items[{index}]: refunds of SKU {item.sku!r} come to "
+                f"{returned[item.sku] / 1000:g}, more than the {bought[item.sku] / 1000:g} "
+                "bought")
+
+
+def _stored_refund(conn: Connection, event: RefundEvent) -> Any:
+    return conn.execute(
+        select(_refunds.c.body_hash, _refunds.c.result).where(
+            _refunds.c.store_id == event.store_id, _refunds.c.refund_id == event.refund_id)
+    ).first()
+
+
+def _replayed(event: RefundEvent, stored: Any, body_hash: str) -> RefundOutcome:
+    if stored.body_hash != body_hash:
+        raise RefundConflictError(event.store_id, event.refund_id)
+    outcome = RefundOutcome(**stored.result)
+    outcome.replayed = True
+    return outcome
