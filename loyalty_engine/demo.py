@@ -207,11 +207,11 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
             select(func.count()).select_from(Voucher).where(Voucher.source == "stamp_card")
         ).scalar_one()
     for member_id in rich:
-        outcome = redeem(engine, RedemptionRequest(
+        bought = redeem(engine, RedemptionRequest(
             redemption_id=f"RD-{member_id}", member_id=member_id, program_id="bean-there",
             occurred_at=as_of, reward="five-euro-off"), as_of)
         redemptions += 1
-        redeemed += outcome.points
+        redeemed += bought.points
     return {"refunds": refunds, "points_refunded": refunded, "stamp_vouchers": stamp_vouchers,
             "redemptions": redemptions, "points_redeemed": redeemed,
             "pending_activated": activated.points}

@@ -6,12 +6,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for
+from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.members import explain_member, list_members, show_member
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
+AS_OF = typer.Option(None, "--as-of", help="Show the member as at this instant "
+                     "(ISO 8601 with an offset); default now.")
 
 
 @app.command("list")
@@ -25,39 +27,63 @@ def list_(
     rows = list_members(engine_for(ctx), limit=limit, offset=offset)
     if json_out:
         emit_json([{"member_id": r.member_id, "created_at": r.created_at, "points": r.points,
-                    "purchases": r.purchases, "last_purchase_at": r.last_purchase_at}
+                    "pending": r.pending, "purchases": r.purchases,
+                    "last_purchase_at": r.last_purchase_at}
                    for r in rows])
         return
-    table = Table("member", "points", "purchases", "last purchase")
+    table = Table("member", "points", "pending", "purchases", "last purchase")
     for r in rows:
-        table.add_row(escape(r.member_id), str(r.points), str(r.purchases),
+        table.add_row(escape(r.member_id), str(r.points), str(r.pending), str(r.purchases),
                       when(r.last_purchase_at))
     console.print(table)
 
 
 @app.command()
-def show(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
-    """A member's enrolments, balances per program, point lots and recent purchases."""
-    data = show_member(engine_for(ctx), member_id)
+def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
+         json_out: bool = JSON) -> None:
+    """A member's balances (spendable and pending), stamp cards, vouchers, point lots,
+    progress counters and recent purchases."""
+    data = show_member(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now())
     if json_out:
         emit_json(data)
         return
     console.print(f"[bold]{escape(data['member_id'])}[/] "
                   f"(member since {when(data['created_at'])})")
-    balances = Table("program", "points", "earned in total", title="balances")
+    balances = Table("program", "spendable", "pending", "earned in total", title="balances")
     for b in data["balances"]:
-        balances.add_row(b["program_id"], str(b["points"]), str(b["lifetime_earned"]))
+        balances.add_row(b["program_id"], str(b["points"]), str(b["pending"]),
+                         str(b["lifetime_earned"]))
     console.print(balances)
+    if data["stamp_cards"]:
+        cards = Table("program", "card", "stamps", "reward", title="stamp cards")
+        for c in data["stamp_cards"]:
+            cards.add_row(c["program_id"], c["rule_id"], f"{c['stamps']} of {c['card_size']}",
+                          c["reward_id"])
+        console.print(cards)
+    if data["vouchers"]:
+        vouchers = Table("voucher", "program", "reward", "from", "valid until", "status",
+                         title="vouchers")
+        for v in data["vouchers"]:
+            status = v["status"] if v["status"] != "issued" or v["valid"] else "expired"
+            vouchers.add_row(escape(v["code"]), v["program_id"], v["reward_id"], v["source"],
+                             when(v["valid_until"]), status)
+        console.print(vouchers)
+    for d in data["debts"]:
+        if d["outstanding"]:
+            console.print(f"owes {d['outstanding']} points in {d['program_id']} "
+                          f"(from a refund of points already spent)")
     enrolments = Table("program", "enrolled", "how", title="enrolments")
     for e in data["enrolments"]:
         enrolments.add_row(e["program_id"], when(e["enrolled_at"]), e["source"])
     console.print(enrolments)
-    lots = Table("lot", "program", "earned", "points", "remaining", "expires",
+    lots = Table("lot", "program", "earned", "points", "remaining", "expires", "pending until",
                  title="point lots (spent first-in-first-out)")
     for lot in data["lots"]:
+        pending = (when(lot["pending_until"]) if lot["pending_until"] and
+                   not lot["activated_at"] else "-")
         lots.add_row(str(lot["entry_id"]), lot["program_id"], when(lot["earned_at"]),
                      str(lot["points"]), str(lot["remaining"]),
-                     when(lot["expires_at"]) if lot["expires_at"] else "never")
+                     when(lot["expires_at"]) if lot["expires_at"] else "never", pending)
     console.print(lots)
     purchases = Table("when", "store", "transaction", "total", title="recent purchases")
     for p in data["recent_purchases"]:
@@ -80,7 +106,7 @@ def explain(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
         source = (f"purchase {e['transaction_id']} at {e['store_id']} "
                   f"({_money(e['total_minor'], e['currency'])})" if e["transaction_id"] else "-")
         console.print(
-            f"{when(e['occurred_at'])}  {e['points']:+d} points  {e['program_id']} "
+            f"{when(e['occurred_at'])}  {e['kind']:<8} {e['points']:+d} points  {e['program_id']} "
             f"v{e['version']} ({e['content_hash'][:12]}) rule {e['rule_id']}: {source}; "
             f"{_why(e['reason'])}  -> balance {total}",
             markup=False, soft_wrap=True,

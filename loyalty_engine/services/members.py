@@ -8,7 +8,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
 
@@ -19,6 +22,9 @@ _ledger = tables.ledger_entries
 _lots = tables.point_lots
 _versions = tables.program_versions
 _purchases = tables.purchases
+_counters = tables.progress_counters
+_vouchers = tables.vouchers
+_debts = tables.point_debts
 
 
 class MemberNotFoundError(LoyaltyError):
@@ -34,7 +40,8 @@ class MemberSummary:
 
     member_id: str
     created_at: datetime
-    points: int
+    points: int  # spendable, over all programs
+    pending: int
     purchases: int
     last_purchase_at: datetime | None
 
@@ -42,7 +49,8 @@ class MemberSummary:
 def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[MemberSummary]:
     """Members ordered by id, with their total points and purchase counts."""
     points = (
-        select(_balances.c.member_id, func.sum(_balances.c.points).label("points"))
+        select(_balances.c.member_id, func.sum(_balances.c.points).label("points"),
+               func.sum(_balances.c.pending).label("pending"))
         .group_by(_balances.c.member_id).subquery()
     )
     bought = (
@@ -53,7 +61,8 @@ def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[Memb
     )
     query = (
         select(_members.c.member_id, _members.c.created_at,
-               func.coalesce(points.c.points, 0), func.coalesce(bought.c.n, 0), bought.c.last)
+               func.coalesce(points.c.points, 0), func.coalesce(points.c.pending, 0),
+               func.coalesce(bought.c.n, 0), bought.c.last)
         .outerjoin(points, points.c.member_id == _members.c.member_id)
         .outerjoin(bought, bought.c.member_id == _members.c.member_id)
         .order_by(_members.c.member_id).limit(limit).offset(offset)
@@ -61,12 +70,15 @@ def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[Memb
     with read_transaction(engine) as conn:
         rows = conn.execute(query).all()
     # max() keeps the column's type, so last_purchase_at comes back timezone-aware.
-    return [MemberSummary(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+    return [MemberSummary(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows]
 
 
-def show_member(engine: Engine, member_id: str, recent: int = 10) -> dict[str, Any]:
-    """Everything about one member: enrolments, balances, point lots and recent purchases."""
+def show_member(engine: Engine, member_id: str, as_of: datetime,
+                recent: int = 10) -> dict[str, Any]:
+    """Everything about one member at as_of: enrolments, balances (spendable and pending),
+    point lots, stamp cards, progress counters, vouchers, debts and recent purchases."""
     with read_transaction(engine) as conn:
+        catalog = load_catalog(conn)
         member = conn.execute(select(_members).where(_members.c.member_id == member_id)).first()
         if member is None:
             raise MemberNotFoundError(member_id)
@@ -75,12 +87,14 @@ def show_member(engine: Engine, member_id: str, recent: int = 10) -> dict[str, A
             .where(_enrolments.c.member_id == member_id).order_by(_enrolments.c.program_id)
         ).all()
         balances = conn.execute(
-            select(_balances.c.program_id, _balances.c.points, _balances.c.lifetime_earned)
+            select(_balances.c.program_id, _balances.c.points, _balances.c.pending,
+                   _balances.c.lifetime_earned)
             .where(_balances.c.member_id == member_id).order_by(_balances.c.program_id)
         ).all()
         lots = conn.execute(
             select(_lots.c.entry_id, _lots.c.program_id, _lots.c.earned_at, _lots.c.points,
-                   _lots.c.remaining, _lots.c.expires_at)
+                   _lots.c.remaining, _lots.c.expires_at, _lots.c.pending_until,
+                   _lots.c.activated_at)
             .where(_lots.c.member_id == member_id)
             .order_by(_lots.c.program_id, _lots.c.earned_at, _lots.c.entry_id)
         ).all()
@@ -90,6 +104,39 @@ def show_member(engine: Engine, member_id: str, recent: int = 10) -> dict[str, A
             .where(_purchases.c.member_id == member_id)
             .order_by(_purchases.c.occurred_at.desc(), _purchases.c.id.desc()).limit(recent)
         ).all()
+        counters = conn.execute(
+            select(_counters.c.program_id, _counters.c.counter, _counters.c.period,
+                   _counters.c.value)
+            .where(_counters.c.member_id == member_id, _counters.c.value != 0)
+            .order_by(_counters.c.program_id, _counters.c.counter, _counters.c.period)
+        ).all()
+        vouchers = conn.execute(
+            select(_vouchers.c.code, _vouchers.c.program_id, _vouchers.c.reward_id,
+                   _vouchers.c.kind, _vouchers.c.amount_minor, _vouchers.c.percent,
+                   _vouchers.c.sku, _vouchers.c.category, _vouchers.c.source,
+                   _vouchers.c.issued_at, _vouchers.c.valid_until, _vouchers.c.status)
+            .where(_vouchers.c.member_id == member_id)
+            .order_by(_vouchers.c.issued_at, _vouchers.c.code)
+        ).all()
+        debts = conn.execute(
+            select(_debts.c.program_id, _debts.c.points, _debts.c.outstanding,
+                   _debts.c.in_balance, _debts.c.created_at)
+            .where(_debts.c.member_id == member_id).order_by(_debts.c.id)
+        ).all()
+    progress: dict[str, dict[tuple[str, str], int]] = {}
+    for row in counters:
+        progress.setdefault(row.program_id, {})[(row.counter, row.period)] = row.value
+    cards = []
+    for program_id, values in sorted(progress.items()):
+        version = catalog.in_force(program_id, as_of)
+        if version is None:
+            continue
+        today = local_day(version.program, as_of)
+        for rule in version.program.rules:
+            if isinstance(rule, StampCard):
+                cards.append({"program_id": program_id, "rule_id": rule.rule_id,
+                              "stamps": stamps_held(rule, values, today),
+                              "card_size": rule.card_size, "reward_id": rule.reward_id})
     return {
         "member_id": member.member_id,
         "created_at": member.created_at,
@@ -98,6 +145,12 @@ def show_member(engine: Engine, member_id: str, recent: int = 10) -> dict[str, A
         "balances": [dict(r._mapping) for r in balances],
         "lots": [dict(r._mapping) for r in lots],
         "recent_purchases": [dict(r._mapping) for r in purchases],
+        "stamp_cards": cards,
+        "progress": [dict(r._mapping) for r in counters],
+        "vouchers": [
+            {**r._mapping, "valid": r.status == "issued" and r.valid_until > as_of}
+            for r in vouchers],
+        "debts": [dict(r._mapping) for r in debts],
     }
 
 

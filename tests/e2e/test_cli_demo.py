@@ -15,8 +15,8 @@ def test_demo_on_sqlite(tmp_path: Path) -> None:
               "--as-of", "2026-06-01T00:00:00+00:00", cwd=tmp_path)
     summary = demo.out_flat
     assert "loyalty-engine demo on sqlite:///" in summary, str(demo)
-    assert "programs applied: bean-there v1; year ending 2026-06-01T00:00:00+00:00, seed 42" \
-        in summary, str(demo)
+    assert "programs applied: bean-there v1, fresh-market v1; year ending " \
+        "2026-06-01T00:00:00+00:00, seed 42" in summary, str(demo)
     stored = re.search(r"(\d+) purchases stored \((\d+) anonymous, which earn nothing\); "
                        r"(\d+) points in the ledger\.", summary)
     assert stored, str(demo)
@@ -33,14 +33,18 @@ def test_demo_on_sqlite(tmp_path: Path) -> None:
 
     members = ok("members", "list", "--json", database=database, cwd=tmp_path).json()
     assert len(members) == 40
-    assert sum(m["points"] for m in members) == points
-    best = max(members, key=lambda m: m["points"])
+    assert sum(m["points"] + m["pending"] for m in members) == points
+    best = max(members, key=lambda m: (m["points"], m["member_id"] < top.group(2)))
     assert best["member_id"] == top.group(2)
     assert sum(m["purchases"] for m in members) == purchases - anonymous
 
     # The command the demo suggests works and adds up to that member's balance.
     explained = ok("--database", top.group(1), "members", "explain", top.group(2), cwd=tmp_path)
-    assert explained.out_lines[-1].endswith(f", {best['points']} points"), str(explained)
+    assert explained.out_lines[-1].endswith(f", {best['points'] + best['pending']} points"), \
+        str(explained)
+    refunds = re.search(r"(\d+) purchases refunded .*?: (\d+) points taken back pro rata; "
+                        r"(\d+) free-coffee vouchers", summary)
+    assert refunds and int(refunds.group(1)) > 0, str(demo)
 
 
 def test_demo_never_replaces_a_database_it_did_not_create(tmp_path: Path) -> None:

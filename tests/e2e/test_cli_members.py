@@ -33,7 +33,7 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     loyalty("rules", "apply", RULES_DIR)
     doubled = tmp_path / "rules-v2" / "bean-there-coffee.yaml"
     doubled.parent.mkdir()
-    doubled.write_text((RULES_DIR / "bean-there-coffee.yaml").read_text(encoding="utf-8")
+    doubled.write_text((RULES_DIR / "bean-there-basic.yaml").read_text(encoding="utf-8")
                        .replace("points_per_unit: 1", "points_per_unit: 2"), encoding="utf-8")
     [v2] = loyalty("rules", "apply", doubled.parent, "--effective-from",
                    "2026-04-01T00:00:00+02:00", "--json").json()
@@ -55,7 +55,7 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     assert shown["member_id"] == "M-1"
     assert shown["enrolments"] == [{"program_id": "bean-there", "source": "auto",
                                     "enrolled_at": "2026-03-14T08:30:00+00:00"}]
-    assert shown["balances"] == [{"program_id": "bean-there", "points": 39,
+    assert shown["balances"] == [{"program_id": "bean-there", "points": 39, "pending": 0,
                                   "lifetime_earned": 39}]
     assert [(lot["program_id"], lot["earned_at"], lot["points"], lot["remaining"],
              lot["expires_at"]) for lot in shown["lots"]] == [

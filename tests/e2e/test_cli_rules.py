@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.e2e.cli import ROOT, RULES_DIR, assert_one_sentence_error, ok, run
+from tests.e2e.cli import ROOT, RULES_DIR, SHIPPED_RULES, assert_one_sentence_error, ok, run
 
 # Each broken file with the problems `rules validate` must report, as (line, col, message).
 BROKEN: dict[str, tuple[str, list[tuple[int, int, str]]]] = {
@@ -90,14 +90,15 @@ def _write_broken(directory: Path) -> list[str]:
 def test_validate_shipped_rules(tmp_path: Path) -> None:
     text = ok("rules", "validate", "rules/", cwd=ROOT)
     assert text.out_lines == [
-        "rules/bean-there-coffee.yaml: ok (program bean-there, 1 rule(s))"
+        "rules/bean-there-coffee.yaml: ok (program bean-there, 2 rule(s))",
+        "rules/fresh-market-grocery.yaml: ok (program fresh-market, 4 rule(s))",
     ], str(text)
-    report = ok("rules", "validate", RULES_DIR, "--json", cwd=tmp_path).json()
+    report = ok("rules", "validate", SHIPPED_RULES, "--json", cwd=tmp_path).json()
     assert report["valid"] is True
-    [program] = report["programs"]
-    assert program["program"] == "bean-there"
-    assert program["rules"] == 1
-    assert re.fullmatch(r"[0-9a-f]{64}", program["content_hash"])
+    coffee, grocery = report["programs"]
+    assert (coffee["program"], coffee["rules"]) == ("bean-there", 2)
+    assert (grocery["program"], grocery["rules"]) == ("fresh-market", 4)
+    assert re.fullmatch(r"[0-9a-f]{64}", coffee["content_hash"])
 
 
 def test_validate_reports_every_problem_with_its_location(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_apply_stores_a_version_once(db_url: str, tmp_path: Path) -> None:
 
     # A changed program must take effect after the version in force.
     changed = tmp_path / "changed.yaml"
-    changed.write_text((RULES_DIR / "bean-there-coffee.yaml").read_text(encoding="utf-8")
+    changed.write_text((RULES_DIR / "bean-there-basic.yaml").read_text(encoding="utf-8")
                        .replace("points_per_unit: 1", "points_per_unit: 2"), encoding="utf-8")
     too_early = run("rules", "apply", changed, "--effective-from", "1969-12-31T00:00:00+00:00",
                     database=db_url, cwd=tmp_path)

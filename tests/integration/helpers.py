@@ -15,7 +15,7 @@ from loyalty_engine.store.database import read_transaction
 from loyalty_engine.store.tables import Balance, LedgerEntry, PointLot
 
 ROOT = Path(__file__).resolve().parents[2]
-BEAN_THERE = ROOT / "tests" / "fixtures" / "bean-there-basic.yaml"
+BEAN_THERE = ROOT / "tests" / "fixtures" / "rules" / "bean-there-basic.yaml"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 TABLES = (

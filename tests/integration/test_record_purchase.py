@@ -145,7 +145,7 @@ def test_anonymous_purchase_is_stored_and_earns_nothing(bean_there: Engine) -> N
 def test_unknown_member_is_created_and_enrolled_in_the_open_program(bean_there: Engine) -> None:
     record_purchase(bean_there, event("T-1", member_id="NEW-7",
                                       occurred_at="2026-03-14T09:30:00+01:00"), NOW)
-    member = show_member(bean_there, "NEW-7")
+    member = show_member(bean_there, "NEW-7", NOW)
     assert [(e["program_id"], e["source"]) for e in member["enrolments"]] == [
         ("bean-there", "auto")]
     assert member["enrolments"][0]["enrolled_at"].isoformat() == "2026-03-14T08:30:00+00:00"
@@ -161,7 +161,7 @@ def test_member_below_minimum_spend_is_enrolled_with_zero_balance(bean_there: En
     outcome = record_purchase(
         bean_there, event("T-1", items=[("ESPRESSO", "coffee", "1", "1.99")]), NOW)
     assert outcome.awards == ()
-    member = show_member(bean_there, "M-1")
+    member = show_member(bean_there, "M-1", NOW)
     assert [e["program_id"] for e in member["enrolments"]] == ["bean-there"]
     assert balance(bean_there, "M-1", "bean-there") == 0
     assert count(bean_there, "ledger_entries") == 0
@@ -198,7 +198,7 @@ def test_exclusions_multipliers_and_rounding_reach_ledger_and_balance(bean_there
     assert reason["multipliers"] == {"coffee-beans": {"spend_minor": 895, "multiplier": "2"}}
     assert entry["total_minor"] == 360 + 895 + 2500 + 30
     assert balance(bean_there, "M-1", "bean-there") == 21
-    lots = show_member(bean_there, "M-1")["lots"]
+    lots = show_member(bean_there, "M-1", NOW)["lots"]
     assert [(lot["points"], lot["remaining"]) for lot in lots] == [(21, 21)]
 
 
