@@ -12,7 +12,7 @@ from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from loyalty_engine.cli import db, members, purchases, rules
+from loyalty_engine.cli import db, members, points, purchases, redemptions, rules
 from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings
 from loyalty_engine.cli.demo import demo
 from loyalty_engine.cli.output import err_console
@@ -33,6 +33,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(rules.app, name="rules")
 app.add_typer(purchases.app, name="purchases")
 app.add_typer(members.app, name="members")
+app.add_typer(redemptions.app, name="redemptions")
+app.add_typer(points.app, name="points")
 app.command()(demo)
 
 

@@ -107,7 +107,7 @@ def explain(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
                   f"({_money(e['total_minor'], e['currency'])})" if e["transaction_id"] else "-")
         console.print(
             f"{when(e['occurred_at'])}  {e['kind']:<8} {e['points']:+d} points  {e['program_id']} "
-            f"v{e['version']} ({e['content_hash'][:12]}) rule {e['rule_id']}: {source}; "
+            f"v{e['version']} ({e['content_hash'][:12]}) rule {e['rule_id'] or '-'}: {source}; "
             f"{_why(e['reason'])}  -> balance {total}",
             markup=False, soft_wrap=True,
         )

@@ -11,13 +11,14 @@ from loyalty_engine.cli.context import engine_for, now
 from loyalty_engine.cli.output import console, emit_json, err_console
 from loyalty_engine.services.importing import Format, import_purchases
 
-app = typer.Typer(help="Import purchases.", no_args_is_help=True)
+app = typer.Typer(help="Import purchases and refunds.", no_args_is_help=True)
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="A .jsonl (one purchase per line) or .csv file."),
+    file: Path = typer.Argument(..., help="A .jsonl file (one purchase per line, or a refund "
+                                "with \"type\": \"refund\") or a .csv file of purchases."),
     fmt: str | None = typer.Option(None, "--format", help="jsonl or csv (default: by name)."),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid",
@@ -29,7 +30,8 @@ def import_(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
-    """Import purchases: all or nothing unless --skip-invalid; re-importing changes nothing."""
+    """Import purchases and refunds: all or nothing unless --skip-invalid; re-importing
+    changes nothing."""
     if fmt not in (None, "jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     chosen: Format | None = "jsonl" if fmt == "jsonl" else "csv" if fmt == "csv" else None
@@ -45,6 +47,9 @@ def import_(
     if json_out:
         emit_json({"file": report.path, "read": report.read, "recorded": report.recorded,
                    "replayed": report.replayed, "points": report.points,
+                   "refunds": {"read": report.refunds_read, "applied": report.refunds,
+                               "replayed": report.refunds_replayed,
+                               "points_taken_back": report.points_refunded},
                    "committed": report.committed, "rejects_file": report.rejects_path,
                    "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]})
         if not report.committed:
@@ -56,9 +61,13 @@ def import_(
         err_console.print(f"{len(report.errors)} bad record(s); nothing was imported "
                           "(fix them, or use --skip-invalid)", markup=False)
         raise SystemExit(1)
-    console.print(f"{report.read} purchase(s) read: {report.recorded} recorded, "
-                  f"{report.replayed} already recorded, {report.points} points awarded",
-                  markup=False)
+    console.print(f"{report.read - report.refunds_read} purchase(s) read: "
+                  f"{report.recorded} recorded, {report.replayed} already recorded, "
+                  f"{report.points} points awarded", markup=False)
+    if report.refunds_read:
+        console.print(f"{report.refunds_read} refund(s) read: {report.refunds} applied, "
+                      f"{report.refunds_replayed} already applied, "
+                      f"{report.points_refunded} points taken back", markup=False)
     if report.errors:
         console.print(f"{len(report.errors)} rejected; reasons in {report.rejects_path}",
                       markup=False)

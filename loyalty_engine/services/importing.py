@@ -1,9 +1,11 @@
 """Bulk import of purchase files (JSON Lines or CSV): streamed, batched, all-or-nothing.
 
 The file is read once, in batches; each batch is validated and written with set-based SQL
-inside one transaction. By default any bad line rolls the whole import back after every
-problem has been reported; with skip_invalid the good purchases are kept and the rejects
-are written, with their reasons, to a JSON Lines file.
+inside one transaction. JSON Lines files may hold refunds too (`"type": "refund"`); each is
+applied after the purchases before it, so a file can refund its own purchases. By default
+any bad line rolls the whole import back after every problem has been reported; with
+skip_invalid the good records are kept and the rejects are written, with their reasons,
+to a JSON Lines file.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ from sqlalchemy import Connection, Engine, text
 
 from loyalty_engine.domain.events import PurchaseEvent, describe_errors
 from loyalty_engine.domain.purchases import Purchase
-from loyalty_engine.services.errors import ImportFileError
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.services.errors import (
+    ImportFileError,
+    RefundConflictError,
+    RefundRejectedError,
+)
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter, Rejection
+from loyalty_engine.services.refunds import apply_refund
 from loyalty_engine.store.database import write_transaction
 
 Format = Literal["jsonl", "csv"]
@@ -56,6 +65,10 @@ class ImportReport:
     recorded: int = 0
     replayed: int = 0
     points: int = 0
+    refunds_read: int = 0
+    refunds: int = 0
+    refunds_replayed: int = 0
+    points_refunded: int = 0
     errors: list[LineError] = field(default_factory=list)
     committed: bool = False
     rejects_path: str | None = None
@@ -131,17 +144,15 @@ def import_purchases(
                 report.read += 1
                 if isinstance(item, str):
                     report.errors.append(LineError(line, item, raw_by_line.get(line)))
+                elif isinstance(item, RefundEvent):
+                    report.refunds_read += 1
+                    _write_purchases(writer, purchases, report, raw_by_line, skip_invalid)
+                    purchases = []
+                    _apply_refund(conn, catalog, item, line, now, report, raw_by_line,
+                                  skip_invalid)
                 else:
                     purchases.append((line, item))
-            # Once an all-or-nothing import has failed, later batches are only checked.
-            result = writer.write(purchases, check_only=bool(report.errors) and not skip_invalid)
-            report.replayed += len(result.replays)
-            report.recorded += len(result.recorded)
-            report.points += result.points
-            for rejection in result.rejections:
-                line = rejection.ref
-                report.errors.append(LineError(line, _rejection_text(rejection),
-                                               raw_by_line.get(line)))
+            _write_purchases(writer, purchases, report, raw_by_line, skip_invalid)
             if progress is not None:
                 progress(counting.count, total_bytes)
         if progress is not None:
@@ -152,6 +163,7 @@ def import_purchases(
         if report.errors and not skip_invalid:
             conn.rollback()
             report.recorded = report.replayed = report.points = 0
+            report.refunds = report.refunds_replayed = report.points_refunded = 0
             return report
         writer.flush_balances()
         if skip_invalid and report.errors:
@@ -167,12 +179,46 @@ def import_purchases(
     return report
 
 
+def _write_purchases(writer: PurchaseWriter, purchases: list[tuple[int, Purchase]],
+                     report: ImportReport, raw_by_line: dict[int, Any],
+                     skip_invalid: bool) -> None:
+    if not purchases:
+        return
+    # Once an all-or-nothing import has failed, later batches are only checked.
+    result = writer.write(purchases, check_only=bool(report.errors) and not skip_invalid)
+    report.replayed += len(result.replays)
+    report.recorded += len(result.recorded)
+    report.points += result.points
+    for rejection in result.rejections:
+        line = rejection.ref
+        report.errors.append(LineError(line, _rejection_text(rejection),
+                                       raw_by_line.get(line)))
+
+
+def _apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent, line: int,
+                  now: datetime, report: ImportReport, raw_by_line: dict[int, Any],
+                  skip_invalid: bool) -> None:
+    if report.errors and not skip_invalid:
+        return  # the import has failed: purchases it refunds may not have been written
+    try:
+        with conn.begin_nested():  # a rejected refund leaves the rest of the import intact
+            outcome = apply_refund(conn, catalog, event, now)
+    except (RefundRejectedError, RefundConflictError) as exc:
+        report.errors.append(LineError(line, str(exc), raw_by_line.get(line)))
+        return
+    if outcome.replayed:
+        report.refunds_replayed += 1
+    else:
+        report.refunds += 1
+        report.points_refunded += sum(outcome.points.values())
+
+
 # A record as read from the file, before validation: (kind, first line, raw, extra).
 #   ("json", line, bytes, None)            one JSON Lines record
 #   ("csv", line, rows, item_lines)        the consecutive CSV rows of one transaction
 #   ("error", line, row, message)          a record the reader already knows is bad
 Record = tuple[str, int, Any, Any]
-Prepared = tuple[int, "Purchase | str"]
+Prepared = tuple[int, "Purchase | RefundEvent | str"]
 
 
 def _as_text(raw: Any) -> Any:
@@ -203,6 +249,9 @@ def prepare_chunk(chunk: list[Record]) -> list[Prepared]:
             prepared.append((line, str(extra)))
             continue
         try:
+            if kind == "json" and _REFUND_MARK in raw and _is_refund(raw):
+                prepared.append((line, RefundEvent.model_validate_json(raw)))
+                continue
             if kind == "json":
                 event = PurchaseEvent.model_validate_json(raw)
             else:
@@ -213,6 +262,18 @@ def prepare_chunk(chunk: list[Record]) -> list[Prepared]:
             continue
         prepared.append((line, event.to_purchase()))
     return prepared
+
+
+_REFUND_MARK = b'"refund"'
+
+
+def _is_refund(raw: bytes) -> bool:
+    """Whether a JSON line is a refund (decoded only when it mentions one at all)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False  # the purchase parser reports malformed JSON
+    return isinstance(data, dict) and data.get("type") == "refund"
 
 
 # Any constant: the key of the PostgreSQL advisory lock that queues imports behind each other.

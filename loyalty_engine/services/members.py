@@ -127,7 +127,8 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
     for row in counters:
         progress.setdefault(row.program_id, {})[(row.counter, row.period)] = row.value
     cards = []
-    for program_id, values in sorted(progress.items()):
+    for program_id in sorted(r.program_id for r in enrolments):
+        values = progress.get(program_id, {})
         version = catalog.in_force(program_id, as_of)
         if version is None:
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, func, select
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import RefundConflictError, RefundRejectedError
 from loyalty_engine.services.lots import Taken, adjust_balance, lock_member, take_points
 from loyalty_engine.services.programs import load_catalog
@@ -56,13 +58,15 @@ class RefundOutcome:
     debts: dict[str, int] = field(default_factory=dict)  # program -> points owed
     stamps: dict[str, int] = field(default_factory=dict)  # "program/rule" -> stamps
     vouchers_voided: list[str] = field(default_factory=list)
+    vouchers_reissued: list[str] = field(default_factory=list)
     replayed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The outcome as stored with the refund (and returned on a replay)."""
         return {k: getattr(self, k) for k in (
             "refund_id", "store_id", "purchase_id", "member_id", "amount_minor",
-            "refunded_minor", "total_minor", "points", "debts", "stamps", "vouchers_voided")}
+            "refunded_minor", "total_minor", "points", "debts", "stamps", "vouchers_voided",
+            "vouchers_reissued")}
 
 
 def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
@@ -305,6 +309,53 @@ class _Reversal:
                 left -= take
         if left:
             changes[(program_id, counter, "debt")] -= left
+        elif self.outcome.vouchers_voided:
+            self._complete_cards(program_id, rule_id, counter, held, changes)
+
+    def _complete_cards(self, program_id: str, rule_id: str, counter: str,
+                        held: dict[str, int],
+                        changes: defaultdict[tuple[str, str, str], int]) -> None:
+        """A voided card's stamps may still fill a card without this refund's share:
+        issue it again at once rather than at the member's next stamp."""
+        version = self.catalog.in_force(program_id, self.purchase.occurred_at)
+        rule = None if version is None else version.program.rule(rule_id)
+        if version is None or not isinstance(rule, StampCard):
+            return
+        today = local_day(version.program, self.event.occurred_at)
+        progress = {(counter, day): value for day, value in held.items()}
+        cards = 0
+        while stamps_held(rule, progress, today) >= rule.card_size:
+            need, used = rule.card_size, []
+            for (_, day), value in sorted(progress.items()):
+                if need == 0 or day == "debt" or value <= 0:
+                    continue
+                lapses = rule.stamps_expire.first_lapsed_day(date.fromisoformat(day))
+                if lapses is not None and today >= lapses:
+                    continue
+                take = min(value, need)
+                used.append((day, take))
+                need -= take
+            for day, take in used:
+                progress[(counter, day)] -= take
+                changes[(program_id, counter, day)] -= take
+            cards += 1
+            reward = version.program.rewards[rule.reward_id]
+            conv = self.convert
+            insert_rows(
+                self.conn, _vouchers,
+                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
+                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
+                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
+                [(f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}", self.member_id,
+                  program_id, version.id, reward.reward_id, reward.kind, reward.amount_minor,
+                  None if reward.percent is None else str(reward.percent), reward.sku,
+                  reward.category, "stamp_card", self.purchase.id, rule_id,
+                  Converters.json(dict(used)), conv.when(self.event.occurred_at),
+                  conv.when(self.event.occurred_at + timedelta(days=reward.valid_days)),
+                  "issued", conv.when(self.now))],
+            )
+            self.outcome.vouchers_reissued.append(
+                f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}")
 
 
 

@@ -1,0 +1,69 @@
+"""`loyalty redemptions ...`: spend points, buy a voucher, use a voucher, or reverse one."""
+
+from __future__ import annotations
+
+import typer
+from pydantic import ValidationError
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.output import console, emit_json, fail
+from loyalty_engine.domain.events import describe_errors
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.services.redemptions import (
+    RedemptionOutcome,
+    redeem,
+    reverse_redemption,
+)
+
+app = typer.Typer(help="Redeem points or vouchers, and reverse redemptions.",
+                  no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    redemption_id: str = typer.Option(..., "--id", help="Your id for this redemption; "
+                                      "posting it again changes nothing."),
+    member_id: str = typer.Option(..., "--member", help="The member who redeems."),
+    program_id: str = typer.Option(..., "--program", help="The program."),
+    points: int | None = typer.Option(None, "--points", help="Spend this many points."),
+    reward: str | None = typer.Option(None, "--reward", help="Buy this reward's voucher with "
+                                      "points."),
+    voucher: str | None = typer.Option(None, "--voucher", help="Use this voucher (its code)."),
+    at: str | None = typer.Option(None, "--at", help="When it happened (ISO 8601 with an "
+                                  "offset); default now."),
+    json_out: bool = JSON,
+) -> None:
+    """Redeem: give exactly one of --points, --reward and --voucher."""
+    try:
+        request = RedemptionRequest(
+            redemption_id=redemption_id, member_id=member_id, program_id=program_id,
+            occurred_at=parse_instant(at, "--at") or now(), points=points, reward=reward,
+            voucher=voucher)
+    except ValidationError as exc:
+        fail("; ".join(describe_errors(exc)).replace("[", r"\["))
+        return
+    _show(redeem(engine_for(ctx), request, now()), json_out)
+
+
+@app.command()
+def reverse(ctx: typer.Context, redemption_id: str, json_out: bool = JSON) -> None:
+    """Undo a redemption (points back to their lots, vouchers back as they were)."""
+    _show(reverse_redemption(engine_for(ctx), redemption_id, now()), json_out)
+
+
+def _show(outcome: RedemptionOutcome, json_out: bool) -> None:
+    if json_out:
+        emit_json({"redemption_id": outcome.redemption_id, "member_id": outcome.member_id,
+                   "program_id": outcome.program_id, "kind": outcome.kind,
+                   "points": outcome.points, "voucher": outcome.voucher,
+                   "reversed": outcome.reversed, "replayed": outcome.replayed})
+        return
+    what = {"points": f"{outcome.points} points spent",
+            "reward": f"voucher {outcome.voucher} bought for {outcome.points} points",
+            "voucher": f"voucher {outcome.voucher} used"}[outcome.kind]
+    state = "reversed" if outcome.reversed else "done"
+    again = " (already recorded; nothing changed)" if outcome.replayed else ""
+    console.print(f"redemption {outcome.redemption_id} of {outcome.member_id} in "
+                  f"{outcome.program_id}: {what}; {state}{again}", markup=False)
