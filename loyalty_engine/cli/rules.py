@@ -1,4 +1,4 @@
-"""`loyalty rules ...`: validate program files, apply them as new versions, list versions."""
+"""`loyalty rules ...`: validate program files, apply them as new versions, list versions, diff."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.output import console, emit_json, err_console, when
-from loyalty_engine.rules import ProgramFileError
+from loyalty_engine.cli.output import console, emit_json, err_console, fail, when
+from loyalty_engine.rules import LoadedProgram, Problem, ProgramFileError, load_program_file
+from loyalty_engine.rules.diff import CollectionDiff, ProgramDiff, diff_programs
 from loyalty_engine.services.programs import (
     apply_program_files,
     list_versions,
@@ -19,6 +20,13 @@ app = typer.Typer(help="Validate and apply program definitions (YAML files).",
                   no_args_is_help=True)
 
 PATHS = typer.Argument(..., help="Program files, or directories of *.yaml files.")
+
+
+def _problems_json(exc: ProgramFileError) -> None:
+    emit_json({"valid": False, "problems": [
+        {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
+        for p in exc.problems]})
+    raise SystemExit(1)
 
 
 def _report(exc: ProgramFileError) -> None:
@@ -40,10 +48,7 @@ def validate(
         loaded = validate_program_files(paths)
     except ProgramFileError as exc:
         if json_out:
-            emit_json({"valid": False, "problems": [
-                {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
-                for p in exc.problems]})
-            raise SystemExit(1) from None
+            _problems_json(exc)
         _report(exc)
         return
     if json_out:
@@ -108,3 +113,62 @@ def versions(
         table.add_row(v.program_id, str(v.version), when(v.effective_from),
                       v.content_hash[:12], escape(v.program.name))
     console.print(table)
+
+
+@app.command()
+def diff(
+    old: Path = typer.Argument(..., metavar="OLD", help="The program file as it was."),
+    new: Path = typer.Argument(..., metavar="NEW", help="The program file as it is to be."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show what changed in meaning between two versions of a program file (not a text diff)."""
+    problems: list[Problem] = []
+    loaded: list[LoadedProgram] = []
+    for path in (old, new):
+        try:
+            loaded.append(load_program_file(path))
+        except ProgramFileError as exc:
+            problems += exc.problems
+    if problems:
+        if json_out:
+            _problems_json(ProgramFileError(problems))
+        _report(ProgramFileError(problems))
+        return
+    before, after = loaded
+    if before.definition.program != after.definition.program:
+        fail(f"{old} defines program {before.definition.program!r} but {new} defines "
+             f"{after.definition.program!r}; diff compares two versions of one program")
+    result = diff_programs(before.definition, after.definition)
+    if json_out:
+        emit_json(result.to_plain())
+        return
+    for line in _diff_lines(result):
+        console.print(line, markup=False)
+
+
+def _diff_lines(result: ProgramDiff) -> list[str]:
+    if result.identical:
+        return [f"{result.program}: no changes in meaning"]
+    rules = result.rules
+    header = (f"{result.program}: {len(rules.changed)} rule{'s' if len(rules.changed) != 1 else ''}"
+              f" changed, {len(rules.added)} added, {len(rules.removed)} removed")
+    if result.settings:
+        count = len(result.settings)
+        header += f"; {count} setting{'s' if count != 1 else ''} changed"
+    if not result.rewards.empty:
+        rewards = result.rewards
+        header += (f"; rewards: {len(rewards.changed)} changed, {len(rewards.added)} added, "
+                   f"{len(rewards.removed)} removed")
+    lines = [header]
+    lines += [f"~ setting {c.path}: {c.describe()}" for c in result.settings]
+    lines += _collection_lines("rule", rules)
+    lines += _collection_lines("reward", result.rewards)
+    return lines
+
+
+def _collection_lines(what: str, found: CollectionDiff) -> list[str]:
+    lines = [f"+ {what} {e.id} ({e.kind})" for e in found.added]
+    lines += [f"- {what} {e.id} ({e.kind})" for e in found.removed]
+    for entry in found.changed:
+        lines += [f"~ {what} {entry.id}: {c.path} {c.describe()}" for c in entry.changes]
+    return lines

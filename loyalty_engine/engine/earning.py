@@ -211,10 +211,11 @@ def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
         return None
     if isinstance(rule, SpendThreshold):
         period = period_key(rule.period, day)
-        before = progress.get((f"{rule.rule_id}:spend", period), 0)
         after = _advance(progress, result, f"{rule.rule_id}:spend", period, spend)
         awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
-        if awarded <= 0 and before < rule.threshold_minor <= after:
+        # Reached (not merely crossed): after a refund took the award back, the next
+        # purchase of a period still above the threshold earns it again.
+        if awarded <= 0 and after >= rule.threshold_minor and spend > 0:
             return rule.points, {"period": period, "period_spend_minor": after,
                                  "threshold_minor": rule.threshold_minor}
         return None

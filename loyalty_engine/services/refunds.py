@@ -114,10 +114,10 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         amount = to_minor(event.amount, exponent, "amount", purchase.currency)
     except MoneyError as exc:
         raise RefundRejectedError(str(exc)) from None
-    before = conn.execute(
+    before = int(conn.execute(  # int(): PostgreSQL sums bigints as numeric
         select(func.coalesce(func.sum(_refunds.c.amount_minor), 0))
         .where(_refunds.c.purchase_id == purchase.id)
-    ).scalar_one()
+    ).scalar_one())
     total = purchase.total_minor
     if before + amount > total:
         left = format_minor(total - before, exponent)
