@@ -16,7 +16,7 @@ from loyalty_engine.services.programs import (
     validate_program_files,
 )
 
-app = typer.Typer(help="Validate and apply program definitions (YAML files).",
+app = typer.Typer(help="Validate, compare and apply program definitions (YAML files).",
                   no_args_is_help=True)
 
 PATHS = typer.Argument(..., help="Program files, or directories of *.yaml files.")

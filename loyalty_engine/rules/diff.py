@@ -184,11 +184,10 @@ def _entries(value: Plain) -> dict[str, dict[str, Plain]]:
 def _diff_collection(old: dict[str, dict[str, Plain]],
                      new: dict[str, dict[str, Plain]]) -> CollectionDiff:
     changed = []
-    for key in new.keys() & old.keys():
+    for key in (k for k in new if k in old):
         changes = _diff_entry(old[key], new[key])
         if changes:
             changed.append(EntryChanges(key, tuple(changes)))
-    changed.sort(key=lambda c: list(new).index(c.id))
     return CollectionDiff(
         added=tuple(Entry(k, str(v["kind"])) for k, v in new.items() if k not in old),
         removed=tuple(Entry(k, str(v["kind"])) for k, v in old.items() if k not in new),

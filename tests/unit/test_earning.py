@@ -385,7 +385,7 @@ def test_each_rule_decides_on_its_own() -> None:
 
 
 def test_bean_there_example_basket() -> None:
-    path = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "rules" / "bean-there-basic.yaml"
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "rules" / "bean-there-basic.yaml"
     compiled = load_program_file(path).compiled
     basket = purchase([
         ("FLAT-WHITE", "coffee", "2", "3.20"),

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from loyalty_engine.rules.compiled import PointsPerSpend, StampCard
 from loyalty_engine.rules import (
     LoadedProgram,
     Problem,
@@ -15,6 +14,7 @@ from loyalty_engine.rules import (
     load_program_file,
     load_program_text,
 )
+from loyalty_engine.rules.compiled import PointsPerSpend, StampCard
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
