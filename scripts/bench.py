@@ -57,7 +57,7 @@ def _events(n: int, seed: int = 7) -> Iterator[dict[str, object]]:
         total = (qa * int(a[2].replace(".", "")) + qb * int(b[2].replace(".", "")))
         yield {
             "transaction_id": f"T{i:09d}",
-            "store_id": f"S{i % 25:03d}",
+            "store_id": f"AMS-{i % 25:02d}",  # stores of the coffee program in rules/
             "member_id": f"M{rng.randrange(members):07d}",
             "occurred_at": (start + timedelta(seconds=i * 97)).isoformat(),
             "currency": "EUR",

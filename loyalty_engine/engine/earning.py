@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from loyalty_engine.domain.decisions import (
@@ -25,6 +26,7 @@ from loyalty_engine.rules.compiled import (
     CompiledCondition,
     CompiledProgram,
     CompiledRule,
+    Expiry,
     FirstInCategory,
     FixedBonus,
     NthVisit,
@@ -249,25 +251,36 @@ def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Fa
     weights = rule.category_weights
     multiplied: dict[str, int] = {}
     boosted: dict[str, str] = {}
+    # Integer sums per combined factor (usually one), so that exact rational arithmetic
+    # happens once per purchase rather than once per line.
+    by_factor: dict[Fraction, int] = {}
+    whole = factors and not any(c.item_scoped for _, c, _ in factors)
+    common = Fraction(1)
+    if whole:
+        for name, _, value in factors:
+            common *= value
+            boosted[name] = str(value)
     numerator = 0
-    exact = Fraction(0)  # used only when a multiplier applies (the integer path is faster)
     for item in items:
         weight = weights.get(item.category)
         if weight is None:
             weight = rule.default_weight
         else:
             multiplied[item.category] = multiplied.get(item.category, 0) + item.amount_minor
+        if not factors or whole:
+            numerator += item.amount_minor * weight
+            continue
         factor = Fraction(1)
         for name, condition, value in factors:
             if not condition.item_scoped or condition.selects(item.category, item.sku):
                 factor *= value
                 boosted[name] = str(value)
-        if factor == 1:
-            numerator += item.amount_minor * weight
-        else:
-            exact += item.amount_minor * weight * factor
-    if exact:
-        exact += numerator
+        by_factor[factor] = by_factor.get(factor, 0) + item.amount_minor * weight
+    if whole and common != 1:
+        by_factor[common] = numerator
+        numerator = 0
+    if by_factor:
+        exact = sum((f * n for f, n in by_factor.items()), Fraction(numerator))
         points = round_points(exact.numerator, exact.denominator * rule.denominator,
                               rule.rounding)
     else:
@@ -308,6 +321,8 @@ def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Prog
         return
     today = facts.day
     _advance(progress, result, counter, today.isoformat(), stamps)
+    if sum(v for (name, _), v in progress.items() if name == counter and v > 0) < rule.card_size:
+        return  # not even counting lapsed stamps is there a full card
     valid = sorted(
         (period, value) for (name, period), value in progress.items()
         if name == counter and value > 0 and period != "debt"
@@ -334,8 +349,13 @@ def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Prog
 
 
 def _stamps_valid(rule: StampCard, period: str, today: date) -> bool:
-    lapses = rule.stamps_expire.first_lapsed_day(date.fromisoformat(period))
+    lapses = _first_lapsed_day(rule.stamps_expire, period)
     return lapses is None or today < lapses
+
+
+@lru_cache(maxsize=65536)
+def _first_lapsed_day(expiry: Expiry, period: str) -> date | None:
+    return expiry.first_lapsed_day(date.fromisoformat(period))
 
 
 def stamps_held(rule: StampCard, progress: Progress, today: date) -> int:
