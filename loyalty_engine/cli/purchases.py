@@ -61,9 +61,10 @@ def import_(
         err_console.print(f"{len(report.errors)} bad record(s); nothing was imported "
                           "(fix them, or use --skip-invalid)", markup=False)
         raise SystemExit(1)
-    console.print(f"{report.read - report.refunds_read} purchase(s) read: "
-                  f"{report.recorded} recorded, {report.replayed} already recorded, "
-                  f"{report.points} points awarded", markup=False)
+    if report.read > report.refunds_read or not report.refunds_read:
+        console.print(f"{report.read - report.refunds_read} purchase(s) read: "
+                      f"{report.recorded} recorded, {report.replayed} already recorded, "
+                      f"{report.points} points awarded", markup=False)
     if report.refunds_read:
         console.print(f"{report.refunds_read} refund(s) read: {report.refunds} applied, "
                       f"{report.refunds_replayed} already applied, "
