@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,8 @@ def content_hash(definition: ProgramDefinition) -> str:
 def _canonical(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
+    if isinstance(value, date):  # promotion windows
+        return value.isoformat()
     raise TypeError(f"cannot hash {type(value).__name__}")
 
 
