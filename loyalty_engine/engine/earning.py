@@ -127,7 +127,11 @@ def evaluate(program: CompiledProgram, purchase: Purchase, member: MemberView | 
 def undo(progress: Progress, evaluation: Evaluation) -> None:
     """Take an evaluation's counter changes back out of progress."""
     for counter, period, delta in [*evaluation.progress, *evaluation.consumed]:
-        progress[(counter, period)] = progress.get((counter, period), 0) - delta
+        value = progress.get((counter, period), 0) - delta
+        if value:
+            progress[(counter, period)] = value
+        else:  # absent and zero mean the same; leave no trace of the undone purchase
+            progress.pop((counter, period), None)
 
 
 def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
@@ -140,16 +144,17 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         found = _apply_rule(program, rule, facts, items, progress, result)
         if found is not None:
             candidates.append((rule, found[0], found[1]))
-    best: dict[str, int] = {}
-    for rule, points, _ in candidates:
-        if rule.group is not None and points > best.get(rule.group, 0):
-            best[rule.group] = points
     taken: set[str] = set()
     for rule, points, reason in candidates:
         if rule.group is not None:
-            if rule.group in taken or points != best[rule.group]:
+            if rule.group in taken:
                 continue
+            # Best of the group after caps: a rule its caps leave nothing of loses to one
+            # that can still earn. Ties go to the first in evaluation order.
             taken.add(rule.group)
+            rivals = [c for c in candidates if c[0].group == rule.group]
+            rule, points, reason = max(
+                rivals, key=lambda c: _cap_room(program, c[0], facts.day, c[1], progress))
             reason["group"] = rule.group
         points = _capped(program, rule, facts.day, points, reason, progress, result)
         if points <= 0:
@@ -173,7 +178,7 @@ def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | Non
     if when is None:
         return True
     day = facts.day
-    if when.stores and facts.purchase.store_id not in when.stores:
+    if (when.stores or when.store_prefixes) and not when.covers(facts.purchase.store_id):
         return False
     if when.weekdays and day.weekday() not in when.weekdays:
         return False
@@ -370,23 +375,40 @@ def stamps_held(rule: StampCard, progress: Progress, today: date) -> int:
     return held
 
 
+def _cap_windows(program: CompiledProgram, rule: CompiledRule,
+                 day: date) -> list[tuple[str, str, str, int]]:
+    """(counter, period kind, period key, limit) of every cap on the rule's awards."""
+    windows = [(f"{rule.rule_id}:cap", period, limit) for period, limit in rule.caps]
+    windows += [("*:cap", period, limit) for period, limit in program.caps]
+    return [(counter, period, f"{period}:{period_key(period, day)}", limit)
+            for counter, period, limit in windows]
+
+
+def _cap_room(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
+              progress: Progress) -> int:
+    """The points a rule could award now, given what its caps have left (changes nothing)."""
+    room = points
+    for counter, _, key, limit in _cap_windows(program, rule, day):
+        room = min(room, max(0, limit - progress.get((counter, key), 0)))
+    return room
+
+
 def _capped(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
             reason: dict[str, Any], progress: Progress, result: Evaluation) -> int:
     """Trim points to what the rule's and the program's caps still allow this period."""
-    windows = [(f"{rule.rule_id}:cap", period, limit) for period, limit in rule.caps]
-    windows += [("*:cap", period, limit) for period, limit in program.caps]
+    windows = _cap_windows(program, rule, day)
     if not windows:
         return points
     allowed = points
-    for counter, period, limit in windows:
-        used = progress.get((counter, f"{period}:{period_key(period, day)}"), 0)
+    for counter, period, key, limit in windows:
+        used = progress.get((counter, key), 0)
         if limit - used < allowed:
             allowed = max(0, limit - used)
             reason["capped"] = {"by": "program" if counter == "*:cap" else "rule",
                                 "per": period, "limit": limit, "before_cap": points}
     if allowed > 0:
-        for counter, period, _ in windows:
-            _advance(progress, result, counter, f"{period}:{period_key(period, day)}", allowed)
+        for counter, _, key, _ in windows:
+            _advance(progress, result, counter, key, allowed)
     return allowed
 
 

@@ -45,6 +45,11 @@ class CompiledCondition:
     tiers: frozenset[str]
     expression: Any
     expression_source: str | None
+    store_prefixes: tuple[str, ...] = ()
+
+    def covers(self, store_id: str) -> bool:
+        """Whether the store is listed (exactly, or by a 'PREFIX*' entry)."""
+        return store_id in self.stores or store_id.startswith(self.store_prefixes)
 
     @property
     def item_scoped(self) -> bool:
@@ -320,7 +325,8 @@ def _condition(when: Condition, minor: Any) -> CompiledCondition:
     return CompiledCondition(
         categories=frozenset(when.categories),
         skus=frozenset(when.skus),
-        stores=frozenset(when.stores),
+        stores=frozenset(s for s in when.stores if not s.endswith("*")),
+        store_prefixes=tuple(s[:-1] for s in when.stores if s.endswith("*")),
         weekdays=frozenset(WEEKDAYS.index(d) for d in when.days),
         starts=when.starts,
         ends=when.ends,

@@ -152,8 +152,12 @@ def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
     if isinstance(cause, LocatedValueError):
         loc += cause.where
     loc = _without_tags(root, loc)
-    line, column = _locate(root, loc, error["type"])
     message = error["msg"]
+    if error["type"] == "union_tag_invalid":  # an unknown rule kind
+        ctx = error.get("ctx") or {}
+        loc += (ctx.get("discriminator", "'kind'").strip("'"),)
+        message = f"unknown kind {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
+    line, column = _locate(root, loc, error["type"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     if error["type"] == "extra_forbidden":

@@ -92,7 +92,9 @@ class Condition(_Strict):
 
     categories: list[Label] = []
     skus: list[Label] = []
-    stores: list[Label] = []
+    stores: list[Annotated[str, Field(min_length=1, max_length=65,
+                                      pattern=r"^[^*\x00-\x1f\x7f]+\*?$")]] = Field(
+        default=[], description="store ids; 'AMS-*' is a prefix")
     days: list[Weekday] = []
     starts: date | None = Field(default=None, description="first local date (inclusive)")
     ends: date | None = Field(default=None, description="last local date (inclusive)")
@@ -132,16 +134,20 @@ class Caps(_Strict):
     @model_validator(mode="after")
     def _reachable(self) -> Caps:
         # A longer period's cap above what the shorter caps allow in it can never be met.
-        limits = [("per_day", 1), ("per_week", 7), ("per_month", 31), ("per_year", 366)]
-        for index, (name, days) in enumerate(limits):
+        # Weeks are ISO weeks, so a month touches up to 6 of them and a year up to 54.
+        most_in = {("per_day", "per_week"): 7, ("per_day", "per_month"): 31,
+                   ("per_day", "per_year"): 366, ("per_week", "per_month"): 6,
+                   ("per_week", "per_year"): 54, ("per_month", "per_year"): 12}
+        names = ("per_day", "per_week", "per_month", "per_year")
+        for index, name in enumerate(names):
             value = getattr(self, name)
             if value is None:
                 continue
-            for shorter, shorter_days in limits[:index]:
+            for shorter in names[:index]:
                 bound = getattr(self, shorter)
                 if bound is None:
                     continue
-                most = bound * -(-days // shorter_days)
+                most = bound * most_in[(shorter, name)]
                 if value > most:
                     raise LocatedValueError(
                         (name,), f"{name} {value} can never be met: {shorter} {bound} "

@@ -1,0 +1,564 @@
+"""The program language: bad programs are refused where the mistake is, in plain words;
+good programs using every part of the language load."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+
+from loyalty_engine.rules import Problem, ProgramFileError, load_program_text
+from loyalty_engine.rules.compiled import Expiry, StampCard
+
+REWARDS = """\
+rewards:
+  - id: free-coffee
+    name: A free coffee
+    kind: free_item
+    category: coffee
+"""
+
+
+def program_text(rules: str, *, before_rewards: str = "", rewards: str = REWARDS) -> str:
+    """A program with the given rules (a YAML list, any indentation) and sections."""
+    head = textwrap.dedent("""\
+        program: corner-cafe
+        name: Corner Cafe
+        currency: EUR
+        timezone: Europe/Amsterdam
+        enrolment: open
+        exclude:
+          categories: [tobacco, gift-cards]
+          skus: [DEPOSIT-BOTTLE]
+        """)
+    body = textwrap.indent(textwrap.dedent(rules), "  ")
+    return head + textwrap.dedent(before_rewards) + rewards + "rules:\n" + body
+
+
+def only_problem(text: str) -> Problem:
+    with pytest.raises(ProgramFileError) as info:
+        load_program_text(text, "cafe.yaml")
+    problems = info.value.problems
+    assert len(problems) == 1, [str(p) for p in problems]
+    return problems[0]
+
+
+def position(text: str, line_needle: str, column_needle: str) -> tuple[int, int]:
+    """(line, column), 1-based, of column_needle on the only line containing line_needle."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if line_needle in line]
+    assert len(hits) == 1, f"{line_needle!r} is on lines {hits}"
+    line = text.splitlines()[hits[0] - 1]
+    assert column_needle in line, (column_needle, line)
+    return hits[0], line.index(column_needle) + 1
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A program that must be refused: where (the occurrence-th line holding `at`, at the
+    column of `col`, or of `at` when not given) and what is said (exactly, or starting with
+    `prefix` and containing every one of `contains`)."""
+
+    text: str
+    at: str
+    message: str | None = None
+    col: str | None = None
+    prefix: str | None = None
+    contains: tuple[str, ...] = ()
+    occurrence: int = 1
+
+
+def fixed_bonus(extra: str, rule_id: str = "bonus") -> str:
+    return f"- id: {rule_id}\n  kind: fixed_bonus\n  points: 50\n" + extra
+
+
+def stamp_card(extra: str = "", reward: str = "free-coffee") -> str:
+    return ("- id: coffee-card\n  kind: stamp_card\n  stamp_per: item\n  card_size: 9\n"
+            f"  reward: {reward}\n" + extra)
+
+
+PER_EURO = "- id: per-euro\n  kind: points_per_spend\n  points_per_unit: 1\n"
+
+BAD = {
+    # --- CEL conditions: checked when the program loads, not when a purchase arrives -------
+    "cel syntax error": Bad(
+        program_text(fixed_bonus('  when: "purchase.total >"\n')),
+        at='when: "purchase.total >"', col='"purchase',
+        prefix="rules[0].when.expression: CEL: at 1:17: Syntax error",
+    ),
+    "cel unbalanced parenthesis": Bad(
+        program_text(fixed_bonus('  when: "(purchase.total > 5"\n')),
+        at='when: "(purchase', col='"(purchase',
+        prefix="rules[0].when.expression: CEL: ", contains=("Syntax error",),
+    ),
+    "cel unknown field": Bad(
+        program_text(fixed_bonus('  when: "purchase.totl > 1000"\n')),
+        at="purchase.totl", col='"purchase',
+        message="rules[0].when.expression: CEL: at 1:9: undeclared reference to "
+                "'purchase.totl'",
+    ),
+    "cel unknown variable": Bad(
+        program_text(fixed_bonus("  when: {expression: \"customer.age > 18\"}\n")),
+        at="customer.age", col='"customer',
+        message="rules[0].when.expression: CEL: at 1:9: undeclared reference to "
+                "'customer.age'",
+    ),
+    "cel unknown field in a multiplier": Bad(
+        program_text(PER_EURO + "  multipliers:\n    - id: big-basket\n"
+                     '      when: "purchase.totl > 1000"\n      factor: 2\n'),
+        at="purchase.totl", col='"purchase',
+        message="rules[0].multipliers[0].when.expression: CEL: at 1:9: undeclared "
+                "reference to 'purchase.totl'",
+    ),
+    "cel number, not true or false": Bad(
+        program_text(fixed_bonus('  when: "purchase.total + 1"\n')),
+        at="purchase.total + 1", col='"purchase',
+        message="rules[0].when.expression: the expression must be true or false, "
+                "but it gives INT",
+    ),
+    "cel text, not true or false": Bad(
+        program_text(fixed_bonus("  when: {expression: \"purchase.store\"}\n")),
+        at='"purchase.store"', col='"purchase',
+        message="rules[0].when.expression: the expression must be true or false, "
+                "but it gives STRING",
+    ),
+    # --- references and identity -----------------------------------------------------------
+    "stamp card with an unknown reward": Bad(
+        program_text(stamp_card(reward="free-tea")),
+        at="reward: free-tea", col="free-tea",
+        message="rules[0].reward: unknown reward 'free-tea' (rewards: free-coffee)",
+    ),
+    "stamp card when no rewards exist": Bad(
+        program_text(stamp_card(reward="free-tea"), rewards=""),
+        at="reward: free-tea", col="free-tea",
+        message="rules[0].reward: unknown reward 'free-tea' (rewards: none are defined)",
+    ),
+    "rule id used twice": Bad(
+        program_text(PER_EURO + fixed_bonus("", rule_id="per-euro")),
+        at="- id: per-euro", col="per-euro", occurrence=2,  # the second one
+        message="rules[1].id: rule id 'per-euro' is used twice; rule ids must be unique "
+                "within a program",
+    ),
+    "reward id used twice": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: free-coffee\n"
+                     "    name: Another free coffee\n    kind: free_item\n    sku: FLAT-WHITE\n"),
+        at="- id: free-coffee", col="free-coffee", occurrence=2,
+        message="rewards[1].id: reward id 'free-coffee' is used twice; reward ids must be "
+                "unique within a program",
+    ),
+    # --- stacking ------------------------------------------------------------------------------
+    "group with one rule": Bad(
+        program_text(PER_EURO + fixed_bonus("  group: welcome\n")),
+        at="group: welcome", col="welcome",
+        message="rules[1].group: group 'welcome' has only this rule; best-of needs two or "
+                "more rules to compare",
+    ),
+    "stamp card in a group": Bad(
+        program_text(fixed_bonus("  group: best\n") + stamp_card("  group: best\n")),
+        at="group: best", col="best", occurrence=2,  # the stamp card's
+        message="rules[1].group: a stamp_card rule cannot stack in a best-of group (groups "
+                "compare points; it does not award points at purchase)",
+    ),
+    "periodic rebate in a group": Bad(
+        program_text(fixed_bonus("  group: best\n") + textwrap.dedent("""\
+            - id: rebate
+              kind: periodic_rebate
+              percent: 1
+              period: year
+              group: best-rebate
+            """)),
+        at="group: best-rebate", col="best-rebate",
+        message="rules[1].group: a periodic_rebate rule cannot stack in a best-of group "
+                "(groups compare points; it does not award points at purchase)",
+    ),
+    # --- caps that can never be met ------------------------------------------------------------
+    "per_week above seven days of per_day": Bad(
+        program_text(PER_EURO + "  caps: {per_day: 10, per_week: 71}\n"),
+        at="per_week: 71", col="71",
+        message="rules[0].caps.per_week: per_week 71 can never be met: per_day 10 allows "
+                "at most 70 in a week",
+    ),
+    "per_month above 31 days of per_day": Bad(
+        program_text(PER_EURO + "  caps:\n    per_day: 10\n    per_month: 311\n"),
+        at="per_month: 311", col="311",
+        message="rules[0].caps.per_month: per_month 311 can never be met: per_day 10 "
+                "allows at most 310 in a month",
+    ),
+    "program-wide per_year above 366 days of per_day": Bad(
+        program_text(PER_EURO, before_rewards="caps:\n  per_day: 1\n  per_year: 367\n"),
+        at="per_year: 367", col="367",
+        message="caps.per_year: per_year 367 can never be met: per_day 1 allows at most "
+                "366 in a year",
+    ),
+    "fixed bonus above its own cap": Bad(
+        program_text(fixed_bonus("  caps:\n    per_month: 40\n")),
+        at="caps:", col="caps",
+        message="rules[0].caps: a cap of 40 is below the rule's 50 points, so it could "
+                "never be awarded in full",
+    ),
+    "nth visit bonus above its own cap": Bad(
+        program_text(textwrap.dedent("""\
+            - id: fifth-visit
+              kind: nth_visit
+              visit: 5
+              period: month
+              points: 100
+              caps: {per_week: 500, per_day: 99}
+            """)),
+        at="caps: {per_week", col="caps",
+        message="rules[0].caps: a cap of 99 is below the rule's 100 points, so it could "
+                "never be awarded in full",
+    ),
+    # --- dates ---------------------------------------------------------------------------------
+    "window that ends before it starts": Bad(
+        program_text(fixed_bonus("  when:\n    starts: 2026-03-10\n    ends: 2026-03-01\n")),
+        at="ends: 2026-03-01", col="2026-03-01",
+        message="rules[0].when.ends: ends (2026-03-01) is before starts (2026-03-10); the "
+                "rule could never apply",
+    ),
+    "multiplier window that ends before it starts": Bad(
+        program_text(PER_EURO + "  multipliers:\n    - id: spring\n"
+                     "      when: {starts: 2026-04-30, ends: 2026-04-01}\n      factor: 2\n"),
+        at="ends: 2026-04-01", col="2026-04-01",
+        message="rules[0].multipliers[0].when.ends: ends (2026-04-01) is before starts "
+                "(2026-04-30); the rule could never apply",
+    ),
+    "unknown weekday": Bad(
+        program_text(fixed_bonus("  when: {days: [monday, funday]}\n")),
+        at="funday", col="funday",
+        prefix="rules[0].when.days[1]: Input should be 'monday', 'tuesday', 'wednesday', "
+               "'thursday', 'friday', 'saturday' or 'sunday'",
+    ),
+    # --- conditions on excluded items ----------------------------------------------------------
+    "condition on excluded categories only": Bad(
+        program_text(fixed_bonus("  when: {categories: [tobacco, gift-cards]}\n")),
+        at="categories: [tobacco, gift-cards]}", col="categories",
+        message="rules[0].when.categories: every category listed is excluded from the "
+                "program, so this could never be met",
+    ),
+    "condition on excluded skus only": Bad(
+        program_text(fixed_bonus("  when:\n    skus: [DEPOSIT-BOTTLE]\n")),
+        at="skus: [DEPOSIT-BOTTLE]", col="skus", occurrence=2,  # the rule's, not exclude's
+        message="rules[0].when.skus: every SKU listed is excluded from the program, so this "
+                "could never be met",
+    ),
+    "multiplier on excluded categories only": Bad(
+        program_text(PER_EURO + "  multipliers:\n    - id: smokes\n"
+                     "      when: {categories: [tobacco]}\n      factor: 2\n"),
+        at="categories: [tobacco]}", col="categories",
+        message="rules[0].multipliers[0].when.categories: every category listed is excluded "
+                "from the program, so this could never be met",
+    ),
+    "first purchase in an excluded category": Bad(
+        program_text("- id: first-smoke\n  kind: first_in_category\n  category: tobacco\n"
+                     "  points: 20\n"),
+        at="category: tobacco", col="tobacco",
+        message="rules[0].category: category 'tobacco' is excluded from the program, so this "
+                "rule could never be met",
+    ),
+    # --- expiry --------------------------------------------------------------------------------
+    "points expiry two ways at once": Bad(
+        program_text(PER_EURO,
+                     before_rewards="points:\n  expiry:\n    after_days: 30\n"
+                                    "    after_months: 2\n"),
+        at="after_months: 2", col="2",
+        message="points.expiry.after_months: give one of after_days, after_months and end_of "
+                "(or 'never'), not after_days and after_months",
+    ),
+    "stamp expiry two ways at once": Bad(
+        program_text(stamp_card("  stamps_expire: {after_months: 6, end_of: year}\n")),
+        at="stamps_expire:", col="year",
+        message="rules[0].stamps_expire.end_of: give one of after_days, after_months and "
+                "end_of (or 'never'), not after_months and end_of",
+    ),
+    # --- money ---------------------------------------------------------------------------------
+    "threshold with a tenth of a cent": Bad(
+        program_text(textwrap.dedent("""\
+            - id: spend-200
+              kind: spend_threshold
+              threshold: "200.001"
+              period: quarter
+              points: 500
+            """)),
+        at='threshold: "200.001"', col='"200.001"',
+        message="rules[0].threshold: amount 200.001 has more decimals than EUR allows (2)",
+    ),
+    "rebate cap with a tenth of a cent": Bad(
+        program_text("- id: rebate\n  kind: periodic_rebate\n  percent: 1\n  period: year\n"
+                     "  cap: 250.005\n"),
+        at="cap: 250.005", col="250.005",
+        message="rules[0].cap: amount 250.005 has more decimals than EUR allows (2)",
+    ),
+    "condition min_spend with a tenth of a cent": Bad(
+        program_text(fixed_bonus('  when: {min_spend: "9.999"}\n')),
+        at="min_spend", col='"9.999"',
+        message="rules[0].when.min_spend: amount 9.999 has more decimals than EUR allows (2)",
+    ),
+    "reward amount with a tenth of a cent": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: five-off\n    name: Five off\n"
+                     "    kind: fixed_amount\n    amount: \"5.001\"\n"),
+        at='amount: "5.001"', col='"5.001"',
+        message="rewards[1].amount: amount 5.001 has more decimals than EUR allows (2)",
+    ),
+    # --- rewards -------------------------------------------------------------------------------
+    "fixed amount reward without an amount": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: five-off\n    name: Five off\n"
+                     "    kind: fixed_amount\n    valid_days: 30\n"),
+        at="- id: five-off", col="id",
+        message="rewards[1]: a fixed_amount reward needs 'amount'",
+    ),
+    "percentage reward without a percent": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: tenth-off\n    name: Ten percent\n"
+                     "    kind: percentage\n"),
+        at="- id: tenth-off", col="id",
+        message="rewards[1]: a percentage reward needs 'percent'",
+    ),
+    "free item reward without a sku or category": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: free-thing\n    name: Free thing\n"
+                     "    kind: free_item\n"),
+        at="- id: free-thing", col="id",
+        message="rewards[1]: a free_item reward needs 'sku' or 'category'",
+    ),
+}
+
+
+def expected_position(case: Bad) -> tuple[int, int]:
+    lines = case.text.splitlines()
+    hits = [n for n, line in enumerate(lines, start=1) if case.at in line]
+    assert len(hits) == case.occurrence, f"{case.at!r} is on lines {hits}"
+    line = lines[hits[-1] - 1]
+    needle = case.col or case.at
+    assert needle in line, (needle, line)
+    return hits[-1], line.index(needle) + 1
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_program_is_refused_at_the_mistake(name: str) -> None:
+    case = BAD[name]
+    problem = only_problem(case.text)
+    assert problem.path == "cafe.yaml"
+    assert (problem.line, problem.column) == expected_position(case), str(problem)
+    if case.message is not None:
+        assert problem.message == case.message
+    if case.prefix is not None:
+        assert problem.message.startswith(case.prefix), problem.message
+    for fragment in case.contains:
+        assert fragment in problem.message, problem.message
+    assert str(problem) == f"cafe.yaml:{problem.line}:{problem.column}: {problem.message}"
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [
+        "{per_day: 10, per_week: 70}",
+        "{per_day: 10, per_month: 310}",
+        "{per_day: 10, per_year: 3660}",
+        "{per_month: 100, per_year: 1200}",
+    ],
+)
+def test_caps_that_can_just_be_met_load(caps: str) -> None:
+    compiled = load_program_text(program_text(PER_EURO + f"  caps: {caps}\n")).compiled
+    assert len(compiled.rules[0].caps) == 2
+
+
+@pytest.mark.parametrize(
+    "caps",
+    ["{per_week: 10, per_month: 60}", "{per_week: 10, per_month: 51}",
+     "{per_week: 10, per_year: 540}"],
+)
+def test_caps_reachable_through_partial_iso_weeks_load(caps: str) -> None:
+    # A weekly cap restarts every ISO week, and March 2026 touches six of them (1 March
+    # is a Sunday): ten a week is sixty that month, so a monthly cap of 60 can be met.
+    # Likewise 2040 touches 54 ISO weeks.
+    load_program_text(program_text(PER_EURO + f"  caps: {caps}\n"))
+
+
+# --- unknown rule kinds ------------------------------------------------------------------------
+
+UNKNOWN_KIND = program_text("- id: birthday\n  kind: birthday_bonus\n  points: 5\n")
+ALL_KINDS = ("points_per_spend", "fixed_bonus", "nth_visit", "spend_threshold", "stamp_card",
+             "first_in_category", "periodic_rebate")
+
+
+def test_unknown_rule_kind_is_refused_naming_it_and_the_kinds_there_are() -> None:
+    problem = only_problem(UNKNOWN_KIND)
+    assert problem.message.startswith("rules[0]"), problem.message
+    assert "'birthday_bonus'" in problem.message
+    assert all(f"'{kind}'" in problem.message for kind in ALL_KINDS), problem.message
+    # Within the rule, at the latest on its kind line.
+    assert position(UNKNOWN_KIND, "- id: birthday", "id")[0] <= problem.line
+    assert problem.line <= position(UNKNOWN_KIND, "kind: birthday_bonus", "kind")[0]
+
+
+def test_unknown_rule_kind_points_at_the_kind() -> None:
+    problem = only_problem(UNKNOWN_KIND)
+    assert (problem.line, problem.column) == position(
+        UNKNOWN_KIND, "kind: birthday_bonus", "birthday_bonus")
+
+
+# --- good programs -----------------------------------------------------------------------------
+
+EVERY_KIND = program_text("""\
+    - id: per-euro
+      kind: points_per_spend
+      points_per_unit: 1
+      multipliers:
+        - id: double-tuesday
+          when: {days: [tuesday]}
+          factor: 2
+    - id: early-bird
+      kind: fixed_bonus
+      points: 10
+      when: "local.hour < 9 && purchase.total >= 500"
+      group: morning
+    - id: morning-coffee
+      kind: fixed_bonus
+      points: 15
+      when: {categories: [coffee], days: [monday, tuesday]}
+      group: morning
+    - id: fifth-visit
+      kind: nth_visit
+      visit: 5
+      period: month
+      points: 100
+      caps: {per_month: 100}
+    - id: spend-200
+      kind: spend_threshold
+      threshold: "200.00"
+      period: quarter
+      points: 500
+    - id: coffee-card
+      kind: stamp_card
+      when: {categories: [coffee]}
+      stamp_per: item
+      card_size: 9
+      reward: free-coffee
+      stamps_expire: {after_months: 6}
+    - id: first-bakery
+      kind: first_in_category
+      category: bakery
+      points: 30
+      priority: 5
+    - id: rebate
+      kind: periodic_rebate
+      percent: "1.5"
+      period: year
+      cap: "250.00"
+    """, before_rewards="points:\n  expiry: {end_of: year}\ncaps: {per_day: 1000}\n")
+
+
+def test_a_program_using_every_rule_kind_loads() -> None:
+    compiled = load_program_text(EVERY_KIND, "cafe.yaml").compiled
+    assert {rule.kind for rule in compiled.rules} == set(ALL_KINDS)
+    # Higher priority first, then file order.
+    assert [rule.rule_id for rule in compiled.rules] == [
+        "first-bakery", "per-euro", "early-bird", "morning-coffee", "fifth-visit", "spend-200",
+        "coffee-card", "rebate"]
+    assert compiled.caps == (("day", 1000),)
+    assert compiled.expiry == Expiry("end_of_year")
+    card = compiled.rule("coffee-card")
+    assert isinstance(card, StampCard)
+    assert (card.card_size, card.reward_id, card.stamps_expire) == (
+        9, "free-coffee", Expiry("months", 6))
+    threshold = compiled.rule("spend-200")
+    assert threshold is not None and threshold.threshold_minor == 20000  # type: ignore[union-attr]
+    rebate = compiled.rule("rebate")
+    assert rebate is not None and rebate.cap_minor == 25000  # type: ignore[union-attr]
+    assert {r.rule_id for r in compiled.rules if r.group == "morning"} == {
+        "early-bird", "morning-coffee"}
+    assert compiled.stateful and not compiled.uses_member
+
+
+def test_when_shorthand_is_a_cel_expression() -> None:
+    text = program_text(fixed_bonus('  when: "purchase.total > 1000"\n'))
+    loaded = load_program_text(text, "cafe.yaml")
+    assert loaded.definition.rules[0].when is not None
+    assert loaded.definition.rules[0].when.expression == "purchase.total > 1000"
+    compiled_when = loaded.compiled.rules[0].when
+    assert compiled_when is not None
+    assert compiled_when.expression_source == "purchase.total > 1000"
+    # The same rule written out in full means the same thing.
+    longhand = program_text(fixed_bonus('  when: {expression: "purchase.total > 1000"}\n'))
+    assert load_program_text(longhand).content_hash == loaded.content_hash
+
+
+def test_expression_reading_the_member_marks_the_program_as_needing_the_member() -> None:
+    text = program_text(fixed_bonus("  when: \"member.segment == 'student'\"\n"))
+    assert load_program_text(text).compiled.uses_member
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("points:\n  expiry: never\n", Expiry("never")),
+        ("", Expiry("never")),  # the default
+        ("points:\n  expiry: {after_days: 90}\n", Expiry("days", 90)),
+        ("points:\n  expiry: {after_months: 12}\n", Expiry("months", 12)),
+        ("points:\n  expiry: {end_of: month}\n", Expiry("end_of_month")),
+    ],
+)
+def test_points_expiry_policies(section: str, expected: Expiry) -> None:
+    compiled = load_program_text(program_text(PER_EURO, before_rewards=section)).compiled
+    assert compiled.expiry == expected
+
+
+def test_stamps_expire_never() -> None:
+    text = program_text(stamp_card("  stamps_expire: never\n"))
+    card = load_program_text(text).compiled.rules[0]
+    assert isinstance(card, StampCard)
+    assert card.stamps_expire == Expiry("never")
+    assert card.stamps_expire.first_lapsed_day(date(2026, 3, 3)) is None
+
+
+@pytest.mark.parametrize(
+    ("store", "covered"),
+    [
+        ("AMS-01", True),
+        ("AMS-CENTRAAL", True),
+        ("UTR-01", True),
+        ("UTR-02", False),  # an exact id, not a prefix
+        ("UTR-010", False),
+        ("RTM-01", False),
+        ("ams-01", False),  # store ids are case-sensitive
+        ("XAMS-01", False),  # a prefix matches at the start only
+    ],
+)
+def test_program_stores_with_prefixes(store: str, covered: bool) -> None:
+    text = program_text(PER_EURO, before_rewards='stores: ["AMS-*", UTR-01]\n')
+    assert load_program_text(text).compiled.covers(store) is covered
+
+
+def test_a_program_without_stores_covers_every_store() -> None:
+    compiled = load_program_text(program_text(PER_EURO)).compiled
+    assert compiled.covers("AMS-01") and compiled.covers("anything at all")
+
+
+def test_a_condition_naming_some_excluded_categories_still_loads() -> None:
+    text = program_text(fixed_bonus("  when: {categories: [tobacco, coffee]}\n"))
+    when = load_program_text(text).compiled.rules[0].when
+    assert when is not None and when.categories == frozenset({"tobacco", "coffee"})
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        fixed_bonus("  when: {starts: 2026-03-01, ends: 2026-03-31}\n"),
+        fixed_bonus("  when:\n    starts: 2026-03-01\n"),
+        PER_EURO + "  multipliers:\n    - id: spring\n"
+                   "      when: {starts: 2026-04-01, ends: 2026-04-30}\n      factor: 2\n",
+    ],
+    ids=["rule window", "open-ended start", "multiplier window"],
+)
+def test_a_program_with_a_date_window_loads(rules: str) -> None:
+    loaded = load_program_text(program_text(rules), "cafe.yaml")
+    assert len(loaded.content_hash) == 64
+    conditions = [r.when for r in loaded.compiled.rules] + [
+        m[1] for r in loaded.compiled.rules for m in getattr(r, "multipliers", ())]
+    assert any(c is not None and c.starts is not None for c in conditions)
+
+
+def test_moving_a_date_window_changes_the_content_hash() -> None:
+    march = program_text(fixed_bonus("  when: {starts: 2026-03-01, ends: 2026-03-31}\n"))
+    april = march.replace("ends: 2026-03-31", "ends: 2026-04-30")
+    assert load_program_text(march).content_hash != load_program_text(april).content_hash
