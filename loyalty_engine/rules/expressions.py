@@ -8,6 +8,7 @@ by zero, a missing attribute) fail that one purchase with an error naming the ru
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -58,8 +59,9 @@ def compile_expression(source: str) -> Any:
     except RuntimeError as exc:
         raise ValueError(_cel_message(str(exc))) from None
     if compiled.return_type() != _T.BOOL:
-        raise ValueError(f"the expression must be true or false, but it gives "
-                         f"{compiled.return_type().name()}")
+        kind = compiled.return_type().name().lower()
+        raise ValueError(f"the expression must be true or false, but it gives a value of "
+                         f"type {kind}")
     return compiled
 
 
@@ -79,4 +81,9 @@ def _cel_message(text: str) -> str:
     lines = [line for line in text.splitlines() if not line.startswith(" |")]
     message = " ".join(line.strip() for line in lines).replace("ERROR: <input>:", "at ")
     message = message.replace(" (in container '')", "").replace(" [INVALID_ARGUMENT]", "")
+    # ANTLR's list of every token it would have accepted helps nobody writing a rule.
+    message = re.sub(r" expecting \{[^}]*\}", "", message)
+    message = message.replace("mismatched input '<EOF>'", "the expression ends too early")
+    if message.startswith("Key not found in map"):
+        message += " (guard an optional key with has(), e.g. has(member.attributes.city))"
     return f"CEL: {message}"

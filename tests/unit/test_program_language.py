@@ -115,13 +115,13 @@ BAD = {
         program_text(fixed_bonus('  when: "purchase.total + 1"\n')),
         at="purchase.total + 1", col='"purchase',
         message="rules[0].when.expression: the expression must be true or false, "
-                "but it gives INT",
+                "but it gives a value of type int",
     ),
     "cel text, not true or false": Bad(
         program_text(fixed_bonus("  when: {expression: \"purchase.store\"}\n")),
         at='"purchase.store"', col='"purchase',
         message="rules[0].when.expression: the expression must be true or false, "
-                "but it gives STRING",
+                "but it gives a value of type string",
     ),
     # --- references and identity -----------------------------------------------------------
     "stamp card with an unknown reward": Bad(
