@@ -12,8 +12,9 @@ from loyalty_engine.services.members import explain_member, list_members, show_m
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
-AS_OF = typer.Option(None, "--as-of", help="Show the member as at this instant "
-                     "(ISO 8601 with an offset); default now.")
+AS_OF = typer.Option(None, "--as-of", help="Which stamps and vouchers are still valid at "
+                     "this instant (ISO 8601 with an offset); default now. Balances and lots "
+                     "are always as recorded.")
 
 
 @app.command("list")

@@ -11,7 +11,10 @@ from typing import Any
 from rich.console import Console
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
-console = Console(highlight=False, soft_wrap=True)
+# Piped output is read by scripts and people alike: wide enough that tables never cut a
+# voucher code or a timestamp short (a terminal keeps its own width).
+console = Console(highlight=False, soft_wrap=True,
+                  width=None if Console().is_terminal else 240)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

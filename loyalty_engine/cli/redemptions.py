@@ -48,9 +48,13 @@ def create(
 
 
 @app.command()
-def reverse(ctx: typer.Context, redemption_id: str, json_out: bool = JSON) -> None:
+def reverse(ctx: typer.Context, redemption_id: str,
+            at: str | None = typer.Option(None, "--at", help="When it was undone (ISO 8601 "
+                                          "with an offset); default now."),
+            json_out: bool = JSON) -> None:
     """Undo a redemption (points back to their lots, vouchers back as they were)."""
-    _show(reverse_redemption(engine_for(ctx), redemption_id, now()), json_out)
+    _show(reverse_redemption(engine_for(ctx), redemption_id, now(), parse_instant(at, "--at")),
+          json_out)
 
 
 def _show(outcome: RedemptionOutcome, json_out: bool) -> None:
@@ -60,10 +64,16 @@ def _show(outcome: RedemptionOutcome, json_out: bool) -> None:
                    "points": outcome.points, "voucher": outcome.voucher,
                    "reversed": outcome.reversed, "replayed": outcome.replayed})
         return
+    who = f"redemption {outcome.redemption_id} of {outcome.member_id} in {outcome.program_id}"
+    again = " (already recorded; nothing changed)" if outcome.replayed else ""
+    if outcome.reversed:
+        what = {"points": f"{outcome.points} points are back in the lots they came from",
+                "reward": f"voucher {outcome.voucher} is void and {outcome.points} points are "
+                          "back in the lots they came from",
+                "voucher": f"voucher {outcome.voucher} can be used again"}[outcome.kind]
+        console.print(f"{who} undone: {what}{again}", markup=False)
+        return
     what = {"points": f"{outcome.points} points spent",
             "reward": f"voucher {outcome.voucher} bought for {outcome.points} points",
             "voucher": f"voucher {outcome.voucher} used"}[outcome.kind]
-    state = "reversed" if outcome.reversed else "done"
-    again = " (already recorded; nothing changed)" if outcome.replayed else ""
-    console.print(f"redemption {outcome.redemption_id} of {outcome.member_id} in "
-                  f"{outcome.program_id}: {what}; {state}{again}", markup=False)
+    console.print(f"{who}: {what}; done{again}", markup=False)

@@ -39,6 +39,10 @@ class RefundRejectedError(LoyaltyError):
     """A refund that cannot be accepted: no such purchase, more than was bought, ..."""
 
 
+class RefundPurchaseMissingError(RefundRejectedError):
+    """The purchase a refund names was never recorded."""
+
+
 class RefundConflictError(LoyaltyError):
     """The same (store_id, refund_id) was already recorded with a different body."""
 

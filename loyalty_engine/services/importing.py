@@ -29,6 +29,7 @@ from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.services.errors import (
     ImportFileError,
     RefundConflictError,
+    RefundPurchaseMissingError,
     RefundRejectedError,
 )
 from loyalty_engine.services.programs import load_catalog
@@ -143,13 +144,15 @@ def import_purchases(
             for line, item in prepared:
                 report.read += 1
                 if isinstance(item, str):
+                    if isinstance(item, _RefundLineError):
+                        report.refunds_read += 1
                     report.errors.append(LineError(line, item, raw_by_line.get(line)))
                 elif isinstance(item, RefundEvent):
                     report.refunds_read += 1
                     _write_purchases(writer, purchases, report, raw_by_line, skip_invalid)
                     purchases = []
-                    _apply_refund(conn, catalog, item, line, now, report, raw_by_line,
-                                  skip_invalid)
+                    _apply_refund(conn, catalog, writer, item, line, now, report,
+                                  raw_by_line, skip_invalid)
                 else:
                     purchases.append((line, item))
             _write_purchases(writer, purchases, report, raw_by_line, skip_invalid)
@@ -195,22 +198,39 @@ def _write_purchases(writer: PurchaseWriter, purchases: list[tuple[int, Purchase
                                        raw_by_line.get(line)))
 
 
-def _apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent, line: int,
-                  now: datetime, report: ImportReport, raw_by_line: dict[int, Any],
-                  skip_invalid: bool) -> None:
-    if report.errors and not skip_invalid:
-        return  # the import has failed: purchases it refunds may not have been written
+def _apply_refund(conn: Connection, catalog: ProgramCatalog, writer: PurchaseWriter,
+                  event: RefundEvent, line: int, now: datetime, report: ImportReport,
+                  raw_by_line: dict[int, Any], skip_invalid: bool) -> None:
+    # Once an all-or-nothing import has failed, a refund is still tried (so that every
+    # bad refund is reported at once) but rolled back straight away.
+    dry_run = bool(report.errors) and not skip_invalid
+    savepoint = conn.begin_nested()
     try:
-        with conn.begin_nested():  # a rejected refund leaves the rest of the import intact
-            outcome = apply_refund(conn, catalog, event, now)
+        outcome = apply_refund(conn, catalog, event, now)
+    except RefundPurchaseMissingError as exc:
+        savepoint.rollback()
+        if not (dry_run and writer.was_checked(event.purchase_key)):
+            report.errors.append(LineError(line, str(exc), raw_by_line.get(line)))
+        return  # else: its purchase is in this file but was only checked, not written
     except (RefundRejectedError, RefundConflictError) as exc:
+        savepoint.rollback()  # a rejected refund leaves the rest of the import intact
         report.errors.append(LineError(line, str(exc), raw_by_line.get(line)))
         return
+    if dry_run:
+        savepoint.rollback()
+        return
+    savepoint.commit()
     if outcome.replayed:
         report.refunds_replayed += 1
     else:
         report.refunds += 1
         report.points_refunded += sum(outcome.points.values())
+
+
+class _RefundLineError(str):
+    """A refund line that failed validation (counted as a refund read, not a purchase)."""
+
+    __slots__ = ()
 
 
 # A record as read from the file, before validation: (kind, first line, raw, extra).
@@ -250,7 +270,10 @@ def prepare_chunk(chunk: list[Record]) -> list[Prepared]:
             continue
         try:
             if kind == "json" and _REFUND_MARK in raw and _is_refund(raw):
-                prepared.append((line, RefundEvent.model_validate_json(raw)))
+                try:
+                    prepared.append((line, RefundEvent.model_validate_json(raw)))
+                except ValidationError as exc:
+                    prepared.append((line, _RefundLineError("; ".join(describe_errors(exc)))))
                 continue
             if kind == "json":
                 event = PurchaseEvent.model_validate_json(raw)

@@ -57,8 +57,10 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
         .order_by(_lots.c.earned_at, _lots.c.entry_id)
     )
     if spendable_only:
-        query = query.where(or_(_lots.c.pending_until.is_(None),
-                                _lots.c.activated_at.is_not(None)))
+        # Spendable at `at`: earned by then, and not pending then.
+        query = query.where(_lots.c.earned_at <= at,
+                            or_(_lots.c.pending_until.is_(None),
+                                _lots.c.activated_at <= at))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     rows = sorted(conn.execute(query).all(), key=lambda r: (
@@ -81,9 +83,9 @@ def spendable_points(conn: Connection, member_id: str, program_id: str, at: date
     in_lots = conn.execute(
         select(_lots.c.remaining).where(
             _lots.c.member_id == member_id, _lots.c.program_id == program_id,
-            _lots.c.remaining > 0,
+            _lots.c.remaining > 0, _lots.c.earned_at <= at,
             or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at),
-            or_(_lots.c.pending_until.is_(None), _lots.c.activated_at.is_not(None)))
+            or_(_lots.c.pending_until.is_(None), _lots.c.activated_at <= at))
     ).scalars().all()
     balance = conn.execute(
         select(_balances.c.points).where(

@@ -227,6 +227,10 @@ class PurchaseWriter:
             self._settle_copies(copies, {k: v[0] for k, v in fresh.items()}, result)
         return result
 
+    def was_checked(self, key: tuple[str, str]) -> bool:
+        """Whether a purchase was checked but not written (an import that already failed)."""
+        return key in self._checked
+
     def _progress_book(self, purchases: list[Purchase], check_only: bool) -> ProgressBook:
         """Load (and on PostgreSQL lock) the state planning these purchases needs."""
         book = ProgressBook()

@@ -161,6 +161,9 @@ def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) ->
     if voucher.status != "issued":
         raise RedemptionRejectedError(f"voucher {request.voucher!r} is {voucher.status} "
                                       "and cannot be used")
+    if voucher.issued_at > request.occurred_at:
+        raise RedemptionRejectedError(f"voucher {request.voucher!r} was issued at "
+                                      f"{voucher.issued_at.isoformat()}, after this redemption")
     if voucher.valid_until <= request.occurred_at:
         raise RedemptionRejectedError(f"voucher {request.voucher!r} expired at "
                                       f"{voucher.valid_until.isoformat()}")
@@ -168,9 +171,11 @@ def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) ->
         status="redeemed", redeemed_by=request.redemption_id, changed_at=now))
 
 
-def reverse_redemption(engine: Engine, redemption_id: str, now: datetime) -> RedemptionOutcome:
+def reverse_redemption(engine: Engine, redemption_id: str, now: datetime,
+                       at: datetime | None = None) -> RedemptionOutcome:
     """Undo a redemption: points back to the lots they came from (with a ledger entry), a
-    bought voucher void, a used voucher usable again. Reversing twice changes nothing."""
+    bought voucher void, a used voucher usable again. Reversing twice changes nothing.
+    `at` dates the reversal in the ledger (default: now)."""
     def attempt() -> RedemptionOutcome:
         with write_transaction(engine) as conn:
             stored = _stored(conn, redemption_id)
@@ -182,13 +187,13 @@ def reverse_redemption(engine: Engine, redemption_id: str, now: datetime) -> Red
                 outcome = _outcome(stored)
                 outcome.replayed = True
                 return outcome
-            _reverse(conn, stored, now)
+            _reverse(conn, stored, now, at or now)
             return _outcome(_stored(conn, redemption_id))
 
     return retry_transient(attempt)
 
 
-def _reverse(conn: Connection, stored: Any, now: datetime) -> None:
+def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None:
     conv = Converters(conn)
     if stored.kind == "voucher":
         conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code).values(
@@ -213,7 +218,7 @@ def _reverse(conn: Connection, stored: Any, now: datetime) -> None:
             ("id", "member_id", "program_id", "program_version_id", "kind", "points",
              "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
             [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
-              stored.points, None, "", conv.when(now), conv.when(now),
+              stored.points, None, "", conv.when(at), conv.when(now),
               Converters.json({"redemption_id": stored.redemption_id,
                                "to_lots": stored.consumed}),
               f"unredeem:{stored.redemption_id}")],

@@ -22,7 +22,11 @@ from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import local_day, stamps_held
 from loyalty_engine.rules.compiled import StampCard
-from loyalty_engine.services.errors import RefundConflictError, RefundRejectedError
+from loyalty_engine.services.errors import (
+    RefundConflictError,
+    RefundPurchaseMissingError,
+    RefundRejectedError,
+)
 from loyalty_engine.services.lots import Taken, adjust_balance, lock_member, take_points
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
@@ -95,8 +99,8 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
                                  _purchases.c.transaction_id == transaction_id)
     ).first()
     if purchase is None:
-        raise RefundRejectedError(f"there is no purchase {transaction_id!r} of store "
-                                  f"{store_id!r} to refund")
+        raise RefundPurchaseMissingError(f"there is no purchase {transaction_id!r} of store "
+                                         f"{store_id!r} to refund")
     if purchase.member_id is not None and not lock_member(conn, purchase.member_id):
         raise AssertionError("a purchase's member always exists")
     if conn.dialect.name == "postgresql":
