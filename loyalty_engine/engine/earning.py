@@ -159,7 +159,7 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         points = _capped(program, rule, facts.day, points, reason, progress, result)
         if points <= 0:
             continue
-        if isinstance(rule, SpendThreshold):
+        if isinstance(rule, SpendThreshold | NthVisit):
             _advance(progress, result, f"{rule.rule_id}:awarded",
                      period_key(rule.period, facts.day), 1)
         result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
@@ -213,7 +213,9 @@ def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
     if isinstance(rule, NthVisit):
         period = period_key(rule.period, day)
         visits = _advance(progress, result, f"{rule.rule_id}:visits", period, 1)
-        if visits == rule.visit:
+        # Once per period: after a refund of an earlier visit, the count can reach N again.
+        awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
+        if visits >= rule.visit and awarded <= 0:
             return rule.points, {"visit": visits, "period": period}
         return None
     if isinstance(rule, SpendThreshold):

@@ -17,6 +17,7 @@ from loyalty_engine.store.bulk import Converters, insert_rows
 _lots = tables.point_lots
 _balances = tables.balances
 _members = tables.members
+_ledger = tables.ledger_entries
 
 
 class Taken(NamedTuple):
@@ -41,12 +42,12 @@ def _is_pending(pending_until: datetime | None, activated_at: datetime | None) -
 
 
 def take_points(conn: Connection, member_id: str, program_id: str, points: int,
-                at: datetime, *, first_entry: int | None = None,
+                at: datetime, *, skip_entry: int | None = None,
                 spendable_only: bool = False) -> list[Taken]:
     """Take up to `points` from the member's unexpired lots and return what was taken.
 
-    Order: the lot of first_entry (a refund takes back its own purchase's points first),
-    then pending lots (unless spendable_only), then active ones, each oldest first.
+    Order: pending lots first (unless spendable_only, which takes only lots earned and
+    activated by `at`), then active ones, each oldest first. skip_entry is left alone.
     """
     query = (
         select(_lots.c.entry_id, _lots.c.remaining, _lots.c.pending_until,
@@ -56,6 +57,8 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
                or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at))
         .order_by(_lots.c.earned_at, _lots.c.entry_id)
     )
+    if skip_entry is not None:
+        query = query.where(_lots.c.entry_id != skip_entry)
     if spendable_only:
         # Spendable at `at`: earned by then, and not pending then.
         query = query.where(_lots.c.earned_at <= at,
@@ -63,8 +66,8 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
                                 _lots.c.activated_at <= at))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    rows = sorted(conn.execute(query).all(), key=lambda r: (
-        r.entry_id != first_entry, not _is_pending(r.pending_until, r.activated_at)))
+    rows = sorted(conn.execute(query).all(),
+                  key=lambda r: not _is_pending(r.pending_until, r.activated_at))
     taken: list[Taken] = []
     left = points
     for row in rows:
@@ -73,9 +76,28 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
         take = min(left, row.remaining)
         left -= take
         taken.append(Taken(row.entry_id, take, _is_pending(row.pending_until, row.activated_at)))
-        conn.execute(_lots.update().where(_lots.c.entry_id == row.entry_id)
-                     .values(remaining=_lots.c.remaining - take))
+        _reduce(conn, row.entry_id, take)
     return taken
+
+
+def take_from_lot(conn: Connection, entry_id: int, points: int) -> Taken | None:
+    """Take up to `points` from one lot, expired or not (a refund takes back its own
+    purchase's points first: what the expiry step has not taken yet is still there)."""
+    query = select(_lots.c.remaining, _lots.c.pending_until, _lots.c.activated_at).where(
+        _lots.c.entry_id == entry_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None or row.remaining == 0 or points == 0:
+        return None
+    take = min(points, row.remaining)
+    _reduce(conn, entry_id, take)
+    return Taken(entry_id, take, _is_pending(row.pending_until, row.activated_at))
+
+
+def _reduce(conn: Connection, entry_id: int, points: int) -> None:
+    conn.execute(_lots.update().where(_lots.c.entry_id == entry_id)
+                 .values(remaining=_lots.c.remaining - points))
 
 
 def spendable_points(conn: Connection, member_id: str, program_id: str, at: datetime) -> int:
@@ -94,11 +116,25 @@ def spendable_points(conn: Connection, member_id: str, program_id: str, at: date
     return max(0, min(int(sum(in_lots)), int(balance or 0)))
 
 
-def restore_points(conn: Connection, consumed: dict[int, int]) -> None:
-    """Give points back to the lots they were taken from."""
+def restore_points(conn: Connection, consumed: dict[int, int], at: datetime) -> int:
+    """Give points back to the lots they were taken from, except lots that expired by
+    `at` or that the expiry step has already closed (those points would have lapsed).
+    Returns the points restored."""
+    restored = 0
+    closed = set(conn.execute(
+        select(_ledger.c.ref).where(_ledger.c.kind == "expire",
+                                    _ledger.c.ref.in_([f"expire:{e}" for e in consumed]))
+    ).scalars())
     for entry_id, points in sorted(consumed.items()):
-        conn.execute(_lots.update().where(_lots.c.entry_id == entry_id)
-                     .values(remaining=_lots.c.remaining + points))
+        if f"expire:{entry_id}" in closed:
+            continue
+        done = conn.execute(
+            _lots.update().where(_lots.c.entry_id == entry_id,
+                                 or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at))
+            .values(remaining=_lots.c.remaining + points))
+        if done.rowcount:
+            restored += points
+    return restored
 
 
 def adjust_balance(conn: Connection, member_id: str, program_id: str, points: int,

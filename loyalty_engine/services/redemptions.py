@@ -208,7 +208,8 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
                     "reverse the redemption that used it first")
             conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code)
                          .values(status="void", changed_at=now))
-        restore_points(conn, {int(k): v for k, v in stored.consumed.items()})
+        # Points whose lots expired meanwhile stay lapsed: they would be gone by now.
+        restored = restore_points(conn, {int(k): v for k, v in stored.consumed.items()}, at)
         version_id = conn.execute(select(_ledger.c.program_version_id).where(
             _ledger.c.kind == "redeem", _ledger.c.ref == f"redeem:{stored.redemption_id}")
         ).scalar_one()
@@ -218,12 +219,13 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
             ("id", "member_id", "program_id", "program_version_id", "kind", "points",
              "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
             [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
-              stored.points, None, "", conv.when(at), conv.when(now),
+              restored, None, "", conv.when(at), conv.when(now),
               Converters.json({"redemption_id": stored.redemption_id,
-                               "to_lots": stored.consumed}),
+                               "to_lots": stored.consumed,
+                               "lapsed": stored.points - restored}),
               f"unredeem:{stored.redemption_id}")],
         )
-        adjust_balance(conn, stored.member_id, stored.program_id, stored.points, 0, now)
+        adjust_balance(conn, stored.member_id, stored.program_id, restored, 0, now)
     conn.execute(_redemptions.update().where(
         _redemptions.c.redemption_id == stored.redemption_id).values(reversed_at=now))
 

@@ -27,7 +27,13 @@ from loyalty_engine.services.errors import (
     RefundPurchaseMissingError,
     RefundRejectedError,
 )
-from loyalty_engine.services.lots import Taken, adjust_balance, lock_member, take_points
+from loyalty_engine.services.lots import (
+    Taken,
+    adjust_balance,
+    lock_member,
+    take_from_lot,
+    take_points,
+)
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
@@ -190,10 +196,17 @@ class _Reversal:
             points = share(entry.points, after, total) - share(entry.points, before, total)
             if points <= 0:
                 continue
-            taken = take_points(conn, self.member_id, entry.program_id, points,
-                                self.event.occurred_at, first_entry=entry.id)
+            own = take_from_lot(conn, entry.id, points)
+            left = points - (own.points if own else 0)
+            # Points of this purchase that already lapsed are gone: not taken again.
+            lapsed = min(left, self._lapsed_unclaimed(entry.id)) if left else 0
+            left -= lapsed
+            taken = ([own] if own else []) + (take_points(
+                conn, self.member_id, entry.program_id, left, self.event.occurred_at,
+                skip_entry=entry.id) if left else [])
             took = sum(t.points for t in taken)
-            shortfall = points - took
+            shortfall = left - (took - (own.points if own else 0))
+            points -= lapsed
             policy = self.catalog.version(entry.program_version_id).program.refund_shortfall
             in_balance = policy == "negative_balance"
             for t in taken:
@@ -203,8 +216,8 @@ class _Reversal:
                 if in_balance:
                     balance[entry.program_id][0] -= shortfall
             booked = points if in_balance else took
-            if booked:
-                rows.append((entry, -booked, taken, shortfall))
+            if booked or lapsed:
+                rows.append((entry, -booked, taken, shortfall, lapsed))
             self.outcome.points[entry.program_id] = (
                 self.outcome.points.get(entry.program_id, 0) + booked)
         ids = allocate_ids(conn, _ledger, len(rows))
@@ -214,14 +227,31 @@ class _Reversal:
             ("id", "member_id", "program_id", "program_version_id", "kind", "points",
              "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
             [(eid, self.member_id, entry.program_id, entry.program_version_id, "refund", points,
-              None, entry.rule_id, when, now, Converters.json(self._reason(entry, taken, short)),
+              None, entry.rule_id, when, now,
+              Converters.json(self._reason(entry, taken, short, lapsed)),
               f"refund:{self.refund_pk}:{entry.id}")
-             for eid, (entry, points, taken, short) in zip(ids, rows, strict=True)],
+             for eid, (entry, points, taken, short, lapsed) in zip(ids, rows, strict=True)],
         )
         for program_id, (spendable, pending) in sorted(balance.items()):
             adjust_balance(conn, self.member_id, program_id, spendable, pending, self.now)
 
-    def _reason(self, entry: Any, taken: list[Taken], shortfall: int) -> dict[str, Any]:
+    def _lapsed_unclaimed(self, entry_id: int) -> int:
+        """Points of a lot that expired and that no earlier refund has accounted for."""
+        expired = self.conn.execute(
+            select(func.coalesce(func.sum(_ledger.c.points), 0))
+            .where(_ledger.c.kind == "expire", _ledger.c.ref == f"expire:{entry_id}")
+        ).scalar_one()
+        if not expired:
+            return 0
+        earlier = self.conn.execute(
+            select(_ledger.c.reason).where(_ledger.c.kind == "refund",
+                                           _ledger.c.ref.like(f"refund:%:{entry_id}"))
+        ).scalars().all()
+        claimed = sum(int(reason.get("lapsed", 0)) for reason in earlier)
+        return max(0, -int(expired) - claimed)
+
+    def _reason(self, entry: Any, taken: list[Taken], shortfall: int,
+                lapsed: int) -> dict[str, Any]:
         return {
             "refund_id": self.event.refund_id, "store_id": self.event.store_id,
             "purchase_id": self.purchase.id, "earned_entry": entry.id,
@@ -229,6 +259,7 @@ class _Reversal:
             "total_minor": self.purchase.total_minor,
             "from_lots": {str(t.entry_id): t.points for t in taken},
             **({"shortfall": shortfall} if shortfall else {}),
+            **({"lapsed": lapsed} if lapsed else {}),
         }
 
     def _debt(self, program_id: str, points: int, shortfall: int, in_balance: bool) -> None:

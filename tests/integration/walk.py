@@ -105,7 +105,8 @@ def state(engine: Engine, member: str = "M-1") -> dict[str, Any]:
 
 def points(engine: Engine, program: str, member: str = "M-1") -> tuple[int, int]:
     """(spendable, pending) of a member in a program; (0, 0) without a balance row."""
-    return state(engine, member)["balances"].get(program, (0, 0))
+    found: tuple[int, int] = state(engine, member)["balances"].get(program, (0, 0))
+    return found
 
 
 def stamps(engine: Engine, program: str = "bean-there", card: str = "coffee-card",

@@ -326,8 +326,11 @@ def test_nth_visit_reason_and_counters() -> None:
     (evaluation,) = run(program(FIFTH_VISIT), [buy(when="2026-03-20 10:00")], progress)
     (award,) = evaluation.awards
     assert award.reason == {"visit": 5, "period": "2026-03"}
-    assert progress == {("fifth-visit:visits", "2026-03"): 5}
-    assert [tuple(d) for d in evaluation.progress] == [("fifth-visit:visits", "2026-03", 1)]
+    # The award is flagged for the period, so a refunded earlier visit cannot earn it twice.
+    assert progress == {("fifth-visit:visits", "2026-03"): 5,
+                        ("fifth-visit:awarded", "2026-03"): 1}
+    assert [tuple(d) for d in evaluation.progress] == [("fifth-visit:visits", "2026-03", 1),
+                                                       ("fifth-visit:awarded", "2026-03", 1)]
 
 
 # --- spend_threshold -------------------------------------------------------------------------
