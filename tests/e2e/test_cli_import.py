@@ -45,6 +45,7 @@ def test_import_jsonl_then_again_changes_nothing(db_url: str, tmp_path: Path) ->
     again = ok("purchases", "import", "march.jsonl", "--json", database=db_url, cwd=tmp_path)
     assert again.json() == {
         "file": "march.jsonl", "read": 4, "recorded": 0, "replayed": 4, "points": 0,
+        "refunds": {"read": 0, "applied": 0, "replayed": 0, "points_taken_back": 0},
         "committed": True, "rejects_file": None, "errors": [],
     }
     assert _members(db_url, tmp_path) == members
