@@ -58,7 +58,8 @@ def evaluate_purchase(program: CompiledProgram, purchase: Purchase) -> list[Earn
 class _Facts:
     """What conditions test, computed once per purchase and program."""
 
-    __slots__ = ("_data", "day", "eligible", "local", "member", "program", "purchase")
+    __slots__ = ("_data", "day", "eligible", "eligible_minor", "local", "member", "program",
+                 "purchase")
 
     def __init__(self, program: CompiledProgram, purchase: Purchase,
                  member: MemberView | None) -> None:
@@ -72,6 +73,7 @@ class _Facts:
             if item.category not in program.excluded_categories
             and item.sku not in program.excluded_skus
         ]
+        self.eligible_minor = sum(item.amount_minor for item in self.eligible)
         self._data: dict[str, Any] | None = None
 
     def data(self) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class _Facts:
             attributes = {} if m is None else m.attributes
             self._data = {
                 "purchase.total": p.total_minor,
-                "purchase.eligible_spend": sum(i.amount_minor for i in self.eligible),
+                "purchase.eligible_spend": self.eligible_minor,
                 "purchase.currency": p.currency,
                 "purchase.store": p.store_id,
                 "purchase.item_count": len(p.items),
@@ -205,7 +207,8 @@ def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
                 result: Evaluation) -> tuple[int, dict[str, Any]] | None:
     """The points a rule would award (before groups and caps), advancing its counters."""
     day = facts.day
-    spend = sum(i.amount_minor for i in items)
+    spend = (facts.eligible_minor if items is facts.eligible
+             else sum(i.amount_minor for i in items))
     if isinstance(rule, PointsPerSpend):
         return _points_per_spend(program, rule, facts, items, spend)
     if isinstance(rule, FixedBonus):

@@ -251,12 +251,17 @@ class PurchaseWriter:
                     ).all()
         for part in chunked(member_ids):
             if stateful:
-                for member_id, program_id, counter, period, value in self.conn.execute(
-                    select(_counters.c.member_id, _counters.c.program_id, _counters.c.counter,
-                           _counters.c.period, _counters.c.value)
-                    .where(_counters.c.member_id.in_(part), _counters.c.value != 0)
+                # Straight from the driver: a batch's members hold thousands of counters.
+                progress = book.progress
+                for member_id, program_id, counter, period, value in select_by_keys(
+                    self.conn, _counters, ("member_id",), [(m,) for m in part],
+                    ("member_id", "program_id", "counter", "period", "value"),
                 ):
-                    book.of(member_id, program_id)[(counter, period)] = value
+                    if value:
+                        found = progress.get((member_id, program_id))
+                        if found is None:
+                            found = progress[(member_id, program_id)] = {}
+                        found[(counter, period)] = value
             if uses_member:
                 for member_id, attributes in self.conn.execute(
                     select(_members.c.member_id, _members.c.attributes)
