@@ -401,6 +401,8 @@ def _cap_room(program: CompiledProgram, rule: CompiledRule, day: date, points: i
 def _capped(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
             reason: dict[str, Any], progress: Progress, result: Evaluation) -> int:
     """Trim points to what the rule's and the program's caps still allow this period."""
+    if not rule.caps and not program.caps:
+        return points
     windows = _cap_windows(program, rule, day)
     if not windows:
         return points
