@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, and_, select
 
+from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows
 from loyalty_engine.store.database import write_transaction
@@ -73,8 +74,7 @@ def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None
         now = conv.when(as_of)
         insert_rows(
             conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            LEDGER_COLUMNS,
             [(eid, r.member_id, r.program_id, r.program_version_id, "expire", -r.remaining,
               None, "", conv.when(r.expires_at), now,
               Converters.json({"lot": r.entry_id, "expired_at": r.expires_at.isoformat()}),

@@ -28,6 +28,7 @@ from loyalty_engine.engine.planning import (
 )
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows, select_by_keys
 from loyalty_engine.store.database import write_transaction
@@ -471,8 +472,7 @@ class PurchaseWriter:
                       for a in p.awards}
         insert_rows(
             conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            LEDGER_COLUMNS,
             [(eid, p.purchase.member_id, program_id, version_of[program_id], "debt", -taken,
               None, "", conv.when(p.purchase.occurred_at), now,
               conv.json({"debt_id": debt_id, "repaid_from_entry": entry}),
@@ -501,13 +501,10 @@ class PurchaseWriter:
                 totals[(member_id, program_id, counter, period)] += delta
             for v in plan.vouchers:
                 reward = self.catalog.version(v.version_id).program.rewards[v.reward_id]
-                voucher_rows.append((
+                voucher_rows.append(voucher_row(
                     f"{v.rule_id}-{pid}-{v.seq + 1}", member_id, v.program_id, v.version_id,
-                    v.reward_id, reward.kind, reward.amount_minor,
-                    None if reward.percent is None else str(reward.percent), reward.sku,
-                    reward.category, "stamp_card", pid, v.rule_id, v.consumed_json,
-                    conv.when(plan.purchase.occurred_at), conv.when(v.valid_until), "issued",
-                    now))
+                    reward, "stamp_card", pid, v.rule_id, v.consumed_json,
+                    conv.when(plan.purchase.occurred_at), conv.when(v.valid_until), now))
         if totals:
             insert_rows(
                 conn, _counters, ("member_id", "program_id", "counter", "period", "value"),
@@ -524,9 +521,7 @@ class PurchaseWriter:
         if voucher_rows:
             insert_rows(
                 conn, _vouchers,
-                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
-                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
-                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
+                VOUCHER_COLUMNS,
                 voucher_rows,
             )
 

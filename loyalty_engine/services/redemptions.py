@@ -23,6 +23,7 @@ from loyalty_engine.services.lots import (
     take_points,
 )
 from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
 from loyalty_engine.store.database import write_transaction
@@ -115,8 +116,7 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> Rede
         entry_id = allocate_ids(conn, _ledger, 1)[0]
         insert_rows(
             conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            LEDGER_COLUMNS,
             [(entry_id, member_id, program_id, version.id, "redeem", -points, None, "",
               conv.when(at), conv.when(now),
               Converters.json({"redemption_id": request.redemption_id,
@@ -129,15 +129,11 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> Rede
             voucher_code = f"R-{request.redemption_id}"
             insert_rows(
                 conn, _vouchers,
-                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
-                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
-                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
-                [(voucher_code, member_id, program_id, version.id, reward.reward_id,
-                  reward.kind, reward.amount_minor,
-                  None if reward.percent is None else str(reward.percent), reward.sku,
-                  reward.category, "points", None, None, "{}", conv.when(at),
-                  conv.when(at + timedelta(days=reward.valid_days)), "issued",
-                  conv.when(now))],
+                VOUCHER_COLUMNS,
+                [voucher_row(voucher_code, member_id, program_id, version.id, reward, "points",
+                             None, None, "{}", conv.when(at),
+                             conv.when(at + timedelta(days=reward.valid_days)),
+                             conv.when(now))],
             )
     insert_rows(
         conn, _redemptions,
@@ -216,8 +212,7 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
         entry_id = allocate_ids(conn, _ledger, 1)[0]
         insert_rows(
             conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            LEDGER_COLUMNS,
             [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
               restored, None, "", conv.when(at), conv.when(now),
               Converters.json({"redemption_id": stored.redemption_id,

@@ -35,6 +35,7 @@ from loyalty_engine.services.lots import (
     take_points,
 )
 from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
 from loyalty_engine.store.database import write_transaction
@@ -224,8 +225,7 @@ class _Reversal:
         when, now = self.convert.when(self.event.occurred_at), self.convert.when(self.now)
         insert_rows(
             conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref"),
+            LEDGER_COLUMNS,
             [(eid, self.member_id, entry.program_id, entry.program_version_id, "refund", points,
               None, entry.rule_id, when, now,
               Converters.json(self._reason(entry, taken, short, lapsed)),
@@ -378,16 +378,14 @@ class _Reversal:
             conv = self.convert
             insert_rows(
                 self.conn, _vouchers,
-                ("code", "member_id", "program_id", "program_version_id", "reward_id", "kind",
-                 "amount_minor", "percent", "sku", "category", "source", "purchase_id",
-                 "rule_id", "consumed", "issued_at", "valid_until", "status", "changed_at"),
-                [(f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}", self.member_id,
-                  program_id, version.id, reward.reward_id, reward.kind, reward.amount_minor,
-                  None if reward.percent is None else str(reward.percent), reward.sku,
-                  reward.category, "stamp_card", self.purchase.id, rule_id,
-                  Converters.json(dict(used)), conv.when(self.event.occurred_at),
-                  conv.when(self.event.occurred_at + timedelta(days=reward.valid_days)),
-                  "issued", conv.when(self.now))],
+                VOUCHER_COLUMNS,
+                [voucher_row(f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}",
+                             self.member_id, program_id, version.id, reward, "stamp_card",
+                             self.purchase.id, rule_id, Converters.json(dict(used)),
+                             conv.when(self.event.occurred_at),
+                             conv.when(self.event.occurred_at
+                                       + timedelta(days=reward.valid_days)),
+                             conv.when(self.now))],
             )
             self.outcome.vouchers_reissued.append(
                 f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}")
