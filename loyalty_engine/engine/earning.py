@@ -159,12 +159,14 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
                 rivals, key=lambda c: _cap_room(program, c[0], facts.day, c[1], progress))
             reason["group"] = rule.group
         points = _capped(program, rule, facts.day, points, reason, progress, result)
-        if points <= 0:
-            continue
+        if points > 0:
+            result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
+    # A visit or threshold bonus is decided once per period, whether it stood, lost its
+    # group or was capped away: otherwise the next purchase of the period would earn it.
+    for rule, _, _ in candidates:
         if isinstance(rule, SpendThreshold | NthVisit):
             _advance(progress, result, f"{rule.rule_id}:awarded",
                      period_key(rule.period, facts.day), 1)
-        result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
 
 
 def _matching_items(when: CompiledCondition | None, facts: _Facts) -> list[LineItem] | None:

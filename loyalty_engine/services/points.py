@@ -7,16 +7,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, select
 
 from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
 
 _lots = tables.point_lots
 _ledger = tables.ledger_entries
 _balances = tables.balances
+_members = tables.members
 
 
 @dataclass(slots=True)
@@ -31,11 +33,16 @@ class StepResult:
 def activate_pending(engine: Engine, as_of: datetime,
                      program_id: str | None = None) -> StepResult:
     """Make spendable every pending lot whose return window ended by as_of."""
+    return retry_transient(lambda: _activate(engine, as_of, program_id))
+
+
+def _activate(engine: Engine, as_of: datetime, program_id: str | None) -> StepResult:
     with write_transaction(engine) as conn:
         due = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None),
                    _lots.c.pending_until <= as_of)
         if program_id is not None:
             due = and_(due, _lots.c.program_id == program_id)
+        _lock_members(conn, due)
         query = select(_lots.c.entry_id, _lots.c.member_id, _lots.c.program_id,
                        _lots.c.remaining).where(due).order_by(_lots.c.entry_id)
         if conn.dialect.name == "postgresql":
@@ -54,12 +61,17 @@ def activate_pending(engine: Engine, as_of: datetime,
 def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None) -> StepResult:
     """Expire what remains of every lot whose expiry is at or before as_of, one ledger
     entry per lot (its natural key makes a second run write nothing)."""
+    return retry_transient(lambda: _expire(engine, as_of, program_id))
+
+
+def _expire(engine: Engine, as_of: datetime, program_id: str | None) -> StepResult:
     with write_transaction(engine) as conn:
         conv = Converters(conn)
         due = and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at <= as_of,
                    _lots.c.remaining > 0)
         if program_id is not None:
             due = and_(due, _lots.c.program_id == program_id)
+        _lock_members(conn, due)
         query = (
             select(_lots.c.entry_id, _lots.c.member_id, _lots.c.program_id, _lots.c.remaining,
                    _lots.c.expires_at, _lots.c.pending_until, _lots.c.activated_at,
@@ -90,6 +102,23 @@ def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None
         _move(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
         return StepResult(len(rows), sum(r.remaining for r in rows),
                           len({r.member_id for r in rows}))
+
+
+def _lock_members(conn: Connection, due: ColumnElement[bool]) -> None:
+    """Lock the members whose lots are due, in member-id order, before their lots: the
+    order every other writer (purchases, refunds, redemptions) takes them in, so a step
+    and a till wait for each other rather than deadlock (PostgreSQL; SQLite has one
+    writer at a time)."""
+    if conn.dialect.name != "postgresql":
+        return
+    members = conn.execute(
+        select(_lots.c.member_id).where(due).distinct().order_by(_lots.c.member_id)
+    ).scalars().all()
+    for part in chunked(list(members)):
+        conn.execute(
+            select(_members.c.member_id).where(_members.c.member_id.in_(part))
+            .order_by(_members.c.member_id).with_for_update()
+        ).all()
 
 
 def _move(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]],

@@ -450,11 +450,18 @@ class PurchaseWriter:
                              if p.purchase.member_id is not None})
         found: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         for part in chunked(member_ids):
-            for debt_id, member_id, program_id, outstanding, in_balance in self.conn.execute(
+            query = (
                 select(_debts.c.id, _debts.c.member_id, _debts.c.program_id,
                        _debts.c.outstanding, _debts.c.in_balance)
                 .where(_debts.c.member_id.in_(part), _debts.c.outstanding > 0)
                 .order_by(_debts.c.id)
+            )
+            if self.conn.dialect.name == "postgresql":
+                # Two purchases of one member must not both repay the same debt (members
+                # are not locked when no program in force keeps counters).
+                query = query.with_for_update()
+            for debt_id, member_id, program_id, outstanding, in_balance in self.conn.execute(
+                query
             ):
                 found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
         return found
@@ -502,7 +509,9 @@ class PurchaseWriter:
             for v in plan.vouchers:
                 reward = self.catalog.version(v.version_id).program.rewards[v.reward_id]
                 voucher_rows.append(voucher_row(
-                    f"{v.rule_id}-{pid}-{v.seq + 1}", member_id, v.program_id, v.version_id,
+                    # Rule ids are unique within a program only: the program is in the code.
+                    f"{v.program_id}-{v.rule_id}-{pid}-{v.seq + 1}", member_id, v.program_id,
+                    v.version_id,
                     reward, "stamp_card", pid, v.rule_id, v.consumed_json,
                     conv.when(plan.purchase.occurred_at), conv.when(v.valid_until), now))
         if totals:

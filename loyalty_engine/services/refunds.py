@@ -379,7 +379,8 @@ class _Reversal:
             insert_rows(
                 self.conn, _vouchers,
                 VOUCHER_COLUMNS,
-                [voucher_row(f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}",
+                [voucher_row(code := f"{program_id}-{rule_id}-{self.purchase.id}-R"
+                                     f"{self.refund_pk}-{cards}",
                              self.member_id, program_id, version.id, reward, "stamp_card",
                              self.purchase.id, rule_id, Converters.json(dict(used)),
                              conv.when(self.event.occurred_at),
@@ -387,8 +388,7 @@ class _Reversal:
                                        + timedelta(days=reward.valid_days)),
                              conv.when(self.now))],
             )
-            self.outcome.vouchers_reissued.append(
-                f"{rule_id}-{self.purchase.id}-R{self.refund_pk}-{cards}")
+            self.outcome.vouchers_reissued.append(code)
 
 
 

@@ -305,7 +305,10 @@ class PointDebt(Base):
     """
 
     __tablename__ = "point_debts"
-    __table_args__ = (Index(None, "member_id", "program_id"),)
+    __table_args__ = (
+        Index(None, "member_id", "program_id"),
+        CheckConstraint("outstanding >= 0 AND outstanding <= points", name="outstanding_in_range"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))

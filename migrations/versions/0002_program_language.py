@@ -114,6 +114,7 @@ def upgrade() -> None:
     sa.Column('outstanding', sa.BigInteger(), nullable=False),
     sa.Column('in_balance', sa.Boolean(), nullable=False),
     sa.Column('created_at', UTCDateTime(), nullable=False),
+    sa.CheckConstraint('outstanding >= 0 AND outstanding <= points', name=op.f('ck_point_debts_outstanding_in_range')),
     sa.ForeignKeyConstraint(['member_id'], ['members.member_id'], name=op.f('fk_point_debts_member_id_members')),
     sa.ForeignKeyConstraint(['refund_id'], ['refunds.id'], name=op.f('fk_point_debts_refund_id_refunds')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_point_debts'))

@@ -142,7 +142,7 @@ def test_a_march_of_coffee_and_a_refund_in_one_file(db_url: str, tmp_path: Path)
                                      "stamps": 1, "card_size": 9,
                                      "reward_id": "free-coffee"}]
     [voucher] = shown["vouchers"]
-    assert voucher["code"].startswith("coffee-card-"), voucher
+    assert voucher["code"].startswith("bean-there-coffee-card-"), voucher
     assert (voucher["reward_id"], voucher["kind"], voucher["category"], voucher["source"],
             voucher["status"], voucher["valid"]) == (
         "free-coffee", "free_item", "coffee", "stamp_card", "issued", True)
@@ -379,5 +379,5 @@ def test_members_show_prints_whole_voucher_codes(db_url: str, tmp_path: Path) ->
                  [("LATTE", "coffee", "9", "3.20")], "28.80")])
     cli.ok("purchases", "import", "nine.jsonl")
     text = cli.ok("members", "show", "M-1", "--as-of", AFTER_MARCH)
-    codes = re.findall(r"coffee-card-\d+-\d+", text.stdout)
+    codes = re.findall(r"bean-there-coffee-card-\d+-\d+", text.stdout)
     assert codes, f"the free-coffee voucher's code is not shown whole:\n{text}"

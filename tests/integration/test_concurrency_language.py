@@ -127,3 +127,70 @@ def test_two_refunds_racing_for_one_purchase_never_take_back_more_than_it_earned
         assert len(refused) == 1 and "more than what remains" in str(refused[0]), results
     assert points(engine, "bean-there", member="M-10") == (40, 0)  # 100 - 60% of 100
     assert_ledger_exact(engine)
+
+
+STATELESS_DEBT = """\
+program: plain
+name: Plain
+currency: EUR
+timezone: Europe/Amsterdam
+enrolment: open
+stores: ["PL-*"]
+points: {refund_shortfall: debt}
+rules:
+  - {id: per-euro, kind: points_per_spend, points_per_unit: 1}
+"""
+
+
+def test_two_purchases_racing_to_repay_one_debt_repay_it_once(
+    db_url: str, engine: Engine, tmp_path: Any
+) -> None:
+    # A program without counters: members are not locked, so the debt rows must be.
+    from .walk import apply_text
+
+    apply_text(engine, tmp_path, STATELESS_DEBT)
+    big = [("SHOP", "groceries", "1", "100.00")]
+    buy(engine, "P-1", "2026-03-02", big, member="M-11", store="PL-1")
+    spend(engine, "RD-1", "2026-03-03", "plain", member="M-11", points=100)
+    assert refund(engine, "R-1", "P-1", "2026-03-04", "100.00", store="PL-1").debts == {
+        "plain": 100}
+
+    def post(tx: str) -> Any:
+        return lambda e: buy(e, tx, "2026-03-05", big, member="M-11", store="PL-1")
+
+    _run_together(db_url, [post("P-2"), post("P-3")])
+    assert points(engine, "plain", member="M-11") == (100, 0)  # 200 earned, 100 repaid
+    assert_ledger_exact(engine)
+
+
+def test_the_expiry_step_beside_redemptions_neither_deadlocks_nor_loses_points(
+    db_url: str, engine: Engine, tmp_path: Any
+) -> None:
+    from loyalty_engine.services.points import expire_points
+
+    from .walk import apply_text
+
+    apply_text(engine, tmp_path, STATELESS_DEBT.replace(
+        "points: {refund_shortfall: debt}", "points: {expiry: {end_of: month}}"))
+    members = [f"E-{n:02d}" for n in range(12)]
+    for member in members:
+        buy(engine, f"{member}-1", "2026-03-02", [("SHOP", "groceries", "1", "10.00")],
+            member=member, store="PL-1")
+        buy(engine, f"{member}-2", "2026-04-02", [("SHOP", "groceries", "1", "10.00")],
+            member=member, store="PL-1")
+
+    def redeem_all(e: Engine) -> list[Any]:
+        # Dated in March: each takes 5 points from the lot that lapses at the end of March.
+        return [_attempt(lambda m=m: spend(e, f"RD-{m}", "2026-03-20", "plain", member=m,
+                                           points=5))
+                for m in reversed(members)]
+
+    results = _run_together(db_url, [redeem_all, lambda e: expire_points(e, at("2026-04-01"))])
+    refused = [r for r in results[0] if isinstance(r, LoyaltyError)]
+    expired = results[1]
+    # A redemption either ran before the step (5 of the March lot spent, 5 lapse) or after
+    # it (nothing spendable in March any more): either way 10 points per member are gone.
+    assert expired.points + 5 * (len(members) - len(refused)) == 10 * len(members)
+    for member in members:
+        assert points(engine, "plain", member=member) == (10, 0)
+    assert_ledger_exact(engine)

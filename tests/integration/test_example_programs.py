@@ -56,7 +56,7 @@ def test_a_year_at_the_coffee_chain(engine: Engine) -> None:
     buy(engine, "T03", "2026-02-02", [("CAPPUCCINO", "coffee", "6", "3.40")])
     assert stamps(engine) == {}
     [(card, status)] = _vouchers(engine)
-    assert status == "issued" and card.startswith("coffee-card-")
+    assert status == "issued" and card.startswith("bean-there-coffee-card-")
     # Tue 3 Feb: 2 espressos, 4.80 x 2 = 9.6 -> 9 points; 2 stamps on a new card.
     buy(engine, "T04", "2026-02-03", [("ESPRESSO", "coffee", "2", "2.40")])
     assert stamps(engine) == {"2026-02-03": 2}

@@ -854,3 +854,25 @@ def test_anonymous_and_member_evaluation(member: MemberView | None,
     assert earned(evaluation) == expected
     assert evaluation.progress == [] and evaluation.vouchers == []
 
+
+
+def test_a_visit_bonus_that_lost_its_group_is_not_earned_later_in_the_period() -> None:
+    compiled = program("""\
+- id: third-visit
+  kind: nth_visit
+  visit: 3
+  period: month
+  points: 50
+  group: g
+- id: big-basket
+  kind: fixed_bonus
+  points: 100
+  group: g
+  when: {min_spend: "50.00"}
+""")
+    small, big = coffee("5.00"), coffee("60.00")
+    evaluations = run(compiled, [buy(small, when="2026-03-02 10:00"),
+                                 buy(small, when="2026-03-03 10:00"),
+                                 buy(big, when="2026-03-04 10:00"),  # visit 3: big wins
+                                 buy(small, when="2026-03-05 10:00")])
+    assert [earned(e) for e in evaluations] == [{}, {}, {"big-basket": 100}, {}]
