@@ -62,14 +62,16 @@ def _show(outcome: RedemptionOutcome, json_out: bool) -> None:
         emit_json({"redemption_id": outcome.redemption_id, "member_id": outcome.member_id,
                    "program_id": outcome.program_id, "kind": outcome.kind,
                    "points": outcome.points, "voucher": outcome.voucher,
-                   "reversed": outcome.reversed, "replayed": outcome.replayed})
+                   "reversed": outcome.reversed, "replayed": outcome.replayed,
+                   "points_restored": outcome.restored})
         return
     who = f"redemption {outcome.redemption_id} of {outcome.member_id} in {outcome.program_id}"
     again = " (already recorded; nothing changed)" if outcome.replayed else ""
     if outcome.reversed:
-        what = {"points": f"{outcome.points} points are back in the lots they came from",
-                "reward": f"voucher {outcome.voucher} is void and {outcome.points} points are "
-                          "back in the lots they came from",
+        back = f"{outcome.restored} points are back in the lots they came from"
+        if outcome.restored is not None and outcome.restored < outcome.points:
+            back += f" ({outcome.points - outcome.restored} had expired meanwhile)"
+        what = {"points": back, "reward": f"voucher {outcome.voucher} is void and {back}",
                 "voucher": f"voucher {outcome.voucher} can be used again"}[outcome.kind]
         console.print(f"{who} undone: {what}{again}", markup=False)
         return

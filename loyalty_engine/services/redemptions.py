@@ -47,6 +47,7 @@ class RedemptionOutcome:
     voucher: str | None  # the voucher used, or bought
     reversed: bool
     replayed: bool = False
+    restored: int | None = None  # after a reversal: points put back (expired lots excepted)
 
 
 def redeem(engine: Engine, request: RedemptionRequest, now: datetime) -> RedemptionOutcome:
@@ -179,12 +180,16 @@ def reverse_redemption(engine: Engine, redemption_id: str, now: datetime,
                 raise NotFoundError(f"there is no redemption {redemption_id!r}")
             lock_member(conn, stored.member_id)
             stored = _stored(conn, redemption_id)
-            if stored.reversed_at is not None:
-                outcome = _outcome(stored)
-                outcome.replayed = True
-                return outcome
-            _reverse(conn, stored, now, at or now)
-            return _outcome(_stored(conn, redemption_id))
+            replayed = stored.reversed_at is not None
+            if not replayed:
+                _reverse(conn, stored, now, at or now)
+            outcome = _outcome(_stored(conn, redemption_id))
+            outcome.replayed = replayed
+            if outcome.kind != "voucher":
+                outcome.restored = int(conn.execute(select(_ledger.c.points).where(
+                    _ledger.c.kind == "unredeem",
+                    _ledger.c.ref == f"unredeem:{redemption_id}")).scalar_one())
+            return outcome
 
     return retry_transient(attempt)
 

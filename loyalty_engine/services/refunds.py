@@ -1,11 +1,12 @@
 """Refunds: take back exactly what a purchase earned, pro rata, once per (store_id, refund_id).
 
-A refund of amount A of a purchase of total T moves the purchase to a refunded fraction
-R/T (R: all its refunds so far). Every effect v of the purchase (points per entry, spend,
-stamps and cap use per counter) is then reversed to round_half_up(v x R / T); this refund
-takes the difference from the previous refunds' share. So refunds in any number of parts
-add up to exactly v at the full refund. Counts (visits, thresholds reached, first purchase
-in a category) are reversed only when the purchase is refunded in full.
+Every effect v of the purchase (points per entry, spend, stamps and cap use per counter)
+is reversed in proportion to the refunded share of the spend it was earned on
+(engine/refund_shares.py): after refunds R of that spend B, v is reversed to
+round_half_up(v x R / B) in all; this refund takes the difference from the earlier ones'.
+So refunds in any number of parts add up to exactly v at the full refund. Counts (visits,
+thresholds reached, first purchase in a category) are reversed only when the purchase is
+refunded in full.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from loyalty_engine.domain.money import MoneyError, currency_exponent, format_mi
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import (
     RefundConflictError,
@@ -135,8 +137,19 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         raise RefundRejectedError(
             f"refund of {format_minor(amount, exponent)} {purchase.currency} is more than what "
             f"remains of the purchase ({left} of {format_minor(total, exponent)})")
+    items: tuple[tuple[str, int], ...] | None = None
     if event.items is not None:
-        _check_items(conn, purchase.id, event, exponent, purchase.currency)
+        items = _check_items(conn, purchase.id, event, exponent, purchase.currency)
+    shares = RefundShares(
+        [Line(*row) for row in conn.execute(
+            select(_items.c.sku, _items.c.category, _items.c.amount_minor)
+            .where(_items.c.purchase_id == purchase.id).order_by(_items.c.line_no))],
+        purchase.total_minor,
+        [Refunded(row.amount_minor, _listed(row.items)) for row in conn.execute(
+            select(_refunds.c.amount_minor, _refunds.c["items"])
+            .where(_refunds.c.purchase_id == purchase.id).order_by(_refunds.c.id))],
+        Refunded(amount, items),
+    )
     after = before + amount
     refund_pk = allocate_ids(conn, _refunds, 1)[0]
     outcome = RefundOutcome(event.refund_id, event.store_id, purchase.id, purchase.member_id,
@@ -148,22 +161,17 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         [(refund_pk, event.store_id, event.refund_id, purchase.id, purchase.member_id,
           Converters(conn).when(event.occurred_at), amount,
           Converters.json({"lines": None if event.items is None else [
-              {"sku": i.sku, "quantity_milli": int(i.quantity * 1000)} for i in event.items]}),
+              {"sku": i.sku, "quantity_milli": int(i.quantity * 1000), "amount_minor": minor}
+              for i, (_, minor) in zip(event.items, items or (), strict=True)]}),
           body_hash, Converters(conn).when(now), "{}")],
     )
     if purchase.member_id is not None and total > 0:
-        reversal = _Reversal(conn, catalog, purchase, refund_pk, event, now, outcome)
-        reversal.points(before, after)
-        reversal.progress(before, after)
+        reversal = _Reversal(conn, catalog, purchase, refund_pk, event, now, outcome, shares)
+        reversal.points()
+        reversal.progress()
     conn.execute(_refunds.update().where(_refunds.c.id == refund_pk)
                  .values(result=outcome.as_json()))
     return outcome
-
-
-def share(value: int, part: int, whole: int) -> int:
-    """round_half_up(value x part / whole), for value of either sign."""
-    sign = -1 if value < 0 else 1
-    return sign * ((2 * abs(value) * part + whole) // (2 * whole))
 
 
 class _Reversal:
@@ -171,7 +179,7 @@ class _Reversal:
 
     def __init__(self, conn: Connection, catalog: ProgramCatalog, purchase: Any,
                  refund_pk: int, event: RefundEvent, now: datetime,
-                 outcome: RefundOutcome) -> None:
+                 outcome: RefundOutcome, shares: RefundShares) -> None:
         self.conn = conn
         self.catalog = catalog
         self.purchase = purchase
@@ -180,11 +188,12 @@ class _Reversal:
         self.event = event
         self.now = now
         self.outcome = outcome
+        self.shares = shares
         self.convert = Converters(conn)
 
-    def points(self, before: int, after: int) -> None:
+    def points(self) -> None:
         """Reverse the refund's share of each earning entry of the purchase."""
-        conn, total = self.conn, self.purchase.total_minor
+        conn = self.conn
         entries = conn.execute(
             select(_ledger.c.id, _ledger.c.program_id, _ledger.c.program_version_id,
                    _ledger.c.rule_id, _ledger.c.points)
@@ -194,7 +203,8 @@ class _Reversal:
         rows = []
         balance: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         for entry in entries:
-            points = share(entry.points, after, total) - share(entry.points, before, total)
+            program = self.catalog.version(entry.program_version_id).program
+            points = self.shares.back(entry.points, program, entry.rule_id)
             if points <= 0:
                 continue
             own = take_from_lot(conn, entry.id, points)
@@ -272,20 +282,25 @@ class _Reversal:
         )
         self.outcome.debts[program_id] = self.outcome.debts.get(program_id, 0) + shortfall
 
-    def progress(self, before: int, after: int) -> None:
+    def progress(self) -> None:
         """Reverse the refund's share of the purchase's counters (stamps with their cards)."""
-        conn, total = self.conn, self.purchase.total_minor
-        full = after == total
+        conn = self.conn
+        full = self.shares.full
         changes: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         stamps: list[tuple[str, str, str, int]] = []
         for program_id, counter, period, delta in conn.execute(
             select(_journal.c.program_id, _journal.c.counter, _journal.c.period,
                    _journal.c.delta).where(_journal.c.purchase_id == self.purchase.id)
         ):
+            version = self.catalog.in_force(program_id, self.purchase.occurred_at)
             if counter.endswith(_COUNTS):
                 back = delta if full else 0
+            elif version is None:  # (a program always has the version it counted under)
+                continue
             else:
-                back = share(delta, after, total) - share(delta, before, total)
+                rule_id = counter.rsplit(":", 1)[0]
+                back = self.shares.back(delta, version.program,
+                                        None if rule_id == "*" else rule_id)
             if back == 0:
                 continue
             if counter.endswith(":stamps"):
@@ -393,7 +408,9 @@ class _Reversal:
 
 
 def _check_items(conn: Connection, purchase_id: int, event: RefundEvent, exponent: int,
-                 currency: str) -> None:
+                 currency: str) -> tuple[tuple[str, int], ...]:
+    """The refund's items as (sku, amount in minor units), once they are known to be
+    within what was bought (over all refunds of the purchase)."""
     bought: defaultdict[str, int] = defaultdict(int)
     for sku, quantity in conn.execute(
         select(_items.c.sku, _items.c.quantity_milli).where(_items.c.purchase_id == purchase_id)
@@ -404,9 +421,11 @@ def _check_items(conn: Connection, purchase_id: int, event: RefundEvent, exponen
                                  .where(_refunds.c.purchase_id == purchase_id)):
         for line in (items or {}).get("lines") or ():
             returned[line["sku"]] += line["quantity_milli"]
+    listed: list[tuple[str, int]] = []
     for index, item in enumerate(event.items or ()):
         try:
-            to_minor(item.amount, exponent, f"items[{index}].amount", currency)
+            listed.append((item.sku, to_minor(item.amount, exponent, f"items[{index}].amount",
+                                              currency)))
         except MoneyError as exc:
             raise RefundRejectedError(str(exc)) from None
         if item.sku not in bought:
@@ -417,6 +436,15 @@ def _check_items(conn: Connection, purchase_id: int, event: RefundEvent, exponen
                 f"items[{index}]: refunds of SKU {item.sku!r} come to "
                 f"{returned[item.sku] / 1000:g}, more than the {bought[item.sku] / 1000:g} "
                 "bought")
+    return tuple(listed)
+
+
+def _listed(items: Any) -> tuple[tuple[str, int], ...] | None:
+    """The (sku, amount) items an earlier refund listed, or None if it listed none."""
+    lines = (items or {}).get("lines")
+    if lines is None:
+        return None
+    return tuple((line["sku"], int(line.get("amount_minor", 0))) for line in lines)
 
 
 def _stored_refund(conn: Connection, event: RefundEvent) -> Any:

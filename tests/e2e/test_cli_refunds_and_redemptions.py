@@ -268,6 +268,7 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
     assert bought.json() == {
         "redemption_id": "RD-1", "member_id": "M-1", "program_id": PROGRAM, "kind": "reward",
         "points": 250, "voucher": "R-RD-1", "reversed": False, "replayed": False,
+        "points_restored": None,
     }
     shown = cli.show("M-1", "2026-03-30T12:00:00+02:00")
     assert _balance(shown) == (72, 0, 372)
@@ -299,7 +300,8 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
                                "can be used again"), str(unused)
     refunded = cli.json("redemptions", "reverse", "RD-1")
     assert (refunded["kind"], refunded["points"], refunded["voucher"], refunded["reversed"],
-            refunded["replayed"]) == ("reward", 250, "R-RD-1", True, False)
+            refunded["replayed"], refunded["points_restored"]) == (
+        "reward", 250, "R-RD-1", True, False, 250)
 
     after = cli.show("M-1", "2026-04-03T12:00:00+02:00")
     assert _balance(after) == (322, 0, 372)

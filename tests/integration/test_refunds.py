@@ -559,3 +559,25 @@ def test_refund_after_the_purchases_points_expired_does_not_take_them_twice(
     assert_ledger_exact(both)
     # T-1's 30 points are gone once (by expiry); T-2's 40 stay.
     assert points(both, "fresh-market") == (40, 0)
+
+
+@pytest.mark.parametrize(
+    ("returned", "points_back", "stamps_back"),
+    [
+        # The gift card earned nothing (excluded): giving it back takes nothing back.
+        ([("GIFT-CARD", "1", "50.00")], {}, {}),
+        # The coffee earned all 5 points and the stamp: giving it back takes them all.
+        ([("FLAT-WHITE", "1", "5.00")], {"bean-there": 5}, {"bean-there/coffee-card": 1}),
+    ],
+    ids=["excluded-item", "earning-item"],
+)
+def test_a_refund_of_listed_items_reverses_what_those_items_earned(
+    both: Engine, returned: list[tuple[str, str, str]], points_back: dict[str, int],
+    stamps_back: dict[str, int],
+) -> None:
+    buy(both, "T-1", "2027-05-03", [("FLAT-WHITE", "coffee", "1", "5.00"),
+                                    ("GIFT-CARD", "gift-cards", "1", "50.00")])
+    amount = returned[0][2]
+    out = refund(both, "R-1", "T-1", "2027-05-04", amount, items=returned)
+    assert (out.points, out.stamps) == (points_back, stamps_back)
+    assert_ledger_exact(both)
