@@ -30,7 +30,14 @@ from loyalty_engine.services.errors import PurchaseConflictError, PurchaseReject
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows, select_by_keys
+from loyalty_engine.store.bulk import (
+    Converters,
+    allocate_ids,
+    chunked,
+    insert_rows,
+    lock_rows,
+    select_by_keys,
+)
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
@@ -243,13 +250,8 @@ class PurchaseWriter:
             return book
         if not check_only:
             self._ensure_members(member_ids)
-            if self.conn.dialect.name == "postgresql":
-                # Rows in a global order: writers of overlapping members queue, never cycle.
-                for part in chunked(member_ids):
-                    self.conn.execute(
-                        select(_members.c.member_id).where(_members.c.member_id.in_(part))
-                        .order_by(_members.c.member_id).with_for_update()
-                    ).all()
+            # Rows in a global order: writers of overlapping members queue, never cycle.
+            lock_rows(self.conn, _members, "member_id", member_ids)
         for part in chunked(member_ids):
             if stateful:
                 # Straight from the driver: a batch's members hold thousands of counters.
@@ -449,6 +451,9 @@ class PurchaseWriter:
         member_ids = sorted({p.purchase.member_id for _, p in inserted
                              if p.purchase.member_id is not None})
         found: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
+        if self.conn.execute(select(_debts.c.id).where(_debts.c.outstanding > 0).limit(1)
+                             ).first() is None:
+            return found  # the usual case: nobody owes points
         for part in chunked(member_ids):
             query = (
                 select(_debts.c.id, _debts.c.member_id, _debts.c.program_id,
