@@ -6,7 +6,6 @@ next purchase of the same member sees them); nothing here reads the clock or a d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, datetime
 from fractions import Fraction
 from functools import lru_cache
@@ -113,8 +112,8 @@ def evaluate(program: CompiledProgram, purchase: Purchase, member: MemberView | 
     """Everything the purchase earns under program; progress is advanced in place.
 
     Rules run in priority order. Of the rules of one group that earn, only the one with the
-    most points stands (stacking is the default, without a group). Caps then trim awards in
-    the same order. Raises RuleFailed if a condition's expression fails.
+    most points after its caps stands (stacking is the default, without a group). Caps trim
+    awards in the same order. Raises RuleFailed if a condition's expression fails.
     """
     facts = _Facts(program, purchase, member)
     result = Evaluation()
@@ -427,11 +426,6 @@ def _advance(progress: Progress, result: Evaluation, counter: str, period: str,
     progress[(counter, period)] = value
     result.progress.append(ProgressDelta(counter, period, delta))
     return value
-
-
-def counters_of(progress: Progress, prefix: str) -> Iterable[tuple[str, int]]:
-    """The (period, value) pairs of one counter."""
-    return ((period, value) for (name, period), value in progress.items() if name == prefix)
 
 
 def local_day(program: CompiledProgram, instant: datetime) -> date:
