@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -143,8 +144,10 @@ class LedgerEntry(Base):
         # Entries that are not a purchase's earnings (refunds, redemptions, expiries, debt
         # repayments) carry a natural key of their own in ref, e.g. "expire:<lot>".
         # (A unique index rather than a constraint: SQLite can add one without rebuilding
-        # the table, which would drop its append-only triggers.)
-        Index(None, "kind", "ref", unique=True),
+        # the table, which would drop its append-only triggers. Partial: a purchase's
+        # earnings, most of the ledger, have no ref and need no entry in it.)
+        Index(None, "kind", "ref", unique=True, postgresql_where=text("ref IS NOT NULL"),
+              sqlite_where=text("ref IS NOT NULL")),
         Index(None, "member_id", "program_id", "id"),
     )
 

@@ -127,7 +127,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('ref', sa.String(length=160), nullable=True))
-        batch_op.create_index(batch_op.f('ix_ledger_entries_kind_ref'), ['kind', 'ref'], unique=True)
+        batch_op.create_index(batch_op.f('ix_ledger_entries_kind_ref'), ['kind', 'ref'], unique=True,
+                              postgresql_where=sa.text('ref IS NOT NULL'),
+                              sqlite_where=sa.text('ref IS NOT NULL'))
 
     with op.batch_alter_table('point_lots', schema=None) as batch_op:
         batch_op.add_column(sa.Column('pending_until', UTCDateTime(), nullable=True))
