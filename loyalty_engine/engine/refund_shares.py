@@ -2,7 +2,9 @@
 
 An effect (the points of a rule, a counter's change) is reversed in proportion to the
 refunded share of the spend it was earned on: the purchase's lines that its program does
-not exclude and that its rule counts (a stamp card on coffee counts the coffee lines).
+not exclude and that its rule counts (a stamp card on coffee counts the coffee lines),
+weighted by a points_per_spend rule's category multipliers (returning beans that earned
+double takes back double). Multipliers that apply to some items only are not weighted.
 A refund that lists its items refunds exactly those; one without items refunds every line
 pro rata to its amount. Shares are cumulative and rounded half up, so refunds in parts add
 up to the whole, and a purchase refunded in full reverses every effect exactly.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.rules.compiled import CompiledProgram, PointsPerSpend
 
 
 class Line(NamedTuple):
@@ -62,25 +64,33 @@ class RefundShares:
             return found
         rule = None if rule_id is None else program.rule(rule_id)
         when = None if rule is None else rule.when
-        in_scope = {
-            line.sku for line in self.lines
-            if line.category not in program.excluded_categories
-            and line.sku not in program.excluded_skus
-            and (when is None or not when.item_scoped or when.selects(line.category, line.sku))
-        }
-        base = sum(line.amount_minor for line in self.lines if line.sku in in_scope)
-        before = sum((self._refunded(r, in_scope, base) for r in self.earlier), Fraction(0))
-        after = before + self._refunded(self.this, in_scope, base)
+        # Each SKU in scope with its weight: a points_per_spend rule's category multiplier
+        # (beans earning double take back double), 1 for everything else.
+        weights: dict[str, int] = {}
+        for line in self.lines:
+            if (line.category in program.excluded_categories
+                    or line.sku in program.excluded_skus
+                    or (when is not None and when.item_scoped
+                        and not when.selects(line.category, line.sku))):
+                continue
+            weights[line.sku] = (
+                rule.category_weights.get(line.category, rule.default_weight)
+                if isinstance(rule, PointsPerSpend) else 1)
+        base = sum(line.amount_minor * weights[line.sku] for line in self.lines
+                   if line.sku in weights)
+        before = sum((self._refunded(r, weights, base) for r in self.earlier), Fraction(0))
+        after = before + self._refunded(self.this, weights, base)
         if self.full:
             after = Fraction(base)
         found = (base, min(before, Fraction(base)), min(after, Fraction(base)))
         self._scopes[key] = found
         return found
 
-    def _refunded(self, refund: Refunded, in_scope: set[str], base: int) -> Fraction:
+    def _refunded(self, refund: Refunded, weights: dict[str, int], base: int) -> Fraction:
         if refund.items is None:
             return Fraction(refund.amount_minor * base, self.total) if self.total else Fraction(0)
-        return Fraction(sum(amount for sku, amount in refund.items if sku in in_scope))
+        return Fraction(sum(amount * weights[sku] for sku, amount in refund.items
+                            if sku in weights))
 
 
 def _rounded(value: int, part: Fraction, whole: int) -> int:

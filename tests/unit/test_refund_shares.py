@@ -57,3 +57,22 @@ def test_refunds_in_parts_add_up_to_exactly_the_whole(cuts: list[int], value: in
     bounds = [0, *sorted(cuts), TOTAL]
     parts = [Refunded(high - low, None) for low, high in itertools.pairwise(bounds)]
     assert sum(_backs(parts, value, rule)) == value
+
+
+def test_returning_items_that_earned_double_takes_back_double() -> None:
+    beans_double = load_program_text("""\
+program: roaster
+name: Roaster
+currency: EUR
+timezone: Europe/Amsterdam
+enrolment: open
+rules:
+  - {id: spend, kind: points_per_spend, points_per_unit: 1,
+     category_multipliers: {coffee-beans: 2}}
+""").compiled
+    lines = [Line("LATTE", "coffee", 600), Line("BEANS", "coffee-beans", 1250)]
+    # Earned: 6 for the latte, 25 for the beans (12.50 x 2) = 31.
+    shares = RefundShares(lines, 1850, [], Refunded(1250, (("BEANS", 1250),)))
+    assert shares.back(31, beans_double, "spend") == 25
+    shares = RefundShares(lines, 1850, [], Refunded(600, (("LATTE", 600),)))
+    assert shares.back(31, beans_double, "spend") == 6
