@@ -334,29 +334,36 @@ def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Prog
     _advance(progress, result, counter, today.isoformat(), stamps)
     if sum(v for (name, _), v in progress.items() if name == counter and v > 0) < rule.card_size:
         return  # not even counting lapsed stamps is there a full card
-    valid = sorted(
-        (period, value) for (name, period), value in progress.items()
-        if name == counter and value > 0 and period != "debt"
-        and _stamps_valid(rule, period, today)
-    )
-    held = sum(value for _, value in valid)
-    while held >= rule.card_size:
+    for used in fill_cards(rule, progress, today):
+        result.consumed.extend(ProgressDelta(counter, period, -take) for period, take in used)
+        result.vouchers.append(IssueVoucher(rule.rule_id, rule.reward_id, used))
+
+
+def fill_cards(rule: StampCard, progress: Progress,
+               today: date) -> list[tuple[tuple[str, int], ...]]:
+    """Take every full card out of the member's unexpired stamps, oldest first, and return
+    the (local day, stamps) each card used. A stamp debt must be repaid before a card fills.
+    Purchases (at the stamp that fills a card) and refunds (re-issuing a voided card) share
+    it."""
+    counter = f"{rule.rule_id}:stamps"
+    cards: list[tuple[tuple[str, int], ...]] = []
+    while stamps_held(rule, progress, today) >= rule.card_size:
         need = rule.card_size
         used: list[tuple[str, int]] = []
-        for index, (period, value) in enumerate(valid):
+        for (name, period), value in sorted(progress.items()):
             if need == 0:
                 break
-            take = min(value, need)
-            if take == 0:
+            if name != counter or period == "debt" or value <= 0 or not _stamps_valid(
+                rule, period, today
+            ):
                 continue
+            take = min(value, need)
             used.append((period, take))
-            valid[index] = (period, value - take)
             need -= take
         for period, take in used:
-            progress[(counter, period)] = progress.get((counter, period), 0) - take
-            result.consumed.append(ProgressDelta(counter, period, -take))
-        result.vouchers.append(IssueVoucher(rule.rule_id, rule.reward_id, tuple(used)))
-        held -= rule.card_size
+            progress[(counter, period)] -= take
+        cards.append(tuple(used))
+    return cards
 
 
 def _stamps_valid(rule: StampCard, period: str, today: date) -> bool:

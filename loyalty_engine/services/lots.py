@@ -140,10 +140,17 @@ def restore_points(conn: Connection, consumed: dict[int, int], at: datetime) -> 
 def adjust_balance(conn: Connection, member_id: str, program_id: str, points: int,
                    pending: int, now: datetime) -> None:
     """Add to a member's cached balance (spendable and pending parts) in this transaction."""
+    adjust_balances(conn, {(member_id, program_id): (points, pending)}, now)
+
+
+def adjust_balances(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]],
+                    now: datetime) -> None:
+    """Add (spendable, pending) deltas to many balances, one statement, in key order."""
+    when = Converters(conn).when(now)
     insert_rows(
         conn, _balances,
         ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
-        [(member_id, program_id, points, pending, 0, Converters(conn).when(now))],
+        [(m, p, points, pending, 0, when) for (m, p), (points, pending) in sorted(deltas.items())],
         on_conflict=["member_id", "program_id"],
         update={"points": "balances.points + excluded.points",
                 "pending": "balances.pending + excluded.pending",

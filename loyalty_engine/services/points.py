@@ -9,15 +9,15 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, select
 
+from loyalty_engine.services.lots import adjust_balances
 from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows
+from loyalty_engine.store.bulk import Converters, allocate_ids, chunked, insert_rows, lock_rows
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
 _lots = tables.point_lots
 _ledger = tables.ledger_entries
-_balances = tables.balances
 _members = tables.members
 
 
@@ -54,7 +54,7 @@ def _activate(engine: Engine, as_of: datetime, program_id: str | None) -> StepRe
         for part in chunked([r.entry_id for r in rows]):
             conn.execute(_lots.update().where(_lots.c.entry_id.in_(part))
                          .values(activated_at=as_of))
-        _move(conn, {pair: (points, -points) for pair, points in moved.items()}, as_of)
+        adjust_balances(conn, {pair: (points, -points) for pair, points in moved.items()}, as_of)
         return StepResult(len(rows), sum(moved.values()), len({m for m, _ in moved}))
 
 
@@ -99,7 +99,7 @@ def _expire(engine: Engine, as_of: datetime, program_id: str | None) -> StepResu
         for r in rows:
             pending = r.pending_until is not None and r.activated_at is None
             change[(r.member_id, r.program_id)][1 if pending else 0] -= r.remaining
-        _move(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
+        adjust_balances(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
         return StepResult(len(rows), sum(r.remaining for r in rows),
                           len({r.member_id for r in rows}))
 
@@ -109,28 +109,6 @@ def _lock_members(conn: Connection, due: ColumnElement[bool]) -> None:
     order every other writer (purchases, refunds, redemptions) takes them in, so a step
     and a till wait for each other rather than deadlock (PostgreSQL; SQLite has one
     writer at a time)."""
-    if conn.dialect.name != "postgresql":
-        return
-    members = conn.execute(
-        select(_lots.c.member_id).where(due).distinct().order_by(_lots.c.member_id)
-    ).scalars().all()
-    for part in chunked(list(members)):
-        conn.execute(
-            select(_members.c.member_id).where(_members.c.member_id.in_(part))
-            .order_by(_members.c.member_id).with_for_update()
-        ).all()
-
-
-def _move(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]],
-          now: datetime) -> None:
-    """Add (spendable, pending) deltas to balances, one statement for all pairs."""
-    insert_rows(
-        conn, _balances,
-        ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
-        [(m, p, points, pending, 0, Converters(conn).when(now))
-         for (m, p), (points, pending) in sorted(deltas.items())],
-        on_conflict=["member_id", "program_id"],
-        update={"points": "balances.points + excluded.points",
-                "pending": "balances.pending + excluded.pending",
-                "updated_at": "excluded.updated_at"},
-    )
+    if conn.dialect.name == "postgresql":
+        members = conn.execute(select(_lots.c.member_id).where(due).distinct()).scalars()
+        lock_rows(conn, _members, "member_id", sorted(members))

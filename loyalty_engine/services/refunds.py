@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.engine.earning import fill_cards, local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import (
@@ -31,7 +31,7 @@ from loyalty_engine.services.errors import (
 )
 from loyalty_engine.services.lots import (
     Taken,
-    adjust_balance,
+    adjust_balances,
     lock_member,
     take_from_lot,
     take_points,
@@ -242,8 +242,9 @@ class _Reversal:
               f"refund:{self.refund_pk}:{entry.id}")
              for eid, (entry, points, taken, short, lapsed) in zip(ids, rows, strict=True)],
         )
-        for program_id, (spendable, pending) in sorted(balance.items()):
-            adjust_balance(conn, self.member_id, program_id, spendable, pending, self.now)
+        adjust_balances(conn, {(self.member_id, program_id): (spendable, pending)
+                               for program_id, (spendable, pending) in balance.items()},
+                        self.now)
 
     def _lapsed_unclaimed(self, entry_id: int) -> int:
         """Points of a lot that expired and that no earlier refund has accounted for."""
@@ -373,38 +374,22 @@ class _Reversal:
             return
         today = local_day(version.program, self.event.occurred_at)
         progress = {(counter, day): value for day, value in held.items()}
-        cards = 0
-        while stamps_held(rule, progress, today) >= rule.card_size:
-            need, used = rule.card_size, []
-            for (_, day), value in sorted(progress.items()):
-                if need == 0 or day == "debt" or value <= 0:
-                    continue
-                lapses = rule.stamps_expire.first_lapsed_day(date.fromisoformat(day))
-                if lapses is not None and today >= lapses:
-                    continue
-                take = min(value, need)
-                used.append((day, take))
-                need -= take
+        reward = version.program.rewards[rule.reward_id]
+        conv = self.convert
+        for number, used in enumerate(fill_cards(rule, progress, today), start=1):
             for day, take in used:
-                progress[(counter, day)] -= take
                 changes[(program_id, counter, day)] -= take
-            cards += 1
-            reward = version.program.rewards[rule.reward_id]
-            conv = self.convert
+            code = f"{program_id}-{rule_id}-{self.purchase.id}-R{self.refund_pk}-{number}"
             insert_rows(
-                self.conn, _vouchers,
-                VOUCHER_COLUMNS,
-                [voucher_row(code := f"{program_id}-{rule_id}-{self.purchase.id}-R"
-                                     f"{self.refund_pk}-{cards}",
-                             self.member_id, program_id, version.id, reward, "stamp_card",
-                             self.purchase.id, rule_id, Converters.json(dict(used)),
-                             conv.when(self.event.occurred_at),
+                self.conn, _vouchers, VOUCHER_COLUMNS,
+                [voucher_row(code, self.member_id, program_id, version.id, reward,
+                             "stamp_card", self.purchase.id, rule_id,
+                             Converters.json(dict(used)), conv.when(self.event.occurred_at),
                              conv.when(self.event.occurred_at
                                        + timedelta(days=reward.valid_days)),
                              conv.when(self.now))],
             )
             self.outcome.vouchers_reissued.append(code)
-
 
 
 def _check_items(conn: Connection, purchase_id: int, event: RefundEvent, exponent: int,
