@@ -12,7 +12,17 @@ from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from loyalty_engine.cli import db, members, points, purchases, redemptions, rules
+from loyalty_engine.cli import (
+    clubs,
+    db,
+    fees,
+    members,
+    points,
+    purchases,
+    redemptions,
+    rules,
+    tiers,
+)
 from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings
 from loyalty_engine.cli.demo import demo
 from loyalty_engine.cli.output import err_console
@@ -35,6 +45,9 @@ app.add_typer(purchases.app, name="purchases")
 app.add_typer(members.app, name="members")
 app.add_typer(redemptions.app, name="redemptions")
 app.add_typer(points.app, name="points")
+app.add_typer(clubs.app, name="clubs")
+app.add_typer(fees.app, name="fees")
+app.add_typer(tiers.app, name="tiers")
 app.command()(demo)
 
 

@@ -8,10 +8,13 @@ from rich.table import Table
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.enrolment import enrol_member, set_consent
+from loyalty_engine.services.groups import verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
+AT = typer.Option(None, "--at", help="When it happened (ISO 8601 with an offset); default now.")
 AS_OF = typer.Option(None, "--as-of", help="Which stamps and vouchers are still valid at "
                      "this instant (ISO 8601 with an offset); default now. Balances and lots "
                      "are always as recorded.")
@@ -127,3 +130,81 @@ def _why(reason: dict[str, object]) -> str:
     if isinstance(multipliers, dict):
         parts.extend(f"x{m['multiplier']} on {cat}" for cat, m in multipliers.items())
     return ", ".join(parts)
+
+
+@app.command()
+def enrol(
+    ctx: typer.Context,
+    member_id: str,
+    attribute: list[str] = typer.Option([], "--attr", help="An attribute as KEY=VALUE "
+                                        "(e.g. date_of_birth=1958-04-02); repeatable."),
+    consent: list[str] = typer.Option([], "--consent", help="A consent flag given (e.g. "
+                                      "marketing); repeatable."),
+    program: str | None = typer.Option(None, "--program", help="Also enrol in this program."),
+    at: str | None = AT,
+    json_out: bool = JSON,
+) -> None:
+    """Create a member (or update one) with attributes and consents given."""
+    attributes: dict[str, str] = {}
+    for pair in attribute:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--attr")
+        attributes[key.strip()] = value
+    data = enrol_member(engine_for(ctx), member_id, attributes, dict.fromkeys(consent, True),
+                        parse_instant(at, "--at") or now(), now(), program)
+    _show_member_data(data, json_out)
+
+
+@app.command("consent")
+def consent_(
+    ctx: typer.Context,
+    member_id: str,
+    flag: str,
+    withdraw: bool = typer.Option(False, "--withdraw", help="Record the consent withdrawn "
+                                  "(default: given)."),
+    at: str | None = AT,
+    json_out: bool = JSON,
+) -> None:
+    """Record a consent flag (marketing, ...) given or withdrawn, with its time."""
+    data = set_consent(engine_for(ctx), member_id, flag, not withdraw,
+                       parse_instant(at, "--at") or now())
+    _show_member_data(data, json_out)
+
+
+def _show_member_data(data: dict[str, object], json_out: bool) -> None:
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"{data['member_id']}: attributes {data['attributes']}", markup=False)
+    for c in data["consents"]:  # type: ignore[attr-defined]
+        state = (f"given {when(c['given_at'])}" if c["given"]
+                 else f"withdrawn {when(c['withdrawn_at'])}")
+        console.print(f"  consent {c['flag']}: {state}", markup=False)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    member_id: str,
+    group_id: str,
+    until: str = typer.Option(..., "--until", help="When the verification expires (ISO 8601; "
+                              "a date means its midnight UTC)."),
+    evidence: str = typer.Option(..., "--evidence", help="What was seen: a document "
+                                 "reference."),
+    program: str | None = typer.Option(None, "--program", help="The program, when several "
+                                       "define the group."),
+    at: str | None = AT,
+    json_out: bool = JSON,
+) -> None:
+    """Record that the member belongs to an affinity group, until a date."""
+    ends = parse_instant(until, "--until")
+    assert ends is not None
+    data = verify_member(engine_for(ctx), member_id, group_id, ends, evidence,
+                         parse_instant(at, "--at") or now(), now(), program)
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"{member_id} verified for {group_id} ({data['program_id']}) until "
+                  f"{when(data['verified_until'])}; re-verification due from "
+                  f"{when(data['reverify_from'])}", markup=False)

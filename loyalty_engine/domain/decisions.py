@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 
@@ -35,6 +36,17 @@ class IssueVoucher(NamedTuple):
     consumed: tuple[tuple[str, int], ...]
 
 
+class TierChange(NamedTuple):
+    """A member's earned tier in a program changes (an upgrade at purchase, most often)."""
+
+    program_id: str
+    from_tier: str
+    to_tier: str
+    reason: str  # enrolment | upgrade | review | refund | manual
+    held_until: date | None  # hold_next_period: no review lowers it before this local date
+    detail: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Evaluation:
     """Everything one purchase does under one program version.
@@ -47,13 +59,41 @@ class Evaluation:
     progress: list[ProgressDelta] = field(default_factory=list)
     consumed: list[ProgressDelta] = field(default_factory=list)
     vouchers: list[IssueVoucher] = field(default_factory=list)
+    tier_change: TierChange | None = None
+
+
+@dataclass(slots=True)
+class Standing:
+    """A member's place in one program: tier, clubs and verified groups.
+
+    Planning updates it in place (an upgrade, a club joined on the first purchase), so that
+    the member's next purchase in the same batch sees it.
+    """
+
+    tier: str = ""  # the tier earned by credit ('' without one)
+    held_until: date | None = None
+    manual_tier: str = ""  # an operator's floor, until manual_until
+    manual_until: datetime | None = None
+    has_tier_row: bool = False
+    enrolled_on: date | None = None  # local date; anniversaries count from it
+    clubs: dict[str, str] = field(default_factory=dict)  # active club -> level ('' if none)
+    known_clubs: frozenset[str] = frozenset()  # any membership row, even ended
+    verified: frozenset[str] = frozenset()  # groups with a verification not lapsed
 
 
 @dataclass(slots=True)
 class MemberView:
-    """What conditions may know about a member (attributes, tier and clubs)."""
+    """What conditions may know about a member: attributes, consents, and per program the
+    tier, clubs and groups (`standings`)."""
 
     member_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
-    tier: str = ""
-    clubs: tuple[str, ...] = ()
+    consents: frozenset[str] = frozenset()  # consents given and not withdrawn
+    standings: dict[str, Standing] = field(default_factory=dict)
+
+    def standing(self, program_id: str) -> Standing:
+        """The member's standing in a program (empty for a newcomer)."""
+        found = self.standings.get(program_id)
+        if found is None:
+            found = self.standings[program_id] = Standing()
+        return found

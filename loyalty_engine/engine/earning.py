@@ -7,6 +7,7 @@ next purchase of the same member sees them); nothing here reads the clock or a d
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -20,6 +21,13 @@ from loyalty_engine.domain.decisions import (
 )
 from loyalty_engine.domain.periods import period_key
 from loyalty_engine.domain.purchases import LineItem, Purchase
+from loyalty_engine.engine.standing import (
+    NOBODY,
+    MemberFacts,
+    fact_data,
+    judge_purchase,
+    member_facts,
+)
 from loyalty_engine.rules.compiled import (
     WEEKDAYS,
     CompiledCondition,
@@ -58,7 +66,7 @@ class _Facts:
     """What conditions test, computed once per purchase and program."""
 
     __slots__ = ("_data", "day", "eligible", "eligible_minor", "local", "member", "program",
-                 "purchase")
+                 "purchase", "standing")
 
     def __init__(self, program: CompiledProgram, purchase: Purchase,
                  member: MemberView | None) -> None:
@@ -73,6 +81,9 @@ class _Facts:
             and item.sku not in program.excluded_skus
         ]
         self.eligible_minor = sum(item.amount_minor for item in self.eligible)
+        self.standing: MemberFacts = (
+            NOBODY if member is None
+            else member_facts(program, member, purchase.occurred_at, self.day))
         self._data: dict[str, Any] | None = None
 
     def data(self) -> dict[str, Any]:
@@ -93,8 +104,7 @@ class _Facts:
                      "amount": i.amount_minor} for i in p.items],
                 "member.id": "" if m is None else m.member_id,
                 "member.attributes": attributes,
-                "member.tier": "" if m is None else m.tier,
-                "member.clubs": [] if m is None else list(m.clubs),
+                **fact_data(self.standing),
                 "member.segment": str(attributes.get("segment", "")),
                 "store.id": p.store_id,
                 "local.date": self.day.isoformat(),
@@ -122,7 +132,31 @@ def evaluate(program: CompiledProgram, purchase: Purchase, member: MemberView | 
     except RuleFailed:
         undo(progress, result)  # never a half-applied purchase
         raise
+    _count_credit(program, facts, progress, result)
     return result
+
+
+def _count_credit(program: CompiledProgram, facts: _Facts, progress: Progress,
+                  result: Evaluation) -> None:
+    """Tier-qualifying credit (and a fee waiver's spend) by local date; then the member's
+    first tier, or an upgrade the moment the window's credit reaches a higher threshold.
+    The purchase itself earned at the tier held before it."""
+    ladder = program.tiers
+    if facts.member is None or (ladder is None and not program.tracks_spend):
+        return
+    day = facts.day.isoformat()
+    if program.tracks_spend and facts.eligible_minor > 0:
+        _advance(progress, result, "*:spend", day, facts.eligible_minor)
+    if ladder is None:
+        return
+    if ladder.measure == "visits" and facts.eligible_minor > 0:
+        _advance(progress, result, "*:visits", day, 1)
+    elif ladder.measure == "points":
+        points = sum(a.points for a in result.awards)
+        if points > 0:
+            _advance(progress, result, "*:points", day, points)
+    standing = facts.member.standing(program.program_id)
+    result.tier_change = judge_purchase(program, standing, progress, facts.day)
 
 
 def undo(progress: Progress, evaluation: Evaluation) -> None:
@@ -193,7 +227,15 @@ def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | Non
         sum(i.amount_minor for i in items) < when.min_spend_minor
     ):
         return False
-    if when.tiers and (facts.member is None or facts.member.tier not in when.tiers):
+    if when.tiers and facts.standing.tier not in when.tiers:
+        return False
+    if when.perks and when.perks.isdisjoint(facts.standing.perks):
+        return False
+    if when.clubs and when.clubs.isdisjoint(facts.standing.clubs):
+        return False
+    if when.groups and when.groups.isdisjoint(facts.standing.groups):
+        return False
+    if when.consents and not when.consents <= facts.standing.consents:
         return False
     if when.expression is not None:
         try:
@@ -265,12 +307,15 @@ def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Fa
     # Integer sums per combined factor (usually one), so that exact rational arithmetic
     # happens once per purchase rather than once per line.
     by_factor: dict[Fraction, int] = {}
+    for label, value in facts.standing.benefits:
+        # Tier and club benefits multiply the whole purchase, like a condition-less boost.
+        factors.append((label, _EVERYTHING, value))
     whole = factors and not any(c.item_scoped for _, c, _ in factors)
     common = Fraction(1)
     if whole:
         for name, _, value in factors:
             common *= value
-            boosted[name] = str(value)
+            boosted[name] = _ratio(value)
     numerator = 0
     for item in items:
         weight = weights.get(item.category)
@@ -285,7 +330,7 @@ def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Fa
         for name, condition, value in factors:
             if not condition.item_scoped or condition.selects(item.category, item.sku):
                 factor *= value
-                boosted[name] = str(value)
+                boosted[name] = _ratio(value)
         by_factor[factor] = by_factor.get(factor, 0) + item.amount_minor * weight
     if whole and common != 1:
         by_factor[common] = numerator
@@ -310,8 +355,25 @@ def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Fa
             for category, s in sorted(multiplied.items())
         }
     if boosted:
-        reason["boosts"] = dict(sorted(boosted.items()))
+        benefits = {k: v for k, v in boosted.items() if k.startswith(("tier:", "club:"))}
+        boosts = {k: v for k, v in boosted.items() if k not in benefits}
+        if boosts:
+            reason["boosts"] = dict(sorted(boosts.items()))
+        if benefits:
+            reason["benefits"] = dict(sorted(benefits.items()))
     return points, reason
+
+
+def _ratio(value: Fraction) -> str:
+    """A multiplier as people wrote it: 1.25, not 5/4."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    return format(exact.normalize(), "f")
+
+
+_EVERYTHING = CompiledCondition(frozenset(), frozenset(), frozenset(), frozenset(), None, None,
+                                None, frozenset(), None, None)
 
 
 def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Progress,

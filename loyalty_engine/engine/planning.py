@@ -8,16 +8,18 @@ in one batch see each other in the order they are planned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from pydantic_core import to_json
 
-from loyalty_engine.domain.decisions import Evaluation, MemberView
+from loyalty_engine.domain.decisions import Evaluation, MemberView, Standing, TierChange
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate, undo
+from loyalty_engine.rules.compiled_membership import CompiledClub
 
 
 class PlannedAward(NamedTuple):
@@ -65,6 +67,19 @@ class PurchasePlan:
     progress: tuple[PlannedProgress, ...] = ()
     consumed: tuple[PlannedProgress, ...] = ()
     vouchers: tuple[PlannedVoucher, ...] = ()
+    tier_changes: tuple[TierChange, ...] = ()
+    club_joins: tuple[tuple[str, str], ...] = ()  # (program, open club) joined by this purchase
+    fee_lines: tuple[FeeLine, ...] = ()
+
+
+class FeeLine(NamedTuple):
+    """A till line that pays a club fee: the club level its SKU names, and the amount."""
+
+    program_id: str
+    club_id: str
+    level_id: str
+    sku: str
+    amount_minor: int
 
 
 @dataclass(slots=True)
@@ -116,26 +131,49 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
         return PlanRejection(ref, purchase, f"currency {purchase.currency} does not match any "
                                             f"program in force: {programs}")
     member_id = purchase.member_id
+    fee_lines = [FeeLine(v.program_id, *v.program.fee_skus[item.sku], item.sku,
+                         item.amount_minor)
+                 for v in earning for item in purchase.items if item.sku in v.program.fee_skus]
     if member_id is None:
+        if fee_lines:
+            return PlanRejection(ref, purchase, f"line {fee_lines[0].sku!r} pays a club fee, "
+                                 "which needs the member's id on the purchase")
         return PurchasePlan(ref, purchase, (), ())
     if book is None:
         book = ProgressBook()
     member = book.member(member_id)
+    # Standing changes (a club joined, a tier reached) are undone if a later program fails.
+    before = {v.program_id: _copy(member.standing(v.program_id)) for v in earning
+              if v.program.has_standing}
     done: list[tuple[Progress, Evaluation]] = []
     awards: list[PlannedAward] = []
     progress: list[PlannedProgress] = []
     consumed: list[PlannedProgress] = []
     vouchers: list[PlannedVoucher] = []
+    tier_changes: list[TierChange] = []
+    joins: list[tuple[str, str]] = []
     for version in earning:
         program = version.program
         counters = book.of(member_id, version.program_id)
+        if program.clubs:
+            standing = member.standing(version.program_id)
+            joins.extend(_join_open_clubs(program.program_id, program.clubs.values(),
+                                          standing))
+            for line in fee_lines:
+                # Paying a fee at the till makes the member one for this very purchase.
+                if line.program_id == version.program_id:
+                    standing.clubs[line.club_id] = line.level_id
+                    standing.known_clubs = standing.known_clubs | {line.club_id}
         try:
             evaluation = evaluate(program, purchase, member, counters)
         except RuleFailed as exc:
             for earlier_counters, earlier in done:
                 undo(earlier_counters, earlier)
+            member.standings.update(before)
             return PlanRejection(ref, purchase, str(exc))
         done.append((counters, evaluation))
+        if evaluation.tier_change is not None:
+            tier_changes.append(evaluation.tier_change)
         when = purchase.occurred_at
         pending = when + timedelta(days=program.pending_days) if program.pending_days else None
         expires = program.expiry.at(when, program.timezone)
@@ -153,7 +191,24 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
                 when + timedelta(days=reward.valid_days)))
     enrol = tuple(v.program_id for v in in_force if v.program.enrolment == "open")
     return PurchasePlan(ref, purchase, enrol, tuple(awards), tuple(progress), tuple(consumed),
-                        tuple(vouchers))
+                        tuple(vouchers), tuple(tier_changes), tuple(joins), tuple(fee_lines))
+
+
+def _copy(standing: Standing) -> Standing:
+    return replace(standing, clubs=dict(standing.clubs))
+
+
+def _join_open_clubs(program_id: str, clubs: Iterable[CompiledClub],
+                     standing: Standing) -> list[tuple[str, str]]:
+    """Open clubs that enrol on the first purchase, which the member never belonged to
+    (one who left is not signed up again by shopping)."""
+    joined = []
+    for club in clubs:
+        if club.joins_on_purchase and club.club_id not in standing.known_clubs:
+            standing.clubs[club.club_id] = ""
+            standing.known_clubs = standing.known_clubs | {club.club_id}
+            joined.append((program_id, club.club_id))
+    return joined
 
 
 def needs_progress(catalog: ProgramCatalog, purchases: list[Purchase]) -> tuple[bool, bool]:
@@ -162,5 +217,6 @@ def needs_progress(catalog: ProgramCatalog, purchases: list[Purchase]) -> tuple[
     for purchase in purchases:
         for version in catalog.all_in_force(purchase.occurred_at):
             stateful = stateful or version.program.stateful
-            uses_member = uses_member or version.program.uses_member
+            uses_member = (uses_member or version.program.uses_member
+                           or version.program.has_standing)
     return stateful, uses_member

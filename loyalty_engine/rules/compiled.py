@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -12,6 +12,14 @@ from zoneinfo import ZoneInfo
 
 from loyalty_engine.domain.money import currency_exponent, to_minor
 from loyalty_engine.domain.periods import add_months
+from loyalty_engine.rules.compiled_membership import (
+    CompiledClub,
+    CompiledGroup,
+    TierLadder,
+    compile_club,
+    compile_group,
+    compile_tiers,
+)
 from loyalty_engine.rules.expressions import compile_expression
 from loyalty_engine.rules.schema import (
     Caps,
@@ -46,6 +54,17 @@ class CompiledCondition:
     expression: Any
     expression_source: str | None
     store_prefixes: tuple[str, ...] = ()
+    perks: frozenset[str] = frozenset()
+    clubs: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    consents: frozenset[str] = frozenset()
+
+    @property
+    def reads_member(self) -> bool:
+        """Whether testing it needs the member's standing, attributes or consents."""
+        return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents
+                    or (self.expression_source is not None
+                        and "member" in self.expression_source))
 
     def covers(self, store_id: str) -> bool:
         """Whether the store is listed (exactly, or by a 'PREFIX*' entry)."""
@@ -215,6 +234,17 @@ class CompiledProgram:
     uses_member: bool  # some condition reads member attributes
     store_ids: frozenset[str] = frozenset()
     store_prefixes: tuple[str, ...] = ()
+    tiers: TierLadder | None = None
+    clubs: dict[str, CompiledClub] = field(default_factory=dict)
+    groups: dict[str, CompiledGroup] = field(default_factory=dict)
+    perks: dict[str, str] = field(default_factory=dict)  # id -> name
+    fee_skus: dict[str, tuple[str, str]] = field(default_factory=dict)  # sku -> (club, level)
+    tracks_spend: bool = False  # keep eligible spend by local date (tier or fee waiver)
+
+    @property
+    def has_standing(self) -> bool:
+        """Whether members have a tier, clubs or groups here (loaded with each batch)."""
+        return self.tiers is not None or bool(self.clubs) or bool(self.groups)
 
     def covers(self, store_id: str) -> bool:
         """Whether the program sees purchases of this store."""
@@ -271,6 +301,12 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
     program_caps = _caps(definition.caps)
     conditions = [r.when for r in ordered if r.when is not None] + [
         c for r in ordered if isinstance(r, PointsPerSpend) for _, c, _ in r.multipliers]
+    tiers = None if definition.tiers is None else compile_tiers(definition.tiers, minor)
+    clubs = {c.id: compile_club(c, minor) for c in definition.clubs}
+    fee_skus = {level.fee_sku: (club.club_id, level.level_id) for club in clubs.values()
+                for level in club.levels if level.fee_sku is not None}
+    tracks_spend = (tiers is not None and tiers.measure == "spend") or any(
+        c.waiver_minor is not None for c in clubs.values())
     return CompiledProgram(
         program_id=definition.program,
         name=definition.name,
@@ -279,7 +315,8 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         timezone=ZoneInfo(definition.timezone),
         enrolment=definition.enrolment,
         excluded_categories=frozenset(definition.exclude.categories),
-        excluded_skus=frozenset(definition.exclude.skus),
+        # A club fee paid at the till is not spend that earns.
+        excluded_skus=frozenset(definition.exclude.skus) | frozenset(fee_skus),
         rules=ordered,
         pending_days=definition.points.pending_days,
         expiry=_expiry(definition.points.expiry),
@@ -291,13 +328,17 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
                                  r.sku, r.category, r.valid_days, r.cost_points)
             for r in definition.rewards
         },
-        stateful=bool(program_caps) or any(
+        stateful=bool(program_caps) or tiers is not None or tracks_spend or any(
             r.kind not in STATELESS_KINDS or r.caps for r in ordered),
         store_ids=frozenset(s for s in definition.stores if not s.endswith("*")),
         store_prefixes=tuple(s[:-1] for s in definition.stores if s.endswith("*")),
-        uses_member=any(
-            c.tiers or (c.expression_source is not None and "member" in c.expression_source)
-            for c in conditions),
+        uses_member=any(c.reads_member for c in conditions),
+        tiers=tiers,
+        clubs=clubs,
+        groups={g.id: compile_group(g) for g in definition.groups},
+        perks={p.id: p.name for p in definition.perks},
+        fee_skus=fee_skus,
+        tracks_spend=tracks_spend,
     )
 
 
@@ -332,6 +373,10 @@ def _condition(when: Condition, minor: Any) -> CompiledCondition:
         ends=when.ends,
         min_spend_minor=None if when.min_spend is None else minor(when.min_spend),
         tiers=frozenset(when.tiers),
+        perks=frozenset(when.perks),
+        clubs=frozenset(when.clubs),
+        groups=frozenset(when.groups),
+        consents=frozenset(when.consents),
         expression=None if when.expression is None else compile_expression(when.expression),
         expression_source=when.expression,
     )

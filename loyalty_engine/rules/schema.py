@@ -23,43 +23,21 @@ from loyalty_engine.domain.money import (
     CurrencyCode,
     MoneyError,
     currency_exponent,
-    parse_decimal,
     to_minor,
 )
 from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
+from loyalty_engine.rules.values import (
+    DecimalIn,
+    Label,
+    LocatedValueError,
+    PositiveDecimal,
+    Slug,
+)
 
-Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
-Label = Annotated[str, Field(min_length=1, max_length=64)]
+__all__ = ["DecimalIn", "Label", "LocatedValueError", "PositiveDecimal", "Slug"]
+
 Rounding = Literal["floor", "ceiling", "half_up", "half_even"]
-
-
-def _decimal_input(value: object) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise ValueError("expected a number such as 1 or 0.5")
-    if isinstance(value, float):
-        # The loader reads YAML numbers as exact Decimals; a float can only come from a
-        # definition built in code, where its shortest repr is what was meant.
-        value = repr(value)
-    try:
-        return parse_decimal(value, "value")
-    except MoneyError as exc:
-        raise ValueError(str(exc)) from None
-
-
-DecimalIn = Annotated[Decimal, BeforeValidator(_decimal_input)]
-PositiveDecimal = Annotated[DecimalIn, Field(gt=0, le=Decimal(1_000_000))]
-
-
-class LocatedValueError(ValueError):
-    """A validation error that knows where below the validated field it belongs.
-
-    `where` extends the field's location (e.g. (1, "id") below "rules"), so that the
-    loader can point at the exact line of the offending YAML node.
-    """
-
-    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.where = where
 
 
 class _Strict(BaseModel):
@@ -99,7 +77,15 @@ class Condition(_Strict):
     starts: date | None = Field(default=None, description="first local date (inclusive)")
     ends: date | None = Field(default=None, description="last local date (inclusive)")
     min_spend: Money | None = Field(default=None, ge=0)
-    tiers: list[Label] = []
+    tiers: list[Label] = Field(default=[], description="the member holds one of these tiers")
+    perks: list[Label] = Field(default=[], description="the member holds one of these perks "
+                               "(through a tier or an active club)")
+    clubs: list[Label] = Field(default=[], description="the member is an active member of one "
+                               "of these clubs")
+    groups: list[Label] = Field(default=[], description="the member belongs to one of these "
+                                "affinity groups")
+    consents: list[Label] = Field(default=[], description="the member has given every one of "
+                                  "these consents (e.g. marketing)")
     expression: str | None = Field(
         default=None, min_length=1, max_length=2000,
         description="a CEL expression over the declared context; must be a bool",
@@ -334,6 +320,10 @@ class ProgramDefinition(_Strict):
     points: PointsPolicy = Field(default_factory=lambda: PointsPolicy())
     caps: Caps | None = Field(default=None, description="caps over all point rules together")
     rewards: list[Reward] = []
+    perks: list[Perk] = []
+    tiers: Tiers | None = None
+    groups: list[Group] = []
+    clubs: list[Club] = []
     rules: Annotated[list[Rule], Field(min_length=1)]
 
     @field_validator("timezone")
@@ -355,6 +345,50 @@ class ProgramDefinition(_Strict):
             if reward.amount is not None:
                 _check_money(info, reward.amount, (index, "amount"))
         return rewards
+
+    @field_validator("perks", "groups")
+    @classmethod
+    def _unique_named(cls, items: list[Perk] | list[Group], info: ValidationInfo
+                      ) -> list[Perk] | list[Group]:
+        _unique_ids(items, "perk" if info.field_name == "perks" else "group")
+        return items
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_perks(cls, tiers: Tiers | None, info: ValidationInfo) -> Tiers | None:
+        if tiers is None:
+            return None
+        perks = {p.id for p in info.data.get("perks", [])}
+        for index, level in enumerate(tiers.levels):
+            _known(level.perks, perks, "perk", ("levels", index, "perks"))
+            if tiers.measure == "spend":
+                _check_money(info, level.threshold, ("levels", index, "threshold"))
+        return tiers
+
+    @field_validator("clubs")
+    @classmethod
+    def _consistent_clubs(cls, clubs: list[Club], info: ValidationInfo) -> list[Club]:
+        _unique_ids(clubs, "club")
+        perks = {p.id for p in info.data.get("perks", [])}
+        groups = {g.id for g in info.data.get("groups", [])}
+        skus: set[str] = set()
+        for index, club in enumerate(clubs):
+            _known(club.perks, perks, "perk", (index, "perks"))
+            if club.group is not None:
+                _known([club.group], groups, "group", (index, "group"))
+            for l_index, level in enumerate(club.levels):
+                _known(level.perks, perks, "perk", (index, "levels", l_index, "perks"))
+                _check_money(info, level.fee, (index, "levels", l_index, "fee"))
+                if level.fee_sku is not None:
+                    if level.fee_sku in skus:
+                        raise LocatedValueError((index, "levels", l_index, "fee_sku"),
+                                                f"fee SKU {level.fee_sku!r} pays two fees; "
+                                                "give each level its own")
+                    skus.add(level.fee_sku)
+            if club.waiver is not None:
+                _check_money(info, club.waiver.min_spend_last_year,
+                             (index, "waiver", "min_spend_last_year"))
+        return clubs
 
     @field_validator("rules")
     @classmethod
@@ -382,10 +416,12 @@ class ProgramDefinition(_Strict):
                                         "be met")
             if rule.when is not None:
                 _check_reachable(rule.when, exclude, (index, "when"))
+                _check_references(rule.when, info, (index, "when"))
             if isinstance(rule, PointsPerSpendRule):
                 for m_index, multiplier in enumerate(rule.multipliers):
-                    _check_reachable(multiplier.when, exclude,
-                                     (index, "multipliers", m_index, "when"))
+                    where = (index, "multipliers", m_index, "when")
+                    _check_reachable(multiplier.when, exclude, where)
+                    _check_references(multiplier.when, info, where)
             if rule.caps is not None and isinstance(
                 rule, FixedBonusRule | NthVisitRule | SpendThresholdRule | FirstInCategoryRule
             ):
@@ -403,7 +439,30 @@ class ProgramDefinition(_Strict):
         return rules
 
 
-def _unique_ids(items: Sequence[Reward | _Rule], what: str) -> None:
+def _known(used: list[str], known: set[str], what: str, where: tuple[str | int, ...]) -> None:
+    for index, name in enumerate(used):
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none are defined"
+            raise LocatedValueError((*where, index), f"unknown {what} {name!r} "
+                                    f"({what}s: {listed})")
+
+
+def _check_references(when: Condition, info: ValidationInfo,
+                      where: tuple[str | int, ...]) -> None:
+    """Tiers, perks, clubs and groups a condition names must be defined by the program."""
+    tiers: Tiers | None = info.data.get("tiers")
+    if when.tiers and tiers is None:
+        raise LocatedValueError((*where, "tiers"), "the program defines no tiers (add a "
+                                "tiers: ladder, or drop this condition)")
+    if tiers is not None:
+        _known(when.tiers, {t.id for t in tiers.levels}, "tier", (*where, "tiers"))
+    _known(when.perks, {p.id for p in info.data.get("perks", [])}, "perk", (*where, "perks"))
+    _known(when.clubs, {c.id for c in info.data.get("clubs", [])}, "club", (*where, "clubs"))
+    _known(when.groups, {g.id for g in info.data.get("groups", [])}, "group",
+           (*where, "groups"))
+
+
+def _unique_ids(items: Sequence[Reward | _Rule | Perk | Group | Club], what: str) -> None:
     seen: set[str] = set()
     for index, item in enumerate(items):
         if item.id in seen:

@@ -69,3 +69,23 @@ class RedemptionConflictError(LoyaltyError):
 
 class NotFoundError(LoyaltyError):
     """Something asked for by id does not exist."""
+
+
+class ClubError(LoyaltyError):
+    """A club request that cannot be done: not eligible, already a member, same level, ..."""
+
+
+class FeeError(LoyaltyError):
+    """A fee charge that cannot be paid or changed as asked (already paid, no points, ...)."""
+
+
+class TierError(LoyaltyError):
+    """A tier request that cannot be done (an unknown tier, an expiry in the past)."""
+
+
+class VerificationError(LoyaltyError):
+    """A group verification that cannot be recorded (an expiry in the past, ...)."""
+
+
+class MemberError(LoyaltyError):
+    """A member request that cannot be done (a bad attribute, an unknown consent flag)."""

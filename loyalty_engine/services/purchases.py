@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, select
 
-from loyalty_engine.domain.decisions import MemberView
+from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.catalog import ProgramCatalog
@@ -27,8 +27,10 @@ from loyalty_engine.engine.planning import (
     plan_purchase,
 )
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
+from loyalty_engine.services.fees import check_till_fees, settle_till_fees
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.standing import load_standings, write_club_joins, write_tier_changes
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     Converters,
@@ -170,6 +172,7 @@ class PurchaseWriter:
         self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._pending_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._lifetime: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._book = ProgressBook()
 
     def write(self, batch: Sequence[tuple[int, Purchase]],
               check_only: bool = False) -> BatchResult:
@@ -194,7 +197,7 @@ class PurchaseWriter:
                 copies.append((ref, purchase))  # shares the first copy's fate, known below
             else:
                 result.rejections.append(_conflict(ref, purchase, earlier[0]))
-        book = self._progress_book([p for _, p in fresh.values()], check_only)
+        book = self._book = self._progress_book([p for _, p in fresh.values()], check_only)
         stored = self._stored(list(fresh))
         to_plan: list[tuple[int, Purchase]] = []
         for key, (ref, purchase) in fresh.items():
@@ -221,6 +224,14 @@ class PurchaseWriter:
                 result.rejections.append(_reject(ref, purchase, plan.reason))
             else:
                 plans.append(plan)
+        if any(plan.fee_lines for plan in plans):
+            # A till line that would pay no fee (or the wrong amount) rejects its purchase.
+            problems = check_till_fees(self.conn, self.catalog, plans)
+            for plan in plans:
+                if plan.ref in problems:
+                    result.rejections.append(_reject(plan.ref, plan.purchase,
+                                                     problems[plan.ref]))
+            plans = [plan for plan in plans if plan.ref not in problems]
         if plans and check_only:
             # Unwritten purchases still clash with later copies: remember their bodies.
             for plan in plans:
@@ -271,6 +282,8 @@ class PurchaseWriter:
                     .where(_members.c.member_id.in_(part))
                 ):
                     book.members[member_id] = MemberView(member_id, dict(attributes or {}))
+        if uses_member:
+            load_standings(self.conn, self.catalog, member_ids, book.members)
         return book
 
     def _ensure_members(self, member_ids: list[str]) -> None:
@@ -435,6 +448,7 @@ class PurchaseWriter:
         if repayments:
             self._store_repayments(repayments)
         self._store_progress(inserted)
+        self._store_standing(inserted)
         for _, p in inserted:
             member_id = p.purchase.member_id
             if member_id is None:
@@ -444,6 +458,27 @@ class PurchaseWriter:
         if not self.defer_balances:
             self.flush_balances()
         result.recorded.extend(inserted)
+
+    def _store_standing(self, inserted: list[tuple[int, PurchasePlan]]) -> None:
+        """Open clubs joined, tier changes, and club fees paid at the till."""
+        joins: list[tuple[str, str, str, datetime]] = []
+        changes: list[tuple[str, TierChange, date, datetime]] = []
+        for _, plan in inserted:
+            member_id = plan.purchase.member_id
+            if member_id is None:
+                continue
+            at = plan.purchase.occurred_at
+            joins.extend((member_id, program_id, club_id, at)
+                         for program_id, club_id in plan.club_joins)
+            for change in plan.tier_changes:
+                standing = self._book.member(member_id).standing(change.program_id)
+                enrolled = standing.enrolled_on or at.date()
+                changes.append((member_id, change, enrolled, at))
+        write_club_joins(self.conn, joins, self.now)
+        write_tier_changes(self.conn, changes, self.now)
+        fee_plans = [(pid, plan) for pid, plan in inserted if plan.fee_lines]
+        if fee_plans:
+            settle_till_fees(self.conn, self.catalog, fee_plans, self.now)
 
     def _outstanding_debts(self, inserted: list[tuple[int, PurchasePlan]]
                            ) -> dict[tuple[str, str], list[list[Any]]]:

@@ -38,6 +38,7 @@ from loyalty_engine.services.lots import (
 )
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
 from loyalty_engine.store.database import write_transaction
@@ -72,6 +73,7 @@ class RefundOutcome:
     stamps: dict[str, int] = field(default_factory=dict)  # "program/rule" -> stamps
     vouchers_voided: list[str] = field(default_factory=list)
     vouchers_reissued: list[str] = field(default_factory=list)
+    tiers: dict[str, str] = field(default_factory=dict)  # program -> tier dropped to at once
     replayed: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -79,7 +81,7 @@ class RefundOutcome:
         return {k: getattr(self, k) for k in (
             "refund_id", "store_id", "purchase_id", "member_id", "amount_minor",
             "refunded_minor", "total_minor", "points", "debts", "stamps", "vouchers_voided",
-            "vouchers_reissued")}
+            "vouchers_reissued", "tiers")}
 
 
 def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
@@ -169,6 +171,10 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         reversal = _Reversal(conn, catalog, purchase, refund_pk, event, now, outcome, shares)
         reversal.points()
         reversal.progress()
+        for version in catalog.all_in_force(purchase.occurred_at):
+            change = settle_refund(conn, version, purchase.member_id, event.occurred_at, now)
+            if change is not None:
+                outcome.tiers[version.program_id] = change.to_tier
     conn.execute(_refunds.update().where(_refunds.c.id == refund_pk)
                  .values(result=outcome.as_json()))
     return outcome

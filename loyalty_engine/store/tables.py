@@ -6,13 +6,14 @@ member without redesign.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -323,6 +324,132 @@ class PointDebt(Base):
     created_at: Mapped[datetime]
 
 
+class TierStatus(Base):
+    """A member's tier in a program: earned by credit, held, and an operator's floor."""
+
+    __tablename__ = "tier_status"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(64))  # earned ('' below the lowest threshold)
+    base_tier: Mapped[str] = mapped_column(String(64))  # as of the last review (or enrolment)
+    held_until: Mapped[date | None] = mapped_column(Date)  # hold_next_period
+    manual_tier: Mapped[str | None] = mapped_column(String(64))
+    manual_until: Mapped[datetime | None]
+    manual_reason: Mapped[str | None] = mapped_column(String(200))
+    enrolled_on: Mapped[date] = mapped_column(Date)  # local date anniversaries count from
+    reviewed_on: Mapped[date | None] = mapped_column(Date)  # the last review day applied
+    updated_at: Mapped[datetime]
+
+
+class TierHistory(Base):
+    """Every change of a member's tier, with its reason; ref makes a review's change once."""
+
+    __tablename__ = "tier_history"
+    __table_args__ = (
+        UniqueConstraint("member_id", "program_id", "ref"),
+        Index(None, "member_id", "program_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    from_tier: Mapped[str] = mapped_column(String(64))
+    to_tier: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))  # enrolment|upgrade|review|refund|manual
+    changed_at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]]
+    ref: Mapped[str | None] = mapped_column(String(160))
+
+
+class ClubMembership(Base):
+    """A member's membership of a club: its level, state and paid term."""
+
+    __tablename__ = "club_memberships"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'active', 'grace', 'lapsed', 'cancelled', "
+                        "'left')", name="status_known"),
+        Index(None, "program_id", "club_id", "status"),
+    )
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    club_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    level: Mapped[str] = mapped_column(String(64))  # '' for clubs without levels
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))  # purchase | explicit | till
+    joined_at: Mapped[datetime]
+    term_start: Mapped[datetime | None]
+    term_end: Mapped[datetime | None]  # paid through (fee clubs)
+    auto_renew: Mapped[bool]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class FeeCharge(Base):
+    """A club fee the member owes or paid; the engine keeps charges, it moves no money."""
+
+    __tablename__ = "fee_charges"
+    __table_args__ = (
+        # Exactly one charge per membership term and kind: renewals can be re-run safely.
+        UniqueConstraint("member_id", "program_id", "club_id", "kind", "term_start"),
+        CheckConstraint("status IN ('due', 'paid', 'failed', 'refunded', 'waived')",
+                        name="status_known"),
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        Index(None, "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    club_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # join | renewal | upgrade
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    term_start: Mapped[datetime]
+    term_end: Mapped[datetime]
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    paid_at: Mapped[datetime | None]
+    paid_via: Mapped[str | None] = mapped_column(String(16))  # service | till | points
+    paid_ref: Mapped[str | None] = mapped_column(String(160))
+    points: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class GroupVerification(Base):
+    """An operator's verification that a member belongs to an affinity group."""
+
+    __tablename__ = "group_verifications"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    evidence: Mapped[str] = mapped_column(String(200))
+    verified_at: Mapped[datetime]
+    verified_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))  # active | lapsed
+    lapsed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class MemberConsent(Base):
+    """A consent flag (marketing, ...) given or withdrawn, with when."""
+
+    __tablename__ = "member_consents"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    flag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    given: Mapped[bool]
+    given_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    changed_at: Mapped[datetime]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -341,3 +468,9 @@ vouchers = cast(Table, Voucher.__table__)
 refunds = cast(Table, Refund.__table__)
 redemptions = cast(Table, Redemption.__table__)
 point_debts = cast(Table, PointDebt.__table__)
+tier_status = cast(Table, TierStatus.__table__)
+tier_history = cast(Table, TierHistory.__table__)
+club_memberships = cast(Table, ClubMembership.__table__)
+fee_charges = cast(Table, FeeCharge.__table__)
+group_verifications = cast(Table, GroupVerification.__table__)
+member_consents = cast(Table, MemberConsent.__table__)

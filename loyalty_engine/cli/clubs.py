@@ -1,0 +1,128 @@
+"""`loyalty clubs ...`: join, leave and upgrade clubs; show a member's clubs; run the
+membership clock (renewals, grace, lapse, eligibility) for an instant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.clubs import (
+    ClubOutcome,
+    advance_clubs,
+    join_club,
+    leave_club,
+    upgrade_club,
+)
+from loyalty_engine.services.enrolment import member_clubs
+
+app = typer.Typer(help="Club memberships: open, affinity and paid clubs.", no_args_is_help=True)
+
+
+@app.command()
+def join(ctx: typer.Context, member_id: str, club_id: str,
+         level: str | None = typer.Option(None, "--level", help="Fee clubs: the level "
+                                          "(default the first)."),
+         program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
+    """Join a club. A fee club stays pending until its charge is paid (`loyalty fees pay`)."""
+    instant = parse_instant(at, "--at") or now()
+    _show(join_club(engine_for(ctx), member_id, club_id, instant, now(), program, level),
+          json_out)
+
+
+@app.command()
+def leave(ctx: typer.Context, member_id: str, club_id: str, program: str | None = PROGRAM,
+          at: str | None = AT, json_out: bool = JSON) -> None:
+    """Leave a club (a fee club: refunded inside the cooling-off period, else it runs to the
+    end of the paid term without renewing)."""
+    instant = parse_instant(at, "--at") or now()
+    _show(leave_club(engine_for(ctx), member_id, club_id, instant, now(), program), json_out)
+
+
+@app.command()
+def upgrade(ctx: typer.Context, member_id: str, club_id: str, level: str,
+            program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
+    """Move a paid membership up a level for the prorated difference of the fees."""
+    instant = parse_instant(at, "--at") or now()
+    _show(upgrade_club(engine_for(ctx), member_id, club_id, level, instant, now(), program),
+          json_out)
+
+
+@app.command()
+def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
+         json_out: bool = JSON) -> None:
+    """A member's clubs, fee charges and group verifications."""
+    data = member_clubs(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now())
+    if json_out:
+        emit_json(data)
+        return
+    print_clubs(data)
+
+
+def print_clubs(data: dict[str, Any]) -> None:
+    """Tables of memberships, charges and verifications."""
+    if not data["clubs"] and not data["charges"] and not data["verifications"]:
+        console.print("no clubs, fee charges or verifications")
+        return
+    if data["clubs"]:
+        table = Table("program", "club", "level", "status", "paid through", "renews",
+                      title="clubs")
+        for c in data["clubs"]:
+            table.add_row(c["program_id"], c["club_id"], c["level"] or "-", c["status"],
+                          when(c["term_end"]), "yes" if c["auto_renew"] else "no")
+        console.print(table)
+    if data["charges"]:
+        table = Table("charge", "club", "level", "kind", "amount", "due", "status", "paid",
+                      title="fee charges")
+        for f in data["charges"]:
+            table.add_row(str(f["charge_id"]), f["club_id"], f["level"], f["kind"],
+                          f"{f['amount_minor']} {f['currency']} (minor)", when(f["due_at"]),
+                          f["status"], f"{when(f['paid_at'])} {f['paid_via'] or ''}".strip())
+        console.print(table)
+    if data["verifications"]:
+        table = Table("program", "group", "evidence", "valid until", "re-verify from",
+                      "status", title="group verifications")
+        for v in data["verifications"]:
+            table.add_row(v["program_id"], v["group_id"], escape(v["evidence"]),
+                          when(v["verified_until"]), when(v["reverify_from"]), v["status"])
+        console.print(table)
+
+
+@app.command()
+def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
+            json_out: bool = JSON) -> None:
+    """Run the membership clock up to an instant: renewal charges, grace, lapse, the end
+    of cancelled memberships and lapsed group eligibility (safe to re-run)."""
+    result = advance_clubs(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
+                           program)
+    if json_out:
+        emit_json(result.as_json())
+        return
+    console.print(
+        f"{result.renewals} renewal charge(s) ({result.waived} waived), {result.grace} "
+        f"entered grace, {result.lapsed} lapsed, {result.ended} ended, "
+        f"{result.eligibility_lapsed} verification(s) lapsed, "
+        f"{result.memberships_lapsed_by_eligibility} membership(s) lapsed with them",
+        markup=False)
+
+
+def _show(outcome: ClubOutcome, json_out: bool) -> None:
+    if json_out:
+        emit_json(outcome.as_json())
+        return
+    m = outcome.membership
+    console.print(f"{m['member_id']} in {m['club_id']} ({m['program_id']}): {m['status']}"
+                  + (f", level {m['level']}" if m["level"] else "")
+                  + (f", paid through {when(m['term_end'])}" if m["term_end"] else ""),
+                  markup=False)
+    if outcome.charge is not None:
+        c = outcome.charge
+        console.print(f"charge {c['charge_id']}: {c['kind']} {c['amount_minor']} "
+                      f"{c['currency']} (minor units), {c['status']}", markup=False)
+    if outcome.message:
+        console.print(outcome.message, markup=False)

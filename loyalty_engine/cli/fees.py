@@ -1,0 +1,66 @@
+"""`loyalty fees ...`: pay a club fee charge (in money or points), mark one failed, list."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.options import AT, JSON
+from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.fees import FeeOutcome, charges_of, fail_charge, pay_charge
+
+app = typer.Typer(help="Club fee charges: the engine records them, it moves no money.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def pay(ctx: typer.Context, charge_id: int,
+        points: bool = typer.Option(False, "--points", help="Pay with the level's points "
+                                    "price from the member's spendable points."),
+        reference: str | None = typer.Option(None, "--reference", help="The payment's "
+                                             "reference (a PSP id, a receipt)."),
+        at: str | None = AT, json_out: bool = JSON) -> None:
+    """Mark a due or failed charge paid; a joining charge starts the membership."""
+    instant = parse_instant(at, "--at") or now()
+    _show(pay_charge(engine_for(ctx), charge_id, instant, now(), points, reference), json_out)
+
+
+@app.command()
+def fail(ctx: typer.Context, charge_id: int,
+         reason: str | None = typer.Option(None, "--reason", help="Why collection failed."),
+         json_out: bool = JSON) -> None:
+    """Record that collecting a due charge failed (it stays payable until the lapse)."""
+    _show(fail_charge(engine_for(ctx), charge_id, now(), reason), json_out)
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          member: str | None = typer.Option(None, "--member", help="Only this member."),
+          status: str | None = typer.Option(None, "--status", help="Only charges in this "
+                                            "state: due, paid, failed, refunded, waived."),
+          json_out: bool = JSON) -> None:
+    """Fee charges, newest first."""
+    rows = charges_of(engine_for(ctx), member, status)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("charge", "member", "club", "level", "kind", "amount (minor)", "due",
+                  "status")
+    for r in rows:
+        table.add_row(str(r["charge_id"]), r["member_id"], r["club_id"], r["level"], r["kind"],
+                      f"{r['amount_minor']} {r['currency']}", when(r["due_at"]), r["status"])
+    console.print(table)
+
+
+def _show(outcome: FeeOutcome, json_out: bool) -> None:
+    if json_out:
+        emit_json(outcome.as_json())
+        return
+    console.print(outcome.message, markup=False)
+    if outcome.membership is not None:
+        m = outcome.membership
+        console.print(f"membership of {m['club_id']}: {m['status']}"
+                      + (f", level {m['level']}" if m["level"] else "")
+                      + (f", paid through {when(m['term_end'])}" if m["term_end"] else ""),
+                      markup=False)

@@ -1,0 +1,102 @@
+"""`loyalty tiers ...`: a member's tier, who is at risk at the next review, the review
+itself for an instant, and an operator's manual tier."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.tiers import at_risk, review_tiers, set_manual_tier, show_tiers
+
+app = typer.Typer(help="Tiers: show, at risk, review, set by hand.", no_args_is_help=True)
+
+
+@app.command()
+def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
+         as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
+    """A member's tier, its window's credit, the next tier and review, and the history."""
+    data = show_tiers(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now(),
+                      program)
+    if json_out:
+        emit_json(data)
+        return
+    if not data:
+        console.print("no program in force has tiers")
+    for t in data:
+        floor = (f" (manual floor {t['manual_tier']} until {when(t['manual_until'])})"
+                 if t["manual_tier"] else "")
+        held = f", held until {t['held_until']}" if t["held_until"] else ""
+        console.print(f"[bold]{t['program_id']}[/]: {t['tier'] or 'no tier'}{floor}{held}")
+        console.print(f"  {t['measure']} credit {t['credit']} in {t['window'][0]} .. "
+                      f"{t['window'][1]} (exclusive)", markup=False)
+        if t["next_tier"]:
+            console.print(f"  next tier {t['next_tier']}: lacks {t['next_tier_lacks']}",
+                          markup=False)
+        if t["next_review"]:
+            console.print(f"  next review {t['next_review']} (policy {t['policy']})",
+                          markup=False)
+        if t["history"]:
+            table = Table("when", "from", "to", "reason")
+            for h in t["history"]:
+                table.add_row(when(h["changed_at"]), h["from"] or "-", h["to"] or "-",
+                              h["reason"])
+            console.print(table)
+
+
+@app.command("at-risk")
+def at_risk_(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None = AS_OF,
+             json_out: bool = JSON) -> None:
+    """Members who would drop at their next review, and how much credit they lack."""
+    rows = at_risk(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), program)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("nobody would drop at the next review")
+        return
+    table = Table("member", "program", "tier", "would drop to", "review", "credit", "needed",
+                  "lacks")
+    for r in rows:
+        table.add_row(r["member_id"], r["program_id"], r["tier"], r["would_drop_to"] or "-",
+                      str(r["review_day"]), str(r["credit"]), str(r["needed"]),
+                      str(r["lacks"]))
+    console.print(table)
+
+
+@app.command()
+def review(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None = AS_OF,
+           json_out: bool = JSON) -> None:
+    """Apply every tier review due by an instant, in order (safe to re-run)."""
+    result = review_tiers(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
+                          program)
+    if json_out:
+        emit_json(result.as_json())
+        return
+    if not result.reviewed:
+        console.print("no program in force has tiers")
+    for pid, count in result.reviewed.items():
+        console.print(f"{pid}: {count} review(s), {result.upgraded[pid]} up, "
+                      f"{result.downgraded[pid]} down, {result.held[pid]} held, "
+                      f"{result.floors_ended[pid]} manual floor(s) ended", markup=False)
+
+
+@app.command("set")
+def set_(ctx: typer.Context, member_id: str, tier: str,
+         until: str = typer.Option(..., "--until", help="When the manual tier ends "
+                                   "(ISO 8601; a date means its midnight UTC)."),
+         reason: str = typer.Option(..., "--reason", help="Why (kept in the history)."),
+         program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
+    """Give a member a tier by hand until a date. It is a floor: they keep at least this
+    tier until then, and earning more still upgrades them."""
+    ends = parse_instant(until, "--until")
+    assert ends is not None
+    data = set_manual_tier(engine_for(ctx), member_id, tier, ends, reason,
+                           parse_instant(at, "--at") or now(), now(), program)
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"{member_id} has at least {tier} in {data['program_id']} until "
+                  f"{when(ends)} (earned: {data['earned_tier'] or 'none'})", markup=False)

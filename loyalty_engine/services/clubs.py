@@ -1,0 +1,405 @@
+"""Clubs: joining, leaving and upgrading, and the time-driven membership step (renewal
+charges, grace, lapse, eligibility lapse), each with an explicit instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, select
+
+from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.rules.compiled_membership import CompiledClub
+from loyalty_engine.services.errors import ClubError, NotFoundError
+from loyalty_engine.services.groups import eligible, lapse_eligibility
+from loyalty_engine.services.lots import lock_member
+from loyalty_engine.services.memberships import (
+    LIVE,
+    charge_json,
+    ensure_member,
+    find_club,
+    membership,
+    membership_json,
+    new_charge,
+    open_charges,
+    prorated,
+    save_membership,
+    set_charge,
+    spend_before,
+    term_end,
+)
+from loyalty_engine.services.points_moves import refund_fee_points
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.store import tables
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_memberships = tables.club_memberships
+_charges = tables.fee_charges
+
+
+@dataclass(slots=True)
+class ClubOutcome:
+    """What a club request did: the membership after it, and any charge it created."""
+
+    membership: dict[str, Any]
+    charge: dict[str, Any] | None = None
+    refunded: dict[str, Any] | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json and the API."""
+        return {"membership": self.membership, "charge": self.charge,
+                "refunded": self.refunded, "message": self.message}
+
+
+def join_club(engine: Engine, member_id: str, club_id: str, at: datetime, now: datetime,
+              program_id: str | None = None, level: str | None = None) -> ClubOutcome:
+    """Join a club. Open clubs start at once; affinity clubs once the member is eligible;
+    fee clubs are pending until the joining charge is paid (or waived)."""
+
+    def attempt() -> ClubOutcome:
+        with write_transaction(engine) as conn:
+            catalog = load_catalog(conn)
+            version, club = find_club(catalog, club_id, program_id, at)
+            ensure_member(conn, member_id, version.program_id, at, now)
+            lock_member(conn, member_id)
+            current = membership(conn, member_id, version.program_id, club_id)
+            if current is not None and current.status in LIVE:
+                raise ClubError(f"member {member_id!r} is already in club {club_id!r} "
+                                f"({current.status}"
+                                + (f", level {current.level}" if current.level else "")
+                                + ")" + ("; use `loyalty clubs upgrade` for a higher level"
+                                         if club.kind == "fee" else ""))
+            if club.kind == "fee":
+                return _join_fee_club(conn, member_id, version, club, level, at, now)
+            if level is not None:
+                raise ClubError(f"club {club_id!r} has no levels; leave out --level")
+            if club.kind == "affinity":
+                assert club.group is not None
+                if not eligible(conn, version, member_id, club.group, at):
+                    raise ClubError(
+                        f"member {member_id!r} is not eligible for group {club.group!r} "
+                        f"({version.program.groups[club.group].name}), which club "
+                        f"{club_id!r} is limited to" + _how_to_qualify(version, club.group,
+                                                                        member_id))
+            save_membership(conn, member_id, version.program_id, club_id, now, level="",
+                            status="active", source="explicit", joined_at=at,
+                            term_start=None, term_end=None, auto_renew=False, ended_at=None)
+            return ClubOutcome(_membership(conn, member_id, version, club_id),
+                               message=f"joined {club.name}")
+
+    return retry_transient(attempt)
+
+
+def _how_to_qualify(version: VersionInForce, group_id: str, member_id: str) -> str:
+    group = version.program.groups[group_id]
+    ways = []
+    if group.verified:
+        ways.append(f"record a verification with `loyalty members verify {member_id} "
+                    f"{group_id} --until DATE --evidence REF`")
+    if group.age_attribute is not None:
+        bounds = []
+        if group.at_least is not None:
+            bounds.append(f"at least {group.at_least}")
+        if group.under is not None:
+            bounds.append(f"under {group.under}")
+        ways.append(f"members aged {' and '.join(bounds)} by their {group.age_attribute!r} "
+                    "attribute qualify")
+    return ": " + "; or ".join(ways)
+
+
+def _join_fee_club(conn: Connection, member_id: str, version: VersionInForce,
+                   club: CompiledClub, level_id: str | None, at: datetime,
+                   now: datetime) -> ClubOutcome:
+    level = club.levels[0] if level_id is None else club.level(level_id)
+    if level is None:
+        levels = ", ".join(lv.level_id for lv in club.levels)
+        raise ClubError(f"club {club.club_id!r} has no level {level_id!r} (levels: {levels})")
+    end = term_end(club, at)
+    waived = _waiver(conn, member_id, version, club, at)
+    status = "waived" if waived is not None else "due"
+    row = new_charge(conn, member_id, version, club, level.level_id, "join", level.fee_minor,
+                     at, end, at, now, status=status, detail=waived)
+    if waived is not None:
+        save_membership(conn, member_id, version.program_id, club.club_id, now,
+                        level=level.level_id, status="active", source="explicit",
+                        joined_at=at, term_start=at, term_end=end,
+                        auto_renew=club.auto_renew, ended_at=None)
+        message = f"joined {club.name} ({level.name}); the fee is waived"
+    else:
+        save_membership(conn, member_id, version.program_id, club.club_id, now,
+                        level=level.level_id, status="pending", source="explicit",
+                        joined_at=at, term_start=None, term_end=None,
+                        auto_renew=club.auto_renew, ended_at=None)
+        message = (f"membership of {club.name} ({level.name}) is pending until charge "
+                   f"{row.id} is paid")
+    return ClubOutcome(_membership(conn, member_id, version, club.club_id), charge_json(row),
+                       message=message)
+
+
+def _waiver(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
+            start: datetime) -> dict[str, Any] | None:
+    """The waiver's evidence when the member's last 12 months of spend earn it."""
+    if club.waiver_minor is None:
+        return None
+    spend = spend_before(conn, [member_id], version.program_id, version, start).get(
+        member_id, 0)
+    if spend < club.waiver_minor:
+        return None
+    return {"waived": "min_spend_last_year", "spend_minor": spend,
+            "threshold_minor": club.waiver_minor}
+
+
+def leave_club(engine: Engine, member_id: str, club_id: str, at: datetime, now: datetime,
+               program_id: str | None = None) -> ClubOutcome:
+    """Leave a club. A fee club inside its cooling-off period is cancelled with the fee
+    refunded; after it, the membership runs to the end of the paid term and is not renewed."""
+
+    def attempt() -> ClubOutcome:
+        with write_transaction(engine) as conn:
+            catalog = load_catalog(conn)
+            version, club = find_club(catalog, club_id, program_id, at)
+            if not lock_member(conn, member_id):
+                raise NotFoundError(f"there is no member {member_id!r}")
+            current = membership(conn, member_id, version.program_id, club_id)
+            if current is None or current.status not in LIVE:
+                raise ClubError(f"member {member_id!r} is not in club {club_id!r}"
+                                + ("" if current is None else f" (it {current.status})"))
+            if club.kind != "fee":
+                save_membership(conn, member_id, version.program_id, club_id, now,
+                                status="left", ended_at=at)
+                return ClubOutcome(_membership(conn, member_id, version, club_id),
+                                   message=f"left {club.name}")
+            return _cancel(conn, member_id, version, club, current, at, now)
+
+    return retry_transient(attempt)
+
+
+def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
+            current: Any, at: datetime, now: datetime) -> ClubOutcome:
+    program_id = version.program_id
+    unpaid = open_charges(conn, member_id, program_id, club.club_id)
+    for row in unpaid:  # nothing is owed for a membership that will not run
+        set_charge(conn, row.id, now, status="waived",
+                   detail={**row.detail, "waived": "cancelled"})
+    if current.status == "pending":
+        save_membership(conn, member_id, program_id, club.club_id, now, status="cancelled",
+                        ended_at=at, auto_renew=False)
+        return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                           message="cancelled before the first payment; nothing is owed")
+    paid = conn.execute(select(_charges).where(
+        _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+        _charges.c.club_id == club.club_id, _charges.c.status == "paid",
+        _charges.c.kind.in_(("join", "renewal")))
+        .order_by(_charges.c.term_start.desc(), _charges.c.id.desc())).first()
+    cooling_ends = (None if paid is None
+                    else paid.term_start + timedelta(days=club.cooling_off_days))
+    if paid is not None and cooling_ends is not None and at < cooling_ends:
+        # Inside the cooling-off period: the term's fee, and any upgrade paid in it, back.
+        refunded = []
+        for row in conn.execute(select(_charges).where(
+            _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+            _charges.c.club_id == club.club_id, _charges.c.status == "paid",
+            _charges.c.term_start >= paid.term_start)):
+            if row.points:
+                refund_fee_points(conn, row, at, now)
+            set_charge(conn, row.id, now, status="refunded", refunded_minor=row.amount_minor)
+            refunded.append(row.id)
+        save_membership(conn, member_id, program_id, club.club_id, now, status="cancelled",
+                        ended_at=at, auto_renew=False, term_end=at)
+        last = conn.execute(select(_charges).where(_charges.c.id == paid.id)).one()
+        return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                           refunded=charge_json(last),
+                           message=f"cancelled inside the {club.cooling_off_days}-day "
+                                   f"cooling-off period; charge(s) "
+                                   f"{', '.join(map(str, refunded))} refunded")
+    save_membership(conn, member_id, program_id, club.club_id, now, auto_renew=False)
+    return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                       message=f"will end on {current.term_end.isoformat()} at the end of the "
+                               "paid term (the cooling-off period is over); it will not renew")
+
+
+def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at: datetime,
+                 now: datetime, program_id: str | None = None) -> ClubOutcome:
+    """Move a paid membership up a level mid-term, for the prorated difference in fees; the
+    new level applies once that charge is paid."""
+
+    def attempt() -> ClubOutcome:
+        with write_transaction(engine) as conn:
+            catalog = load_catalog(conn)
+            version, club = find_club(catalog, club_id, program_id, at)
+            if club.kind != "fee":
+                raise ClubError(f"club {club_id!r} has no paid levels to upgrade between")
+            if not lock_member(conn, member_id):
+                raise NotFoundError(f"there is no member {member_id!r}")
+            current = membership(conn, member_id, version.program_id, club_id)
+            if current is None or current.status not in ("active", "grace"):
+                state = "not a member" if current is None else current.status
+                raise ClubError(f"member {member_id!r} has no active membership of club "
+                                f"{club_id!r} to upgrade ({state})")
+            target = club.level(level_id)
+            if target is None:
+                levels = ", ".join(lv.level_id for lv in club.levels)
+                raise ClubError(f"club {club_id!r} has no level {level_id!r} "
+                                f"(levels: {levels})")
+            held = club.level(current.level)
+            if current.level == level_id:
+                raise ClubError(f"member {member_id!r} already holds level {level_id!r} of "
+                                f"club {club_id!r}")
+            if held is not None and target.rank < held.rank:
+                raise ClubError(f"{level_id!r} is below {current.level!r}: a membership only "
+                                "moves up mid-term; leave and join again at renewal to go "
+                                "down")
+            if any(row.kind == "upgrade" for row in open_charges(
+                    conn, member_id, version.program_id, club_id)):
+                raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} "
+                                "is already waiting for payment")
+            old_fee = 0 if held is None else held.fee_minor
+            amount = prorated(target.fee_minor - old_fee, at, current.term_start,
+                              current.term_end)
+            row = new_charge(conn, member_id, version, club, level_id, "upgrade", amount, at,
+                             current.term_end, at, now,
+                             detail={"from_level": current.level, "to_level": level_id,
+                                     "fee_difference_minor": target.fee_minor - old_fee,
+                                     "term_start": current.term_start.isoformat(),
+                                     "term_end": current.term_end.isoformat()})
+            if amount == 0:
+                set_charge(conn, row.id, now, status="waived",
+                           detail={**row.detail, "waived": "nothing left of the term"})
+                save_membership(conn, member_id, version.program_id, club_id, now,
+                                level=level_id)
+            row = conn.execute(select(_charges).where(_charges.c.id == row.id)).one()
+            return ClubOutcome(_membership(conn, member_id, version, club_id),
+                               charge_json(row),
+                               message=f"upgrade to {target.name} waits for charge {row.id} "
+                                       f"({amount} minor units, prorated)")
+
+    return retry_transient(attempt)
+
+
+def _membership(conn: Connection, member_id: str, version: VersionInForce,
+                club_id: str) -> dict[str, Any]:
+    row = membership(conn, member_id, version.program_id, club_id)
+    return membership_json(row)
+
+
+@dataclass(slots=True)
+class ClubStepResult:
+    """What the time-driven membership step did, by count."""
+
+    renewals: int = 0
+    waived: int = 0
+    grace: int = 0
+    lapsed: int = 0
+    ended: int = 0
+    eligibility_lapsed: int = 0
+    memberships_lapsed_by_eligibility: int = 0
+    charges: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"renewal_charges": self.renewals, "renewals_waived": self.waived,
+                "entered_grace": self.grace, "lapsed": self.lapsed, "ended": self.ended,
+                "verifications_lapsed": self.eligibility_lapsed,
+                "memberships_lapsed_by_eligibility": self.memberships_lapsed_by_eligibility}
+
+
+def advance_clubs(engine: Engine, as_of: datetime, now: datetime,
+                  program_id: str | None = None) -> ClubStepResult:
+    """Run the membership clock up to as_of: renewal charges N days before a term ends
+    (waived when last year's spend earns it), grace after an unpaid term ends, lapse after
+    grace, the end of memberships cancelled at term end, and affinity eligibility that has
+    lapsed. Set-based per club; safe to run again (charges have natural keys)."""
+
+    def attempt() -> ClubStepResult:
+        with write_transaction(engine) as conn:
+            result = ClubStepResult()
+            catalog = load_catalog(conn)
+            for version in catalog.all_in_force(as_of):
+                if program_id is not None and version.program_id != program_id:
+                    continue
+                for club in version.program.clubs.values():
+                    if club.kind == "fee":
+                        _renew(conn, version, club, as_of, now, result)
+                        _grace_and_lapse(conn, version, club, as_of, now, result)
+                lapse_eligibility(conn, version, as_of, now, result)
+            return result
+
+    return retry_transient(attempt)
+
+
+def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of: datetime,
+           now: datetime, result: ClubStepResult) -> None:
+    notice = timedelta(days=club.renewal_notice_days)
+    m = _memberships
+    due = conn.execute(select(m.c.member_id, m.c.level, m.c.term_end).where(
+        m.c.program_id == version.program_id, m.c.club_id == club.club_id,
+        m.c.status.in_(("active", "grace")), m.c.auto_renew.is_(True),
+        m.c.term_end.is_not(None), m.c.term_end <= as_of + notice,
+    ).order_by(m.c.member_id)).all()
+    if not due:
+        return
+    existing = {(r.member_id, r.term_start) for r in conn.execute(
+        select(_charges.c.member_id, _charges.c.term_start).where(
+            _charges.c.program_id == version.program_id, _charges.c.club_id == club.club_id,
+            _charges.c.kind == "renewal",
+            _charges.c.member_id.in_([r.member_id for r in due])))}
+    fresh = [r for r in due if (r.member_id, r.term_end) not in existing]
+    spend = (spend_before(conn, [r.member_id for r in fresh], version.program_id, version,
+                          as_of) if club.waiver_minor is not None else {})
+    for row in fresh:
+        level = club.level(row.level) or club.levels[0]
+        start, end = row.term_end, term_end(club, row.term_end)
+        spent = spend.get(row.member_id, 0)
+        waived = club.waiver_minor is not None and spent >= club.waiver_minor
+        detail = ({"waived": "min_spend_last_year", "spend_minor": spent,
+                   "threshold_minor": club.waiver_minor} if waived else {})
+        charge_row = new_charge(conn, row.member_id, version, club, level.level_id, "renewal",
+                                level.fee_minor, start, end, start, now,
+                                status="waived" if waived else "due", detail=detail)
+        result.renewals += 1
+        result.charges.append(charge_row.id)
+        if waived:
+            result.waived += 1
+            conn.execute(m.update().where(
+                m.c.member_id == row.member_id, m.c.program_id == version.program_id,
+                m.c.club_id == club.club_id).values(term_end=end, updated_at=now))
+
+
+def _grace_and_lapse(conn: Connection, version: VersionInForce, club: CompiledClub,
+                     as_of: datetime, now: datetime, result: ClubStepResult) -> None:
+    m = _memberships
+    mine = and_(m.c.program_id == version.program_id, m.c.club_id == club.club_id)
+    grace = timedelta(days=club.grace_days)
+    # Cancelled at term end (auto-renew off): the membership simply ends.
+    ended = conn.execute(m.update().where(
+        mine, m.c.status == "active", m.c.auto_renew.is_(False), m.c.term_end <= as_of,
+    ).values(status="cancelled", ended_at=m.c.term_end, updated_at=now))
+    result.ended += ended.rowcount
+    if club.grace_days:
+        graced = conn.execute(m.update().where(
+            mine, m.c.status == "active", m.c.term_end <= as_of,
+            m.c.term_end > as_of - grace,
+        ).values(status="grace", updated_at=now))
+        result.grace += graced.rowcount
+    lapsing = [r.member_id for r in conn.execute(select(m.c.member_id).where(
+        mine, m.c.status.in_(("active", "grace")), m.c.term_end <= as_of - grace))]
+    if not lapsing:
+        return
+    conn.execute(m.update().where(mine, m.c.member_id.in_(lapsing)).values(
+        status="lapsed", ended_at=as_of, updated_at=now))
+    # The renewal charges those members left unpaid are closed as failed.
+    conn.execute(_charges.update().where(
+        _charges.c.program_id == version.program_id, _charges.c.club_id == club.club_id,
+        _charges.c.member_id.in_(lapsing), _charges.c.status == "due",
+    ).values(status="failed", updated_at=now))
+    result.lapsed += len(lapsing)
+
+
+def club_rows(conn: Connection, member_id: str) -> list[dict[str, Any]]:
+    """Every club membership of a member."""
+    m = _memberships
+    return [membership_json(r) for r in conn.execute(
+        select(m).where(m.c.member_id == member_id).order_by(m.c.program_id, m.c.club_id))]

@@ -1,0 +1,232 @@
+"""Fee charges: paying one (by a service call, in points, or at the till with the club's fee
+SKU), marking a collection failed, and what a payment does to the membership."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
+from loyalty_engine.engine.planning import FeeLine, PurchasePlan
+from loyalty_engine.rules.compiled_membership import CompiledClub
+from loyalty_engine.services.errors import FeeError
+from loyalty_engine.services.lots import lock_member
+from loyalty_engine.services.memberships import (
+    charge,
+    charge_json,
+    membership,
+    membership_json,
+    new_charge,
+    open_charges,
+    save_membership,
+    set_charge,
+    term_end,
+)
+from loyalty_engine.services.points_moves import pay_fee_points
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.store import tables
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_charges = tables.fee_charges
+
+
+@dataclass(slots=True)
+class FeeOutcome:
+    """A charge after the request, and the membership it serves."""
+
+    charge: dict[str, Any]
+    membership: dict[str, Any] | None
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json and the API."""
+        return {"charge": self.charge, "membership": self.membership, "message": self.message}
+
+
+def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
+               in_points: bool = False, reference: str | None = None) -> FeeOutcome:
+    """Mark a due (or failed) charge paid, in money or in the level's points price, and
+    apply it: a joining charge starts the membership's term, a renewal extends it, an
+    upgrade moves the level up."""
+
+    def attempt() -> FeeOutcome:
+        with write_transaction(engine) as conn:
+            row = charge(conn, charge_id)
+            lock_member(conn, row.member_id)
+            row = charge(conn, charge_id, lock=True)
+            _check_payable(row)
+            catalog = load_catalog(conn)
+            version, club = _club_of(catalog, row, at)
+            membership_row = membership(conn, row.member_id, row.program_id, row.club_id)
+            if membership_row is None or membership_row.status not in (
+                    "pending", "active", "grace"):
+                state = "none" if membership_row is None else membership_row.status
+                raise FeeError(f"charge {charge_id} is for a membership that has ended "
+                               f"({state}); join the club again")
+            detail = dict(row.detail or {})
+            points = None
+            via = "service"
+            if in_points:
+                level = club.level(row.level)
+                if level is None or level.points_price is None:
+                    raise FeeError(f"level {row.level!r} of club {row.club_id!r} cannot be "
+                                   "paid in points")
+                if row.kind == "upgrade":
+                    raise FeeError(f"charge {charge_id} is a prorated upgrade; it is paid in "
+                                   "money, not points")
+                points = level.points_price
+                detail["from_lots"] = pay_fee_points(conn, row, version.id, points, at, now)
+                detail["program_version_id"] = version.id
+                via = "points"
+            set_charge(conn, charge_id, now, status="paid", paid_at=at, paid_via=via,
+                       paid_ref=reference, points=points, detail=detail)
+            _apply_payment(conn, row, club, at, now)
+            return _outcome(conn, charge_id, f"charge {charge_id} paid"
+                            + (f" with {points} points" if points else ""))
+
+    return retry_transient(attempt)
+
+
+def fail_charge(engine: Engine, charge_id: int, now: datetime,
+                reason: str | None = None) -> FeeOutcome:
+    """Record that collecting a due charge failed; it stays payable until the lapse."""
+
+    def attempt() -> FeeOutcome:
+        with write_transaction(engine) as conn:
+            row = charge(conn, charge_id, lock=True)
+            if row.status != "due":
+                raise FeeError(f"charge {charge_id} is {row.status}; only a due charge can "
+                               "fail")
+            set_charge(conn, charge_id, now, status="failed",
+                       detail={**(row.detail or {}), "failure": reason or "collection failed"})
+            return _outcome(conn, charge_id, f"charge {charge_id} marked failed")
+
+    return retry_transient(attempt)
+
+
+def _check_payable(row: Any) -> None:
+    if row.status == "paid":
+        raise FeeError(f"charge {row.id} was already paid on {row.paid_at.isoformat()} "
+                       f"(via {row.paid_via}); it cannot be paid twice")
+    if row.status in ("waived", "refunded"):
+        raise FeeError(f"charge {row.id} is {row.status}; there is nothing to pay")
+
+
+def _club_of(catalog: ProgramCatalog, row: Any,
+             at: datetime) -> tuple[VersionInForce, CompiledClub]:
+    version = catalog.in_force(row.program_id, at) or catalog.versions(row.program_id)[-1]
+    club = version.program.clubs.get(row.club_id)
+    if club is None:
+        raise FeeError(f"program {row.program_id!r} no longer has club {row.club_id!r}")
+    return version, club
+
+
+def _apply_payment(conn: Connection, row: Any, club: CompiledClub, at: datetime,
+                   now: datetime) -> None:
+    """What a paid charge does to its membership."""
+    member_id, program_id = row.member_id, row.program_id
+    if row.kind == "join":
+        # The term runs from the payment: benefits apply only while paid.
+        end = term_end(club, at)
+        set_charge(conn, row.id, now, term_start=at, term_end=end)
+        save_membership(conn, member_id, program_id, club.club_id, now, status="active",
+                        level=row.level, term_start=at, term_end=end)
+    elif row.kind == "renewal":
+        save_membership(conn, member_id, program_id, club.club_id, now, status="active",
+                        term_end=row.term_end)
+    else:
+        save_membership(conn, member_id, program_id, club.club_id, now, level=row.level)
+
+
+def _outcome(conn: Connection, charge_id: int, message: str) -> FeeOutcome:
+    row = charge(conn, charge_id)
+    found = membership(conn, row.member_id, row.program_id, row.club_id)
+    return FeeOutcome(charge_json(row), None if found is None else membership_json(found),
+                      message)
+
+
+# --- paying at the till --------------------------------------------------------------------
+
+def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line: FeeLine,
+                 at: datetime) -> tuple[str, Any]:
+    """What a till fee line does: ('pay', charge row) or ('join', None); raises FeeError
+    with the reason a line would pay nothing or the wrong amount."""
+    version = catalog.in_force(line.program_id, at)
+    assert version is not None  # the line was planned under it
+    club = version.program.clubs[line.club_id]
+    current = membership(conn, member_id, line.program_id, line.club_id)
+    if current is None or current.status not in ("pending", "active", "grace"):
+        level = club.level(line.level_id)
+        assert level is not None
+        if line.amount_minor != level.fee_minor:
+            raise FeeError(f"line {line.sku!r} pays {line.amount_minor} minor units but the "
+                           f"{level.name} fee of club {club.name!r} is {level.fee_minor}")
+        return "join", None
+    for row in open_charges(conn, member_id, line.program_id, line.club_id):
+        if row.level == line.level_id:
+            if row.amount_minor != line.amount_minor:
+                raise FeeError(f"line {line.sku!r} pays {line.amount_minor} minor units but "
+                               f"charge {row.id} is for {row.amount_minor}")
+            return "pay", row
+    raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r}, but member "
+                   f"{member_id!r} owes nothing at level {line.level_id!r} "
+                   f"({current.status}, level {current.level or '-'})")
+
+
+def check_till_fees(conn: Connection, catalog: ProgramCatalog,
+                    plans: list[PurchasePlan]) -> dict[int, str]:
+    """Purchases (by ref) whose fee lines cannot be applied, with the reason."""
+    problems: dict[int, str] = {}
+    for plan in plans:
+        member_id = plan.purchase.member_id
+        if member_id is None:
+            continue
+        for line in plan.fee_lines:
+            try:
+                _till_action(conn, catalog, member_id, line, plan.purchase.occurred_at)
+            except FeeError as exc:
+                problems[plan.ref] = str(exc)
+                break
+    return problems
+
+
+def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
+                     inserted: list[tuple[int, PurchasePlan]], now: datetime) -> None:
+    """Apply fee lines of recorded purchases: pay the charge they match, or join the club
+    at that level with the charge paid at the till."""
+    for purchase_id, plan in inserted:
+        member_id = plan.purchase.member_id
+        assert member_id is not None
+        at = plan.purchase.occurred_at
+        for line in plan.fee_lines:
+            action, row = _till_action(conn, catalog, member_id, line, at)
+            version = catalog.in_force(line.program_id, at)
+            assert version is not None
+            club = version.program.clubs[line.club_id]
+            reference = f"purchase:{purchase_id}"
+            if action == "join":
+                end = term_end(club, at)
+                row = new_charge(conn, member_id, version, club, line.level_id, "join",
+                                 line.amount_minor, at, end, at, now)
+                save_membership(conn, member_id, line.program_id, line.club_id, now,
+                                level=line.level_id, status="pending", source="till",
+                                joined_at=at, term_start=None, term_end=None,
+                                auto_renew=club.auto_renew, ended_at=None)
+            set_charge(conn, row.id, now, status="paid", paid_at=at, paid_via="till",
+                       paid_ref=reference)
+            _apply_payment(conn, row, club, at, now)
+
+
+def charges_of(engine: Engine, member_id: str | None, status: str | None) -> list[dict[str, Any]]:
+    """Fee charges, newest first, optionally of one member and in one state."""
+    with engine.connect() as conn:
+        query = select(_charges).order_by(_charges.c.id.desc())
+        if member_id is not None:
+            query = query.where(_charges.c.member_id == member_id)
+        if status is not None:
+            query = query.where(_charges.c.status == status)
+        return [charge_json(r) for r in conn.execute(query)]

@@ -1,0 +1,185 @@
+"""Club membership and fee charge rows: finding the club a member means, reading and
+writing memberships and charges inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from loyalty_engine.domain.periods import add_months
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
+from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
+from loyalty_engine.services.errors import ClubError, NotFoundError
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, insert_rows
+
+_members = tables.members
+_enrolments = tables.enrolments
+_memberships = tables.club_memberships
+_charges = tables.fee_charges
+_counters = tables.progress_counters
+
+LIVE = ("pending", "active", "grace")  # a membership that has not ended
+
+
+def find_club(catalog: ProgramCatalog, club_id: str, program_id: str | None,
+              at: datetime) -> tuple[VersionInForce, CompiledClub]:
+    """The program version in force at `at` that defines the club (one must, uniquely)."""
+    found = []
+    for version in catalog.all_in_force(at):
+        if program_id is not None and version.program_id != program_id:
+            continue
+        club = version.program.clubs.get(club_id)
+        if club is not None:
+            found.append((version, club))
+    if not found:
+        known = sorted({f"{c} ({v.program_id})" for v in catalog.all_in_force(at)
+                        for c in v.program.clubs})
+        where = f" in program {program_id!r}" if program_id else ""
+        raise NotFoundError(f"no club {club_id!r}{where} in the programs in force at "
+                            f"{at.isoformat()} (clubs: {', '.join(known) or 'none'})")
+    if len(found) > 1:
+        programs = ", ".join(v.program_id for v, _ in found)
+        raise ClubError(f"club {club_id!r} exists in several programs ({programs}); "
+                        "name one with --program")
+    return found[0]
+
+
+def ensure_member(conn: Connection, member_id: str, program_id: str, at: datetime,
+                  now: datetime) -> None:
+    """Create the member and their enrolment in the program if they are new."""
+    convert = Converters(conn)
+    insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
+                [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
+    insert_rows(conn, _enrolments, ("member_id", "program_id", "enrolled_at", "source"),
+                [(member_id, program_id, convert.when(at), "explicit")],
+                on_conflict=["member_id", "program_id"])
+
+
+def membership(conn: Connection, member_id: str, program_id: str, club_id: str) -> Any:
+    """The member's membership row of a club, or None."""
+    return conn.execute(select(_memberships).where(
+        _memberships.c.member_id == member_id, _memberships.c.program_id == program_id,
+        _memberships.c.club_id == club_id)).first()
+
+
+def save_membership(conn: Connection, member_id: str, program_id: str, club_id: str,
+                    now: datetime, **values: Any) -> None:
+    """Insert the membership or change the given columns of it."""
+    existing = membership(conn, member_id, program_id, club_id)
+    values["updated_at"] = now
+    if existing is None:
+        row = {"member_id": member_id, "program_id": program_id, "club_id": club_id,
+               "level": "", "status": "active", "source": "explicit", "joined_at": now,
+               "auto_renew": False, **values}
+        conn.execute(_memberships.insert().values(**row))
+    else:
+        conn.execute(_memberships.update().where(
+            _memberships.c.member_id == member_id, _memberships.c.program_id == program_id,
+            _memberships.c.club_id == club_id).values(**values))
+
+
+def term_end(club: CompiledClub, start: datetime) -> datetime:
+    """The end of a term that starts at `start` (same local wall time, N months later)."""
+    local = start
+    shifted = add_months(local.date(), club.term_months)
+    return datetime.combine(shifted, local.timetz())
+
+
+def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
+               level: str, kind: str, amount_minor: int, start: datetime, end: datetime,
+               due_at: datetime, now: datetime, status: str = "due",
+               detail: dict[str, Any] | None = None) -> Any:
+    """Insert a charge (once per member, club, kind and term start) and return its row."""
+    values = {
+        "member_id": member_id, "program_id": version.program_id, "club_id": club.club_id,
+        "level": level, "kind": kind, "amount_minor": amount_minor,
+        "currency": version.program.currency, "term_start": start, "term_end": end,
+        "due_at": due_at, "status": status, "detail": detail or {}, "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(_charges.insert().values(**values))
+    return conn.execute(select(_charges).where(
+        _charges.c.member_id == member_id, _charges.c.program_id == version.program_id,
+        _charges.c.club_id == club.club_id, _charges.c.kind == kind,
+        _charges.c.term_start == start)).one()
+
+
+def charge(conn: Connection, charge_id: int, lock: bool = False) -> Any:
+    """A charge by id (NotFoundError if there is none)."""
+    query = select(_charges).where(_charges.c.id == charge_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"there is no fee charge {charge_id}")
+    return row
+
+
+def open_charges(conn: Connection, member_id: str, program_id: str, club_id: str) -> list[Any]:
+    """The member's unpaid charges of a club (due or failed), oldest first."""
+    return list(conn.execute(select(_charges).where(
+        _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+        _charges.c.club_id == club_id, _charges.c.status.in_(("due", "failed")))
+        .order_by(_charges.c.id)))
+
+
+def set_charge(conn: Connection, charge_id: int, now: datetime, **values: Any) -> None:
+    """Change a charge's columns."""
+    conn.execute(_charges.update().where(_charges.c.id == charge_id)
+                 .values(updated_at=now, **values))
+
+
+def spend_before(conn: Connection, member_ids: list[str], program_id: str,
+                 version: VersionInForce, end: datetime) -> dict[str, int]:
+    """Eligible spend of members in the 12 months before `end` (program time), by member."""
+    zone = version.program.timezone
+    last = end.astimezone(zone).date()
+    first = add_months(last, -12)
+    if not member_ids:
+        return {}
+    rows = conn.execute(
+        select(_counters.c.member_id, func.sum(_counters.c.value))
+        .where(_counters.c.program_id == program_id, _counters.c.counter == SPEND_COUNTER,
+               _counters.c.period >= first.isoformat(), _counters.c.period < last.isoformat(),
+               _counters.c.member_id.in_(member_ids))
+        .group_by(_counters.c.member_id))
+    return {member_id: int(total or 0) for member_id, total in rows}
+
+
+def prorated(amount_minor: int, at: datetime, start: datetime, end: datetime) -> int:
+    """amount x (time left of the term / the whole term), rounded half up to a minor unit."""
+    whole = (end - start) / timedelta(seconds=1)
+    left = max(0.0, (end - at) / timedelta(seconds=1))
+    if whole <= 0:
+        return 0
+    # Integer arithmetic on whole seconds: money is never a float.
+    numerator = amount_minor * int(left)
+    denominator = int(whole)
+    quotient, remainder = divmod(numerator, denominator)
+    return quotient + (1 if 2 * remainder >= denominator else 0)
+
+
+def charge_json(row: Any) -> dict[str, Any]:
+    """A charge as plain data."""
+    return {
+        "charge_id": row.id, "member_id": row.member_id, "program_id": row.program_id,
+        "club_id": row.club_id, "level": row.level, "kind": row.kind,
+        "amount_minor": row.amount_minor, "currency": row.currency,
+        "term_start": row.term_start, "term_end": row.term_end, "due_at": row.due_at,
+        "status": row.status, "paid_at": row.paid_at, "paid_via": row.paid_via,
+        "paid_ref": row.paid_ref, "points": row.points, "refunded_minor": row.refunded_minor,
+        "detail": row.detail,
+    }
+
+
+def membership_json(row: Any) -> dict[str, Any]:
+    """A membership as plain data."""
+    return {
+        "member_id": row.member_id, "program_id": row.program_id, "club_id": row.club_id,
+        "level": row.level, "status": row.status, "source": row.source,
+        "joined_at": row.joined_at, "term_start": row.term_start, "term_end": row.term_end,
+        "auto_renew": bool(row.auto_renew), "ended_at": row.ended_at,
+    }

@@ -1,0 +1,406 @@
+"""Tiers: the set-based review, members at risk of dropping, one member's tier, an
+operator's manual tier (a floor), and the immediate downgrade a refund may cause."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, select
+
+from loyalty_engine.domain.decisions import Standing, TierChange
+from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
+from loyalty_engine.rules.compiled_membership import TierLadder, Window
+from loyalty_engine.services.errors import NotFoundError, TierError
+from loyalty_engine.services.lots import lock_member
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.standing import write_tier_changes
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import Converters, chunked, insert_rows
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_status = tables.tier_status
+_history = tables.tier_history
+_counters = tables.progress_counters
+
+
+@dataclass(slots=True)
+class ReviewResult:
+    """What a tier review did, per program."""
+
+    reviewed: dict[str, int] = field(default_factory=dict)  # program -> member reviews
+    upgraded: dict[str, int] = field(default_factory=dict)
+    downgraded: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    floors_ended: dict[str, int] = field(default_factory=dict)
+    review_days: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"reviewed": self.reviewed, "upgraded": self.upgraded,
+                "downgraded": self.downgraded, "held": self.held,
+                "manual_floors_ended": self.floors_ended, "review_days": self.review_days}
+
+
+def _credits(conn: Connection, program_id: str, counter: str, window: Window,
+             member_ids: list[str] | None) -> dict[str, int]:
+    """Qualifying credit per member in a window: one GROUP BY (chunked by member if given)."""
+    base = (select(_counters.c.member_id, func.sum(_counters.c.value))
+            .where(_counters.c.program_id == program_id, _counters.c.counter == counter,
+                   _counters.c.period >= window.start.isoformat(),
+                   _counters.c.period < window.end.isoformat())
+            .group_by(_counters.c.member_id))
+    if member_ids is None:
+        return {m: int(v or 0) for m, v in conn.execute(base)}
+    found: dict[str, int] = {}
+    for part in chunked(member_ids):
+        found.update({m: int(v or 0) for m, v in conn.execute(
+            base.where(_counters.c.member_id.in_(part)))})
+    return found
+
+
+def review_tiers(engine: Engine, as_of: datetime, now: datetime,
+                 program_id: str | None = None) -> ReviewResult:
+    """Review every member whose review day (1 January, their anniversary, or the 1st of
+    the month for rolling windows) has come by as_of, in order: missed reviews are caught
+    up one by one. Set-based: a GROUP BY of credit per review window, and bulk writes.
+    Safe to run again: a member's review day is recorded, and a review's history entry
+    has a natural key."""
+
+    def attempt() -> ReviewResult:
+        with write_transaction(engine) as conn:
+            result = ReviewResult()
+            for version in load_catalog(conn).all_in_force(as_of):
+                if version.program.tiers is None:
+                    continue
+                if program_id is not None and version.program_id != program_id:
+                    continue
+                _review_program(conn, version, as_of, now, result)
+            return result
+
+    return retry_transient(attempt)
+
+
+def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
+                    now: datetime, result: ReviewResult) -> None:
+    ladder = version.program.tiers
+    assert ladder is not None
+    pid = version.program_id
+    zone = version.program.timezone
+    today = as_of.astimezone(zone).date()
+    query = select(_status).where(_status.c.program_id == pid)
+    if conn.dialect.name == "postgresql":
+        # A purchase upgrading a member waits for the review, and then sees its result.
+        query = query.with_for_update()
+    rows = conn.execute(query).all()
+    # Each member's review days still to apply, in order.
+    due: dict[date, list[Any]] = defaultdict(list)
+    state: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        after = row.reviewed_on or row.enrolled_on
+        days = ladder.reviews_between(after, today, row.enrolled_on)
+        if not days:
+            continue
+        state[row.member_id] = {"tier": row.tier, "held": row.held_until,
+                                "manual": row.manual_tier or "", "until": row.manual_until,
+                                "enrolled": row.enrolled_on, "last": days[-1]}
+        for day in days:
+            due[day].append(row)
+    changes: list[tuple[str, TierChange, date, datetime]] = []
+    refs: list[str | None] = []
+    ended_floors: list[str] = []
+    counts: defaultdict[str, int] = defaultdict(int)
+    for review_day in sorted(due):
+        members = due[review_day]
+        review_at = datetime.combine(review_day, datetime.min.time(), zone)
+        windows: dict[Window, list[str]] = defaultdict(list)
+        for row in members:
+            windows[ladder.review_window(review_day, row.enrolled_on)].append(row.member_id)
+        credit: dict[str, int] = {}
+        for window, ids in windows.items():
+            # Calendar and rolling windows are shared by everyone: one plain GROUP BY.
+            scoped = None if ladder.window != "anniversary" else ids
+            credit.update(_credits(conn, pid, ladder.counter, window, scoped))
+        for row in members:
+            member = state[row.member_id]
+            window = ladder.review_window(review_day, row.enrolled_on)
+            got = credit.get(row.member_id, 0)
+            new, held, why = review_tier(ladder, member["tier"], member["held"], got,
+                                         review_day, row.enrolled_on)
+            counts["reviewed"] += 1
+            if why == "held":
+                counts["held"] += 1
+            if new != member["tier"]:
+                counts["up" if ladder.rank(new) > ladder.rank(member["tier"]) else "down"] += 1
+                changes.append((row.member_id, TierChange(
+                    pid, member["tier"], new, "review", held,
+                    {"review_day": review_day.isoformat(), "credit": got,
+                     "measure": ladder.measure, "policy": ladder.downgrade, "why": why,
+                     "window": [window.start.isoformat(), window.end.isoformat()]}),
+                    row.enrolled_on, review_at))
+                refs.append(f"review:{review_day.isoformat()}")
+            member["tier"], member["held"] = new, held
+            until = member["until"]
+            if member["manual"] and until is not None and until <= review_at:
+                changes.append((row.member_id, TierChange(
+                    pid, ladder.higher(member["manual"], new), new, "manual", held,
+                    {"floor_ended": member["manual"], "until": until.isoformat()}),
+                    row.enrolled_on, until))
+                refs.append(f"floor-end:{until.isoformat()}")
+                ended_floors.append(row.member_id)
+                member["manual"] = ""
+    _write_review(conn, pid, state, changes, refs, ended_floors, now)
+    result.reviewed[pid] = counts["reviewed"]
+    result.upgraded[pid] = counts["up"]
+    result.downgraded[pid] = counts["down"]
+    result.held[pid] = counts["held"]
+    result.floors_ended[pid] = len(ended_floors)
+    result.review_days[pid] = [d.isoformat() for d in sorted(due)]
+
+
+def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
+                  changes: list[tuple[str, TierChange, date, datetime]],
+                  refs: list[str | None], ended_floors: list[str], now: datetime) -> None:
+    if not state:
+        return
+    # Every reviewed member: tier, base tier and hold as the last review left them.
+    conn.execute(
+        _status.update().where(_status.c.program_id == pid,
+                               _status.c.member_id == _bind("m_id")),
+        [{"m_id": m, "tier": s["tier"], "base_tier": s["tier"], "held_until": s["held"],
+          "reviewed_on": s["last"], "updated_at": now} for m, s in sorted(state.items())],
+    )
+    if ended_floors:
+        for part in chunked(sorted(ended_floors)):
+            conn.execute(_status.update().where(_status.c.program_id == pid,
+                                                _status.c.member_id.in_(part))
+                         .values(manual_tier=None, manual_until=None, manual_reason=None))
+    convert = Converters(conn)
+    insert_rows(
+        conn, _history,
+        ("member_id", "program_id", "from_tier", "to_tier", "reason", "changed_at", "detail",
+         "ref"),
+        [(m, c.program_id, c.from_tier, c.to_tier, c.reason, convert.when(at),
+          convert.json(dict(c.detail)), ref)
+         for (m, c, _, at), ref in zip(changes, refs, strict=True)],
+        on_conflict=["member_id", "program_id", "ref"],
+    )
+
+
+def _bind(name: str) -> Any:
+    return bindparam(name)
+
+
+# --- at risk ---------------------------------------------------------------------------------
+
+def at_risk(engine: Engine, as_of: datetime, program_id: str | None = None
+            ) -> list[dict[str, Any]]:
+    """Members who would drop at their next review if they earned no more credit, with
+    what they lack to keep their tier. A manual floor lasting past the review, or a hold,
+    protects a member."""
+    found: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for version in load_catalog(conn).all_in_force(as_of):
+            ladder = version.program.tiers
+            if ladder is None or (program_id is not None and version.program_id != program_id):
+                continue
+            found.extend(_at_risk(conn, version, ladder, as_of))
+    return found
+
+
+def _next_review(ladder: TierLadder, row: Any, today: date) -> date:
+    after = max(row.reviewed_on or row.enrolled_on, today - timedelta(days=1))
+    return ladder.next_review(after, row.enrolled_on)
+
+
+def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
+             as_of: datetime) -> list[dict[str, Any]]:
+    pid = version.program_id
+    zone = version.program.timezone
+    today = as_of.astimezone(zone).date()
+    rows = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                              _status.c.tier != "")).all()
+    by_window: dict[Window, list[Any]] = defaultdict(list)
+    for row in rows:
+        review = _next_review(ladder, row, today)
+        by_window[ladder.review_window(review, row.enrolled_on)].append((row, review))
+    found = []
+    for window, members in by_window.items():
+        ids = None if ladder.window != "anniversary" else [r.member_id for r, _ in members]
+        credit = _credits(conn, pid, ladder.counter, window, ids)
+        for row, review in members:
+            got = credit.get(row.member_id, 0)
+            new, _, _ = review_tier(ladder, row.tier, row.held_until, got, review,
+                                      row.enrolled_on)
+            review_at = datetime.combine(review, datetime.min.time(), zone)
+            floor = row.manual_tier if row.manual_tier and (
+                row.manual_until is None or row.manual_until > review_at) else ""
+            after = ladder.higher(floor, new) if floor else new
+            before = ladder.higher(floor, row.tier) if floor else row.tier
+            if ladder.rank(after) >= ladder.rank(before):
+                continue
+            step = ladder.step(row.tier)
+            needed = 0 if step is None else step.threshold
+            found.append({
+                "member_id": row.member_id, "program_id": pid, "tier": before,
+                "would_drop_to": after, "review_day": review, "measure": ladder.measure,
+                "credit": got, "needed": needed, "lacks": max(0, needed - got),
+                "window": [window.start, window.end], "policy": ladder.downgrade,
+            })
+    found.sort(key=lambda r: (r["review_day"], r["member_id"]))
+    return found
+
+
+# --- one member --------------------------------------------------------------------------------
+
+def show_tiers(engine: Engine, member_id: str, as_of: datetime,
+               program_id: str | None = None) -> list[dict[str, Any]]:
+    """A member's tier per program: effective and earned tier, floor, hold, the current
+    window's credit, what the next tier lacks, the next review and the history."""
+    shown = []
+    with engine.connect() as conn:
+        if conn.execute(select(tables.members.c.member_id).where(
+                tables.members.c.member_id == member_id)).first() is None:
+            raise NotFoundError(f"there is no member {member_id!r}")
+        for version in load_catalog(conn).all_in_force(as_of):
+            ladder = version.program.tiers
+            if ladder is None or (program_id is not None and version.program_id != program_id):
+                continue
+            pid = version.program_id
+            zone = version.program.timezone
+            today = as_of.astimezone(zone).date()
+            row = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                                     _status.c.member_id == member_id)).first()
+            enrolled = row.enrolled_on if row is not None else today
+            window = ladder.current_window(today, enrolled)
+            progress = {(c, p): v for c, p, v in conn.execute(
+                select(_counters.c.counter, _counters.c.period, _counters.c.value).where(
+                    _counters.c.member_id == member_id, _counters.c.program_id == pid,
+                    _counters.c.counter == ladder.counter))}
+            credit = credit_in(progress, ladder.counter, window)
+            standing = Standing()
+            if row is not None:
+                standing = Standing(tier=row.tier, held_until=row.held_until,
+                                    manual_tier=row.manual_tier or "",
+                                    manual_until=row.manual_until, has_tier_row=True,
+                                    enrolled_on=row.enrolled_on)
+            tier = effective_tier(ladder, standing, as_of)
+            next_step = next((s for s in ladder.steps if s.rank > ladder.rank(standing.tier)),
+                             None)
+            review = None if row is None else _next_review(ladder, row, today)
+            history = [
+                {"from": h.from_tier, "to": h.to_tier, "reason": h.reason,
+                 "changed_at": h.changed_at, "detail": h.detail}
+                for h in conn.execute(select(_history).where(
+                    _history.c.member_id == member_id, _history.c.program_id == pid)
+                    .order_by(_history.c.changed_at, _history.c.id))]
+            shown.append({
+                "program_id": pid, "tier": tier, "earned_tier": standing.tier,
+                "manual_tier": standing.manual_tier or None,
+                "manual_until": standing.manual_until,
+                "held_until": standing.held_until, "measure": ladder.measure,
+                "window": [window.start, window.end], "credit": credit,
+                "next_tier": None if next_step is None else next_step.tier_id,
+                "next_tier_lacks": None if next_step is None
+                else max(0, next_step.threshold - credit),
+                "next_review": review, "policy": ladder.downgrade,
+                "history": history,
+            })
+    if program_id is not None and not shown:
+        raise NotFoundError(f"program {program_id!r} has no tiers in force")
+    return shown
+
+
+# --- manual tier -----------------------------------------------------------------------------
+
+def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
+                    reason: str, at: datetime, now: datetime,
+                    program_id: str | None = None) -> dict[str, Any]:
+    """Set a tier by hand until a date. It is a floor: the member has at least this tier
+    until then (earning more still upgrades them); afterwards the earned tier applies."""
+    if until <= at:
+        raise TierError(f"--until {until.isoformat()} is not after {at.isoformat()}; a "
+                        "manual tier must expire in the future")
+
+    def attempt() -> dict[str, Any]:
+        with write_transaction(engine) as conn:
+            versions = [v for v in load_catalog(conn).all_in_force(at)
+                        if v.program.tiers is not None
+                        and (program_id is None or v.program_id == program_id)]
+            if not versions:
+                raise NotFoundError("no program in force has tiers"
+                                    + (f" named {program_id!r}" if program_id else ""))
+            if len(versions) > 1:
+                raise TierError(f"several programs have tiers "
+                                f"({', '.join(v.program_id for v in versions)}); name one "
+                                "with --program")
+            version = versions[0]
+            ladder = version.program.tiers
+            assert ladder is not None
+            if ladder.step(tier) is None:
+                raise TierError(f"program {version.program_id!r} has no tier {tier!r} "
+                                f"(tiers: {', '.join(s.tier_id for s in ladder.steps)})")
+            if not lock_member(conn, member_id):
+                raise NotFoundError(f"there is no member {member_id!r}")
+            pid = version.program_id
+            row = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                                     _status.c.member_id == member_id)).first()
+            earned = "" if row is None else row.tier
+            before = earned if row is None or not row.manual_tier else ladder.higher(
+                row.manual_tier, earned)
+            if row is None:
+                today = at.astimezone(version.program.timezone).date()
+                conn.execute(_status.insert().values(
+                    member_id=member_id, program_id=pid, tier="", base_tier="",
+                    held_until=None, enrolled_on=today, updated_at=now,
+                    manual_tier=tier, manual_until=until, manual_reason=reason))
+            else:
+                conn.execute(_status.update().where(
+                    _status.c.program_id == pid, _status.c.member_id == member_id).values(
+                    manual_tier=tier, manual_until=until, manual_reason=reason,
+                    updated_at=now))
+            after = ladder.higher(tier, earned)
+            convert = Converters(conn)
+            insert_rows(conn, _history,
+                        ("member_id", "program_id", "from_tier", "to_tier", "reason",
+                         "changed_at", "detail", "ref"),
+                        [(member_id, pid, before, after, "manual", convert.when(at),
+                          convert.json({"manual_tier": tier, "until": until.isoformat(),
+                                        "reason": reason, "earned_tier": earned}), None)])
+            return {"member_id": member_id, "program_id": pid, "manual_tier": tier,
+                    "until": until, "earned_tier": earned, "tier": after, "reason": reason}
+
+    return retry_transient(attempt)
+
+
+# --- refunds -----------------------------------------------------------------------------------
+
+def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at: datetime,
+                  now: datetime) -> TierChange | None:
+    """After a refund took credit back: under `refunds: immediate`, drop the member to the
+    tier the current window still qualifies for, but never below the last reviewed tier."""
+    ladder = version.program.tiers
+    if ladder is None or ladder.refunds != "immediate":
+        return None
+    pid = version.program_id
+    row = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                             _status.c.member_id == member_id)).first()
+    if row is None:
+        return None
+    today = at.astimezone(version.program.timezone).date()
+    window = ladder.current_window(today, row.enrolled_on)
+    credit = _credits(conn, pid, ladder.counter, window, [member_id]).get(member_id, 0)
+    new = ladder.higher(row.base_tier, ladder.qualified(credit))
+    if ladder.rank(new) >= ladder.rank(row.tier):
+        return None
+    held = row.held_until if new == row.base_tier else None
+    change = TierChange(pid, row.tier, new, "refund", held,
+                        {"credit": credit, "measure": ladder.measure,
+                         "window": [window.start.isoformat(), window.end.isoformat()],
+                         "floor": row.base_tier})
+    write_tier_changes(conn, [(member_id, change, row.enrolled_on, at)], now)
+    return change
