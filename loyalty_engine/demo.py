@@ -1,17 +1,20 @@
 """The demo: a seeded year of a coffee chain's customers run through the engine.
 
 Frequent customers come every week or more, occasional ones a few times a month, lapsed
-ones were regulars who stopped coming; some purchases are anonymous. The same seed and
-as-of always give the same purchases.
+ones were regulars who stopped coming; some purchases are anonymous. Many of them also shop
+at a beauty retailer with a tiered program, whose tier review runs at the end. The same
+seed and as-of always give the same purchases.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -20,13 +23,15 @@ from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.points import activate_pending
 from loyalty_engine.services.programs import apply_program_files, load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter
 from loyalty_engine.services.redemptions import redeem
 from loyalty_engine.services.refunds import record_refund
+from loyalty_engine.services.tiers import review_tiers
 from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.tables import Balance, LedgerEntry, Voucher
+from loyalty_engine.store.tables import Balance, ClubMembership, LedgerEntry, TierStatus, Voucher
 from loyalty_engine.store.tables import Purchase as PurchaseRow
 
 # sku, category, unit price in cents: what a coffee bar sells.
@@ -40,6 +45,15 @@ CATALOGUE: tuple[tuple[str, str, int], ...] = (
     ("GIFT-CARD-25", "gift-cards", 2500),
 )
 STORES = ("AMS-CENTRAAL", "AMS-ZUID", "UTR-01", "RTM-01")
+# What the beauty retailer next door sells (Glow Beauty, rules/glow-beauty.yaml).
+BEAUTY: tuple[tuple[str, str, int], ...] = (
+    ("LIPSTICK", "makeup", 2400), ("MASCARA", "makeup", 2900), ("SERUM", "skincare", 6500),
+    ("DAY-CREAM", "skincare", 4200), ("PERFUME-50ML", "fragrance", 8900),
+    ("GIFT-CARD-50", "gift-cards", 5000),
+)
+BEAUTY_STORES = ("GB-PARIS-01", "GB-LYON-01")
+# How often each kind of customer visits the beauty stores: mean days between visits.
+BEAUTY_GAP = {"frequent": 21.0, "occasional": 45.0, "lapsed": 90.0}
 SEGMENTS = {"frequent": 0.2, "occasional": 0.5, "lapsed": 0.3}
 
 
@@ -74,6 +88,11 @@ class DemoSummary:
     redemptions: int = 0
     points_redeemed: int = 0
     pending_activated: int = 0
+    tiers: dict[str, int] = field(default_factory=dict)  # glow-beauty tier -> members
+    tier_reviews: int = 0
+    tier_review_seconds: float = 0.0
+    tier_review_days: list[str] = field(default_factory=list)
+    club_members: int = 0
 
     def money(self, minor: int) -> str:
         """Minor units in the demo's currency."""
@@ -83,6 +102,7 @@ class DemoSummary:
 def generate(seed: int, as_of: datetime, members: int) -> Iterator[tuple[str, Purchase]]:
     """Seeded purchases over the year before as_of, each with its member's segment."""
     rng = random.Random(seed)
+    beauty = random.Random(seed + 7)  # its own stream: the coffee year stays as it was
     start = as_of - timedelta(days=365)
     serial = 0
     for number in range(1, members + 1):
@@ -103,13 +123,22 @@ def generate(seed: int, as_of: datetime, members: int) -> Iterator[tuple[str, Pu
                 serial += 1
                 yield "anonymous", _basket(rng, serial, None, home, at + timedelta(minutes=7))
             at += timedelta(days=rng.expovariate(1 / gap_days))
+        if beauty.random() < 0.6:
+            gap = BEAUTY_GAP[segment] / beauty.uniform(0.5, 1.5)
+            at = start + timedelta(days=beauty.uniform(0, gap))
+            while at < as_of:
+                serial += 1
+                yield segment, _basket(beauty, serial, member_id, beauty.choice(BEAUTY_STORES),
+                                       at, BEAUTY, "BEAUTY")
+                at += timedelta(days=beauty.expovariate(1 / gap))
 
 
 def _basket(rng: random.Random, serial: int, member_id: str | None, store: str,
-            at: datetime) -> Purchase:
-    picks = [rng.choice(CATALOGUE[:6])]
+            at: datetime, catalogue: tuple[tuple[str, str, int], ...] = CATALOGUE,
+            prefix: str = "DEMO") -> Purchase:
+    picks = [rng.choice(catalogue[:6])]
     for _ in range(rng.choice([0, 0, 1, 1, 2])):
-        picks.append(rng.choice(CATALOGUE))
+        picks.append(rng.choice(catalogue))
     exponent = currency_exponent("EUR")
     items = []
     total = 0
@@ -122,7 +151,7 @@ def _basket(rng: random.Random, serial: int, member_id: str | None, store: str,
                           microsecond=0)
     # Through the same validated event model as files and HTTP, so the demo's data is real.
     return PurchaseEvent.model_validate({
-        "transaction_id": f"DEMO-{serial:06d}", "store_id": store, "member_id": member_id,
+        "transaction_id": f"{prefix}-{serial:06d}", "store_id": store, "member_id": member_id,
         "occurred_at": occurred, "currency": "EUR", "total": format_minor(total, exponent),
         "items": items,
     }).to_purchase()
@@ -174,7 +203,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
 
 
 def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of: datetime,
-                    seed: int) -> dict[str, int]:
+                    seed: int) -> dict[str, Any]:
     """Refund a few purchases, let pending points become spendable, and let the members
     with enough points buy a voucher: the rest of the program language at work."""
     rng = random.Random(seed + 1)
@@ -197,6 +226,11 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
         refunds += 1
         refunded += sum(outcome.points.values())
     activated = activate_pending(engine, as_of)
+    # The tier review of every year-end the demo's year spans, set-based, timed.
+    started = time.perf_counter()
+    review = review_tiers(engine, as_of, as_of)
+    review_seconds = time.perf_counter() - started
+    advance_clubs(engine, as_of, as_of)
     redemptions = redeemed = 0
     with read_transaction(engine) as conn:
         rich = conn.execute(
@@ -212,6 +246,17 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
             occurred_at=as_of, reward="five-euro-off"), as_of)
         redemptions += 1
         redeemed += bought.points
+    with read_transaction(engine) as conn:
+        tiers = {tier: int(n) for tier, n in conn.execute(
+            select(TierStatus.tier, func.count()).where(TierStatus.program_id == "glow-beauty")
+            .group_by(TierStatus.tier).order_by(TierStatus.tier))}
+        club_members = conn.execute(
+            select(func.count()).select_from(ClubMembership)
+            .where(ClubMembership.club_id == "bean-club")).scalar_one()
     return {"refunds": refunds, "points_refunded": refunded, "stamp_vouchers": stamp_vouchers,
             "redemptions": redemptions, "points_redeemed": redeemed,
-            "pending_activated": activated.points}
+            "pending_activated": activated.points, "tiers": tiers,
+            "tier_reviews": review.reviewed.get("glow-beauty", 0),
+            "tier_review_seconds": review_seconds,
+            "tier_review_days": review.review_days.get("glow-beauty", []),
+            "club_members": int(club_members)}

@@ -96,6 +96,14 @@ def demo(
     console.print(f"{summary.pending_activated} pending points became spendable at the end "
                   f"of the year; {summary.redemptions} members bought a voucher for "
                   f"{summary.points_redeemed} points.")
+    if summary.tiers:
+        ladder = ", ".join(f"{tier or 'none'} {n}" for tier, n in summary.tiers.items())
+        reviews = ", ".join(summary.tier_review_days) or "none due"
+        console.print(f"Glow Beauty tiers: {ladder}; the tier review (days: {reviews}) "
+                      f"judged {summary.tier_reviews} member(s) in "
+                      f"{summary.tier_review_seconds:.3f} s.")
+    console.print(f"{summary.club_members} members joined the Bean Club with their first "
+                  "purchase.")
     first = summary.top[0][0] if summary.top else "M00001"
     console.print(f"\nNext: [bold]{_this_command()} --database {database} members explain "
                   f"{first}[/]")

@@ -131,7 +131,10 @@ def review_tier(ladder: TierLadder, tier: str, held_until: date | None, credit: 
         return current, held_until, "held"
     if ladder.downgrade == "one_level":
         return ladder.higher(qualified, ladder.one_below(current)), None, "one level down"
-    return qualified, None, "not requalified"
+    # Under hold_next_period the lower tier was itself earned in the window just judged,
+    # so it holds through the next period like any other.
+    held = ladder.held_until(review_day - _DAY, enrolled_on) if hold and qualified else None
+    return qualified, held, "not requalified"
 
 
 def _threshold(ladder: TierLadder, tier_id: str) -> int:

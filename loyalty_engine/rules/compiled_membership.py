@@ -88,7 +88,9 @@ class TierLadder:
         if self.window == "anniversary":
             start = self._anniversary_on_or_before(day, enrolled_on)
             return Window(start, self._anniversary(enrolled_on, start, 1))
-        return Window(add_months(day, -self.months) + timedelta(days=1), day + timedelta(days=1))
+        # The N months up to and including the day: what a review the next morning judges.
+        tomorrow = day + timedelta(days=1)
+        return Window(add_months(tomorrow, -self.months), tomorrow)
 
     def review_window(self, review_day: date, enrolled_on: date) -> Window:
         """The window a review on review_day judges: the one that ends that day."""

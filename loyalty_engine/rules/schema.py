@@ -358,7 +358,7 @@ class ProgramDefinition(_Strict):
     def _tier_perks(cls, tiers: Tiers | None, info: ValidationInfo) -> Tiers | None:
         if tiers is None:
             return None
-        perks = {p.id for p in info.data.get("perks", [])}
+        perks = _defined(info, "perks")
         for index, level in enumerate(tiers.levels):
             _known(level.perks, perks, "perk", ("levels", index, "perks"))
             if tiers.measure == "spend":
@@ -369,13 +369,13 @@ class ProgramDefinition(_Strict):
     @classmethod
     def _consistent_clubs(cls, clubs: list[Club], info: ValidationInfo) -> list[Club]:
         _unique_ids(clubs, "club")
-        perks = {p.id for p in info.data.get("perks", [])}
-        groups = {g.id for g in info.data.get("groups", [])}
+        perks = _defined(info, "perks")
+        groups = _defined(info, "groups")
         skus: set[str] = set()
         for index, club in enumerate(clubs):
             _known(club.perks, perks, "perk", (index, "perks"))
             if club.group is not None:
-                _known([club.group], groups, "group", (index, "group"))
+                _known([club.group], groups, "group", (index, "group"), single=True)
             for l_index, level in enumerate(club.levels):
                 _known(level.perks, perks, "perk", (index, "levels", l_index, "perks"))
                 _check_money(info, level.fee, (index, "levels", l_index, "fee"))
@@ -439,27 +439,39 @@ class ProgramDefinition(_Strict):
         return rules
 
 
-def _known(used: list[str], known: set[str], what: str, where: tuple[str | int, ...]) -> None:
+def _known(used: list[str], known: set[str] | None, what: str,
+           where: tuple[str | int, ...], single: bool = False) -> None:
+    """Every name used must be defined. known is None when the section defining them
+    failed validation itself: that problem is reported there, not again here."""
+    if known is None:
+        return
     for index, name in enumerate(used):
         if name not in known:
             listed = ", ".join(sorted(known)) or "none are defined"
-            raise LocatedValueError((*where, index), f"unknown {what} {name!r} "
-                                    f"({what}s: {listed})")
+            raise LocatedValueError(where if single else (*where, index),
+                                    f"unknown {what} {name!r} ({what}s: {listed})")
+
+
+def _defined(info: ValidationInfo, section: str) -> set[str] | None:
+    """Ids a list section defines; None if that section failed validation."""
+    if section not in info.data:
+        return None
+    return {item.id for item in info.data[section]}
 
 
 def _check_references(when: Condition, info: ValidationInfo,
                       where: tuple[str | int, ...]) -> None:
     """Tiers, perks, clubs and groups a condition names must be defined by the program."""
-    tiers: Tiers | None = info.data.get("tiers")
-    if when.tiers and tiers is None:
-        raise LocatedValueError((*where, "tiers"), "the program defines no tiers (add a "
-                                "tiers: ladder, or drop this condition)")
-    if tiers is not None:
-        _known(when.tiers, {t.id for t in tiers.levels}, "tier", (*where, "tiers"))
-    _known(when.perks, {p.id for p in info.data.get("perks", [])}, "perk", (*where, "perks"))
-    _known(when.clubs, {c.id for c in info.data.get("clubs", [])}, "club", (*where, "clubs"))
-    _known(when.groups, {g.id for g in info.data.get("groups", [])}, "group",
-           (*where, "groups"))
+    if "tiers" in info.data:  # (a ladder that failed validation is reported there)
+        tiers: Tiers | None = info.data["tiers"]
+        if when.tiers and tiers is None:
+            raise LocatedValueError((*where, "tiers"), "the program defines no tiers (add a "
+                                    "tiers: ladder, or drop this condition)")
+        if tiers is not None:
+            _known(when.tiers, {t.id for t in tiers.levels}, "tier", (*where, "tiers"))
+    _known(when.perks, _defined(info, "perks"), "perk", (*where, "perks"))
+    _known(when.clubs, _defined(info, "clubs"), "club", (*where, "clubs"))
+    _known(when.groups, _defined(info, "groups"), "group", (*where, "groups"))
 
 
 def _unique_ids(items: Sequence[Reward | _Rule | Perk | Group | Club], what: str) -> None:

@@ -126,8 +126,10 @@ def test_the_example_program_in_the_repository_loads() -> None:
     assert compiled.excluded_categories == frozenset({"gift-cards", "tobacco"})
     assert compiled.excluded_skus == frozenset({"DEPOSIT-BOTTLE"})
     assert compiled.pending_days == 14
-    rule, card = compiled.rules
+    rule, card, friday = compiled.rules
     assert isinstance(rule, PointsPerSpend) and isinstance(card, StampCard)
+    assert friday.rule_id == "club-friday"
+    assert set(compiled.clubs) == {"bean-club"} and compiled.clubs["bean-club"].joins_on_purchase
     assert rule.minimum_minor == 200
     assert rule.category_multipliers == {"coffee-beans": Decimal(2)}
     assert [(m[0], m[2]) for m in rule.multipliers] == [("double-tuesday", 2)]

@@ -113,8 +113,8 @@ CASES: list[tuple[str, str, list[Row]]] = [
      [("~reward", "five-euro-off", "cost_points", 250, 300)]),
     ("reward removed", edited((FIVE_EURO_OFF, "")),
      [("-reward", "five-euro-off", "fixed_amount")]),
-    ("reward added", edited(("rules:\n", "  - id: free-cake\n    name: Cake\n"
-                                         "    kind: free_item\n    category: pastry\n\nrules:\n")),
+    ("reward added", edited(("rewards:\n", "rewards:\n  - id: free-cake\n    name: Cake\n"
+                                             "    kind: free_item\n    category: pastry\n")),
      [("+reward", "free-cake", "free_item")]),
     ("settings", edited(("pending_days: 14", "pending_days: 7"),
                         ("name: Bean There Coffee Club", "name: Bean There"),
@@ -131,8 +131,8 @@ CASES: list[tuple[str, str, list[Row]]] = [
       ("setting", "points.refund_shortfall", "negative_balance", "debt"),
       ("setting", "caps.per_week", None, 500)]),
     ("rule order", edited((STAMP_CARD, ""), ("rules:\n", "rules:\n" + STAMP_CARD)),
-     [("setting", "rules.order", ["points-per-euro", "coffee-card"],
-       ["coffee-card", "points-per-euro"])]),
+     [("setting", "rules.order", ["points-per-euro", "coffee-card", "club-friday"],
+       ["coffee-card", "points-per-euro", "club-friday"])]),
     # Edits that change the text but not the meaning.
     ("comments", edited(("# Bean There: a coffee chain", "# Bean There (edited): a coffee"),
                         ("card_size: 9", "card_size: 9  # ten would be kinder")), []),
