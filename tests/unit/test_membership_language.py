@@ -407,16 +407,11 @@ def test_affinity_club_of_an_unknown_group_is_refused_at_the_group() -> None:
     assert problem.message.endswith(": unknown group 'pupils' (groups: seniors, students)")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the path of an affinity club's unknown group is "
-                   "'clubs[1].group[0]', naming a list item although group is a single id")
 def test_affinity_club_of_an_unknown_group_names_the_key() -> None:
     assert only_problem(UNKNOWN_GROUP).message == (
         "clubs[1].group: unknown group 'pupils' (groups: seniors, students)")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a section that fails validation is dropped from "
-                   "info.data, so every later reference to it is also reported, falsely, as "
-                   "unknown ('none are defined') or as 'the program defines no tiers'")
 @pytest.mark.parametrize(
     "text",
     [

@@ -241,9 +241,6 @@ def test_rolling_review_judges_the_window_of_the_day_before(window: str, review:
     assert tiers.current_window(D(review) - DAY, ENROLLED) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a rolling current_window on a month's last day "
-                   "is add_months(day, -N) + 1 day, which reaches back past the N whole months "
-                   "the next morning's review judges when the earlier month is longer")
 @pytest.mark.parametrize(
     ("window", "review", "expected"),
     [
@@ -376,8 +373,9 @@ NEW_YEAR = D("2027-01-01")  # a calendar-year review, judging 2026
          ("silver", D("2028-01-01"), "qualified higher")),
         ("hold_next_period", "", None, 0, NEW_YEAR, ("", None, "qualified")),
         # After the hold (the review on held_until is no longer held): to the qualified tier.
+        # (the lower tier was earned in 2027 too, so it holds through 2028)
         ("hold_next_period", "gold", D("2028-01-01"), SILVER, D("2028-01-01"),
-         ("silver", None, "not requalified")),
+         ("silver", D("2029-01-01"), "not requalified")),
         ("hold_next_period", "gold", D("2028-01-01"), 0, D("2028-01-01"),
          ("", None, "not requalified")),
         ("hold_next_period", "gold", D("2027-01-01"), 0, NEW_YEAR,
@@ -412,7 +410,7 @@ def test_review_tier_calendar_year(downgrade: str, tier: str, held: date | None,
         # Rolling 3, gold reached 2026-03-14: held until 2026-07-01.
         ("rolling 3", ENROLLED, "2026-07-01", 0, "2026-06-01", ("gold", "2026-07-01", "held")),
         ("rolling 3", ENROLLED, "2026-07-01", SILVER, "2026-07-01",
-         ("silver", None, "not requalified")),
+         ("silver", "2026-10-01", "not requalified")),
         # Requalified at 2026-07-01 (judging Apr-Jun, "reached" 30 Jun): 1 Jun + 4 = 1 Oct.
         ("rolling 3", ENROLLED, "2026-07-01", GOLD, "2026-07-01",
          ("gold", "2026-10-01", "qualified")),
@@ -462,7 +460,8 @@ def test_catch_up_hold_next_period_holds_through_the_following_year() -> None:
     steps = _catch_up(tiers, "gold", held, progress, D("2026-05-10"), D("2029-01-01"))
     assert steps == [
         (D("2027-01-01"), "gold", D("2028-01-01"), "qualified"),  # judged 2026: 600 EUR
-        (D("2028-01-01"), "silver", None, "not requalified"),  # judged 2027: 200 EUR
+        # judged 2027: 200 EUR, silver earned in 2027 holds through 2028
+        (D("2028-01-01"), "silver", D("2029-01-01"), "not requalified"),
         (D("2029-01-01"), "", None, "not requalified"),  # judged 2028: nothing
     ]
 
