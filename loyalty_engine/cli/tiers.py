@@ -3,12 +3,16 @@ itself for an instant, and an operator's manual tier."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import typer
 from rich.table import Table
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
 from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.services.tiers import at_risk, review_tiers, set_manual_tier, show_tiers
 
 app = typer.Typer(help="Tiers: show, at risk, review, set by hand.", no_args_is_help=True)
@@ -28,13 +32,15 @@ def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
     for t in data:
         floor = (f" (manual floor {t['manual_tier']} until {when(t['manual_until'])})"
                  if t["manual_tier"] else "")
-        held = f", held until {t['held_until']}" if t["held_until"] else ""
+        held = (f", held through {t['held_until'] - timedelta(days=1)}" if t["held_until"]
+                else "")
         console.print(f"[bold]{t['program_id']}[/]: {t['tier'] or 'no tier'}{floor}{held}")
-        console.print(f"  {t['measure']} credit {t['credit']} in {t['window'][0]} .. "
-                      f"{t['window'][1]} (exclusive)", markup=False)
+        last_day = t["window"][1] - timedelta(days=1)
+        console.print(f"  {t['measure']} {_amount(t, t['credit'])} from {t['window'][0]} to "
+                      f"{last_day}", markup=False)
         if t["next_tier"]:
-            console.print(f"  next tier {t['next_tier']}: lacks {t['next_tier_lacks']}",
-                          markup=False)
+            console.print(f"  next tier {t['next_tier']}: lacks "
+                          f"{_amount(t, t['next_tier_lacks'])}", markup=False)
         if t["next_review"]:
             console.print(f"  next review {t['next_review']} (policy {t['policy']})",
                           markup=False)
@@ -61,9 +67,17 @@ def at_risk_(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | Non
                   "lacks")
     for r in rows:
         table.add_row(r["member_id"], r["program_id"], r["tier"], r["would_drop_to"] or "-",
-                      str(r["review_day"]), str(r["credit"]), str(r["needed"]),
-                      str(r["lacks"]))
+                      str(r["review_day"]), _amount(r, r["credit"]), _amount(r, r["needed"]),
+                      _amount(r, r["lacks"]))
     console.print(table)
+
+
+def _amount(row: dict[str, Any], value: int) -> str:
+    """Credit for people: money for a spend ladder, a plain count otherwise."""
+    if row["measure"] != "spend":
+        return f"{value} {row['measure']}"
+    currency = row["currency"]
+    return f"{format_minor(value, currency_exponent(currency))} {currency}"
 
 
 @app.command()

@@ -85,6 +85,9 @@ def write_tier_changes(conn: Connection, changes: list[tuple[str, TierChange, da
     if not changes:
         return
     convert = Converters(conn)
+    # In the order they happened (a batch is stored in key order, not time order), so that
+    # the status row ends at the member's latest tier.
+    changes = sorted(changes, key=lambda change: change[3])
     last: dict[tuple[str, str], tuple[TierChange, date, datetime]] = {}
     for member_id, change, enrolled_on, at in changes:
         last[(member_id, change.program_id)] = (change, enrolled_on, at)

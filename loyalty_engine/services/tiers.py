@@ -248,6 +248,7 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
             found.append({
                 "member_id": row.member_id, "program_id": pid, "tier": before,
                 "would_drop_to": after, "review_day": review, "measure": ladder.measure,
+                "currency": version.program.currency,
                 "credit": got, "needed": needed, "lacks": max(0, needed - got),
                 "window": [window.start, window.end], "policy": ladder.downgrade,
             })
@@ -303,6 +304,7 @@ def show_tiers(engine: Engine, member_id: str, as_of: datetime,
                 "manual_tier": standing.manual_tier or None,
                 "manual_until": standing.manual_until,
                 "held_until": standing.held_until, "measure": ladder.measure,
+                "currency": version.program.currency,
                 "window": [window.start, window.end], "credit": credit,
                 "next_tier": None if next_step is None else next_step.tier_id,
                 "next_tier_lacks": None if next_step is None
