@@ -6,6 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from loyalty_engine.cli.clubs import print_clubs
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.enrolment import enrol_member, set_consent
@@ -72,6 +73,12 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
             vouchers.add_row(escape(v["code"]), v["program_id"], v["reward_id"], v["source"],
                              when(v["valid_until"]), status)
         console.print(vouchers)
+    for t in data["tiers"]:
+        floor = f" (manual floor {t['manual_tier']})" if t["manual_tier"] else ""
+        console.print(f"tier in {t['program_id']}: {t['tier'] or 'none'}{floor}; next review "
+                      f"{t['next_review'] or '-'}", markup=False)
+    if data["clubs"]["clubs"] or data["clubs"]["charges"] or data["clubs"]["verifications"]:
+        print_clubs(data["clubs"])
     for d in data["debts"]:
         if d["outstanding"]:
             console.print(f"owes {d['outstanding']} points in {d['program_id']} "

@@ -122,6 +122,9 @@ def _join_fee_club(conn: Connection, member_id: str, version: VersionInForce,
     status = "waived" if waived is not None else "due"
     row = new_charge(conn, member_id, version, club, level.level_id, "join", level.fee_minor,
                      at, end, at, now, status=status, detail=waived)
+    if row is None:
+        raise ClubError(f"member {member_id!r} already has a joining charge of club "
+                        f"{club.club_id!r} at {at.isoformat()}; join at another instant")
     if waived is not None:
         save_membership(conn, member_id, version.program_id, club.club_id, now,
                         level=level.level_id, status="active", source="explicit",
@@ -265,6 +268,9 @@ def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at
                                      "fee_difference_minor": target.fee_minor - old_fee,
                                      "term_start": current.term_start.isoformat(),
                                      "term_end": current.term_end.isoformat()})
+            if row is None:
+                raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} was "
+                                f"already charged at {at.isoformat()}")
             if amount == 0:
                 set_charge(conn, row.id, now, status="waived",
                            detail={**row.detail, "waived": "nothing left of the term"})
@@ -359,6 +365,8 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
         charge_row = new_charge(conn, row.member_id, version, club, level.level_id, "renewal",
                                 level.fee_minor, start, end, start, now,
                                 status="waived" if waived else "due", detail=detail)
+        if charge_row is None:
+            continue  # another clock raised it first
         result.renewals += 1
         result.charges.append(charge_row.id)
         if waived:

@@ -212,6 +212,9 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
                 end = term_end(club, at)
                 row = new_charge(conn, member_id, version, club, line.level_id, "join",
                                  line.amount_minor, at, end, at, now)
+                if row is None:
+                    raise FeeError(f"member {member_id!r} already has a joining charge of "
+                                   f"club {club.club_id!r} at {at.isoformat()}")
                 save_membership(conn, member_id, line.program_id, line.club_id, now,
                                 level=line.level_id, status="pending", source="till",
                                 joined_at=at, term_start=None, term_end=None,

@@ -10,8 +10,10 @@ from sqlalchemy import Engine, func, select
 
 from loyalty_engine.engine.earning import local_day, stamps_held
 from loyalty_engine.rules.compiled import StampCard
+from loyalty_engine.services.enrolment import member_clubs
 from loyalty_engine.services.errors import LoyaltyError
 from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.tiers import show_tiers
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
 
@@ -76,7 +78,8 @@ def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[Memb
 def show_member(engine: Engine, member_id: str, as_of: datetime,
                 recent: int = 10) -> dict[str, Any]:
     """Everything about one member at as_of: enrolments, balances (spendable and pending),
-    point lots, stamp cards, progress counters, vouchers, debts and recent purchases."""
+    point lots, stamp cards, progress counters, vouchers, debts, recent purchases, tiers
+    and clubs."""
     with read_transaction(engine) as conn:
         catalog = load_catalog(conn)
         member = conn.execute(select(_members).where(_members.c.member_id == member_id)).first()
@@ -152,6 +155,10 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
             {**r._mapping, "valid": r.status == "issued" and r.valid_until > as_of}
             for r in vouchers],
         "debts": [dict(r._mapping) for r in debts],
+        # Tiers (without their history: `loyalty tiers show` has it) and clubs at a glance.
+        "tiers": [{k: v for k, v in t.items() if k != "history"}
+                  for t in show_tiers(engine, member_id, as_of)],
+        "clubs": member_clubs(engine, member_id, as_of),
     }
 
 

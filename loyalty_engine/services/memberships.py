@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
@@ -92,7 +94,8 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
                level: str, kind: str, amount_minor: int, start: datetime, end: datetime,
                due_at: datetime, now: datetime, status: str = "due",
                detail: dict[str, Any] | None = None) -> Any:
-    """Insert a charge (once per member, club, kind and term start) and return its row."""
+    """Insert a charge and return its row; None if the member already has the charge of
+    that kind for that term (the natural key: two clocks never raise it twice)."""
     values = {
         "member_id": member_id, "program_id": version.program_id, "club_id": club.club_id,
         "level": level, "kind": kind, "amount_minor": amount_minor,
@@ -100,7 +103,11 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
         "due_at": due_at, "status": status, "detail": detail or {}, "created_at": now,
         "updated_at": now,
     }
-    conn.execute(_charges.insert().values(**values))
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_charges)
+    done = conn.execute(insert.values(**values).on_conflict_do_nothing(
+        index_elements=["member_id", "program_id", "club_id", "kind", "term_start"]))
+    if done.rowcount == 0:
+        return None
     return conn.execute(select(_charges).where(
         _charges.c.member_id == member_id, _charges.c.program_id == version.program_id,
         _charges.c.club_id == club.club_id, _charges.c.kind == kind,

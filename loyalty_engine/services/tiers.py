@@ -267,6 +267,8 @@ def show_tiers(engine: Engine, member_id: str, as_of: datetime,
         if conn.execute(select(tables.members.c.member_id).where(
                 tables.members.c.member_id == member_id)).first() is None:
             raise NotFoundError(f"there is no member {member_id!r}")
+        enrolled_in = set(conn.execute(select(tables.enrolments.c.program_id).where(
+            tables.enrolments.c.member_id == member_id)).scalars())
         for version in load_catalog(conn).all_in_force(as_of):
             ladder = version.program.tiers
             if ladder is None or (program_id is not None and version.program_id != program_id):
@@ -276,6 +278,8 @@ def show_tiers(engine: Engine, member_id: str, as_of: datetime,
             today = as_of.astimezone(zone).date()
             row = conn.execute(select(_status).where(_status.c.program_id == pid,
                                                      _status.c.member_id == member_id)).first()
+            if row is None and pid not in enrolled_in:
+                continue  # not a member of this program: no tier to show
             enrolled = row.enrolled_on if row is not None else today
             window = ladder.current_window(today, enrolled)
             progress = {(c, p): v for c, p, v in conn.execute(
