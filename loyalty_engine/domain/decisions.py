@@ -45,6 +45,8 @@ class TierChange(NamedTuple):
     reason: str  # enrolment | upgrade | review | refund | manual
     held_until: date | None  # hold_next_period: no review lowers it before this local date
     detail: dict[str, Any]
+    # At enrolment: the tier a refund may fall back to (what zero credit qualifies for).
+    base: str | None = None
 
 
 @dataclass(slots=True)

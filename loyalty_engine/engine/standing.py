@@ -103,10 +103,13 @@ def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progr
     held = (ladder.held_until(day, standing.enrolled_on)
             if ladder.downgrade == "hold_next_period" else None)
     reason = "upgrade" if standing.has_tier_row else "enrolment"
+    before = standing.held_until
     change = TierChange(program.program_id, current, reached, reason, held,
                         {"credit": credit, "measure": ladder.measure,
                          "window": [window.start.isoformat(), window.end.isoformat()],
-                         "threshold": _threshold(ladder, reached)})
+                         "threshold": _threshold(ladder, reached),
+                         "held_before": None if before is None else before.isoformat()},
+                        base=None if standing.has_tier_row else ladder.qualified(0))
     standing.tier = reached
     standing.held_until = held
     standing.has_tier_row = True

@@ -117,7 +117,7 @@ def _join_fee_club(conn: Connection, member_id: str, version: VersionInForce,
     if level is None:
         levels = ", ".join(lv.level_id for lv in club.levels)
         raise ClubError(f"club {club.club_id!r} has no level {level_id!r} (levels: {levels})")
-    end = term_end(club, at)
+    end = term_end(club, at, version.program.timezone)
     waived = _waiver(conn, member_id, version, club, at)
     status = "waived" if waived is not None else "due"
     row = new_charge(conn, member_id, version, club, level.level_id, "join", level.fee_minor,
@@ -192,11 +192,31 @@ def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: Com
                         ended_at=at, auto_renew=False)
         return ClubOutcome(_membership(conn, member_id, version, club.club_id),
                            message="cancelled before the first payment; nothing is owed")
+    if current.status == "grace":
+        # The paid term is over and the renewal unpaid: the membership ends now.
+        save_membership(conn, member_id, program_id, club.club_id, now, status="cancelled",
+                        ended_at=at, auto_renew=False)
+        return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                           message="cancelled during grace; the unpaid renewal is not owed")
     paid = conn.execute(select(_charges).where(
         _charges.c.member_id == member_id, _charges.c.program_id == program_id,
         _charges.c.club_id == club.club_id, _charges.c.status == "paid",
-        _charges.c.kind.in_(("join", "renewal")))
+        _charges.c.kind.in_(("join", "renewal")),
+        _charges.c.term_start >= current.joined_at)
         .order_by(_charges.c.term_start.desc(), _charges.c.id.desc())).first()
+    if paid is not None and paid.term_start > at:
+        # A renewal paid ahead for a term that has not started: refund it, and the current
+        # term runs to its end without renewing.
+        if paid.points:
+            refund_fee_points(conn, paid, at, now)
+        set_charge(conn, paid.id, now, status="refunded", refunded_minor=paid.amount_minor)
+        save_membership(conn, member_id, program_id, club.club_id, now, auto_renew=False,
+                        term_end=paid.term_start)
+        return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                           refunded=charge_json(conn.execute(select(_charges).where(
+                               _charges.c.id == paid.id)).one()),
+                           message=f"the renewal paid ahead (charge {paid.id}) is refunded; "
+                                   f"the membership ends on {paid.term_start.isoformat()}")
     cooling_ends = (None if paid is None
                     else paid.term_start + timedelta(days=club.cooling_off_days))
     if paid is not None and cooling_ends is not None and at < cooling_ends:
@@ -238,10 +258,15 @@ def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at
             if not lock_member(conn, member_id):
                 raise NotFoundError(f"there is no member {member_id!r}")
             current = membership(conn, member_id, version.program_id, club_id)
-            if current is None or current.status not in ("active", "grace"):
+            if current is None or current.status != "active":
                 state = "not a member" if current is None else current.status
+                hint = ("; pay the renewal first" if current is not None
+                        and current.status == "grace" else "")
                 raise ClubError(f"member {member_id!r} has no active membership of club "
-                                f"{club_id!r} to upgrade ({state})")
+                                f"{club_id!r} to upgrade ({state}){hint}")
+            if current.term_end is None or current.term_end <= at:
+                raise ClubError(f"the paid term of member {member_id!r} in club {club_id!r} "
+                                "has ended; pay the renewal first, then upgrade")
             target = club.level(level_id)
             if target is None:
                 levels = ", ".join(lv.level_id for lv in club.levels)
@@ -357,7 +382,7 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
                           as_of) if club.waiver_minor is not None else {})
     for row in fresh:
         level = club.level(row.level) or club.levels[0]
-        start, end = row.term_end, term_end(club, row.term_end)
+        start, end = row.term_end, term_end(club, row.term_end, version.program.timezone)
         spent = spend.get(row.member_id, 0)
         waived = club.waiver_minor is not None and spent >= club.waiver_minor
         detail = ({"waived": "min_spend_last_year", "spend_minor": spent,

@@ -67,6 +67,9 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
                 state = "none" if membership_row is None else membership_row.status
                 raise FeeError(f"charge {charge_id} is for a membership that has ended "
                                f"({state}); join the club again")
+            if row.term_start < membership_row.joined_at:
+                raise FeeError(f"charge {charge_id} belongs to an earlier membership of club "
+                               f"{row.club_id!r} that has ended; it is not owed any more")
             detail = dict(row.detail or {})
             points = None
             via = "service"
@@ -84,7 +87,7 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
                 via = "points"
             set_charge(conn, charge_id, now, status="paid", paid_at=at, paid_via=via,
                        paid_ref=reference, points=points, detail=detail)
-            _apply_payment(conn, row, club, at, now)
+            _apply_payment(conn, row, version, club, at, now)
             return _outcome(conn, charge_id, f"charge {charge_id} paid"
                             + (f" with {points} points" if points else ""))
 
@@ -125,13 +128,13 @@ def _club_of(catalog: ProgramCatalog, row: Any,
     return version, club
 
 
-def _apply_payment(conn: Connection, row: Any, club: CompiledClub, at: datetime,
-                   now: datetime) -> None:
+def _apply_payment(conn: Connection, row: Any, version: VersionInForce, club: CompiledClub,
+                   at: datetime, now: datetime) -> None:
     """What a paid charge does to its membership."""
     member_id, program_id = row.member_id, row.program_id
     if row.kind == "join":
         # The term runs from the payment: benefits apply only while paid.
-        end = term_end(club, at)
+        end = term_end(club, at, version.program.timezone)
         set_charge(conn, row.id, now, term_start=at, term_end=end)
         save_membership(conn, member_id, program_id, club.club_id, now, status="active",
                         level=row.level, term_start=at, term_end=end)
@@ -140,6 +143,13 @@ def _apply_payment(conn: Connection, row: Any, club: CompiledClub, at: datetime,
                         term_end=row.term_end)
     else:
         save_membership(conn, member_id, program_id, club.club_id, now, level=row.level)
+        # A renewal raised before the upgrade renews at the new level.
+        level = club.level(row.level)
+        assert level is not None
+        for due in open_charges(conn, member_id, program_id, club.club_id):
+            if due.kind == "renewal" and due.level != row.level:
+                set_charge(conn, due.id, now, level=row.level, amount_minor=level.fee_minor,
+                           detail={**(due.detail or {}), "repriced_by_upgrade": row.id})
 
 
 def _outcome(conn: Connection, charge_id: int, message: str) -> FeeOutcome:
@@ -151,14 +161,27 @@ def _outcome(conn: Connection, charge_id: int, message: str) -> FeeOutcome:
 
 # --- paying at the till --------------------------------------------------------------------
 
+@dataclass(slots=True)
+class _TillBatch:
+    """Fee lines of a batch checked so far: memberships joined and charges paid by them."""
+
+    joined: set[tuple[str, str, str]]
+    paid: set[int]
+
+
 def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line: FeeLine,
-                 at: datetime) -> tuple[str, Any]:
+                 at: datetime, batch: _TillBatch | None = None) -> tuple[str, Any]:
     """What a till fee line does: ('pay', charge row) or ('join', None); raises FeeError
-    with the reason a line would pay nothing or the wrong amount."""
+    with the reason a line would pay nothing or the wrong amount. batch holds what earlier
+    lines of the same batch (not yet written) already did."""
     version = catalog.in_force(line.program_id, at)
     assert version is not None  # the line was planned under it
     club = version.program.clubs[line.club_id]
     current = membership(conn, member_id, line.program_id, line.club_id)
+    key = (member_id, line.program_id, line.club_id)
+    if batch is not None and key in batch.joined:
+        raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r} again: an "
+                       f"earlier fee line already made member {member_id!r} a member")
     if current is None or current.status not in ("pending", "active", "grace"):
         level = club.level(line.level_id)
         assert level is not None
@@ -167,6 +190,8 @@ def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line
                            f"{level.name} fee of club {club.name!r} is {level.fee_minor}")
         return "join", None
     for row in open_charges(conn, member_id, line.program_id, line.club_id):
+        if batch is not None and row.id in batch.paid:
+            continue
         if row.level == line.level_id:
             if row.amount_minor != line.amount_minor:
                 raise FeeError(f"line {line.sku!r} pays {line.amount_minor} minor units but "
@@ -181,16 +206,24 @@ def check_till_fees(conn: Connection, catalog: ProgramCatalog,
                     plans: list[PurchasePlan]) -> dict[int, str]:
     """Purchases (by ref) whose fee lines cannot be applied, with the reason."""
     problems: dict[int, str] = {}
-    for plan in plans:
+    batch = _TillBatch(set(), set())
+    for plan in sorted(plans, key=lambda p: p.purchase.occurred_at):
         member_id = plan.purchase.member_id
         if member_id is None:
             continue
-        for line in plan.fee_lines:
-            try:
-                _till_action(conn, catalog, member_id, line, plan.purchase.occurred_at)
-            except FeeError as exc:
-                problems[plan.ref] = str(exc)
-                break
+        done = _TillBatch(set(batch.joined), set(batch.paid))
+        try:
+            for line in plan.fee_lines:
+                action, row = _till_action(conn, catalog, member_id, line,
+                                           plan.purchase.occurred_at, done)
+                if action == "join":
+                    done.joined.add((member_id, line.program_id, line.club_id))
+                else:
+                    done.paid.add(row.id)
+        except FeeError as exc:
+            problems[plan.ref] = str(exc)
+            continue
+        batch = done  # only a purchase accepted whole counts for the next ones
     return problems
 
 
@@ -198,7 +231,7 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
                      inserted: list[tuple[int, PurchasePlan]], now: datetime) -> None:
     """Apply fee lines of recorded purchases: pay the charge they match, or join the club
     at that level with the charge paid at the till."""
-    for purchase_id, plan in inserted:
+    for purchase_id, plan in sorted(inserted, key=lambda item: item[1].purchase.occurred_at):
         member_id = plan.purchase.member_id
         assert member_id is not None
         at = plan.purchase.occurred_at
@@ -209,7 +242,7 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
             club = version.program.clubs[line.club_id]
             reference = f"purchase:{purchase_id}"
             if action == "join":
-                end = term_end(club, at)
+                end = term_end(club, at, version.program.timezone)
                 row = new_charge(conn, member_id, version, club, line.level_id, "join",
                                  line.amount_minor, at, end, at, now)
                 if row is None:
@@ -221,7 +254,7 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
                                 auto_renew=club.auto_renew, ended_at=None)
             set_charge(conn, row.id, now, status="paid", paid_at=at, paid_via="till",
                        paid_ref=reference)
-            _apply_payment(conn, row, club, at, now)
+            _apply_payment(conn, row, version, club, at, now)
 
 
 def charges_of(engine: Engine, member_id: str | None, status: str | None) -> list[dict[str, Any]]:
@@ -233,3 +266,29 @@ def charges_of(engine: Engine, member_id: str | None, status: str | None) -> lis
         if status is not None:
             query = query.where(_charges.c.status == status)
         return [charge_json(r) for r in conn.execute(query)]
+
+
+def refund_till_fees(conn: Connection, purchase_id: int, refunded_skus: set[str] | None,
+                     full: bool, at: datetime, now: datetime) -> list[int]:
+    """A refund that returns a fee line (listed by SKU, or the whole purchase) refunds the
+    charge it paid: a joining or renewal fee ends the membership, an upgrade's returns the
+    level it came from. Returns the charges refunded."""
+    refunded = []
+    for row in conn.execute(select(_charges).where(
+            _charges.c.paid_ref == f"purchase:{purchase_id}", _charges.c.status == "paid")):
+        catalog = load_catalog(conn)
+        version = catalog.in_force(row.program_id, row.paid_at)
+        club = None if version is None else version.program.clubs.get(row.club_id)
+        level = None if club is None else club.level(row.level)
+        sku = None if level is None else level.fee_sku
+        if not full and (refunded_skus is None or sku not in refunded_skus):
+            continue
+        set_charge(conn, row.id, now, status="refunded", refunded_minor=row.amount_minor)
+        if row.kind == "upgrade":
+            save_membership(conn, row.member_id, row.program_id, row.club_id, now,
+                            level=(row.detail or {}).get("from_level", row.level))
+        else:
+            save_membership(conn, row.member_id, row.program_id, row.club_id, now,
+                            status="cancelled", ended_at=at, auto_renew=False)
+        refunded.append(row.id)
+    return refunded

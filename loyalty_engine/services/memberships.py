@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -83,11 +84,12 @@ def save_membership(conn: Connection, member_id: str, program_id: str, club_id: 
             _memberships.c.club_id == club_id).values(**values))
 
 
-def term_end(club: CompiledClub, start: datetime) -> datetime:
-    """The end of a term that starts at `start` (same local wall time, N months later)."""
-    local = start
+def term_end(club: CompiledClub, start: datetime, zone: ZoneInfo) -> datetime:
+    """The end of a term that starts at `start`: the same wall time in program time, N
+    months later (a year from 28 February 23:30 UTC is 1 March in Berlin, not 29 Feb)."""
+    local = start.astimezone(zone)
     shifted = add_months(local.date(), club.term_months)
-    return datetime.combine(shifted, local.timetz())
+    return datetime.combine(shifted, local.time(), zone).astimezone(start.tzinfo)
 
 
 def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
@@ -126,10 +128,16 @@ def charge(conn: Connection, charge_id: int, lock: bool = False) -> Any:
 
 
 def open_charges(conn: Connection, member_id: str, program_id: str, club_id: str) -> list[Any]:
-    """The member's unpaid charges of a club (due or failed), oldest first."""
+    """The unpaid charges (due or failed) of the member's current membership of a club,
+    oldest first. Charges of an earlier membership that lapsed are closed: they are not
+    owed again after the member rejoins."""
+    current = membership(conn, member_id, program_id, club_id)
+    if current is None:
+        return []
     return list(conn.execute(select(_charges).where(
         _charges.c.member_id == member_id, _charges.c.program_id == program_id,
-        _charges.c.club_id == club_id, _charges.c.status.in_(("due", "failed")))
+        _charges.c.club_id == club_id, _charges.c.status.in_(("due", "failed")),
+        _charges.c.term_start >= current.joined_at)
         .order_by(_charges.c.id)))
 
 
@@ -141,16 +149,16 @@ def set_charge(conn: Connection, charge_id: int, now: datetime, **values: Any) -
 
 def spend_before(conn: Connection, member_ids: list[str], program_id: str,
                  version: VersionInForce, end: datetime) -> dict[str, int]:
-    """Eligible spend of members in the 12 months before `end` (program time), by member."""
+    """Eligible spend of members in the 12 months up to `end`'s local day, by member."""
     zone = version.program.timezone
-    last = end.astimezone(zone).date()
-    first = add_months(last, -12)
+    last = end.astimezone(zone).date()  # its spend so far counts too
+    first = add_months(last, -12) + timedelta(days=1)
     if not member_ids:
         return {}
     rows = conn.execute(
         select(_counters.c.member_id, func.sum(_counters.c.value))
         .where(_counters.c.program_id == program_id, _counters.c.counter == SPEND_COUNTER,
-               _counters.c.period >= first.isoformat(), _counters.c.period < last.isoformat(),
+               _counters.c.period >= first.isoformat(), _counters.c.period <= last.isoformat(),
                _counters.c.member_id.in_(member_ids))
         .group_by(_counters.c.member_id))
     return {member_id: int(total or 0) for member_id, total in rows}

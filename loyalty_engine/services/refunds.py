@@ -29,6 +29,7 @@ from loyalty_engine.services.errors import (
     RefundPurchaseMissingError,
     RefundRejectedError,
 )
+from loyalty_engine.services.fees import refund_till_fees
 from loyalty_engine.services.lots import (
     Taken,
     adjust_balances,
@@ -74,6 +75,7 @@ class RefundOutcome:
     vouchers_voided: list[str] = field(default_factory=list)
     vouchers_reissued: list[str] = field(default_factory=list)
     tiers: dict[str, str] = field(default_factory=dict)  # program -> tier dropped to at once
+    fees_refunded: list[int] = field(default_factory=list)  # club fee charges paid at the till
     replayed: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class RefundOutcome:
         return {k: getattr(self, k) for k in (
             "refund_id", "store_id", "purchase_id", "member_id", "amount_minor",
             "refunded_minor", "total_minor", "points", "debts", "stamps", "vouchers_voided",
-            "vouchers_reissued", "tiers")}
+            "vouchers_reissued", "tiers", "fees_refunded")}
 
 
 def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
@@ -175,6 +177,9 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
             change = settle_refund(conn, version, purchase.member_id, event.occurred_at, now)
             if change is not None:
                 outcome.tiers[version.program_id] = change.to_tier
+        outcome.fees_refunded = refund_till_fees(
+            conn, purchase.id, None if event.items is None else {i.sku for i in event.items},
+            after == total, event.occurred_at, now)
     conn.execute(_refunds.update().where(_refunds.c.id == refund_pk)
                  .values(result=outcome.as_json()))
     return outcome

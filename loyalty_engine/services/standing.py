@@ -92,12 +92,15 @@ def write_tier_changes(conn: Connection, changes: list[tuple[str, TierChange, da
     for member_id, change, enrolled_on, at in changes:
         last[(member_id, change.program_id)] = (change, enrolled_on, at)
     stamp = convert.when(now)
+    # A new row's base (what a refund may fall back to) is what enrolment guarantees.
+    base = {(m, c.program_id): c.base for m, c, _, _ in changes if c.base is not None}
     insert_rows(
         conn, _status,
-        ("member_id", "program_id", "tier", "base_tier", "held_until", "enrolled_on",
-         "updated_at"),
-        [(member_id, program_id, change.to_tier, change.to_tier, change.held_until,
-          enrolled_on, stamp)
+        ("member_id", "program_id", "tier", "base_tier", "held_until", "base_held_until",
+         "enrolled_on", "updated_at"),
+        [(member_id, program_id, change.to_tier,
+          base.get((member_id, program_id), change.to_tier), change.held_until,
+          None, enrolled_on, stamp)
          for (member_id, program_id), (change, enrolled_on, _) in sorted(last.items())],
         on_conflict=["member_id", "program_id"],
         # An upgrade keeps base_tier: what a refund may fall back to is the reviewed tier.

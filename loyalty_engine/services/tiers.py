@@ -105,18 +105,23 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
         days = ladder.reviews_between(after, today, row.enrolled_on)
         if not days:
             continue
+        first_at = _midnight(days[0], zone)
+        if row.manual_tier and row.manual_until is not None and row.manual_until < first_at:
+            first_at = row.manual_until  # the floor's end is recorded with the tier then
         state[row.member_id] = {"tier": row.tier, "held": row.held_until,
                                 "manual": row.manual_tier or "", "until": row.manual_until,
-                                "enrolled": row.enrolled_on, "last": days[-1]}
+                                "enrolled": row.enrolled_on, "last": days[-1],
+                                "first_at": first_at, "events": []}
         for day in days:
             due[day].append(row)
+    _rewind(conn, pid, state)
     changes: list[tuple[str, TierChange, date, datetime]] = []
     refs: list[str | None] = []
     ended_floors: list[str] = []
     counts: defaultdict[str, int] = defaultdict(int)
     for review_day in sorted(due):
         members = due[review_day]
-        review_at = datetime.combine(review_day, datetime.min.time(), zone)
+        review_at = _midnight(review_day, zone)
         windows: dict[Window, list[str]] = defaultdict(list)
         for row in members:
             windows[ladder.review_window(review_day, row.enrolled_on)].append(row.member_id)
@@ -127,6 +132,18 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
             credit.update(_credits(conn, pid, ladder.counter, window, scoped))
         for row in members:
             member = state[row.member_id]
+            until = member["until"]
+            if member["manual"] and until is not None and until <= review_at:
+                _replay_until(member, until)
+                changes.append((row.member_id, TierChange(
+                    pid, ladder.higher(member["manual"], member["tier"]), member["tier"],
+                    "manual", member["held"],
+                    {"floor_ended": member["manual"], "until": until.isoformat()}),
+                    row.enrolled_on, until))
+                refs.append(f"floor-end:{until.isoformat()}")
+                ended_floors.append(row.member_id)
+                member["manual"] = ""
+            _replay_until(member, review_at)  # purchases' upgrades before this review
             window = ladder.review_window(review_day, row.enrolled_on)
             got = credit.get(row.member_id, 0)
             new, held, why = review_tier(ladder, member["tier"], member["held"], got,
@@ -144,15 +161,10 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
                     row.enrolled_on, review_at))
                 refs.append(f"review:{review_day.isoformat()}")
             member["tier"], member["held"] = new, held
-            until = member["until"]
-            if member["manual"] and until is not None and until <= review_at:
-                changes.append((row.member_id, TierChange(
-                    pid, ladder.higher(member["manual"], new), new, "manual", held,
-                    {"floor_ended": member["manual"], "until": until.isoformat()}),
-                    row.enrolled_on, until))
-                refs.append(f"floor-end:{until.isoformat()}")
-                ended_floors.append(row.member_id)
-                member["manual"] = ""
+            member["base"], member["base_held"] = new, held
+    for member in state.values():
+        # Upgrades (and refunds) after the last review stand on top of its result.
+        _replay_until(member, None)
     _write_review(conn, pid, state, changes, refs, ended_floors, now)
     result.reviewed[pid] = counts["reviewed"]
     result.upgraded[pid] = counts["up"]
@@ -167,12 +179,13 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
                   refs: list[str | None], ended_floors: list[str], now: datetime) -> None:
     if not state:
         return
-    # Every reviewed member: tier, base tier and hold as the last review left them.
+    # Every reviewed member: the tier now, and the tier and hold the last review gave.
     conn.execute(
         _status.update().where(_status.c.program_id == pid,
                                _status.c.member_id == _bind("m_id")),
-        [{"m_id": m, "tier": s["tier"], "base_tier": s["tier"], "held_until": s["held"],
-          "reviewed_on": s["last"], "updated_at": now} for m, s in sorted(state.items())],
+        [{"m_id": m, "tier": s["tier"], "base_tier": s["base"], "held_until": s["held"],
+          "base_held_until": s["base_held"], "reviewed_on": s["last"], "updated_at": now}
+         for m, s in sorted(state.items())],
     )
     if ended_floors:
         for part in chunked(sorted(ended_floors)):
@@ -189,6 +202,53 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
          for (m, c, _, at), ref in zip(changes, refs, strict=True)],
         on_conflict=["member_id", "program_id", "ref"],
     )
+
+
+def _midnight(day: date, zone: Any) -> datetime:
+    return datetime.combine(day, datetime.min.time(), zone)
+
+
+def _rewind(conn: Connection, pid: str, state: dict[str, dict[str, Any]]) -> None:
+    """Members' earned tier as it was at their first review still due.
+
+    Purchases may have upgraded (or refunds lowered) a member after that review day but
+    before the review runs (a late run, a catch-up). Those changes are taken out again and
+    replayed in time order between the reviews, so that a review judges the tier held on
+    its day and a later upgrade stands on top of it. One query for every member due."""
+    if not state:
+        return
+    earliest = min(s["first_at"] for s in state.values())
+    events: defaultdict[str, list[Any]] = defaultdict(list)
+    for member_ids in chunked(sorted(state)):
+        for row in conn.execute(
+            select(_history.c.member_id, _history.c.from_tier, _history.c.to_tier,
+                   _history.c.changed_at, _history.c.detail)
+            .where(_history.c.program_id == pid, _history.c.member_id.in_(member_ids),
+                   _history.c.reason.in_(("upgrade", "refund")),
+                   _history.c.changed_at >= earliest)
+            .order_by(_history.c.changed_at, _history.c.id)
+        ):
+            if row.changed_at >= state[row.member_id]["first_at"]:
+                events[row.member_id].append(row)
+    for member_id, found in events.items():
+        member = state[member_id]
+        first = found[0]
+        member["tier"] = first.from_tier
+        member["held"] = _date((first.detail or {}).get("held_before"))
+        member["events"] = found
+
+
+def _replay_until(member: dict[str, Any], before: datetime | None) -> None:
+    """Apply a member's later tier changes that happened before an instant (all: None)."""
+    events = member["events"]
+    while events and (before is None or events[0].changed_at < before):
+        event = events.pop(0)
+        member["tier"] = event.to_tier
+        member["held"] = _date((event.detail or {}).get("held_until"))
+
+
+def _date(value: object) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _bind(name: str) -> Any:
@@ -403,10 +463,16 @@ def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at:
     new = ladder.higher(row.base_tier, ladder.qualified(credit))
     if ladder.rank(new) >= ladder.rank(row.tier):
         return None
-    held = row.held_until if new == row.base_tier else None
+    if new == row.base_tier:
+        held = row.base_held_until  # back to the reviewed tier, with its own hold
+    else:  # a lower tier of this window's credit, reached in this period
+        held = (ladder.held_until(today, row.enrolled_on)
+                if ladder.downgrade == "hold_next_period" else None)
     change = TierChange(pid, row.tier, new, "refund", held,
                         {"credit": credit, "measure": ladder.measure,
                          "window": [window.start.isoformat(), window.end.isoformat()],
-                         "floor": row.base_tier})
+                         "floor": row.base_tier,
+                         "held_before": None if row.held_until is None
+                         else row.held_until.isoformat()})
     write_tier_changes(conn, [(member_id, change, row.enrolled_on, at)], now)
     return change

@@ -334,6 +334,7 @@ class TierStatus(Base):
     tier: Mapped[str] = mapped_column(String(64))  # earned ('' below the lowest threshold)
     base_tier: Mapped[str] = mapped_column(String(64))  # as of the last review (or enrolment)
     held_until: Mapped[date | None] = mapped_column(Date)  # hold_next_period
+    base_held_until: Mapped[date | None] = mapped_column(Date)  # the base tier's hold
     manual_tier: Mapped[str | None] = mapped_column(String(64))
     manual_until: Mapped[datetime | None]
     manual_reason: Mapped[str | None] = mapped_column(String(200))

@@ -117,6 +117,7 @@ def upgrade() -> None:
     sa.Column('tier', sa.String(length=64), nullable=False),
     sa.Column('base_tier', sa.String(length=64), nullable=False),
     sa.Column('held_until', sa.Date(), nullable=True),
+    sa.Column('base_held_until', sa.Date(), nullable=True),
     sa.Column('manual_tier', sa.String(length=64), nullable=True),
     sa.Column('manual_until', UTCDateTime(), nullable=True),
     sa.Column('manual_reason', sa.String(length=200), nullable=True),

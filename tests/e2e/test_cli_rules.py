@@ -90,13 +90,16 @@ def _write_broken(directory: Path) -> list[str]:
 def test_validate_shipped_rules(tmp_path: Path) -> None:
     text = ok("rules", "validate", "rules/", cwd=ROOT)
     assert text.out_lines == [
-        "rules/bean-there-coffee.yaml: ok (program bean-there, 2 rule(s))",
+        "rules/bean-there-coffee.yaml: ok (program bean-there, 3 rule(s))",
+        "rules/big-box-warehouse.yaml: ok (program big-box, 2 rule(s))",
+        "rules/campus-books.yaml: ok (program campus-books, 1 rule(s))",
         "rules/fresh-market-grocery.yaml: ok (program fresh-market, 4 rule(s))",
+        "rules/glow-beauty.yaml: ok (program glow-beauty, 2 rule(s))",
     ], str(text)
     report = ok("rules", "validate", SHIPPED_RULES, "--json", cwd=tmp_path).json()
     assert report["valid"] is True
-    coffee, grocery = report["programs"]
-    assert (coffee["program"], coffee["rules"]) == ("bean-there", 2)
+    coffee, *_, grocery, _ = report["programs"]
+    assert (coffee["program"], coffee["rules"]) == ("bean-there", 3)
     assert (grocery["program"], grocery["rules"]) == ("fresh-market", 4)
     assert re.fullmatch(r"[0-9a-f]{64}", coffee["content_hash"])
 

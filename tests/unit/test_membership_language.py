@@ -711,12 +711,14 @@ def test_upgrade_at_once_when_crossing_a_threshold() -> None:
     assert earned(first) == {"per-euro": 60}
     assert first.tier_change == TierChange(
         "shop", "", "bronze", "enrolment", None,
-        {"credit": 6000, "measure": "spend", "window": window, "threshold": 0})
+        {"credit": 6000, "measure": "spend", "window": window, "threshold": 0,
+         "held_before": None}, base="bronze")
     # The crossing purchase itself earns at the tier held before it (bronze: x1).
     assert earned(second) == {"per-euro": 50}
     assert second.tier_change == TierChange(
         "shop", "bronze", "silver", "upgrade", None,
-        {"credit": 11000, "measure": "spend", "window": window, "threshold": 10000})
+        {"credit": 11000, "measure": "spend", "window": window, "threshold": 10000,
+         "held_before": None})
     # The next one earns at silver: 40 x 1.25.
     assert earned(third) == {"per-euro": 50}
     assert third.tier_change is None
