@@ -10,6 +10,7 @@ from loyalty_engine.cli.options import AT, JSON
 from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.fees import FeeOutcome, charges_of, fail_charge, pay_charge
 
+STATUSES = ("due", "paid", "failed", "refunded", "waived")
 app = typer.Typer(help="Club fee charges: the engine records them, it moves no money.",
                   no_args_is_help=True)
 
@@ -41,6 +42,9 @@ def list_(ctx: typer.Context,
                                             "state: due, paid, failed, refunded, waived."),
           json_out: bool = JSON) -> None:
     """Fee charges, newest first."""
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"{status!r} is not one of {', '.join(STATUSES)}",
+                                 param_hint="--status")
     rows = charges_of(engine_for(ctx), member, status)
     if json_out:
         emit_json(rows)

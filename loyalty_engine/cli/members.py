@@ -10,7 +10,7 @@ from loyalty_engine.cli.clubs import print_clubs
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.enrolment import enrol_member, set_consent
-from loyalty_engine.services.groups import verify_member
+from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
@@ -215,3 +215,25 @@ def verify(
     console.print(f"{member_id} verified for {group_id} ({data['program_id']}) until "
                   f"{when(data['verified_until'])}; re-verification due from "
                   f"{when(data['reverify_from'])}", markup=False)
+
+
+@app.command("reverify-due")
+def reverify_due(
+    ctx: typer.Context,
+    as_of: str | None = AS_OF,
+    json_out: bool = JSON,
+) -> None:
+    """Group verifications whose re-verification has fallen due and that have not lapsed."""
+    rows = reverifications_due(engine_for(ctx), parse_instant(as_of, "--as-of") or now())
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("no re-verification is due")
+        return
+    table = Table("member", "program", "group", "valid until", "due since", "evidence")
+    for r in rows:
+        table.add_row(escape(r["member_id"]), r["program_id"], r["group_id"],
+                      when(r["verified_until"]), when(r["reverify_from"]),
+                      escape(r["evidence"]))
+    console.print(table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,4 +39,4 @@ def fail(message: str, code: int = 1) -> None:
 
 def when(value: datetime | None) -> str:
     """A timestamp for people: ISO 8601 in UTC, to the second."""
-    return "-" if value is None else value.replace(microsecond=0).isoformat()
+    return "-" if value is None else value.astimezone(UTC).replace(microsecond=0).isoformat()

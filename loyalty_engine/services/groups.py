@@ -154,3 +154,20 @@ def verification_json(row: Any, reverify_days: int) -> dict[str, Any]:
             "verified_at": row.verified_at, "verified_until": row.verified_until,
             "reverify_from": row.verified_until - timedelta(days=reverify_days),
             "status": row.status, "lapsed_at": row.lapsed_at}
+
+
+def reverifications_due(engine: Engine, as_of: datetime) -> list[dict[str, Any]]:
+    """Verifications whose re-verification has fallen due by as_of and that have not lapsed
+    yet (verified_until - reverify_days <= as_of < verified_until), soonest lapse first."""
+    found = []
+    with engine.connect() as conn:
+        days = {(v.program_id, g.group_id): g.reverify_days
+                for v in load_catalog(conn).all_in_force(as_of)
+                for g in v.program.groups.values()}
+        for row in conn.execute(select(_verifications).where(
+                _verifications.c.status == "active", _verifications.c.verified_until > as_of)
+                .order_by(_verifications.c.verified_until, _verifications.c.member_id)):
+            data = verification_json(row, days.get((row.program_id, row.group_id), 30))
+            if data["reverify_from"] <= as_of:
+                found.append(data)
+    return found

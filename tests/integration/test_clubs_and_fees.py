@@ -31,7 +31,7 @@ from loyalty_engine.services.errors import (
     VerificationError,
 )
 from loyalty_engine.services.fees import charges_of, pay_charge
-from loyalty_engine.services.groups import verify_member
+from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.importing import import_purchases
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
@@ -676,3 +676,24 @@ def test_returning_the_fee_line_undoes_the_payment(engine: Engine) -> None:
     [charge] = charges(engine)
     assert (charge["status"], charge["refunded_minor"]) == ("refunded", 6000)
     assert membership(engine)["status"] not in ("active", "grace")
+
+
+def test_reverification_falls_due_before_the_verification_lapses(engine: Engine) -> None:
+    apply_files(engine, CAMPUS)
+    enrol_member(engine, "S-1", {}, {}, t("2027-01-04 10:00"), NOW, program_id="campus-books")
+    enrol_member(engine, "S-2", {}, {}, t("2027-01-04 10:00"), NOW, program_id="campus-books")
+    verify_member(engine, "S-1", "students", t("2027-03-31 00:00"), "card-1",
+                  t("2027-01-05 10:00"), NOW)
+    verify_member(engine, "S-2", "students", t("2027-06-30 00:00"), "card-2",
+                  t("2027-01-05 10:00"), NOW)
+    # reverify_days 30: S-1 falls due on 1 March, S-2 on 31 May; lapsed ones are not listed.
+    assert reverifications_due(engine, t("2027-02-28 10:00")) == []
+    due = reverifications_due(engine, t("2027-03-01 10:00"))
+    assert [(d["member_id"], d["reverify_from"]) for d in due] == [
+        ("S-1", t("2027-03-01 00:00"))]
+    assert [d["member_id"] for d in reverifications_due(engine, t("2027-06-15 10:00"))] == [
+        "S-2"]
+    # Re-verified: no longer due.
+    verify_member(engine, "S-2", "students", t("2027-12-31 00:00"), "card-2b",
+                  t("2027-06-16 10:00"), NOW)
+    assert reverifications_due(engine, t("2027-06-16 11:00")) == []
