@@ -96,6 +96,10 @@ def main() -> None:
             where = "the database"
         _error(f"database error ({where}): {detail}".replace("[", r"\["))
         sys.exit(1)
+    except OverflowError as exc:
+        # Date arithmetic past year 9999 (an --as-of at the end of time, say).
+        _error(f"a date or number is out of range ({exc}); use a realistic value")
+        sys.exit(1)
     except KeyboardInterrupt:
         _error("interrupted; the current transaction was rolled back")
         sys.exit(130)

@@ -11,12 +11,13 @@ from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.fees import FeeOutcome, charges_of, fail_charge, pay_charge
 
 STATUSES = ("due", "paid", "failed", "refunded", "waived")
+CHARGE = typer.Argument(..., help="The charge id (fees list shows it).")
 app = typer.Typer(help="Club fee charges: the engine records them, it moves no money.",
                   no_args_is_help=True)
 
 
 @app.command()
-def pay(ctx: typer.Context, charge_id: int,
+def pay(ctx: typer.Context, charge_id: int = CHARGE,
         points: bool = typer.Option(False, "--points", help="Pay with the level's points "
                                     "price from the member's spendable points."),
         reference: str | None = typer.Option(None, "--reference", help="The payment's "
@@ -28,7 +29,7 @@ def pay(ctx: typer.Context, charge_id: int,
 
 
 @app.command()
-def fail(ctx: typer.Context, charge_id: int,
+def fail(ctx: typer.Context, charge_id: int = CHARGE,
          reason: str | None = typer.Option(None, "--reason", help="Why collection failed."),
          json_out: bool = JSON) -> None:
     """Record that collecting a due charge failed (it stays payable until the lapse)."""

@@ -78,7 +78,11 @@ class Standing:
     manual_until: datetime | None = None
     has_tier_row: bool = False
     enrolled_on: date | None = None  # local date; anniversaries count from it
-    clubs: dict[str, str] = field(default_factory=dict)  # active club -> level ('' if none)
+    clubs: dict[str, str] = field(default_factory=dict)  # club -> level ('' if none)
+    # When each club's benefits began and ended (absent: always; a purchase posted late
+    # earns with the memberships it was made under).
+    club_since: dict[str, datetime] = field(default_factory=dict)
+    club_until: dict[str, datetime] = field(default_factory=dict)
     known_clubs: frozenset[str] = frozenset()  # any membership row, even ended
     verified: frozenset[str] = frozenset()  # groups with a verification not lapsed
 
@@ -90,8 +94,17 @@ class MemberView:
 
     member_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
-    consents: frozenset[str] = frozenset()  # consents given and not withdrawn
+    consents: frozenset[str] = frozenset()  # consents given, whenever asked
     standings: dict[str, Standing] = field(default_factory=dict)
+    # Consents with the span they hold for: [given, withdrawn) (either end may be open).
+    consent_spans: dict[str, tuple[datetime | None, datetime | None]] = field(
+        default_factory=dict)
+
+    def consents_at(self, at: datetime) -> frozenset[str]:
+        """The consents in force at an instant."""
+        spans = {flag for flag, (start, end) in self.consent_spans.items()
+                 if (start is None or start <= at) and (end is None or at < end)}
+        return self.consents | spans
 
     def standing(self, program_id: str) -> Standing:
         """The member's standing in a program (empty for a newcomer)."""

@@ -158,11 +158,13 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
         if program.clubs:
             standing = member.standing(version.program_id)
             joins.extend(_join_open_clubs(program.program_id, program.clubs.values(),
-                                          standing))
+                                          standing, purchase.occurred_at))
             for line in fee_lines:
                 # Paying a fee at the till makes the member one for this very purchase.
                 if line.program_id == version.program_id:
                     standing.clubs[line.club_id] = line.level_id
+                    standing.club_since[line.club_id] = purchase.occurred_at
+                    standing.club_until.pop(line.club_id, None)
                     standing.known_clubs = standing.known_clubs | {line.club_id}
         try:
             evaluation = evaluate(program, purchase, member, counters)
@@ -195,17 +197,19 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
 
 
 def _copy(standing: Standing) -> Standing:
-    return replace(standing, clubs=dict(standing.clubs))
+    return replace(standing, clubs=dict(standing.clubs), club_since=dict(standing.club_since),
+                   club_until=dict(standing.club_until))
 
 
 def _join_open_clubs(program_id: str, clubs: Iterable[CompiledClub],
-                     standing: Standing) -> list[tuple[str, str]]:
+                     standing: Standing, at: datetime) -> list[tuple[str, str]]:
     """Open clubs that enrol on the first purchase, which the member never belonged to
     (one who left is not signed up again by shopping)."""
     joined = []
     for club in clubs:
         if club.joins_on_purchase and club.club_id not in standing.known_clubs:
             standing.clubs[club.club_id] = ""
+            standing.club_since[club.club_id] = at
             standing.known_clubs = standing.known_clubs | {club.club_id}
             joined.append((program_id, club.club_id))
     return joined

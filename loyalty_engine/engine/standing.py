@@ -63,6 +63,9 @@ def member_facts(program: CompiledProgram, member: MemberView | None, at: dateti
         club = program.clubs.get(club_id)
         if club is None:
             continue
+        since, until = standing.club_since.get(club_id), standing.club_until.get(club_id)
+        if (since is not None and at < since) or (until is not None and at >= until):
+            continue  # not a member when this purchase was made
         clubs[club_id] = level
         multiplier, club_perks = club.benefits(level)
         perks |= club_perks
@@ -72,8 +75,8 @@ def member_facts(program: CompiledProgram, member: MemberView | None, at: dateti
     groups = set(g for g in standing.verified if g in program.groups)
     groups |= {g.group_id for g in program.groups.values()
                if g.eligible_by_age(member.attributes, day)}
-    return MemberFacts(tier, frozenset(perks), clubs, frozenset(groups), member.consents,
-                       tuple(benefits))
+    return MemberFacts(tier, frozenset(perks), clubs, frozenset(groups),
+                       member.consents_at(at), tuple(benefits))
 
 
 def credit_in(progress: Progress, counter: str, window: Window) -> int:

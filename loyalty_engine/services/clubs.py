@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
@@ -30,7 +32,7 @@ from loyalty_engine.services.memberships import (
     term_end,
 )
 from loyalty_engine.services.points_moves import refund_fee_points
-from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
@@ -285,14 +287,17 @@ def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at
                 raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} "
                                 "is already waiting for payment")
             old_fee = 0 if held is None else held.fee_minor
-            amount = prorated(target.fee_minor - old_fee, at, current.term_start,
-                              current.term_end)
+            difference = target.fee_minor - old_fee
+            start, end, ahead = _paid_terms(conn, current, at)
+            # The time left of the term running now, and every term already paid ahead.
+            amount = prorated(difference, at, start, end) + difference * ahead
             row = new_charge(conn, member_id, version, club, level_id, "upgrade", amount, at,
                              current.term_end, at, now,
                              detail={"from_level": current.level, "to_level": level_id,
-                                     "fee_difference_minor": target.fee_minor - old_fee,
-                                     "term_start": current.term_start.isoformat(),
-                                     "term_end": current.term_end.isoformat()})
+                                     "fee_difference_minor": difference,
+                                     "term_start": start.isoformat(),
+                                     "term_end": end.isoformat(),
+                                     "terms_paid_ahead": ahead})
             if row is None:
                 raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} was "
                                 f"already charged at {at.isoformat()}")
@@ -308,6 +313,22 @@ def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at
                                        f"({amount} minor units, prorated)")
 
     return retry_transient(attempt)
+
+
+def _paid_terms(conn: Connection, current: Any, at: datetime) -> tuple[datetime, datetime, int]:
+    """The paid (or waived) term of a membership running at `at`, and how many later
+    terms are already paid for."""
+    c = _charges
+    terms = conn.execute(select(c.c.term_start, c.c.term_end).where(
+        c.c.member_id == current.member_id, c.c.program_id == current.program_id,
+        c.c.club_id == current.club_id, c.c.kind.in_(("join", "renewal")),
+        c.c.status.in_(("paid", "waived")), c.c.term_start >= current.joined_at,
+    ).order_by(c.c.term_start)).all()
+    running = [t for t in terms if t.term_start <= at < t.term_end]
+    ahead = sum(1 for t in terms if t.term_start > at)
+    if running:
+        return running[-1].term_start, running[-1].term_end, ahead
+    return current.term_start, current.term_end, ahead
 
 
 def _membership(conn: Connection, member_id: str, version: VersionInForce,
@@ -348,6 +369,7 @@ def advance_clubs(engine: Engine, as_of: datetime, now: datetime,
         with write_transaction(engine) as conn:
             result = ClubStepResult()
             catalog = load_catalog(conn)
+            require_program(catalog, program_id)
             for version in catalog.all_in_force(as_of):
                 if program_id is not None and version.program_id != program_id:
                     continue
@@ -363,6 +385,9 @@ def advance_clubs(engine: Engine, as_of: datetime, now: datetime,
 
 def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of: datetime,
            now: datetime, result: ClubStepResult) -> None:
+    """Renewal charges for every membership whose term ends within the notice: one
+    insert-if-absent for all of them (the natural key makes a second clock a no-op), and
+    one update for the terms that waived renewals extend."""
     notice = timedelta(days=club.renewal_notice_days)
     m = _memberships
     due = conn.execute(select(m.c.member_id, m.c.level, m.c.term_end).where(
@@ -372,33 +397,43 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
     ).order_by(m.c.member_id)).all()
     if not due:
         return
-    existing = {(r.member_id, r.term_start) for r in conn.execute(
-        select(_charges.c.member_id, _charges.c.term_start).where(
-            _charges.c.program_id == version.program_id, _charges.c.club_id == club.club_id,
-            _charges.c.kind == "renewal",
-            _charges.c.member_id.in_([r.member_id for r in due])))}
-    fresh = [r for r in due if (r.member_id, r.term_end) not in existing]
-    spend = (spend_before(conn, [r.member_id for r in fresh], version.program_id, version,
+    spend = (spend_before(conn, [r.member_id for r in due], version.program_id, version,
                           as_of) if club.waiver_minor is not None else {})
-    for row in fresh:
+    rows = []
+    for row in due:
         level = club.level(row.level) or club.levels[0]
-        start, end = row.term_end, term_end(club, row.term_end, version.program.timezone)
+        start = row.term_end
         spent = spend.get(row.member_id, 0)
         waived = club.waiver_minor is not None and spent >= club.waiver_minor
-        detail = ({"waived": "min_spend_last_year", "spend_minor": spent,
-                   "threshold_minor": club.waiver_minor} if waived else {})
-        charge_row = new_charge(conn, row.member_id, version, club, level.level_id, "renewal",
-                                level.fee_minor, start, end, start, now,
-                                status="waived" if waived else "due", detail=detail)
-        if charge_row is None:
-            continue  # another clock raised it first
-        result.renewals += 1
-        result.charges.append(charge_row.id)
-        if waived:
-            result.waived += 1
-            conn.execute(m.update().where(
-                m.c.member_id == row.member_id, m.c.program_id == version.program_id,
-                m.c.club_id == club.club_id).values(term_end=end, updated_at=now))
+        rows.append({
+            "member_id": row.member_id, "program_id": version.program_id,
+            "club_id": club.club_id, "level": level.level_id, "kind": "renewal",
+            "amount_minor": level.fee_minor, "currency": version.program.currency,
+            "term_start": start,
+            "term_end": term_end(club, start, version.program.timezone), "due_at": start,
+            "status": "waived" if waived else "due",
+            "detail": {"waived": "min_spend_last_year", "spend_minor": spent,
+                       "threshold_minor": club.waiver_minor} if waived else {},
+            "created_at": now, "updated_at": now})
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_charges)
+    inserted = conn.execute(
+        insert.on_conflict_do_nothing(
+            index_elements=["member_id", "program_id", "club_id", "kind", "term_start"])
+        .returning(_charges.c.id, _charges.c.status), rows).all()
+    result.renewals += len(inserted)
+    result.charges.extend(sorted(r.id for r in inserted))
+    result.waived += sum(1 for r in inserted if r.status == "waived")
+    if any(r.status == "waived" for r in inserted):
+        # A waived renewal extends the paid term at once (like a paid one).
+        c = _charges
+        extended = (select(c.c.term_end).where(
+            c.c.member_id == m.c.member_id, c.c.program_id == m.c.program_id,
+            c.c.club_id == m.c.club_id, c.c.kind == "renewal", c.c.status == "waived",
+            c.c.term_start == m.c.term_end).scalar_subquery())
+        conn.execute(m.update().where(
+            m.c.program_id == version.program_id, m.c.club_id == club.club_id,
+            m.c.status.in_(("active", "grace")), extended.is_not(None),
+        ).values(term_end=extended, updated_at=now))
 
 
 def _grace_and_lapse(conn: Connection, version: VersionInForce, club: CompiledClub,

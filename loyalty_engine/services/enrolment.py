@@ -13,7 +13,7 @@ from loyalty_engine.services.clubs import club_rows
 from loyalty_engine.services.errors import MemberError, NotFoundError
 from loyalty_engine.services.groups import verification_rows
 from loyalty_engine.services.lots import lock_member
-from loyalty_engine.services.memberships import charge_json, ensure_member
+from loyalty_engine.services.memberships import MEMBER_ID, charge_json, ensure_member
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
@@ -25,7 +25,6 @@ _consents = tables.member_consents
 _charges = tables.fee_charges
 
 FLAG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-MEMBER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
 
 def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
@@ -34,7 +33,7 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
     """Create a member (or update one): attributes are merged in, consents recorded with
     their time. With a program, the member is also enrolled in it (open clubs that enrol
     on a first purchase still wait for that purchase)."""
-    if not MEMBER_ID.match(member_id) or member_id != member_id.strip():
+    if not MEMBER_ID.fullmatch(member_id) or member_id != member_id.strip():
         raise MemberError(f"{member_id!r} is not a member id: 1 to 64 printable characters "
                           "without surrounding spaces")
     for flag in consents:

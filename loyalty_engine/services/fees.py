@@ -53,6 +53,9 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
     apply it: a joining charge starts the membership's term, a renewal extends it, an
     upgrade moves the level up."""
 
+    if reference is not None and not 0 < len(reference) <= 160:
+        raise FeeError("--reference must be 1 to 160 characters")
+
     def attempt() -> FeeOutcome:
         with write_transaction(engine) as conn:
             row = charge(conn, charge_id)
@@ -67,6 +70,10 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
                 state = "none" if membership_row is None else membership_row.status
                 raise FeeError(f"charge {charge_id} is for a membership that has ended "
                                f"({state}); join the club again")
+            if at < membership_row.joined_at:
+                raise FeeError(f"--at {at.isoformat()} is before member {row.member_id!r} "
+                               f"joined ({membership_row.joined_at.isoformat()}); a payment "
+                               "cannot predate the membership")
             if row.term_start < membership_row.joined_at:
                 raise FeeError(f"charge {charge_id} belongs to an earlier membership of club "
                                f"{row.club_id!r} that has ended; it is not owed any more")
@@ -97,6 +104,9 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
 def fail_charge(engine: Engine, charge_id: int, now: datetime,
                 reason: str | None = None) -> FeeOutcome:
     """Record that collecting a due charge failed; it stays payable until the lapse."""
+
+    if reason is not None and len(reason) > 200:
+        raise FeeError("--reason must be at most 200 characters")
 
     def attempt() -> FeeOutcome:
         with write_transaction(engine) as conn:
@@ -268,27 +278,43 @@ def charges_of(engine: Engine, member_id: str | None, status: str | None) -> lis
         return [charge_json(r) for r in conn.execute(query)]
 
 
-def refund_till_fees(conn: Connection, purchase_id: int, refunded_skus: set[str] | None,
-                     full: bool, at: datetime, now: datetime) -> list[int]:
-    """A refund that returns a fee line (listed by SKU, or the whole purchase) refunds the
-    charge it paid: a joining or renewal fee ends the membership, an upgrade's returns the
-    level it came from. Returns the charges refunded."""
+def refund_till_fees(conn: Connection, purchase_id: int,
+                     returned: dict[str, int] | None, full: bool, at: datetime,
+                     now: datetime) -> list[int]:
+    """A refund that returns a fee line refunds the charge it paid.
+
+    returned: what the refund lists per SKU (minor units), None for a refund by amount
+    only. The whole fee back (the line, or the whole purchase) makes the charge refunded:
+    a joining or renewal fee ends the membership, an upgrade's returns the level it came
+    from; part of it is recorded on the charge and changes nothing else. A charge of an
+    earlier membership that has since lapsed is refunded without touching the current
+    one. Returns the charges refunded in full."""
     refunded = []
+    catalog = load_catalog(conn)
     for row in conn.execute(select(_charges).where(
-            _charges.c.paid_ref == f"purchase:{purchase_id}", _charges.c.status == "paid")):
-        catalog = load_catalog(conn)
+            _charges.c.paid_ref == f"purchase:{purchase_id}", _charges.c.status == "paid")
+            .order_by(_charges.c.id)):
         version = catalog.in_force(row.program_id, row.paid_at)
         club = None if version is None else version.program.clubs.get(row.club_id)
         level = None if club is None else club.level(row.level)
         sku = None if level is None else level.fee_sku
-        if not full and (refunded_skus is None or sku not in refunded_skus):
+        back = row.amount_minor if full else (returned or {}).get(sku or "", 0)
+        if back <= 0:
             continue
-        set_charge(conn, row.id, now, status="refunded", refunded_minor=row.amount_minor)
+        back = min(back + (row.refunded_minor or 0), row.amount_minor)
+        if back < row.amount_minor:
+            set_charge(conn, row.id, now, refunded_minor=back,
+                       detail={**(row.detail or {}), "partly_refunded_at": at.isoformat()})
+            continue
+        set_charge(conn, row.id, now, status="refunded", refunded_minor=back)
+        refunded.append(row.id)
+        current = membership(conn, row.member_id, row.program_id, row.club_id)
+        if current is None or row.term_start < current.joined_at:
+            continue  # the charge of a membership that has already ended
         if row.kind == "upgrade":
             save_membership(conn, row.member_id, row.program_id, row.club_id, now,
                             level=(row.detail or {}).get("from_level", row.level))
         else:
             save_membership(conn, row.member_id, row.program_id, row.club_id, now,
                             status="cancelled", ended_at=at, auto_renew=False)
-        refunded.append(row.id)
     return refunded

@@ -32,8 +32,9 @@ def verify_member(engine: Engine, member_id: str, group_id: str, until: datetime
     if until <= at:
         raise VerificationError(f"--until {until.isoformat()} is not after "
                                 f"{at.isoformat()}; a verification must expire in the future")
-    if not evidence.strip():
-        raise VerificationError("--evidence must name what was seen (a document reference)")
+    if not evidence.strip() or len(evidence) > 200:
+        raise VerificationError("--evidence must name what was seen (a document reference), "
+                                "in at most 200 characters")
 
     def attempt() -> dict[str, Any]:
         with write_transaction(engine) as conn:

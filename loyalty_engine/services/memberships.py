@@ -3,6 +3,7 @@ writing memberships and charges inside the caller's transaction."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ _charges = tables.fee_charges
 _counters = tables.progress_counters
 
 LIVE = ("pending", "active", "grace")  # a membership that has not ended
+MEMBER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
 def find_club(catalog: ProgramCatalog, club_id: str, program_id: str | None,
@@ -53,6 +55,9 @@ def find_club(catalog: ProgramCatalog, club_id: str, program_id: str | None,
 def ensure_member(conn: Connection, member_id: str, program_id: str, at: datetime,
                   now: datetime) -> None:
     """Create the member and their enrolment in the program if they are new."""
+    if not MEMBER_ID.fullmatch(member_id) or member_id != member_id.strip():
+        raise ClubError(f"{member_id!r} is not a member id: 1 to 64 printable characters "
+                        "without surrounding spaces")
     convert = Converters(conn)
     insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
                 [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
@@ -118,6 +123,8 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
 
 def charge(conn: Connection, charge_id: int, lock: bool = False) -> Any:
     """A charge by id (NotFoundError if there is none)."""
+    if not 0 < charge_id < 2**63:  # beyond the column's range: no such charge
+        raise NotFoundError(f"there is no fee charge {charge_id}")
     query = select(_charges).where(_charges.c.id == charge_id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -167,7 +174,7 @@ def spend_before(conn: Connection, member_ids: list[str], program_id: str,
 def prorated(amount_minor: int, at: datetime, start: datetime, end: datetime) -> int:
     """amount x (time left of the term / the whole term), rounded half up to a minor unit."""
     whole = (end - start) / timedelta(seconds=1)
-    left = max(0.0, (end - at) / timedelta(seconds=1))
+    left = min(whole, max(0.0, (end - at) / timedelta(seconds=1)))  # never more than a term
     if whole <= 0:
         return 0
     # Integer arithmetic on whole seconds: money is never a float.

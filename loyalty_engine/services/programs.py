@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, func, select
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.loader import load_program_file, load_program_text
-from loyalty_engine.services.errors import ProgramApplyError
+from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
 
@@ -166,3 +166,10 @@ def list_versions(engine: Engine) -> list[VersionInForce]:
     with read_transaction(engine) as conn:
         catalog = load_catalog(conn)
     return [v for pid in catalog.program_ids for v in catalog.versions(pid)]
+
+
+def require_program(catalog: ProgramCatalog, program_id: str | None) -> None:
+    """A --program option must name a program that has been applied."""
+    if program_id is not None and program_id not in catalog.program_ids:
+        known = ", ".join(catalog.program_ids) or "none has been applied"
+        raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")

@@ -217,21 +217,21 @@ class PurchaseWriter:
                 to_plan.append((ref, purchase))
         # Counted in time order, so that a batch's visits and stamps come in sequence.
         to_plan.sort(key=lambda item: (item[1].occurred_at, item[1].key))
-        plans: list[PurchasePlan] = []
-        for ref, purchase in to_plan:
-            plan = plan_purchase(self.catalog, ref, purchase, book)
-            if isinstance(plan, PlanRejection):
-                result.rejections.append(_reject(ref, purchase, plan.reason))
-            else:
-                plans.append(plan)
-        if any(plan.fee_lines for plan in plans):
+        plans = self._plan(to_plan, book, result)
+        while any(plan.fee_lines for plan in plans):
             # A till line that would pay no fee (or the wrong amount) rejects its purchase.
             problems = check_till_fees(self.conn, self.catalog, plans)
+            if not problems:
+                break
             for plan in plans:
                 if plan.ref in problems:
                     result.rejections.append(_reject(plan.ref, plan.purchase,
                                                      problems[plan.ref]))
-            plans = [plan for plan in plans if plan.ref not in problems]
+            # Planning them changed the members' counters and standing in the book (a
+            # club joined at the till, a tier reached): plan the others again afresh.
+            to_plan = [(p.ref, p.purchase) for p in plans if p.ref not in problems]
+            book = self._book = self._progress_book([p for _, p in to_plan], check_only)
+            plans = self._plan(to_plan, book, result)
         if plans and check_only:
             # Unwritten purchases still clash with later copies: remember their bodies.
             for plan in plans:
@@ -245,6 +245,17 @@ class PurchaseWriter:
         if copies:
             self._settle_copies(copies, {k: v[0] for k, v in fresh.items()}, result)
         return result
+
+    def _plan(self, to_plan: list[tuple[int, Purchase]], book: ProgressBook,
+              result: BatchResult) -> list[PurchasePlan]:
+        plans: list[PurchasePlan] = []
+        for ref, purchase in to_plan:
+            plan = plan_purchase(self.catalog, ref, purchase, book)
+            if isinstance(plan, PlanRejection):
+                result.rejections.append(_reject(ref, purchase, plan.reason))
+            else:
+                plans.append(plan)
+        return plans
 
     def was_checked(self, key: tuple[str, str]) -> bool:
         """Whether a purchase was checked but not written (an import that already failed)."""

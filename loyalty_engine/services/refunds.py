@@ -174,11 +174,18 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         reversal.points()
         reversal.progress()
         for version in catalog.all_in_force(purchase.occurred_at):
+            # Only the programs the purchase counted in: a coffee refund leaves beauty tiers.
+            if (not version.program.covers(purchase.store_id)
+                    or version.program.currency != purchase.currency):
+                continue
             change = settle_refund(conn, version, purchase.member_id, event.occurred_at, now)
             if change is not None:
                 outcome.tiers[version.program_id] = change.to_tier
+        returned: defaultdict[str, int] = defaultdict(int)
+        for sku, minor in items or ():
+            returned[sku] += minor
         outcome.fees_refunded = refund_till_fees(
-            conn, purchase.id, None if event.items is None else {i.sku for i in event.items},
+            conn, purchase.id, None if event.items is None else dict(returned),
             after == total, event.occurred_at, now)
     conn.execute(_refunds.update().where(_refunds.c.id == refund_pk)
                  .values(result=outcome.as_json()))

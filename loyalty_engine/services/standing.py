@@ -49,13 +49,21 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
                 standing.enrolled_on = row.enrolled_at.astimezone(zone).date()
         for row in conn.execute(
             select(_memberships.c.member_id, _memberships.c.program_id, _memberships.c.club_id,
-                   _memberships.c.level, _memberships.c.status)
+                   _memberships.c.level, _memberships.c.status, _memberships.c.joined_at,
+                   _memberships.c.term_start, _memberships.c.ended_at)
             .where(_memberships.c.member_id.in_(part))
         ):
             standing = _view(members, row.member_id).standing(row.program_id)
             standing.known_clubs = standing.known_clubs | {row.club_id}
-            if row.status in ACTIVE:
+            # Benefits from the join (a paid club: from the first paid term) until the end;
+            # a membership that has ended still counts for purchases made while it ran.
+            since = row.term_start if row.level else row.joined_at
+            if row.status in ACTIVE or (row.ended_at is not None and since is not None):
                 standing.clubs[row.club_id] = row.level
+                if since is not None:
+                    standing.club_since[row.club_id] = since
+                if row.status not in ACTIVE and row.ended_at is not None:
+                    standing.club_until[row.club_id] = row.ended_at
         for row in conn.execute(
             select(_verifications.c.member_id, _verifications.c.program_id,
                    _verifications.c.group_id)
@@ -64,11 +72,17 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
             standing = _view(members, row.member_id).standing(row.program_id)
             standing.verified = standing.verified | {row.group_id}
         for row in conn.execute(
-            select(_consents.c.member_id, _consents.c.flag)
-            .where(_consents.c.member_id.in_(part), _consents.c.given.is_(True))
+            select(_consents.c.member_id, _consents.c.flag, _consents.c.given,
+                   _consents.c.given_at, _consents.c.withdrawn_at)
+            .where(_consents.c.member_id.in_(part))
         ):
             view = _view(members, row.member_id)
-            view.consents = view.consents | {row.flag}
+            if row.given:  # from when it was (last) given
+                view.consent_spans[row.flag] = (row.given_at, None)
+            elif row.given_at is not None and row.withdrawn_at is not None and (
+                row.given_at < row.withdrawn_at
+            ):  # held from when it was given until it was withdrawn
+                view.consent_spans[row.flag] = (row.given_at, row.withdrawn_at)
 
 
 def _view(members: dict[str, MemberView], member_id: str) -> MemberView:

@@ -16,7 +16,7 @@ from loyalty_engine.engine.standing import credit_in, effective_tier, review_tie
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError
 from loyalty_engine.services.lots import lock_member
-from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.services.standing import write_tier_changes
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, chunked, insert_rows
@@ -74,7 +74,9 @@ def review_tiers(engine: Engine, as_of: datetime, now: datetime,
     def attempt() -> ReviewResult:
         with write_transaction(engine) as conn:
             result = ReviewResult()
-            for version in load_catalog(conn).all_in_force(as_of):
+            catalog = load_catalog(conn)
+            require_program(catalog, program_id)
+            for version in catalog.all_in_force(as_of):
                 if version.program.tiers is None:
                     continue
                 if program_id is not None and version.program_id != program_id:
@@ -92,7 +94,7 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
     pid = version.program_id
     zone = version.program.timezone
     today = as_of.astimezone(zone).date()
-    query = select(_status).where(_status.c.program_id == pid)
+    query = select(_status).where(_status.c.program_id == pid).order_by(_status.c.member_id)
     if conn.dialect.name == "postgresql":
         # A purchase upgrading a member waits for the review, and then sees its result.
         query = query.with_for_update()
@@ -264,7 +266,9 @@ def at_risk(engine: Engine, as_of: datetime, program_id: str | None = None
     protects a member."""
     found: list[dict[str, Any]] = []
     with engine.connect() as conn:
-        for version in load_catalog(conn).all_in_force(as_of):
+        catalog = load_catalog(conn)
+        require_program(catalog, program_id)
+        for version in catalog.all_in_force(as_of):
             ladder = version.program.tiers
             if ladder is None or (program_id is not None and version.program_id != program_id):
                 continue
@@ -391,6 +395,8 @@ def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
     if until <= at:
         raise TierError(f"--until {until.isoformat()} is not after {at.isoformat()}; a "
                         "manual tier must expire in the future")
+    if not reason.strip() or len(reason) > 200:
+        raise TierError("--reason must say why, in at most 200 characters")
 
     def attempt() -> dict[str, Any]:
         with write_transaction(engine) as conn:
@@ -453,11 +459,18 @@ def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at:
     if ladder is None or ladder.refunds != "immediate":
         return None
     pid = version.program_id
-    row = conn.execute(select(_status).where(_status.c.program_id == pid,
-                                             _status.c.member_id == member_id)).first()
+    query = select(_status).where(_status.c.program_id == pid,
+                                  _status.c.member_id == member_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # a review running now finishes first
+    row = conn.execute(query).first()
     if row is None:
         return None
     today = at.astimezone(version.program.timezone).date()
+    if ladder.next_review(row.reviewed_on or row.enrolled_on, row.enrolled_on) <= today:
+        # A review is due and has not run: its result is the floor a refund falls back
+        # to, so the review decides (on the credit the refund left).
+        return None
     window = ladder.current_window(today, row.enrolled_on)
     credit = _credits(conn, pid, ladder.counter, window, [member_id]).get(member_id, 0)
     new = ladder.higher(row.base_tier, ladder.qualified(credit))
