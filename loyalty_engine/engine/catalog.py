@@ -38,6 +38,7 @@ class ProgramCatalog:
         self._changes = sorted({v.effective_from for v in versions})
         self._last: tuple[datetime, datetime, list[VersionInForce]] = (_NEVER, _NEVER, [])
         self._by_id = {v.id: v for v in versions}
+        self._stores: dict[str, list[VersionInForce]] = {}  # for the interval in _last
 
     def all_in_force(self, at: datetime) -> list[VersionInForce]:
         """The version in force at `at` of every program that has one."""
@@ -55,6 +56,17 @@ class ProgramCatalog:
         start = self._changes[index - 1] if index else _DAWN
         end = self._changes[index] if index < len(self._changes) else _NEVER
         self._last = (start, end, found)
+        self._stores = {}
+        return found
+
+    def at_store(self, at: datetime, store_id: str) -> list[VersionInForce]:
+        """The versions in force at `at` whose programs see this store (remembered per
+        store for the interval between two version changes, like all_in_force)."""
+        versions = self.all_in_force(at)
+        found = self._stores.get(store_id)
+        if found is None:
+            found = self._stores[store_id] = [v for v in versions
+                                              if v.program.covers(store_id)]
         return found
 
     def version(self, version_id: int) -> VersionInForce:

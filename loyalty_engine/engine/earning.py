@@ -65,8 +65,17 @@ def evaluate_purchase(program: CompiledProgram, purchase: Purchase) -> list[Earn
 class _Facts:
     """What conditions test, computed once per purchase and program."""
 
-    __slots__ = ("_data", "day", "eligible", "eligible_minor", "local", "member", "program",
-                 "purchase", "standing")
+    __slots__ = (
+        "_data",
+        "_standing",
+        "day",
+        "eligible",
+        "eligible_minor",
+        "local",
+        "member",
+        "program",
+        "purchase",
+    )
 
     def __init__(self, program: CompiledProgram, purchase: Purchase,
                  member: MemberView | None) -> None:
@@ -81,10 +90,18 @@ class _Facts:
             and item.sku not in program.excluded_skus
         ]
         self.eligible_minor = sum(item.amount_minor for item in self.eligible)
-        self.standing: MemberFacts = (
-            NOBODY if member is None
-            else member_facts(program, member, purchase.occurred_at, self.day))
+        self._standing: MemberFacts | None = NOBODY if member is None else None
         self._data: dict[str, Any] | None = None
+
+    @property
+    def standing(self) -> MemberFacts:
+        """The member's tier, clubs, perks, groups and consents then (worked out on first
+        use: most purchases meet no condition that asks)."""
+        if self._standing is None:
+            assert self.member is not None
+            self._standing = member_facts(self.program, self.member,
+                                          self.purchase.occurred_at, self.day)
+        return self._standing
 
     def data(self) -> dict[str, Any]:
         """The CEL context (see rules/expressions.CONTEXT), built on first use."""
@@ -307,7 +324,7 @@ def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Fa
     # Integer sums per combined factor (usually one), so that exact rational arithmetic
     # happens once per purchase rather than once per line.
     by_factor: dict[Fraction, int] = {}
-    for label, value in facts.standing.benefits:
+    for label, value in (facts.standing.benefits if program.has_benefits else ()):
         # Tier and club benefits multiply the whole purchase, like a condition-less boost.
         factors.append((label, _EVERYTHING, value))
     whole = factors and not any(c.item_scoped for _, c, _ in factors)

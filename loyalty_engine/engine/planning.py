@@ -19,6 +19,7 @@ from loyalty_engine.domain.decisions import Evaluation, MemberView, Standing, Ti
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate, undo
+from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_membership import CompiledClub
 
 
@@ -123,8 +124,7 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
     purchasing member. A rule whose expression fails rejects the purchase, naming the
     rule, and changes nothing.
     """
-    in_force = [v for v in catalog.all_in_force(purchase.occurred_at)
-                if v.program.covers(purchase.store_id)]
+    in_force = catalog.at_store(purchase.occurred_at, purchase.store_id)
     earning = [v for v in in_force if v.program.currency == purchase.currency]
     if in_force and not earning:
         programs = ", ".join(f"{v.program_id} ({v.program.currency})" for v in in_force)
@@ -133,7 +133,8 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
     member_id = purchase.member_id
     fee_lines = [FeeLine(v.program_id, *v.program.fee_skus[item.sku], item.sku,
                          item.amount_minor)
-                 for v in earning for item in purchase.items if item.sku in v.program.fee_skus]
+                 for v in earning if v.program.fee_skus
+                 for item in purchase.items if item.sku in v.program.fee_skus]
     if member_id is None:
         if fee_lines:
             return PlanRejection(ref, purchase, f"line {fee_lines[0].sku!r} pays a club fee, "
@@ -142,9 +143,11 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
     if book is None:
         book = ProgressBook()
     member = book.member(member_id)
-    # Standing changes (a club joined, a tier reached) are undone if a later program fails.
-    before = {v.program_id: _copy(member.standing(v.program_id)) for v in earning
-              if v.program.has_standing}
+    # Standing changes (a club joined, a tier reached) are undone if a later program fails
+    # (only CEL expressions can fail, so only then is a copy worth keeping).
+    before = ({v.program_id: _copy(member.standing(v.program_id)) for v in earning
+               if v.program.has_standing}
+              if any(v.program.can_fail for v in earning) else {})
     done: list[tuple[Progress, Evaluation]] = []
     awards: list[PlannedAward] = []
     progress: list[PlannedProgress] = []
@@ -215,12 +218,24 @@ def _join_open_clubs(program_id: str, clubs: Iterable[CompiledClub],
     return joined
 
 
-def needs_progress(catalog: ProgramCatalog, purchases: list[Purchase]) -> tuple[bool, bool]:
-    """Whether planning these purchases needs members' counters, and member attributes."""
+def needs_progress(catalog: ProgramCatalog, purchases: list[Purchase]
+                   ) -> tuple[bool, bool, list[CompiledProgram]]:
+    """Whether planning these purchases needs members' counters and their attributes, and
+    the programs in force for them (whose standing needs the caller loads)."""
     stateful = uses_member = False
+    programs: dict[int, CompiledProgram] = {}
+    seen: set[tuple[int, str]] = set()
     for purchase in purchases:
         for version in catalog.all_in_force(purchase.occurred_at):
+            # Only the programs that see the purchase's store (a coffee import needs no
+            # beauty tiers); each (version, store) is judged once.
+            key = (version.id, purchase.store_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not version.program.covers(purchase.store_id):
+                continue
             stateful = stateful or version.program.stateful
-            uses_member = (uses_member or version.program.uses_member
-                           or version.program.has_standing)
-    return stateful, uses_member
+            uses_member = uses_member or version.program.uses_member
+            programs[version.id] = version.program
+    return stateful, uses_member, list(programs.values())

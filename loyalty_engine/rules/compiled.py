@@ -240,6 +240,10 @@ class CompiledProgram:
     perks: dict[str, str] = field(default_factory=dict)  # id -> name
     fee_skus: dict[str, tuple[str, str]] = field(default_factory=dict)  # sku -> (club, level)
     tracks_spend: bool = False  # keep eligible spend by local date (tier or fee waiver)
+    reads_consents: bool = False  # some condition tests consents
+    can_fail: bool = False  # some condition is a CEL expression (which may fail at runtime)
+    has_benefits: bool = False  # a tier or club multiplies points
+
 
     @property
     def has_standing(self) -> bool:
@@ -332,7 +336,16 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             r.kind not in STATELESS_KINDS or r.caps for r in ordered),
         store_ids=frozenset(s for s in definition.stores if not s.endswith("*")),
         store_prefixes=tuple(s[:-1] for s in definition.stores if s.endswith("*")),
-        uses_member=any(c.reads_member for c in conditions),
+        # Attributes: read by expressions about the member, and by age-based groups.
+        uses_member=any(c.expression_source is not None and "member" in c.expression_source
+                        for c in conditions) or any(g.age is not None for g in definition.groups),
+        reads_consents=any(c.consents or (c.expression_source is not None
+                                          and "member.consents" in c.expression_source)
+                           for c in conditions),
+        can_fail=any(c.expression is not None for c in conditions),
+        has_benefits=(tiers is not None and any(t.multiplier for t in tiers.steps)) or any(
+            c.multiplier is not None or any(lv.multiplier for lv in c.levels)
+            for c in clubs.values()),
         tiers=tiers,
         clubs=clubs,
         groups={g.id: compile_group(g) for g in definition.groups},

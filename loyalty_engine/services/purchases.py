@@ -30,7 +30,12 @@ from loyalty_engine.services.errors import PurchaseConflictError, PurchaseReject
 from loyalty_engine.services.fees import check_till_fees, settle_till_fees
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
-from loyalty_engine.services.standing import load_standings, write_club_joins, write_tier_changes
+from loyalty_engine.services.standing import (
+    StandingNeeds,
+    load_standings,
+    write_club_joins,
+    write_tier_changes,
+)
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     Converters,
@@ -39,6 +44,7 @@ from loyalty_engine.store.bulk import (
     insert_rows,
     lock_rows,
     select_by_keys,
+    select_typed_by_keys,
 )
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
@@ -264,8 +270,9 @@ class PurchaseWriter:
     def _progress_book(self, purchases: list[Purchase], check_only: bool) -> ProgressBook:
         """Load (and on PostgreSQL lock) the state planning these purchases needs."""
         book = ProgressBook()
-        stateful, uses_member = needs_progress(self.catalog, purchases)
-        if not stateful and not uses_member:
+        stateful, uses_member, programs = needs_progress(self.catalog, purchases)
+        needs = StandingNeeds.of(programs)
+        if not stateful and not uses_member and not needs.any:
             return book
         member_ids = sorted({p.member_id for p in purchases if p.member_id is not None})
         if not member_ids:
@@ -288,13 +295,13 @@ class PurchaseWriter:
                             found = progress[(member_id, program_id)] = {}
                         found[(counter, period)] = value
             if uses_member:
-                for member_id, attributes in self.conn.execute(
-                    select(_members.c.member_id, _members.c.attributes)
-                    .where(_members.c.member_id.in_(part))
+                for member_id, attributes in select_typed_by_keys(
+                    self.conn, _members, ("member_id",), [(m,) for m in part],
+                    ("member_id", "attributes"),
                 ):
                     book.members[member_id] = MemberView(member_id, dict(attributes or {}))
-        if uses_member:
-            load_standings(self.conn, self.catalog, member_ids, book.members)
+        if needs.any:
+            load_standings(self.conn, self.catalog, member_ids, book.members, needs)
         return book
 
     def _ensure_members(self, member_ids: list[str]) -> None:

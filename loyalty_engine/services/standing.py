@@ -3,16 +3,18 @@ planner's book, and writing the tier changes and club joins that planning decide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, chunked, insert_rows
+from loyalty_engine.store.bulk import Converters, chunked, insert_rows, select_typed_by_keys
 
 _status = tables.tier_status
 _history = tables.tier_history
@@ -24,65 +26,110 @@ _enrolments = tables.enrolments
 ACTIVE = ("active", "grace")  # club states whose benefits apply
 
 
-def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],
-                   members: dict[str, MemberView]) -> None:
-    """Fill members' standings (for every program with tiers, clubs or groups) and consents.
+@dataclass(frozen=True, slots=True)
+class StandingNeeds:
+    """Which parts of members' standing the programs in force for a batch read."""
 
-    A few chunked queries per table, whatever the number of members."""
+    tiers: bool = False
+    clubs: bool = False
+    verifications: bool = False
+    consents: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether anything needs loading at all."""
+        return self.tiers or self.clubs or self.verifications or self.consents
+
+    @staticmethod
+    def of(programs: Iterable[CompiledProgram]) -> StandingNeeds:
+        """What these programs need."""
+        found = list(programs)
+        return StandingNeeds(
+            tiers=any(p.tiers is not None for p in found),
+            clubs=any(p.clubs for p in found),
+            verifications=any(g.verified for p in found for g in p.groups.values()),
+            consents=any(p.reads_consents for p in found))
+
+
+def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],
+                   members: dict[str, MemberView], needs: StandingNeeds) -> None:
+    """Fill members' standings and consents, as far as the programs need them.
+
+    One statement per table and chunk of members (joined against the keys, not an IN
+    list), whatever the number of members."""
     zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
     for part in chunked(list(member_ids)):
-        for row in conn.execute(select(_status).where(_status.c.member_id.in_(part))):
-            standing = _view(members, row.member_id).standing(row.program_id)
-            standing.tier = row.tier
-            standing.held_until = row.held_until
-            standing.manual_tier = row.manual_tier or ""
-            standing.manual_until = row.manual_until
-            standing.has_tier_row = True
-            standing.enrolled_on = row.enrolled_on
-        for row in conn.execute(
-            select(_enrolments.c.member_id, _enrolments.c.program_id, _enrolments.c.enrolled_at)
-            .where(_enrolments.c.member_id.in_(part))
-        ):
-            standing = _view(members, row.member_id).standing(row.program_id)
-            zone = zones.get(row.program_id)
-            if standing.enrolled_on is None and zone is not None:
-                standing.enrolled_on = row.enrolled_at.astimezone(zone).date()
-        for row in conn.execute(
-            select(_memberships.c.member_id, _memberships.c.program_id, _memberships.c.club_id,
-                   _memberships.c.level, _memberships.c.status, _memberships.c.joined_at,
-                   _memberships.c.term_start, _memberships.c.ended_at)
-            .where(_memberships.c.member_id.in_(part))
-        ):
-            standing = _view(members, row.member_id).standing(row.program_id)
-            standing.known_clubs = standing.known_clubs | {row.club_id}
-            # Benefits from the join (a paid club: from the first paid term) until the end;
-            # a membership that has ended still counts for purchases made while it ran.
-            since = row.term_start if row.level else row.joined_at
-            if row.status in ACTIVE or (row.ended_at is not None and since is not None):
-                standing.clubs[row.club_id] = row.level
-                if since is not None:
-                    standing.club_since[row.club_id] = since
-                if row.status not in ACTIVE and row.ended_at is not None:
-                    standing.club_until[row.club_id] = row.ended_at
-        for row in conn.execute(
-            select(_verifications.c.member_id, _verifications.c.program_id,
-                   _verifications.c.group_id)
-            .where(_verifications.c.member_id.in_(part), _verifications.c.status == "active")
-        ):
-            standing = _view(members, row.member_id).standing(row.program_id)
-            standing.verified = standing.verified | {row.group_id}
-        for row in conn.execute(
-            select(_consents.c.member_id, _consents.c.flag, _consents.c.given,
-                   _consents.c.given_at, _consents.c.withdrawn_at)
-            .where(_consents.c.member_id.in_(part))
-        ):
-            view = _view(members, row.member_id)
-            if row.given:  # from when it was (last) given
-                view.consent_spans[row.flag] = (row.given_at, None)
-            elif row.given_at is not None and row.withdrawn_at is not None and (
-                row.given_at < row.withdrawn_at
-            ):  # held from when it was given until it was withdrawn
-                view.consent_spans[row.flag] = (row.given_at, row.withdrawn_at)
+        keys = [(m,) for m in part]
+        if needs.tiers:
+            _load_tiers(conn, keys, members, zones)
+        if needs.clubs:
+            _load_clubs(conn, keys, members)
+        if needs.verifications:
+            for member_id, program_id, group_id, status in select_typed_by_keys(
+                conn, _verifications, ("member_id",), keys,
+                ("member_id", "program_id", "group_id", "status"),
+            ):
+                if status == "active":
+                    standing = _view(members, member_id).standing(program_id)
+                    standing.verified = standing.verified | {group_id}
+        if needs.consents:
+            for member_id, flag, given, given_at, withdrawn_at in select_typed_by_keys(
+                conn, _consents, ("member_id",), keys,
+                ("member_id", "flag", "given", "given_at", "withdrawn_at"),
+            ):
+                view = _view(members, member_id)
+                if given:  # from when it was (last) given
+                    view.consent_spans[flag] = (given_at, None)
+                elif given_at is not None and withdrawn_at is not None and (
+                    given_at < withdrawn_at
+                ):  # held from when it was given until it was withdrawn
+                    view.consent_spans[flag] = (given_at, withdrawn_at)
+
+
+def _load_tiers(conn: Connection, keys: list[tuple[str]], members: dict[str, MemberView],
+                zones: dict[str, Any]) -> None:
+    for (member_id, program_id, tier, held_until, manual_tier, manual_until,
+         enrolled_on) in select_typed_by_keys(
+        conn, _status, ("member_id",), keys,
+        ("member_id", "program_id", "tier", "held_until", "manual_tier", "manual_until",
+         "enrolled_on"),
+    ):
+        standing = _view(members, member_id).standing(program_id)
+        standing.tier = tier
+        standing.held_until = held_until
+        standing.manual_tier = manual_tier or ""
+        standing.manual_until = manual_until
+        standing.has_tier_row = True
+        standing.enrolled_on = enrolled_on
+    # Anniversaries count from the enrolment, for members without a tier row yet.
+    for member_id, program_id, enrolled_at in select_typed_by_keys(
+        conn, _enrolments, ("member_id",), keys, ("member_id", "program_id", "enrolled_at"),
+    ):
+        standing = _view(members, member_id).standing(program_id)
+        zone = zones.get(program_id)
+        if standing.enrolled_on is None and zone is not None:
+            standing.enrolled_on = enrolled_at.astimezone(zone).date()
+
+
+def _load_clubs(conn: Connection, keys: list[tuple[str]],
+                members: dict[str, MemberView]) -> None:
+    for (member_id, program_id, club_id, level, status, joined_at, term_start,
+         ended_at) in select_typed_by_keys(
+        conn, _memberships, ("member_id",), keys,
+        ("member_id", "program_id", "club_id", "level", "status", "joined_at", "term_start",
+         "ended_at"),
+    ):
+        standing = _view(members, member_id).standing(program_id)
+        standing.known_clubs = standing.known_clubs | {club_id}
+        # Benefits from the join (a paid club: from the first paid term) until the end; a
+        # membership that has ended still counts for purchases made while it ran.
+        since = term_start if level else joined_at
+        if status in ACTIVE or (ended_at is not None and since is not None):
+            standing.clubs[club_id] = level
+            if since is not None:
+                standing.club_since[club_id] = since
+            if status not in ACTIVE and ended_at is not None:
+                standing.club_until[club_id] = ended_at
 
 
 def _view(members: dict[str, MemberView], member_id: str) -> MemberView:

@@ -178,6 +178,25 @@ def select_by_keys(
         return rows
 
 
+def select_typed_by_keys(
+    conn: Connection,
+    table: Table,
+    key_columns: Sequence[str],
+    keys: Sequence[tuple[Any, ...]],
+    columns: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """select_by_keys with each value turned into its Python type (datetimes, dates,
+    booleans, JSON) the way SQLAlchemy would: the raw path, without an IN list to render."""
+    dialect = conn.dialect
+    processors = [table.c[c].type.dialect_impl(dialect).result_processor(dialect, None)
+                  for c in columns]
+    rows = select_by_keys(conn, table, key_columns, keys, columns)
+    if not any(processors):
+        return rows
+    return [tuple(value if convert is None else convert(value)
+                  for convert, value in zip(processors, row, strict=True)) for row in rows]
+
+
 def lock_rows(conn: Connection, table: Table, column: str, values: Sequence[Any]) -> None:
     """Lock the rows of table whose column is one of values, in that column's order, until
     the transaction ends (PostgreSQL; a no-op on SQLite, whose write lock excludes other
