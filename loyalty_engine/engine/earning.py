@@ -195,6 +195,8 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
             continue
         found = _apply_rule(program, rule, facts, items, progress, result)
         if found is not None:
+            if rule.when is not None and rule.when.reads_standing:
+                found[1]["because"] = _standing_met(rule.when, facts.standing)
             candidates.append((rule, found[0], found[1]))
     taken: set[str] = set()
     for rule, points, reason in candidates:
@@ -217,6 +219,23 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         if isinstance(rule, SpendThreshold | NthVisit):
             _advance(progress, result, f"{rule.rule_id}:awarded",
                      period_key(rule.period, facts.day), 1)
+
+
+def _standing_met(when: CompiledCondition, standing: MemberFacts) -> dict[str, Any]:
+    """Which of the member's tier, perks, clubs, groups and consents met a condition: the
+    benefit a ledger entry owes its points to."""
+    met: dict[str, Any] = {}
+    if when.tiers:
+        met["tier"] = standing.tier
+    if when.perks:
+        met["perks"] = sorted(when.perks & standing.perks)
+    if when.clubs:
+        met["clubs"] = sorted(when.clubs & set(standing.clubs))
+    if when.groups:
+        met["groups"] = sorted(when.groups & standing.groups)
+    if when.consents:
+        met["consents"] = sorted(when.consents)
+    return met
 
 
 def _matching_items(when: CompiledCondition | None, facts: _Facts) -> list[LineItem] | None:

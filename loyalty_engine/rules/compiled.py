@@ -60,6 +60,11 @@ class CompiledCondition:
     consents: frozenset[str] = frozenset()
 
     @property
+    def reads_standing(self) -> bool:
+        """Whether it tests the member's tier, perks, clubs, groups or consents."""
+        return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents)
+
+    @property
     def reads_member(self) -> bool:
         """Whether testing it needs the member's standing, attributes or consents."""
         return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents

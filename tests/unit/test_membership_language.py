@@ -881,3 +881,10 @@ def test_an_explicit_open_club_is_not_joined_by_a_purchase() -> None:
     plan = plan_purchase(catalog(program(text)), 1, buy(), ProgressBook())
     assert isinstance(plan, PurchasePlan)
     assert plan.club_joins == ()
+
+
+def test_a_rule_met_through_the_members_standing_names_it_in_its_reason() -> None:
+    text = with_rule(bonus("{perks: [tasting], clubs: [wine-club]}", "club-bonus", 7))
+    (evaluation,) = run(program(text), [buy()], member("bronze", clubs={"wine-club": "grand"}))
+    (bonus_award,) = [a for a in evaluation.awards if a.rule_id == "club-bonus"]
+    assert bonus_award.reason["because"] == {"perks": ["tasting"], "clubs": ["wine-club"]}
