@@ -64,12 +64,6 @@ class CompiledCondition:
         """Whether it tests the member's tier, perks, clubs, groups or consents."""
         return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents)
 
-    @property
-    def reads_member(self) -> bool:
-        """Whether testing it needs the member's standing, attributes or consents."""
-        return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents
-                    or (self.expression_source is not None
-                        and "member" in self.expression_source))
 
     def covers(self, store_id: str) -> bool:
         """Whether the store is listed (exactly, or by a 'PREFIX*' entry)."""

@@ -140,7 +140,7 @@ def _view(members: dict[str, MemberView], member_id: str) -> MemberView:
 
 
 def write_tier_changes(conn: Connection, changes: list[tuple[str, TierChange, date, datetime]],
-                       now: datetime, ref: str | None = None) -> None:
+                       now: datetime) -> None:
     """Store tier changes: (member, change, enrolled_on, at). The status row keeps the
     last change of each member and program; the history keeps every one."""
     if not changes:
@@ -168,13 +168,23 @@ def write_tier_changes(conn: Connection, changes: list[tuple[str, TierChange, da
         update={"tier": "excluded.tier", "held_until": "excluded.held_until",
                 "updated_at": "excluded.updated_at"},
     )
+    insert_history(conn, [(member_id, change, at, None) for member_id, change, _, at in changes])
+
+
+def insert_history(conn: Connection,
+                   entries: Sequence[tuple[str, TierChange, datetime, str | None]],
+                   once: bool = False) -> None:
+    """Append tier changes to the history: (member, change, when, natural key). once: an
+    entry whose key is already there is skipped (a review run twice records it once)."""
+    convert = Converters(conn)
     insert_rows(
         conn, _history,
         ("member_id", "program_id", "from_tier", "to_tier", "reason", "changed_at", "detail",
          "ref"),
         [(member_id, change.program_id, change.from_tier, change.to_tier, change.reason,
           convert.when(at), convert.json(_detail(change)), ref)
-         for member_id, change, _, at in changes],
+         for member_id, change, at, ref in entries],
+        on_conflict=["member_id", "program_id", "ref"] if once else None,
     )
 
 

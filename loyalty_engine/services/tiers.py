@@ -17,9 +17,9 @@ from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.programs import load_catalog, require_program
-from loyalty_engine.services.standing import write_tier_changes
+from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, chunked, insert_rows
+from loyalty_engine.store.bulk import chunked
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
@@ -184,7 +184,7 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
     # Every reviewed member: the tier now, and the tier and hold the last review gave.
     conn.execute(
         _status.update().where(_status.c.program_id == pid,
-                               _status.c.member_id == _bind("m_id")),
+                               _status.c.member_id == bindparam("m_id")),
         [{"m_id": m, "tier": s["tier"], "base_tier": s["base"], "held_until": s["held"],
           "base_held_until": s["base_held"], "reviewed_on": s["last"], "updated_at": now}
          for m, s in sorted(state.items())],
@@ -194,16 +194,8 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
             conn.execute(_status.update().where(_status.c.program_id == pid,
                                                 _status.c.member_id.in_(part))
                          .values(manual_tier=None, manual_until=None, manual_reason=None))
-    convert = Converters(conn)
-    insert_rows(
-        conn, _history,
-        ("member_id", "program_id", "from_tier", "to_tier", "reason", "changed_at", "detail",
-         "ref"),
-        [(m, c.program_id, c.from_tier, c.to_tier, c.reason, convert.when(at),
-          convert.json(dict(c.detail)), ref)
-         for (m, c, _, at), ref in zip(changes, refs, strict=True)],
-        on_conflict=["member_id", "program_id", "ref"],
-    )
+    insert_history(conn, [(m, c, at, ref) for (m, c, _, at), ref
+                          in zip(changes, refs, strict=True)], once=True)
 
 
 def _midnight(day: date, zone: Any) -> datetime:
@@ -251,10 +243,6 @@ def _replay_until(member: dict[str, Any], before: datetime | None) -> None:
 
 def _date(value: object) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) else None
-
-
-def _bind(name: str) -> Any:
-    return bindparam(name)
 
 
 # --- at risk ---------------------------------------------------------------------------------
@@ -436,13 +424,10 @@ def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
                     manual_tier=tier, manual_until=until, manual_reason=reason,
                     updated_at=now))
             after = ladder.higher(tier, earned)
-            convert = Converters(conn)
-            insert_rows(conn, _history,
-                        ("member_id", "program_id", "from_tier", "to_tier", "reason",
-                         "changed_at", "detail", "ref"),
-                        [(member_id, pid, before, after, "manual", convert.when(at),
-                          convert.json({"manual_tier": tier, "until": until.isoformat(),
-                                        "reason": reason, "earned_tier": earned}), None)])
+            insert_history(conn, [(member_id, TierChange(
+                pid, before, after, "manual", None,
+                {"manual_tier": tier, "until": until.isoformat(), "reason": reason,
+                 "earned_tier": earned}), at, None)])
             return {"member_id": member_id, "program_id": pid, "manual_tier": tier,
                     "until": until, "earned_tier": earned, "tier": after, "reason": reason}
 
