@@ -19,6 +19,7 @@ from loyalty_engine.cli import (
     members,
     points,
     purchases,
+    rebates,
     redemptions,
     rules,
     tiers,
@@ -48,6 +49,7 @@ app.add_typer(points.app, name="points")
 app.add_typer(clubs.app, name="clubs")
 app.add_typer(fees.app, name="fees")
 app.add_typer(tiers.app, name="tiers")
+app.add_typer(rebates.app, name="rebates")
 app.command()(demo)
 
 

@@ -31,3 +31,16 @@ def period_key(period: str, day: date) -> str:
     if period == "year":
         return str(day.year)
     raise ValueError(f"unknown period {period!r}")
+
+
+def period_end(period: str, key: str) -> date:
+    """The first local date after a month, quarter or year key (2026-03 -> 2026-04-01)."""
+    if period == "month":
+        year, month = (int(part) for part in key.split("-"))
+        return add_months(date(year, month, 1), 1)
+    if period == "quarter":
+        year_text, quarter = key.split("-Q")
+        return add_months(date(int(year_text), 3 * (int(quarter) - 1) + 1, 1), 3)
+    if period == "year":
+        return date(int(key) + 1, 1, 1)
+    raise ValueError(f"no end for a {period!r} period")

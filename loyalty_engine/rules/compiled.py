@@ -189,6 +189,7 @@ class PeriodicRebate(RuleBase):
     percent: Fraction
     period: str
     cap_minor: int | None
+    valid_days: int = 90
 
 
 CompiledRule = (PointsPerSpend | FixedBonus | NthVisit | SpendThreshold | StampCard
@@ -298,7 +299,8 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         elif isinstance(rule, PeriodicRebateRule):
             rules.append(PeriodicRebate(
                 **base, kind=rule.kind, percent=Fraction(rule.percent) / 100,
-                period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap)))
+                period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap),
+                valid_days=rule.valid_days))
     order = sorted(range(len(rules)), key=lambda i: (-rules[i].priority, i))
     ordered = tuple(rules[i] for i in order)
     program_caps = _caps(definition.caps)

@@ -254,6 +254,8 @@ class PeriodicRebateRule(_Rule):
     percent: Annotated[DecimalIn, Field(gt=0, le=100)]
     period: Literal["month", "quarter", "year"]
     cap: Annotated[Money, Field(gt=0)] | None = None
+    valid_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=90, description="how long the rebate voucher stays valid after the period")
 
 
 Rule = Annotated[

@@ -1,0 +1,128 @@
+"""Periodic rebates: once a month, quarter or year has ended, each member's accrued share
+of its spend becomes a voucher, capped, exactly once (the voucher code is its natural key)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from loyalty_engine.domain.periods import period_end, period_key
+from loyalty_engine.engine.earning import local_day, round_points
+from loyalty_engine.rules.compiled import PeriodicRebate
+from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.store import tables
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.retry import retry_transient
+
+_counters = tables.progress_counters
+_vouchers = tables.vouchers
+
+
+@dataclass(slots=True)
+class RebateResult:
+    """What issuing rebates did: vouchers written now, their total, by program."""
+
+    vouchers: int = 0
+    amount_minor: int = 0
+    by_program: dict[str, int] = field(default_factory=dict)
+    codes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"vouchers": self.vouchers, "amount_minor": self.amount_minor,
+                "by_program": self.by_program, "codes": self.codes}
+
+
+def rebate_code(program_id: str, rule_id: str, period: str, member_id: str) -> str:
+    """The voucher code of a member's rebate for a period: its natural key."""
+    code = f"{program_id}-{rule_id}-{period}-{member_id}"
+    if len(code) <= 160:
+        return code
+    digest = hashlib.sha256(code.encode()).hexdigest()[:32]
+    return f"{program_id[:40]}-{rule_id[:40]}-{period}-{digest}"
+
+
+def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
+                  program_id: str | None = None) -> RebateResult:
+    """Turn every ended period's accrued rebate spend into a voucher (percent of the spend,
+    rounded half up to a minor unit, at most the cap), dated at the period's end and
+    valid for the rule's valid_days. Set-based per rule: one read of the ended periods'
+    counters and one insert-if-absent; safe to run again, by two processes at once."""
+
+    def attempt() -> RebateResult:
+        with write_transaction(engine) as conn:
+            result = RebateResult()
+            catalog = load_catalog(conn)
+            require_program(catalog, program_id)
+            for version in catalog.all_in_force(as_of):
+                if program_id is not None and version.program_id != program_id:
+                    continue
+                program = version.program
+                today = local_day(program, as_of)
+                for rule in program.rules:
+                    if not isinstance(rule, PeriodicRebate):
+                        continue
+                    current = period_key(rule.period, today)
+                    rows = conn.execute(
+                        select(_counters.c.member_id, _counters.c.period, _counters.c.value)
+                        .where(_counters.c.program_id == version.program_id,
+                               _counters.c.counter == f"{rule.rule_id}:spend",
+                               _counters.c.period < current, _counters.c.value > 0)
+                        .order_by(_counters.c.period, _counters.c.member_id)).all()
+                    vouchers = []
+                    for member_id, period, spend in rows:
+                        amount = _rebate(rule, int(spend))
+                        if amount <= 0:
+                            continue
+                        ends = datetime.combine(period_end(rule.period, period), time(0),
+                                                program.timezone)
+                        vouchers.append({
+                            "code": rebate_code(version.program_id, rule.rule_id, period,
+                                                member_id),
+                            "member_id": member_id, "program_id": version.program_id,
+                            "program_version_id": version.id, "reward_id": rule.rule_id,
+                            "kind": "fixed_amount", "amount_minor": amount, "percent": None,
+                            "sku": None, "category": None, "source": "rebate",
+                            "purchase_id": None, "rule_id": rule.rule_id,
+                            "consumed": {"period": period, "spend_minor": int(spend),
+                                         "percent": _percent(rule),
+                                         "cap_minor": rule.cap_minor},
+                            "issued_at": ends, "valid_until": ends + timedelta(
+                                days=rule.valid_days),
+                            "status": "issued", "redeemed_by": None, "changed_at": now})
+                    if not vouchers:
+                        continue
+                    insert = (pg_insert if conn.dialect.name == "postgresql"
+                              else sqlite_insert)(_vouchers)
+                    written = conn.execute(
+                        insert.on_conflict_do_nothing(index_elements=["code"])
+                        .returning(_vouchers.c.code, _vouchers.c.amount_minor),
+                        vouchers).all()
+                    result.vouchers += len(written)
+                    result.amount_minor += sum(int(w.amount_minor) for w in written)
+                    result.by_program[version.program_id] = (
+                        result.by_program.get(version.program_id, 0) + len(written))
+                    result.codes.extend(sorted(w.code for w in written))
+            return result
+
+    return retry_transient(attempt)
+
+
+def _rebate(rule: PeriodicRebate, spend_minor: int) -> int:
+    """percent of the spend, half up to a minor unit, capped."""
+    exact = rule.percent * spend_minor
+    amount = round_points(exact.numerator, exact.denominator, "half_up")
+    return amount if rule.cap_minor is None else min(amount, rule.cap_minor)
+
+
+def _percent(rule: PeriodicRebate) -> str:
+    """The rule's percentage as written (1, 2.5)."""
+    value = rule.percent * 100
+    return format((Decimal(value.numerator) / Decimal(value.denominator)).normalize(), "f")
