@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from loyalty_engine.cli import (
     clubs,
     db,
+    events,
     fees,
     members,
     points,
@@ -50,6 +51,7 @@ app.add_typer(clubs.app, name="clubs")
 app.add_typer(fees.app, name="fees")
 app.add_typer(tiers.app, name="tiers")
 app.add_typer(rebates.app, name="rebates")
+app.add_typer(events.app, name="events")
 app.command()(demo)
 
 

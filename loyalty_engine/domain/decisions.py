@@ -47,6 +47,7 @@ class TierChange(NamedTuple):
     detail: dict[str, Any]
     # At enrolment: the tier a refund may fall back to (what zero credit qualifies for).
     base: str | None = None
+    up: bool | None = None  # up or down the ladder; None: neither (an enrolment)
 
 
 @dataclass(slots=True)

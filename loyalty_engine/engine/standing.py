@@ -112,7 +112,8 @@ def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progr
                          "window": [window.start.isoformat(), window.end.isoformat()],
                          "threshold": _threshold(ladder, reached),
                          "held_before": None if before is None else before.isoformat()},
-                        base=None if standing.has_tier_row else ladder.qualified(0))
+                        base=None if standing.has_tier_row else ladder.qualified(0),
+                        up=True if standing.has_tier_row else None)
     standing.tier = reached
     standing.held_until = held
     standing.has_tier_row = True

@@ -20,6 +20,7 @@ from loyalty_engine.services.memberships import (
     LIVE,
     charge_json,
     ensure_member,
+    fee_due_event,
     find_club,
     membership,
     membership_json,
@@ -31,6 +32,7 @@ from loyalty_engine.services.memberships import (
     spend_before,
     term_end,
 )
+from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.points_moves import refund_fee_points
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
@@ -419,10 +421,11 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
     inserted = conn.execute(
         insert.on_conflict_do_nothing(
             index_elements=["member_id", "program_id", "club_id", "kind", "term_start"])
-        .returning(_charges.c.id, _charges.c.status), rows).all()
+        .returning(*_charges.c), rows).all()
     result.renewals += len(inserted)
     result.charges.extend(sorted(r.id for r in inserted))
     result.waived += sum(1 for r in inserted if r.status == "waived")
+    record_events(conn, [fee_due_event(r) for r in inserted if r.status == "due"], now)
     if any(r.status == "waived" for r in inserted):
         # A waived renewal extends the paid term at once (like a paid one).
         c = _charges
@@ -458,12 +461,22 @@ def _grace_and_lapse(conn: Connection, version: VersionInForce, club: CompiledCl
         return
     conn.execute(m.update().where(mine, m.c.member_id.in_(lapsing)).values(
         status="lapsed", ended_at=as_of, updated_at=now))
+    record_events(conn, [lapsed_event(version.program_id, club.club_id, member_id, as_of,
+                                      "unpaid") for member_id in lapsing], now)
     # The renewal charges those members left unpaid are closed as failed.
     conn.execute(_charges.update().where(
         _charges.c.program_id == version.program_id, _charges.c.club_id == club.club_id,
         _charges.c.member_id.in_(lapsing), _charges.c.status == "due",
     ).values(status="failed", updated_at=now))
     result.lapsed += len(lapsing)
+
+
+def lapsed_event(program_id: str, club_id: str, member_id: str, at: datetime,
+                 why: str) -> Event:
+    """The outbox event of a membership that lapsed."""
+    return Event(f"lapsed:{program_id}:{club_id}:{member_id}:{at.isoformat()}",
+                 "membership_lapsed", member_id, program_id, at,
+                 {"club": club_id, "why": why})
 
 
 def club_rows(conn: Connection, member_id: str) -> list[dict[str, Any]]:

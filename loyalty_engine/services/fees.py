@@ -253,8 +253,9 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
             reference = f"purchase:{purchase_id}"
             if action == "join":
                 end = term_end(club, at, version.program.timezone)
+                # Raised and paid in the same breath: never due (no fee_due event).
                 row = new_charge(conn, member_id, version, club, line.level_id, "join",
-                                 line.amount_minor, at, end, at, now)
+                                 line.amount_minor, at, end, at, now, status="paid")
                 if row is None:
                     raise FeeError(f"member {member_id!r} already has a joining charge of "
                                    f"club {club.club_id!r} at {at.isoformat()}")

@@ -11,6 +11,7 @@ from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.errors import NotFoundError, VerificationError
 from loyalty_engine.services.lots import lock_member
+from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
@@ -137,6 +138,11 @@ def lapse_eligibility(conn: Connection, version: VersionInForce, as_of: datetime
                 m.c.member_id.in_(gone)).values(status="lapsed", ended_at=as_of,
                                                 updated_at=now))
             result.memberships_lapsed_by_eligibility += len(gone)
+            record_events(conn, [Event(
+                f"lapsed:{version.program_id}:{club.club_id}:{member_id}:{as_of.isoformat()}",
+                "membership_lapsed", member_id, version.program_id, as_of,
+                {"club": club.club_id, "why": f"no longer in group {club.group}"})
+                for member_id in gone], now)
 
 
 def verification_rows(conn: Connection, member_id: str,

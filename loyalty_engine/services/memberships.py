@@ -16,6 +16,7 @@ from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
+from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
 
@@ -115,10 +116,21 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
         index_elements=["member_id", "program_id", "club_id", "kind", "term_start"]))
     if done.rowcount == 0:
         return None
-    return conn.execute(select(_charges).where(
+    row = conn.execute(select(_charges).where(
         _charges.c.member_id == member_id, _charges.c.program_id == version.program_id,
         _charges.c.club_id == club.club_id, _charges.c.kind == kind,
         _charges.c.term_start == start)).one()
+    if status == "due":
+        record_events(conn, [fee_due_event(row)], now)
+    return row
+
+
+def fee_due_event(row: Any) -> Event:
+    """The outbox event of a charge raised and due."""
+    return Event(f"fee_due:{row.id}", "fee_due", row.member_id, row.program_id, row.due_at,
+                 {"charge_id": row.id, "club": row.club_id, "level": row.level,
+                  "kind": row.kind, "amount_minor": row.amount_minor,
+                  "currency": row.currency, "due_at": row.due_at.isoformat()})
 
 
 def charge(conn: Connection, charge_id: int, lock: bool = False) -> Any:

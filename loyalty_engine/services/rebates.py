@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from loyalty_engine.domain.periods import period_end, period_key
 from loyalty_engine.engine.earning import local_day, round_points
 from loyalty_engine.rules.compiled import PeriodicRebate
+from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
@@ -103,8 +104,18 @@ def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
                               else sqlite_insert)(_vouchers)
                     written = conn.execute(
                         insert.on_conflict_do_nothing(index_elements=["code"])
-                        .returning(_vouchers.c.code, _vouchers.c.amount_minor),
+                        .returning(_vouchers.c.code, _vouchers.c.amount_minor,
+                                   _vouchers.c.member_id, _vouchers.c.issued_at,
+                                   _vouchers.c.valid_until, _vouchers.c.consumed),
                         vouchers).all()
+                    record_events(conn, [Event(
+                        f"reward:{w.code}", "reward_issued", w.member_id, version.program_id,
+                        w.issued_at,
+                        {"voucher": w.code, "rule": rule.rule_id, "kind": "fixed_amount",
+                         "amount_minor": int(w.amount_minor), "currency": program.currency,
+                         "valid_until": w.valid_until.isoformat(),
+                         "period": (w.consumed or {}).get("period")})
+                        for w in written], now)
                     result.vouchers += len(written)
                     result.amount_minor += sum(int(w.amount_minor) for w in written)
                     result.by_program[version.program_id] = (

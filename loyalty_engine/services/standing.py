@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, chunked, insert_rows, select_typed_by_keys
 
@@ -168,14 +169,26 @@ def write_tier_changes(conn: Connection, changes: list[tuple[str, TierChange, da
         update={"tier": "excluded.tier", "held_until": "excluded.held_until",
                 "updated_at": "excluded.updated_at"},
     )
-    insert_history(conn, [(member_id, change, at, None) for member_id, change, _, at in changes])
+    insert_history(conn, [(member_id, change, at, None)
+                          for member_id, change, _, at in changes], now)
 
 
 def insert_history(conn: Connection,
                    entries: Sequence[tuple[str, TierChange, datetime, str | None]],
-                   once: bool = False) -> None:
-    """Append tier changes to the history: (member, change, when, natural key). once: an
-    entry whose key is already there is skipped (a review run twice records it once)."""
+                   now: datetime, once: bool = False) -> None:
+    """Append tier changes to the history: (member, change, when, natural key), and a
+    tier_upgraded or tier_downgraded event for each move up or down. once: an entry whose
+    key is already there is skipped (a review run twice records it once)."""
+    record_events(conn, [
+        Event(f"tier:{change.program_id}:{member_id}:{at.isoformat()}:{change.reason}:"
+              f"{change.from_tier}>{change.to_tier}",
+              "tier_upgraded" if change.up else "tier_downgraded", member_id,
+              change.program_id, at,
+              {"from": change.from_tier, "to": change.to_tier, "reason": change.reason,
+               "held_until": None if change.held_until is None
+               else change.held_until.isoformat()})
+        for member_id, change, at, _ in entries
+        if change.up is not None and change.from_tier != change.to_tier], now)
     convert = Converters(conn)
     insert_rows(
         conn, _history,

@@ -137,10 +137,11 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
             until = member["until"]
             if member["manual"] and until is not None and until <= review_at:
                 _replay_until(member, until)
+                floor = ladder.higher(member["manual"], member["tier"])
                 changes.append((row.member_id, TierChange(
-                    pid, ladder.higher(member["manual"], member["tier"]), member["tier"],
-                    "manual", member["held"],
-                    {"floor_ended": member["manual"], "until": until.isoformat()}),
+                    pid, floor, member["tier"], "manual", member["held"],
+                    {"floor_ended": member["manual"], "until": until.isoformat()},
+                    up=False if floor != member["tier"] else None),
                     row.enrolled_on, until))
                 refs.append(f"floor-end:{until.isoformat()}")
                 ended_floors.append(row.member_id)
@@ -159,7 +160,8 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
                     pid, member["tier"], new, "review", held,
                     {"review_day": review_day.isoformat(), "credit": got,
                      "measure": ladder.measure, "policy": ladder.downgrade, "why": why,
-                     "window": [window.start.isoformat(), window.end.isoformat()]}),
+                     "window": [window.start.isoformat(), window.end.isoformat()]},
+                    up=ladder.rank(new) > ladder.rank(member["tier"])),
                     row.enrolled_on, review_at))
                 refs.append(f"review:{review_day.isoformat()}")
             member["tier"], member["held"] = new, held
@@ -195,7 +197,7 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
                                                 _status.c.member_id.in_(part))
                          .values(manual_tier=None, manual_until=None, manual_reason=None))
     insert_history(conn, [(m, c, at, ref) for (m, c, _, at), ref
-                          in zip(changes, refs, strict=True)], once=True)
+                          in zip(changes, refs, strict=True)], now, once=True)
 
 
 def _midnight(day: date, zone: Any) -> datetime:
@@ -427,7 +429,9 @@ def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
             insert_history(conn, [(member_id, TierChange(
                 pid, before, after, "manual", None,
                 {"manual_tier": tier, "until": until.isoformat(), "reason": reason,
-                 "earned_tier": earned}), at, None)])
+                 "earned_tier": earned},
+                up=None if after == before else ladder.rank(after) > ladder.rank(before)),
+                at, None)], now)
             return {"member_id": member_id, "program_id": pid, "manual_tier": tier,
                     "until": until, "earned_tier": earned, "tier": after, "reason": reason}
 
@@ -471,6 +475,6 @@ def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at:
                          "window": [window.start.isoformat(), window.end.isoformat()],
                          "floor": row.base_tier,
                          "held_before": None if row.held_until is None
-                         else row.held_until.isoformat()})
+                         else row.held_until.isoformat()}, up=False)
     write_tier_changes(conn, [(member_id, change, row.enrolled_on, at)], now)
     return change

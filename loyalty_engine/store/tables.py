@@ -451,6 +451,29 @@ class MemberConsent(Base):
     changed_at: Mapped[datetime]
 
 
+class MemberEvent(Base):
+    """The outbox: things that happened to a member that a CRM or e-mail system may act on.
+
+    id increases monotonically (readers page with `since`); key is the event's natural key,
+    so a step run twice (or by two processes) records it once.
+    """
+
+    __tablename__ = "member_events"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        Index(None, "member_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(240))
+    kind: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[str] = mapped_column(String(64))
+    program_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    recorded_at: Mapped[datetime]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -475,3 +498,4 @@ club_memberships = cast(Table, ClubMembership.__table__)
 fee_charges = cast(Table, FeeCharge.__table__)
 group_verifications = cast(Table, GroupVerification.__table__)
 member_consents = cast(Table, MemberConsent.__table__)
+member_events = cast(Table, MemberEvent.__table__)

@@ -1,4 +1,5 @@
-"""`loyalty rebates issue`: a year of grocery spend becomes a voucher once the year is over."""
+"""`loyalty rebates issue` and `loyalty events list`: a year of grocery spend becomes a
+voucher once the year is over, and the outbox says so."""
 
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ def test_a_years_rebate_becomes_a_voucher_once(db_url: str, tmp_path: Path) -> N
     rebate = [v for v in member["vouchers"] if v["source"] == "rebate"]
     assert [(v["code"], v["amount_minor"], v["valid"]) for v in rebate] == [
         ("fresh-market-annual-rebate-2026-M-1", 1050, True)]
+
+    # The outbox tells a CRM about it, once, and pages from the last id it saw.
+    events = ok("events", "list", "--json", database=db_url).json()
+    assert [(e["kind"], e["member_id"], e["data"]["amount_minor"]) for e in events] == [
+        ("reward_issued", "M-1", 1050)]
+    assert ok("events", "list", "--since", str(events[-1]["id"]), "--json",
+              database=db_url).json() == []
+    assert "reward_issued" in ok("events", "list", database=db_url).out_flat
 
     assert_one_sentence_error(run("rebates", "issue", "--program", "nope", database=db_url),
                               "no program 'nope'")

@@ -1,0 +1,41 @@
+"""`loyalty events list`: the member events outbox, for a CRM or an e-mail system."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for
+from loyalty_engine.cli.options import JSON
+from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.outbox import KINDS, list_events
+
+app = typer.Typer(help="Member events: " + "; ".join(f"{k}: {v}" for k, v in KINDS.items()),
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    since: int = typer.Option(0, "--since", min=0, help="Only events after this id (the "
+                              "last one you processed)."),
+    limit: int = typer.Option(100, "--limit", min=1, max=10_000, help="At most this many."),
+    member: str | None = typer.Option(None, "--member", help="Only this member's events."),
+    json_out: bool = JSON,
+) -> None:
+    """Events in the order they were recorded, each with a stable id to resume from."""
+    rows = list_events(engine_for(ctx), since, limit, member)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print(f"no events after {since}")
+        return
+    table = Table("id", "kind", "member", "program", "when", "data")
+    for r in rows:
+        table.add_row(str(r["id"]), r["kind"], escape(r["member_id"]), r["program_id"],
+                      when(r["occurred_at"]), escape(json.dumps(r["data"], sort_keys=True)))
+    console.print(table)
