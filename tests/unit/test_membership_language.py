@@ -718,7 +718,7 @@ def test_upgrade_at_once_when_crossing_a_threshold() -> None:
     assert second.tier_change == TierChange(
         "shop", "bronze", "silver", "upgrade", None,
         {"credit": 11000, "measure": "spend", "window": window, "threshold": 10000,
-         "held_before": None})
+         "held_before": None}, up=True)
     # The next one earns at silver: 40 x 1.25.
     assert earned(third) == {"per-euro": 50}
     assert third.tier_change is None
