@@ -8,9 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for
-from loyalty_engine.cli.options import JSON
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.options import AS_OF, JSON
 from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.outbox import KINDS, list_events
 
 app = typer.Typer(help="Member events: " + "; ".join(f"{k}: {v}" for k, v in KINDS.items()),
@@ -39,3 +40,21 @@ def list_(
         table.add_row(str(r["id"]), r["kind"], escape(r["member_id"]), r["program_id"],
                       when(r["occurred_at"]), escape(json.dumps(r["data"], sort_keys=True)))
     console.print(table)
+
+
+@app.command()
+def notify(
+    ctx: typer.Context,
+    as_of: str | None = AS_OF,
+    days: int = typer.Option(30, "--days", min=1, max=365, help="How far ahead to warn."),
+    json_out: bool = JSON,
+) -> None:
+    """Record advance notices as events: points expiring, tiers that will drop at a review,
+    verifications about to lapse, within --days (each once, however often this runs)."""
+    result = send_notices(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
+                          days)
+    if json_out:
+        emit_json(result.as_json())
+        return
+    done = ", ".join(f"{n} {kind}" for kind, n in result.recorded.items()) or "nothing new"
+    console.print(f"notices recorded: {done}", markup=False)

@@ -22,6 +22,9 @@ KINDS = {
     "fee_due": "a club fee charge was raised and is due",
     "membership_lapsed": "a club membership lapsed (unpaid after grace, or eligibility ended)",
     "reward_issued": "a reward voucher was issued (a periodic rebate)",
+    "tier_will_downgrade": "the member would drop at a review coming soon (and what they lack)",
+    "points_expiring_soon": "points of the member will expire soon",
+    "eligibility_expiring": "a group verification will lapse soon: time to re-verify",
 }
 
 

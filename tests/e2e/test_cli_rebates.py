@@ -43,6 +43,13 @@ def test_a_years_rebate_becomes_a_voucher_once(db_url: str, tmp_path: Path) -> N
     assert ok("events", "list", "--since", str(events[-1]["id"]), "--json",
               database=db_url).json() == []
     assert "reward_issued" in ok("events", "list", database=db_url).out_flat
+    # The April points lapse on 1 April 2027 at 10:00: a notice about a fortnight before.
+    notices = ok("events", "notify", "--as-of", "2027-03-18T00:00:00+01:00", "--days", "15",
+                 "--json", database=db_url).json()
+    assert notices == {"recorded": {"points_expiring_soon": 1}}
+    again = ok("events", "notify", "--as-of", "2027-03-19T00:00:00+01:00", "--days", "15",
+               database=db_url)
+    assert again.out_flat == "notices recorded: 0 points_expiring_soon", str(again)
 
     assert_one_sentence_error(run("rebates", "issue", "--program", "nope", database=db_url),
                               "no program 'nope'")

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from loyalty_engine.services.clubs import advance_clubs, join_club
+from loyalty_engine.services.enrolment import enrol_member
 from loyalty_engine.services.fees import pay_charge
+from loyalty_engine.services.groups import verify_member
+from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.outbox import list_events
 from loyalty_engine.services.rebates import issue_rebates
 from loyalty_engine.services.tiers import review_tiers
@@ -75,3 +78,32 @@ def test_fees_due_lapses_and_rewards_are_events(engine: Engine) -> None:
     (reward,) = [d for k, _, d in _kinds(engine) if k == "reward_issued"]
     assert (reward["amount_minor"], reward["currency"], reward["period"]) == (500, "EUR",
                                                                              "2026")
+
+
+def test_advance_notices_are_recorded_once_each(engine: Engine) -> None:
+    apply_files(engine, BEAUTY, GROCERY, ROOT / "rules" / "campus-books.yaml")
+    # Glow reached in 2026 holds through 2027; nothing bought in 2027: drops on 1 Jan 2028.
+    buy(engine, "B1", "2026-04-01", [("SERUM", "skincare", "1", "400.00")], store="GB-01")
+    # Grocery points lapse 12 months after they were earned: 1 March 2027.
+    buy(engine, "F1", "2026-03-01", [("SHOP", "groceries", "1", "80.00")], store="FM-01")
+    enrol_member(engine, "S-1", {}, {}, at("2027-01-04"), NOW, program_id="campus-books")
+    verify_member(engine, "S-1", "students", at("2027-03-31T00:00:00+02:00"), "card",
+                  at("2027-01-05"), NOW)
+
+    early = send_notices(engine, at("2027-01-10"), NOW, days=30)
+    assert early.recorded == {}
+    february = send_notices(engine, at("2027-02-10"), NOW, days=30)
+    assert february.recorded == {"points_expiring_soon": 1}
+    march = send_notices(engine, at("2027-03-05"), NOW, days=30)
+    assert march.recorded == {"eligibility_expiring": 1}
+    december = send_notices(engine, at("2027-12-10"), NOW, days=30)
+    assert december.recorded == {"tier_will_downgrade": 1}
+    assert send_notices(engine, at("2027-12-11"), NOW, days=30).recorded == {
+        "tier_will_downgrade": 0}  # once per review
+    notices = {kind: data for kind, _, data in _kinds(engine)}
+    assert notices["points_expiring_soon"] == {
+        "points": 80, "expires_at": "2027-03-01T11:00:00+00:00"}
+    assert notices["eligibility_expiring"]["group"] == "students"
+    warning = notices["tier_will_downgrade"]
+    assert (warning["tier"], warning["would_drop_to"], warning["review_day"],
+            warning["lacks"]) == ("glow", "blush", "2028-01-01", 35000)

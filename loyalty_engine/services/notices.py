@@ -1,0 +1,84 @@
+"""Advance notices to members, as outbox events: points about to expire, a tier that will
+drop at the next review, a group verification about to lapse. Each is recorded once per
+occasion (its natural key), however often the step runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from loyalty_engine.services.groups import reverifications_due
+from loyalty_engine.services.outbox import Event, record_events
+from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.tiers import at_risk
+from loyalty_engine.store import tables
+from loyalty_engine.store.database import write_transaction
+
+_lots = tables.point_lots
+
+
+@dataclass(slots=True)
+class NoticeResult:
+    """New notices recorded, by kind."""
+
+    recorded: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"recorded": self.recorded}
+
+
+def send_notices(engine: Engine, as_of: datetime, now: datetime,
+                 days: int = 30) -> NoticeResult:
+    """Record the notices due `days` ahead of as_of: points_expiring_soon (per member,
+    program and expiry date), tier_will_downgrade (per member and review day: who would
+    drop at a review within `days`), eligibility_expiring (per verification)."""
+    horizon = as_of + timedelta(days=days)
+    events: list[Event] = []
+    with engine.connect() as conn:
+        catalog = load_catalog(conn)
+    zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
+    # Tier warnings and re-verifications come from the set-based reads that serve
+    # `tiers at-risk` and `members reverify-due`.
+    for row in at_risk(engine, as_of):
+        review = datetime.combine(row["review_day"], datetime.min.time(),
+                                  zones[row["program_id"]])
+        if review > horizon:
+            continue
+        events.append(Event(
+            f"tier_warning:{row['program_id']}:{row['member_id']}:{row['review_day']}",
+            "tier_will_downgrade", row["member_id"], row["program_id"], as_of,
+            {"tier": row["tier"], "would_drop_to": row["would_drop_to"],
+             "review_day": row["review_day"].isoformat(), "measure": row["measure"],
+             "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"]}))
+    for row in reverifications_due(engine, as_of):
+        events.append(Event(
+            f"reverify:{row['program_id']}:{row['group_id']}:{row['member_id']}:"
+            f"{row['verified_until'].isoformat()}",
+            "eligibility_expiring", row["member_id"], row["program_id"], as_of,
+            {"group": row["group_id"], "verified_until": row["verified_until"].isoformat()}))
+    with write_transaction(engine) as conn:
+        expiring: defaultdict[tuple[str, str, datetime], int] = defaultdict(int)
+        for member_id, program_id, expires_at, points in conn.execute(
+            select(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at,
+                   func.sum(_lots.c.remaining))
+            .where(and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at > as_of,
+                        _lots.c.expires_at <= horizon, _lots.c.remaining > 0))
+            .group_by(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at)
+        ):
+            expiring[(member_id, program_id, expires_at)] += int(points)
+        for (member_id, program_id, expires_at), points in sorted(expiring.items()):
+            events.append(Event(
+                f"expiring:{program_id}:{member_id}:{expires_at.isoformat()}",
+                "points_expiring_soon", member_id, program_id, as_of,
+                {"points": points, "expires_at": expires_at.isoformat()}))
+        result = NoticeResult()
+        for kind in sorted({e.kind for e in events}):
+            result.recorded[kind] = record_events(
+                conn, [e for e in events if e.kind == kind], now)
+        return result
+
