@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
@@ -17,6 +15,7 @@ from loyalty_engine.services.errors import ClubError, NotFoundError
 from loyalty_engine.services.groups import eligible, lapse_eligibility
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
+    CHARGE_KEY,
     LIVE,
     charge_json,
     ensure_member,
@@ -36,6 +35,7 @@ from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.points_moves import refund_fee_points
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import insert_if_absent
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
@@ -417,11 +417,7 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
             "detail": {"waived": "min_spend_last_year", "spend_minor": spent,
                        "threshold_minor": club.waiver_minor} if waived else {},
             "created_at": now, "updated_at": now})
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_charges)
-    inserted = conn.execute(
-        insert.on_conflict_do_nothing(
-            index_elements=["member_id", "program_id", "club_id", "kind", "term_start"])
-        .returning(*_charges.c), rows).all()
+    inserted = insert_if_absent(conn, _charges, rows, CHARGE_KEY)
     result.renewals += len(inserted)
     result.charges.extend(sorted(r.id for r in inserted))
     result.waived += sum(1 for r in inserted if r.status == "waived")

@@ -9,8 +9,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
@@ -18,7 +16,7 @@ from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, insert_rows
+from loyalty_engine.store.bulk import Converters, insert_if_absent, insert_rows
 
 _members = tables.members
 _enrolments = tables.enrolments
@@ -27,6 +25,7 @@ _charges = tables.fee_charges
 _counters = tables.progress_counters
 
 LIVE = ("pending", "active", "grace")  # a membership that has not ended
+CHARGE_KEY = ("member_id", "program_id", "club_id", "kind", "term_start")  # one per term
 MEMBER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
@@ -111,15 +110,10 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
         "due_at": due_at, "status": status, "detail": detail or {}, "created_at": now,
         "updated_at": now,
     }
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_charges)
-    done = conn.execute(insert.values(**values).on_conflict_do_nothing(
-        index_elements=["member_id", "program_id", "club_id", "kind", "term_start"]))
-    if done.rowcount == 0:
+    inserted = insert_if_absent(conn, _charges, [values], CHARGE_KEY)
+    if not inserted:
         return None
-    row = conn.execute(select(_charges).where(
-        _charges.c.member_id == member_id, _charges.c.program_id == version.program_id,
-        _charges.c.club_id == club.club_id, _charges.c.kind == kind,
-        _charges.c.term_start == start)).one()
+    row = inserted[0]
     if status == "due":
         record_events(conn, [fee_due_event(row)], now)
     return row

@@ -10,8 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.domain.periods import period_end, period_key
 from loyalty_engine.engine.earning import local_day, round_points
@@ -19,6 +17,7 @@ from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import insert_if_absent
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
@@ -100,14 +99,7 @@ def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
                             "status": "issued", "redeemed_by": None, "changed_at": now})
                     if not vouchers:
                         continue
-                    insert = (pg_insert if conn.dialect.name == "postgresql"
-                              else sqlite_insert)(_vouchers)
-                    written = conn.execute(
-                        insert.on_conflict_do_nothing(index_elements=["code"])
-                        .returning(_vouchers.c.code, _vouchers.c.amount_minor,
-                                   _vouchers.c.member_id, _vouchers.c.issued_at,
-                                   _vouchers.c.valid_until, _vouchers.c.consumed),
-                        vouchers).all()
+                    written = insert_if_absent(conn, _vouchers, vouchers, ("code",))
                     record_events(conn, [Event(
                         f"reward:{w.code}", "reward_issued", w.member_id, version.program_id,
                         w.issued_at,

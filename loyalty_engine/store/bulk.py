@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from pydantic_core import to_json
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 T = TypeVar("T")
 
@@ -195,6 +197,20 @@ def select_typed_by_keys(
         return rows
     return [tuple(value if convert is None else convert(value)
                   for convert, value in zip(processors, row, strict=True)) for row in rows]
+
+
+def insert_if_absent(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                     keys: Sequence[str]) -> list[Any]:
+    """Insert rows (typed values, as SQLAlchemy binds them) unless a row with the same
+    natural key (a unique constraint on `keys`) exists, and return the rows inserted, whole.
+    What makes a step safe to run twice, or by two processes at once. One statement per
+    batch of rows (SQLAlchemy's insertmanyvalues), on SQLite and PostgreSQL alike."""
+    if not rows:
+        return []
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = (dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+                 .returning(*table.c))
+    return list(conn.execute(statement, list(rows)).all())
 
 
 def lock_rows(conn: Connection, table: Table, column: str, values: Sequence[Any]) -> None:
