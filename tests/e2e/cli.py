@@ -194,3 +194,20 @@ MARCH_PURCHASES = [
     purchase("T4", "M-2", "2026-03-16T10:00:00+01:00", [("ESPRESSO", "coffee", "1", "1.50")],
              "1.50", store_id="AMS-02"),
 ]
+
+
+class Cli:
+    """`loyalty` against one database, run in one folder."""
+
+    def __init__(self, db_url: str, cwd: Path) -> None:
+        self.db_url = db_url
+        self.cwd = cwd
+
+    def run(self, *args: str | Path) -> Result:
+        return run(*args, database=self.db_url, cwd=self.cwd)
+
+    def ok(self, *args: str | Path) -> Result:
+        return ok(*args, database=self.db_url, cwd=self.cwd)
+
+    def json(self, *args: str | Path) -> Any:
+        return self.ok(*args, "--json").json()

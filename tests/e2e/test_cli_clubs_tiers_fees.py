@@ -19,12 +19,12 @@ import shutil
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.cli import (
     SHIPPED_RULES,
+    Cli,
     Result,
     assert_one_sentence_error,
     ok,
@@ -32,23 +32,6 @@ from tests.e2e.cli import (
     run,
     write_jsonl,
 )
-
-
-class Cli:
-    """`loyalty` against one database, run in one folder."""
-
-    def __init__(self, db_url: str, cwd: Path) -> None:
-        self.db_url = db_url
-        self.cwd = cwd
-
-    def run(self, *args: str | Path) -> Result:
-        return run(*args, database=self.db_url, cwd=self.cwd)
-
-    def ok(self, *args: str | Path) -> Result:
-        return ok(*args, database=self.db_url, cwd=self.cwd)
-
-    def json(self, *args: str | Path) -> Any:
-        return self.ok(*args, "--json").json()
 
 
 def _copy_db(source: Path, target: Path) -> str:

@@ -15,11 +15,10 @@ from typing import Any
 
 from tests.e2e.cli import (
     SHIPPED_RULES,
+    Cli,
     Result,
     assert_one_sentence_error,
-    ok,
     purchase,
-    run,
     write_jsonl,
 )
 
@@ -77,21 +76,8 @@ AFTER_MARCH = "2026-03-16T12:00:00+01:00"
 NO_MISMATCHES = {"balances_checked": 1, "mismatches": []}
 
 
-class Cli:
-    """`loyalty` against one database, run in one folder."""
-
-    def __init__(self, db_url: str, cwd: Path) -> None:
-        self.db_url = db_url
-        self.cwd = cwd
-
-    def run(self, *args: str | Path) -> Result:
-        return run(*args, database=self.db_url, cwd=self.cwd)
-
-    def ok(self, *args: str | Path) -> Result:
-        return ok(*args, database=self.db_url, cwd=self.cwd)
-
-    def json(self, *args: str | Path) -> Any:
-        return self.ok(*args, "--json").json()
+class CoffeeCli(Cli):
+    """`loyalty` for M-1 in the coffee program."""
 
     def show(self, member_id: str, as_of: str) -> dict[str, Any]:
         data = self.json("members", "show", member_id, "--as-of", as_of)
@@ -114,7 +100,7 @@ def _balance(shown: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def _setup_march(tmp_path: Path, db_url: str) -> Cli:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "march.jsonl", MARCH)
     return cli
@@ -200,7 +186,7 @@ MORE_REASONS = {
 def test_a_file_with_bad_refund_lines_fails_whole_or_keeps_the_good_lines(
     db_url: str, tmp_path: Path
 ) -> None:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "before.jsonl", BEFORE)
     cli.ok("purchases", "import", "before.jsonl")
@@ -329,7 +315,7 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
 
 
 def test_every_bad_refund_line_is_reported(db_url: str, tmp_path: Path) -> None:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "refunds.jsonl", [
         coffee("T1", 2),
@@ -347,7 +333,7 @@ def test_every_bad_refund_line_is_reported(db_url: str, tmp_path: Path) -> None:
 
 
 def test_a_rejected_refund_line_is_counted_as_a_refund(db_url: str, tmp_path: Path) -> None:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "one-of-each.jsonl", [
         coffee("T1", 2),
@@ -363,7 +349,7 @@ def test_a_rejected_refund_line_is_counted_as_a_refund(db_url: str, tmp_path: Pa
 
 
 def test_points_cannot_be_spent_before_they_were_earned(db_url: str, tmp_path: Path) -> None:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "one.jsonl", [coffee("T1", 2)])
     cli.ok("purchases", "import", "one.jsonl")
@@ -374,7 +360,7 @@ def test_points_cannot_be_spent_before_they_were_earned(db_url: str, tmp_path: P
 
 
 def test_members_show_prints_whole_voucher_codes(db_url: str, tmp_path: Path) -> None:
-    cli = Cli(db_url, tmp_path)
+    cli = CoffeeCli(db_url, tmp_path)
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "nine.jsonl", [
         purchase("T1", "M-1", "2026-03-02T09:00:00+01:00",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy import event as sa_event
 
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.store.database import read_transaction
@@ -153,3 +156,19 @@ def ledger_sums(engine: Engine) -> dict[tuple[str, str], tuple[int, int | None, 
         }
     keys = by_ledger.keys() | by_lots.keys() | {k for k, v in by_balance.items() if v}
     return {k: (by_ledger.get(k, 0), by_balance.get(k), by_lots.get(k, 0)) for k in keys}
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (through SQLAlchemy; the
+    bulk paths that use the driver directly are not seen)."""
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)

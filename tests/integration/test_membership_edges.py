@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from loyalty_engine.services.clubs import advance_clubs, join_club, leave_club, upgrade_club
 from loyalty_engine.services.enrolment import member_clubs, set_consent
@@ -25,6 +23,7 @@ from loyalty_engine.services.errors import FeeError, RefundRejectedError
 from loyalty_engine.services.fees import charges_of, pay_charge
 from loyalty_engine.services.importing import import_purchases
 from loyalty_engine.services.tiers import review_tiers, show_tiers
+from tests.integration.helpers import statements
 
 from .walk import (
     COFFEE,
@@ -62,19 +61,6 @@ def beauty_tier(engine: Engine, day: str) -> str:
     tier: str = found["tier"]
     return tier
 
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def purchase_line(tx: str, member: str, day: str, items: list[tuple[str, str, str, str]]

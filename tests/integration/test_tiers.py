@@ -11,15 +11,13 @@ units (cents) wherever the API reports credit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.services.errors import TierError
@@ -34,6 +32,7 @@ from loyalty_engine.services.tiers import (
 )
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
+from tests.integration.helpers import statements
 
 from .walk import (
     RECORDED_AT,
@@ -763,26 +762,13 @@ def _bulk_purchases(engine: Engine, first: int, count: int, year: int) -> None:
             assert result.rejections == []
 
 
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
 
 def test_review_statements_do_not_grow_with_members(engine: Engine) -> None:
     apply_files(engine, GLOW)
     gbp = "glow-beauty"
     # 200 members buy in 2026; the review on 1 Jan 2027 reviews 200.
     _bulk_purchases(engine, 0, 200, 2026)
-    with _statements(engine) as small:
+    with statements(engine) as small:
         done = review(engine, "2027-01-01", gbp)
     assert (done.reviewed, done.downgraded) == ({gbp: 200}, {gbp: 0})
 
@@ -790,7 +776,7 @@ def test_review_statements_do_not_grow_with_members(engine: Engine) -> None:
     # judged on an empty 2027: their 2026 holds end that day, so they drop to Blush).
     _bulk_purchases(engine, 200, 1800, 2027)
     started = time.perf_counter()
-    with _statements(engine) as large:
+    with statements(engine) as large:
         done = review(engine, "2028-01-01", gbp)
     took = time.perf_counter() - started
     # Of the first 200, 67 Glow (n % 3 == 1) and 66 Radiant (n % 3 == 2) drop to Blush.
