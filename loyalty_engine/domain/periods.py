@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import date, timedelta
 
 
 def add_months(day: date, months: int) -> date:
@@ -34,7 +34,12 @@ def period_key(period: str, day: date) -> str:
 
 
 def period_end(period: str, key: str) -> date:
-    """The first local date after a month, quarter or year key (2026-03 -> 2026-04-01)."""
+    """The first local date after a period's key (2026-03 -> 2026-04-01)."""
+    if period == "day":
+        return date.fromisoformat(key) + timedelta(days=1)
+    if period == "week":
+        iso_year, iso_week = key.split("-W")
+        return date.fromisocalendar(int(iso_year), int(iso_week), 1) + timedelta(days=7)
     if period == "month":
         year, month = (int(part) for part in key.split("-"))
         return add_months(date(year, month, 1), 1)

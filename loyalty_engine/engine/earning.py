@@ -295,6 +295,8 @@ def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
     if isinstance(rule, NthVisit):
         period = period_key(rule.period, day)
         visits = _advance(progress, result, f"{rule.rule_id}:visits", period, 1)
+        if rule.at_period_end:
+            return None  # counted now, awarded by the scheduler once the period has ended
         # Once per period: after a refund of an earlier visit, the count can reach N again.
         awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
         if visits >= rule.visit and awarded <= 0:
@@ -303,6 +305,8 @@ def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
     if isinstance(rule, SpendThreshold):
         period = period_key(rule.period, day)
         after = _advance(progress, result, f"{rule.rule_id}:spend", period, spend)
+        if rule.at_period_end:
+            return None  # counted now, awarded by the scheduler once the period has ended
         awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
         # Reached (not merely crossed): after a refund took the award back, the next
         # purchase of a period still above the threshold earns it again.

@@ -157,6 +157,7 @@ class NthVisit(RuleBase):
     visit: int
     period: str
     points: int
+    at_period_end: bool = False  # awarded by the scheduler, not by the purchase
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ class SpendThreshold(RuleBase):
     threshold_minor: int
     period: str
     points: int
+    at_period_end: bool = False  # awarded by the scheduler, not by the purchase
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ class CompiledProgram:
     reads_consents: bool = False  # some condition tests consents
     can_fail: bool = False  # some condition is a CEL expression (which may fail at runtime)
     has_benefits: bool = False  # a tier or club multiplies points
+    schedule: dict[str, str] = field(default_factory=dict)  # job -> cron (program time)
+    notice_days: int = 30
 
 
     @property
@@ -284,11 +288,13 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             rules.append(FixedBonus(**base, kind=rule.kind, points=rule.points))
         elif isinstance(rule, NthVisitRule):
             rules.append(NthVisit(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
-                                  points=rule.points))
+                                  points=rule.points,
+                                  at_period_end=rule.award == "at_period_end"))
         elif isinstance(rule, SpendThresholdRule):
             rules.append(SpendThreshold(**base, kind=rule.kind,
                                         threshold_minor=minor(rule.threshold),
-                                        period=rule.period, points=rule.points))
+                                        period=rule.period, points=rule.points,
+                                        at_period_end=rule.award == "at_period_end"))
         elif isinstance(rule, StampCardRule):
             rules.append(StampCard(**base, kind=rule.kind, stamp_per=rule.stamp_per,
                                    card_size=rule.card_size, reward_id=rule.reward,
@@ -353,6 +359,8 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         perks={p.id: p.name for p in definition.perks},
         fee_skus=fee_skus,
         tracks_spend=tracks_spend,
+        schedule=definition.schedule.crons(),
+        notice_days=definition.schedule.notice_days,
     )
 
 

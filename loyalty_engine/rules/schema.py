@@ -27,6 +27,7 @@ from loyalty_engine.domain.money import (
 )
 from loyalty_engine.rules.expressions import compile_expression
 from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
+from loyalty_engine.rules.schedules import JOBS, cron_trigger
 from loyalty_engine.rules.values import (
     DecimalIn,
     Label,
@@ -207,6 +208,13 @@ class FixedBonusRule(_Rule):
     points: PositiveInt
 
 
+Award = Literal["on_purchase", "at_period_end"]
+_AWARD: Award = Field(
+    default="on_purchase",
+    description="on_purchase: at the purchase that reaches it; at_period_end: by the "
+                "scheduler once the period has ended, to every member who reached it")
+
+
 class NthVisitRule(_Rule):
     """Points on the Nth qualifying visit (purchase) in a calendar period, once per period."""
 
@@ -214,6 +222,7 @@ class NthVisitRule(_Rule):
     visit: Annotated[int, Field(ge=1, le=1000)]
     period: Period
     points: PositiveInt
+    award: Award = _AWARD
 
 
 class SpendThresholdRule(_Rule):
@@ -223,6 +232,7 @@ class SpendThresholdRule(_Rule):
     threshold: Annotated[Money, Field(gt=0)]
     period: Period
     points: PositiveInt
+    award: Award = _AWARD
 
 
 class StampCardRule(_Rule):
@@ -306,6 +316,37 @@ class Reward(_Strict):
         return self
 
 
+Cron = Annotated[str, Field(min_length=1, max_length=120,
+                            description="five-field cron in program time, e.g. '0 3 1 * *'")]
+
+
+class Schedule(_Strict):
+    """When the scheduler runs each job for this program (program time); absent: the
+    defaults of loyalty_engine/rules/schedules.py."""
+
+    activate: Cron | None = None
+    expire: Cron | None = None
+    period_bonuses: Cron | None = None
+    rebates: Cron | None = None
+    review_tiers: Cron | None = None
+    clubs: Cron | None = None
+    notices: Cron | None = None
+    notice_days: Annotated[int, Field(ge=1, le=366)] = Field(
+        default=30, description="how far ahead advance notices look")
+
+    @field_validator("activate", "expire", "period_bonuses", "rebates", "review_tiers",
+                     "clubs", "notices")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron_trigger(value, ZoneInfo("UTC"))
+        return value
+
+    def crons(self) -> dict[str, str]:
+        """The cron of every job, overrides over defaults."""
+        return {name: getattr(self, name) or spec.default_cron for name, spec in JOBS.items()}
+
+
 class ProgramDefinition(_Strict):
     """One loyalty program: the root of a file under rules/."""
 
@@ -326,6 +367,7 @@ class ProgramDefinition(_Strict):
     tiers: Tiers | None = None
     groups: list[Group] = []
     clubs: list[Club] = []
+    schedule: Schedule = Field(default_factory=lambda: Schedule())
     rules: Annotated[list[Rule], Field(min_length=1)]
 
     @field_validator("timezone")
