@@ -235,7 +235,8 @@ class Voucher(Base):
     __tablename__ = "vouchers"
     __table_args__ = (
         Index(None, "member_id", "program_id"),
-        CheckConstraint("status IN ('issued', 'redeemed', 'void')", name="status_known"),
+        CheckConstraint("status IN ('issued', 'redeemed', 'void', 'expired')",
+                        name="status_known"),
     )
 
     code: Mapped[str] = mapped_column(String(160), primary_key=True)
@@ -474,6 +475,53 @@ class MemberEvent(Base):
     recorded_at: Mapped[datetime]
 
 
+class SchedulerWatermark(Base):
+    """How far the scheduler has run a job for a program: its last fire time done."""
+
+    __tablename__ = "scheduler_watermarks"
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ran_to: Mapped[datetime]
+    runs: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class JobEffect(Base):
+    """An effect a scheduled job had on a member, under its natural key: the job writes it
+    insert-if-absent and applies only what it inserted, so the effect happens once."""
+
+    __tablename__ = "job_effects"
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    effect_key: Mapped[str] = mapped_column(String(160), primary_key=True)  # rule:period, ...
+    detail: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+
+
+class JobFailure(Base):
+    """A job that failed, for one member or (member_id '*') for a whole program: retried on
+    the next run, and marked resolved when that succeeds."""
+
+    __tablename__ = "job_failures"
+    __table_args__ = (UniqueConstraint("program_id", "job", "member_id", "failure_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    program_id: Mapped[str] = mapped_column(String(64))
+    job: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[str] = mapped_column(String(64))
+    failure_key: Mapped[str] = mapped_column(String(160))  # the period or review day
+    reason: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(BigInteger)
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -498,4 +546,7 @@ club_memberships = cast(Table, ClubMembership.__table__)
 fee_charges = cast(Table, FeeCharge.__table__)
 group_verifications = cast(Table, GroupVerification.__table__)
 member_consents = cast(Table, MemberConsent.__table__)
+scheduler_watermarks = cast(Table, SchedulerWatermark.__table__)
+job_effects = cast(Table, JobEffect.__table__)
+job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)
