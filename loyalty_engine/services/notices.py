@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, select, true
 
 from loyalty_engine.services.groups import reverifications_due
 from loyalty_engine.services.outbox import Event, record_events
@@ -33,7 +33,7 @@ class NoticeResult:
 
 
 def send_notices(engine: Engine, as_of: datetime, now: datetime,
-                 days: int = 30) -> NoticeResult:
+                 days: int = 30, program_id: str | None = None) -> NoticeResult:
     """Record the notices due `days` ahead of as_of: points_expiring_soon (per member,
     program and expiry date), tier_will_downgrade (per member and review day: who would
     drop at a review within `days`), eligibility_expiring (per verification)."""
@@ -44,7 +44,7 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
     zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
     # Tier warnings and re-verifications come from the set-based reads that serve
     # `tiers at-risk` and `members reverify-due`.
-    for row in at_risk(engine, as_of):
+    for row in at_risk(engine, as_of, program_id):
         review = datetime.combine(row["review_day"], datetime.min.time(),
                                   zones[row["program_id"]])
         if review > horizon:
@@ -56,6 +56,8 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
              "review_day": row["review_day"].isoformat(), "measure": row["measure"],
              "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"]}))
     for row in reverifications_due(engine, as_of):
+        if program_id is not None and row["program_id"] != program_id:
+            continue
         events.append(Event(
             f"reverify:{row['program_id']}:{row['group_id']}:{row['member_id']}:"
             f"{row['verified_until'].isoformat()}",
@@ -63,18 +65,19 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
             {"group": row["group_id"], "verified_until": row["verified_until"].isoformat()}))
     with write_transaction(engine) as conn:
         expiring: defaultdict[tuple[str, str, datetime], int] = defaultdict(int)
-        for member_id, program_id, expires_at, points in conn.execute(
+        for member_id, lot_program, expires_at, points in conn.execute(
             select(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at,
                    func.sum(_lots.c.remaining))
             .where(and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at > as_of,
-                        _lots.c.expires_at <= horizon, _lots.c.remaining > 0))
+                        _lots.c.expires_at <= horizon, _lots.c.remaining > 0,
+                        true() if program_id is None else _lots.c.program_id == program_id))
             .group_by(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at)
         ):
-            expiring[(member_id, program_id, expires_at)] += int(points)
-        for (member_id, program_id, expires_at), points in sorted(expiring.items()):
+            expiring[(member_id, lot_program, expires_at)] += int(points)
+        for (member_id, lot_program, expires_at), points in sorted(expiring.items()):
             events.append(Event(
-                f"expiring:{program_id}:{member_id}:{expires_at.isoformat()}",
-                "points_expiring_soon", member_id, program_id, as_of,
+                f"expiring:{lot_program}:{member_id}:{expires_at.isoformat()}",
+                "points_expiring_soon", member_id, lot_program, as_of,
                 {"points": points, "expires_at": expires_at.isoformat()}))
         result = NoticeResult()
         for kind in sorted({e.kind for e in events}):

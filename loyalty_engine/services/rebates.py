@@ -50,11 +50,14 @@ def rebate_code(program_id: str, rule_id: str, period: str, member_id: str) -> s
 
 
 def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
-                  program_id: str | None = None) -> RebateResult:
+                  program_id: str | None = None,
+                  since: datetime | None = None) -> RebateResult:
     """Turn every ended period's accrued rebate spend into a voucher (percent of the spend,
     rounded half up to a minor unit, at most the cap), dated at the period's end and
-    valid for the rule's valid_days. Set-based per rule: one read of the ended periods'
-    counters and one insert-if-absent; safe to run again, by two processes at once."""
+    valid for the rule's valid_days. Given `since` (the scheduler's last run), only the
+    periods from the one holding since's local day on are read. Set-based per rule: one
+    read of the ended periods' counters and one insert-if-absent; safe to run again, by
+    two processes at once."""
 
     def attempt() -> RebateResult:
         with write_transaction(engine) as conn:
@@ -70,12 +73,16 @@ def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
                     if not isinstance(rule, PeriodicRebate):
                         continue
                     current = period_key(rule.period, today)
-                    rows = conn.execute(
+                    query = (
                         select(_counters.c.member_id, _counters.c.period, _counters.c.value)
                         .where(_counters.c.program_id == version.program_id,
                                _counters.c.counter == f"{rule.rule_id}:spend",
                                _counters.c.period < current, _counters.c.value > 0)
-                        .order_by(_counters.c.period, _counters.c.member_id)).all()
+                        .order_by(_counters.c.period, _counters.c.member_id))
+                    if since is not None:
+                        query = query.where(_counters.c.period >= period_key(
+                            rule.period, local_day(program, since)))
+                    rows = conn.execute(query).all()
                     vouchers = []
                     for member_id, period, spend in rows:
                         amount = _rebate(rule, int(spend))

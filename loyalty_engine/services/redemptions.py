@@ -155,7 +155,8 @@ def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) ->
     ):
         raise RedemptionRejectedError(f"member {request.member_id!r} has no voucher "
                                       f"{request.voucher!r} in {request.program_id!r}")
-    if voucher.status != "issued":
+    # An expired voucher can still pay for a purchase posted late, made while it was valid.
+    if voucher.status not in ("issued", "expired"):
         raise RedemptionRejectedError(f"voucher {request.voucher!r} is {voucher.status} "
                                       "and cannot be used")
     if voucher.issued_at > request.occurred_at:
@@ -203,7 +204,7 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
         if stored.kind == "reward":
             voucher = conn.execute(select(_vouchers.c.status).where(
                 _vouchers.c.code == stored.voucher_code)).scalar_one()
-            if voucher != "issued":
+            if voucher not in ("issued", "expired"):
                 raise RedemptionRejectedError(
                     f"voucher {stored.voucher_code!r} bought by this redemption is {voucher}; "
                     "reverse the redemption that used it first")

@@ -38,12 +38,16 @@ class ReviewResult:
     held: dict[str, int] = field(default_factory=dict)
     floors_ended: dict[str, int] = field(default_factory=dict)
     review_days: dict[str, list[str]] = field(default_factory=dict)
+    # (program, member, review day, reason) of members whose review failed: they keep
+    # their state (their review stays due, so the next run retries them).
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """Plain data for --json."""
         return {"reviewed": self.reviewed, "upgraded": self.upgraded,
                 "downgraded": self.downgraded, "held": self.held,
-                "manual_floors_ended": self.floors_ended, "review_days": self.review_days}
+                "manual_floors_ended": self.floors_ended, "review_days": self.review_days,
+                "failed": len(self.failures)}
 
 
 def _credits(conn: Connection, program_id: str, counter: str, window: Window,
@@ -121,6 +125,7 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
     refs: list[str | None] = []
     ended_floors: list[str] = []
     counts: defaultdict[str, int] = defaultdict(int)
+    failed: dict[str, tuple[str, str]] = {}  # member -> (review day, reason)
     for review_day in sorted(due):
         members = due[review_day]
         review_at = _midnight(review_day, zone)
@@ -133,39 +138,24 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
             scoped = None if ladder.window != "anniversary" else ids
             credit.update(_credits(conn, pid, ladder.counter, window, scoped))
         for row in members:
-            member = state[row.member_id]
-            until = member["until"]
-            if member["manual"] and until is not None and until <= review_at:
-                _replay_until(member, until)
-                floor = ladder.higher(member["manual"], member["tier"])
-                changes.append((row.member_id, TierChange(
-                    pid, floor, member["tier"], "manual", member["held"],
-                    {"floor_ended": member["manual"], "until": until.isoformat()},
-                    up=False if floor != member["tier"] else None),
-                    row.enrolled_on, until))
-                refs.append(f"floor-end:{until.isoformat()}")
-                ended_floors.append(row.member_id)
-                member["manual"] = ""
-            _replay_until(member, review_at)  # purchases' upgrades before this review
-            window = ladder.review_window(review_day, row.enrolled_on)
-            got = credit.get(row.member_id, 0)
-            new, held, why = review_tier(ladder, member["tier"], member["held"], got,
-                                         review_day, row.enrolled_on)
-            counts["reviewed"] += 1
-            if why == "held":
-                counts["held"] += 1
-            if new != member["tier"]:
-                counts["up" if ladder.rank(new) > ladder.rank(member["tier"]) else "down"] += 1
-                changes.append((row.member_id, TierChange(
-                    pid, member["tier"], new, "review", held,
-                    {"review_day": review_day.isoformat(), "credit": got,
-                     "measure": ladder.measure, "policy": ladder.downgrade, "why": why,
-                     "window": [window.start.isoformat(), window.end.isoformat()]},
-                    up=ladder.rank(new) > ladder.rank(member["tier"])),
-                    row.enrolled_on, review_at))
-                refs.append(f"review:{review_day.isoformat()}")
-            member["tier"], member["held"] = new, held
-            member["base"], member["base_held"] = new, held
+            if row.member_id in failed:
+                continue
+            try:
+                _review_member(ladder, pid, row, state[row.member_id], review_day, review_at,
+                               credit.get(row.member_id, 0), changes, refs, ended_floors,
+                               counts)
+            except Exception as error:  # one member's bad data must not stop the review
+                failed[row.member_id] = (review_day.isoformat(),
+                                         f"{type(error).__name__}: {error}")
+    if failed:
+        # A failed member keeps its stored state: its review stays due and is retried.
+        for member_id in failed:
+            state.pop(member_id, None)
+        kept = [(c, r) for c, r in zip(changes, refs, strict=True) if c[0] not in failed]
+        changes = [c for c, _ in kept]
+        refs = [r for _, r in kept]
+        ended_floors = [m for m in ended_floors if m not in failed]
+        result.failures.extend((pid, m, day, why) for m, (day, why) in sorted(failed.items()))
     for member in state.values():
         # Upgrades (and refunds) after the last review stand on top of its result.
         _replay_until(member, None)
@@ -176,6 +166,46 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
     result.held[pid] = counts["held"]
     result.floors_ended[pid] = len(ended_floors)
     result.review_days[pid] = [d.isoformat() for d in sorted(due)]
+
+
+def _review_member(ladder: TierLadder, pid: str, row: Any, member: dict[str, Any],
+                   review_day: date, review_at: datetime, got: int,
+                   changes: list[tuple[str, TierChange, date, datetime]],
+                   refs: list[str | None], ended_floors: list[str],
+                   counts: defaultdict[str, int]) -> None:
+    """One member's review on one review day (a floor that ended first), appended to the
+    changes; `member` is its running state."""
+    until = member["until"]
+    if member["manual"] and until is not None and until <= review_at:
+        _replay_until(member, until)
+        floor = ladder.higher(member["manual"], member["tier"])
+        changes.append((row.member_id, TierChange(
+            pid, floor, member["tier"], "manual", member["held"],
+            {"floor_ended": member["manual"], "until": until.isoformat()},
+            up=False if floor != member["tier"] else None),
+            row.enrolled_on, until))
+        refs.append(f"floor-end:{until.isoformat()}")
+        ended_floors.append(row.member_id)
+        member["manual"] = ""
+    _replay_until(member, review_at)  # purchases' upgrades before this review
+    window = ladder.review_window(review_day, row.enrolled_on)
+    new, held, why = review_tier(ladder, member["tier"], member["held"], got,
+                                 review_day, row.enrolled_on)
+    counts["reviewed"] += 1
+    if why == "held":
+        counts["held"] += 1
+    if new != member["tier"]:
+        counts["up" if ladder.rank(new) > ladder.rank(member["tier"]) else "down"] += 1
+        changes.append((row.member_id, TierChange(
+            pid, member["tier"], new, "review", held,
+            {"review_day": review_day.isoformat(), "credit": got,
+             "measure": ladder.measure, "policy": ladder.downgrade, "why": why,
+             "window": [window.start.isoformat(), window.end.isoformat()]},
+            up=ladder.rank(new) > ladder.rank(member["tier"])),
+            row.enrolled_on, review_at))
+        refs.append(f"review:{review_day.isoformat()}")
+    member["tier"], member["held"] = new, held
+    member["base"], member["base_held"] = new, held
 
 
 def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,46 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+# A transaction that service calls join instead of opening their own (see `enclosing`).
+_enclosing: ContextVar[Connection | None] = ContextVar("loyalty_enclosing", default=None)
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside one write transaction: committed on success, rolled back on error."""
+    """A connection inside one write transaction: committed on success, rolled back on error.
+    Inside `enclosing`, a savepoint of the enclosing transaction instead."""
+    outer = _enclosing.get()
+    if outer is not None:
+        with outer.begin_nested():
+            yield outer
+        return
     with engine.connect() as conn:
         conn = conn.execution_options(loyalty_write=True)
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def enclosing(engine: Engine, commit: bool = True) -> Iterator[Connection]:
+    """One write transaction that every write_transaction opened inside it joins: the
+    scheduler runs a job's services and moves its watermark in one commit (a process
+    killed half-way leaves neither), and a dry run rolls it all back (commit=False)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(loyalty_write=True)
+        transaction = conn.begin()
+        token = _enclosing.set(conn)
+        try:
+            yield conn
+        except BaseException:
+            transaction.rollback()
+            raise
+        else:
+            if commit:
+                transaction.commit()
+            else:
+                transaction.rollback()
+        finally:
+            _enclosing.reset(token)
 
 
 @contextmanager
