@@ -23,6 +23,7 @@ from loyalty_engine.cli import (
     rebates,
     redemptions,
     rules,
+    scheduler,
     tiers,
 )
 from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings
@@ -52,6 +53,7 @@ app.add_typer(fees.app, name="fees")
 app.add_typer(tiers.app, name="tiers")
 app.add_typer(rebates.app, name="rebates")
 app.add_typer(events.app, name="events")
+app.add_typer(scheduler.app, name="scheduler")
 app.command()(demo)
 
 

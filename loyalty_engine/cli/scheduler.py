@@ -1,0 +1,162 @@
+"""`loyalty scheduler`: run the time-driven jobs (tick once, or run as a process), and read
+how far they have run and what failed."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.options import AS_OF, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, err_console, when
+from loyalty_engine.rules.schedules import JOBS, job_name
+from loyalty_engine.scheduler.port import Clock, SchedulerPort
+from loyalty_engine.services.scheduling import JobRun, job_failures, run_tick, scheduler_status
+
+app = typer.Typer(
+    help="The scheduler: " + "; ".join(f"{s.name} ({s.default_cron}): {s.does}"
+                                       for s in JOBS.values()),
+    no_args_is_help=True)
+
+log = logging.getLogger("loyalty.scheduler")
+
+
+def _job(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return job_name(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--job") from None
+
+
+def _log_run(run: JobRun) -> None:
+    level = logging.ERROR if run.error is not None else logging.INFO
+    log.log(level, "%s of %s at %s: %s (%.2f s)", run.job, run.program_id,
+            run.fire.isoformat(), run.summary(), run.seconds)
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@app.command()
+def tick(
+    ctx: typer.Context,
+    as_of: str | None = AS_OF,
+    job: str | None = typer.Option(None, "--job", help=f"Only this job ({', '.join(JOBS)})."),
+    program: str | None = PROGRAM,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would happen; write "
+                                 "nothing."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="If another scheduler is running "
+                                 "jobs, exit instead of waiting for it."),
+    json_out: bool = JSON,
+) -> None:
+    """Run every job due up to --as-of once, in time order, then exit: missed fire times
+    are caught up, each once (for cron, for tests, for replays)."""
+    _setup_logging(quiet=True)  # the table (or JSON) reports every run; failures still log
+    engine = engine_for(ctx)
+    instant = parse_instant(as_of, "--as-of") or now()
+    report = run_tick(engine, instant, now, job=_job(job), program_id=program,
+                      dry_run=dry_run, wait=not no_wait, on_run=_log_run,
+                      on_wait=lambda: err_console.print(
+                          "another scheduler is running jobs on this database; waiting "
+                          "for it to finish"))
+    if json_out:
+        emit_json(report.as_json())
+    else:
+        head = "dry run (nothing written): would run" if dry_run else "ran"
+        if not report.runs:
+            console.print(f"nothing due up to {when(instant)}")
+        else:
+            busy = [r for r in report.runs if r.summary() != "nothing"]
+            table = Table("fire time", "job", "program", "did", title=f"{head} "
+                          f"{len(report.runs)} job run(s) up to {when(instant)}; "
+                          f"{len(report.runs) - len(busy)} found nothing to do")
+            for run in busy:
+                table.add_row(when(run.fire), run.job, run.program_id, escape(run.summary()))
+            console.print(table)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    clock_start: str | None = typer.Option(
+        None, "--clock-start", help="Run on a clock that reads this instant at start and "
+        "runs on at real speed (tests, rehearsals); default: the real clock."),
+    refresh_seconds: float = typer.Option(60.0, "--refresh-seconds", min=0.1, help="How "
+                                          "often to look for program changes."),
+) -> None:
+    """Run the scheduler as a long-lived process: catch up what is due, then fire every
+    program's jobs on their schedules (program time) until SIGTERM or Ctrl-C. Logs every
+    job run with what it did."""
+    _setup_logging()
+    engine = engine_for(ctx)
+    clock = Clock.starting_at(parse_instant(clock_start, "--clock-start"))
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping after the running job", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    port = SchedulerPort(engine, clock, _log_run, refresh_seconds)
+    port.start()
+    fires = port.next_fires()
+    log.info("scheduler running (clock %s): %d job(s); next: %s", clock.now().isoformat(),
+             len(fires), ", ".join(f"{job_id} at {at.isoformat()}" for job_id, at in fires[:3])
+             or "none")
+    while not stop.wait(0.5):
+        pass
+    port.stop()
+    log.info("scheduler stopped")
+
+
+@app.command()
+def status(ctx: typer.Context, as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
+    """Every program's jobs: schedule, how far each has run, next fire, open failures."""
+    rows = scheduler_status(engine_for(ctx), parse_instant(as_of, "--as-of") or now())
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("program", "job", "cron (program time)", "ran to", "runs", "next fire",
+                  "open failures")
+    for r in rows:
+        table.add_row(r["program_id"], r["job"], f"{r['cron']} {r['timezone']}",
+                      when(r["ran_to"]), str(r["runs"]), when(r["next_fire"]),
+                      str(r["open_failures"]))
+    console.print(table)
+
+
+@app.command()
+def failures(ctx: typer.Context,
+             all_: bool = typer.Option(False, "--all", help="Include resolved failures."),
+             json_out: bool = JSON) -> None:
+    """Job failures (per member, or '*' for a whole program's run), retried on every run
+    until they succeed."""
+    rows = job_failures(engine_for(ctx), all_)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("no open job failures" if not all_ else "no job failures")
+        return
+    table = Table("program", "job", "member", "key", "attempts", "last failed", "resolved",
+                  "reason")
+    for r in rows:
+        table.add_row(r["program_id"], r["job"], escape(r["member_id"]),
+                      escape(r["failure_key"]), str(r["attempts"]), when(r["last_failed_at"]),
+                      when(r["resolved_at"]), escape(r["reason"]))
+    console.print(table)

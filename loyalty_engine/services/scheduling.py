@@ -1,0 +1,441 @@
+"""The scheduler's heart, shared by `scheduler tick` and `scheduler run`: which jobs are due
+for which program up to an instant (from watermarks and cron schedules), running them in
+time order, each fire time in one transaction with its watermark, and job failures kept
+to retry."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, select, text, tuple_
+from sqlalchemy.engine import make_url
+
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
+from loyalty_engine.rules.compiled import (
+    CompiledProgram,
+    NthVisit,
+    PeriodicRebate,
+    SpendThreshold,
+    StampCard,
+)
+from loyalty_engine.rules.schedules import JOBS, cron_trigger, fire_times, latest_fire
+from loyalty_engine.services.clubs import advance_clubs
+from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.services.notices import send_notices
+from loyalty_engine.services.period_bonuses import award_period_bonuses
+from loyalty_engine.services.points import activate_pending, expire_points
+from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.rebates import issue_rebates
+from loyalty_engine.services.reward_expiry import expire_rewards
+from loyalty_engine.services.tiers import review_tiers
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import insert_rows
+from loyalty_engine.store.database import enclosing, write_transaction
+
+log = logging.getLogger("loyalty.scheduler")
+
+_marks = tables.scheduler_watermarks
+_failures = tables.job_failures
+
+# How far back a job that has never run looks for its latest fire time.
+FIRST_RUN_LOOKBACK = timedelta(days=400)
+# Any number that no other user of the database's advisory locks picks: "LOYALTY".
+_ADVISORY_KEY = 0x4C4F59414C5459
+ALL_MEMBERS = "*"
+
+
+class BackwardsTickError(LoyaltyError):
+    """A tick asked to run up to an instant before where a job has already run."""
+
+
+class SchedulerBusyError(LoyaltyError):
+    """Another scheduler holds the database's scheduler lock (and we were told not to wait)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One job of one program to run at one fire time; since: the previous fire time done."""
+
+    fire: datetime
+    job: str
+    program_id: str
+    since: datetime | None
+
+
+@dataclass(slots=True)
+class JobRun:
+    """What one job did at one fire time for one program (or why it failed)."""
+
+    program_id: str
+    job: str
+    fire: datetime
+    counts: dict[str, Any] = field(default_factory=dict)
+    member_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"program_id": self.program_id, "job": self.job,
+                "fire_time": self.fire.isoformat(), "counts": self.counts,
+                "member_failures": [{"member_id": m, "key": k, "reason": r}
+                                    for m, k, r in self.member_failures],
+                "error": self.error, "seconds": round(self.seconds, 3)}
+
+    def summary(self) -> str:
+        """One log line of counts."""
+        if self.error is not None:
+            return f"FAILED: {self.error}"
+        shown = ", ".join(f"{k} {v}" for k, v in _flat(self.counts).items() if v) or "nothing"
+        if self.member_failures:
+            shown += f"; {len(self.member_failures)} member(s) failed, retried next run"
+        return shown
+
+
+@dataclass(slots=True)
+class TickReport:
+    """Everything a tick ran, in order; what would run, on a dry run."""
+
+    as_of: datetime
+    dry_run: bool
+    runs: list[JobRun] = field(default_factory=list)
+    waited_for_lock: bool = False
+
+    @property
+    def failed(self) -> int:
+        """Job runs that failed as a whole."""
+        return sum(1 for r in self.runs if r.error is not None)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"as_of": self.as_of.isoformat(), "dry_run": self.dry_run,
+                "runs": [r.as_json() for r in self.runs], "failed": self.failed,
+                "member_failures": sum(len(r.member_failures) for r in self.runs)}
+
+
+def _flat(counts: dict[str, Any]) -> dict[str, Any]:
+    """Counts for a log line: numbers only, per-program maps summed."""
+    flat: dict[str, Any] = {}
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            value = sum(v for v in value.values() if isinstance(v, int))
+        if isinstance(value, int) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+# --- which jobs apply to a program ----------------------------------------------------------
+
+def applies(job: str, program: CompiledProgram) -> bool:
+    """Whether a job has anything to do for a program at all."""
+    rules = program.rules
+    if job == "activate":
+        return program.pending_days > 0
+    if job == "expire":
+        return (program.expiry.kind != "never" or bool(program.rewards)
+                or any(isinstance(r, StampCard | PeriodicRebate) for r in rules))
+    if job == "period_bonuses":
+        return any(isinstance(r, NthVisit | SpendThreshold) and r.at_period_end for r in rules)
+    if job == "rebates":
+        return any(isinstance(r, PeriodicRebate) for r in rules)
+    if job == "review_tiers":
+        return program.tiers is not None
+    if job == "clubs":
+        return bool(program.clubs) or bool(program.groups)
+    if job == "notices":
+        return (program.expiry.kind != "never" or program.tiers is not None
+                or bool(program.groups))
+    raise ValueError(f"unknown job {job!r}")
+
+
+def schedules(catalog: ProgramCatalog, at: datetime, job: str | None = None,
+              program_id: str | None = None) -> list[tuple[VersionInForce, str, str]]:
+    """(version, job, cron) of every job that applies to a program in force at `at`."""
+    found = []
+    for version in catalog.all_in_force(at):
+        if program_id is not None and version.program_id != program_id:
+            continue
+        for name in JOBS:
+            if (job is None or job == name) and applies(name, version.program):
+                found.append((version, name, version.program.schedule.get(
+                    name, JOBS[name].default_cron)))
+    return found
+
+
+# --- running ----------------------------------------------------------------------------------
+
+JobCall = Callable[[Engine, VersionInForce, Due, datetime], tuple[dict[str, Any],
+                                                                   list[tuple[str, str, str]]]]
+
+
+def _activate(engine: Engine, version: VersionInForce, due: Due,
+              now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    done = activate_pending(engine, due.fire, due.program_id)
+    return {"lots": done.lots, "points": done.points, "members": done.members}, []
+
+
+def _expire(engine: Engine, version: VersionInForce, due: Due,
+            now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    points = expire_points(engine, due.fire, due.program_id)
+    rewards = expire_rewards(engine, due.fire, now, due.program_id, due.since)
+    return {"lots_expired": points.lots, "points_expired": points.points,
+            **rewards.as_json()}, []
+
+
+def _period_bonuses(engine: Engine, version: VersionInForce, due: Due,
+                    now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    done = award_period_bonuses(engine, due.fire, now, due.program_id, due.since)
+    return {"bonuses": done.awarded, "points": done.points, "by_rule": done.by_rule}, []
+
+
+def _rebates(engine: Engine, version: VersionInForce, due: Due,
+             now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    done = issue_rebates(engine, due.fire, now, due.program_id, due.since)
+    return {"vouchers": done.vouchers, "amount_minor": done.amount_minor}, []
+
+
+def _review(engine: Engine, version: VersionInForce, due: Due,
+            now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    done = review_tiers(engine, due.fire, now, due.program_id)
+    pid = due.program_id
+    counts = {"reviewed": done.reviewed.get(pid, 0), "upgraded": done.upgraded.get(pid, 0),
+              "downgraded": done.downgraded.get(pid, 0), "held": done.held.get(pid, 0),
+              "manual_floors_ended": done.floors_ended.get(pid, 0),
+              "review_days": done.review_days.get(pid, [])}
+    return counts, [(member, day, why) for _, member, day, why in done.failures]
+
+
+def _clubs(engine: Engine, version: VersionInForce, due: Due,
+           now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    return advance_clubs(engine, due.fire, now, due.program_id).as_json(), []
+
+
+def _notices(engine: Engine, version: VersionInForce, due: Due,
+             now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    done = send_notices(engine, due.fire, now, version.program.notice_days, due.program_id)
+    return dict(done.recorded), []
+
+
+CALLS: dict[str, JobCall] = {
+    "activate": _activate, "expire": _expire, "period_bonuses": _period_bonuses,
+    "rebates": _rebates, "review_tiers": _review, "clubs": _clubs, "notices": _notices,
+}
+
+
+def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | None,
+         program_id: str | None, dry_run: bool) -> list[tuple[Due, VersionInForce]]:
+    """Every (fire time, job, program) due up to as_of, in the order they must run: by
+    fire time, then job order. A job never run before runs once, at its latest fire time
+    (the steps catch up what they find); after that every missed fire time runs, in
+    order, except for jobs whose effects are dated by the data (coalesced to the latest)."""
+    marks = {(r.program_id, r.job): r.ran_to for r in conn.execute(select(_marks))}
+    found: list[tuple[Due, VersionInForce]] = []
+    behind = []
+    for version, name, cron in schedules(catalog, as_of, job, program_id):
+        trigger = cron_trigger(cron, version.program.timezone)
+        mark = marks.get((version.program_id, name))
+        if mark is not None and as_of < mark:
+            behind.append(f"{name} of {version.program_id} has run up to {mark.isoformat()}")
+            continue
+        if mark is None:
+            last = latest_fire(trigger, as_of, FIRST_RUN_LOOKBACK)
+            fires = [] if last is None else [last]
+        else:
+            fires = fire_times(trigger, mark, as_of)
+            if JOBS[name].coalesce:
+                fires = fires[-1:]
+        previous = mark
+        for fire in fires:
+            found.append((Due(fire, name, version.program_id, previous), version))
+            previous = fire
+    if behind and not dry_run:
+        more = f" and {len(behind) - 1} more job(s)" if len(behind) > 1 else ""
+        raise BackwardsTickError(
+            f"--as-of {as_of.isoformat()} is before where the scheduler has already run "
+            f"({behind[0]}{more}); a tick cannot go back in time, so give a later --as-of "
+            "(or --dry-run, which writes nothing)")
+    order = list(JOBS)
+    found.sort(key=lambda d: (d[0].fire, order.index(d[0].job), d[0].program_id))
+    return found
+
+
+def run_tick(engine: Engine, as_of: datetime, now: Callable[[], datetime],
+             job: str | None = None, program_id: str | None = None,
+             dry_run: bool = False, wait: bool = True,
+             on_run: Callable[[JobRun], None] | None = None,
+             on_wait: Callable[[], None] | None = None) -> TickReport:
+    """Run everything due up to as_of once, in order. Each fire time of each job commits
+    with its watermark in one transaction, so a process killed half-way leaves every job
+    either done and marked or not done at all, and a rerun finishes the rest. A job that
+    fails for a program records the failure and holds its watermark (retried next run);
+    other jobs carry on. A dry run rolls every job back and moves nothing."""
+    report = TickReport(as_of, dry_run)
+    with _scheduler_lock(engine, wait and not dry_run, dry_run, on_wait) as waited:
+        report.waited_for_lock = waited
+        with engine.connect() as conn:
+            catalog = load_catalog(conn)
+            require_program(catalog, program_id)
+            due = plan(conn, catalog, as_of, job, program_id, dry_run)
+        broken: set[tuple[str, str]] = set()
+        for item, version in due:
+            if (item.program_id, item.job) in broken:
+                continue
+            run = _run_one(engine, version, item, now, dry_run)
+            if run.error is not None:
+                broken.add((item.program_id, item.job))
+            report.runs.append(run)
+            if on_run is not None:
+                on_run(run)
+    return report
+
+
+def _run_one(engine: Engine, version: VersionInForce, item: Due,
+             now: Callable[[], datetime], dry_run: bool) -> JobRun:
+    run = JobRun(item.program_id, item.job, item.fire)
+    started = time.perf_counter()
+    try:
+        with enclosing(engine, commit=not dry_run) as conn:
+            stamp = now()
+            run.counts, run.member_failures = CALLS[item.job](engine, version, item, stamp)
+            _keep_failures(conn, item, run.member_failures, stamp)
+            _advance(conn, item, stamp)
+    except Exception as error:  # a job's failure must not stop the other jobs
+        run.error = f"{type(error).__name__}: {error}"
+        log.exception("job %s of %s at %s failed", item.job, item.program_id,
+                      item.fire.isoformat())
+        if not dry_run:
+            with write_transaction(engine) as conn:
+                _keep_failures(conn, item, [(ALL_MEMBERS, item.fire.isoformat(), run.error)],
+                               now(), whole=True)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _keep_failures(conn: Connection, item: Due, failures: list[tuple[str, str, str]],
+                   now: datetime, whole: bool = False) -> None:
+    """Record this run's failures (again: attempts + 1) and, after a run that got through,
+    resolve the job's earlier failures that did not happen again."""
+    if failures:
+        insert_rows(conn, _failures, (
+            "program_id", "job", "member_id", "failure_key", "reason", "as_of", "attempts",
+            "first_failed_at", "last_failed_at", "resolved_at"),
+            [(item.program_id, item.job, member, key[:160], reason, item.fire, 1, now, now,
+              None) for member, key, reason in failures],
+            on_conflict=["program_id", "job", "member_id", "failure_key"],
+            update={"reason": "excluded.reason", "as_of": "excluded.as_of",
+                    "attempts": "job_failures.attempts + 1",
+                    "last_failed_at": "excluded.last_failed_at", "resolved_at": "NULL"})
+    if whole:
+        return
+    still = [(m, k[:160]) for m, k, _ in failures]
+    resolve = and_(_failures.c.program_id == item.program_id, _failures.c.job == item.job,
+                   _failures.c.resolved_at.is_(None))
+    if still:
+        resolve = and_(resolve, tuple_(_failures.c.member_id, _failures.c.failure_key)
+                       .not_in(still))
+    conn.execute(_failures.update().where(resolve).values(resolved_at=now))
+
+
+def _advance(conn: Connection, item: Due, now: datetime) -> None:
+    insert_rows(conn, _marks, ("program_id", "job", "ran_to", "runs", "updated_at"),
+                [(item.program_id, item.job, item.fire, 1, now)],
+                on_conflict=["program_id", "job"],
+                update={"ran_to": "excluded.ran_to", "runs": "scheduler_watermarks.runs + 1",
+                        "updated_at": "excluded.updated_at"})
+
+
+# --- one scheduler at a time -------------------------------------------------------------------
+
+@contextmanager
+def _scheduler_lock(engine: Engine, wait: bool, dry_run: bool,
+                    on_wait: Callable[[], None] | None) -> Iterator[bool]:
+    """Hold the database's scheduler lock (yields whether we had to wait for it): a
+    PostgreSQL advisory lock of our session, or a lock on a file beside the SQLite file;
+    either is released by the system when the process dies, even by SIGKILL. A dry run
+    writes nothing and takes no lock."""
+    if dry_run:
+        yield False
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                               {"k": _ADVISORY_KEY}).scalar()
+            conn.commit()
+            if not got:
+                if not wait:
+                    raise SchedulerBusyError(
+                        "another scheduler is running jobs on this database; try again when "
+                        "it has finished")
+                if on_wait is not None:
+                    on_wait()
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_KEY})
+                conn.commit()
+            try:
+                yield not got
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                conn.commit()
+        return
+    path = Path(str(make_url(str(engine.url)).database) + ".scheduler-lock")
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = False
+        except BlockingIOError:
+            if not wait:
+                raise SchedulerBusyError(
+                    f"another scheduler is running jobs on this database (it holds {path}); "
+                    "try again when it has finished") from None
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- reading the scheduler's state ---------------------------------------------------------
+
+def scheduler_status(engine: Engine, as_of: datetime) -> list[dict[str, Any]]:
+    """Every job of every program in force: its schedule, how far it has run, and when
+    it fires next."""
+    with engine.connect() as conn:
+        catalog = load_catalog(conn)
+        marks = {(r.program_id, r.job): r for r in conn.execute(select(_marks))}
+        open_failures: dict[tuple[str, str], int] = {}
+        for row in conn.execute(select(_failures.c.program_id, _failures.c.job)
+                                .where(_failures.c.resolved_at.is_(None))):
+            key = (row.program_id, row.job)
+            open_failures[key] = open_failures.get(key, 0) + 1
+    found = []
+    for version, name, cron in schedules(catalog, as_of):
+        trigger = cron_trigger(cron, version.program.timezone)
+        mark = marks.get((version.program_id, name))
+        next_fire = trigger.get_next_fire_time(
+            None, (mark.ran_to if mark is not None else as_of) + timedelta(seconds=1))
+        found.append({"program_id": version.program_id, "job": name, "cron": cron,
+                      "timezone": str(version.program.timezone),
+                      "ran_to": None if mark is None else mark.ran_to,
+                      "runs": 0 if mark is None else int(mark.runs),
+                      "next_fire": next_fire,
+                      "open_failures": open_failures.get((version.program_id, name), 0)})
+    return found
+
+
+def job_failures(engine: Engine, include_resolved: bool = False) -> list[dict[str, Any]]:
+    """Recorded job failures, newest first (open ones only unless asked)."""
+    query = select(_failures).order_by(_failures.c.last_failed_at.desc(), _failures.c.id)
+    if not include_resolved:
+        query = query.where(_failures.c.resolved_at.is_(None))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
