@@ -14,7 +14,7 @@ from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.database import reading, write_transaction
 from loyalty_engine.store.retry import retry_transient
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def reverifications_due(engine: Engine, as_of: datetime) -> list[dict[str, Any]]
     """Verifications whose re-verification has fallen due by as_of and that have not lapsed
     yet (verified_until - reverify_days <= as_of < verified_until), soonest lapse first."""
     found = []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         days = {(v.program_id, g.group_id): g.reverify_days
                 for v in load_catalog(conn).all_in_force(as_of)
                 for g in v.program.groups.values()}

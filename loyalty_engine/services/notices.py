@@ -16,7 +16,7 @@ from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import at_risk
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.database import reading, write_transaction
 
 _lots = tables.point_lots
 
@@ -39,7 +39,7 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
     drop at a review within `days`), eligibility_expiring (per verification)."""
     horizon = as_of + timedelta(days=days)
     events: list[Event] = []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         catalog = load_catalog(conn)
     zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
     # Tier warnings and re-verifications come from the set-based reads that serve

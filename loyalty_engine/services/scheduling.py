@@ -9,7 +9,7 @@ import fcntl
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -284,16 +284,19 @@ def run_tick(engine: Engine, as_of: datetime, now: Callable[[], datetime],
             catalog = load_catalog(conn)
             require_program(catalog, program_id)
             due = plan(conn, catalog, as_of, job, program_id, dry_run)
-        broken: set[tuple[str, str]] = set()
-        for item, version in due:
-            if (item.program_id, item.job) in broken:
-                continue
-            run = _run_one(engine, version, item, now, dry_run)
-            if run.error is not None:
-                broken.add((item.program_id, item.job))
-            report.runs.append(run)
-            if on_run is not None:
-                on_run(run)
+        # A dry run is one transaction, rolled back at the end: each job sees what the
+        # jobs before it would have done, and nothing stays.
+        with enclosing(engine, commit=False) if dry_run else nullcontext():
+            broken: set[tuple[str, str]] = set()
+            for item, version in due:
+                if (item.program_id, item.job) in broken:
+                    continue
+                run = _run_one(engine, version, item, now, dry_run)
+                if run.error is not None:
+                    broken.add((item.program_id, item.job))
+                report.runs.append(run)
+                if on_run is not None:
+                    on_run(run)
     return report
 
 
@@ -302,7 +305,7 @@ def _run_one(engine: Engine, version: VersionInForce, item: Due,
     run = JobRun(item.program_id, item.job, item.fire)
     started = time.perf_counter()
     try:
-        with enclosing(engine, commit=not dry_run) as conn:
+        with enclosing(engine) as conn:
             stamp = now()
             run.counts, run.member_failures = CALLS[item.job](engine, version, item, stamp)
             _keep_failures(conn, item, run.member_failures, stamp)

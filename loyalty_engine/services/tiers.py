@@ -20,7 +20,7 @@ from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
-from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.database import reading, write_transaction
 from loyalty_engine.store.retry import retry_transient
 
 _status = tables.tier_status
@@ -285,7 +285,7 @@ def at_risk(engine: Engine, as_of: datetime, program_id: str | None = None
     what they lack to keep their tier. A manual floor lasting past the review, or a hold,
     protects a member."""
     found: list[dict[str, Any]] = []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         catalog = load_catalog(conn)
         require_program(catalog, program_id)
         for version in catalog.all_in_force(as_of):

@@ -113,6 +113,11 @@ def enclosing(engine: Engine, commit: bool = True) -> Iterator[Connection]:
     """One write transaction that every write_transaction opened inside it joins: the
     scheduler runs a job's services and moves its watermark in one commit (a process
     killed half-way leaves neither), and a dry run rolls it all back (commit=False)."""
+    outer = _enclosing.get()
+    if outer is not None:  # inside another: a savepoint of it (a dry run's job, say)
+        with outer.begin_nested():
+            yield outer
+        return
     with engine.connect() as conn:
         conn = conn.execution_options(loyalty_write=True)
         transaction = conn.begin()
@@ -129,6 +134,18 @@ def enclosing(engine: Engine, commit: bool = True) -> Iterator[Connection]:
                 transaction.rollback()
         finally:
             _enclosing.reset(token)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection to read with: the enclosing transaction's, inside `enclosing` (so a
+    dry run's later jobs read what its earlier ones would have written), else a new one."""
+    outer = _enclosing.get()
+    if outer is not None:
+        yield outer
+        return
+    with engine.connect() as conn:
+        yield conn
 
 
 @contextmanager
