@@ -73,5 +73,8 @@ def list_events(engine: Engine, since: int = 0, limit: int = 100,
                 for r in conn.execute(query)]
 
 
+KEY_LENGTH = 240  # the key column's size
+
+
 def _fit(key: str) -> str:
-    return key if len(key) <= 240 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key if len(key) <= KEY_LENGTH else "sha256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, not_, select
 
 from loyalty_engine.domain.decisions import Standing, TierChange
 from loyalty_engine.engine.catalog import VersionInForce
@@ -18,6 +18,7 @@ from loyalty_engine.services.errors import NotFoundError, TierError
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.services.standing import insert_history, write_tier_changes
+from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
 from loyalty_engine.store.database import reading, write_transaction
@@ -98,10 +99,17 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
     pid = version.program_id
     zone = version.program.timezone
     today = as_of.astimezone(zone).date()
-    query = select(_status).where(_status.c.program_id == pid).order_by(_status.c.member_id)
     if conn.dialect.name == "postgresql":
         # A purchase upgrading a member waits for the review, and then sees its result.
-        query = query.with_for_update()
+        conn.execute(select(func.count()).select_from(
+            select(_status.c.member_id).where(_status.c.program_id == pid)
+            .order_by(_status.c.member_id).with_for_update().subquery()))
+    # Most members (one shared review day due, nothing to replay) are judged in SQL by
+    # review_fast below; the rest here, one by one.
+    shared = shared_review(ladder, today, zone)
+    query = select(_status).where(_status.c.program_id == pid).order_by(_status.c.member_id)
+    if shared is not None:
+        query = query.where(not_(fast_members(pid, shared)))
     rows = conn.execute(query).all()
     # Each member's review days still to apply, in order.
     due: dict[date, list[Any]] = defaultdict(list)
@@ -160,6 +168,12 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
         # Upgrades (and refunds) after the last review stand on top of its result.
         _replay_until(member, None)
     _write_review(conn, pid, state, changes, refs, ended_floors, now)
+    if shared is not None:
+        fast = review_fast(conn, ladder, pid, shared, now)
+        for key in ("reviewed", "up", "down", "held"):
+            counts[key] += fast[key]
+        if fast["reviewed"]:
+            due.setdefault(shared.day, [])
     result.reviewed[pid] = counts["reviewed"]
     result.upgraded[pid] = counts["up"]
     result.downgraded[pid] = counts["down"]

@@ -1,0 +1,230 @@
+"""A tier review's common case in set-based SQL: members of a calendar-year or rolling
+ladder with exactly one review day due, no manual floor ending and no tier change since
+that day are judged by CASE expressions over one GROUP BY of their credit, and updated
+with one statement; only the members whose tier changes come back to Python, for their
+history and events. review_tier (engine/standing.py) is the rule this mirrors; the slow
+path in services/tiers.py handles everyone else with it, and a test holds the two equal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Date,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from loyalty_engine.domain.periods import add_months
+from loyalty_engine.rules.compiled_membership import TierLadder
+from loyalty_engine.services.outbox import KEY_LENGTH, Event, record_events
+from loyalty_engine.store import tables
+from loyalty_engine.store.types import UTCDateTime
+
+_status = tables.tier_status
+_history = tables.tier_history
+_events = tables.member_events
+_counters = tables.progress_counters
+
+_temp = MetaData()
+_credit = Table("review_credit", _temp, Column("member_id", String(64), primary_key=True),
+                Column("credit", BigInteger), prefixes=["TEMPORARY"])
+_decision = Table("review_decision", _temp,
+                  Column("member_id", String(64), primary_key=True),
+                  Column("credit", BigInteger), Column("old_tier", String(64)),
+                  Column("new_tier", String(64)), Column("new_held", Date),
+                  Column("why", String(32)), prefixes=["TEMPORARY"])
+
+
+@dataclass(frozen=True, slots=True)
+class SharedReview:
+    """The review day everyone of a calendar or rolling ladder shares (the latest by
+    today), the one before it, and its instant."""
+
+    previous: date
+    day: date
+    at: datetime
+
+
+def shared_review(ladder: TierLadder, today: date, zone: Any) -> SharedReview | None:
+    """The shared review day due by today; None for anniversary ladders (each member has
+    their own day)."""
+    if ladder.window == "anniversary":
+        return None
+    if ladder.window == "calendar_year":
+        day, previous = date(today.year, 1, 1), date(today.year - 1, 1, 1)
+    else:
+        day = today.replace(day=1)
+        previous = add_months(day, -1)
+    return SharedReview(previous, day, datetime.combine(day, time(0), zone))
+
+
+def fast_members(pid: str, review: SharedReview) -> ColumnElement[bool]:
+    """Who the set-based review may judge: exactly this review day due (their last review,
+    or enrolment, falls in [previous, day)), no manual floor ending by it, and no upgrade
+    or refund since it (those need the replay of services/tiers.py)."""
+    s = _status.c
+    after = func.coalesce(s.reviewed_on, s.enrolled_on)
+    floor_ends = and_(s.manual_tier.is_not(None), s.manual_tier != "",
+                      s.manual_until.is_not(None), s.manual_until <= review.at)
+    moved = exists().where(_history.c.program_id == pid, _history.c.member_id == s.member_id,
+                           _history.c.reason.in_(("upgrade", "refund")),
+                           _history.c.changed_at >= review.at)
+    return and_(s.program_id == pid, after >= review.previous, after < review.day,
+                not_(floor_ends), not_(moved))
+
+
+def _rank(ladder: TierLadder, tier: ColumnElement[Any]) -> ColumnElement[int]:
+    return case({step.tier_id: step.rank for step in ladder.steps}, value=tier, else_=-1)
+
+
+def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview,
+                now: datetime) -> dict[str, int]:
+    """Review every fast member on the shared day; returns the counts (reviewed, up, down,
+    held)."""
+    window = ladder.review_window(review.day, review.day)
+    for table in (_decision, _credit):
+        table.drop(conn, checkfirst=True)
+    _credit.create(conn)
+    _decision.create(conn)
+    try:
+        conn.execute(_credit.insert().from_select(
+            ["member_id", "credit"],
+            select(_counters.c.member_id, func.sum(_counters.c.value))
+            .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
+                   _counters.c.period >= window.start.isoformat(),
+                   _counters.c.period < window.end.isoformat())
+            .group_by(_counters.c.member_id)))
+        conn.execute(_decision.insert().from_select(
+            ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"],
+            _decisions(ladder, pid, review)))
+        counts = _counts(conn, ladder)
+        if not counts["reviewed"]:
+            return counts
+        _record(conn, ladder, pid, review, window, now)
+        d = _decision.c
+        conn.execute(_status.update().where(
+            _status.c.program_id == pid, _status.c.member_id == d.member_id,
+        ).values(tier=d.new_tier, base_tier=d.new_tier, held_until=d.new_held,
+                 base_held_until=d.new_held, reviewed_on=review.day, updated_at=now))
+        return counts
+    finally:
+        _decision.drop(conn)
+        _credit.drop(conn)
+
+
+def _decisions(ladder: TierLadder, pid: str, review: SharedReview) -> Any:
+    """member_id, credit, old tier, new tier, new hold, why: review_tier as CASEs."""
+    s = _status.c
+    ids = [step.tier_id for step in ladder.steps]
+    credit = func.coalesce(_credit.c.credit, 0)
+    qualified = case(*[(credit >= step.threshold, literal(step.tier_id))
+                       for step in reversed(ladder.steps)], else_=literal(""))
+    inner = (select(s.member_id, credit.label("credit"), s.tier, s.held_until,
+                    case((s.tier.in_(ids), s.tier), else_=literal("")).label("cur"),
+                    qualified.label("q"))
+             .select_from(_status.outerjoin(_credit, _credit.c.member_id == s.member_id))
+             .where(fast_members(pid, review))).subquery()
+    cur, q = inner.c.cur, inner.c.q
+    hold = ladder.downgrade == "hold_next_period"
+    held_if_qualified: Any = (
+        case((q != "", literal(ladder.held_until(review.day - timedelta(days=1), review.day),
+                               Date)), else_=null()) if hold else null())
+    up_or_level = _rank(ladder, q) >= _rank(ladder, cur)
+    still_held = (and_(inner.c.held_until.is_not(None), inner.c.held_until > review.day)
+                  if hold else false())
+    if ladder.downgrade == "one_level":
+        below = case({ids[i]: ids[i - 1] for i in range(1, len(ids))}, value=cur,
+                     else_=literal(""))
+        down: Any = case((_rank(ladder, q) >= _rank(ladder, below), q), else_=below)
+        down_held: Any = null()
+        down_why = "one level down"
+    else:
+        down, down_held, down_why = q, held_if_qualified, "not requalified"
+    return select(
+        inner.c.member_id, inner.c.credit, inner.c.tier,
+        case((up_or_level, q), (still_held, cur), else_=down),
+        case((up_or_level, held_if_qualified), (still_held, inner.c.held_until),
+             else_=down_held),
+        case((up_or_level, case((q == cur, literal("qualified")),
+                                else_=literal("qualified higher"))),
+             (still_held, literal("held")), else_=literal(down_why)))
+
+
+def _counts(conn: Connection, ladder: TierLadder) -> dict[str, int]:
+    d = _decision.c
+    up = _rank(ladder, d.new_tier) > _rank(ladder, d.old_tier)
+    changed = d.new_tier != d.old_tier
+    reviewed, held, ups, downs = conn.execute(select(
+        func.count(), *(func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+                        for condition in (d.why == "held", and_(changed, up),
+                                          and_(changed, not_(up)))))).one()
+    return {"reviewed": int(reviewed), "held": int(held), "up": int(ups), "down": int(downs)}
+
+
+def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview,
+            window: Any, now: datetime) -> None:
+    """History and events of the members whose tier changed, each one INSERT ... SELECT
+    (the JSON built by the database), in the shape services/standing.insert_history
+    writes."""
+    d = _decision.c
+    postgres = conn.dialect.name == "postgresql"
+    obj = func.json_build_object if postgres else func.json_object
+    array = func.json_build_array if postgres else func.json_array
+    held_text = func.cast(d.new_held, String) if postgres else d.new_held
+    at = literal(review.at, UTCDateTime)
+    changed = d.new_tier != d.old_tier
+    fields: list[Any] = [
+        "review_day", review.day.isoformat(), "credit", d.credit, "measure", ladder.measure,
+        "policy", ladder.downgrade, "why", d.why,
+        "window", array(window.start.isoformat(), window.end.isoformat())]
+    detail = case((d.new_held.is_(None), obj(*fields)),
+                  else_=obj(*fields, "held_until", held_text))
+    history = (pg_insert if postgres else sqlite_insert)(_history).from_select(
+        ["member_id", "program_id", "from_tier", "to_tier", "reason", "changed_at",
+         "detail", "ref"],
+        select(d.member_id, literal(pid), d.old_tier, d.new_tier, literal("review"), at,
+               detail, literal(f"review:{review.day.isoformat()}"))
+        .where(changed).order_by(d.member_id))
+    conn.execute(history.on_conflict_do_nothing(
+        index_elements=["member_id", "program_id", "ref"]))
+    key = (literal(f"tier:{pid}:") + d.member_id
+           + literal(f":{review.at.isoformat()}:review:") + d.old_tier + literal(">")
+           + d.new_tier)
+    up = _rank(ladder, d.new_tier) > _rank(ladder, d.old_tier)
+    data = obj("from", d.old_tier, "to", d.new_tier, "reason", "review",
+               "held_until", held_text)
+    events = (pg_insert if postgres else sqlite_insert)(_events).from_select(
+        ["key", "kind", "member_id", "program_id", "occurred_at", "data", "recorded_at"],
+        select(key, case((up, literal("tier_upgraded")), else_=literal("tier_downgraded")),
+               d.member_id, literal(pid), at, data, literal(now, UTCDateTime))
+        .where(changed, func.length(key) <= KEY_LENGTH).order_by(d.member_id))
+    conn.execute(events.on_conflict_do_nothing(index_elements=["key"]))
+    # A key too long for its column is kept as a digest, as record_events does.
+    long_keys = conn.execute(select(d.member_id, d.old_tier, d.new_tier, d.new_held)
+                             .where(changed, func.length(key) > KEY_LENGTH)).all()
+    record_events(conn, [Event(
+        f"tier:{pid}:{r.member_id}:{review.at.isoformat()}:review:{r.old_tier}>{r.new_tier}",
+        "tier_upgraded" if ladder.rank(r.new_tier) > ladder.rank(r.old_tier)
+        else "tier_downgraded", r.member_id, pid, review.at,
+        {"from": r.old_tier, "to": r.new_tier, "reason": "review",
+         "held_until": None if r.new_held is None else r.new_held.isoformat()})
+        for r in long_keys], now)
