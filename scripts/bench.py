@@ -1,15 +1,25 @@
 """Benchmarks with targets as ratios against a raw baseline measured in the same run.
 
     python scripts/bench.py ingest [--database URL] [--n N] [--json]
+    python scripts/bench.py scheduler [--database URL] [--members N] [--json]
 
 ingest: imports N purchases (two items each) from a JSON Lines file through the engine
 (parse, validate, evaluate, write purchases, items, ledger entries, lots and balances), then
 inserts the same purchase and item rows with bare SQLAlchemy Core executemany into an
 identical empty schema. ratio = engine rate / raw rate; the target is >= 0.5.
 
---database names where to run: a SQLite URL (its file and a sibling .raw file are created
-and removed) or a PostgreSQL server URL (two throw-away databases are created there and
-dropped). The default is SQLite in a temporary directory.
+scheduler: applies rules/glow-beauty.yaml (tiers on calendar-year spend) to an empty
+database and bulk-loads N members with about ten purchase days each in 2026: the members,
+tier_status and spend progress_counters rows the engine would have written (not through the
+engine), with a mix of members due an upgrade, a downgrade, a hold or no change. Then times
+the year-end tier review (review_tiers as of 2027-01-01) against a bare GROUP BY of the same
+qualifying spend, fetched into Python (the faster of two runs, one before and one after the
+review). ratio = review time / GROUP BY time; the target is <= 3.
+
+--database names where to run: a SQLite URL (its file, and for ingest a sibling .raw file,
+are created and removed) or a PostgreSQL server URL (throw-away databases, two for ingest
+and one for scheduler, are created there and dropped). The default is SQLite in a
+temporary directory.
 """
 
 from __future__ import annotations
@@ -23,24 +33,26 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loyalty_engine.domain.events import PurchaseEvent  # noqa: E402
+from loyalty_engine.rules.compiled_membership import TierLadder  # noqa: E402
 from loyalty_engine.services.importing import import_purchases  # noqa: E402
-from loyalty_engine.services.programs import apply_program_files  # noqa: E402
-from loyalty_engine.store import migrate  # noqa: E402
+from loyalty_engine.services.programs import apply_program_files, load_catalog  # noqa: E402
+from loyalty_engine.services.tiers import review_tiers  # noqa: E402
+from loyalty_engine.store import migrate, tables  # noqa: E402
 from loyalty_engine.store.database import open_engine, resolve_url, write_transaction  # noqa: E402
-from loyalty_engine.store.tables import Member, Purchase, PurchaseItem  # noqa: E402
 
 TARGET_INGEST = 0.5
+TARGET_SCHEDULER = 3.0
 BATCH = 2000
 SKUS = [("FLAT-WHITE", "coffee", "3.60"), ("CROISSANT", "pastry", "2.20"),
         ("BEANS-HOUSE-250G", "coffee-beans", "8.95"), ("CHAI", "tea", "3.50"),
@@ -70,17 +82,18 @@ def _events(n: int, seed: int = 7) -> Iterator[dict[str, object]]:
 
 
 @contextmanager
-def _databases(url: str | None) -> Iterator[tuple[str, str]]:
-    """Two empty databases of the same kind: (engine, raw)."""
+def _databases(url: str | None,
+               kinds: tuple[str, ...] = ("engine", "raw")) -> Iterator[tuple[str, ...]]:
+    """Empty databases of the same kind, one per kind (by default two: engine, raw)."""
     if url is None or make_url(resolve_url(url)).get_backend_name() == "sqlite":
         with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as tmp:
             base = Path(make_url(resolve_url(url)).database or "") if url else Path(tmp) / "b.db"
-            paths = [base, base.with_name(base.name + ".raw")]
+            paths = [base] + [base.with_name(f"{base.name}.{kind}") for kind in kinds[1:]]
             for path in paths:
                 for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                     p.unlink(missing_ok=True)
             try:
-                yield f"sqlite:///{paths[0]}", f"sqlite:///{paths[1]}"
+                yield tuple(f"sqlite:///{path}" for path in paths)
             finally:
                 for path in paths:
                     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -88,17 +101,17 @@ def _databases(url: str | None) -> Iterator[tuple[str, str]]:
         return
     server = make_url(resolve_url(url)).set(drivername="postgresql")
     admin = server.render_as_string(hide_password=False)
-    names = [f"loyalty_bench_{uuid.uuid4().hex[:8]}_{kind}" for kind in ("engine", "raw")]
+    names = [f"loyalty_bench_{uuid.uuid4().hex[:8]}_{kind}" for kind in kinds]
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in names:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield tuple(server.set(database=n).render_as_string(hide_password=False)  # type: ignore[return-value]
+        yield tuple(server.set(database=n).render_as_string(hide_password=False)
                     for n in names)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             for name in names:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _raw_rows(path: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -123,11 +136,11 @@ def _raw_rows(path: Path) -> tuple[list[dict[str, object]], list[dict[str, objec
 
 def _time_raw(engine: Engine, purchases: list[dict[str, object]],
               items: list[dict[str, object]]) -> float:
-    table_p, table_i = Purchase.__table__, PurchaseItem.__table__
+    table_p, table_i = tables.purchases, tables.purchase_items
     # The purchases' members must exist (foreign key); creating them is set-up, not timed.
     now = datetime.now(UTC)
     with write_transaction(engine) as conn:
-        conn.execute(Member.__table__.insert(), [
+        conn.execute(tables.members.insert(), [
             {"member_id": m, "created_at": now, "attributes": {}}
             for m in sorted({str(p["member_id"]) for p in purchases})
         ])
@@ -178,6 +191,175 @@ def bench_ingest(url: str | None, n: int) -> dict[str, object]:
     }
 
 
+# --- scheduler ----------------------------------------------------------------------------------
+
+SCHEDULER_PROGRAM = "glow-beauty"
+REVIEW_AS_OF = datetime(2027, 1, 1, 3, 0, tzinfo=timezone(timedelta(hours=1)))
+YEAR = 2026
+LOAD_CHUNK = 20_000  # rows per executemany
+# What each member's tier_status row says before the year-end review, as (share, scenario):
+#   enrolled: the tier their first purchase gave (the lowest) and nothing since, so
+#       the review upgrades those whose year's spend qualifies higher;
+#   current:  the tier their spend qualifies for (no change at the review);
+#   held:     one tier above what they qualify for, held through 2027 (a hold);
+#   lapsing:  enrolled in 2025, reviewed on 1 January 2026 into a tier one above what
+#       2026's spend qualifies for, held only until 2027-01-01 (a downgrade).
+SCENARIOS = (("enrolled", 0.70), ("current", 0.15), ("held", 0.08), ("lapsing", 0.07))
+
+
+def _ladder(engine: Engine) -> tuple[TierLadder, str]:
+    """The program's compiled ladder and its progress counter, as the review will see them."""
+    with engine.connect() as conn:
+        for version in load_catalog(conn).all_in_force(REVIEW_AS_OF):
+            if version.program_id == SCHEDULER_PROGRAM and version.program.tiers is not None:
+                return version.program.tiers, version.program.tiers.counter
+    raise SystemExit(f"{SCHEDULER_PROGRAM} has no tiers in force at {REVIEW_AS_OF}")
+
+
+def _member_rows(i: int, rng: random.Random, ladder: TierLadder, now: datetime,
+                 ) -> tuple[dict[str, object], dict[str, object], list[dict[str, object]]]:
+    """One member's members row, tier_status row and spend counter rows."""
+    member_id = f"M{i:07d}"
+    steps = ladder.steps
+    # ~60% qualify for the bottom tier, ~30% the middle, ~10% the top (three tiers).
+    r = rng.random()
+    rank = 0 if r < 0.6 else 1 if r < 0.9 else 2
+    rank = min(rank, len(steps) - 1)
+    low = max(steps[rank].threshold, 1000)
+    high = (steps[rank + 1].threshold - 1 if rank + 1 < len(steps)
+            else 3 * max(steps[rank].threshold, 1000))
+    total = rng.randint(low, high)
+    days = sorted(rng.sample(range(365), rng.randint(8, 12)))
+    weights = [rng.random() + 0.2 for _ in days]
+    scale = total / sum(weights)
+    values = [int(w * scale) for w in weights]
+    values[-1] += total - sum(values)
+    first = date(YEAR, 1, 1)
+    counters: list[dict[str, object]] = [
+        {"member_id": member_id, "program_id": SCHEDULER_PROGRAM, "counter": ladder.counter,
+         "period": (first + timedelta(days=d)).isoformat(), "value": v}
+        for d, v in zip(days, values, strict=True)]
+    enrolled_on = first + timedelta(days=days[0])  # a tier row starts at the first purchase
+    qualified = ladder.qualified(total)
+    above = steps[min(ladder.rank(qualified) + 1, len(steps) - 1)].tier_id
+    lowest = ladder.qualified(0) or steps[0].tier_id
+    held_until = ladder.held_until(enrolled_on, enrolled_on)  # status earned in 2026
+    pick, scenario = rng.random(), SCENARIOS[-1][0]
+    for name, share in SCENARIOS:
+        if pick < share:
+            scenario = name
+            break
+        pick -= share
+    tier, base, reviewed_on, base_held = lowest, lowest, None, None
+    if scenario == "current":
+        tier = qualified
+    elif scenario == "held":
+        tier = above
+    elif scenario == "lapsing":
+        enrolled_on = date(YEAR - 1, 1, 1) + timedelta(days=rng.randrange(365))
+        reviewed_on = date(YEAR, 1, 1)
+        tier = base = above
+        held_until = base_held = ladder.held_until(date(YEAR - 1, 12, 31), enrolled_on)
+    status: dict[str, object] = {
+        "member_id": member_id, "program_id": SCHEDULER_PROGRAM, "tier": tier,
+        "base_tier": base, "held_until": held_until, "base_held_until": base_held,
+        "manual_tier": None, "manual_until": None, "manual_reason": None,
+        "enrolled_on": enrolled_on, "reviewed_on": reviewed_on, "updated_at": now}
+    member: dict[str, object] = {"member_id": member_id, "created_at": now, "attributes": {}}
+    return member, status, counters
+
+
+def _load_members(engine: Engine, ladder: TierLadder, n: int, seed: int = 11) -> int:
+    """Bulk-insert n members with their tier rows and 2026 spend; returns counter rows."""
+    rng = random.Random(seed)
+    now = datetime(YEAR, 12, 31, 12, 0, tzinfo=UTC)
+    targets = (tables.members, tables.tier_status, tables.progress_counters)
+    counter_rows, next_report = 0, max(1, n // 10)
+    started = time.perf_counter()
+    with write_transaction(engine) as conn:
+        members: list[dict[str, object]] = []
+        statuses: list[dict[str, object]] = []
+        counters: list[dict[str, object]] = []
+        for i in range(n):
+            member, status, spent = _member_rows(i, rng, ladder, now)
+            members.append(member)
+            statuses.append(status)
+            counters.extend(spent)
+            if len(counters) >= LOAD_CHUNK or i == n - 1:
+                for table, rows in zip(targets, (members, statuses, counters), strict=True):
+                    conn.execute(table.insert(), rows)
+                counter_rows += len(counters)
+                members, statuses, counters = [], [], []
+                if i + 1 >= next_report:
+                    next_report += max(1, n // 10)
+                    print(f"  built {i + 1}/{n} members, {counter_rows} counter rows "
+                          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return counter_rows
+
+
+def _time_group_by(conn: Connection, counter: str) -> tuple[float, int]:
+    """The bare GROUP BY of the year's qualifying spend, every row fetched into Python."""
+    query = text("SELECT member_id, SUM(value) FROM progress_counters "
+                 "WHERE program_id = :program AND counter = :counter "
+                 "AND period >= :start AND period < :end GROUP BY member_id")
+    params = {"program": SCHEDULER_PROGRAM, "counter": counter,
+              "start": f"{YEAR}-01-01", "end": f"{YEAR + 1}-01-01"}
+    started = time.perf_counter()
+    credit = {m: int(v) for m, v in conn.execute(query, params)}
+    return time.perf_counter() - started, len(credit)
+
+
+def bench_scheduler(url: str | None, n: int) -> dict[str, object]:
+    """Run the scheduler (tier review) benchmark and return its figures."""
+    with _databases(url, ("engine",)) as (engine_url,):
+        engine = open_engine(engine_url)
+        migrate.upgrade(engine)
+        apply_program_files(engine, [ROOT / "rules" / f"{SCHEDULER_PROGRAM}.yaml"],
+                            datetime.now(UTC))
+        ladder, counter = _ladder(engine)
+        print(f"building {n} members on {engine.dialect.name}...", file=sys.stderr)
+        started = time.perf_counter()
+        counter_rows = _load_members(engine, ladder, n)
+        build_seconds = time.perf_counter() - started
+        print(f"  built in {build_seconds:.1f} s", file=sys.stderr)
+        with engine.connect() as conn:
+            before, rows = _time_group_by(conn, counter)
+        if rows != n:
+            raise SystemExit(f"GROUP BY found {rows} members, not {n}")
+        started = time.perf_counter()
+        result = review_tiers(engine, REVIEW_AS_OF, datetime.now(UTC), SCHEDULER_PROGRAM)
+        review_seconds = time.perf_counter() - started
+        with engine.connect() as conn:
+            after, _ = _time_group_by(conn, counter)
+        engine.dispose()
+    reviewed = result.reviewed.get(SCHEDULER_PROGRAM, 0)
+    if reviewed != n or result.failures:
+        raise SystemExit(f"tier review reviewed {reviewed} of {n} members "
+                         f"({len(result.failures)} failed: {result.failures[:3]})")
+    group_by_seconds = min(before, after)
+    ratio = review_seconds / group_by_seconds
+    return {
+        "benchmark": "scheduler",
+        "database": make_url(engine_url).get_backend_name(),
+        "members": n,
+        "counter_rows": counter_rows,
+        "build_seconds": round(build_seconds, 3),
+        "review_seconds": round(review_seconds, 3),
+        "group_by_seconds": round(group_by_seconds, 3),
+        "group_by_runs": [round(before, 3), round(after, 3)],
+        "reviewed": reviewed,
+        "upgraded": result.upgraded.get(SCHEDULER_PROGRAM, 0),
+        "downgraded": result.downgraded.get(SCHEDULER_PROGRAM, 0),
+        "held": result.held.get(SCHEDULER_PROGRAM, 0),
+        "ratio": round(ratio, 3),
+        "target": TARGET_SCHEDULER,
+        "meets_target": ratio <= TARGET_SCHEDULER,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,7 +368,26 @@ def main() -> None:
     ingest.add_argument("--database", default=None, help="SQLite URL or PostgreSQL server URL")
     ingest.add_argument("--n", type=int, default=200_000, help="purchases (two items each)")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
+    scheduler = sub.add_parser("scheduler", help="year-end tier review vs a bare GROUP BY")
+    scheduler.add_argument("--database", default=None,
+                           help="SQLite URL or PostgreSQL server URL")
+    scheduler.add_argument("--members", type=int, default=100_000,
+                           help="members (about ten purchase days each)")
+    scheduler.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.benchmark == "scheduler":
+        result = bench_scheduler(args.database, args.members)
+        if args.json:
+            print(json.dumps(result))
+            return
+        print(f"scheduler on {result['database']}: {result['members']} members, "
+              f"{result['counter_rows']} counter rows (built in {result['build_seconds']} s)")
+        print(f"  review:   {result['review_seconds']} s ({result['reviewed']} reviewed, "
+              f"{result['upgraded']} up, {result['downgraded']} down, {result['held']} held)")
+        print(f"  group by: {result['group_by_seconds']} s")
+        print(f"  ratio review/group by: {result['ratio']} (target <= {result['target']}: "
+              f"{'met' if result['meets_target'] else 'NOT met'})")
+        return
     result = bench_ingest(args.database, args.n)
     if args.json:
         print(json.dumps(result))

@@ -45,8 +45,6 @@ _events = tables.member_events
 _counters = tables.progress_counters
 
 _temp = MetaData()
-_credit = Table("review_credit", _temp, Column("member_id", String(64), primary_key=True),
-                Column("credit", BigInteger), prefixes=["TEMPORARY"])
 _decision = Table("review_decision", _temp,
                   Column("member_id", String(64), primary_key=True),
                   Column("credit", BigInteger), Column("old_tier", String(64)),
@@ -101,21 +99,20 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
     """Review every fast member on the shared day; returns the counts (reviewed, up, down,
     held)."""
     window = ladder.review_window(review.day, review.day)
-    for table in (_decision, _credit):
-        table.drop(conn, checkfirst=True)
-    _credit.create(conn)
+    _decision.drop(conn, checkfirst=True)
     _decision.create(conn)
+    if conn.dialect.name == "postgresql":
+        # Room to hash and sort a whole program's members in memory (this transaction only).
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     try:
-        conn.execute(_credit.insert().from_select(
-            ["member_id", "credit"],
-            select(_counters.c.member_id, func.sum(_counters.c.value))
-            .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
-                   _counters.c.period >= window.start.isoformat(),
-                   _counters.c.period < window.end.isoformat())
-            .group_by(_counters.c.member_id)))
+        credit = (select(_counters.c.member_id, func.sum(_counters.c.value).label("credit"))
+                  .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
+                         _counters.c.period >= window.start.isoformat(),
+                         _counters.c.period < window.end.isoformat())
+                  .group_by(_counters.c.member_id).subquery("review_credit"))
         conn.execute(_decision.insert().from_select(
             ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"],
-            _decisions(ladder, pid, review)))
+            _decisions(ladder, pid, review, credit)))
         counts = _counts(conn, ladder)
         if not counts["reviewed"]:
             return counts
@@ -128,20 +125,19 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
         return counts
     finally:
         _decision.drop(conn)
-        _credit.drop(conn)
 
 
-def _decisions(ladder: TierLadder, pid: str, review: SharedReview) -> Any:
+def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any) -> Any:
     """member_id, credit, old tier, new tier, new hold, why: review_tier as CASEs."""
     s = _status.c
     ids = [step.tier_id for step in ladder.steps]
-    credit = func.coalesce(_credit.c.credit, 0)
+    credit = func.coalesce(credits.c.credit, 0)
     qualified = case(*[(credit >= step.threshold, literal(step.tier_id))
                        for step in reversed(ladder.steps)], else_=literal(""))
     inner = (select(s.member_id, credit.label("credit"), s.tier, s.held_until,
                     case((s.tier.in_(ids), s.tier), else_=literal("")).label("cur"),
                     qualified.label("q"))
-             .select_from(_status.outerjoin(_credit, _credit.c.member_id == s.member_id))
+             .select_from(_status.outerjoin(credits, credits.c.member_id == s.member_id))
              .where(fast_members(pid, review))).subquery()
     cur, q = inner.c.cur, inner.c.q
     hold = ladder.downgrade == "hold_next_period"
@@ -203,7 +199,7 @@ def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview
          "detail", "ref"],
         select(d.member_id, literal(pid), d.old_tier, d.new_tier, literal("review"), at,
                detail, literal(f"review:{review.day.isoformat()}"))
-        .where(changed).order_by(d.member_id))
+        .where(changed))
     conn.execute(history.on_conflict_do_nothing(
         index_elements=["member_id", "program_id", "ref"]))
     key = (literal(f"tier:{pid}:") + d.member_id
@@ -216,7 +212,7 @@ def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview
         ["key", "kind", "member_id", "program_id", "occurred_at", "data", "recorded_at"],
         select(key, case((up, literal("tier_upgraded")), else_=literal("tier_downgraded")),
                d.member_id, literal(pid), at, data, literal(now, UTCDateTime))
-        .where(changed, func.length(key) <= KEY_LENGTH).order_by(d.member_id))
+        .where(changed, func.length(key) <= KEY_LENGTH))
     conn.execute(events.on_conflict_do_nothing(index_elements=["key"]))
     # A key too long for its column is kept as a digest, as record_events does.
     long_keys = conn.execute(select(d.member_id, d.old_tier, d.new_tier, d.new_held)

@@ -354,7 +354,9 @@ class TierHistory(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    # No foreign key: only members with a tier_status row (which has one) get history, and
+    # a review appends tens of thousands of rows at once (see scripts/bench.py scheduler).
+    member_id: Mapped[str] = mapped_column(String(64))
     program_id: Mapped[str] = mapped_column(String(64))
     from_tier: Mapped[str] = mapped_column(String(64))
     to_tier: Mapped[str] = mapped_column(String(64))
