@@ -84,7 +84,11 @@ def tick(
                           f"{len(report.runs) - len(busy)} found nothing to do")
             for run in busy:
                 table.add_row(when(run.fire), run.job, run.program_id, escape(run.summary()))
-            console.print(table)
+            if busy:
+                console.print(table)
+            else:
+                console.print(f"{head} {len(report.runs)} job run(s) up to {when(instant)}; "
+                              "none found anything to do")
     if report.failed:
         raise typer.Exit(1)
 

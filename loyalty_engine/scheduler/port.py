@@ -112,12 +112,15 @@ class SchedulerPort:
         return changed
 
     def start(self) -> None:
-        """Catch up, register every job, and start firing them in the background."""
-        self.catch_up()
+        """Register every job, start firing them in the background, then catch up to now.
+        In that order: a fire time that passes while the catch-up runs is after the
+        scheduler's start, so APScheduler fires it (and the watermark makes whichever of
+        the two comes second find it done); catching up first would lose it."""
         self.register()
         self._scheduler.add_job(self._refresh, IntervalTrigger(seconds=self.refresh_seconds),
                                 id="refresh-programs", name="refresh-programs")
         self._scheduler.start()
+        self.catch_up()
 
     def stop(self) -> None:
         """Stop firing; wait for a running job to finish (its transaction commits)."""
