@@ -444,6 +444,15 @@ class ProgramDefinition(_Strict):
         for index, rule in enumerate(rules):
             for field, value in _money_fields(rule):
                 _check_money(info, value, (index, *field))
+            at_period_end = getattr(rule, "award", "on_purchase") == "at_period_end"
+            if at_period_end and rule.group is not None:
+                raise LocatedValueError(
+                    (index, "group"), "a rule awarded at period end cannot stack in a best-of "
+                    "group (groups compare what purchases earn)")
+            if at_period_end and rule.caps is not None:
+                raise LocatedValueError(
+                    (index, "caps"), "a rule awarded at period end pays once per period and "
+                    "member; caps limit what purchases earn, so they would never apply")
             if rule.group is not None:
                 if rule.kind not in POINT_RULES:
                     raise LocatedValueError(
