@@ -11,7 +11,7 @@ from rich.table import Table
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.cli.output import console, emit_json, err_console, when
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.services.tiers import at_risk, review_tiers, set_manual_tier, show_tiers
 
@@ -88,13 +88,18 @@ def review(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None 
                           program)
     if json_out:
         emit_json(result.as_json())
-        return
-    if not result.reviewed:
-        console.print("no program in force has tiers")
-    for pid, count in result.reviewed.items():
-        console.print(f"{pid}: {count} review(s), {result.upgraded[pid]} up, "
-                      f"{result.downgraded[pid]} down, {result.held[pid]} held, "
-                      f"{result.floors_ended[pid]} manual floor(s) ended", markup=False)
+    else:
+        if not result.reviewed:
+            console.print("no program in force has tiers")
+        for pid, count in result.reviewed.items():
+            console.print(f"{pid}: {count} review(s), {result.upgraded[pid]} up, "
+                          f"{result.downgraded[pid]} down, {result.held[pid]} held, "
+                          f"{result.floors_ended[pid]} manual floor(s) ended", markup=False)
+        for pid, member_id, day, reason in result.failures:
+            err_console.print(f"{pid}: the review of {member_id} on {day} failed ({reason}); "
+                              "it stays due and is retried by the next review", markup=False)
+    if result.failures:
+        raise typer.Exit(1)
 
 
 @app.command("set")

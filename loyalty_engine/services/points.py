@@ -51,9 +51,11 @@ def _activate(engine: Engine, as_of: datetime, program_id: str | None) -> StepRe
         moved: defaultdict[tuple[str, str], int] = defaultdict(int)
         for row in rows:
             moved[(row.member_id, row.program_id)] += row.remaining
+        # Dated when the window ended, not when this step ran: a step run late (a
+        # scheduler catching up) makes the points spendable from the moment they were.
         for part in chunked([r.entry_id for r in rows]):
             conn.execute(_lots.update().where(_lots.c.entry_id.in_(part))
-                         .values(activated_at=as_of))
+                         .values(activated_at=_lots.c.pending_until))
         adjust_balances(conn, {pair: (points, -points) for pair, points in moved.items()}, as_of)
         return StepResult(len(rows), sum(moved.values()), len({m for m, _ in moved}))
 

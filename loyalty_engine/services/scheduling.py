@@ -260,8 +260,8 @@ def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | 
         more = f" and {len(behind) - 1} more job(s)" if len(behind) > 1 else ""
         raise BackwardsTickError(
             f"--as-of {as_of.isoformat()} is before where the scheduler has already run "
-            f"({behind[0]}{more}); a tick cannot go back in time, so give a later --as-of "
-            "(or --dry-run, which writes nothing)")
+            f"({behind[0]}{more}); the scheduler cannot go back in time, so give a later "
+            "instant (or tick with --dry-run, which writes nothing)")
     order = list(JOBS)
     found.sort(key=lambda d: (d[0].fire, order.index(d[0].job), d[0].program_id))
     return found

@@ -48,7 +48,8 @@ class ReviewResult:
         return {"reviewed": self.reviewed, "upgraded": self.upgraded,
                 "downgraded": self.downgraded, "held": self.held,
                 "manual_floors_ended": self.floors_ended, "review_days": self.review_days,
-                "failed": len(self.failures)}
+                "failures": [{"program_id": p, "member_id": m, "review_day": d, "reason": r}
+                             for p, m, d, r in self.failures]}
 
 
 def _credits(conn: Connection, program_id: str, counter: str, window: Window,

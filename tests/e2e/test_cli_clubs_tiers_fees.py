@@ -317,7 +317,7 @@ def test_tiers_show_at_risk_review_and_a_manual_floor(glow: Cli) -> None:
         "reviewed": {"glow-beauty": 4}, "upgraded": {"glow-beauty": 0},
         "downgraded": {"glow-beauty": 1}, "held": {"glow-beauty": 0},
         "manual_floors_ended": {"glow-beauty": 0},
-        "review_days": {"glow-beauty": ["2026-01-01", "2027-01-01"]},
+        "review_days": {"glow-beauty": ["2026-01-01", "2027-01-01"]}, "failures": [],
     }
     again = glow.ok("tiers", "review", "--as-of", "2027-01-01T00:00:00+01:00")
     assert again.out_flat == ("glow-beauty: 0 review(s), 0 up, 0 down, 0 held, "

@@ -197,6 +197,8 @@ def test_a_tick_after_downtime_catches_up_every_missed_fire_in_order(cli: Cli) -
     assert _rebate_vouchers(member) == [(REBATE_CODE, 1050, True)]
 
 
+# The database does not change what this checks (the integration tests run it on both).
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_dry_run_writes_nothing_and_tells_what_a_tick_would_do(cli: Cli) -> None:
     def snapshot() -> list[Any]:
         return [cli.json("members", "show", "M-1", "--as-of", "2027-03-15T12:00:00+01:00"),
@@ -232,6 +234,8 @@ def test_an_unknown_job_is_a_usage_error(sqlite_db_url: str) -> None:
     assert "review_tiers" in wrong.err_flat, str(wrong)
 
 
+# The database does not change what this checks (the integration tests run it on both).
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_job_runs_one_job_and_no_tick_goes_back_before_where_it_ran(cli: Cli) -> None:
     # A hyphen is as good as the underscore; only Glow Beauty has tiers to review.
     only = cli.json("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00",
@@ -252,6 +256,8 @@ def test_job_runs_one_job_and_no_tick_goes_back_before_where_it_ran(cli: Cli) ->
     assert dry["dry_run"] is True and dry["failed"] == 0, dry
 
 
+# The database does not change what this checks (the integration tests run it on both).
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_pending_points_become_spendable_when_the_scheduler_activates_them(cli: Cli) -> None:
     def balance() -> tuple[int, int]:
         shown = cli.json("members", "show", "M-7", "--as-of", "2026-03-28T12:00:00+01:00")

@@ -110,6 +110,10 @@ def _reference(url: str, tmp_path: Path) -> dict[str, Any]:
     return _EXPECTED[kind]
 
 
+# Processes racing on one database: PostgreSQL's case (on SQLite, one writer at a time and
+# the scheduler lock make the second wait: see the last test).
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_two_ticks_started_together_produce_each_effect_once(
     db_url: str, reference_url: str, tmp_path: Path
 ) -> None:
@@ -146,6 +150,10 @@ def test_a_tick_killed_mid_run_and_run_again_loses_nothing(
     ok("db", "check", database=db_url)
 
 
+# Processes racing on one database: PostgreSQL's case (on SQLite, one writer at a time and
+# the scheduler lock make the second wait: see the last test).
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_without_the_lock_natural_keys_alone_keep_each_effect_once(
     db_url: str, reference_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

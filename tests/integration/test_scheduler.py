@@ -242,7 +242,14 @@ def test_pending_points_activate_and_old_points_expire_on_schedule(
     assert balance() == (42, 0)
     lot = _rows(engine, select(tables.point_lots.c.activated_at))[0]
     assert lot.activated_at.astimezone(UTC) == datetime(2027, 1, 19, 9, 0, tzinfo=UTC)
-    tick(engine, "2027-04-06T12:00:00+02:00")  # three months after earning: gone
+    # Down for a week: the catch-up releases the points as of when their window ended.
+    _shop(engine, "P2", "2027-01-06T10:00:00+01:00", "8.00")
+    tick(engine, "2027-01-27T12:00:00+01:00")
+    late = _rows(engine, select(tables.point_lots.c.activated_at).order_by(
+        tables.point_lots.c.entry_id))[1]
+    assert late.activated_at.astimezone(UTC) == datetime(2027, 1, 20, 9, 0, tzinfo=UTC)
+    assert balance() == (50, 0)
+    tick(engine, "2027-04-07T12:00:00+02:00")  # three months after earning: gone
     assert balance() == (0, 0)
     assert check_balances(engine).mismatches == []
 
