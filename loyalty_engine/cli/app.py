@@ -6,9 +6,7 @@ import os
 import sqlite3
 import sys
 
-import psycopg
 import typer
-from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -84,23 +82,11 @@ def main() -> None:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
         sys.exit(1)
-    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError,
-            CommandError) as exc:
+    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError) as exc:
         _error(str(exc).replace("[", r"\["))
         sys.exit(1)
     except ValidationError as exc:
         _error(str(exc).splitlines()[0])
-        sys.exit(1)
-    except (OperationalError, DBAPIError, psycopg.Error, sqlite3.Error) as exc:
-        if os.environ.get("LOYALTY_DEBUG"):
-            raise
-        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        try:
-            where = describe_url(resolve_url(CHOSEN_DATABASE["url"]))
-        except DatabaseUrlError:
-            where = "the database"
-        _error(f"database error ({where}): {detail}".replace("[", r"\["))
         sys.exit(1)
     except OverflowError as exc:
         # Date arithmetic past year 9999 (an --as-of at the end of time, say).
@@ -110,8 +96,33 @@ def main() -> None:
         _error("interrupted; the current transaction was rolled back")
         sys.exit(130)
     except Exception as exc:
+        _fail(exc)
+
+
+def _from(exc: Exception, package: str) -> bool:
+    return type(exc).__module__.split(".")[0] == package
+
+
+def _fail(exc: Exception) -> None:
+    """Errors of libraries imported only when a command needs them (Alembic's command
+    errors, psycopg's: recognised by module, so that every command need not load them), a
+    database error as one sentence, or an internal error."""
+    if _from(exc, "alembic") and type(exc).__name__ == "CommandError":
+        _error(str(exc).replace("[", r"\["))
+        sys.exit(1)
+    if isinstance(exc, OperationalError | DBAPIError | sqlite3.Error) or _from(exc, "psycopg"):
         if os.environ.get("LOYALTY_DEBUG"):
-            raise
-        _error(f"internal error: {type(exc).__name__}: {exc} (set LOYALTY_DEBUG=1 for a "
-               "traceback, and please report it)".replace("[", r"\["))
-        sys.exit(2)
+            raise exc
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        try:
+            where = describe_url(resolve_url(CHOSEN_DATABASE["url"]))
+        except DatabaseUrlError:
+            where = "the database"
+        _error(f"database error ({where}): {detail}".replace("[", r"\["))
+        sys.exit(1)
+    if os.environ.get("LOYALTY_DEBUG"):
+        raise exc
+    _error(f"internal error: {type(exc).__name__}: {exc} (set LOYALTY_DEBUG=1 for a "
+           "traceback, and please report it)".replace("[", r"\["))
+    sys.exit(2)

@@ -85,3 +85,11 @@ def test_downgrade_then_upgrade_leaves_the_ledger_append_only(empty_engine: Engi
     record_purchase(empty_engine, event("T-1"), NOW)
     with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as conn:
         conn.execute(text("DELETE FROM ledger_entries"))
+
+
+def test_the_schema_revision_every_command_checks_is_alembics_head(engine: Engine) -> None:
+    # Commands compare the database with SCHEMA_REVISION instead of loading Alembic.
+    from loyalty_engine.store import migrate
+
+    assert migrate.SCHEMA_REVISION == migrate.head_revision(engine)
+    assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
