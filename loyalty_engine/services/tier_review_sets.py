@@ -104,27 +104,26 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
     if conn.dialect.name == "postgresql":
         # Room to hash and sort a whole program's members in memory (this transaction only).
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-    try:
-        credit = (select(_counters.c.member_id, func.sum(_counters.c.value).label("credit"))
-                  .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
-                         _counters.c.period >= window.start.isoformat(),
-                         _counters.c.period < window.end.isoformat())
-                  .group_by(_counters.c.member_id).subquery("review_credit"))
-        conn.execute(_decision.insert().from_select(
-            ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"],
-            _decisions(ladder, pid, review, credit)))
-        counts = _counts(conn, ladder)
-        if not counts["reviewed"]:
-            return counts
+    credit = (select(_counters.c.member_id, func.sum(_counters.c.value).label("credit"))
+              .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
+                     _counters.c.period >= window.start.isoformat(),
+                     _counters.c.period < window.end.isoformat())
+              .group_by(_counters.c.member_id).subquery("review_credit"))
+    conn.execute(_decision.insert().from_select(
+        ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"],
+        _decisions(ladder, pid, review, credit)))
+    counts = _counts(conn, ladder)
+    if counts["reviewed"]:
         _record(conn, ladder, pid, review, window, now)
         d = _decision.c
         conn.execute(_status.update().where(
             _status.c.program_id == pid, _status.c.member_id == d.member_id,
         ).values(tier=d.new_tier, base_tier=d.new_tier, held_until=d.new_held,
                  base_held_until=d.new_held, reviewed_on=review.day, updated_at=now))
-        return counts
-    finally:
-        _decision.drop(conn)
+    # Not in a `finally`: after an error the transaction rolls back, and the table with it
+    # (a DROP then would only hide the error behind "transaction aborted").
+    _decision.drop(conn)
+    return counts
 
 
 def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any) -> Any:

@@ -91,5 +91,5 @@ def test_the_schema_revision_every_command_checks_is_alembics_head(engine: Engin
     # Commands compare the database with SCHEMA_REVISION instead of loading Alembic.
     from loyalty_engine.store import migrate
 
-    assert migrate.SCHEMA_REVISION == migrate.head_revision(engine)
+    assert migrate.head_revision(engine) == migrate.SCHEMA_REVISION
     assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
