@@ -103,6 +103,10 @@ def fire_times(trigger: CronTrigger, after: datetime, until: datetime,
 
 
 def latest_fire(trigger: CronTrigger, until: datetime, lookback: timedelta) -> datetime | None:
-    """The last fire time at or before `until` within `lookback` (None if there is none)."""
-    fires = fire_times(trigger, until - lookback, until, limit=1)
-    return fires[-1] if fires else None
+    """The last fire time at or before `until` within `lookback` (None if there is none).
+    Looks back a day, then a month, then all of it: an hourly cron is found at once."""
+    for span in (timedelta(days=1), timedelta(days=32), lookback):
+        fires = fire_times(trigger, until - min(span, lookback), until, limit=1)
+        if fires:
+            return fires[-1]
+    return None

@@ -32,7 +32,6 @@ from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
 JOB = "period_bonuses"
-EFFECT_KEY = ("program_id", "job", "member_id", "effect_key")
 
 _counters = tables.progress_counters
 _effects = tables.job_effects
@@ -121,7 +120,7 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
                                "points": rule.points,
                                ("visits" if visits else "spend_minor"): int(r.value)},
                     "occurred_at": ends[r.period], "recorded_at": now} for r in reached]
-        inserted = insert_if_absent(conn, _effects, effects, EFFECT_KEY)
+        inserted = insert_if_absent(conn, _effects, effects, tables.JOB_EFFECT_KEY)
         if not inserted:
             continue
         grants = [Grant(

@@ -22,7 +22,6 @@ from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
 
 JOB = "expire"
-EFFECT_KEY = ("program_id", "job", "member_id", "effect_key")
 
 _vouchers = tables.vouchers
 _counters = tables.progress_counters
@@ -130,7 +129,7 @@ def _lapse_stamps(conn: Connection, version: VersionInForce, as_of: datetime, no
                            "lapsed_on": lapsed_on.isoformat()},
                 "occurred_at": datetime.combine(lapsed_on, time(0), program.timezone),
                 "recorded_at": now})
-        inserted = insert_if_absent(conn, _effects, effects, EFFECT_KEY)
+        inserted = insert_if_absent(conn, _effects, effects, tables.JOB_EFFECT_KEY)
         lapsed: defaultdict[tuple[str, str], int] = defaultdict(int)
         when: dict[tuple[str, str], datetime] = {}
         for e in inserted:

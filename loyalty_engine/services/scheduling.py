@@ -117,6 +117,7 @@ class TickReport:
     def as_json(self) -> dict[str, Any]:
         """Plain data for --json."""
         return {"as_of": self.as_of.isoformat(), "dry_run": self.dry_run,
+                "waited_for_lock": self.waited_for_lock,
                 "runs": [r.as_json() for r in self.runs], "failed": self.failed,
                 "member_failures": sum(len(r.member_failures) for r in self.runs)}
 

@@ -550,5 +550,6 @@ group_verifications = cast(Table, GroupVerification.__table__)
 member_consents = cast(Table, MemberConsent.__table__)
 scheduler_watermarks = cast(Table, SchedulerWatermark.__table__)
 job_effects = cast(Table, JobEffect.__table__)
+JOB_EFFECT_KEY = ("program_id", "job", "member_id", "effect_key")  # job_effects' natural key
 job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)
