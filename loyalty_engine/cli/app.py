@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from loyalty_engine.cli import (
+    apikeys,
     clubs,
     db,
     events,
@@ -52,6 +53,7 @@ app.add_typer(tiers.app, name="tiers")
 app.add_typer(rebates.app, name="rebates")
 app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(apikeys.app, name="apikeys")
 app.command()(demo)
 
 

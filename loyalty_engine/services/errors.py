@@ -89,3 +89,7 @@ class VerificationError(LoyaltyError):
 
 class MemberError(LoyaltyError):
     """A member request that cannot be done (a bad attribute, an unknown consent flag)."""
+
+
+class ApiKeyError(LoyaltyError):
+    """An API key request that cannot be done (a name in use, a POS key without stores)."""

@@ -524,6 +524,27 @@ class JobFailure(Base):
     resolved_at: Mapped[datetime | None]
 
 
+class ApiKey(Base):
+    """A key the HTTP API accepts: its public id, a hash of its secret (the secret itself is
+    shown once and never stored), its scope and, for a POS key, the stores it may write for."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("key_id"),
+        CheckConstraint("scope IN ('pos', 'admin')", name="scope_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[str] = mapped_column(String(32))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8))
+    stores: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -551,5 +572,6 @@ member_consents = cast(Table, MemberConsent.__table__)
 scheduler_watermarks = cast(Table, SchedulerWatermark.__table__)
 job_effects = cast(Table, JobEffect.__table__)
 JOB_EFFECT_KEY = ("program_id", "job", "member_id", "effect_key")  # job_effects' natural key
+api_keys = cast(Table, ApiKey.__table__)
 job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)
