@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 
 def add_months(day: date, months: int) -> date:
@@ -49,3 +49,8 @@ def period_end(period: str, key: str) -> date:
     if period == "year":
         return date(int(key) + 1, 1, 1)
     raise ValueError(f"no end for a {period!r} period")
+
+
+def start_of_day(day: date, zone: tzinfo) -> datetime:
+    """The instant a local date begins in a time zone (its midnight)."""
+    return datetime.combine(day, time(0), zone)

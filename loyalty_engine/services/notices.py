@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select, true
 
+from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.services.groups import reverifications_due
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
@@ -45,8 +46,7 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
     # Tier warnings and re-verifications come from the set-based reads that serve
     # `tiers at-risk` and `members reverify-due`.
     for row in at_risk(engine, as_of, program_id):
-        review = datetime.combine(row["review_day"], datetime.min.time(),
-                                  zones[row["program_id"]])
+        review = start_of_day(row["review_day"], zones[row["program_id"]])
         if review > horizon:
             continue
         events.append(Event(

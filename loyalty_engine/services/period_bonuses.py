@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from loyalty_engine.domain.periods import period_end, period_key
+from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import NthVisit, SpendThreshold
@@ -112,7 +112,7 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
         reached = conn.execute(query).all()
         if not reached:
             continue
-        ends = {period: _start_of(period_end(rule.period, period), version)
+        ends = {period: start_of_day(period_end(rule.period, period), program.timezone)
                 for period in {r.period for r in reached}}
         effects = [{"program_id": pid, "job": JOB, "member_id": r.member_id,
                     "effect_key": f"{rule.rule_id}:{r.period}",
@@ -138,10 +138,6 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
         result.points += sum(g.points for g in grants)
         result.by_rule[f"{pid}/{rule.rule_id}"] = (
             result.by_rule.get(f"{pid}/{rule.rule_id}", 0) + len(grants))
-
-
-def _start_of(day: date, version: VersionInForce) -> datetime:
-    return datetime.combine(day, time(0), version.program.timezone)
 
 
 def _ref(program_id: str, effect_key: str, member_id: str) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
 
-from loyalty_engine.domain.periods import period_end, period_key
+from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.earning import local_day, round_points
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.outbox import Event, record_events
@@ -88,8 +88,8 @@ def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
                         amount = _rebate(rule, int(spend))
                         if amount <= 0:
                             continue
-                        ends = datetime.combine(period_end(rule.period, period), time(0),
-                                                program.timezone)
+                        ends = start_of_day(period_end(rule.period, period),
+                                            program.timezone)
                         vouchers.append({
                             "code": rebate_code(version.program_id, rule.rule_id, period,
                                                 member_id),

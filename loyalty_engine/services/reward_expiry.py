@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import Expiry, StampCard
@@ -127,7 +128,7 @@ def _lapse_stamps(conn: Connection, version: VersionInForce, as_of: datetime, no
                 "effect_key": f"stamps:{rule.rule_id}:{period}",
                 "detail": {"rule": rule.rule_id, "stamped_on": period, "stamps": int(stamps),
                            "lapsed_on": lapsed_on.isoformat()},
-                "occurred_at": datetime.combine(lapsed_on, time(0), program.timezone),
+                "occurred_at": start_of_day(lapsed_on, program.timezone),
                 "recorded_at": now})
         inserted = insert_if_absent(conn, _effects, effects, tables.JOB_EFFECT_KEY)
         lapsed: defaultdict[tuple[str, str], int] = defaultdict(int)

@@ -8,7 +8,7 @@ path in services/tiers.py handles everyone else with it, and a test holds the tw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loyalty_engine.domain.periods import add_months
+from loyalty_engine.domain.periods import add_months, start_of_day
 from loyalty_engine.rules.compiled_membership import TierLadder
 from loyalty_engine.services.outbox import KEY_LENGTH, Event, record_events
 from loyalty_engine.store import tables
@@ -72,7 +72,7 @@ def shared_review(ladder: TierLadder, today: date, zone: Any) -> SharedReview | 
     else:
         day = today.replace(day=1)
         previous = add_months(day, -1)
-    return SharedReview(previous, day, datetime.combine(day, time(0), zone))
+    return SharedReview(previous, day, start_of_day(day, zone))
 
 
 def fast_members(pid: str, review: SharedReview) -> ColumnElement[bool]:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, not_, select
 
 from loyalty_engine.domain.decisions import Standing, TierChange
+from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
@@ -246,7 +247,7 @@ def _write_review(conn: Connection, pid: str, state: dict[str, dict[str, Any]],
 
 
 def _midnight(day: date, zone: Any) -> datetime:
-    return datetime.combine(day, datetime.min.time(), zone)
+    return start_of_day(day, zone)
 
 
 def _rewind(conn: Connection, pid: str, state: dict[str, dict[str, Any]]) -> None:
@@ -335,7 +336,7 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
             got = credit.get(row.member_id, 0)
             new, _, _ = review_tier(ladder, row.tier, row.held_until, got, review,
                                       row.enrolled_on)
-            review_at = datetime.combine(review, datetime.min.time(), zone)
+            review_at = start_of_day(review, zone)
             floor = row.manual_tier if row.manual_tier and (
                 row.manual_until is None or row.manual_until > review_at) else ""
             after = ladder.higher(floor, new) if floor else new
