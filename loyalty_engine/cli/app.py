@@ -28,6 +28,7 @@ from loyalty_engine.cli import (
 from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings
 from loyalty_engine.cli.demo import demo
 from loyalty_engine.cli.output import err_console
+from loyalty_engine.cli.serve import serve
 from loyalty_engine.domain.money import MoneyError
 from loyalty_engine.rules import ProgramFileError
 from loyalty_engine.services.errors import LoyaltyError
@@ -55,6 +56,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(apikeys.app, name="apikeys")
 app.command()(demo)
+app.command()(serve)
 
 
 @app.callback()

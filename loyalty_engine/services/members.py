@@ -183,3 +183,28 @@ def explain_member(engine: Engine, member_id: str) -> list[dict[str, Any]]:
             .order_by(_ledger.c.occurred_at, _ledger.c.id)
         ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int
+                ) -> list[dict[str, Any]]:
+    """Up to `limit` ledger entries of a member with ids above `after`, oldest first, each
+    with its version, rule, purchase and reason (a page of `explain_member`, by id)."""
+    with read_transaction(engine) as conn:
+        exists = conn.execute(
+            select(_members.c.member_id).where(_members.c.member_id == member_id)
+        ).first()
+        if exists is None:
+            raise MemberNotFoundError(member_id)
+        query = (
+            select(_ledger.c.id, _ledger.c.program_id, _versions.c.version.label(
+                       "program_version"), _ledger.c.rule_id, _ledger.c.kind,
+                   _ledger.c.points, _ledger.c.occurred_at, _purchases.c.store_id,
+                   _purchases.c.transaction_id, _ledger.c.reason)
+            .join(_versions, _versions.c.id == _ledger.c.program_version_id)
+            .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
+            .where(_ledger.c.member_id == member_id)
+            .order_by(_ledger.c.id).limit(limit)
+        )
+        if after is not None:
+            query = query.where(_ledger.c.id > after)
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -545,6 +545,20 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ApiResponse(Base):
+    """The first response to an HTTP write, kept under the write's natural key (a purchase's
+    store and transaction, a redemption's id, ...) so that a replay returns it unchanged."""
+
+    __tablename__ = "api_responses"
+
+    endpoint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idem_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the JSON exactly as first sent
+    created_at: Mapped[datetime]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -573,5 +587,6 @@ scheduler_watermarks = cast(Table, SchedulerWatermark.__table__)
 job_effects = cast(Table, JobEffect.__table__)
 JOB_EFFECT_KEY = ("program_id", "job", "member_id", "effect_key")  # job_effects' natural key
 api_keys = cast(Table, ApiKey.__table__)
+api_responses = cast(Table, ApiResponse.__table__)
 job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)

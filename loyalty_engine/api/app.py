@@ -1,0 +1,45 @@
+"""The FastAPI application: routes, problem documents, the body limit and the database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from loyalty_engine.api import problems, reads, writes
+from loyalty_engine.api.auth import Authenticate
+from loyalty_engine.store.database import open_engine
+
+Clock = Callable[[], datetime]
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
+    """The API over `engine` (default: LOYALTY_DATABASE_URL, else ./loyalty.db); `clock`
+    gives "now" (tests and rehearsals pass their own)."""
+    if engine is None:
+        # Request threads share the pool; SQLite writers queue on its lock anyway.
+        engine = open_engine(os.environ.get("LOYALTY_DATABASE_URL"), pool_size=8,
+                             max_overflow=16)
+    app = FastAPI(
+        title="loyalty-engine POS API",
+        version="1",
+        summary="Post purchases and refunds, look up members, redeem; every write is "
+                "idempotent and every error is application/problem+json.",
+        docs_url="/docs", redoc_url=None,
+    )
+    app.state.engine = engine
+    app.state.clock = clock or _system_clock
+    problems.install(app)
+    # The last added runs first: the key is checked before the body is read.
+    app.add_middleware(problems.BodyLimit)
+    app.add_middleware(Authenticate)
+    app.include_router(writes.router)
+    app.include_router(reads.router)
+    return app

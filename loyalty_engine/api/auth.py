@@ -1,0 +1,82 @@
+"""Bearer API keys: who is calling, and whether their scope and stores allow the request.
+
+The key is checked before the body is read (a caller without a valid key learns nothing
+about the body), by the `Authenticate` middleware; routes read the result as `Caller`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from loyalty_engine.api.problems import Problem, problem_response
+from loyalty_engine.services.apikeys import ApiKeyInfo, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `loyalty apikeys create`")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loyalty-engine"'}
+OPEN_PATHS = frozenset({"/v1/health", "/v1/ready"})
+_STATE_KEY = "api_key"
+
+
+class Authenticate:
+    """401 for a /v1 request without a live API key (health and readiness excepted);
+    otherwise the key is put in the request's state. (The key is never logged or echoed.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/") or path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        detail = None
+        if scheme.lower() != "bearer" or not token.strip():
+            detail = ("send an API key as 'Authorization: Bearer <key>' (create one with: "
+                      "loyalty apikeys create)")
+        else:
+            engine = scope["app"].state.engine
+            info = await anyio.to_thread.run_sync(authenticate, engine, token.strip())
+            if info is None:
+                detail = "the API key is unknown or has been revoked"
+            else:
+                scope.setdefault("state", {})[_STATE_KEY] = info
+        if detail is not None:
+            response = problem_response(401, "unauthenticated", detail, path,
+                                        headers=_CHALLENGE)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def caller(request: Request,
+           _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+           ) -> ApiKeyInfo:
+    """The API key the middleware accepted (the bearer dependency documents the scheme)."""
+    info = getattr(request.state, _STATE_KEY, None)
+    if not isinstance(info, ApiKeyInfo):  # a route outside /v1 asked for a key
+        raise Problem(401, "unauthenticated", "this endpoint needs an API key",
+                      headers=_CHALLENGE)
+    return info
+
+
+Caller = Annotated[ApiKeyInfo, Depends(caller)]
+
+
+def require_store(key: ApiKeyInfo, store_id: str) -> None:
+    """403 unless the key may write for the store."""
+    if not key.may_write(store_id):
+        raise Problem(403, "forbidden-store", f"API key {key.name!r} may not write for store "
+                      f"{store_id!r}; its stores are {', '.join(key.stores)}")
+
+
+def require_admin(key: ApiKeyInfo, what: str) -> None:
+    """403 unless the key has the admin scope."""
+    if key.scope != "admin":
+        raise Problem(403, "forbidden-scope", f"{what} needs an admin API key; "
+                      f"{key.name!r} is a {key.scope} key")

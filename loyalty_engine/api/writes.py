@@ -1,0 +1,225 @@
+"""The write endpoints: purchases, refunds, enrolment, redemptions, fee payments. Each is
+idempotent on its natural key (services/idempotency.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Request
+from fastapi.responses import Response
+from sqlalchemy import Engine
+
+from loyalty_engine.api.auth import Caller, require_admin, require_store
+from loyalty_engine.api.problems import Problem
+from loyalty_engine.api.responses import problems, send
+from loyalty_engine.api.schemas import (
+    Award,
+    EnrolRequest,
+    FeePaid,
+    FeePayment,
+    MemberEnrolled,
+    PurchaseRecorded,
+    RedemptionDone,
+    RefundRecorded,
+    ReverseRequest,
+)
+from loyalty_engine.domain.events import PurchaseEvent
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.services.enrolment import enrol_member
+from loyalty_engine.services.errors import NotFoundError
+from loyalty_engine.services.fees import pay_charge
+from loyalty_engine.services.idempotency import respond_once
+from loyalty_engine.services.purchases import record_purchase
+from loyalty_engine.services.redemptions import RedemptionOutcome, redeem, reverse_redemption
+from loyalty_engine.services.refunds import record_refund
+
+router = APIRouter(prefix="/v1")
+# How far ahead of the server's clock an event may be dated (a till's clock may run fast).
+MAX_AHEAD = timedelta(minutes=15)
+_SEP = "\x1f"  # between the parts of a key (identifiers have no control characters)
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _now(request: Request) -> datetime:
+    now: datetime = request.app.state.clock()
+    return now
+
+
+def _not_ahead(value: datetime, now: datetime, field: str) -> None:
+    if value > now + MAX_AHEAD:
+        raise Problem(422, "validation",
+                      f"{field}: {value.isoformat()} is in the future (the server's time is "
+                      f"{now.isoformat(timespec='seconds')}); check the till's clock and "
+                      "time zone", errors=[{"field": field, "pointer": f"#/{field}",
+                                            "detail": "is in the future"}])
+
+
+@router.post("/purchases", status_code=201, response_model=PurchaseRecorded,
+             summary="Record a purchase (idempotent on store_id + transaction_id)",
+             responses={200: {"model": PurchaseRecorded,
+                              "description": "already recorded (imported, say): its awards"},
+                        **problems(400, 401, 403, 409, 413, 422)})
+def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Response:
+    """Award the purchase under the programs in force at its store and time. Posting the
+    same purchase again returns the first response with `Idempotent-Replayed: true`; the
+    same transaction with a different body is 409."""
+    require_store(key, event.store_id)
+    now = _now(request)
+    _not_ahead(event.occurred_at, now, "occurred_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        outcome = record_purchase(engine, event, now)
+        body = PurchaseRecorded(
+            purchase_id=outcome.purchase_id, store_id=outcome.store_id,
+            transaction_id=outcome.transaction_id, member_id=outcome.member_id,
+            points=outcome.points,
+            awards=[Award(program_id=a.program_id, program_version=a.program_version,
+                          rule_id=a.rule_id, points=a.points) for a in outcome.awards])
+        return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed
+
+    return send(respond_once(
+        engine, "purchases", event.store_id + _SEP + event.transaction_id,
+        event.to_purchase().body_hash, effect, now,
+        f"transaction {event.transaction_id!r} of store {event.store_id!r} was already "
+        "posted with different contents; a purchase cannot be changed by posting it again"))
+
+
+@router.post("/refunds", status_code=201, response_model=RefundRecorded,
+             summary="Record a refund (idempotent on store_id + refund_id)",
+             responses=problems(400, 401, 403, 409, 413, 422))
+def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
+    """Take back, pro rata, what the purchase earned. A refund of an unknown purchase, or of
+    more than remains of it, is 422 and changes nothing."""
+    require_store(key, event.store_id)
+    now = _now(request)
+    _not_ahead(event.occurred_at, now, "occurred_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        outcome = record_refund(engine, event, now)
+        body = RefundRecorded.model_validate(outcome.as_json())
+        return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed
+
+    return send(respond_once(
+        engine, "refunds", event.store_id + _SEP + event.refund_id, event.body_hash(), effect,
+        now, f"refund {event.refund_id!r} of store {event.store_id!r} was already posted with "
+        "different contents; a refund cannot be changed by posting it again"))
+
+
+@router.post("/members", status_code=201, response_model=MemberEnrolled,
+             summary="Enrol a member (idempotent on member_id)",
+             responses={200: {"model": MemberEnrolled,
+                              "description": "an existing member, attributes added"},
+                        **problems(400, 401, 409, 413, 422)})
+def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
+    """Create a member with attributes and consent flags (201), or add them to a member who
+    already exists, made by a purchase say (200); optionally enrol them in a program."""
+    now = _now(request)
+    at = body.occurred_at or now
+    if body.occurred_at is not None:
+        _not_ahead(body.occurred_at, now, "occurred_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        try:
+            data = enrol_member(engine, body.member_id, dict(body.attributes),
+                                dict(body.consents), at, now, body.program_id)
+        except NotFoundError as exc:  # an unknown program is a bad field, not a bad URL
+            raise Problem(422, "validation", f"program_id: {exc}", errors=[{
+                "field": "program_id", "pointer": "#/program_id", "detail": str(exc)}]
+            ) from None
+        created = data["created_at"] == now
+        return (201 if created else 200), MemberEnrolled.model_validate(
+            data).model_dump_json(), False
+
+    return send(respond_once(
+        engine, "members", body.member_id, body.request_hash(), effect, now,
+        f"member {body.member_id!r} was already enrolled through the API with other "
+        "attributes, consents or program"))
+
+
+def _redemption(outcome: RedemptionOutcome) -> str:
+    return RedemptionDone(
+        redemption_id=outcome.redemption_id, member_id=outcome.member_id,
+        program_id=outcome.program_id, kind=outcome.kind, points=outcome.points,
+        voucher=outcome.voucher, reversed=outcome.reversed, restored=outcome.restored,
+    ).model_dump_json()
+
+
+@router.post("/redemptions", status_code=201, response_model=RedemptionDone,
+             summary="Redeem points, buy a reward or use a voucher (idempotent on "
+                     "redemption_id)",
+             responses=problems(400, 401, 409, 413, 422))
+def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> Response:
+    """Spend points first-in-first-out, buy a reward's voucher, or use a voucher. More
+    points than the spendable balance, or an expired or used voucher, is 422."""
+    now = _now(request)
+    _not_ahead(body.occurred_at, now, "occurred_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        outcome = redeem(engine, body, now)
+        return (200 if outcome.replayed else 201), _redemption(outcome), outcome.replayed
+
+    return send(respond_once(
+        engine, "redemptions", body.redemption_id, body.body_hash(), effect, now,
+        f"redemption {body.redemption_id!r} was already made with different contents; use "
+        "a new redemption id"))
+
+
+RedemptionId = Annotated[str, Path(min_length=1, max_length=128,
+                                   pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+@router.post("/redemptions/{redemption_id}/reverse", response_model=RedemptionDone,
+             summary="Reverse a redemption (idempotent)",
+             responses=problems(400, 401, 404, 409, 413, 422))
+def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
+                  body: Annotated[ReverseRequest | None, Body()] = None) -> Response:
+    """Put the points back into the lots they came from, void a bought voucher, or make a
+    used voucher usable again. Reversing twice changes nothing."""
+    body = body or ReverseRequest()
+    now = _now(request)
+    if body.occurred_at is not None:
+        _not_ahead(body.occurred_at, now, "occurred_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        outcome = reverse_redemption(engine, redemption_id, now, body.occurred_at)
+        return 200, _redemption(outcome), outcome.replayed
+
+    return send(respond_once(
+        engine, "reversals", redemption_id, body.request_hash(), effect, now,
+        f"redemption {redemption_id!r} was already reversed at another time"))
+
+
+@router.post("/fees/{charge_id}/pay", response_model=FeePaid,
+             summary="Pay a club fee charge (admin keys; idempotent per charge)",
+             responses=problems(400, 401, 403, 404, 409, 413, 422))
+def post_fee_payment(charge_id: Annotated[int, Path(ge=1, le=2**62)], key: Caller,
+                     request: Request,
+                     body: Annotated[FeePayment | None, Body()] = None) -> Response:
+    """Mark a due charge paid, in money (the engine records it; it moves none) or in the
+    level's points price, and apply it to the membership."""
+    require_admin(key, "paying a fee")
+    body = body or FeePayment()
+    now = _now(request)
+    at = body.paid_at or now
+    if body.paid_at is not None:
+        _not_ahead(body.paid_at, now, "paid_at")
+    engine = _engine(request)
+
+    def effect() -> tuple[int, str, bool]:
+        outcome = pay_charge(engine, charge_id, at, now, body.in_points, body.reference)
+        return 200, FeePaid.model_validate(outcome.as_json()).model_dump_json(), False
+
+    return send(respond_once(
+        engine, "fee-payments", str(charge_id), body.request_hash(), effect, now,
+        f"charge {charge_id} was already paid through the API with other details"))

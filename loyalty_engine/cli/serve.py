@@ -1,0 +1,48 @@
+"""`loyalty serve`: the POS HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import typer
+
+from loyalty_engine.cli.context import database_url, engine_for
+from loyalty_engine.cli.output import console
+from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.store.database import describe_url
+
+
+class ServeError(LoyaltyError):
+    """The server cannot start as asked."""
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on "
+                             "(0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Worker processes (each with its own connections)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log",
+                                    help="Log one line per request (never the API key)."),
+) -> None:
+    """Serve the POS HTTP API (OpenAPI at /openapi.json, docs at /docs) until stopped."""
+    import uvicorn
+
+    engine_for(ctx).dispose()  # refuse an unmigrated database before binding the port
+    url = database_url(ctx)
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
+                         "another --port or stop what uses it") from None
+    # Workers are separate processes: they find the database through the environment.
+    os.environ["LOYALTY_DATABASE_URL"] = url
+    console.print(f"serving {describe_url(url)} on http://{host}:{port} "
+                  f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops",
+                  markup=False, highlight=False)
+    uvicorn.run("loyalty_engine.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers, access_log=access_log, log_level="info",
+                server_header=False, timeout_graceful_shutdown=10)

@@ -1,0 +1,77 @@
+"""Idempotent writes for the HTTP API: the first response is stored with its effect, in one
+transaction, and every replay of the same key gets it back unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import insert_if_absent
+from loyalty_engine.store.database import enclosing
+from loyalty_engine.store.retry import retry_transient
+
+_responses = tables.api_responses
+
+
+class IdempotencyConflictError(LoyaltyError):
+    """The key of a write was already used with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A write's response: its status, its JSON body as first sent, and whether this is a
+    replay of an earlier request."""
+
+    status: int
+    body: str
+    replayed: bool
+
+
+# What an effect returns: the status, the JSON body, and whether the service itself found the
+# write already done (a purchase imported from a file and then posted, say).
+Effect = Callable[[], tuple[int, str, bool]]
+
+
+def respond_once(engine: Engine, endpoint: str, key: str, request_hash: str, effect: Effect,
+                 now: datetime, conflict: str) -> Response:
+    """Run effect once per (endpoint, key): its writes and its response commit together, so a
+    replay (sequential or concurrent) returns the stored response and a request that reuses
+    the key with another body is refused with `conflict` as the message.
+
+    An effect that raises writes nothing and stores nothing: the same request may be sent
+    again once the cause is fixed (an unknown member enrolled, say)."""
+
+    def attempt() -> Response:
+        with enclosing(engine) as conn:
+            stored = _stored(conn, endpoint, key)
+            if stored is None:
+                status, body, replayed = effect()
+                inserted = insert_if_absent(conn, _responses, [{
+                    "endpoint": endpoint, "idem_key": key, "request_hash": request_hash,
+                    "status": status, "body": body, "created_at": now}],
+                    ("endpoint", "idem_key"))
+                if inserted:
+                    return Response(status, body, replayed)
+                # A twin request committed first (PostgreSQL: it waited for it); the effect
+                # above was the service's own replay, and the twin's response stands.
+                stored = _stored(conn, endpoint, key)
+                if stored is None:  # pragma: no cover - the insert just saw it
+                    raise AssertionError("stored response vanished")
+            if stored.request_hash != request_hash:
+                raise IdempotencyConflictError(conflict)
+            return Response(stored.status, stored.body, True)
+
+    return retry_transient(attempt)
+
+
+def _stored(conn: Connection, endpoint: str, key: str) -> Any:
+    return conn.execute(select(_responses.c.request_hash, _responses.c.status,
+                               _responses.c.body)
+                        .where(_responses.c.endpoint == endpoint,
+                               _responses.c.idem_key == key)).first()
