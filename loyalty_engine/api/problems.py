@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -86,6 +87,10 @@ def validation_errors(raw: list[Any]) -> list[dict[str, str]]:
     for error in raw:
         loc = tuple(error.get("loc", ()))
         readable, pointer = field_path(loc)
+        blamed = getattr((error.get("ctx") or {}).get("error"), "field", None)
+        if not readable and isinstance(blamed, str):  # a check across fields names one
+            readable = blamed
+            pointer = "#/" + "/".join(p for p in re.split(r"[.\[\]]+", blamed) if p)
         message = str(error.get("msg", "is invalid"))
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]

@@ -46,6 +46,7 @@ _MEANING = {
     404: "no such member, charge or redemption",
     409: "the idempotency key was used with a different body",
     413: "the body is over 1 MiB",
+    415: "the body is not sent as application/json",
     422: "a field is invalid, or the request cannot be done (the detail says what to change)",
     503: "the database is unreachable or not migrated",
 }
@@ -53,5 +54,6 @@ _MEANING = {
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the problem responses an endpoint can send."""
-    return {status: {"model": ProblemDocument, "description": _MEANING[status],
-                     "content": {PROBLEM_JSON: {}}} for status in statuses}
+    schema = ProblemDocument.model_json_schema()
+    return {status: {"description": _MEANING[status],
+                     "content": {PROBLEM_JSON: {"schema": schema}}} for status in statuses}

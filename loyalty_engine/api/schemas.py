@@ -159,7 +159,7 @@ class FeePaid(BaseModel):
     """The charge after payment and the membership it serves."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "charge": {"id": 7, "member_id": "M-42", "program_id": "big-box",
+        "charge": {"charge_id": 7, "member_id": "M-42", "program_id": "big-box",
                    "club_id": "warehouse", "level": "basic", "kind": "join",
                    "amount_minor": 6000, "status": "paid"},
         "membership": {"club_id": "warehouse", "level": "basic", "status": "active"},
@@ -292,11 +292,16 @@ class LedgerPage(BaseModel):
 class Health(BaseModel):
     """The process is up."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: str
 
 
 class Ready(BaseModel):
     """The database answers and its schema is current."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "status": "ready", "database": "postgresql", "schema_revision": "0007"}]})
 
     status: str
     database: str

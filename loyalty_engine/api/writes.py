@@ -64,7 +64,7 @@ def _not_ahead(value: datetime, now: datetime, field: str) -> None:
              summary="Record a purchase (idempotent on store_id + transaction_id)",
              responses={200: {"model": PurchaseRecorded,
                               "description": "already recorded (imported, say): its awards"},
-                        **problems(400, 401, 403, 409, 413, 422)})
+                        **problems(400, 401, 403, 409, 413, 415, 422)})
 def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Response:
     """Award the purchase under the programs in force at its store and time. Posting the
     same purchase again returns the first response with `Idempotent-Replayed: true`; the
@@ -93,7 +93,7 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
 
 @router.post("/refunds", status_code=201, response_model=RefundRecorded,
              summary="Record a refund (idempotent on store_id + refund_id)",
-             responses=problems(400, 401, 403, 409, 413, 422))
+             responses=problems(400, 401, 403, 409, 413, 415, 422))
 def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
     """Take back, pro rata, what the purchase earned. A refund of an unknown purchase, or of
     more than remains of it, is 422 and changes nothing."""
@@ -117,7 +117,7 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
              summary="Enrol a member (idempotent on member_id)",
              responses={200: {"model": MemberEnrolled,
                               "description": "an existing member, attributes added"},
-                        **problems(400, 401, 409, 413, 422)})
+                        **problems(400, 401, 409, 413, 415, 422)})
 def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     """Create a member with attributes and consent flags (201), or add them to a member who
     already exists, made by a purchase say (200); optionally enrol them in a program."""
@@ -135,8 +135,7 @@ def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
             raise Problem(422, "validation", f"program_id: {exc}", errors=[{
                 "field": "program_id", "pointer": "#/program_id", "detail": str(exc)}]
             ) from None
-        created = data["created_at"] == now
-        return (201 if created else 200), MemberEnrolled.model_validate(
+        return (201 if data["created"] else 200), MemberEnrolled.model_validate(
             data).model_dump_json(), False
 
     return send(respond_once(
@@ -156,7 +155,7 @@ def _redemption(outcome: RedemptionOutcome) -> str:
 @router.post("/redemptions", status_code=201, response_model=RedemptionDone,
              summary="Redeem points, buy a reward or use a voucher (idempotent on "
                      "redemption_id)",
-             responses=problems(400, 401, 409, 413, 422))
+             responses=problems(400, 401, 409, 413, 415, 422))
 def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> Response:
     """Spend points first-in-first-out, buy a reward's voucher, or use a voucher. More
     points than the spendable balance, or an expired or used voucher, is 422."""
@@ -180,7 +179,7 @@ RedemptionId = Annotated[str, Path(min_length=1, max_length=128,
 
 @router.post("/redemptions/{redemption_id}/reverse", response_model=RedemptionDone,
              summary="Reverse a redemption (idempotent)",
-             responses=problems(400, 401, 404, 409, 413, 422))
+             responses=problems(400, 401, 404, 409, 413, 415, 422))
 def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
                   body: Annotated[ReverseRequest | None, Body()] = None) -> Response:
     """Put the points back into the lots they came from, void a bought voucher, or make a
@@ -202,7 +201,7 @@ def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
 
 @router.post("/fees/{charge_id}/pay", response_model=FeePaid,
              summary="Pay a club fee charge (admin keys; idempotent per charge)",
-             responses=problems(400, 401, 403, 404, 409, 413, 422))
+             responses=problems(400, 401, 403, 404, 409, 413, 415, 422))
 def post_fee_payment(charge_id: Annotated[int, Path(ge=1, le=2**62)], key: Caller,
                      request: Request,
                      body: Annotated[FeePayment | None, Body()] = None) -> Response:

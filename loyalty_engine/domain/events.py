@@ -110,8 +110,8 @@ class PurchaseEvent(BaseModel):
     def _amounts_agree(self) -> PurchaseEvent:
         try:
             purchase = _to_purchase(self)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
+        except MoneyError:
+            raise  # a ValueError naming its field, which the API reports by path
         except (ArithmeticError, OverflowError):
             raise ValueError("an amount or quantity is too large or too precise") from None
         # Kept in the instance dict rather than a PrivateAttr: private-attribute set-up
@@ -145,7 +145,7 @@ def _to_purchase(event: PurchaseEvent) -> Purchase:
         raise MoneyError(
             f"total {event.total} does not equal the sum of the items "
             f"(quantity x unit_price, rounded to the minor unit: "
-            f"{format_minor(line_sum, exponent)})"
+            f"{format_minor(line_sum, exponent)})", "total"
         )
     occurred_utc = event.occurred_at.astimezone(UTC)
     # The body hash covers the normalised event, so "12.5" and "12.50", or the same instant

@@ -11,7 +11,12 @@ from pydantic import AfterValidator
 
 
 class MoneyError(ValueError):
-    """An amount or currency that cannot be accepted; the message says why."""
+    """An amount or currency that cannot be accepted; the message says why, and `field`
+    names the offending field by its path (items[0].unit_price) when one is to blame."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @lru_cache(maxsize=512)
@@ -74,14 +79,15 @@ MAX_MINOR = 10**15
 def to_minor(amount: Decimal, exponent: int, what: str, currency: str) -> int:
     """Exact integer minor units of amount; more decimals than the currency has is an error."""
     if amount < 0:
-        raise MoneyError(f"{what} must not be negative (got {amount})")
+        raise MoneyError(f"{what} must not be negative (got {amount})", what)
     if amount.scaleb(exponent) > MAX_MINOR:
-        raise MoneyError(f"{what} {amount} is larger than any amount this engine accepts")
+        raise MoneyError(f"{what} {amount} is larger than any amount this engine accepts",
+                         what)
     scaled = amount.scaleb(exponent)
     minor = int(scaled)
     if minor != scaled:
         raise MoneyError(
-            f"{what} {amount} has more decimals than {currency} allows ({exponent})"
+            f"{what} {amount} has more decimals than {currency} allows ({exponent})", what
         )
     return minor
 

@@ -17,6 +17,7 @@ from loyalty_engine.domain.events import (
     Identifier,
     _plausible_instant,
 )
+from loyalty_engine.domain.money import MoneyError
 
 Key = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -63,12 +64,12 @@ class RefundEvent(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> RefundEvent:
         if self.amount <= 0:
-            raise ValueError("amount must be more than zero")
+            raise MoneyError("amount must be more than zero", "amount")
         if self.items is not None:
             total = sum((item.amount for item in self.items), Decimal(0))
             if total != self.amount:
-                raise ValueError(f"amount {self.amount} does not equal the sum of the items' "
-                                 f"amounts ({total})")
+                raise MoneyError(f"amount {self.amount} does not equal the sum of the items' "
+                                 f"amounts ({total})", "amount")
         return self
 
     @property

@@ -30,9 +30,9 @@ FLAG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
                  consents: dict[str, bool], at: datetime, now: datetime,
                  program_id: str | None = None) -> dict[str, Any]:
-    """Create a member (or update one): attributes are merged in, consents recorded with
-    their time. With a program, the member is also enrolled in it (open clubs that enrol
-    on a first purchase still wait for that purchase)."""
+    """Create a member (or update one; `created` in the result tells): attributes are merged
+    in, consents recorded with their time. With a program, the member is also enrolled in
+    it (open clubs that enrol on a first purchase still wait for that purchase)."""
     if not MEMBER_ID.fullmatch(member_id) or member_id != member_id.strip():
         raise MemberError(f"{member_id!r} is not a member id: 1 to 64 printable characters "
                           "without surrounding spaces")
@@ -42,6 +42,8 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
     def attempt() -> dict[str, Any]:
         with write_transaction(engine) as conn:
             convert = Converters(conn)
+            existed = conn.execute(select(_members.c.member_id).where(
+                _members.c.member_id == member_id)).first() is not None
             if program_id is not None:
                 if load_catalog(conn).in_force(program_id, at) is None:
                     raise NotFoundError(f"program {program_id!r} is not in force at "
@@ -58,7 +60,7 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
                          .values(attributes=merged))
             for flag, given in sorted(consents.items()):
                 _record_consent(conn, member_id, flag, given, at)
-            return _member_data(conn, member_id)
+            return {**_member_data(conn, member_id), "created": not existed}
 
     return retry_transient(attempt)
 
