@@ -100,6 +100,10 @@ class MemberView:
     # Consents with the span they hold for: [given, withdrawn) (either end may be open).
     consent_spans: dict[str, tuple[datetime | None, datetime | None]] = field(
         default_factory=dict)
+    # Known only where a program enrols explicitly: the programs the member is enrolled in,
+    # and whether the member was unknown before the purchase.
+    enrolled: frozenset[str] = frozenset()
+    unknown: bool = False
 
     def consents_at(self, at: datetime) -> frozenset[str]:
         """The consents in force at an instant."""

@@ -121,8 +121,9 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
     A purchase earns in the programs that cover its store and have its currency; if such
     programs are in force but none in its currency, it is rejected (anonymous or not: it
     is a data error). Anonymous purchases earn nothing. Open programs enrol every
-    purchasing member. A rule whose expression fails rejects the purchase, naming the
-    rule, and changes nothing.
+    purchasing member; explicit ones award only members enrolled in them, and reject the
+    purchase of a member nobody knows when no open program sees it. A rule whose
+    expression fails rejects the purchase, naming the rule, and changes nothing.
     """
     in_force = catalog.at_store(purchase.occurred_at, purchase.store_id)
     earning = [v for v in in_force if v.program.currency == purchase.currency]
@@ -143,6 +144,16 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
     if book is None:
         book = ProgressBook()
     member = book.member(member_id)
+    explicit = [v for v in earning if v.program.enrolment == "explicit"]
+    if explicit:
+        if member.unknown and not any(v.program.enrolment == "open" for v in in_force):
+            names = ", ".join(v.program_id for v in explicit)
+            return PlanRejection(ref, purchase, f"there is no member {member_id!r}, and "
+                                 f"{names} enrols members only explicitly: enrol them first "
+                                 "(POST /v1/members, or loyalty members enrol --program)")
+        # Members not enrolled in such a program do not earn in it (nor collect stamps).
+        earning = [v for v in earning
+                   if v.program.enrolment == "open" or v.program_id in member.enrolled]
     # Standing changes (a club joined, a tier reached) are undone if a later program fails
     # (only CEL expressions can fail, so only then is a copy worth keeping).
     before = ({v.program_id: _copy(member.standing(v.program_id)) for v in earning

@@ -223,7 +223,7 @@ class CompiledProgram:
     currency: str
     exponent: int
     timezone: ZoneInfo
-    enrolment: Literal["open"]
+    enrolment: Literal["open", "explicit"]
     excluded_categories: frozenset[str]
     excluded_skus: frozenset[str]
     rules: tuple[CompiledRule, ...]  # in evaluation order: priority, then file order

@@ -354,7 +354,9 @@ class ProgramDefinition(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     currency: CurrencyCode
     timezone: str
-    enrolment: Literal["open"]
+    enrolment: Literal["open", "explicit"] = Field(description=(
+        "open: every purchasing member is enrolled; explicit: only members enrolled first "
+        "(POST /v1/members, loyalty members enrol --program) earn"))
     stores: list[Annotated[str, Field(min_length=1, max_length=65,
                                       pattern=r"^[^*\x00-\x1f\x7f]+\*?$")]] = Field(
         default=[], description="store ids whose purchases the program sees; 'AMS-*' is a "

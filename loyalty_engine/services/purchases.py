@@ -277,7 +277,18 @@ class PurchaseWriter:
         member_ids = sorted({p.member_id for p in purchases if p.member_id is not None})
         if not member_ids:
             return book
-        if not check_only:
+        unknown: set[str] = set()
+        if needs.enrolments:
+            # A program that enrols explicitly does not take strangers: members unknown
+            # until now are created only for purchases an open program sees.
+            unknown = set(member_ids) - {m for (m,) in select_by_keys(
+                self.conn, _members, ("member_id",), [(m,) for m in member_ids],
+                ("member_id",))}
+            welcomed = {p.member_id for p in purchases if p.member_id in unknown and any(
+                v.program.enrolment == "open" and v.program.covers(p.store_id)
+                for v in self.catalog.all_in_force(p.occurred_at))}
+            member_ids = [m for m in member_ids if m not in unknown or m in welcomed]
+        if not check_only and member_ids:
             self._ensure_members(member_ids)
             # Rows in a global order: writers of overlapping members queue, never cycle.
             lock_rows(self.conn, _members, "member_id", member_ids)
@@ -302,6 +313,8 @@ class PurchaseWriter:
                     book.members[member_id] = MemberView(member_id, dict(attributes or {}))
         if needs.any:
             load_standings(self.conn, self.catalog, member_ids, book.members, needs)
+        for member_id in unknown:
+            book.member(member_id).unknown = True
         return book
 
     def _ensure_members(self, member_ids: list[str]) -> None:

@@ -35,11 +35,13 @@ class StandingNeeds:
     clubs: bool = False
     verifications: bool = False
     consents: bool = False
+    enrolments: bool = False  # a program enrols explicitly: who is enrolled, who is known
 
     @property
     def any(self) -> bool:
         """Whether anything needs loading at all."""
-        return self.tiers or self.clubs or self.verifications or self.consents
+        return (self.tiers or self.clubs or self.verifications or self.consents
+                or self.enrolments)
 
     @staticmethod
     def of(programs: Iterable[CompiledProgram]) -> StandingNeeds:
@@ -49,7 +51,8 @@ class StandingNeeds:
             tiers=any(p.tiers is not None for p in found),
             clubs=any(p.clubs for p in found),
             verifications=any(g.verified for p in found for g in p.groups.values()),
-            consents=any(p.reads_consents for p in found))
+            consents=any(p.reads_consents for p in found),
+            enrolments=any(p.enrolment == "explicit" for p in found))
 
 
 def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],
@@ -73,6 +76,13 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
                 if status == "active":
                     standing = _view(members, member_id).standing(program_id)
                     standing.verified = standing.verified | {group_id}
+        if needs.enrolments:
+            enrolled: dict[str, set[str]] = {}
+            for member_id, program_id in select_typed_by_keys(
+                    conn, _enrolments, ("member_id",), keys, ("member_id", "program_id")):
+                enrolled.setdefault(member_id, set()).add(program_id)
+            for member_id, programs in enrolled.items():
+                _view(members, member_id).enrolled = frozenset(programs)
         if needs.consents:
             for member_id, flag, given, given_at, withdrawn_at in select_typed_by_keys(
                 conn, _consents, ("member_id",), keys,

@@ -384,3 +384,42 @@ def test_every_body_in_the_openapi_document_has_an_example(api: Api) -> None:
                         assert has_example(media["schema"]), (method, path, status)
     assert bodies >= 20
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+# --- explicit enrolment -------------------------------------------------------------------
+
+EXPLICIT = """\
+program: staff-perks
+name: Staff Perks
+currency: EUR
+timezone: Europe/Amsterdam
+enrolment: explicit
+stores: ["HQ-*"]
+rules:
+  - id: points-per-euro
+    kind: points_per_spend
+    points_per_unit: 1
+    rounding: floor
+"""
+
+
+def test_a_program_that_enrols_explicitly_refuses_strangers(api: Api, tmp_path: Any) -> None:
+    from loyalty_engine.services.programs import apply_program_files
+
+    path = tmp_path / "staff-perks.yaml"
+    path.write_text(EXPLICIT, encoding="utf-8")
+    apply_program_files(api.engine, [path], API_NOW)
+    hq = purchase("T-1", member_id="S-1", store_id="HQ-01", category="lunch", sku="SOUP")
+    with nothing_written(api):
+        body = _problem(_post(api, "/v1/purchases", hq, api.keys.admin), 422)
+    assert "no member 'S-1'" in body["detail"] and "enrol them first" in body["detail"]
+    # Known but not enrolled (a coffee customer): recorded, earns nothing at HQ.
+    _post(api, "/v1/purchases", purchase("T-2", member_id="S-2"))
+    other = _post(api, "/v1/purchases", {**hq, "transaction_id": "T-3", "member_id": "S-2"},
+                  api.keys.admin)
+    assert (other.status_code, other.json()["points"]) == (201, 0)
+    # Enrolled first: earns, and the rejected purchase can now be posted again.
+    assert _post(api, "/v1/members", {"member_id": "S-1", "program_id": "staff-perks"},
+                 api.keys.admin).status_code == 201
+    again = _post(api, "/v1/purchases", hq, api.keys.admin)
+    assert (again.status_code, again.json()["points"]) == (201, 7), again.text
