@@ -58,7 +58,7 @@ def problem_response(status: int, kind: str, detail: str, instance: str | None =
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    return Response(json.dumps(body), status_code=status, media_type=PROBLEM_JSON,
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type=PROBLEM_JSON,
                     headers=headers)
 
 
