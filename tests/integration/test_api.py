@@ -423,3 +423,18 @@ def test_a_program_that_enrols_explicitly_refuses_strangers(api: Api, tmp_path: 
                  api.keys.admin).status_code == 201
     again = _post(api, "/v1/purchases", hq, api.keys.admin)
     assert (again.status_code, again.json()["points"]) == (201, 7), again.text
+
+
+def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(
+        api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from loyalty_engine.api import writes
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire at /var/secret/path")
+
+    monkeypatch.setattr(writes, "record_purchase", broken)
+    with nothing_written(api):
+        body = _problem(_post(api, "/v1/purchases", purchase("T-1")), 500)
+    assert "nothing was written" in body["detail"] and "secret" not in str(body)
+    assert "disk on fire" in caplog.text  # the operator's log has it
+    assert api.keys.ams not in caplog.text
