@@ -58,8 +58,8 @@ def problem_response(status: int, kind: str, detail: str, instance: str | None =
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type=PROBLEM_JSON,
-                    headers=headers)
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
+                    media_type=PROBLEM_JSON, headers=headers)
 
 
 def field_path(loc: tuple[Any, ...]) -> tuple[str, str]:

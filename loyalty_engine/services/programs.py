@@ -39,24 +39,29 @@ _compiled_cache: dict[str, CompiledProgram] = {}
 
 
 def load_catalog(conn: Connection) -> ProgramCatalog:
-    """All program versions, compiled (each distinct content is compiled once per process)."""
+    """All program versions, compiled (each distinct content is compiled once per process;
+    its source text is read only then, not on every call: the API loads the catalog on
+    every request)."""
     rows = conn.execute(
         select(
             _versions.c.id, _versions.c.program_id, _versions.c.version,
-            _versions.c.content_hash, _versions.c.effective_from, _versions.c.source_text,
-            _versions.c.source_path,
+            _versions.c.content_hash, _versions.c.effective_from,
         )
     ).all()
-    versions = []
-    for row in rows:
-        compiled = _compiled_cache.get(row.content_hash)
-        if compiled is None:
-            compiled = load_program_text(row.source_text, row.source_path).compiled
-            _compiled_cache[row.content_hash] = compiled
-        versions.append(
-            VersionInForce(row.id, row.program_id, row.version, row.content_hash,
-                           row.effective_from, compiled)
-        )
+    missing = {row.id for row in rows if row.content_hash not in _compiled_cache}
+    if missing:
+        for source in conn.execute(
+            select(_versions.c.content_hash, _versions.c.source_text, _versions.c.source_path)
+            .where(_versions.c.id.in_(missing))
+        ):
+            if source.content_hash not in _compiled_cache:
+                _compiled_cache[source.content_hash] = load_program_text(
+                    source.source_text, source.source_path).compiled
+    versions = [
+        VersionInForce(row.id, row.program_id, row.version, row.content_hash,
+                       row.effective_from, _compiled_cache[row.content_hash])
+        for row in rows
+    ]
     return ProgramCatalog(versions)
 
 
