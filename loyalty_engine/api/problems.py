@@ -151,11 +151,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
-        if exc.status_code == 404 and detail == "Not Found":
+        kind = "http"
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            kind, detail = "malformed-json", ("the body could not be read as JSON (not UTF-8, "
+                                              "a number too long, or nested too deep)")
+        elif exc.status_code == 404 and detail == "Not Found":
             detail = f"there is no endpoint {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem_response(exc.status_code, "http", detail, request.url.path,
+        return problem_response(exc.status_code, kind, detail, request.url.path,
                                 headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -15,7 +15,7 @@ from loyalty_engine.domain.events import Identifier, _plausible_instant
 Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
 AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 ConsentFlag = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
-AttributeValue = Annotated[str, Field(max_length=500)] | Annotated[
+AttributeValue = Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] | Annotated[
     int, Field(ge=-(2**53), le=2**53)] | bool | None
 
 
@@ -76,7 +76,8 @@ class FeePayment(_Request):
 
     paid_at: Instant | None = Field(default=None, description="when it was paid (default: now)")
     in_points: bool = Field(default=False, description="pay with the level's points price")
-    reference: Annotated[str, Field(min_length=1, max_length=160)] | None = Field(
+    reference: Annotated[str, Field(min_length=1, max_length=160,
+                                    pattern=r"^[^\x00-\x1f\x7f]+$")] | None = Field(
         default=None, description="the payment provider's reference")
 
     def request_hash(self) -> str:

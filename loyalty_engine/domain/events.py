@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import to_json
@@ -47,7 +48,12 @@ def _money_input(value: object) -> Decimal:
         raise ValueError(str(exc)) from None
 
 
-Amount = Annotated[Decimal, BeforeValidator(_money_input)]
+# In the OpenAPI document: a decimal string (or an integer); JSON numbers with a fraction
+# are refused, since binary floats lose cents.
+Amount = Annotated[Decimal, BeforeValidator(_money_input), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}, {"type": "integer",
+                                                                     "minimum": 0}],
+    "examples": ["12.50"]})]
 
 
 def _plausible_instant(value: datetime) -> datetime:

@@ -46,8 +46,24 @@ def _known_currency(value: str) -> str:
 CurrencyCode = Annotated[str, AfterValidator(_known_currency)]
 
 
+# Exponents beyond these make no amount a till sends, and arithmetic on them overflows the
+# decimal context or rounds silently to zero: refused before anything computes with them.
+MAX_DECIMALS = 18
+MAX_DIGITS = 24
+
+
+def _plausible(result: Decimal, what: str, value: object) -> Decimal:
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
+        raise MoneyError(f"{what} {value!s} has more than {MAX_DECIMALS} decimals")
+    if result and result.adjusted() >= MAX_DIGITS:
+        raise MoneyError(f"{what} {value!s} is larger than any amount this engine accepts")
+    return result
+
+
 def parse_decimal(value: object, what: str) -> Decimal:
-    """A Decimal from a decimal string or an integer; floats are refused (they lose cents)."""
+    """A Decimal from a decimal string or an integer; floats are refused (they lose cents),
+    and so are absurd exponents (1e-999999999, 9e999999999)."""
     if isinstance(value, str):
         try:
             if "_" in value:  # Decimal() would read "1_000" as 1000; a till never means that
@@ -57,18 +73,18 @@ def parse_decimal(value: object, what: str) -> Decimal:
             raise MoneyError(f"{what} {value!r} is not a decimal number") from None
         if not result.is_finite():
             raise MoneyError(f"{what} {value!r} is not a finite number")
-        return result
+        return _plausible(result, what, value)
     if isinstance(value, (bool, float)):
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not a JSON number")
     if isinstance(value, int):
-        return Decimal(value)
+        return _plausible(Decimal(value), what, value)
     if isinstance(value, Decimal):
         result = value
     else:
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\"")
     if not result.is_finite():
         raise MoneyError(f"{what} {value!r} is not a finite number")
-    return result
+    return _plausible(result, what, value)
 
 
 # The largest amount accepted, in minor units: far above any basket, far below the 64-bit
