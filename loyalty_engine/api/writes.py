@@ -28,7 +28,12 @@ from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.services.enrolment import enrol_member
-from loyalty_engine.services.errors import NotFoundError
+from loyalty_engine.services.errors import (
+    NotFoundError,
+    PurchaseConflictError,
+    RedemptionConflictError,
+    RefundConflictError,
+)
 from loyalty_engine.services.fees import pay_charge
 from loyalty_engine.services.idempotency import respond_once
 from loyalty_engine.services.purchases import record_purchase
@@ -87,8 +92,8 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
     return send(respond_once(
         engine, "purchases", event.store_id + _SEP + event.transaction_id,
         event.to_purchase().body_hash, effect, now,
-        f"transaction {event.transaction_id!r} of store {event.store_id!r} was already "
-        "posted with different contents; a purchase cannot be changed by posting it again"))
+        # Worded as the service's own conflict, which a racing twin may meet instead.
+        str(PurchaseConflictError(event.store_id, event.transaction_id))))
 
 
 @router.post("/refunds", status_code=201, response_model=RefundRecorded,
@@ -109,8 +114,7 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
 
     return send(respond_once(
         engine, "refunds", event.store_id + _SEP + event.refund_id, event.body_hash(), effect,
-        now, f"refund {event.refund_id!r} of store {event.store_id!r} was already posted with "
-        "different contents; a refund cannot be changed by posting it again"))
+        now, str(RefundConflictError(event.store_id, event.refund_id))))
 
 
 @router.post("/members", status_code=201, response_model=MemberEnrolled,
@@ -169,8 +173,7 @@ def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> R
 
     return send(respond_once(
         engine, "redemptions", body.redemption_id, body.body_hash(), effect, now,
-        f"redemption {body.redemption_id!r} was already made with different contents; use "
-        "a new redemption id"))
+        str(RedemptionConflictError(body.redemption_id))))
 
 
 RedemptionId = Annotated[str, Path(min_length=1, max_length=128,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
 
 import typer
 
@@ -43,6 +45,9 @@ def serve(
     console.print(f"serving {describe_url(url)} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops",
                   markup=False, highlight=False)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly; with this
+    # handler in place that ends the process with 0, as a stop asked for should.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run("loyalty_engine.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
                 server_header=False, timeout_graceful_shutdown=10)
