@@ -2,6 +2,7 @@
 
     python scripts/bench.py ingest [--database URL] [--n N] [--json]
     python scripts/bench.py scheduler [--database URL] [--members N] [--json]
+    python scripts/bench.py api [--database URL] [--requests N] [--concurrency C] [--json]
 
 ingest: imports N purchases (two items each) from a JSON Lines file through the engine
 (parse, validate, evaluate, write purchases, items, ledger entries, lots and balances), then
@@ -16,17 +17,36 @@ the year-end tier review (review_tiers as of 2027-01-01) against a bare GROUP BY
 qualifying spend, fetched into Python (the faster of two runs, one before and one after the
 review). ratio = review time / GROUP BY time; the target is <= 3.
 
+api: the POS HTTP API under load. An empty database is migrated, gets rules/*.yaml and a
+pos API key for stores AMS-*, and is served by `loyalty serve --workers 2 --no-access-log`
+on a free loopback port; the baseline is a bare FastAPI app (scripts/bench_api.py: a plain
+pydantic model, one row inserted into one table with SQLAlchemy Core, a commit per request,
+the product's open_engine and pool size) served the same way by uvicorn over a second empty
+database. The bare server runs first, then the engine's, never both at once; each gets 64
+warm-up requests (transaction ids of their own), then the same N distinct purchases (coffee
+program stores, dated over the days before now), C in flight over keep-alive connections
+from this process (httpx2, asyncio), for at most 120 s (the report says when it was cut
+short). rps = 2xx responses / wall time; p50 and p99 are of the 2xx latencies; CPU per
+request of each server's processes and of the load generator is reported too (steadier than
+rates on a small machine, whose cores the client, the servers and a local PostgreSQL all
+share). ratio = engine rps / bare rps; the target is >= 0.5. More than 5 failed requests on
+a side, or stored rows that do not match the 2xx count, fail the run (exit status 1) after
+the figures. Servers are stopped with SIGTERM (SIGKILL if they linger), also on failure,
+Ctrl-C or SIGTERM.
+
 --database names where to run: a SQLite URL (its file, and for ingest a sibling .raw file,
-are created and removed) or a PostgreSQL server URL (throw-away databases, two for ingest
-and one for scheduler, are created there and dropped). The default is SQLite in a
-temporary directory.
+for api a sibling .bare file, are created and removed) or a PostgreSQL server URL
+(throw-away databases, two for ingest and api and one for scheduler, are created there and
+dropped). The default is SQLite in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -35,16 +55,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, func, select, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_api import (  # noqa: E402
+    BARE_URL_ENV,
+    Load,
+    bare_purchases,
+    create_bare_schema,
+    free_port,
+    post_all,
+    running,
+    tail,
+)
+
 from loyalty_engine.domain.events import PurchaseEvent  # noqa: E402
 from loyalty_engine.rules.compiled_membership import TierLadder  # noqa: E402
+from loyalty_engine.services.apikeys import create_api_key  # noqa: E402
 from loyalty_engine.services.importing import import_purchases  # noqa: E402
 from loyalty_engine.services.programs import apply_program_files, load_catalog  # noqa: E402
 from loyalty_engine.services.tiers import review_tiers  # noqa: E402
@@ -54,24 +87,26 @@ from loyalty_engine.store.database import open_engine, resolve_url, write_transa
 TARGET_INGEST = 0.5
 TARGET_SCHEDULER = 3.0
 BATCH = 2000
+EVENT_SPACING = timedelta(seconds=97)  # between consecutive purchases of _events
 SKUS = [("FLAT-WHITE", "coffee", "3.60"), ("CROISSANT", "pastry", "2.20"),
         ("BEANS-HOUSE-250G", "coffee-beans", "8.95"), ("CHAI", "tea", "3.50"),
         ("SANDWICH", "lunch", "6.95"), ("GIFT-CARD-25", "gift-cards", "25.00")]
 
 
-def _events(n: int, seed: int = 7) -> Iterator[dict[str, object]]:
+def _events(n: int, seed: int = 7, start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+            prefix: str = "T") -> Iterator[dict[str, object]]:
+    """n purchases at AMS-* stores, 97 s apart from `start`, by about n / 10 members."""
     rng = random.Random(seed)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
     members = max(1, n // 10)
     for i in range(n):
         a, b = rng.sample(SKUS, 2)
         qa, qb = rng.randint(1, 3), 1
         total = (qa * int(a[2].replace(".", "")) + qb * int(b[2].replace(".", "")))
         yield {
-            "transaction_id": f"T{i:09d}",
+            "transaction_id": f"{prefix}{i:09d}",
             "store_id": f"AMS-{i % 25:02d}",  # stores of the coffee program in rules/
             "member_id": f"M{rng.randrange(members):07d}",
-            "occurred_at": (start + timedelta(seconds=i * 97)).isoformat(),
+            "occurred_at": (start + i * EVENT_SPACING).isoformat(),
             "currency": "EUR",
             "total": f"{total // 100}.{total % 100:02d}",
             "items": [
@@ -360,6 +395,133 @@ def bench_scheduler(url: str | None, n: int) -> dict[str, object]:
     }
 
 
+# --- api ----------------------------------------------------------------------------------------
+
+TARGET_API = 0.5
+API_WORKERS = 2
+API_WARMUP = 64  # requests per server before timing, with their own transaction ids
+API_TIME_CAP = 120.0  # seconds of load per server at most; the report says if it was cut
+API_ERROR_LIMIT = 5  # more failed requests than this on a side and the run fails
+
+
+def _api_bodies(n: int, now: datetime) -> tuple[list[bytes], list[bytes]]:
+    """The warm-up and measured request bodies, dated in the days before now (the API
+    refuses purchases more than 15 minutes ahead of its clock)."""
+    start = now - (API_WARMUP + n) * EVENT_SPACING - timedelta(hours=1)
+    warm = [json.dumps(e).encode() for e in _events(API_WARMUP, seed=8, start=start,
+                                                     prefix="W")]
+    measured = [json.dumps(e).encode()
+                for e in _events(n, start=start + API_WARMUP * EVENT_SPACING)]
+    return warm, measured
+
+
+def _load_server(name: str, command: list[str], env: dict[str, str], token: str,
+                 warm: list[bytes], bodies: list[bytes], concurrency: int, log: Path) -> Load:
+    """Serve with API_WORKERS workers on a free loopback port, warm up, time the load."""
+    port = free_port()
+    command = [*command, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(API_WORKERS), "--no-access-log"]
+    with running(name, command, port, log, env=env, cwd=ROOT) as server:
+        warmup = post_all(server, token, warm, concurrency, API_TIME_CAP)
+        if warmup.errors:
+            raise SystemExit(f"warm-up of the {name} server failed: {dict(warmup.statuses)} "
+                             f"{warmup.samples}")
+        print(f"  {name}: warmed up ({len(warm)} requests), posting {len(bodies)} "
+              f"with {concurrency} in flight...", file=sys.stderr)
+        load = post_all(server, token, bodies, concurrency, API_TIME_CAP)
+    if load.errors:
+        load.log_tail = tail(log)
+    print(f"  {name}: {load.ok} ok, {load.errors} failed in {load.seconds:.1f} s",
+          file=sys.stderr)
+    return load
+
+
+def _count(url: str, table: Table) -> int:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def bench_api(url: str | None, n: int, concurrency: int) -> dict[str, Any]:
+    """Run the HTTP API benchmark (bare app first, then the engine) and return its figures."""
+    now = datetime.now(UTC)
+    warm, bodies = _api_bodies(n, now)
+    with tempfile.TemporaryDirectory(prefix="loyalty-bench-api-") as tmp, \
+            _databases(url, ("engine", "bare")) as (engine_url, bare_url):
+        engine = open_engine(engine_url)
+        migrate.upgrade(engine)
+        apply_program_files(engine, [ROOT / "rules"], now)
+        _, token = create_api_key(engine, "bench", "pos", ["AMS-*"], now)
+        engine.dispose()
+        bare = open_engine(bare_url)
+        create_bare_schema(bare)
+        bare.dispose()
+        database = make_url(engine_url).get_backend_name()
+        print(f"api on {database}: {n} purchases, {concurrency} in flight, "
+              f"{API_WORKERS} workers per server", file=sys.stderr)
+        env = dict(os.environ)
+        env.pop("LOYALTY_DATABASE_URL", None)
+        bare_env = {**env, BARE_URL_ENV: bare_url,
+                    "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), str(ROOT)])}
+        bare_load = _load_server(
+            "bare", [sys.executable, "-m", "uvicorn", "--factory", "bench_api:bare_app",
+                     "--no-server-header", "--log-level", "warning"],
+            bare_env, token, warm, bodies, concurrency, Path(tmp) / "bare.log")
+        engine_load = _load_server(
+            "engine", [str(Path(sys.executable).with_name("loyalty")), "--database",
+                       engine_url, "serve"],
+            env, token, warm, bodies, concurrency, Path(tmp) / "engine.log")
+        rows = {"engine": _count(engine_url, tables.purchases),
+                "bare": _count(bare_url, bare_purchases)}
+    ratio = engine_load.rps / bare_load.rps if bare_load.rps else 0.0
+    problems = [f"{side}: {load.errors} of {load.sent} requests failed "
+                f"({dict(load.statuses)}; {load.samples}); its log ends:\n{load.log_tail}"
+                for side, load in (("engine", engine_load), ("bare", bare_load))
+                if load.errors > API_ERROR_LIMIT]
+    # Every 2xx must be stored; a failed request may or may not have been.
+    problems += [f"{side}: {rows[side]} purchases stored, expected warm-up + 2xx = "
+                 f"{API_WARMUP + load.ok} (up to {API_WARMUP + load.sent} with the failed)"
+                 for side, load in (("engine", engine_load), ("bare", bare_load))
+                 if not API_WARMUP + load.ok <= rows[side] <= API_WARMUP + load.sent]
+    return {
+        "benchmark": "api",
+        "database": database,
+        "requests": n,
+        "concurrency": concurrency,
+        "workers": API_WORKERS,
+        "warmup": API_WARMUP,
+        "time_cap_seconds": API_TIME_CAP,
+        "order": ["bare", "engine"],
+        "engine": engine_load.figures(),
+        "bare": bare_load.figures(),
+        "ratio": round(ratio, 3),
+        "target": TARGET_API,
+        "met": ratio >= TARGET_API,
+        "meets_target": ratio >= TARGET_API,
+        "problems": problems,
+    }
+
+
+def _print_api(result: dict[str, Any]) -> None:
+    print(f"api on {result['database']}: {result['requests']} purchases, "
+          f"{result['concurrency']} in flight, {result['workers']} workers per server "
+          "(bare first, then engine)")
+    print(f"  {'':8}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok':>7}{'errors':>8}{'seconds':>9}"
+          f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}")
+    for side in ("engine", "bare"):
+        f = result[side]
+        cut = "  CUT SHORT at the time cap" if f["cut_short"] else ""
+        server_cpu = "n/a" if f["server_cpu_ms"] is None else f"{f['server_cpu_ms']:.2f}"
+        print(f"  {side:8}{f['rps']:>9.1f}{f['p50_ms']:>9.1f}{f['p99_ms']:>9.1f}"
+              f"{f['ok']:>7}{f['errors']:>8}{f['seconds']:>9.2f}{server_cpu:>19}"
+              f"{f['client_cpu_ms']:>19.2f}{cut}")
+    print(f"  ratio engine/bare rps: {result['ratio']} (target >= {result['target']}: "
+          f"{'met' if result['met'] else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -374,7 +536,26 @@ def main() -> None:
     scheduler.add_argument("--members", type=int, default=100_000,
                            help="members (about ten purchase days each)")
     scheduler.add_argument("--json", action="store_true", help="print one JSON object")
+    api = sub.add_parser("api", help="POST /v1/purchases to the engine vs a bare FastAPI app")
+    api.add_argument("--database", default=None, help="SQLite URL or PostgreSQL server URL")
+    api.add_argument("--requests", type=int, default=2000, help="purchases to post per server")
+    api.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    api.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.benchmark == "api":
+        if args.requests < 1 or args.concurrency < 1:
+            parser.error("--requests and --concurrency must be at least 1")
+        # A SIGTERM unwinds like Ctrl-C, so that the servers are stopped and the databases
+        # dropped (the servers run in sessions of their own and get no signal of ours).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench api: terminated"))
+        result = bench_api(args.database, args.requests, args.concurrency)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            _print_api(result)
+        if result["problems"]:
+            sys.exit("the comparison is broken:\n  " + "\n  ".join(result["problems"]))
+        return
     if args.benchmark == "scheduler":
         result = bench_scheduler(args.database, args.members)
         if args.json:

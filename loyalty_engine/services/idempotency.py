@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from loyalty_engine.services.errors import LoyaltyError
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import insert_if_absent
+from loyalty_engine.store.bulk import Converters, insert_rows, select_by_keys
 from loyalty_engine.store.database import enclosing
 from loyalty_engine.store.retry import retry_transient
 
 _responses = tables.api_responses
+_COLUMNS = ("endpoint", "idem_key", "request_hash", "status", "body", "created_at")
 
 
 class IdempotencyConflictError(LoyaltyError):
@@ -48,14 +49,15 @@ def respond_once(engine: Engine, endpoint: str, key: str, request_hash: str, eff
     again once the cause is fixed (an unknown member enrolled, say)."""
 
     def attempt() -> Response:
-        with enclosing(engine) as conn:
+        # The services join without savepoints: any failure abandons the whole request.
+        with enclosing(engine, savepoints=False) as conn:
             stored = _stored(conn, endpoint, key)
             if stored is None:
                 status, body, replayed = effect()
-                inserted = insert_if_absent(conn, _responses, [{
-                    "endpoint": endpoint, "idem_key": key, "request_hash": request_hash,
-                    "status": status, "body": body, "created_at": now}],
-                    ("endpoint", "idem_key"))
+                inserted = insert_rows(
+                    conn, _responses, _COLUMNS,
+                    [(endpoint, key, request_hash, status, body, Converters(conn).when(now))],
+                    on_conflict=["endpoint", "idem_key"])
                 if inserted:
                     return Response(status, body, replayed)
                 # A twin request committed first (PostgreSQL: it waited for it); the effect
@@ -63,15 +65,16 @@ def respond_once(engine: Engine, endpoint: str, key: str, request_hash: str, eff
                 stored = _stored(conn, endpoint, key)
                 if stored is None:  # pragma: no cover - the insert just saw it
                     raise AssertionError("stored response vanished")
-            if stored.request_hash != request_hash:
+            stored_hash, stored_status, stored_body = stored
+            if stored_hash != request_hash:
                 raise IdempotencyConflictError(conflict)
-            return Response(stored.status, stored.body, True)
+            return Response(int(stored_status), stored_body, True)
 
     return retry_transient(attempt)
 
 
-def _stored(conn: Connection, endpoint: str, key: str) -> Any:
-    return conn.execute(select(_responses.c.request_hash, _responses.c.status,
-                               _responses.c.body)
-                        .where(_responses.c.endpoint == endpoint,
-                               _responses.c.idem_key == key)).first()
+def _stored(conn: Connection, endpoint: str, key: str) -> tuple[Any, ...] | None:
+    # The driver's path (store/bulk.py): this runs on every HTTP write.
+    rows = select_by_keys(conn, _responses, ("endpoint", "idem_key"), [(endpoint, key)],
+                          ("request_hash", "status", "body"))
+    return rows[0] if rows else None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -38,10 +40,34 @@ class ApplyResult:
 _compiled_cache: dict[str, CompiledProgram] = {}
 
 
+# Per thread (a catalog keeps caches of its own): the versions it was built from, and it.
+_built = threading.local()
+
+
 def load_catalog(conn: Connection) -> ProgramCatalog:
-    """All program versions, compiled (each distinct content is compiled once per process;
-    its source text is read only then, not on every call: the API loads the catalog on
-    every request)."""
+    """All program versions, compiled (each distinct content is compiled once per process).
+
+    The API loads the catalog for every request: one plain read of the versions' ids,
+    hashes and dates, and while those are what this thread's last catalog was built from
+    (versions are only ever added), that catalog again."""
+    raw: Any = conn.connection.dbapi_connection
+    cursor: Any = raw.cursor()
+    try:
+        cursor.execute("SELECT id, content_hash, effective_from FROM program_versions "
+                       "ORDER BY id")
+        signature = (str(conn.engine.url), tuple(cursor.fetchall()))
+    finally:
+        cursor.close()
+    last = getattr(_built, "catalog", None)
+    if last is not None and last[0] == signature:
+        cached: ProgramCatalog = last[1]
+        return cached
+    catalog = _load_catalog(conn)
+    _built.catalog = (signature, catalog)
+    return catalog
+
+
+def _load_catalog(conn: Connection) -> ProgramCatalog:
     rows = conn.execute(
         select(
             _versions.c.id, _versions.c.program_id, _versions.c.version,

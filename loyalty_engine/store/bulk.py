@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic_core import to_json
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,8 +35,9 @@ def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+@lru_cache(maxsize=1024)
 def _pg_type(table: Table, column: str) -> str:
-    """The PostgreSQL type of a column, for casting unnest() arrays."""
+    """The PostgreSQL type of a column, for casting unnest() arrays (compiled once)."""
     return str(table.c[column].type.compile(dialect=_PG_DIALECT))
 
 
@@ -68,12 +70,15 @@ def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """
     if count == 0:
         return []
-    if conn.dialect.name == "sqlite":
-        first = conn.execute(
-            text(f"SELECT coalesce(max(id), 0) + 1 FROM {table.name}")
-        ).scalar_one()
-        return list(range(first, first + count))
     raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite":
+        cursor: Any = raw.cursor()
+        try:
+            first = int(cursor.execute(
+                f"SELECT coalesce(max(id), 0) + 1 FROM {table.name}").fetchone()[0])
+        finally:
+            cursor.close()
+        return list(range(first, first + count))
     with raw.cursor() as cursor:
         # One row holding an array: far cheaper to fetch than `count` rows.
         cursor.execute(
@@ -82,6 +87,13 @@ def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
         )
         ids: list[int] = cursor.fetchone()[0]
     return ids
+
+
+# Up to this many rows an INSERT binds plain parameters rather than one array per column.
+FEW_ROWS = 4
+# From this many rows COPY beats one INSERT over unnest(): it takes a round trip more to
+# start, which a till's one-purchase request would pay for every table it appends to.
+COPY_FROM = 32
 
 
 def insert_rows(
@@ -119,7 +131,7 @@ def insert_rows(
             return int(cursor.rowcount)
         finally:
             cursor.close()
-    if on_conflict is None:
+    if on_conflict is None and len(rows) >= COPY_FROM:
         # Plain appends (items, ledger entries, lots) go through COPY, PostgreSQL's bulk path.
         with raw.cursor() as cursor, cursor.copy(
             f"COPY {table.name} ({names}) FROM STDIN"
@@ -127,6 +139,15 @@ def insert_rows(
             for row in rows:
                 copy.write_row(row)
         return len(rows)
+    if len(rows) <= FEW_ROWS:
+        # A till's purchase: plain parameters cost psycopg less than arrays to build.
+        marks = "(" + ", ".join("%s" for _ in columns) + ")"
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names}) VALUES "
+                f"{', '.join(marks for _ in rows)}{conflict}",
+                [v for row in rows for v in row])
+            return int(cursor.rowcount)
     casts = ", ".join(
         f"%b::{_pg_type(table, col)}[]" for col in columns
     )
@@ -168,6 +189,12 @@ def select_by_keys(
             return list(cursor.execute(sql, [v for key in keys for v in key]))
         finally:
             cursor.close()
+    if len(keys) == 1:
+        where = " AND ".join(f"t.{c} = %s" for c in key_columns)
+        with raw.cursor() as cursor:
+            cursor.execute(f"SELECT {names} FROM {table.name} t WHERE {where}", list(keys[0]))
+            found: list[tuple[Any, ...]] = cursor.fetchall()
+            return found
     casts = ", ".join(
         f"%b::{_pg_type(table, col)}[]" for col in key_columns
     )

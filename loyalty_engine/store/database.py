@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,8 +92,56 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-# A transaction that service calls join instead of opening their own (see `enclosing`).
+@contextmanager
+def _writer_turn(engine: Engine) -> Iterator[None]:
+    """On SQLite, wait for the writer before this one by a lock file beside the database.
+
+    SQLite's own busy handler sleeps in steps of up to 100 ms, so writers that queue on it
+    (two API workers, a till beside an import) lose most of their time asleep. The threads
+    of one process queue on a lock of their own (woken at once), and the one at the front
+    polls a flock every millisecond, which hands the turn between processes over at once.
+    After the busy timeout the write goes ahead anyway, and SQLite's handler decides (it
+    reports "database is locked")."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    path = f"{engine.url.database}.writer-lock"
+    with _THREADS_LOCK:
+        ours = _THREADS.setdefault(path, threading.Lock())
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    queued = ours.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+        if queued:
+            ours.release()
+
+
+# One lock per SQLite file, for the threads of this process (see _writer_turn).
+_THREADS: dict[str, threading.Lock] = {}
+_THREADS_LOCK = threading.Lock()
+
+
+# A transaction that service calls join instead of opening their own (see `enclosing`), and
+# whether they join it as savepoints.
 _enclosing: ContextVar[Connection | None] = ContextVar("loyalty_enclosing", default=None)
+_savepoints: ContextVar[bool] = ContextVar("loyalty_savepoints", default=True)
+
+
+def joined_plainly() -> bool:
+    """Whether writes join an enclosing transaction without savepoints: a failure then
+    aborts the whole of it, and only its owner may retry (store/retry.py asks)."""
+    return _enclosing.get() is not None and not _savepoints.get()
 
 
 @contextmanager
@@ -99,29 +150,37 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     Inside `enclosing`, a savepoint of the enclosing transaction instead."""
     outer = _enclosing.get()
     if outer is not None:
+        if not _savepoints.get():
+            yield outer
+            return
         with outer.begin_nested():
             yield outer
         return
-    with engine.connect() as conn:
+    with _writer_turn(engine), engine.connect() as conn:
         conn = conn.execution_options(loyalty_write=True)
         with conn.begin():
             yield conn
 
 
 @contextmanager
-def enclosing(engine: Engine, commit: bool = True) -> Iterator[Connection]:
+def enclosing(engine: Engine, commit: bool = True,
+              savepoints: bool = True) -> Iterator[Connection]:
     """One write transaction that every write_transaction opened inside it joins: the
     scheduler runs a job's services and moves its watermark in one commit (a process
-    killed half-way leaves neither), and a dry run rolls it all back (commit=False)."""
+    killed half-way leaves neither), and a dry run rolls it all back (commit=False).
+
+    With savepoints=False the services join it as it is (an HTTP write, whose every
+    failure abandons the whole transaction anyway, saves the savepoints' round trips)."""
     outer = _enclosing.get()
     if outer is not None:  # inside another: a savepoint of it (a dry run's job, say)
         with outer.begin_nested():
             yield outer
         return
-    with engine.connect() as conn:
+    with _writer_turn(engine), engine.connect() as conn:
         conn = conn.execution_options(loyalty_write=True)
         transaction = conn.begin()
         token = _enclosing.set(conn)
+        plain = _savepoints.set(savepoints)
         try:
             yield conn
         except BaseException:
@@ -133,6 +192,7 @@ def enclosing(engine: Engine, commit: bool = True) -> Iterator[Connection]:
             else:
                 transaction.rollback()
         finally:
+            _savepoints.reset(plain)
             _enclosing.reset(token)
 
 

@@ -15,6 +15,8 @@ from typing import TypeVar
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
+from loyalty_engine.store.database import joined_plainly
+
 T = TypeVar("T")
 ATTEMPTS = 6
 
@@ -26,7 +28,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_transient(work: Callable[[], T], attempts: int = ATTEMPTS) -> T:
-    """Run work, again after a deadlock or serialization failure, up to `attempts` times."""
+    """Run work, again after a deadlock or serialization failure, up to `attempts` times.
+    Inside a transaction joined without savepoints, once: its owner retries the whole."""
+    if joined_plainly():
+        return work()
     for attempt in range(1, attempts + 1):
         try:
             return work()
