@@ -9,15 +9,19 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
 from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import select_typed_by_keys
 from loyalty_engine.store.database import write_transaction
 
 _keys = tables.api_keys
+_COLUMNS = ("id", "name", "key_id", "secret_sha256", "scope", "stores", "created_at",
+            "revoked_at")
 
 PREFIX = "lk_"
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -120,7 +124,12 @@ def authenticate(engine: Engine, token: str) -> ApiKeyInfo | None:
     row = None
     if key_id is not None:
         with engine.connect() as conn:
-            row = conn.execute(select(_keys).where(_keys.c.key_id == key_id)).first()
+            if conn.dialect.name == "postgresql":
+                # Outside any transaction: BEGIN and ROLLBACK would be two more round trips.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            # On the driver's path (store/bulk.py): this runs before every API request.
+            found = select_typed_by_keys(conn, _keys, ("key_id",), [(key_id,)], _COLUMNS)
+            row = SimpleNamespace(**dict(zip(_COLUMNS, found[0], strict=True))) if found else None
     expected = row.secret_sha256 if row is not None else _NOBODY
     matches = hmac.compare_digest(_digest(secret), expected)
     if row is None or not matches or row.revoked_at is not None:
