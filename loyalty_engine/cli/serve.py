@@ -50,4 +50,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run("loyalty_engine.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
-                server_header=False, timeout_graceful_shutdown=10)
+                server_header=False, timeout_graceful_shutdown=10,
+                # uvicorn kills a worker that misses a health ping; under a burst on a small
+                # machine 5 s (its default) is too little, and its requests in flight die.
+                timeout_worker_healthcheck=30)
