@@ -5,11 +5,14 @@ about the body), by the `Authenticate` middleware; routes read the result as `Ca
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Annotated
 
 import anyio
+import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loyalty_engine.api.problems import Problem, problem_response
@@ -41,7 +44,17 @@ class Authenticate:
                       "loyalty apikeys create)")
         else:
             engine = scope["app"].state.engine
-            info = await anyio.to_thread.run_sync(authenticate, engine, token.strip())
+            try:
+                info = await anyio.to_thread.run_sync(authenticate, engine, token.strip())
+            except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+                # Outside FastAPI's handlers, answered here as /v1/ready would answer (the
+                # driver's own errors too: the key is read on the driver's path).
+                reason = type(getattr(exc, "orig", None) or exc).__name__
+                response = problem_response(
+                    503, "database-unreachable", "the database does not answer or is not "
+                    f"migrated ({reason}); see /v1/ready", path)
+                await response(scope, receive, send)
+                return
             if info is None:
                 detail = "the API key is unknown or has been revoked"
             else:

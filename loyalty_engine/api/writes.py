@@ -124,7 +124,9 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
                         **problems(400, 401, 409, 413, 415, 422)})
 def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     """Create a member with attributes and consent flags (201), or add them to a member who
-    already exists, made by a purchase say (200); optionally enrol them in a program."""
+    already exists, made by a purchase say (200); optionally enrol them in a program. The
+    same request again is a replay; a different one for the same member is applied (another
+    program, a consent withdrawn with `false`)."""
     now = _now(request)
     at = body.occurred_at or now
     if body.occurred_at is not None:
@@ -142,10 +144,12 @@ def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
         return (201 if data["created"] else 200), MemberEnrolled.model_validate(
             data).model_dump_json(), False
 
+    # Keyed by the member and the request: the same request again is a replay, another
+    # one (a second program, a consent withdrawn) is applied to the member in turn.
+    request_hash = body.request_hash()
     return send(respond_once(
-        engine, "members", body.member_id, body.request_hash(), effect, now,
-        f"member {body.member_id!r} was already enrolled through the API with other "
-        "attributes, consents or program"))
+        engine, "members", body.member_id + _SEP + request_hash, request_hash, effect, now,
+        "unreachable: the key includes the request"))
 
 
 def _redemption(outcome: RedemptionOutcome) -> str:

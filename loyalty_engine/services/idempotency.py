@@ -51,6 +51,12 @@ def respond_once(engine: Engine, endpoint: str, key: str, request_hash: str, eff
     def attempt() -> Response:
         # The services join without savepoints: any failure abandons the whole request.
         with enclosing(engine, savepoints=False) as conn:
+            if conn.dialect.name == "postgresql":
+                # Twins queue here until the first commits, then find its response: without
+                # this both would run the effect, and the second could be refused by it (a
+                # charge already paid) or write again. (SQLite's write lock queues them.)
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                     (f"{endpoint}\x1f{key}",))
             stored = _stored(conn, endpoint, key)
             if stored is None:
                 status, body, replayed = effect()
@@ -58,13 +64,9 @@ def respond_once(engine: Engine, endpoint: str, key: str, request_hash: str, eff
                     conn, _responses, _COLUMNS,
                     [(endpoint, key, request_hash, status, body, Converters(conn).when(now))],
                     on_conflict=["endpoint", "idem_key"])
-                if inserted:
-                    return Response(status, body, replayed)
-                # A twin request committed first (PostgreSQL: it waited for it); the effect
-                # above was the service's own replay, and the twin's response stands.
-                stored = _stored(conn, endpoint, key)
-                if stored is None:  # pragma: no cover - the insert just saw it
-                    raise AssertionError("stored response vanished")
+                if not inserted:  # pragma: no cover - the twin lock above prevents it
+                    raise AssertionError(f"a response for {endpoint} {key!r} appeared")
+                return Response(status, body, replayed)
             stored_hash, stored_status, stored_body = stored
             if stored_hash != request_hash:
                 raise IdempotencyConflictError(conflict)

@@ -111,19 +111,25 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
         ours = _THREADS.setdefault(path, threading.Lock())
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     queued = ours.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = -1
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                time.sleep(0.001)
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.001)
+        except OSError:
+            pass  # no lock file here (read-only folder, a filesystem without flock): SQLite's
+            # own locking still keeps writes apart, only more slowly
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        if fd >= 0:
+            os.close(fd)  # closing releases the flock
         if queued:
             ours.release()
 

@@ -213,8 +213,15 @@ def test_enrol_a_member_with_attributes_and_consents(api: Api) -> None:
     assert [(c["flag"], c["given"]) for c in data["consents"]] == [("marketing", True)]
     again = _post(api, "/v1/members", body)
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    # Another request for the same member is applied: a consent withdrawn, a second program.
+    withdrawn = _post(api, "/v1/members", {**body, "consents": {"marketing": False}})
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert [(c["flag"], c["given"]) for c in withdrawn.json()["consents"]] == [
+        ("marketing", False)]
+    second = _post(api, "/v1/members", {"member_id": "M-7", "program_id": "big-box"})
+    assert second.status_code == 200, second.text
+    assert _post(api, "/v1/members", body).content == first.content  # still a replay
     with nothing_written(api):
-        _problem(_post(api, "/v1/members", {**body, "consents": {"marketing": False}}), 409)
         _problem(_post(api, "/v1/members", {"member_id": "M-8", "program_id": "nope"}), 422,
                  "program_id")
         _problem(_post(api, "/v1/members", {"member_id": "M-8", "consents": {"No!": True}}),
@@ -438,3 +445,34 @@ def test_an_unexpected_failure_is_a_500_problem_that_reveals_nothing(
     assert "nothing was written" in body["detail"] and "secret" not in str(body)
     assert "disk on fire" in caplog.text  # the operator's log has it
     assert api.keys.ams not in caplog.text
+
+
+def test_on_an_unmigrated_database_every_request_is_a_503(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from loyalty_engine.api.app import create_app
+    from loyalty_engine.store.database import open_engine
+
+    app = create_app(open_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+    with TestClient(app) as client:
+        body = _problem(client.get("/v1/members/M-1", headers=bearer("lk_0123456789ab_x")),
+                        503)
+    assert "/v1/ready" in body["detail"]
+
+
+def test_twin_fee_payments_at_the_same_moment_get_the_same_answer(api: Api) -> None:
+    """A till retrying while its first request still runs: one payment, and both get its
+    response (not 'already paid' for the second)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _post(api, "/v1/purchases", purchase("T-1", member_id="M-5", store_id="BB-01",
+                                         category="groceries", sku="RICE"))
+    joined = join_club(api.engine, "M-5", "warehouse", API_NOW, API_NOW, level="basic")
+    assert joined.charge is not None
+    path = f"/v1/fees/{joined.charge['charge_id']}/pay"
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(
+            lambda _: _post(api, path, {"reference": "PSP-1"}, api.keys.admin), range(4)))
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+    assert len({a.content for a in answers}) == 1
+    assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
