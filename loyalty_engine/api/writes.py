@@ -92,7 +92,7 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
     return send(respond_once(
         engine, "purchases", event.store_id + _SEP + event.transaction_id,
         event.to_purchase().body_hash, effect, now,
-        # Worded as the service's own conflict, which a racing twin may meet instead.
+        # Worded as the service's own conflict (met by a post of an imported purchase).
         str(PurchaseConflictError(event.store_id, event.transaction_id))))
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from loyalty_engine.engine.earning import local_day, stamps_held
 from loyalty_engine.rules.compiled import StampCard
@@ -162,14 +162,16 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
     }
 
 
+def _require_member(conn: Connection, member_id: str) -> None:
+    if conn.execute(select(_members.c.member_id).where(_members.c.member_id == member_id)
+                    ).first() is None:
+        raise MemberNotFoundError(member_id)
+
+
 def explain_member(engine: Engine, member_id: str) -> list[dict[str, Any]]:
     """Every ledger entry of a member with the program version, rule, purchase and reason."""
     with read_transaction(engine) as conn:
-        exists = conn.execute(
-            select(_members.c.member_id).where(_members.c.member_id == member_id)
-        ).first()
-        if exists is None:
-            raise MemberNotFoundError(member_id)
+        _require_member(conn, member_id)
         rows = conn.execute(
             select(
                 _ledger.c.id, _ledger.c.program_id, _versions.c.version,
@@ -190,11 +192,7 @@ def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int
     """Up to `limit` ledger entries of a member with ids above `after`, oldest first, each
     with its version, rule, purchase and reason (a page of `explain_member`, by id)."""
     with read_transaction(engine) as conn:
-        exists = conn.execute(
-            select(_members.c.member_id).where(_members.c.member_id == member_id)
-        ).first()
-        if exists is None:
-            raise MemberNotFoundError(member_id)
+        _require_member(conn, member_id)
         query = (
             select(_ledger.c.id, _ledger.c.program_id, _versions.c.version.label(
                        "program_version"), _ledger.c.rule_id, _ledger.c.kind,
