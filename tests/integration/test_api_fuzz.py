@@ -188,9 +188,19 @@ def test_every_operation_conforms_to_the_openapi_document(api: Api) -> None:
     labels = {op for (op, _) in tally.statuses}
     assert len(labels) == 10, tally.report()
     assert tally.count() >= 10 * POSITIVE_EXAMPLES // 2, tally.report()
-    # The schema's examples get through to the database (not only validation errors).
-    assert tally.statuses[("POST /v1/purchases", 201)] >= 1, tally.report()
-    assert tally.statuses[("POST /v1/members", 201)] >= 1, tally.report()
+
+
+def test_the_documented_examples_are_accepted(api: Api) -> None:
+    """The request examples of the OpenAPI document get through to the database (whether
+    the generator above happens to send them varies from run to run)."""
+    document = api.client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for path, schema_name in (("/v1/purchases", "PurchaseEvent"),
+                              ("/v1/members", "EnrolRequest")):
+        for example in schemas[schema_name]["examples"]:
+            response = api.client.post(path, json=example, headers=admin(api))
+            # (The purchase example's member exists by the time it is enrolled: 200.)
+            assert response.status_code in (200, 201), (path, response.text)
 
 
 @dataclass(frozen=True)
