@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
+
+from loyalty_engine.domain.money import currency_exponent, format_minor
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
 # Piped output is read by scripts and people alike: wide enough that tables never cut a
@@ -37,6 +39,14 @@ def fail(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
-def when(value: datetime | None) -> str:
-    """A timestamp for people: ISO 8601 in UTC, to the second."""
-    return "-" if value is None else value.astimezone(UTC).replace(microsecond=0).isoformat()
+def when(value: datetime | None, zone: tzinfo | None = None) -> str:
+    """A timestamp for people: ISO 8601 to the second, in the given zone (the program's;
+    UTC when there is none), with its offset so that it is never ambiguous."""
+    if value is None:
+        return "-"
+    return value.astimezone(zone or UTC).replace(microsecond=0).isoformat()
+
+
+def money(minor: int, currency: str) -> str:
+    """An amount for people: major units with the currency (6000, "EUR" -> "60.00 EUR")."""
+    return f"{format_minor(minor, currency_exponent(currency))} {currency}"
