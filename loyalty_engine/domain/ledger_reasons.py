@@ -113,15 +113,20 @@ def _plain(reason: Mapping[str, Any], money: _Money) -> str:
     parts = []
     for key, value in reason.items():
         label = key.replace("_", " ")
-        if key.endswith("_minor") and isinstance(value, int):
+        if key.endswith("_minor") and isinstance(value, int) and not isinstance(value, bool):
             parts.append(f"{label.removesuffix(' minor')} {money(value)}")
-        elif isinstance(value, Mapping):
-            parts.append(f"{label} " + ", ".join(f"{k} {v}" for k, v in value.items()))
-        elif isinstance(value, list | tuple):
-            parts.append(f"{label} " + ", ".join(str(v) for v in value))
         else:
-            parts.append(f"{label} {value}")
+            parts.append(f"{label} {_value(value)}")
     return ", ".join(parts)
+
+
+def _value(value: Any) -> str:
+    """A value inside a reason, nested ones in brackets, never as a repr."""
+    if isinstance(value, Mapping):
+        return "(" + ", ".join(f"{k} {_value(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(_value(v) for v in value) + ")"
+    return "-" if value is None else str(value)
 
 
 class _Money:
