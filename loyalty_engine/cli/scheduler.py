@@ -223,9 +223,9 @@ def rewind(
         else:
             console.print(f"{message}; nothing to rewind", markup=False)
         return
-    if not json_out:
+    if not json_out:  # what the question is about, beside it on standard error
         for mark in found:
-            console.print(f"{mark.job} of {mark.program_id} has run to "
+            err_console.print(f"{mark.job} of {mark.program_id} has run to "
                           f"{when(mark.ran_to, program_zone(ctx, mark.program_id))}",
                           markup=False)
     confirm(f"This moves {len(found)} watermark(s) back to "
