@@ -4,6 +4,7 @@ real commands and options, errors placed at file:line:col), instants given as op
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -122,3 +123,17 @@ def test_every_error_class_has_a_stable_code() -> None:
         "ClubError": "club", "FeeError": "fee", "TierError": "tier",
         "VerificationError": "verification", "MemberError": "member", "ApiKeyError": "api_key",
     }
+
+
+def test_the_readme_lists_every_error_code() -> None:
+    import loyalty_engine.api.app  # noqa: F401  (its errors too)
+
+    def all_subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        return found | {sub for c in found for sub in all_subclasses(c)}
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`([a-z_]+)`", readme.split("The codes are\nstable:")[1]
+                            .split("**Shell completion**")[0]))
+    codes = {cls.code for cls in all_subclasses(errors.LoyaltyError)}
+    assert codes - listed == set()
