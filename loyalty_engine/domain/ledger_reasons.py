@@ -3,7 +3,7 @@ and caps applied, which redemption or refund moved the points (pure; no I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from loyalty_engine.domain.money import currency_exponent, format_minor
@@ -99,6 +99,16 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
     return "; ".join(parts) or "fixed bonus"
 
 
+def describe_fields(data: Mapping[str, Any], currency: str | None) -> str:
+    """Plain data (an event's, say) as `key value` pairs for people: amounts in major units
+    of the currency (the data's own `currency` when it has one), never a repr."""
+    chosen = data.get("currency") or currency
+    if not isinstance(chosen, str):
+        return _plain(data, lambda minor: f"{minor} (minor units)")
+    rest = {k: v for k, v in data.items() if k != "currency"}
+    return _plain(rest, _Money(chosen))
+
+
 def _lots(lots: Any) -> str:
     if not lots:
         return "no lot"
@@ -108,7 +118,7 @@ def _lots(lots: Any) -> str:
     return f"{count} lots, oldest first"
 
 
-def _plain(reason: Mapping[str, Any], money: _Money) -> str:
+def _plain(reason: Mapping[str, Any], money: Callable[[Any], str]) -> str:
     """Anything else, as `key value` pairs (money fields in major units), never a repr."""
     parts = []
     for key, value in reason.items():

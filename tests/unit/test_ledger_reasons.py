@@ -85,3 +85,14 @@ def test_no_reason_comes_out_as_a_python_repr(kind: str, reason: dict[str, Any])
     text = describe_reason(kind, reason, "EUR")
     # A dict or list repr would show its braces and quotes ({'a': 1}, ['x']).
     assert "{'" not in text and "['" not in text and ": {" not in text
+
+
+def test_event_data_reads_as_fields_with_money_in_major_units() -> None:
+    from loyalty_engine.domain.ledger_reasons import describe_fields
+
+    assert describe_fields({"voucher": "V-1", "amount_minor": 1050, "currency": "EUR",
+                            "period": "2026"}, None) == (
+        "voucher V-1, amount 10.50 EUR, period 2026")
+    assert describe_fields({"amount_minor": 500, "tags": ["a", "b"]}, "JPY") == (
+        "amount 500 JPY, tags (a, b)")
+    assert describe_fields({"amount_minor": 500}, None) == "amount 500 (minor units)"
