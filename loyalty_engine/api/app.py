@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from loyalty_engine.api import problems, reads, writes
 from loyalty_engine.api.auth import Authenticate
+from loyalty_engine.api.request_shape import RequestShape
 from loyalty_engine.store.database import open_engine
 
 Clock = Callable[[], datetime]
@@ -37,7 +38,9 @@ def create_app(engine: Engine | None = None, clock: Clock | None = None) -> Fast
     app.state.engine = engine
     app.state.clock = clock or _system_clock
     problems.install(app)
-    # The last added runs first: the key is checked before the body is read.
+    # The last added runs first: the key is checked before the body is read, the body's
+    # size before its shape (media type, encoding).
+    app.add_middleware(RequestShape)
     app.add_middleware(problems.BodyLimit)
     app.add_middleware(Authenticate)
     app.include_router(writes.router)

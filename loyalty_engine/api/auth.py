@@ -36,7 +36,13 @@ class Authenticate:
         if scope["type"] != "http" or not path.startswith("/v1/") or path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        given = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(given) > 1:  # which one counts would depend on the proxy in between
+            response = problem_response(400, "ambiguous-key", "send one Authorization "
+                                        f"header, not {len(given)}", path)
+            await response(scope, receive, send)
+            return
+        header = (given[0] if given else b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         detail = None
         if scheme.lower() != "bearer" or not token.strip():

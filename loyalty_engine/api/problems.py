@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loyalty_engine.domain.events import id_rule
 from loyalty_engine.services import errors
 from loyalty_engine.services.idempotency import IdempotencyConflictError
 from loyalty_engine.services.members import MemberNotFoundError
@@ -94,7 +95,7 @@ def validation_errors(raw: list[Any]) -> list[dict[str, str]]:
         message = str(error.get("msg", "is invalid"))
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        message = _FRIENDLY.get(str(error.get("type")), message)
+        message = _FRIENDLY.get(str(error.get("type")), id_rule(error) or message)
         entry = {"field": readable or "body", "pointer": pointer, "detail": message}
         if loc and loc[0] in ("query", "path", "header"):
             entry["in"] = str(loc[0])

@@ -21,6 +21,7 @@ from loyalty_engine.api.schemas import (
     TierProgress,
     Voucher,
 )
+from loyalty_engine.domain.events import ID_PATTERN
 from loyalty_engine.services.access import member_programs, programs_out_of_reach
 from loyalty_engine.services.members import ledger_page, show_member
 from loyalty_engine.services.schema_check import require_current_schema
@@ -28,7 +29,7 @@ from loyalty_engine.store.database import describe_url
 from loyalty_engine.store.migrate import SCHEMA_REVISION
 
 router = APIRouter(prefix="/v1")
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 @router.get("/members/{member_id}", response_model=MemberView,

@@ -7,12 +7,11 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from loyalty_engine.domain.events import Identifier, _plausible_instant
+from loyalty_engine.domain.events import ID_PATTERN, Identifier, Instant
 
-Instant = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
 AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 ConsentFlag = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 AttributeValue = Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] | Annotated[
@@ -77,7 +76,7 @@ class FeePayment(_Request):
     paid_at: Instant | None = Field(default=None, description="when it was paid (default: now)")
     in_points: bool = Field(default=False, description="pay with the level's points price")
     reference: Annotated[str, Field(min_length=1, max_length=160,
-                                    pattern=r"^[^\x00-\x1f\x7f]+$")] | None = Field(
+                                    pattern=ID_PATTERN)] | None = Field(
         default=None, description="the payment provider's reference")
 
     def request_hash(self) -> str:

@@ -30,7 +30,7 @@ from loyalty_engine.api.schemas import (
     RefundRecorded,
     ReverseRequest,
 )
-from loyalty_engine.domain.events import PurchaseEvent
+from loyalty_engine.domain.events import ID_PATTERN, PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.services.access import (
@@ -199,8 +199,7 @@ def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> R
         str(RedemptionConflictError(body.redemption_id))))
 
 
-RedemptionId = Annotated[str, Path(min_length=1, max_length=128,
-                                   pattern=r"^[^\x00-\x1f\x7f]+$")]
+RedemptionId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 @router.post("/redemptions/{redemption_id}/reverse", response_model=RedemptionDone,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -61,7 +61,28 @@ def _plausible_instant(value: datetime) -> datetime:
     if not 1970 <= value.year <= 9998:
         raise ValueError("must be a date between the years 1970 and 9998")
     return value
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# What an identifier may not hold: C0 and C1 controls and DEL, line and paragraph
+# separators, and the bidirectional controls (which make one id display as another); nor
+# may it begin or end with a space ("AMS-01 " would be another store, paid twice).
+_NOT_IN_IDS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+ID_PATTERN = rf"^[^\s{_NOT_IN_IDS}](?:[^{_NOT_IN_IDS}]*[^\s{_NOT_IN_IDS}])?$"
+ID_RULE = ("may not begin or end with a space, nor hold control, line-separator or "
+           "text-direction characters")
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Key = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+def _not_a_number(value: object) -> object:
+    # A JSON number would be read as seconds since 1970 (0 is New Year 1970): a till that
+    # sends one has a bug, not a timestamp.
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time string with an offset, such as "
+                         "2026-03-01T09:30:00+01:00, not a number")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_number),
+                    AfterValidator(_plausible_instant)]
 
 
 class PurchaseItemIn(BaseModel):
@@ -103,11 +124,10 @@ class PurchaseEvent(BaseModel):
 
     type: Literal["purchase"] = Field(
         default="purchase", description="in import files, tells purchases from refunds")
-    transaction_id: Annotated[str, Field(min_length=1, max_length=128,
-                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+    transaction_id: Key
     store_id: Identifier
     member_id: Identifier | None = None
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+    occurred_at: Instant
     currency: CurrencyCode
     total: Amount
     items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
@@ -184,6 +204,14 @@ _FRIENDLY = {
 }
 
 
+def id_rule(error: Any) -> str | None:
+    """What an identifier must be, for pydantic's error of a value that broke ID_PATTERN."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "string_pattern_mismatch" and ctx.get("pattern") == ID_PATTERN:
+        return ID_RULE
+    return None
+
+
 def describe_errors(exc: ValidationError, item_lines: list[int] | None = None) -> list[str]:
     """Readable messages for a failed event validation, each naming the field by its path.
 
@@ -198,7 +226,7 @@ def describe_errors(exc: ValidationError, item_lines: list[int] | None = None) -
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        message = _FRIENDLY.get(error["type"], message)
+        message = _FRIENDLY.get(error["type"], id_rule(error) or message)
         if item_lines and len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
             path = f"line {item_lines[loc[1]]}: {path}"
         messages.append(f"{path}: {message}" if path else message)

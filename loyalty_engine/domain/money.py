@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Annotated
@@ -61,12 +62,20 @@ def _plausible(result: Decimal, what: str, value: object) -> Decimal:
     return result
 
 
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
 def parse_decimal(value: object, what: str) -> Decimal:
     """A Decimal from a decimal string or an integer; floats are refused (they lose cents),
     and so are absurd exponents (1e-999999999, 9e999999999)."""
     if isinstance(value, str):
         try:
-            if "_" in value:  # Decimal() would read "1_000" as 1000; a till never means that
+            # Decimal() would also read " 7.40 ", "+7.40", "1_000" and digits of other
+            # scripts (fullwidth, Arabic-Indic): a till that sends those has a bug, and two
+            # spellings of one amount must not be two amounts.
+            if value.lstrip("+-").lower() in ("nan", "snan", "inf", "infinity"):
+                raise MoneyError(f"{what} {value!r} is not a finite number")
+            if not _DECIMAL.fullmatch(value):
                 raise InvalidOperation
             result = Decimal(value)
         except InvalidOperation:

@@ -6,11 +6,10 @@ import hashlib
 from datetime import UTC
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import to_json
 
-from loyalty_engine.domain.events import Identifier, _plausible_instant
-from loyalty_engine.domain.refunds import Key
+from loyalty_engine.domain.events import Identifier, Instant, Key
 
 
 class RedemptionRequest(BaseModel):
@@ -31,7 +30,7 @@ class RedemptionRequest(BaseModel):
     redemption_id: Key
     member_id: Identifier
     program_id: Identifier
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+    occurred_at: Instant
     points: Annotated[int, Field(gt=0, le=10**12)] | None = Field(
         default=None, description="spend this many points")
     reward: Identifier | None = Field(

@@ -7,7 +7,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import to_json
 
 from loyalty_engine.domain.events import (
@@ -15,11 +15,10 @@ from loyalty_engine.domain.events import (
     MAX_QUANTITY,
     Amount,
     Identifier,
-    _plausible_instant,
+    Instant,
+    Key,
 )
 from loyalty_engine.domain.money import MoneyError
-
-Key = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class RefundItemIn(BaseModel):
@@ -57,7 +56,7 @@ class RefundEvent(BaseModel):
     original_transaction_id: Key
     original_store_id: Identifier | None = Field(
         default=None, description="store of the purchase, when it is not the refunding store")
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+    occurred_at: Instant
     amount: Amount
     items: Annotated[list[RefundItemIn], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
 

@@ -44,8 +44,9 @@ MODELS: list[type[BaseModel]] = [PurchaseEvent, RefundEvent, RedemptionRequest, 
 
 SKU = st.text(alphabet=string.ascii_uppercase + string.digits + "-", min_size=1, max_size=12)
 CATEGORY = st.text(alphabet=string.ascii_lowercase + "-", min_size=1, max_size=12)
+# Inner spaces are fine in an id; spaces at either end are refused (another test).
 PRINTABLE_ID = st.text(alphabet=string.ascii_letters + string.digits + "-_/:. ", min_size=1,
-                       max_size=30)
+                       max_size=30).filter(lambda s: s == s.strip())
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def test_body_hash_is_stable_for_the_same_body() -> None:
 def test_body_hash_ignores_how_amounts_are_written() -> None:
     a = event_dict([("CAKE", "pastry", "1", "12.5")], total="12.5")
     b = event_dict([("CAKE", "pastry", "1.000", "12.50")], total="12.50")
-    c = event_dict([("CAKE", "pastry", "1", " 12.50 ")], total="12.500")
+    c = event_dict([("CAKE", "pastry", "1", "1.25e1")], total="12.500")
     assert body_hash(a) == body_hash(b) == body_hash(c)
 
 
@@ -353,3 +353,33 @@ def test_event_is_immutable() -> None:
     event = PurchaseEvent.model_validate(valid_body())
     with pytest.raises(ValidationError):
         event.total = Decimal(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("override", "field", "fragment"), [
+    # issue 14, item 8: each was accepted before and meant something no till intended.
+    ({"occurred_at": 0}, "occurred_at", "not a number"),
+    ({"occurred_at": 1767225600.5}, "occurred_at", "not a number"),
+    ({"total": " 7.40 "}, "total", "not a decimal number"),
+    ({"total": "+7.40"}, "total", "not a decimal number"),
+    ({"total": "\uff17.\uff14\uff10"}, "total", "not a decimal number"),  # fullwidth 7.40
+    ({"total": "\u0667.\u0664\u0660"}, "total", "not a decimal number"),  # Arabic-Indic
+    ({"total": "1_000"}, "total", "not a decimal number"),
+    ({"store_id": "AMS-01 "}, "store_id", "may not begin or end with a space"),
+    ({"store_id": " AMS-01"}, "store_id", "may not begin or end with a space"),
+    ({"member_id": "M-1\u0085"}, "member_id", "control"),          # C1 next line
+    ({"member_id": "M-\u20281"}, "member_id", "line-separator"),
+    ({"transaction_id": "T-\u202e1"}, "transaction_id", "text-direction"),  # RTL override
+])
+def test_lenient_spellings_are_refused_naming_the_field(
+        override: dict[str, Any], field: str, fragment: str) -> None:
+    message = only_error(valid_body(**override))
+    assert message.startswith(f"{field}: ") and fragment in message, message
+
+
+def test_strict_spellings_still_accepted_are_the_same_amount() -> None:
+    for spelling in ("7.40", "7.4", "7.400", "740e-2", "0.0074E3"):
+        assert PurchaseEvent.model_validate(valid_body(total=spelling)).to_purchase() \
+            .total_minor == 740, spelling
+    # Inner spaces are part of an id; only the ends are refused.
+    assert PurchaseEvent.model_validate(valid_body(member_id="Anna de Vries")).member_id \
+        == "Anna de Vries"
