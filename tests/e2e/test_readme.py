@@ -33,6 +33,8 @@ KNOWN_NEEDS = {
     "docker": "no Docker engine here: tests/e2e/test_packaging.py checks the files",
 }
 COMMAND_TIMEOUT_S = 120
+# The whole tour: about 60 commands, 1 to 3 s each on a quiet 2-core machine.
+TOUR_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ def tour(tmp_path_factory: pytest.TempPathFactory) -> Tour:
     script.write_text(_script(commands, log), encoding="utf-8")
     env = _environment(home)
     subprocess.run(["bash", str(script)], cwd=folder, env=env, check=False,
-                   timeout=COMMAND_TIMEOUT_S * 4, stdin=subprocess.DEVNULL)
+                   timeout=TOUR_TIMEOUT_S, stdin=subprocess.DEVNULL)
     results = []
     for number, (line, command, expected) in enumerate(commands):
         rc_file = log / f"{number}.rc"
