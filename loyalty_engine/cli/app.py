@@ -32,8 +32,8 @@ from loyalty_engine.cli.serve import serve
 from loyalty_engine.domain.money import MoneyError
 from loyalty_engine.rules import ProgramFileError
 from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.shipped import PackageDataError, version
 from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
-from loyalty_engine.store.migrate import MigrationsMissingError
 
 app = typer.Typer(
     name="loyalty",
@@ -59,12 +59,22 @@ app.command()(demo)
 app.command()(serve)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"loyalty-engine {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
     database: str | None = typer.Option(
         None, "--database", "-d", metavar="URL",
         help="Database URL (default: $LOYALTY_DATABASE_URL, else sqlite:///loyalty.db).",
+    ),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the installed version and exit.",
     ),
 ) -> None:
     """Global options."""
@@ -86,7 +96,7 @@ def main() -> None:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, soft_wrap=True)
         sys.exit(1)
-    except (LoyaltyError, DatabaseUrlError, MoneyError, MigrationsMissingError) as exc:
+    except (LoyaltyError, DatabaseUrlError, MoneyError, PackageDataError) as exc:
         _error(str(exc).replace("[", r"\["))
         sys.exit(1)
     except ValidationError as exc:
