@@ -64,7 +64,7 @@ class SegmentStats:
     members: int = 0
     purchases: int = 0
     spend_minor: int = 0
-    points: int = 0
+    points: dict[str, int] = field(default_factory=dict)  # per program
 
 
 @dataclass(slots=True)
@@ -77,17 +77,17 @@ class DemoSummary:
     members: int
     purchases: int
     anonymous: int
-    points: int
+    points: dict[str, int]  # in the ledger, per program
     currency: str
     segments: dict[str, SegmentStats] = field(default_factory=dict)
-    top: list[tuple[str, int]] = field(default_factory=list)
+    top: list[tuple[str, str, int]] = field(default_factory=list)  # program, member, points
     replay_changed: int = 0
     refunds: int = 0
-    points_refunded: int = 0
+    points_refunded: dict[str, int] = field(default_factory=dict)
     stamp_vouchers: int = 0
     redemptions: int = 0
     points_redeemed: int = 0
-    pending_activated: int = 0
+    pending_activated: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)  # glow-beauty tier -> members
     tier_reviews: int = 0
     tier_review_seconds: float = 0.0
@@ -174,7 +174,8 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
                 s = stats[segment]
                 s.purchases += 1
                 s.spend_minor += purchase.total_minor
-                s.points += outcome.points
+                for award in outcome.awards:
+                    s.points[award.program_id] = s.points.get(award.program_id, 0) + award.points
                 if purchase.member_id:
                     segment_of[purchase.member_id] = segment
         writer.flush_balances()
@@ -187,18 +188,26 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
         changed = sum(1 for _, outcome in again.outcomes if not outcome.replayed)
     extras = _after_the_year(engine, generated, as_of, seed)
     with read_transaction(engine) as conn:
-        top = conn.execute(
-            select(Balance.member_id, Balance.points).order_by(Balance.points.desc(),
-                                                               Balance.member_id).limit(5)
-        ).all()
-        points = conn.execute(select(func.coalesce(func.sum(LedgerEntry.points), 0))).scalar_one()
+        # The three members with the most spendable points in each program.
+        ranked = select(Balance.program_id, Balance.member_id, Balance.points,
+                        func.row_number().over(
+                            partition_by=Balance.program_id,
+                            order_by=(Balance.points.desc(), Balance.member_id)).label("rank")
+                        ).subquery()
+        top = conn.execute(select(ranked.c.program_id, ranked.c.member_id, ranked.c.points)
+                           .where(ranked.c.rank <= 3, ranked.c.points > 0)
+                           .order_by(ranked.c.program_id, ranked.c.rank)).all()
+        points = dict(conn.execute(
+            select(LedgerEntry.program_id, func.sum(LedgerEntry.points))
+            .group_by(LedgerEntry.program_id).order_by(LedgerEntry.program_id)).all())
         purchases = conn.execute(select(func.count()).select_from(PurchaseRow)).scalar_one()
     return DemoSummary(
         database=str(engine.url.render_as_string(hide_password=True)), as_of=as_of,
         programs=[f"{r.program_id} v{r.version}" for r in applied],
         members=len(segment_of), purchases=int(purchases),
-        anonymous=stats["anonymous"].purchases, points=int(points), currency="EUR",
-        segments=stats, top=[(m, int(p)) for m, p in top], replay_changed=changed, **extras,
+        anonymous=stats["anonymous"].purchases,
+        points={pid: int(n) for pid, n in points.items()}, currency="EUR", segments=stats,
+        top=[(pid, m, int(p)) for pid, m, p in top], replay_changed=changed, **extras,
     )
 
 
@@ -207,7 +216,8 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
     """Refund a few purchases, let pending points become spendable, and let the members
     with enough points buy a voucher: the rest of the program language at work."""
     rng = random.Random(seed + 1)
-    refunds = refunded = 0
+    refunds = 0
+    refunded: dict[str, int] = {}
     for _, purchase in generated:
         if purchase.member_id is None or rng.random() >= 0.02:
             continue
@@ -224,7 +234,8 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
             "original_transaction_id": purchase.transaction_id, "occurred_at": when,
             "amount": format_minor(share, exponent)}), as_of)
         refunds += 1
-        refunded += sum(outcome.points.values())
+        for program_id, points in outcome.points.items():
+            refunded[program_id] = refunded.get(program_id, 0) + points
     activated = activate_pending(engine, as_of)
     # The tier review of every year-end the demo's year spans, set-based, timed.
     started = time.perf_counter()
@@ -255,7 +266,7 @@ def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of
             .where(ClubMembership.club_id == "bean-club")).scalar_one()
     return {"refunds": refunds, "points_refunded": refunded, "stamp_vouchers": stamp_vouchers,
             "redemptions": redemptions, "points_redeemed": redeemed,
-            "pending_activated": activated.points, "tiers": tiers,
+            "pending_activated": activated.by_program, "tiers": tiers,
             "tier_reviews": review.reviewed.get("glow-beauty", 0),
             "tier_review_seconds": review_seconds,
             "tier_review_days": review.review_days.get("glow-beauty", []),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now
+from loyalty_engine.cli.context import engine_for, now, program_zone
 from loyalty_engine.cli.options import JSON
 from loyalty_engine.cli.output import console, emit_json, err_console, when
 from loyalty_engine.services.apikeys import create_api_key, list_api_keys, revoke_api_key
@@ -22,11 +24,18 @@ def create(
     scope: str = typer.Option(..., "--scope", help="pos (post for its stores) or admin."),
     store: list[str] = typer.Option([], "--store", help="A store the pos key may post for "
                                     "(an id, or a prefix such as AMS-*); repeat for more."),
+    token_only: bool = typer.Option(False, "--token-only", help="Print only the token (for "
+                                    "TOKEN=$(loyalty apikeys create ... --token-only))."),
     json_out: bool = JSON,
 ) -> None:
-    """Create a key and print its secret token, once: store it now, it cannot be shown
-    again (revoke and create another if it is lost)."""
+    """Create a key and print its secret token, once (it cannot be shown again).
+
+    Store it now; if it is lost, revoke the key and create another (the name may be used
+    again once its key is revoked)."""
     key, token = create_api_key(engine_for(ctx), name, scope, list(store), now())
+    if token_only:
+        sys.stdout.write(token + "\n")
+        return
     if json_out:
         emit_json({**key.as_json(), "token": token})
         return
@@ -49,9 +58,10 @@ def list_(ctx: typer.Context, json_out: bool = JSON) -> None:
         console.print("no API keys; `loyalty apikeys create` makes one")
         return
     table = Table("name", "key id", "scope", "stores", "created", "revoked")
+    zone = program_zone(ctx, None)
     for k in keys:
         table.add_row(escape(k.name), k.key_id, k.scope, escape(", ".join(k.stores) or "all"),
-                      when(k.created_at), when(k.revoked_at))
+                      when(k.created_at, zone), when(k.revoked_at, zone))
     console.print(table)
 
 

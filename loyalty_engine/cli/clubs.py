@@ -3,15 +3,18 @@ membership clock (renewals, grace, lapse, eligibility) for an instant."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import tzinfo
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, instant, now, program_zone
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, AT, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, membership_line, money, when
 from loyalty_engine.services.clubs import (
     ClubOutcome,
     advance_clubs,
@@ -30,8 +33,8 @@ def join(ctx: typer.Context, member_id: str, club_id: str,
                                           "(default the first)."),
          program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
     """Join a club. A fee club stays pending until its charge is paid (`loyalty fees pay`)."""
-    instant = parse_instant(at, "--at") or now()
-    _show(join_club(engine_for(ctx), member_id, club_id, instant, now(), program, level),
+    at_ = instant(ctx, at, "--at", program) or now()
+    _show(ctx, join_club(engine_for(ctx), member_id, club_id, at_, now(), program, level),
           json_out)
 
 
@@ -40,32 +43,32 @@ def leave(ctx: typer.Context, member_id: str, club_id: str, program: str | None 
           at: str | None = AT, json_out: bool = JSON) -> None:
     """Leave a club (a fee club: refunded inside the cooling-off period, else it runs to the
     end of the paid term without renewing)."""
-    instant = parse_instant(at, "--at") or now()
-    _show(leave_club(engine_for(ctx), member_id, club_id, instant, now(), program), json_out)
+    at_ = instant(ctx, at, "--at", program) or now()
+    _show(ctx, leave_club(engine_for(ctx), member_id, club_id, at_, now(), program), json_out)
 
 
 @app.command()
 def upgrade(ctx: typer.Context, member_id: str, club_id: str, level: str,
             program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
     """Move a paid membership up a level for the prorated difference of the fees."""
-    instant = parse_instant(at, "--at") or now()
-    _show(upgrade_club(engine_for(ctx), member_id, club_id, level, instant, now(), program),
+    at_ = instant(ctx, at, "--at", program) or now()
+    _show(ctx, upgrade_club(engine_for(ctx), member_id, club_id, level, at_, now(), program),
           json_out)
 
 
 @app.command()
 def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
-         json_out: bool = JSON) -> None:
+         program: str | None = PROGRAM, json_out: bool = JSON) -> None:
     """A member's clubs, fee charges and group verifications."""
-    data = member_clubs(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now())
+    data = member_clubs(engine_for(ctx), member_id, as_of_option(ctx, as_of, program))
     if json_out:
         emit_json(data)
         return
-    print_clubs(data)
+    print_clubs(data, lambda program_id: program_zone(ctx, program_id))
 
 
-def print_clubs(data: dict[str, Any]) -> None:
-    """Tables of memberships, charges and verifications."""
+def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> None:
+    """Tables of memberships, charges and verifications, times in each program's zone."""
     if not data["clubs"] and not data["charges"] and not data["verifications"]:
         console.print("no clubs, fee charges or verifications")
         return
@@ -74,32 +77,38 @@ def print_clubs(data: dict[str, Any]) -> None:
                       title="clubs")
         for c in data["clubs"]:
             table.add_row(c["program_id"], c["club_id"], c["level"] or "-", c["status"],
-                          when(c["term_end"]), "yes" if c["auto_renew"] else "no")
+                          when(c["term_end"], zone(c["program_id"])),
+                          "yes" if c["auto_renew"] else "no")
         console.print(table)
     if data["charges"]:
         table = Table("charge", "club", "level", "kind", "amount", "due", "status", "paid",
                       title="fee charges")
         for f in data["charges"]:
+            here = zone(f["program_id"])
             table.add_row(str(f["charge_id"]), f["club_id"], f["level"], f["kind"],
-                          f"{f['amount_minor']} {f['currency']} (minor)", when(f["due_at"]),
-                          f["status"], f"{when(f['paid_at'])} {f['paid_via'] or ''}".strip())
+                          money(f["amount_minor"], f["currency"]), when(f["due_at"], here),
+                          f["status"], f"{when(f['paid_at'], here)} {f['paid_via'] or ''}"
+                          .strip())
         console.print(table)
     if data["verifications"]:
         table = Table("program", "group", "evidence", "valid until", "re-verify from",
                       "status", title="group verifications")
         for v in data["verifications"]:
+            here = zone(v["program_id"])
             table.add_row(v["program_id"], v["group_id"], escape(v["evidence"]),
-                          when(v["verified_until"]), when(v["reverify_from"]), v["status"])
+                          when(v["verified_until"], here), when(v["reverify_from"], here),
+                          v["status"])
         console.print(table)
 
 
 @app.command()
 def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
-            json_out: bool = JSON) -> None:
+            allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
     """Run the membership clock up to an instant: renewal charges, grace, lapse, the end
     of cancelled memberships and lapsed group eligibility (safe to re-run)."""
-    result = advance_clubs(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
-                           program)
+    result = advance_clubs(engine_for(ctx), as_of_option(ctx, as_of, program, writes=True,
+                                                         allow_future=allow_future),
+                           now(), program)
     if json_out:
         emit_json(result.as_json())
         return
@@ -111,18 +120,15 @@ def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None =
         markup=False)
 
 
-def _show(outcome: ClubOutcome, json_out: bool) -> None:
+def _show(ctx: typer.Context, outcome: ClubOutcome, json_out: bool) -> None:
     if json_out:
         emit_json(outcome.as_json())
         return
     m = outcome.membership
-    console.print(f"{m['member_id']} in {m['club_id']} ({m['program_id']}): {m['status']}"
-                  + (f", level {m['level']}" if m["level"] else "")
-                  + (f", paid through {when(m['term_end'])}" if m["term_end"] else ""),
-                  markup=False)
+    console.print(membership_line(m, program_zone(ctx, m["program_id"])), markup=False)
     if outcome.charge is not None:
         c = outcome.charge
-        console.print(f"charge {c['charge_id']}: {c['kind']} {c['amount_minor']} "
-                      f"{c['currency']} (minor units), {c['status']}", markup=False)
+        console.print(f"charge {c['charge_id']}: {c['kind']} "
+                      f"{money(c['amount_minor'], c['currency'])}, {c['status']}", markup=False)
     if outcome.message:
         console.print(outcome.message, markup=False)

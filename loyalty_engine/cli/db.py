@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 
 from loyalty_engine.cli.context import database_url, engine_for
-from loyalty_engine.cli.output import console, emit_json, fail
+from loyalty_engine.cli.options import YES
+from loyalty_engine.cli.output import CommandRefused, confirm, console, emit_json, fail
 from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.store import migrate
-from loyalty_engine.store.database import describe_url, open_engine
+from loyalty_engine.store.database import create_database, describe_url, open_engine
 
 app = typer.Typer(help="Create, migrate and check the database.", no_args_is_help=True)
 
@@ -17,9 +18,15 @@ app = typer.Typer(help="Create, migrate and check the database.", no_args_is_hel
 def upgrade(
     ctx: typer.Context,
     revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+    create: bool = typer.Option(False, "--create", help="PostgreSQL: create the database "
+                                "first if it does not exist."),
 ) -> None:
-    """Migrate the database up to the newest schema (creating a SQLite file if needed)."""
+    """Migrate the database up to the newest schema (a SQLite file is created if needed)."""
     url = database_url(ctx)
+    if create:
+        made = create_database(url)
+        if made:
+            console.print(f"created database {describe_url(url)}", markup=False)
     engine = open_engine(url)
     before = migrate.current_revision(engine)
     migrate.upgrade(engine, revision)
@@ -35,10 +42,19 @@ def upgrade(
 def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(..., help='Target revision; "base" removes every table.'),
+    yes: bool = YES,
 ) -> None:
-    """Migrate the database down to an older revision."""
+    """Migrate the database down to an older revision (asks first: it drops data)."""
     url = database_url(ctx)
     engine = open_engine(url)
+    current_rev = migrate.current_revision(engine)
+    if current_rev is None:
+        raise CommandRefused(f"{describe_url(url)} has no schema to downgrade")
+    held = migrate.row_counts(engine)
+    what = ("drops every table" if revision == "base"
+            else f"goes from revision {current_rev} to {revision}, dropping what came after")
+    confirm(f"This {what} of {describe_url(url)}, which holds {held['members']} member(s) "
+            f"and {held['ledger_entries']} ledger entries, and cannot be undone.", yes)
     migrate.downgrade(engine, revision)
     console.print(f"{describe_url(url)} is now at {migrate.current_revision(engine) or 'base'}")
 

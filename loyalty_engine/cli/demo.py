@@ -78,28 +78,33 @@ def demo(
     console.print(f"[bold]loyalty-engine demo[/] on {summary.database}")
     console.print(f"programs applied: {', '.join(summary.programs)}; "
                   f"year ending {when(summary.as_of)}, seed {seed}")
-    table = Table("customers", "members", "purchases", "spend", "points", "points / member",
-                  title="a year of purchases")
+    programs = sorted({p for s in summary.segments.values() for p in s.points})
+    table = Table("customers", "members", "purchases", "spend",
+                  *(f"{p} points" for p in programs), title="a year of purchases")
     for name, s in summary.segments.items():
-        per_member = f"{s.points // s.members}" if s.members else "-"
         table.add_row(name, str(s.members) if name != "anonymous" else "-", str(s.purchases),
-                      summary.money(s.spend_minor), str(s.points), per_member)
+                      summary.money(s.spend_minor),
+                      *(str(s.points.get(p, 0)) for p in programs))
     console.print(table)
-    top = Table("member", "spendable points", title="top members")
-    for member_id, points in summary.top:
-        top.add_row(member_id, str(points))
+    top = Table("program", "member", "spendable points", title="top members, per program")
+    for program_id, member_id, points in summary.top:
+        top.add_row(program_id, member_id, str(points))
     console.print(top)
     console.print(f"{summary.purchases} purchases stored ({summary.anonymous} anonymous, "
-                  "which earn nothing); "
-                  f"{summary.points} points in the ledger.")
+                  "which earn nothing); points in the ledger: "
+                  + ", ".join(f"{p} {n}" for p, n in summary.points.items()) + ".")
     console.print(f"Posting the whole year again changed {summary.replay_changed} purchases "
                   "(every one was recognised as already recorded).")
-    console.print(f"{summary.refunds} purchases refunded (in full or in part): "
-                  f"{summary.points_refunded} points taken back pro rata; "
-                  f"{summary.stamp_vouchers} free-coffee vouchers from full stamp cards.")
-    console.print(f"{summary.pending_activated} pending points became spendable at the end "
-                  f"of the year; {summary.redemptions} members bought a voucher for "
-                  f"{summary.points_redeemed} points.")
+    console.print(f"{summary.refunds} purchases refunded (in full or in part), points taken "
+                  "back pro rata: " + (", ".join(f"{p} {n}" for p, n in
+                                                 sorted(summary.points_refunded.items()))
+                                       or "none")
+                  + f"; {summary.stamp_vouchers} free-coffee vouchers from full stamp cards.")
+    console.print("Pending points that became spendable at the end of the year: "
+                  + (", ".join(f"{p} {n}" for p, n in summary.pending_activated.items())
+                     or "none")
+                  + f"; {summary.redemptions} members bought a voucher for "
+                  f"{summary.points_redeemed} bean-there points.")
     if summary.tiers:
         ladder = ", ".join(f"{tier or 'none'} {n}" for tier, n in summary.tiers.items())
         reviews = ", ".join(summary.tier_review_days) or "none due"
@@ -108,7 +113,7 @@ def demo(
                       f"{summary.tier_review_seconds:.3f} s.")
     console.print(f"{summary.club_members} members joined the Bean Club with their first "
                   "purchase.")
-    first = summary.top[0][0] if summary.top else "M00001"
+    first = summary.top[0][1] if summary.top else "M00001"
     console.print(f"\nNext: [bold]{_this_command()} --database {database} members explain "
                   f"{first}[/]")
 

@@ -8,8 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.options import AS_OF, JSON
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, now, program_zone
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON
 from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.outbox import KINDS, list_events
@@ -38,7 +39,8 @@ def list_(
     table = Table("id", "kind", "member", "program", "when", "data")
     for r in rows:
         table.add_row(str(r["id"]), r["kind"], escape(r["member_id"]), r["program_id"],
-                      when(r["occurred_at"]), escape(json.dumps(r["data"], sort_keys=True)))
+                      when(r["occurred_at"], program_zone(ctx, r["program_id"])),
+                      escape(json.dumps(r["data"], sort_keys=True)))
     console.print(table)
 
 
@@ -47,12 +49,13 @@ def notify(
     ctx: typer.Context,
     as_of: str | None = AS_OF,
     days: int = typer.Option(30, "--days", min=1, max=365, help="How far ahead to warn."),
+    allow_future: bool = ALLOW_FUTURE,
     json_out: bool = JSON,
 ) -> None:
     """Record advance notices as events: points expiring, tiers that will drop at a review,
     verifications about to lapse, within --days (each once, however often this runs)."""
-    result = send_notices(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
-                          days)
+    result = send_notices(engine_for(ctx), as_of_option(
+        ctx, as_of, writes=True, allow_future=allow_future), now(), days)
     if json_out:
         emit_json(result.as_json())
         return

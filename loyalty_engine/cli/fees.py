@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.context import engine_for, instant, now, program_zone
 from loyalty_engine.cli.options import AT, JSON
-from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.cli.output import console, emit_json, membership_line, money, when
 from loyalty_engine.services.fees import FeeOutcome, charges_of, fail_charge, pay_charge
 
 STATUSES = ("due", "paid", "failed", "refunded", "waived")
@@ -24,8 +25,9 @@ def pay(ctx: typer.Context, charge_id: int = CHARGE,
                                              "reference (a PSP id, a receipt)."),
         at: str | None = AT, json_out: bool = JSON) -> None:
     """Mark a due or failed charge paid; a joining charge starts the membership."""
-    instant = parse_instant(at, "--at") or now()
-    _show(pay_charge(engine_for(ctx), charge_id, instant, now(), points, reference), json_out)
+    paid_at = instant(ctx, at, "--at") or now()
+    _show(ctx, pay_charge(engine_for(ctx), charge_id, paid_at, now(), points, reference),
+          json_out)
 
 
 @app.command()
@@ -33,7 +35,7 @@ def fail(ctx: typer.Context, charge_id: int = CHARGE,
          reason: str | None = typer.Option(None, "--reason", help="Why collection failed."),
          json_out: bool = JSON) -> None:
     """Record that collecting a due charge failed (it stays payable until the lapse)."""
-    _show(fail_charge(engine_for(ctx), charge_id, now(), reason), json_out)
+    _show(ctx, fail_charge(engine_for(ctx), charge_id, now(), reason), json_out)
 
 
 @app.command("list")
@@ -50,22 +52,23 @@ def list_(ctx: typer.Context,
     if json_out:
         emit_json(rows)
         return
-    table = Table("charge", "member", "club", "level", "kind", "amount (minor)", "due",
-                  "status")
+    if not rows:
+        console.print("no fee charges" + (f" of {member}" if member else "")
+                      + (f" {status}" if status else ""), markup=False)
+        return
+    table = Table("charge", "member", "club", "level", "kind", "amount", "due", "status")
     for r in rows:
-        table.add_row(str(r["charge_id"]), r["member_id"], r["club_id"], r["level"], r["kind"],
-                      f"{r['amount_minor']} {r['currency']}", when(r["due_at"]), r["status"])
+        table.add_row(str(r["charge_id"]), escape(r["member_id"]), r["club_id"], r["level"],
+                      r["kind"], money(r["amount_minor"], r["currency"]),
+                      when(r["due_at"], program_zone(ctx, r["program_id"])), r["status"])
     console.print(table)
 
 
-def _show(outcome: FeeOutcome, json_out: bool) -> None:
+def _show(ctx: typer.Context, outcome: FeeOutcome, json_out: bool) -> None:
     if json_out:
         emit_json(outcome.as_json())
         return
     console.print(outcome.message, markup=False)
     if outcome.membership is not None:
         m = outcome.membership
-        console.print(f"membership of {m['club_id']}: {m['status']}"
-                      + (f", level {m['level']}" if m["level"] else "")
-                      + (f", paid through {when(m['term_end'])}" if m["term_end"] else ""),
-                      markup=False)
+        console.print(membership_line(m, program_zone(ctx, m["program_id"])), markup=False)

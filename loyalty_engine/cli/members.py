@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.cli.clubs import print_clubs
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.output import console, emit_json, when
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, instant, now, program_zone
+from loyalty_engine.cli.output import console, emit_json, money, when
 from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
-AT = typer.Option(None, "--at", help="When it happened (ISO 8601 with an offset); default now.")
+AT = typer.Option(None, "--at", help="When it happened (ISO 8601; a date is its midnight in the "
+                  "program's time zone); default now.")
 AS_OF = typer.Option(None, "--as-of", help="Which stamps and vouchers are still valid at "
-                     "this instant (ISO 8601 with an offset); default now. Balances and lots "
-                     "are always as recorded.")
+                     "this instant (ISO 8601); default now. Balances and lots are always as "
+                     "recorded.")
 
 
 @app.command("list")
@@ -46,14 +52,17 @@ def list_(
 @app.command()
 def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
          json_out: bool = JSON) -> None:
-    """A member's balances (spendable and pending), stamp cards, vouchers, point lots,
-    progress counters and recent purchases."""
-    data = show_member(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now())
+    """A member's balances, stamp cards, vouchers, lots and recent purchases."""
+    data = show_member(engine_for(ctx), member_id, as_of_option(ctx, as_of))
     if json_out:
         emit_json(data)
         return
-    console.print(f"[bold]{escape(data['member_id'])}[/] "
-                  f"(member since {when(data['created_at'])})")
+    def zone(program_id: str | None) -> tzinfo:
+        return program_zone(ctx, program_id)
+    enrolled = [e["enrolled_at"] for e in data["enrolments"]]
+    since = (f"member since {when(min(enrolled), zone(None))}" if enrolled
+             else "not enrolled in any program")
+    console.print(f"[bold]{escape(data['member_id'])}[/] ({since})")
     balances = Table("program", "spendable", "pending", "earned in total", title="balances")
     for b in data["balances"]:
         balances.add_row(b["program_id"], str(b["points"]), str(b["pending"]),
@@ -71,72 +80,83 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
         for v in data["vouchers"]:
             status = v["status"] if v["status"] != "issued" or v["valid"] else "expired"
             vouchers.add_row(escape(v["code"]), v["program_id"], v["reward_id"], v["source"],
-                             when(v["valid_until"]), status)
+                             when(v["valid_until"], zone(v["program_id"])), status)
         console.print(vouchers)
     for t in data["tiers"]:
         floor = f" (manual floor {t['manual_tier']})" if t["manual_tier"] else ""
         console.print(f"tier in {t['program_id']}: {t['tier'] or 'none'}{floor}; next review "
                       f"{t['next_review'] or '-'}", markup=False)
     if data["clubs"]["clubs"] or data["clubs"]["charges"] or data["clubs"]["verifications"]:
-        print_clubs(data["clubs"])
+        print_clubs(data["clubs"], zone)
     for d in data["debts"]:
         if d["outstanding"]:
             console.print(f"owes {d['outstanding']} points in {d['program_id']} "
-                          f"(from a refund of points already spent)")
+                          f"(from a refund of points already spent)", markup=False)
     enrolments = Table("program", "enrolled", "how", title="enrolments")
     for e in data["enrolments"]:
-        enrolments.add_row(e["program_id"], when(e["enrolled_at"]), e["source"])
+        enrolments.add_row(e["program_id"], when(e["enrolled_at"], zone(e["program_id"])),
+                           e["source"])
     console.print(enrolments)
     lots = Table("lot", "program", "earned", "points", "remaining", "expires", "pending until",
                  title="point lots (spent first-in-first-out)")
     for lot in data["lots"]:
-        pending = (when(lot["pending_until"]) if lot["pending_until"] and
+        here = zone(lot["program_id"])
+        pending = (when(lot["pending_until"], here) if lot["pending_until"] and
                    not lot["activated_at"] else "-")
-        lots.add_row(str(lot["entry_id"]), lot["program_id"], when(lot["earned_at"]),
+        lots.add_row(str(lot["entry_id"]), lot["program_id"], when(lot["earned_at"], here),
                      str(lot["points"]), str(lot["remaining"]),
-                     when(lot["expires_at"]) if lot["expires_at"] else "never", pending)
+                     when(lot["expires_at"], here) if lot["expires_at"] else "never", pending)
     console.print(lots)
     purchases = Table("when", "store", "transaction", "total", title="recent purchases")
     for p in data["recent_purchases"]:
-        purchases.add_row(when(p["occurred_at"]), escape(p["store_id"]),
-                          escape(p["transaction_id"]),
-                          _money(p["total_minor"], p["currency"]))
+        purchases.add_row(when(p["occurred_at"], zone(None)), escape(p["store_id"]),
+                          escape(p["transaction_id"]), money(p["total_minor"], p["currency"]))
     console.print(purchases)
 
 
 @app.command()
 def explain(ctx: typer.Context, member_id: str, json_out: bool = JSON) -> None:
-    """Every ledger entry with the program version, rule and purchase behind it."""
-    entries = explain_member(engine_for(ctx), member_id)
+    """Every ledger entry, program by program: version, rule, purchase and why."""
+    data = explain_member(engine_for(ctx), member_id)
     if json_out:
-        emit_json(entries)
+        emit_json(data)
         return
-    total = 0
-    for e in entries:
-        total += e["points"]
-        source = (f"purchase {e['transaction_id']} at {e['store_id']} "
-                  f"({_money(e['total_minor'], e['currency'])})" if e["transaction_id"] else "-")
-        console.print(
-            f"{when(e['occurred_at'])}  {e['kind']:<8} {e['points']:+d} points  {e['program_id']} "
-            f"v{e['version']} ({e['content_hash'][:12]}) rule {e['rule_id'] or '-'}: {source}; "
-            f"{_why(e['reason'])}  -> balance {total}",
-            markup=False, soft_wrap=True,
-        )
-    console.print(f"{len(entries)} ledger entries, {total} points", markup=False)
+    if not data["programs"]:
+        console.print(f"{member_id} has no ledger entries yet", markup=False)
+    for program in data["programs"]:
+        zone = ZoneInfo(program["timezone"])
+        console.print(f"[bold]{escape(program['program_id'])}[/]: {escape(program['name'])} "
+                      f"({program['currency']}, times in {program['timezone']})")
+        total = 0
+        for e in program["entries"]:
+            total += e["points"]
+            source = (f"purchase {e['transaction_id']} at {e['store_id']} "
+                      f"({money(e['total_minor'], e['currency'])}), " if e["transaction_id"]
+                      else "")
+            rule = f"rule {e['rule_id']} " if e["rule_id"] else ""
+            console.print(
+                f"  {when(e['occurred_at'], zone)}  {e['kind']:<10} {e['points']:+d}  "
+                f"{rule}v{e['version']} ({e['content_hash'][:12]}): {source}{e['why']}"
+                f"{_lot_state(e['lot'], zone)}  [sum {total}]",
+                markup=False, soft_wrap=True)
+        count = len(program["entries"])
+        console.print(f"  {program['program_id']}: {program['points']} spendable + "
+                      f"{program['pending']} pending = {program['points'] + program['pending']}"
+                      f", the sum of its {count} entr{'y' if count == 1 else 'ies'}",
+                      markup=False)
 
 
-def _money(minor: int, currency: str) -> str:
-    from loyalty_engine.domain.money import currency_exponent, format_minor
-
-    return f"{format_minor(minor, currency_exponent(currency))} {currency}"
-
-
-def _why(reason: dict[str, object]) -> str:
-    parts = [f"{k}={v}" for k, v in reason.items() if k != "multipliers"]
-    multipliers = reason.get("multipliers")
-    if isinstance(multipliers, dict):
-        parts.extend(f"x{m['multiplier']} on {cat}" for cat, m in multipliers.items())
-    return ", ".join(parts)
+def _lot_state(lot: dict[str, Any] | None, zone: ZoneInfo) -> str:
+    """When an earning's points were (or will be) spendable, and when they expire."""
+    if lot is None:
+        return ""
+    parts = []
+    if lot["pending_until"] is not None:
+        parts.append(f"spendable since {when(lot['activated_at'], zone)}" if lot["activated_at"]
+                     else f"pending until {when(lot['pending_until'], zone)}")
+    if lot["expires_at"] is not None:
+        parts.append(f"expires {when(lot['expires_at'], zone)}")
+    return f" ({'; '.join(parts)})"
 
 
 @app.command()
@@ -159,8 +179,8 @@ def enrol(
             raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--attr")
         attributes[key.strip()] = value
     data = enrol_member(engine_for(ctx), member_id, attributes, dict.fromkeys(consent, True),
-                        parse_instant(at, "--at") or now(), now(), program)
-    _show_member_data(data, json_out)
+                        instant(ctx, at, "--at", program) or now(), now(), program)
+    _show_member_data(ctx, data, json_out)
 
 
 @app.command("consent")
@@ -175,18 +195,20 @@ def consent_(
 ) -> None:
     """Record a consent flag (marketing, ...) given or withdrawn, with its time."""
     data = set_consent(engine_for(ctx), member_id, flag, not withdraw,
-                       parse_instant(at, "--at") or now())
-    _show_member_data(data, json_out)
+                       instant(ctx, at, "--at") or now())
+    _show_member_data(ctx, data, json_out)
 
 
-def _show_member_data(data: dict[str, object], json_out: bool) -> None:
+def _show_member_data(ctx: typer.Context, data: dict[str, Any], json_out: bool) -> None:
     if json_out:
         emit_json(data)
         return
-    console.print(f"{data['member_id']}: attributes {data['attributes']}", markup=False)
-    for c in data["consents"]:  # type: ignore[attr-defined]
-        state = (f"given {when(c['given_at'])}" if c["given"]
-                 else f"withdrawn {when(c['withdrawn_at'])}")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(data["attributes"].items())) or "none"
+    console.print(f"{data['member_id']}: attributes {shown}", markup=False)
+    zone = program_zone(ctx, None)
+    for c in data["consents"]:
+        state = (f"given {when(c['given_at'], zone)}" if c["given"]
+                 else f"withdrawn {when(c['withdrawn_at'], zone)}")
         console.print(f"  consent {c['flag']}: {state}", markup=False)
 
 
@@ -196,7 +218,7 @@ def verify(
     member_id: str,
     group_id: str,
     until: str = typer.Option(..., "--until", help="When the verification expires (ISO 8601; "
-                              "a date means its midnight UTC)."),
+                              "a date is its midnight in the program's time zone)."),
     evidence: str = typer.Option(..., "--evidence", help="What was seen: a document "
                                  "reference."),
     program: str | None = typer.Option(None, "--program", help="The program, when several "
@@ -205,26 +227,28 @@ def verify(
     json_out: bool = JSON,
 ) -> None:
     """Record that the member belongs to an affinity group, until a date."""
-    ends = parse_instant(until, "--until")
+    ends = instant(ctx, until, "--until", program)
     assert ends is not None
     data = verify_member(engine_for(ctx), member_id, group_id, ends, evidence,
-                         parse_instant(at, "--at") or now(), now(), program)
+                         instant(ctx, at, "--at", program) or now(), now(), program)
     if json_out:
         emit_json(data)
         return
+    zone = program_zone(ctx, data["program_id"])
     console.print(f"{member_id} verified for {group_id} ({data['program_id']}) until "
-                  f"{when(data['verified_until'])}; re-verification due from "
-                  f"{when(data['reverify_from'])}", markup=False)
+                  f"{when(data['verified_until'], zone)}; re-verification due from "
+                  f"{when(data['reverify_from'], zone)}", markup=False)
 
 
 @app.command("reverify-due")
 def reverify_due(
     ctx: typer.Context,
-    as_of: str | None = AS_OF,
+    as_of: str | None = typer.Option(None, "--as-of", help="Which re-verifications are due "
+                                     "at this instant (ISO 8601); default now."),
     json_out: bool = JSON,
 ) -> None:
-    """Group verifications whose re-verification has fallen due and that have not lapsed."""
-    rows = reverifications_due(engine_for(ctx), parse_instant(as_of, "--as-of") or now())
+    """Verifications due for re-verification that have not lapsed yet."""
+    rows = reverifications_due(engine_for(ctx), as_of_option(ctx, as_of))
     if json_out:
         emit_json(rows)
         return
@@ -233,7 +257,8 @@ def reverify_due(
         return
     table = Table("member", "program", "group", "valid until", "due since", "evidence")
     for r in rows:
+        zone = program_zone(ctx, r["program_id"])
         table.add_row(escape(r["member_id"]), r["program_id"], r["group_id"],
-                      when(r["verified_until"]), when(r["reverify_from"]),
+                      when(r["verified_until"], zone), when(r["reverify_from"], zone),
                       escape(r["evidence"]))
     console.print(table)

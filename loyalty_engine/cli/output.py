@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
+import typer
 from rich.console import Console
+
+from loyalty_engine.domain.money import format_money
+from loyalty_engine.services.errors import LoyaltyError
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
 # Piped output is read by scripts and people alike: wide enough that tables never cut a
@@ -31,12 +35,44 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=_default, indent=2, ensure_ascii=False) + "\n")
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print `error: message` to standard error and exit with code."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
-    raise SystemExit(code)
+def fail(message: str) -> None:
+    """Stop the command with one sentence (`error: message` on standard error, or a JSON
+    error under --json) and exit 1."""
+    raise CommandRefused(message)
 
 
-def when(value: datetime | None) -> str:
-    """A timestamp for people: ISO 8601 in UTC, to the second."""
-    return "-" if value is None else value.astimezone(UTC).replace(microsecond=0).isoformat()
+def when(value: datetime | None, zone: tzinfo | None = None) -> str:
+    """A timestamp for people: ISO 8601 to the second, in the given zone (the program's;
+    UTC when there is none), with its offset so that it is never ambiguous."""
+    if value is None:
+        return "-"
+    return value.astimezone(zone or UTC).replace(microsecond=0).isoformat()
+
+
+money = format_money  # the name the commands use
+
+
+def membership_line(m: dict[str, Any], zone: tzinfo) -> str:
+    """A club membership in one line: who, which club, its state, level and paid term."""
+    return (f"{m['member_id']} in {m['club_id']} ({m['program_id']}): {m['status']}"
+            + (f", level {m['level']}" if m["level"] else "")
+            + (f", paid through {when(m['term_end'], zone)}" if m["term_end"] else ""))
+
+
+def confirm(action: str, yes: bool) -> None:
+    """Go on only if --yes was given or the user says yes at the terminal to `action` (a
+    sentence saying what will happen); otherwise stop with one sentence, exit 1, nothing
+    done."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandRefused(f"{action.rstrip('.')}; there is no terminal to ask whether to "
+                             "go ahead, so pass --yes to confirm")
+    if not typer.confirm(f"{action} Go ahead?", default=False, err=True):
+        raise CommandRefused("nothing was changed")
+
+
+class CommandRefused(LoyaltyError):
+    """A command that stops before doing anything (declined, or refused as asked)."""
+
+    code = "refused"

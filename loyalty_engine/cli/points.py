@@ -4,36 +4,41 @@ from __future__ import annotations
 
 import typer
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON, PROGRAM
 from loyalty_engine.cli.output import console, emit_json
 from loyalty_engine.services.points import StepResult, activate_pending, expire_points
 
 app = typer.Typer(help="Activate pending points and expire lapsed ones.", no_args_is_help=True)
-AS_OF = typer.Option(None, "--as-of", help="Run as at this instant (ISO 8601 with an "
-                     "offset); default now.")
-PROGRAM = typer.Option(None, "--program", help="Only this program.")
-JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 @app.command()
 def activate(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
-             json_out: bool = JSON) -> None:
+             allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
     """Make pending points spendable once their return window has passed."""
-    result = activate_pending(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), program)
+    result = activate_pending(engine_for(ctx), as_of_option(
+        ctx, as_of, program, writes=True, allow_future=allow_future), program)
     _show("activated", result, json_out)
 
 
 @app.command()
 def expire(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
-           json_out: bool = JSON) -> None:
+           allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
     """Expire what remains of lots whose expiry has come (oldest first; safe to re-run)."""
-    result = expire_points(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), program)
+    result = expire_points(engine_for(ctx), as_of_option(
+        ctx, as_of, program, writes=True, allow_future=allow_future), program)
     _show("expired", result, json_out)
 
 
 def _show(verb: str, result: StepResult, json_out: bool) -> None:
     if json_out:
-        emit_json({"lots": result.lots, "points": result.points, "members": result.members})
+        emit_json({"lots": result.lots, "members": result.members,
+                   "points_by_program": result.by_program})
         return
-    console.print(f"{result.points} points {verb} in {result.lots} lot(s) of "
-                  f"{result.members} member(s)", markup=False)
+    if not result.by_program:
+        console.print(f"no points {verb}: nothing was due", markup=False)
+    for program_id, points in result.by_program.items():
+        console.print(f"{program_id}: {points} points {verb}", markup=False)
+    if result.lots:
+        console.print(f"{result.lots} lot(s) of {result.members} member(s)", markup=False)

@@ -46,10 +46,10 @@ def import_(
         )
     if json_out:
         emit_json({"file": report.path, "read": report.read, "recorded": report.recorded,
-                   "replayed": report.replayed, "points": report.points,
+                   "replayed": report.replayed, "points_by_program": report.points,
                    "refunds": {"read": report.refunds_read, "applied": report.refunds,
                                "replayed": report.refunds_replayed,
-                               "points_taken_back": report.points_refunded},
+                               "points_taken_back_by_program": report.points_refunded},
                    "committed": report.committed, "rejects_file": report.rejects_path,
                    "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]})
         if not report.committed:
@@ -63,12 +63,17 @@ def import_(
         raise SystemExit(1)
     if report.read > report.refunds_read or not report.refunds_read:
         console.print(f"{report.read - report.refunds_read} purchase(s) read: "
-                      f"{report.recorded} recorded, {report.replayed} already recorded, "
-                      f"{report.points} points awarded", markup=False)
+                      f"{report.recorded} recorded, {report.replayed} already recorded; "
+                      f"points awarded: {_per_program(report.points)}", markup=False)
     if report.refunds_read:
         console.print(f"{report.refunds_read} refund(s) read: {report.refunds} applied, "
-                      f"{report.refunds_replayed} already applied, "
-                      f"{report.points_refunded} points taken back", markup=False)
+                      f"{report.refunds_replayed} already applied; points taken back: "
+                      f"{_per_program(report.points_refunded)}", markup=False)
     if report.errors:
         console.print(f"{len(report.errors)} rejected; reasons in {report.rejects_path}",
                       markup=False)
+
+
+def _per_program(points: dict[str, int]) -> str:
+    """Points program by program ("bean-there 31, glow-beauty 200"), or "none"."""
+    return ", ".join(f"{pid} {n}" for pid, n in sorted(points.items()) if n) or "none"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.options import AS_OF, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, now
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, money
 from loyalty_engine.services.rebates import issue_rebates
 
 app = typer.Typer(help="Periodic rebates (a share of a period's spend back as a voucher).",
@@ -15,15 +16,17 @@ app = typer.Typer(help="Periodic rebates (a share of a period's spend back as a 
 
 @app.command()
 def issue(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
-          json_out: bool = JSON) -> None:
+          allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
     """Issue a voucher for every member's rebate of each period that ended by an instant
     (safe to run again: each member's rebate of a period is issued once)."""
-    result = issue_rebates(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
-                           program)
+    result = issue_rebates(engine_for(ctx), as_of_option(ctx, as_of, program, writes=True,
+                                                         allow_future=allow_future),
+                           now(), program)
     if json_out:
         emit_json(result.as_json())
         return
-    console.print(f"{result.vouchers} rebate voucher(s) issued, {result.amount_minor} in "
-                  "minor units of the programs' currencies"
-                  + (f" ({', '.join(f'{p}: {n}' for p, n in result.by_program.items())})"
-                     if result.by_program else ""), markup=False)
+    if not result.vouchers:
+        console.print("no rebate voucher was due", markup=False)
+    for pid, issued in result.by_program.items():
+        console.print(f"{pid}: {issued.vouchers} rebate voucher(s) issued, "
+                      f"{money(issued.amount_minor, issued.currency)} in all", markup=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
+from loyalty_engine.cli.context import engine_for, instant, now
+from loyalty_engine.cli.options import AT, JSON
 from loyalty_engine.cli.output import console, emit_json, fail
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.redemptions import RedemptionRequest
@@ -17,7 +18,6 @@ from loyalty_engine.services.redemptions import (
 
 app = typer.Typer(help="Redeem points or vouchers, and reverse redemptions.",
                   no_args_is_help=True)
-JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 @app.command()
@@ -31,29 +31,28 @@ def create(
     reward: str | None = typer.Option(None, "--reward", help="Buy this reward's voucher with "
                                       "points."),
     voucher: str | None = typer.Option(None, "--voucher", help="Use this voucher (its code)."),
-    at: str | None = typer.Option(None, "--at", help="When it happened (ISO 8601 with an "
-                                  "offset); default now."),
+    at: str | None = AT,
     json_out: bool = JSON,
 ) -> None:
     """Redeem: give exactly one of --points, --reward and --voucher."""
     try:
         request = RedemptionRequest(
             redemption_id=redemption_id, member_id=member_id, program_id=program_id,
-            occurred_at=parse_instant(at, "--at") or now(), points=points, reward=reward,
+            occurred_at=instant(ctx, at, "--at", program_id) or now(), points=points,
+            reward=reward,
             voucher=voucher)
     except ValidationError as exc:
-        fail("; ".join(describe_errors(exc)).replace("[", r"\["))
+        fail("; ".join(describe_errors(exc)))
         return
     _show(redeem(engine_for(ctx), request, now()), json_out)
 
 
 @app.command()
 def reverse(ctx: typer.Context, redemption_id: str,
-            at: str | None = typer.Option(None, "--at", help="When it was undone (ISO 8601 "
-                                          "with an offset); default now."),
+            at: str | None = AT,
             json_out: bool = JSON) -> None:
     """Undo a redemption (points back to their lots, vouchers back as they were)."""
-    _show(reverse_redemption(engine_for(ctx), redemption_id, now(), parse_instant(at, "--at")),
+    _show(reverse_redemption(engine_for(ctx), redemption_id, now(), instant(ctx, at, "--at")),
           json_out)
 
 

@@ -3,7 +3,9 @@ the example programs that ship with the engine."""
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -12,6 +14,7 @@ from loyalty_engine.cli.output import console, emit_json, err_console, fail, whe
 from loyalty_engine.rules import LoadedProgram, Problem, ProgramFileError, load_program_file
 from loyalty_engine.rules.diff import CollectionDiff, ProgramDiff, diff_programs
 from loyalty_engine.services.programs import (
+    BEGINNING_OF_TIME,
     apply_program_files,
     list_versions,
     validate_program_files,
@@ -69,15 +72,17 @@ def apply(
     paths: list[Path] = PATHS,
     effective_from: str | None = typer.Option(
         None, "--effective-from",
-        help="When the new versions take effect (ISO 8601 with offset). Default: now; a "
-             "program's first version is in force for all history.",
+        help="When the new versions take effect (ISO 8601; a date is its midnight in the "
+             "programs' time zone). Default: now; a first version is in force from the start.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Store a new version of each changed program; unchanged content is a no-op."""
-    start = parse_instant(effective_from, "--effective-from")
     try:
-        validate_program_files(paths)  # file problems first, before touching the database
+        # File problems first, before touching the database.
+        loaded = validate_program_files(paths)
+        start = parse_instant(effective_from, "--effective-from",
+                              _one_zone(loaded, effective_from))
         results = apply_program_files(engine_for(ctx), paths, now(), start)
     except ProgramFileError as exc:
         _report(exc)
@@ -87,10 +92,12 @@ def apply(
                     "content_hash": r.content_hash, "effective_from": r.effective_from,
                     "created": r.created} for r in results])
         return
+    zones = {p.definition.program: ZoneInfo(p.definition.timezone) for p in loaded}
     for r in results:
         if r.created:
-            console.print(f"{r.program_id}: version {r.version} stored, in force from "
-                          f"{when(r.effective_from)} ({r.content_hash[:12]})", markup=False)
+            console.print(f"{r.program_id}: version {r.version} stored, in force "
+                          f"{_from(r.effective_from, zones.get(r.program_id))} "
+                          f"({r.content_hash[:12]})", markup=False)
         else:
             console.print(f"{r.program_id}: unchanged (version {r.version}, "
                           f"{r.content_hash[:12]})", markup=False)
@@ -104,17 +111,36 @@ def versions(
     rows = list_versions(engine_for(ctx))
     if json_out:
         emit_json([{"program": v.program_id, "version": v.version,
-                    "effective_from": v.effective_from, "content_hash": v.content_hash,
+                    "effective_from": v.effective_from,
+                    "from_the_start": v.effective_from == BEGINNING_OF_TIME,
+                    "content_hash": v.content_hash,
                     "name": v.program.name, "currency": v.program.currency} for v in rows])
         return
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("program", "version", "in force from", "content hash", "name")
+    table = Table("program", "version", "in force", "content hash", "name")
     for v in rows:
-        table.add_row(v.program_id, str(v.version), when(v.effective_from),
+        table.add_row(v.program_id, str(v.version), _from(v.effective_from, v.program.timezone),
                       v.content_hash[:12], escape(v.program.name))
     console.print(table)
+
+
+def _from(start: datetime, zone: tzinfo | None) -> str:
+    """When a version took effect, for people: a first version applied without a date is
+    in force for all history, which is stored as the epoch but means "from the start"."""
+    return "from the start" if start == BEGINNING_OF_TIME else f"from {when(start, zone)}"
+
+
+def _one_zone(loaded: list[LoadedProgram], value: str | None) -> tzinfo | None:
+    """The zone a bare --effective-from date is read in: the programs' one time zone."""
+    zones = sorted({p.definition.timezone for p in loaded})
+    if value is None or len(value) != 10 or len(zones) <= 1:
+        return ZoneInfo(zones[0]) if zones else None
+    raise typer.BadParameter(
+        f"{value} is a date, and these programs are in different time zones "
+        f"({', '.join(zones)}); give a time with an offset, e.g. {value}T00:00:00+01:00",
+        param_hint="--effective-from")
 
 
 @app.command()

@@ -13,12 +13,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.options import AS_OF, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json, err_console, when
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, instant, now, parse_instant, program_zone
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON, PROGRAM, YES
+from loyalty_engine.cli.output import confirm, console, emit_json, err_console, when
 from loyalty_engine.rules.schedules import JOBS, job_name
 from loyalty_engine.scheduler.port import Clock, SchedulerPort
-from loyalty_engine.services.scheduling import JobRun, job_failures, run_tick, scheduler_status
+from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.scheduling import (
+    JobRun,
+    job_failures,
+    rewind_watermarks,
+    run_tick,
+    scheduler_status,
+    watermarks_after,
+)
 
 app = typer.Typer(
     help="The scheduler: " + "; ".join(f"{s.name} ({s.default_cron}): {s.does}"
@@ -59,36 +68,49 @@ def tick(
                                  "nothing."),
     no_wait: bool = typer.Option(False, "--no-wait", help="If another scheduler is running "
                                  "jobs, exit instead of waiting for it."),
+    allow_future: bool = ALLOW_FUTURE,
     json_out: bool = JSON,
 ) -> None:
-    """Run every job due up to --as-of once, in time order, then exit: missed fire times
-    are caught up, each once (for cron, for tests, for replays)."""
+    """Run every job due up to --as-of (default now) once, in time order, then exit.
+
+    Missed fire times are caught up, each once (for cron, for tests, for replays). A dry
+    run may look ahead without --allow-future: it writes nothing."""
     _setup_logging(quiet=True)  # the table (or JSON) reports every run; failures still log
     engine = engine_for(ctx)
-    instant = parse_instant(as_of, "--as-of") or now()
+    instant = as_of_option(ctx, as_of, program, writes=not dry_run, allow_future=allow_future)
+    # Behind a job's watermark: an error when the instant was asked for, nothing due when
+    # it is simply now (after a rehearsal ticked ahead, say).
     report = run_tick(engine, instant, now, job=_job(job), program_id=program,
                       dry_run=dry_run, wait=not no_wait, on_run=_log_run,
                       on_wait=lambda: err_console.print(
                           "another scheduler is running jobs on this database; waiting "
-                          "for it to finish"))
+                          "for it to finish"), strict=as_of is not None)
     if json_out:
         emit_json(report.as_json())
     else:
         head = "dry run (nothing written): would run" if dry_run else "ran"
+        shown = when(instant, program_zone(ctx, program))
         if not report.runs:
-            console.print(f"nothing due up to {when(instant)}")
+            console.print(f"nothing due up to {shown}", markup=False)
         else:
             busy = [r for r in report.runs if r.summary() != "nothing"]
             table = Table("fire time", "job", "program", "did", title=f"{head} "
-                          f"{len(report.runs)} job run(s) up to {when(instant)}; "
+                          f"{len(report.runs)} job run(s) up to {shown}; "
                           f"{len(report.runs) - len(busy)} found nothing to do")
             for run in busy:
-                table.add_row(when(run.fire), run.job, run.program_id, escape(run.summary()))
+                table.add_row(when(run.fire, program_zone(ctx, run.program_id)), run.job,
+                              run.program_id, escape(run.summary()))
             if busy:
                 console.print(table)
             else:
-                console.print(f"{head} {len(report.runs)} job run(s) up to {when(instant)}; "
-                              "none found anything to do")
+                console.print(f"{head} {len(report.runs)} job run(s) up to {shown}; "
+                              "none found anything to do", markup=False)
+        if report.ahead:
+            console.print(f"{len(report.ahead)} job(s) have already run past now and wait "
+                          f"for the clock ({report.ahead[0]}"
+                          + (", ..." if len(report.ahead) > 1 else "") + "); `loyalty "
+                          "scheduler rewind` moves a watermark set ahead by mistake back",
+                          markup=False)
     if report.failed:
         raise typer.Exit(1)
 
@@ -131,15 +153,16 @@ def run(
 @app.command()
 def status(ctx: typer.Context, as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
     """Every program's jobs: schedule, how far each has run, next fire, open failures."""
-    rows = scheduler_status(engine_for(ctx), parse_instant(as_of, "--as-of") or now())
+    rows = scheduler_status(engine_for(ctx), as_of_option(ctx, as_of))
     if json_out:
         emit_json(rows)
         return
     table = Table("program", "job", "cron (program time)", "ran to", "runs", "next fire",
                   "open failures")
     for r in rows:
+        zone = program_zone(ctx, r["program_id"])
         table.add_row(r["program_id"], r["job"], f"{r['cron']} {r['timezone']}",
-                      when(r["ran_to"]), str(r["runs"]), when(r["next_fire"]),
+                      when(r["ran_to"], zone), str(r["runs"]), when(r["next_fire"], zone),
                       str(r["open_failures"]))
     console.print(table)
 
@@ -160,7 +183,55 @@ def failures(ctx: typer.Context,
     table = Table("program", "job", "member", "key", "attempts", "last failed", "resolved",
                   "reason")
     for r in rows:
+        zone = program_zone(ctx, r["program_id"])
         table.add_row(r["program_id"], r["job"], escape(r["member_id"]),
-                      escape(r["failure_key"]), str(r["attempts"]), when(r["last_failed_at"]),
-                      when(r["resolved_at"]), escape(r["reason"]))
+                      escape(r["failure_key"]), str(r["attempts"]),
+                      when(r["last_failed_at"], zone), when(r["resolved_at"], zone),
+                      escape(r["reason"]))
     console.print(table)
+
+
+@app.command()
+def rewind(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", help="Move watermarks past this instant back to it "
+                           "(ISO 8601; a date is its midnight in the program's time zone)."),
+    job: str | None = typer.Option(None, "--job", help=f"Only this job ({', '.join(JOBS)})."),
+    program: str | None = PROGRAM,
+    yes: bool = YES,
+    json_out: bool = JSON,
+) -> None:
+    """Move a watermark set ahead by mistake back, so the jobs run from there again.
+
+    What the jobs did stays done (effects have natural keys: nothing is done twice); asks
+    first, unless --yes."""
+    engine = engine_for(ctx)
+    target = instant(ctx, to, "--to", program)
+    assert target is not None
+    chosen = _job(job)
+    if program is not None:
+        with engine.connect() as conn:
+            require_program(load_catalog(conn), program)
+    found = watermarks_after(engine, target, chosen, program)
+    if not found:
+        message = f"no watermark is past {when(target, program_zone(ctx, program))}"
+        if json_out:
+            emit_json({"to": target, "rewound": []})
+        else:
+            console.print(f"{message}; nothing to rewind", markup=False)
+        return
+    if not json_out:
+        for mark in found:
+            console.print(f"{mark.job} of {mark.program_id} has run to "
+                          f"{when(mark.ran_to, program_zone(ctx, mark.program_id))}",
+                          markup=False)
+    confirm(f"This moves {len(found)} watermark(s) back to "
+            f"{when(target, program_zone(ctx, program))}, so their jobs run from there again.",
+            yes)
+    done = rewind_watermarks(engine, target, now(), chosen, program)
+    if json_out:
+        emit_json({"to": target, "rewound": [
+            {"program_id": m.program_id, "job": m.job, "was": m.ran_to} for m in done]})
+        return
+    console.print(f"{len(done)} watermark(s) moved back; the next tick runs the fire times "
+                  "after it again (effects already done stay done, once)", markup=False)

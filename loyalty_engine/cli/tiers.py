@@ -9,10 +9,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from loyalty_engine.cli.context import engine_for, now, parse_instant
-from loyalty_engine.cli.options import AS_OF, AT, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json, err_console, when
-from loyalty_engine.domain.money import currency_exponent, format_minor
+from loyalty_engine.cli.context import as_of as as_of_option
+from loyalty_engine.cli.context import engine_for, instant, now, program_zone
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, AT, JSON, PROGRAM
+from loyalty_engine.cli.output import console, emit_json, err_console, money, when
 from loyalty_engine.services.tiers import at_risk, review_tiers, set_manual_tier, show_tiers
 
 app = typer.Typer(help="Tiers: show, at risk, review, set by hand.", no_args_is_help=True)
@@ -22,15 +22,15 @@ app = typer.Typer(help="Tiers: show, at risk, review, set by hand.", no_args_is_
 def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
          as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
     """A member's tier, its window's credit, the next tier and review, and the history."""
-    data = show_tiers(engine_for(ctx), member_id, parse_instant(as_of, "--as-of") or now(),
-                      program)
+    data = show_tiers(engine_for(ctx), member_id, as_of_option(ctx, as_of, program), program)
     if json_out:
         emit_json(data)
         return
     if not data:
         console.print("no program in force has tiers")
     for t in data:
-        floor = (f" (manual floor {t['manual_tier']} until {when(t['manual_until'])})"
+        zone = program_zone(ctx, t["program_id"])
+        floor = (f" (manual floor {t['manual_tier']} until {when(t['manual_until'], zone)})"
                  if t["manual_tier"] else "")
         held = (f", held through {t['held_until'] - timedelta(days=1)}" if t["held_until"]
                 else "")
@@ -47,7 +47,7 @@ def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
         if t["history"]:
             table = Table("when", "from", "to", "reason")
             for h in t["history"]:
-                table.add_row(when(h["changed_at"]), h["from"] or "-", h["to"] or "-",
+                table.add_row(when(h["changed_at"], zone), h["from"] or "-", h["to"] or "-",
                               h["reason"])
             console.print(table)
 
@@ -56,7 +56,7 @@ def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
 def at_risk_(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None = AS_OF,
              json_out: bool = JSON) -> None:
     """Members who would drop at their next review, and how much credit they lack."""
-    rows = at_risk(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), program)
+    rows = at_risk(engine_for(ctx), as_of_option(ctx, as_of, program), program)
     if json_out:
         emit_json(rows)
         return
@@ -76,16 +76,15 @@ def _amount(row: dict[str, Any], value: int) -> str:
     """Credit for people: money for a spend ladder, a plain count otherwise."""
     if row["measure"] != "spend":
         return f"{value} {row['measure']}"
-    currency = row["currency"]
-    return f"{format_minor(value, currency_exponent(currency))} {currency}"
+    return money(value, row["currency"])
 
 
 @app.command()
 def review(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None = AS_OF,
-           json_out: bool = JSON) -> None:
+           allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
     """Apply every tier review due by an instant, in order (safe to re-run)."""
-    result = review_tiers(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
-                          program)
+    result = review_tiers(engine_for(ctx), as_of_option(
+        ctx, as_of, program, writes=True, allow_future=allow_future), now(), program)
     if json_out:
         emit_json(result.as_json())
     else:
@@ -105,17 +104,19 @@ def review(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | None 
 @app.command("set")
 def set_(ctx: typer.Context, member_id: str, tier: str,
          until: str = typer.Option(..., "--until", help="When the manual tier ends "
-                                   "(ISO 8601; a date means its midnight UTC)."),
+                                   "(ISO 8601; a date is its midnight in the program's "
+                                   "time zone)."),
          reason: str = typer.Option(..., "--reason", help="Why (kept in the history)."),
          program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
     """Give a member a tier by hand until a date. It is a floor: they keep at least this
     tier until then, and earning more still upgrades them."""
-    ends = parse_instant(until, "--until")
+    ends = instant(ctx, until, "--until", program)
     assert ends is not None
     data = set_manual_tier(engine_for(ctx), member_id, tier, ends, reason,
-                           parse_instant(at, "--at") or now(), now(), program)
+                           instant(ctx, at, "--at", program) or now(), now(), program)
     if json_out:
         emit_json(data)
         return
     console.print(f"{member_id} has at least {tier} in {data['program_id']} until "
-                  f"{when(ends)} (earned: {data['earned_tier'] or 'none'})", markup=False)
+                  f"{when(ends, program_zone(ctx, data['program_id']))} (earned: "
+                  f"{data['earned_tier'] or 'none'})", markup=False)

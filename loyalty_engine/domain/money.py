@@ -115,3 +115,8 @@ def format_minor(minor: int, exponent: int) -> str:
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), 10**exponent)
     return f"{sign}{whole}.{frac:0{exponent}d}"
+
+
+def format_money(minor: int, currency: str) -> str:
+    """An amount for people: major units with the currency (6000, "EUR" -> "60.00 EUR")."""
+    return f"{format_minor(minor, currency_exponent(currency))} {currency}"

@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from loyalty_engine.rules.schedules import cron_trigger, next_fire
+from loyalty_engine.services.errors import describe_failure
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.scheduling import JobRun, TickReport, run_tick, schedules
 
@@ -83,8 +84,10 @@ class SchedulerPort:
 
     def catch_up(self) -> TickReport:
         """Run everything due up to the clock's now (what was missed while down)."""
+        # Not strict: a job whose watermark is past now (a rehearsal ticked ahead) simply
+        # has nothing due until the clock reaches it.
         return run_tick(self.engine, self.clock.now(), self.clock.now, on_run=self.on_run,
-                        on_wait=_waiting)
+                        on_wait=_waiting, strict=False)
 
     def register(self) -> int:
         """(Re-)derive the jobs from the programs in force now; returns how many changed."""
@@ -135,16 +138,19 @@ class SchedulerPort:
     def _fire(self, job: str, program_id: str) -> None:
         try:
             run_tick(self.engine, self.clock.now(), self.clock.now, job=job,
-                     program_id=program_id, on_run=self.on_run, on_wait=_waiting)
-        except Exception:  # the process lives on: the next fire (or start) catches up
-            log.exception("%s of %s could not run", job, program_id)
+                     program_id=program_id, on_run=self.on_run, on_wait=_waiting,
+                     strict=False)
+        except Exception as error:  # the process lives on: the next fire (or start) catches up
+            log.error("%s of %s could not run: %s", job, program_id, describe_failure(error))
+            log.debug("why %s of %s could not run", job, program_id, exc_info=True)
 
     def _refresh(self) -> None:
         try:
             if self.register():
                 log.info("programs changed: jobs re-registered")
-        except Exception:
-            log.exception("could not re-read the programs; keeping the current jobs")
+        except Exception as error:
+            log.error("could not re-read the programs (%s); keeping the current jobs",
+                      describe_failure(error))
 
 
 def _waiting() -> None:

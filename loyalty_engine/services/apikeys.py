@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
@@ -84,14 +85,19 @@ def create_api_key(engine: Engine, name: str, scope: str, stores: list[str],
         if not _STORE.match(store):
             raise ApiKeyError(f"{store!r} is not a store id (or a prefix ending in *)")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    with write_transaction(engine) as conn:
-        if conn.execute(select(_keys.c.id).where(_keys.c.name == name)).first() is not None:
-            raise ApiKeyError(f"there is already a key named {name!r}; pick another name "
-                              "(or revoke that one)")
-        row = conn.execute(_keys.insert().values(
-            name=name, key_id=key_id, secret_sha256=_digest(secret), scope=scope,
-            stores=sorted(set(stores)), created_at=now, revoked_at=None,
-        ).returning(*_keys.c)).one()
+    taken = ApiKeyError(f"there is already a live key named {name!r}; pick another name "
+                        "(or revoke that one first)")
+    try:
+        with write_transaction(engine) as conn:
+            if conn.execute(select(_keys.c.id).where(
+                    _keys.c.name == name, _keys.c.revoked_at.is_(None))).first() is not None:
+                raise taken
+            row = conn.execute(_keys.insert().values(
+                name=name, key_id=key_id, secret_sha256=_digest(secret), scope=scope,
+                stores=sorted(set(stores)), created_at=now, revoked_at=None,
+            ).returning(*_keys.c)).one()
+    except IntegrityError:
+        raise taken from None  # a twin created the same name between our check and insert
     return _info(row), f"{PREFIX}{key_id}_{secret}"
 
 
@@ -104,8 +110,10 @@ def list_api_keys(engine: Engine) -> list[ApiKeyInfo]:
 def revoke_api_key(engine: Engine, ref: str, now: datetime) -> ApiKeyInfo:
     """Revoke a key by name or key id; it stops working at once."""
     with write_transaction(engine) as conn:
+        # A reused name: the live key is meant (revoked ones of the name are history).
         row = conn.execute(select(_keys).where(
-            or_(_keys.c.name == ref, _keys.c.key_id == ref))).first()
+            or_(_keys.c.name == ref, _keys.c.key_id == ref))
+            .order_by(_keys.c.revoked_at.is_not(None), _keys.c.id.desc())).first()
         if row is None:
             raise NotFoundError(f"there is no API key named {ref!r} (or with that key id); "
                                 "`loyalty apikeys list` shows them")

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select
 
+from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
@@ -312,7 +313,8 @@ def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at
             return ClubOutcome(_membership(conn, member_id, version, club_id),
                                charge_json(row),
                                message=f"upgrade to {target.name} waits for charge {row.id} "
-                                       f"({amount} minor units, prorated)")
+                                       f"({format_money(amount, row.currency)}, "
+                                       "prorated)")
 
     return retry_transient(attempt)
 

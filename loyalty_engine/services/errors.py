@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from typing import ClassVar
+
 
 class LoyaltyError(Exception):
-    """Base for every error the entry points show as a message rather than a traceback."""
+    """Base for every error the entry points show as a message rather than a traceback.
+
+    `code` is a stable identifier for scripts (the CLI's JSON errors carry it): by default
+    the class name in snake case without "Error" (PurchaseConflictError: purchase_conflict).
+    Renaming a class changes its code, which a test of the documented codes catches."""
+
+    code: ClassVar[str] = "refused"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            cls.code = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Error")).lower()
 
 
 class PurchaseConflictError(LoyaltyError):
@@ -93,3 +107,28 @@ class MemberError(LoyaltyError):
 
 class ApiKeyError(LoyaltyError):
     """An API key request that cannot be done (a name in use, a POS key without stores)."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """A failure as it is stored and logged: a stable code and one sentence, never the SQL,
+    its parameters or a traceback (they name members, and run to kilobytes)."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    if isinstance(error, LoyaltyError):
+        return f"{error.code}: {_first_line(str(error))}"
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        # The driver's own first line ("UNIQUE constraint failed: t.c", "deadlock
+        # detected"); PostgreSQL puts the offending values on a DETAIL line after it.
+        cause = error.orig
+        return f"database_error: {type(cause).__name__}: {_first_line(str(cause))}"
+    if isinstance(error, SQLAlchemyError):
+        return f"database_error: {type(error).__name__}"
+    if isinstance(error, OverflowError):
+        return "out_of_range: a date or number is out of range"
+    return (f"internal_error: {type(error).__name__} (run with LOYALTY_DEBUG=1 to log the "
+            "details)")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit - 1] + "…"

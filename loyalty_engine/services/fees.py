@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.rules.compiled_membership import CompiledClub
@@ -196,16 +197,19 @@ def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line
         level = club.level(line.level_id)
         assert level is not None
         if line.amount_minor != level.fee_minor:
-            raise FeeError(f"line {line.sku!r} pays {line.amount_minor} minor units but the "
-                           f"{level.name} fee of club {club.name!r} is {level.fee_minor}")
+            currency = version.program.currency
+            raise FeeError(f"line {line.sku!r} pays {format_money(line.amount_minor, currency)}"
+                           f" but the {level.name} fee of club {club.name!r} is "
+                           f"{format_money(level.fee_minor, currency)}")
         return "join", None
     for row in open_charges(conn, member_id, line.program_id, line.club_id):
         if batch is not None and row.id in batch.paid:
             continue
         if row.level == line.level_id:
             if row.amount_minor != line.amount_minor:
-                raise FeeError(f"line {line.sku!r} pays {line.amount_minor} minor units but "
-                               f"charge {row.id} is for {row.amount_minor}")
+                raise FeeError(f"line {line.sku!r} pays "
+                               f"{format_money(line.amount_minor, row.currency)} but charge "
+                               f"{row.id} is for {format_money(row.amount_minor, row.currency)}")
             return "pay", row
     raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r}, but member "
                    f"{member_id!r} owes nothing at level {line.level_id!r} "

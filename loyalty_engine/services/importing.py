@@ -65,11 +65,12 @@ class ImportReport:
     read: int = 0
     recorded: int = 0
     replayed: int = 0
-    points: int = 0
+    # Points per program: two programs' points are never added together.
+    points: dict[str, int] = field(default_factory=dict)
     refunds_read: int = 0
     refunds: int = 0
     refunds_replayed: int = 0
-    points_refunded: int = 0
+    points_refunded: dict[str, int] = field(default_factory=dict)
     errors: list[LineError] = field(default_factory=list)
     committed: bool = False
     rejects_path: str | None = None
@@ -165,8 +166,8 @@ def import_purchases(
         report.errors.sort(key=lambda e: e.line)
         if report.errors and not skip_invalid:
             conn.rollback()
-            report.recorded = report.replayed = report.points = 0
-            report.refunds = report.refunds_replayed = report.points_refunded = 0
+            report.recorded = report.replayed = report.refunds = report.refunds_replayed = 0
+            report.points, report.points_refunded = {}, {}
             return report
         writer.flush_balances()
         if skip_invalid and report.errors:
@@ -191,7 +192,8 @@ def _write_purchases(writer: PurchaseWriter, purchases: list[tuple[int, Purchase
     result = writer.write(purchases, check_only=bool(report.errors) and not skip_invalid)
     report.replayed += len(result.replays)
     report.recorded += len(result.recorded)
-    report.points += result.points
+    for program_id, points in result.points_by_program.items():
+        report.points[program_id] = report.points.get(program_id, 0) + points
     for rejection in result.rejections:
         line = rejection.ref
         report.errors.append(LineError(line, _rejection_text(rejection),
@@ -224,7 +226,9 @@ def _apply_refund(conn: Connection, catalog: ProgramCatalog, writer: PurchaseWri
         report.refunds_replayed += 1
     else:
         report.refunds += 1
-        report.points_refunded += sum(outcome.points.values())
+        for program_id, points in outcome.points.items():
+            report.points_refunded[program_id] = (report.points_refunded.get(program_id, 0)
+                                                  + points)
 
 
 class _RefundLineError(str):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from loyalty_engine.domain.ledger_reasons import describe_reason
 from loyalty_engine.engine.earning import local_day, stamps_held
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.enrolment import member_clubs
@@ -168,23 +169,46 @@ def _require_member(conn: Connection, member_id: str) -> None:
         raise MemberNotFoundError(member_id)
 
 
-def explain_member(engine: Engine, member_id: str) -> list[dict[str, Any]]:
-    """Every ledger entry of a member with the program version, rule, purchase and reason."""
+def explain_member(engine: Engine, member_id: str) -> dict[str, Any]:
+    """A member's ledger, program by program (points of two programs never add up): each
+    program's spendable and pending balance, and every entry with the version, rule and
+    purchase behind it, its lot's pending and expiry dates, and its reason as a sentence."""
     with read_transaction(engine) as conn:
         _require_member(conn, member_id)
+        catalog = load_catalog(conn)
         rows = conn.execute(
             select(
                 _ledger.c.id, _ledger.c.program_id, _versions.c.version,
                 _versions.c.content_hash, _ledger.c.rule_id, _ledger.c.kind, _ledger.c.points,
                 _ledger.c.occurred_at, _purchases.c.store_id, _purchases.c.transaction_id,
                 _purchases.c.total_minor, _purchases.c.currency, _ledger.c.reason,
+                _lots.c.pending_until, _lots.c.activated_at, _lots.c.expires_at,
             )
             .join(_versions, _versions.c.id == _ledger.c.program_version_id)
             .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
+            .outerjoin(_lots, _lots.c.entry_id == _ledger.c.id)
             .where(_ledger.c.member_id == member_id)
-            .order_by(_ledger.c.occurred_at, _ledger.c.id)
+            .order_by(_ledger.c.program_id, _ledger.c.occurred_at, _ledger.c.id)
         ).all()
-    return [dict(r._mapping) for r in rows]
+        balances = {r.program_id: r for r in conn.execute(
+            select(_balances.c.program_id, _balances.c.points, _balances.c.pending)
+            .where(_balances.c.member_id == member_id))}
+    programs: dict[str, dict[str, Any]] = {}
+    for pid in sorted({r.program_id for r in rows} | set(balances)):
+        newest = catalog.versions(pid)[-1].program  # entries and balances need a version
+        balance = balances.get(pid)
+        programs[pid] = {
+            "program_id": pid, "name": newest.name, "currency": newest.currency,
+            "timezone": str(newest.timezone), "points": balance.points if balance else 0,
+            "pending": balance.pending if balance else 0, "entries": []}
+    for r in rows:
+        program = programs[r.program_id]
+        entry = dict(r._mapping)
+        lot = {k: entry.pop(k) for k in ("pending_until", "activated_at", "expires_at")}
+        entry["lot"] = lot if any(lot.values()) else None  # lots belong to earnings
+        entry["why"] = describe_reason(r.kind, r.reason, program["currency"])
+        program["entries"].append(entry)
+    return {"member_id": member_id, "programs": list(programs.values())}
 
 
 def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int

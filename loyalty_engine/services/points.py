@@ -4,7 +4,7 @@ expiring lots. Both are set-based and safe to run again (the scheduler will call
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, select
@@ -23,11 +23,13 @@ _members = tables.members
 
 @dataclass(slots=True)
 class StepResult:
-    """What a step did: lots touched, points moved, members affected."""
+    """What a step did: lots touched, points moved, members affected; and the points moved
+    program by program (points of two programs are different things: never add them)."""
 
     lots: int
     points: int
     members: int
+    by_program: dict[str, int] = field(default_factory=dict)
 
 
 def activate_pending(engine: Engine, as_of: datetime,
@@ -57,7 +59,8 @@ def _activate(engine: Engine, as_of: datetime, program_id: str | None) -> StepRe
             conn.execute(_lots.update().where(_lots.c.entry_id.in_(part))
                          .values(activated_at=_lots.c.pending_until))
         adjust_balances(conn, {pair: (points, -points) for pair, points in moved.items()}, as_of)
-        return StepResult(len(rows), sum(moved.values()), len({m for m, _ in moved}))
+        return StepResult(len(rows), sum(moved.values()), len({m for m, _ in moved}),
+                          _by_program(moved))
 
 
 def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None) -> StepResult:
@@ -103,7 +106,15 @@ def _expire(engine: Engine, as_of: datetime, program_id: str | None) -> StepResu
             change[(r.member_id, r.program_id)][1 if pending else 0] -= r.remaining
         adjust_balances(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
         return StepResult(len(rows), sum(r.remaining for r in rows),
-                          len({r.member_id for r in rows}))
+                          len({r.member_id for r in rows}),
+                          _by_program({pair: -sum(d) for pair, d in change.items()}))
+
+
+def _by_program(moved: dict[tuple[str, str], int]) -> dict[str, int]:
+    found: defaultdict[str, int] = defaultdict(int)
+    for (_member, program_id), points in moved.items():
+        found[program_id] += points
+    return dict(sorted(found.items()))
 
 
 def _lock_members(conn: Connection, due: ColumnElement[bool]) -> None:

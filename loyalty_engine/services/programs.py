@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -197,6 +198,14 @@ def list_versions(engine: Engine) -> list[VersionInForce]:
     with read_transaction(engine) as conn:
         catalog = load_catalog(conn)
     return [v for pid in catalog.program_ids for v in catalog.versions(pid)]
+
+
+def program_zones(engine: Engine) -> dict[str, ZoneInfo]:
+    """Each program's time zone (its newest version's), for showing times as people there
+    read them."""
+    with read_transaction(engine) as conn:
+        catalog = load_catalog(conn)
+    return {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
 
 
 def require_program(catalog: ProgramCatalog, program_id: str | None) -> None:

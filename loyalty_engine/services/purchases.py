@@ -108,9 +108,13 @@ class BatchResult:
     recorded: list[tuple[int, PurchasePlan]] = field(default_factory=list)
 
     @property
-    def points(self) -> int:
-        """Points awarded by the purchases recorded now."""
-        return sum(a.points for _, plan in self.recorded for a in plan.awards)
+    def points_by_program(self) -> dict[str, int]:
+        """Points awarded by the purchases recorded now, program by program."""
+        found: dict[str, int] = {}
+        for _, plan in self.recorded:
+            for a in plan.awards:
+                found[a.program_id] = found.get(a.program_id, 0) + a.points
+        return found
 
     @property
     def outcomes(self) -> list[tuple[int, PurchaseOutcome]]:

@@ -26,18 +26,34 @@ _vouchers = tables.vouchers
 
 
 @dataclass(slots=True)
-class RebateResult:
-    """What issuing rebates did: vouchers written now, their total, by program."""
+class ProgramRebates:
+    """The rebate vouchers issued now in one program, and their total in its currency."""
 
+    currency: str
     vouchers: int = 0
     amount_minor: int = 0
-    by_program: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RebateResult:
+    """What issuing rebates did: vouchers written now, and their totals program by program
+    (amounts of two programs may be in two currencies, so they are never added)."""
+
+    vouchers: int = 0
+    by_program: dict[str, ProgramRebates] = field(default_factory=dict)
     codes: list[str] = field(default_factory=list)
+
+    def amount_minor(self, program_id: str) -> int:
+        """The total issued in one program, in minor units of its currency."""
+        found = self.by_program.get(program_id)
+        return 0 if found is None else found.amount_minor
 
     def as_json(self) -> dict[str, Any]:
         """Plain data for --json."""
-        return {"vouchers": self.vouchers, "amount_minor": self.amount_minor,
-                "by_program": self.by_program, "codes": self.codes}
+        return {"vouchers": self.vouchers, "by_program": {
+            pid: {"vouchers": p.vouchers, "amount_minor": p.amount_minor,
+                  "currency": p.currency} for pid, p in self.by_program.items()},
+            "codes": self.codes}
 
 
 def rebate_code(program_id: str, rule_id: str, period: str, member_id: str) -> str:
@@ -116,9 +132,10 @@ def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
                          "period": (w.consumed or {}).get("period")})
                         for w in written], now)
                     result.vouchers += len(written)
-                    result.amount_minor += sum(int(w.amount_minor) for w in written)
-                    result.by_program[version.program_id] = (
-                        result.by_program.get(version.program_id, 0) + len(written))
+                    issued = result.by_program.setdefault(
+                        version.program_id, ProgramRebates(program.currency))
+                    issued.vouchers += len(written)
+                    issued.amount_minor += sum(int(w.amount_minor) for w in written)
                     result.codes.extend(sorted(w.code for w in written))
             return result
 

@@ -28,7 +28,7 @@ from loyalty_engine.rules.compiled import (
 )
 from loyalty_engine.rules.schedules import JOBS, cron_trigger, fire_times, latest_fire
 from loyalty_engine.services.clubs import advance_clubs
-from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.services.errors import LoyaltyError, describe_failure
 from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.period_bonuses import award_period_bonuses
 from loyalty_engine.services.points import activate_pending, expire_points
@@ -108,6 +108,7 @@ class TickReport:
     dry_run: bool
     runs: list[JobRun] = field(default_factory=list)
     waited_for_lock: bool = False
+    ahead: list[str] = field(default_factory=list)  # jobs that have already run past as_of
 
     @property
     def failed(self) -> int:
@@ -117,7 +118,7 @@ class TickReport:
     def as_json(self) -> dict[str, Any]:
         """Plain data for --json."""
         return {"as_of": self.as_of.isoformat(), "dry_run": self.dry_run,
-                "waited_for_lock": self.waited_for_lock,
+                "waited_for_lock": self.waited_for_lock, "ahead": self.ahead,
                 "runs": [r.as_json() for r in self.runs], "failed": self.failed,
                 "member_failures": sum(len(r.member_failures) for r in self.runs)}
 
@@ -200,7 +201,10 @@ def _period_bonuses(engine: Engine, version: VersionInForce, due: Due,
 def _rebates(engine: Engine, version: VersionInForce, due: Due,
              now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     done = issue_rebates(engine, due.fire, now, due.program_id, due.since)
-    return {"vouchers": done.vouchers, "amount_minor": done.amount_minor}, []
+    amount = done.amount_minor(due.program_id)
+    # The currency only beside an amount: a run that issued nothing counts nothing.
+    return {"vouchers": done.vouchers, "amount_minor": amount,
+            **({"currency": version.program.currency} if amount else {})}, []
 
 
 def _review(engine: Engine, version: VersionInForce, due: Due,
@@ -232,11 +236,17 @@ CALLS: dict[str, JobCall] = {
 
 
 def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | None,
-         program_id: str | None, dry_run: bool) -> list[tuple[Due, VersionInForce]]:
+         program_id: str | None, dry_run: bool, strict: bool = True,
+         ahead: list[str] | None = None) -> list[tuple[Due, VersionInForce]]:
     """Every (fire time, job, program) due up to as_of, in the order they must run: by
     fire time, then job order. A job never run before runs once, at its latest fire time
     (the steps catch up what they find); after that every missed fire time runs, in
-    order, except for jobs whose effects are dated by the data (coalesced to the latest)."""
+    order, except for jobs whose effects are dated by the data (coalesced to the latest).
+
+    A job that has already run past as_of has nothing due: when as_of was asked for
+    (strict) that is an error, since the caller expected it to run; when it is simply now
+    (a tick from cron, the long-running scheduler) the job is skipped and named in
+    `ahead`."""
     marks = {(r.program_id, r.job): r.ran_to for r in conn.execute(select(_marks))}
     found: list[tuple[Due, VersionInForce]] = []
     behind = []
@@ -257,12 +267,15 @@ def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | 
         for fire in fires:
             found.append((Due(fire, name, version.program_id, previous), version))
             previous = fire
-    if behind and not dry_run:
+    if behind and strict and not dry_run:
         more = f" and {len(behind) - 1} more job(s)" if len(behind) > 1 else ""
         raise BackwardsTickError(
             f"--as-of {as_of.isoformat()} is before where the scheduler has already run "
             f"({behind[0]}{more}); the scheduler cannot go back in time, so give a later "
-            "instant (or tick with --dry-run, which writes nothing)")
+            "instant, tick with --dry-run (which writes nothing), or move a watermark set "
+            "by mistake back with `loyalty scheduler rewind`")
+    if ahead is not None:
+        ahead.extend(behind)
     order = list(JOBS)
     found.sort(key=lambda d: (d[0].fire, order.index(d[0].job), d[0].program_id))
     return found
@@ -272,19 +285,20 @@ def run_tick(engine: Engine, as_of: datetime, now: Callable[[], datetime],
              job: str | None = None, program_id: str | None = None,
              dry_run: bool = False, wait: bool = True,
              on_run: Callable[[JobRun], None] | None = None,
-             on_wait: Callable[[], None] | None = None) -> TickReport:
+             on_wait: Callable[[], None] | None = None, strict: bool = True) -> TickReport:
     """Run everything due up to as_of once, in order. Each fire time of each job commits
     with its watermark in one transaction, so a process killed half-way leaves every job
     either done and marked or not done at all, and a rerun finishes the rest. A job that
     fails for a program records the failure and holds its watermark (retried next run);
-    other jobs carry on. A dry run rolls every job back and moves nothing."""
+    other jobs carry on. A dry run rolls every job back and moves nothing. strict: a job
+    that has already run past as_of is an error (see `plan`), else it is reported ahead."""
     report = TickReport(as_of, dry_run)
     with _scheduler_lock(engine, wait and not dry_run, dry_run, on_wait) as waited:
         report.waited_for_lock = waited
         with engine.connect() as conn:
             catalog = load_catalog(conn)
             require_program(catalog, program_id)
-            due = plan(conn, catalog, as_of, job, program_id, dry_run)
+            due = plan(conn, catalog, as_of, job, program_id, dry_run, strict, report.ahead)
         # A dry run is one transaction, rolled back at the end: each job sees what the
         # jobs before it would have done, and nothing stays.
         with enclosing(engine, commit=False) if dry_run else nullcontext():
@@ -312,9 +326,11 @@ def _run_one(engine: Engine, version: VersionInForce, item: Due,
             _keep_failures(conn, item, run.member_failures, stamp)
             _advance(conn, item, stamp)
     except Exception as error:  # a job's failure must not stop the other jobs
-        run.error = f"{type(error).__name__}: {error}"
-        log.exception("job %s of %s at %s failed", item.job, item.program_id,
-                      item.fire.isoformat())
+        run.error = describe_failure(error)
+        log.error("job %s of %s at %s failed: %s", item.job, item.program_id,
+                  item.fire.isoformat(), run.error)
+        log.debug("the failure of %s of %s in full", item.job, item.program_id,
+                  exc_info=True)
         if not dry_run:
             with write_transaction(engine) as conn:
                 _keep_failures(conn, item, [(ALL_MEMBERS, item.fire.isoformat(), run.error)],
@@ -406,6 +422,52 @@ def _scheduler_lock(engine: Engine, wait: bool, dry_run: bool,
             yield waited
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- moving a watermark back ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How far one job of one program has run."""
+
+    program_id: str
+    job: str
+    ran_to: datetime
+
+
+def watermarks_after(engine: Engine, to: datetime, job: str | None = None,
+                     program_id: str | None = None) -> list[Watermark]:
+    """The watermarks a rewind to `to` would move back: those past it."""
+    with engine.connect() as conn:
+        return [Watermark(r.program_id, r.job, r.ran_to)
+                for r in conn.execute(_watermark_query(select(_marks), to, job, program_id)
+                                      .order_by(_marks.c.program_id, _marks.c.job))]
+
+
+def rewind_watermarks(engine: Engine, to: datetime, now: datetime, job: str | None = None,
+                      program_id: str | None = None, wait: bool = True) -> list[Watermark]:
+    """Move back to `to` every watermark past it (of one job, one program, or all), so the
+    scheduler runs from there again: for a watermark set ahead by mistake. What the jobs
+    did stays done; their effects have natural keys, so running those fire times again
+    writes nothing twice. Under the scheduler lock, so a running tick is not overtaken.
+    Returns the watermarks as they were."""
+    with _scheduler_lock(engine, wait, False, None), write_transaction(engine) as conn:
+        rows = [Watermark(r.program_id, r.job, r.ran_to) for r in conn.execute(
+            _watermark_query(select(_marks), to, job, program_id))]
+        if rows:
+            conn.execute(_watermark_query(_marks.update(), to, job, program_id)
+                         .values(ran_to=to, updated_at=now))
+    return sorted(rows, key=lambda w: (w.program_id, w.job))
+
+
+def _watermark_query(statement: Any, to: datetime, job: str | None,
+                     program_id: str | None) -> Any:
+    statement = statement.where(_marks.c.ran_to > to)
+    if job is not None:
+        statement = statement.where(_marks.c.job == job)
+    if program_id is not None:
+        statement = statement.where(_marks.c.program_id == program_id)
+    return statement
 
 
 # --- reading the scheduler's state ---------------------------------------------------------

@@ -15,7 +15,7 @@ from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
-from loyalty_engine.services.errors import NotFoundError, TierError
+from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.services.standing import insert_history, write_tier_changes
@@ -155,8 +155,7 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
                                credit.get(row.member_id, 0), changes, refs, ended_floors,
                                counts)
             except Exception as error:  # one member's bad data must not stop the review
-                failed[row.member_id] = (review_day.isoformat(),
-                                         f"{type(error).__name__}: {error}")
+                failed[row.member_id] = (review_day.isoformat(), describe_failure(error))
     if failed:
         # A failed member keeps its stored state: its review stays due and is retried.
         for member_id in failed:

@@ -39,7 +39,7 @@ def resolve_url(url: str | None = None) -> str:
             "postgresql://user@host/dbname"
         ) from None
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
+    if backend in ("postgresql", "postgres"):  # postgres:// is how many hosts spell it
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend == "sqlite":
         database = parsed.database or ""
@@ -49,6 +49,27 @@ def resolve_url(url: str | None = None) -> str:
     else:
         raise DatabaseUrlError(f"{backend} is not supported; use SQLite or PostgreSQL")
     return parsed.render_as_string(hide_password=False)
+
+
+def create_database(url: str) -> bool:
+    """Create the PostgreSQL database a URL names if it does not exist (connecting to the
+    server's `postgres` database with the same credentials); True when it was created.
+    SQLite needs nothing: its file is created when the schema is."""
+    parsed = make_url(resolve_url(url))
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return False
+    name = parsed.database
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s",
+                                    {"n": name}).first() is not None:
+                return False
+            quoted = conn.dialect.identifier_preparer.quote_identifier(name)
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+            return True
+    finally:
+        admin.dispose()
 
 
 def describe_url(url: str) -> str:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The newest migration, which the tables in store/tables.py match (a test holds this equal
 # to Alembic's head: bump it with every new migration).
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 def _config(engine: Engine) -> Config:
@@ -63,3 +63,15 @@ def head_revision(engine: Engine) -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config(engine)).get_current_head()
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """How many members and ledger entries the database holds (0 where a table is not
+    there yet), to say what a destructive step would lose."""
+    counts = {}
+    with engine.connect() as conn:
+        found = inspect(conn)
+        for table in ("members", "ledger_entries"):
+            counts[table] = (int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+                             if found.has_table(table) else 0)
+    return counts

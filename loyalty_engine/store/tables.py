@@ -530,7 +530,10 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        UniqueConstraint("name"),
+        # A name belongs to one live key; a revoked key's name may be given to a new one
+        # (the revoked row stays, for the record).
+        Index(None, "name", unique=True, postgresql_where=text("revoked_at IS NULL"),
+              sqlite_where=text("revoked_at IS NULL")),
         UniqueConstraint("key_id"),
         CheckConstraint("scope IN ('pos', 'admin')", name="scope_known"),
     )

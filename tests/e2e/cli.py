@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "tests" / "fixtures" / "rules"
 SHIPPED_RULES = ROOT / "rules"
 TIMEOUT_S = 60
+NO_CONFIG_DIR = "/nonexistent/loyalty-test-config"
 
 
 def _find_executable() -> str:
@@ -80,6 +81,19 @@ class Result:
                 f"--- stderr ---\n{self.stderr}")
 
 
+def clean_env() -> dict[str, str]:
+    """The environment `loyalty` runs in for a test: none of the LOYALTY_ settings of the
+    machine, no config file of its user, no forced colours, 80 columns as in a pipe."""
+    environment = {
+        key: value for key, value in os.environ.items()
+        if key not in ("LOYALTY_DATABASE_URL", "LOYALTY_DEBUG", "LOYALTY_CONFIG", "FORCE_COLOR",
+                       "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    }
+    environment.update({"COLUMNS": "80", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8",
+                        "XDG_CONFIG_HOME": NO_CONFIG_DIR})
+    return environment
+
+
 def run(
     *args: str | Path,
     database: str | None = None,
@@ -95,12 +109,7 @@ def run(
     (via="option"); program is the console script to run (another installation's, say).
     Fails the test on a timeout or if a traceback is printed.
     """
-    environment = {
-        key: value for key, value in os.environ.items()
-        if key not in ("LOYALTY_DATABASE_URL", "LOYALTY_DEBUG", "FORCE_COLOR", "TTY_COMPATIBLE",
-                       "TTY_INTERACTIVE")
-    }
-    environment.update({"COLUMNS": "80", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
+    environment = clean_env()
     argv = [str(a) for a in args]
     if database is not None:
         if via == "env":

@@ -24,7 +24,7 @@ import httpx2
 import pytest
 
 from tests.conftest import _fresh_database
-from tests.e2e.cli import LOYALTY, ok
+from tests.e2e.cli import LOYALTY, clean_env, ok
 
 START_TIMEOUT_S = 30.0  # two workers on a busy 2-core machine have taken 12 s to answer
 STOP_TIMEOUT_S = 20.0  # uvicorn's graceful shutdown is bounded at 10 s by `loyalty serve`
@@ -36,16 +36,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """The environment `loyalty` runs in, as tests/e2e/cli.py's `run` builds it (the
-    database is given with --database)."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("LOYALTY_DATABASE_URL", "LOYALTY_DEBUG", "FORCE_COLOR",
-                          "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
-    env.update({"COLUMNS": "80", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
-    return env
 
 
 @dataclass

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from loyalty_engine.services.apikeys import (
     authenticate,
@@ -19,6 +20,7 @@ from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
 
 NOW = datetime(2027, 1, 5, 9, tzinfo=UTC)
+LATER = datetime(2027, 2, 1, 9, tzinfo=UTC)
 
 
 def test_a_token_works_until_revoked_and_only_its_hash_is_kept(engine: Engine) -> None:
@@ -72,7 +74,28 @@ def test_a_key_that_cannot_be_made_is_refused_and_nothing_is_stored(
 
 def test_names_are_unique_and_unknown_keys_are_named(engine: Engine) -> None:
     create_api_key(engine, "till", "admin", [], NOW)
-    with pytest.raises(ApiKeyError, match="already a key named 'till'"):
+    with pytest.raises(ApiKeyError, match="already a live key named 'till'"):
         create_api_key(engine, "till", "admin", [], NOW)
     with pytest.raises(NotFoundError, match="no API key named 'nope'"):
         revoke_api_key(engine, "nope", NOW)
+
+
+def test_a_revoked_keys_name_can_be_given_to_a_new_key(engine: Engine) -> None:
+    old, old_token = create_api_key(engine, "till-ams", "pos", ["AMS-*"], NOW)
+    revoke_api_key(engine, "till-ams", NOW)
+    new, new_token = create_api_key(engine, "till-ams", "pos", ["AMS-*"], LATER)
+    assert new.key_id != old.key_id
+    assert authenticate(engine, old_token) is None
+    assert authenticate(engine, new_token) == new
+    # Both rows are kept; the name now means the live key, so revoking it by name works.
+    assert [(k.name, k.revoked_at) for k in list_api_keys(engine)] == [
+        ("till-ams", NOW), ("till-ams", None)]
+    assert revoke_api_key(engine, "till-ams", LATER).key_id == new.key_id
+    with pytest.raises(ApiKeyError, match="already revoked"):
+        revoke_api_key(engine, "till-ams", LATER)
+    # A third key of the name; a twin that got past the check is refused by the database.
+    create_api_key(engine, "till-ams", "admin", [], LATER)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(tables.api_keys.insert().values(
+            name="till-ams", key_id="0" * 12, secret_sha256="0" * 64, scope="admin",
+            stores=[], created_at=LATER, revoked_at=None))

@@ -93,3 +93,22 @@ def test_the_schema_revision_every_command_checks_is_alembics_head(engine: Engin
 
     assert migrate.head_revision(engine) == migrate.SCHEMA_REVISION
     assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
+
+
+def test_going_back_below_reusable_key_names_keeps_one_key_per_name(
+        empty_engine: Engine) -> None:
+    from loyalty_engine.services.apikeys import create_api_key, list_api_keys, revoke_api_key
+
+    migrate.upgrade(empty_engine)
+    for _ in range(2):
+        create_api_key(empty_engine, "till-ams", "pos", ["AMS-*"], NOW)
+        revoke_api_key(empty_engine, "till-ams", NOW)
+    live, _token = create_api_key(empty_engine, "till-ams", "pos", ["AMS-*"], NOW)
+    migrate.downgrade(empty_engine, "0007")
+    with empty_engine.connect() as conn:
+        names = conn.execute(text("SELECT name, key_id FROM api_keys ORDER BY id")).all()
+    # The live key keeps its name; the revoked ones are renamed after their key id.
+    assert names[-1] == ("till-ams", live.key_id)
+    assert [n for n, k in names[:-1]] == [f"till-ams ({k})" for _n, k in names[:-1]]
+    migrate.upgrade(empty_engine)
+    assert len(list_api_keys(empty_engine)) == 3

@@ -46,7 +46,9 @@ def test_a_years_rebate_is_issued_once_after_the_year_ends(engine: Engine) -> No
     assert issue_rebates(engine, at("2026-12-31T23:30:00+01:00"), NOW).vouchers == 0
     done = issue_rebates(engine, at("2027-01-01T00:00:00+01:00"), NOW)
     # 1% of 1,034.50 = 10.345 -> 10.35 (half up); M-2: 1% of 50.00 (80 less the refund).
-    assert (done.vouchers, done.amount_minor) == (2, 1035 + 50)
+    assert (done.vouchers, done.amount_minor("fresh-market")) == (2, 1035 + 50)
+    assert done.as_json()["by_program"] == {
+        "fresh-market": {"vouchers": 2, "amount_minor": 1085, "currency": "EUR"}}
     # Dated at the year's end in Amsterdam, valid 90 days (to local midnight, summer time).
     assert _vouchers(engine) == [
         ("M-1", "annual-rebate", 1035, "2026-12-31T23:00:00+00:00",
@@ -62,7 +64,7 @@ def test_a_years_rebate_is_issued_once_after_the_year_ends(engine: Engine) -> No
 def test_the_cap_holds(engine: Engine) -> None:
     apply_files(engine, GROCERY)
     _shop(engine, "G1", "2026-03-01", "30000.00")  # 1% = 300.00, capped at 250.00
-    assert issue_rebates(engine, at("2027-01-02"), NOW).amount_minor == 25000
+    assert issue_rebates(engine, at("2027-01-02"), NOW).amount_minor("fresh-market") == 25000
 
 
 def test_only_executive_spend_accrues_a_warehouse_rebate(engine: Engine) -> None:
@@ -75,7 +77,7 @@ def test_only_executive_spend_accrues_a_warehouse_rebate(engine: Engine) -> None
         buy(engine, f"B-{member}", "2027-02-01", [("TV", "electronics", "1", "1000.00")],
             member=member, store="BB-01")
     done = issue_rebates(engine, at("2028-01-01T00:00:00+01:00"), NOW, program_id="big-box")
-    assert (done.vouchers, done.amount_minor) == (1, 2000)  # 2% of 1,000.00, M-1 only
+    assert (done.vouchers, done.amount_minor("big-box")) == (1, 2000)  # 2% of 1,000.00, M-1 only
     with pytest.raises(NotFoundError, match="no program 'nope'"):
         issue_rebates(engine, at("2028-01-02"), NOW, program_id="nope")
 

@@ -188,9 +188,16 @@ def test_exclusions_multipliers_and_rounding_reach_ledger_and_balance(bean_there
     outcome = record_purchase(bean_there, event("T-1", items=items), NOW)
     # (3.60 + 2 x 8.95) = 21.50 -> floor -> 21
     assert outcome.awards == (Award("bean-there", 1, "points-per-euro", 21),)
-    [entry] = explain_member(bean_there, "M-1")
+    [program] = explain_member(bean_there, "M-1")["programs"]
+    assert (program["program_id"], program["points"], program["pending"]) == (
+        "bean-there", 21, 0)
+    [entry] = program["entries"]
     assert (entry["points"], entry["rule_id"], entry["version"], entry["kind"]) == (
         21, "points-per-euro", 1, "earn")
+    # Said as a sentence, worked by hand: 3.60 + 8.95 + 25.00 + 0.30 bought, of which the
+    # gift card and the deposit are excluded; the beans count twice.
+    assert entry["why"] == ("1 point(s) per EUR on 12.55 EUR; 2 excluded item(s) not counted; "
+                            "x2 on coffee-beans (8.95 EUR); rounded down")
     reason = entry["reason"]
     assert reason["eligible_spend_minor"] == 1255
     assert reason["excluded_items"] == 2
@@ -228,7 +235,8 @@ def test_rounding_modes_reach_the_ledger(
         for i, s in enumerate(spends)
     ]
     assert got == expected
-    entries = explain_member(engine, "M-1")
+    [program] = explain_member(engine, "M-1")["programs"]
+    entries = program["entries"]
     assert [e["points"] for e in entries] == expected
     assert {e["reason"]["rounding"] for e in entries} == {rounding}
     assert balance(engine, "M-1", "test-shop") == sum(expected)
