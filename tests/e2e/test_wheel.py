@@ -1,16 +1,18 @@
 """The wheel as a user gets it: built, installed into a throw-away venv, run from elsewhere.
 
-The wheel is built from a copy of the source tree (setuptools writes build/ and *.egg-info
-beside the sources) and installed with the pinned dependencies (constraints.txt; pip's cache
-makes it quick). Every command runs from a folder outside the source tree, and a guard in
-the venv (an audit hook loaded by a .pth file) records any file of the source tree or its
-copy that a process opens or lists: the installed package must need neither.
+Built and installed by the Dockerfile's own two pip commands (tests/container_files.py maps
+their container paths to folders here): `pip wheel` in a copy of the build context its first
+stage copies, less what .dockerignore leaves out, then `pip install -c constraints.txt` of
+that wheel alone; so this also shows the image gets a working wheel (Docker itself is not on
+this machine). setuptools writes build/ and *.egg-info beside the sources: the copy takes
+them, the source tree stays clean. Every command runs from a folder outside the source tree,
+and a guard in the venv (an audit hook loaded by a .pth file) records any file of the source
+tree or its copy that a process opens or lists: the installed package must need neither.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,6 +23,13 @@ from pathlib import Path
 import pytest
 
 from loyalty_engine.store.migrate import SCHEMA_REVISION
+from tests.container_files import (
+    copy_build_context,
+    dockerfile_stages,
+    host_argv,
+    ignored,
+    runs,
+)
 from tests.e2e.cli import ROOT, Result, ok
 
 INSTALL_TIMEOUT_S = 600
@@ -86,25 +95,47 @@ def _check(argv: list[str | Path], cwd: Path, env: dict[str, str] | None = None)
     return done.stdout
 
 
+def _pip(python: Path | str, command: str, paths: dict[str, Path]) -> list[str | Path]:
+    """A pip command of the Dockerfile as the test runs it: with python's pip, the container
+    paths mapped, quiet, and with pip's cache (the image leaves it out of its layers; here
+    it makes the install quick)."""
+    argv = host_argv(command, paths)
+    assert argv[0] == "pip", f"not a pip command: {command}"
+    return [python, "-m", "pip", "--quiet",
+            *(word for word in argv[1:] if word != "--no-cache-dir")]
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("wheel")
     top_level = sorted(p.name for p in ROOT.iterdir())
+    build_stage, final_stage = dockerfile_stages()[0], dockerfile_stages()[-1]
+
+    # The Dockerfile's build stage: its COPYs into a folder that stands for its WORKDIR,
+    # then its one RUN, `pip wheel ... --wheel-dir DIST .`, there.
     source = base / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
-        ".hypothesis", "*.db", "*.db-wal", "*.db-shm"))
+    copy_build_context(source)
+    [build] = runs(build_stage)
+    words = build.command.split()
+    wheel_dir = words[words.index("--wheel-dir") + 1]
     dist = base / "dist"
-    _check([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist,
-            source], cwd=base)
+    _check(_pip(sys.executable, build.command,
+                {build_stage.all("WORKDIR")[-1]: source, wheel_dir: dist}), cwd=source)
     (wheel,) = dist.glob("loyalty_engine-*.whl")
+
+    # The final stage's install, in a new venv: from the test's interpreter, but with only
+    # its base Python (nothing of the editable install the tests themselves run on), its
+    # mounts standing for the build stage's wheels and the context's constraints.txt.
     venv = base / "venv"
-    # From the test's interpreter, but the new venv has only its base Python: nothing of the
-    # editable install the tests themselves run on.
     _check([sys.executable, "-m", "venv", venv], cwd=base)
     python = venv / "bin" / "python"
-    _check([python, "-m", "pip", "install", "--quiet", "-c", ROOT / "constraints.txt", wheel],
-           cwd=base)
+    [install] = [r for r in runs(final_stage) if r.command.startswith("pip ")]
+    mounts = {m.target: dist if m.from_stage == build_stage.name else ROOT / m.source
+              for m in install.mounts}
+    assert {m.source for m in install.mounts if m.from_stage} == {wheel_dir}
+    assert not any(ignored(m.source) for m in install.mounts if m.from_stage is None)
+    _check(_pip(python, install.command, mounts), cwd=base)
+
     site_packages = Path(_check(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         cwd=base).strip())

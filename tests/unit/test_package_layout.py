@@ -1,7 +1,8 @@
 """The package's build configuration: every subpackage listed, the shipped folders mapped.
 
-The wheel itself is built and installed by tests/e2e/test_wheel.py; these checks are the
-fast ones that name the mistake (a new subpackage left out of pyproject.toml, say).
+The wheel itself is built and installed by tests/e2e/test_wheel.py (the image's files are
+checked by tests/e2e/test_packaging.py); these checks are the fast ones that name the
+mistake (a new subpackage left out of pyproject.toml, say).
 """
 
 from __future__ import annotations
