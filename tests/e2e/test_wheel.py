@@ -12,6 +12,7 @@ tree or its copy that a process opens or lists: the installed package must need 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from tests.container_files import (
     ignored,
     runs,
 )
-from tests.e2e.cli import ROOT, Result, ok
+from tests.e2e.cli import ROOT, Result, assert_one_sentence_error, ok, run
 
 INSTALL_TIMEOUT_S = 600
 # The programs the demo applies, and the ids of the shipped files.
@@ -82,6 +83,10 @@ class Installed:
     def ok(self, *args: str | Path, database: str | None = None) -> Result:
         return ok(*args, database=database, cwd=self.work, env=self.env, program=self.loyalty,
                   timeout=120)
+
+    def run(self, *args: str | Path, database: str | None = None) -> Result:
+        return run(*args, database=database, cwd=self.work, env=self.env,
+                   program=self.loyalty, timeout=120)
 
     def guard_lines(self) -> list[str]:
         return self.guard_log.read_text("utf-8").splitlines() if self.guard_log.exists() else []
@@ -238,3 +243,31 @@ def test_the_installed_wheel_migrates_and_applies_on_each_database(
     applied = installed.ok("rules", "apply", folder, "--json", database=empty_db_url).json()
     assert [r["program"] for r in applied] == PROGRAMS
     assert installed.guard_lines()[before:] == ["active"] * 4
+
+
+@pytest.mark.parametrize(("folder", "command", "as_json", "what"), [
+    ("examples", ("rules", "examples"), ("rules", "examples", "--json"), "the example programs"),
+    ("migrations", ("db", "upgrade"), ("db", "current", "--json"), "the database migrations"),
+])
+def test_an_installation_without_its_shipped_files_says_so(
+    installed: Installed, folder: str, command: tuple[str, ...], as_json: tuple[str, ...],
+    what: str, tmp_path: Path
+) -> None:
+    # A damaged installation (a folder of the package deleted by hand, say): one sentence
+    # that names what is missing and how to repair it, and a stable code under --json.
+    shipped = installed.site_packages / "loyalty_engine" / folder
+    aside = installed.site_packages / f"loyalty_engine-{folder}-aside"
+    database = f"sqlite:///{tmp_path / 'damaged.db'}"
+    shipped.rename(aside)
+    try:
+        refused = installed.run(*command, database=database)
+        assert_one_sentence_error(refused, f"{what} that ship with loyalty-engine are missing",
+                                  "pip install --force-reinstall loyalty-engine")
+        answered = installed.run(*as_json, database=database)
+        assert answered.code == 1 and answered.stdout == "", str(answered)
+        assert json.loads(answered.stderr)["error"] == "package_incomplete", str(answered)
+    finally:
+        aside.rename(shipped)
+    repaired = installed.ok(*command, database=database)  # repaired, it works again
+    if folder == "migrations":  # and the refused upgrade had left nothing half done
+        assert repaired.out_flat == f"migrated {database} from empty to {SCHEMA_REVISION}"
