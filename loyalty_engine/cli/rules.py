@@ -211,7 +211,7 @@ def examples(
     force: bool = typer.Option(False, "--force", help="Overwrite files of the same names in DIR."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List the example programs shipped with the engine, or write them into DIR to start from."""
+    """List the example programs that ship with the engine, or write them into DIR."""
     shipped = example_programs()
     if folder is None:
         _list_examples(shipped, json_out)
