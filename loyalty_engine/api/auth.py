@@ -93,3 +93,22 @@ def require_admin(key: ApiKeyInfo, what: str) -> None:
     if key.scope != "admin":
         raise Problem(403, "forbidden-scope", f"{what} needs an admin API key; "
                       f"{key.name!r} is a {key.scope} key")
+
+
+def require_program(key: ApiKeyInfo, unreached: frozenset[str], program_id: str,
+                    what: str) -> None:
+    """403 when the program is out of the key's reach (services/access)."""
+    if program_id in unreached:
+        raise Problem(403, "forbidden-program", f"API key {key.name!r} may not {what} in "
+                      f"program {program_id!r}: none of its stores ({', '.join(key.stores)}) "
+                      "takes part in it")
+
+
+def require_member_seen(key: ApiKeyInfo, unreached: frozenset[str],
+                        enrolled: frozenset[str] | None, member_id: str) -> None:
+    """403 when a pos key asks about a member enrolled only in programs it does not reach
+    (a member in none yet, or unknown, is left to the service: created, or 404)."""
+    if enrolled and enrolled <= unreached:
+        raise Problem(403, "forbidden-member", f"API key {key.name!r} may not see or change "
+                      f"member {member_id!r}: the member is in no program its stores "
+                      f"({', '.join(key.stores)}) take part in")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from loyalty_engine.api.auth import Caller
+from loyalty_engine.api.auth import Caller, require_member_seen
 from loyalty_engine.api.problems import Problem
 from loyalty_engine.api.responses import problems
 from loyalty_engine.api.schemas import (
@@ -21,6 +21,7 @@ from loyalty_engine.api.schemas import (
     TierProgress,
     Voucher,
 )
+from loyalty_engine.services.access import member_programs, programs_out_of_reach
 from loyalty_engine.services.members import ledger_page, show_member
 from loyalty_engine.services.schema_check import require_current_schema
 from loyalty_engine.store.database import describe_url
@@ -32,16 +33,24 @@ MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x
 
 @router.get("/members/{member_id}", response_model=MemberView,
             summary="A member's balances, tiers, clubs, open fees and valid vouchers",
-            responses=problems(401, 404, 422))
+            responses=problems(401, 403, 404, 422))
 def get_member(member_id: MemberId, key: Caller, request: Request) -> MemberView:
     """Points per program (spendable and pending), tier and what the next tier lacks, stamp
-    cards, club memberships, fee charges still open, and the vouchers valid now."""
+    cards, club memberships, fee charges still open, and the vouchers valid now. A pos key
+    sees only the programs its stores take part in."""
     now = request.app.state.clock()
-    shown = show_member(request.app.state.engine, member_id, now, recent=0)
+    engine = request.app.state.engine
+    unreached = programs_out_of_reach(engine, key)
+    require_member_seen(key, unreached, member_programs(engine, member_id), member_id)
+
+    def shown_to(row: dict[str, Any]) -> bool:
+        return row["program_id"] not in unreached
+
+    shown = show_member(engine, member_id, now, recent=0)
     balances = {b["program_id"]: b for b in shown["balances"]}
     tiers = {t["program_id"]: t for t in shown["tiers"]}
     programs = []
-    for enrolment in shown["enrolments"]:
+    for enrolment in filter(shown_to, shown["enrolments"]):
         pid = enrolment["program_id"]
         balance = balances.get(pid, {})
         tier = tiers.get(pid)
@@ -55,21 +64,26 @@ def get_member(member_id: MemberId, key: Caller, request: Request) -> MemberView
     return MemberView(
         member_id=shown["member_id"], created_at=shown["created_at"],
         attributes=dict(shown["attributes"] or {}), programs=programs,
-        clubs=clubs["clubs"],
-        open_charges=[c for c in clubs["charges"] if c.get("status") in ("due", "failed")],
-        vouchers=[Voucher.model_validate(v) for v in shown["vouchers"] if v["valid"]])
+        clubs=[c for c in clubs["clubs"] if shown_to(c)],
+        open_charges=[c for c in clubs["charges"]
+                      if c.get("status") in ("due", "failed") and shown_to(c)],
+        vouchers=[Voucher.model_validate(v) for v in shown["vouchers"]
+                  if v["valid"] and shown_to(v)])
 
 
 @router.get("/members/{member_id}/ledger", response_model=LedgerPage,
             summary="A member's points ledger, a page at a time",
-            responses=problems(401, 404, 422))
+            responses=problems(401, 403, 404, 422))
 def get_ledger(member_id: MemberId, key: Caller, request: Request,
                after: Annotated[int | None, Query(ge=0, le=2**62, description=(
                    "the last entry id of the previous page"))] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> LedgerPage:
     """Every change of the member's points, oldest first, each with its program version,
-    rule, purchase and reason."""
-    rows = ledger_page(request.app.state.engine, member_id, after, limit + 1)
+    rule, purchase and reason (a pos key: of the programs its stores take part in)."""
+    engine = request.app.state.engine
+    unreached = programs_out_of_reach(engine, key)
+    require_member_seen(key, unreached, member_programs(engine, member_id), member_id)
+    rows = ledger_page(engine, member_id, after, limit + 1, unreached)
     more = len(rows) > limit
     entries = [LedgerEntry.model_validate(r) for r in rows[:limit]]
     return LedgerPage(member_id=member_id, entries=entries,

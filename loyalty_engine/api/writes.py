@@ -10,7 +10,13 @@ from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
 from sqlalchemy import Engine
 
-from loyalty_engine.api.auth import Caller, require_admin, require_store
+from loyalty_engine.api.auth import (
+    Caller,
+    require_admin,
+    require_member_seen,
+    require_program,
+    require_store,
+)
 from loyalty_engine.api.problems import Problem
 from loyalty_engine.api.responses import problems, send
 from loyalty_engine.api.schemas import (
@@ -27,6 +33,11 @@ from loyalty_engine.api.schemas import (
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.services.access import (
+    member_programs,
+    programs_out_of_reach,
+    redemption_program,
+)
 from loyalty_engine.services.enrolment import enrol_member
 from loyalty_engine.services.errors import (
     NotFoundError,
@@ -103,6 +114,8 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
     """Take back, pro rata, what the purchase earned. A refund of an unknown purchase, or of
     more than remains of it, is 422 and changes nothing."""
     require_store(key, event.store_id)
+    # The purchase refunded is checked too: a till refunds only its own stores' purchases.
+    require_store(key, event.purchase_key[0])
     now = _now(request)
     _not_ahead(event.occurred_at, now, "occurred_at")
     engine = _engine(request)
@@ -121,7 +134,7 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
              summary="Enrol a member (idempotent on member_id)",
              responses={200: {"model": MemberEnrolled,
                               "description": "an existing member, attributes added"},
-                        **problems(400, 401, 409, 413, 415, 422)})
+                        **problems(400, 401, 403, 409, 413, 415, 422)})
 def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     """Create a member with attributes and consent flags (201), or add them to a member who
     already exists, made by a purchase say (200); optionally enrol them in a program. The
@@ -132,6 +145,11 @@ def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     if body.occurred_at is not None:
         _not_ahead(body.occurred_at, now, "occurred_at")
     engine = _engine(request)
+    unreached = programs_out_of_reach(engine, key)
+    if body.program_id is not None:
+        require_program(key, unreached, body.program_id, "enrol members")
+    require_member_seen(key, unreached, member_programs(engine, body.member_id),
+                        body.member_id)
 
     def effect() -> tuple[int, str, bool]:
         try:
@@ -163,13 +181,14 @@ def _redemption(outcome: RedemptionOutcome) -> str:
 @router.post("/redemptions", status_code=201, response_model=RedemptionDone,
              summary="Redeem points, buy a reward or use a voucher (idempotent on "
                      "redemption_id)",
-             responses=problems(400, 401, 409, 413, 415, 422))
+             responses=problems(400, 401, 403, 409, 413, 415, 422))
 def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> Response:
     """Spend points first-in-first-out, buy a reward's voucher, or use a voucher. More
     points than the spendable balance, or an expired or used voucher, is 422."""
     now = _now(request)
     _not_ahead(body.occurred_at, now, "occurred_at")
     engine = _engine(request)
+    require_program(key, programs_out_of_reach(engine, key), body.program_id, "redeem")
 
     def effect() -> tuple[int, str, bool]:
         outcome = redeem(engine, body, now)
@@ -186,7 +205,7 @@ RedemptionId = Annotated[str, Path(min_length=1, max_length=128,
 
 @router.post("/redemptions/{redemption_id}/reverse", response_model=RedemptionDone,
              summary="Reverse a redemption (idempotent)",
-             responses=problems(400, 401, 404, 409, 413, 415, 422))
+             responses=problems(400, 401, 403, 404, 409, 413, 415, 422))
 def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
                   body: Annotated[ReverseRequest | None, Body()] = None) -> Response:
     """Put the points back into the lots they came from, void a bought voucher, or make a
@@ -196,6 +215,10 @@ def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
     if body.occurred_at is not None:
         _not_ahead(body.occurred_at, now, "occurred_at")
     engine = _engine(request)
+    program_id = redemption_program(engine, redemption_id)  # None: the service says 404
+    if program_id is not None:
+        require_program(key, programs_out_of_reach(engine, key), program_id,
+                        "reverse redemptions")
 
     def effect() -> tuple[int, str, bool]:
         outcome = reverse_redemption(engine, redemption_id, now, body.occurred_at)

@@ -13,8 +13,9 @@ from loyalty_engine.cli.options import JSON
 from loyalty_engine.cli.output import console, emit_json, err_console, when
 from loyalty_engine.services.apikeys import create_api_key, list_api_keys, revoke_api_key
 
-app = typer.Typer(help="API keys for the HTTP API: a pos key writes for its stores, an admin "
-                  "key for all. Only a hash of each secret is stored.", no_args_is_help=True)
+app = typer.Typer(help="API keys for the HTTP API (only a hash of each secret is kept).",
+                  epilog="A pos key writes for its stores, an admin key for all.",
+                  no_args_is_help=True)
 
 
 @app.command()

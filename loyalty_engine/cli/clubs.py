@@ -32,7 +32,9 @@ def join(ctx: typer.Context, member_id: str, club_id: str,
          level: str | None = typer.Option(None, "--level", help="Fee clubs: the level "
                                           "(default the first)."),
          program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
-    """Join a club. A fee club stays pending until its charge is paid (`loyalty fees pay`)."""
+    """Join a club (a fee club waits for its charge to be paid).
+
+    Pay it with `loyalty fees pay`."""
     at_ = instant(ctx, at, "--at", program) or now()
     _show(ctx, join_club(engine_for(ctx), member_id, club_id, at_, now(), program, level),
           json_out)
@@ -41,8 +43,10 @@ def join(ctx: typer.Context, member_id: str, club_id: str,
 @app.command()
 def leave(ctx: typer.Context, member_id: str, club_id: str, program: str | None = PROGRAM,
           at: str | None = AT, json_out: bool = JSON) -> None:
-    """Leave a club (a fee club: refunded inside the cooling-off period, else it runs to the
-    end of the paid term without renewing)."""
+    """Leave a club (a fee club: refunded while cooling off).
+
+    After the cooling-off period a fee club runs to the end of the paid term and does
+    not renew."""
     at_ = instant(ctx, at, "--at", program) or now()
     _show(ctx, leave_club(engine_for(ctx), member_id, club_id, at_, now(), program), json_out)
 
@@ -104,8 +108,9 @@ def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> N
 @app.command()
 def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
             allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
-    """Run the membership clock up to an instant: renewal charges, grace, lapse, the end
-    of cancelled memberships and lapsed group eligibility (safe to re-run)."""
+    """Run the membership clock: renewals, grace, lapse (safe to re-run).
+
+    Also ends cancelled memberships and lapses group eligibility that ran out."""
     result = advance_clubs(engine_for(ctx), as_of_option(ctx, as_of, program, writes=True,
                                                          allow_future=allow_future),
                            now(), program)

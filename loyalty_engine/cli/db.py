@@ -21,7 +21,7 @@ def upgrade(
     create: bool = typer.Option(False, "--create", help="PostgreSQL: create the database "
                                 "first if it does not exist."),
 ) -> None:
-    """Migrate the database up to the newest schema (a SQLite file is created if needed)."""
+    """Migrate the database to the newest schema (creates a SQLite file)."""
     url = database_url(ctx)
     if create:
         made = create_database(url)

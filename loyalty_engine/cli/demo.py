@@ -53,7 +53,7 @@ def demo(
         False, "--reset", help="Replace a SQLite file even if the demo did not create it."
     ),
 ) -> None:
-    """Run a seeded year of a coffee chain's purchases through the engine and summarise it."""
+    """A seeded year of a coffee chain's purchases, run through the engine."""
     end = parse_instant(as_of, "--as-of") or now()
     CHOSEN_DATABASE["url"] = database
     url = resolve_url(database)

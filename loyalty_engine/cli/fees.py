@@ -34,7 +34,7 @@ def pay(ctx: typer.Context, charge_id: int = CHARGE,
 def fail(ctx: typer.Context, charge_id: int = CHARGE,
          reason: str | None = typer.Option(None, "--reason", help="Why collection failed."),
          json_out: bool = JSON) -> None:
-    """Record that collecting a due charge failed (it stays payable until the lapse)."""
+    """Record that collecting a due charge failed (it stays payable)."""
     _show(ctx, fail_charge(engine_for(ctx), charge_id, now(), reason), json_out)
 
 

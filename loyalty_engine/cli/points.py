@@ -25,7 +25,7 @@ def activate(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None 
 @app.command()
 def expire(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
            allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
-    """Expire what remains of lots whose expiry has come (oldest first; safe to re-run)."""
+    """Expire what remains of lots whose expiry has come (safe to re-run)."""
     result = expire_points(engine_for(ctx), as_of_option(
         ctx, as_of, program, writes=True, allow_future=allow_future), program)
     _show("expired", result, json_out)

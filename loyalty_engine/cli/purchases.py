@@ -30,8 +30,9 @@ def import_(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
-    """Import purchases and refunds: all or nothing unless --skip-invalid; re-importing
-    changes nothing."""
+    """Import purchases and refunds from a JSON Lines or CSV file.
+
+    All or nothing unless --skip-invalid; importing again changes nothing."""
     if fmt not in (None, "jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     chosen: Format | None = "jsonl" if fmt == "jsonl" else "csv" if fmt == "csv" else None

@@ -17,8 +17,9 @@ app = typer.Typer(help="Periodic rebates (a share of a period's spend back as a 
 @app.command()
 def issue(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
           allow_future: bool = ALLOW_FUTURE, json_out: bool = JSON) -> None:
-    """Issue a voucher for every member's rebate of each period that ended by an instant
-    (safe to run again: each member's rebate of a period is issued once)."""
+    """Issue the rebate vouchers of periods that have ended (safe to re-run).
+
+    Each member's rebate of a period is issued once."""
     result = issue_rebates(engine_for(ctx), as_of_option(ctx, as_of, program, writes=True,
                                                          allow_future=allow_future),
                            now(), program)

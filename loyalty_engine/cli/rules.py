@@ -48,7 +48,7 @@ def validate(
     paths: list[Path] = PATHS,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Check program files; print every problem as file:line:col: message (exit 1 if any)."""
+    """Check program files: every problem as file:line:col (exit 1 if any)."""
     try:
         loaded = validate_program_files(paths)
     except ProgramFileError as exc:
@@ -149,7 +149,9 @@ def diff(
     new: Path = typer.Argument(..., metavar="NEW", help="The program file as it is to be."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show what changed in meaning between two versions of a program file (not a text diff)."""
+    """What changed in meaning between two versions of a program file.
+
+    Not a text diff: comments and layout do not count."""
     problems: list[Problem] = []
     loaded: list[LoadedProgram] = []
     for path in (old, new):

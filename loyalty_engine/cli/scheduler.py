@@ -30,8 +30,9 @@ from loyalty_engine.services.scheduling import (
 )
 
 app = typer.Typer(
-    help="The scheduler: " + "; ".join(f"{s.name} ({s.default_cron}): {s.does}"
-                                       for s in JOBS.values()),
+    help="Run the time-driven jobs, and see how far they have run.",
+    epilog="Jobs (default schedule, program time): " + "; ".join(
+        f"{s.name} ({s.default_cron}): {s.does}" for s in JOBS.values()) + ".",
     no_args_is_help=True)
 
 log = logging.getLogger("loyalty.scheduler")
@@ -71,7 +72,7 @@ def tick(
     allow_future: bool = ALLOW_FUTURE,
     json_out: bool = JSON,
 ) -> None:
-    """Run every job due up to --as-of (default now) once, in time order, then exit.
+    """Run every job due up to --as-of (default now) once, then exit.
 
     Missed fire times are caught up, each once (for cron, for tests, for replays). A dry
     run may look ahead without --allow-future: it writes nothing."""
@@ -124,9 +125,10 @@ def run(
     refresh_seconds: float = typer.Option(60.0, "--refresh-seconds", min=0.1, help="How "
                                           "often to look for program changes."),
 ) -> None:
-    """Run the scheduler as a long-lived process: catch up what is due, then fire every
-    program's jobs on their schedules (program time) until SIGTERM or Ctrl-C. Logs every
-    job run with what it did."""
+    """Run the scheduler as a long-lived process until SIGTERM or Ctrl-C.
+
+    It catches up what is due, then fires every program's jobs on their schedules
+    (program time), and logs every job run with what it did."""
     _setup_logging()
     engine = engine_for(ctx)
     clock = Clock.starting_at(parse_instant(clock_start, "--clock-start"))
@@ -152,7 +154,7 @@ def run(
 
 @app.command()
 def status(ctx: typer.Context, as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
-    """Every program's jobs: schedule, how far each has run, next fire, open failures."""
+    """Every program's jobs: schedule, ran to, next fire, open failures."""
     rows = scheduler_status(engine_for(ctx), as_of_option(ctx, as_of))
     if json_out:
         emit_json(rows)
@@ -171,8 +173,9 @@ def status(ctx: typer.Context, as_of: str | None = AS_OF, json_out: bool = JSON)
 def failures(ctx: typer.Context,
              all_: bool = typer.Option(False, "--all", help="Include resolved failures."),
              json_out: bool = JSON) -> None:
-    """Job failures (per member, or '*' for a whole program's run), retried on every run
-    until they succeed."""
+    """Job failures, retried on every run until they succeed.
+
+    Per member, or '*' for a whole program's run."""
     rows = job_failures(engine_for(ctx), all_)
     if json_out:
         emit_json(rows)
@@ -201,7 +204,7 @@ def rewind(
     yes: bool = YES,
     json_out: bool = JSON,
 ) -> None:
-    """Move a watermark set ahead by mistake back, so the jobs run from there again.
+    """Move watermarks set ahead by mistake back to an instant.
 
     What the jobs did stays done (effects have natural keys: nothing is done twice); asks
     first, unless --yes."""
@@ -220,9 +223,9 @@ def rewind(
         else:
             console.print(f"{message}; nothing to rewind", markup=False)
         return
-    if not json_out:
+    if not json_out:  # what the question is about, beside it on standard error
         for mark in found:
-            console.print(f"{mark.job} of {mark.program_id} has run to "
+            err_console.print(f"{mark.job} of {mark.program_id} has run to "
                           f"{when(mark.ran_to, program_zone(ctx, mark.program_id))}",
                           markup=False)
     confirm(f"This moves {len(found)} watermark(s) back to "

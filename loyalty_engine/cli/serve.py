@@ -29,7 +29,9 @@ def serve(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                     help="Log one line per request (never the API key)."),
 ) -> None:
-    """Serve the POS HTTP API (OpenAPI at /openapi.json, docs at /docs) until stopped."""
+    """Serve the POS HTTP API until stopped.
+
+    OpenAPI at /openapi.json, interactive docs at /docs."""
     import uvicorn
 
     engine_for(ctx).dispose()  # refuse an unmigrated database before binding the port

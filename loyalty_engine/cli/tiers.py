@@ -21,7 +21,7 @@ app = typer.Typer(help="Tiers: show, at risk, review, set by hand.", no_args_is_
 @app.command()
 def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
          as_of: str | None = AS_OF, json_out: bool = JSON) -> None:
-    """A member's tier, its window's credit, the next tier and review, and the history."""
+    """A member's tier, credit, next tier and review, and history."""
     data = show_tiers(engine_for(ctx), member_id, as_of_option(ctx, as_of, program), program)
     if json_out:
         emit_json(data)
@@ -108,8 +108,9 @@ def set_(ctx: typer.Context, member_id: str, tier: str,
                                    "time zone)."),
          reason: str = typer.Option(..., "--reason", help="Why (kept in the history)."),
          program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
-    """Give a member a tier by hand until a date. It is a floor: they keep at least this
-    tier until then, and earning more still upgrades them."""
+    """Give a member a tier by hand until a date (a floor).
+
+    They keep at least this tier until then; earning more still upgrades them."""
     ends = instant(ctx, until, "--until", program)
     assert ends is not None
     data = set_manual_tier(engine_for(ctx), member_id, tier, ends, reason,

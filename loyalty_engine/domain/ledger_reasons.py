@@ -3,7 +3,7 @@ and caps applied, which redemption or refund moved the points (pure; no I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from loyalty_engine.domain.money import currency_exponent, format_minor
@@ -99,6 +99,16 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
     return "; ".join(parts) or "fixed bonus"
 
 
+def describe_fields(data: Mapping[str, Any], currency: str | None) -> str:
+    """Plain data (an event's, say) as `key value` pairs for people: amounts in major units
+    of the currency (the data's own `currency` when it has one), never a repr."""
+    chosen = data.get("currency") or currency
+    if not isinstance(chosen, str):
+        return _plain(data, lambda minor: f"{minor} (minor units)")
+    rest = {k: v for k, v in data.items() if k != "currency"}
+    return _plain(rest, _Money(chosen))
+
+
 def _lots(lots: Any) -> str:
     if not lots:
         return "no lot"
@@ -108,20 +118,25 @@ def _lots(lots: Any) -> str:
     return f"{count} lots, oldest first"
 
 
-def _plain(reason: Mapping[str, Any], money: _Money) -> str:
+def _plain(reason: Mapping[str, Any], money: Callable[[Any], str]) -> str:
     """Anything else, as `key value` pairs (money fields in major units), never a repr."""
     parts = []
     for key, value in reason.items():
         label = key.replace("_", " ")
-        if key.endswith("_minor") and isinstance(value, int):
+        if key.endswith("_minor") and isinstance(value, int) and not isinstance(value, bool):
             parts.append(f"{label.removesuffix(' minor')} {money(value)}")
-        elif isinstance(value, Mapping):
-            parts.append(f"{label} " + ", ".join(f"{k} {v}" for k, v in value.items()))
-        elif isinstance(value, list | tuple):
-            parts.append(f"{label} " + ", ".join(str(v) for v in value))
         else:
-            parts.append(f"{label} {value}")
+            parts.append(f"{label} {_value(value)}")
     return ", ".join(parts)
+
+
+def _value(value: Any) -> str:
+    """A value inside a reason, nested ones in brackets, never as a repr."""
+    if isinstance(value, Mapping):
+        return "(" + ", ".join(f"{k} {_value(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(_value(v) for v in value) + ")"
+    return "-" if value is None else str(value)
 
 
 class _Money:

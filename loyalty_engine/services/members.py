@@ -211,10 +211,11 @@ def explain_member(engine: Engine, member_id: str) -> dict[str, Any]:
     return {"member_id": member_id, "programs": list(programs.values())}
 
 
-def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int
-                ) -> list[dict[str, Any]]:
+def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int,
+                hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Up to `limit` ledger entries of a member with ids above `after`, oldest first, each
-    with its version, rule, purchase and reason (a page of `explain_member`, by id)."""
+    with its version, rule, purchase and reason (a page of `explain_member`, by id); none
+    of the `hidden` programs."""
     with read_transaction(engine) as conn:
         _require_member(conn, member_id)
         query = (
@@ -229,4 +230,6 @@ def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int
         )
         if after is not None:
             query = query.where(_ledger.c.id > after)
+        if hidden:
+            query = query.where(_ledger.c.program_id.not_in(sorted(hidden)))
         return [dict(r._mapping) for r in conn.execute(query)]

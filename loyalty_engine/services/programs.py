@@ -208,6 +208,13 @@ def program_zones(engine: Engine) -> dict[str, ZoneInfo]:
     return {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
 
 
+def program_currencies(engine: Engine) -> dict[str, str]:
+    """Each program's currency (its newest version's)."""
+    with read_transaction(engine) as conn:
+        catalog = load_catalog(conn)
+    return {pid: catalog.versions(pid)[-1].program.currency for pid in catalog.program_ids}
+
+
 def require_program(catalog: ProgramCatalog, program_id: str | None) -> None:
     """A --program option must name a program that has been applied."""
     if program_id is not None and program_id not in catalog.program_ids:

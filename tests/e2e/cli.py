@@ -222,3 +222,25 @@ class Cli:
 
     def json(self, *args: str | Path) -> Any:
         return self.ok(*args, "--json").json()
+
+
+def ledger_entries(explained: dict[str, Any], program_id: str | None = None
+                   ) -> list[dict[str, Any]]:
+    """The entries of `members explain --json`, of one program or of all (in program order)."""
+    return [e for p in explained["programs"]
+            if program_id is None or p["program_id"] == program_id for e in p["entries"]]
+
+
+def assert_json_error(result: Result, code: str, *fragments: str) -> dict[str, Any]:
+    """Exit 1, nothing on stdout, and one JSON error on stderr with this stable code and a
+    message containing every fragment (what --json promises scripts). Returns it."""
+    assert result.code == 1, f"expected exit code 1:\n{result}"
+    assert result.stdout.strip() == "", f"expected nothing on stdout:\n{result}"
+    try:
+        error = json.loads(result.stderr)
+    except json.JSONDecodeError:
+        pytest.fail(f"stderr is not one JSON error:\n{result}")
+    assert error["error"] == code, str(result)
+    for fragment in fragments:
+        assert fragment in error["message"], f"{fragment!r} not in the message:\n{result}"
+    return dict(error)

@@ -106,7 +106,8 @@ def glow_db(tmp_path_factory: pytest.TempPathFactory, applied_db: Path) -> Path:
     write_jsonl(folder / "glow.jsonl", list(GLOW_PURCHASES))
     imported = ok("purchases", "import", "glow.jsonl", database=f"sqlite:///{path}", cwd=folder)
     assert imported.out_lines == [
-        f"5 purchase(s) read: 5 recorded, 0 already recorded, {GLOW_POINTS} points awarded",
+        "5 purchase(s) read: 5 recorded, 0 already recorded; points awarded: glow-beauty "
+        f"{GLOW_POINTS}",
     ], str(imported)
     return path
 
@@ -204,7 +205,7 @@ def test_a_paid_warehouse_membership_from_joining_to_a_refund(
     assert (upgraded["membership"]["level"], upgraded["membership"]["status"]) == (
         "basic", "active")
     upgrade_id = upgrade["charge_id"]
-    assert "prorated" in upgraded["message"] and str(difference) in upgraded["message"]
+    assert upgraded["message"].endswith("(58.85 EUR, prorated)"), upgraded["message"]
 
     charges = cli.json("fees", "list", "--member", "BOB")
     assert [(c["charge_id"], c["kind"], c["level"], c["amount_minor"], c["status"])
@@ -227,16 +228,17 @@ def test_a_paid_warehouse_membership_from_joining_to_a_refund(
     left = cli.ok("clubs", "leave", "BOB", "warehouse", "--at", LEFT)
     assert left.out_lines == [
         "BOB in warehouse (big-box): cancelled, level basic, paid through "
-        "2026-03-12T09:00:00+00:00",
+        "2026-03-12T10:00:00+01:00",  # in the program's zone (Berlin)
         f"cancelled inside the 14-day cooling-off period; charge(s) {join_id} refunded",
     ], str(left)
 
     after = cli.ok("fees", "list", "--member", "BOB")
     assert _rows(after) == [
-        [str(upgrade_id), "BOB", "warehouse", "executive", "upgrade", f"{difference} EUR",
-         "2026-03-10T09:00:00+00:00", "waived"],
-        [str(join_id), "BOB", "warehouse", "basic", "join", "6000 EUR",
-         "2026-03-02T09:00:00+00:00", "refunded"],
+        # Money in major units with its currency; times in the program's zone.
+        [str(upgrade_id), "BOB", "warehouse", "executive", "upgrade", "58.85 EUR",
+         "2026-03-10T10:00:00+01:00", "waived"],
+        [str(join_id), "BOB", "warehouse", "basic", "join", "60.00 EUR",
+         "2026-03-02T10:00:00+01:00", "refunded"],
     ], str(after)
 
 
@@ -270,7 +272,7 @@ def test_a_student_verification_lapses_and_takes_the_club_with_it(cli: Cli) -> N
         "joined Campus Books Student Club",
     ], str(joined)
 
-    stepped = cli.json("clubs", "advance", "--as-of", ADVANCED)
+    stepped = cli.json("clubs", "advance", "--allow-future", "--as-of", ADVANCED)
     assert stepped == {
         "renewal_charges": 0, "renewals_waived": 0, "entered_grace": 0, "lapsed": 0,
         "ended": 0, "verifications_lapsed": 1, "memberships_lapsed_by_eligibility": 1,
@@ -299,8 +301,9 @@ def test_tiers_show_at_risk_review_and_a_manual_floor(glow: Cli) -> None:
         "  next review 2027-01-01 (policy hold_next_period)",
     ], str(dia)
     assert _history(dia) == [
-        ("2026-03-10T14:00:00+00:00", "-", "blush", "enrolment"),
-        ("2026-06-10T13:00:00+00:00", "blush", "glow", "upgrade"),
+        # In the program's zone (Paris): 15:00 local, not 14:00 UTC.
+        ("2026-03-10T15:00:00+01:00", "-", "blush", "enrolment"),
+        ("2026-06-10T15:00:00+02:00", "blush", "glow", "upgrade"),
     ], str(dia)
 
     # On New Year's Eve only FAY is short: DIA and EVE reached their tiers in 2026.
@@ -312,14 +315,15 @@ def test_tiers_show_at_risk_review_and_a_manual_floor(glow: Cli) -> None:
 
     # The review of 2026 (missed) and of 2027, in order: FAY's 2025 Glow held through 2026,
     # then 2026's nothing drops her to Blush; DIA and EVE qualify for what they hold.
-    reviewed = glow.json("tiers", "review", "--as-of", "2027-01-01T00:00:00+01:00")
+    reviewed = glow.json("tiers", "review", "--allow-future",
+                         "--as-of", "2027-01-01T00:00:00+01:00")
     assert reviewed == {
         "reviewed": {"glow-beauty": 4}, "upgraded": {"glow-beauty": 0},
         "downgraded": {"glow-beauty": 1}, "held": {"glow-beauty": 0},
         "manual_floors_ended": {"glow-beauty": 0},
         "review_days": {"glow-beauty": ["2026-01-01", "2027-01-01"]}, "failures": [],
     }
-    again = glow.ok("tiers", "review", "--as-of", "2027-01-01T00:00:00+01:00")
+    again = glow.ok("tiers", "review", "--allow-future", "--as-of", "2027-01-01T00:00:00+01:00")
     assert again.out_flat == ("glow-beauty: 0 review(s), 0 up, 0 down, 0 held, "
                               "0 manual floor(s) ended"), str(again)
 
@@ -327,8 +331,8 @@ def test_tiers_show_at_risk_review_and_a_manual_floor(glow: Cli) -> None:
     assert fay.out_lines[0].startswith("glow-beauty: blush"), str(fay)
     assert "  next tier glow: lacks 350.00 EUR" in fay.out_lines, str(fay)
     assert _history(fay) == [
-        ("2025-05-20T09:00:00+00:00", "-", "glow", "enrolment"),
-        ("2026-12-31T23:00:00+00:00", "glow", "blush", "review"),
+        ("2025-05-20T11:00:00+02:00", "-", "glow", "enrolment"),
+        ("2027-01-01T00:00:00+01:00", "glow", "blush", "review"),  # Paris's new year
     ], str(fay)
 
     floor = glow.json("tiers", "set", "DIA", "radiant", "--until", "2027-06-30T00:00:00+02:00",
@@ -343,12 +347,12 @@ def test_tiers_show_at_risk_review_and_a_manual_floor(glow: Cli) -> None:
 
     shown = glow.ok("tiers", "show", "DIA", "--as-of", "2027-01-05T00:00:00+01:00")
     assert shown.out_lines[:3] == [
-        "glow-beauty: radiant (manual floor radiant until 2027-06-29T22:00:00+00:00), held "
+        "glow-beauty: radiant (manual floor radiant until 2027-06-30T00:00:00+02:00), held "
         "through 2027-12-31",
         "  spend 0.00 EUR from 2027-01-01 to 2027-12-31",
         "  next tier radiant: lacks 1000.00 EUR",  # the earned tier is still Glow
     ], str(shown)
-    assert _history(shown)[-1] == ("2027-01-02T09:00:00+00:00", "glow", "radiant", "manual")
+    assert _history(shown)[-1] == ("2027-01-02T10:00:00+01:00", "glow", "radiant", "manual")
 
 
 def test_tiers_show_json(glow: Cli) -> None:

@@ -10,6 +10,7 @@ from tests.e2e.cli import (
     MARCH_PURCHASES,
     RULES_DIR,
     assert_one_sentence_error,
+    ledger_entries,
     ok,
     run,
     write_jsonl,
@@ -32,8 +33,8 @@ def test_import_jsonl_then_again_changes_nothing(db_url: str, tmp_path: Path) ->
     write_jsonl(tmp_path / "march.jsonl", [GOOD[0], GOOD[1], "", GOOD[2], GOOD[3]])
 
     first = ok("purchases", "import", "march.jsonl", database=db_url, cwd=tmp_path)
-    assert first.out_flat == ("4 purchase(s) read: 4 recorded, 0 already recorded, "
-                              "33 points awarded"), str(first)
+    assert first.out_flat == ("4 purchase(s) read: 4 recorded, 0 already recorded; "
+                              "points awarded: bean-there 33"), str(first)
 
     members = _members(db_url, tmp_path)
     assert [(m["member_id"], m["points"], m["purchases"], m["last_purchase_at"])
@@ -44,8 +45,8 @@ def test_import_jsonl_then_again_changes_nothing(db_url: str, tmp_path: Path) ->
 
     again = ok("purchases", "import", "march.jsonl", "--json", database=db_url, cwd=tmp_path)
     assert again.json() == {
-        "file": "march.jsonl", "read": 4, "recorded": 0, "replayed": 4, "points": 0,
-        "refunds": {"read": 0, "applied": 0, "replayed": 0, "points_taken_back": 0},
+        "file": "march.jsonl", "read": 4, "recorded": 0, "replayed": 4, "points_by_program": {},
+        "refunds": {"read": 0, "applied": 0, "replayed": 0, "points_taken_back_by_program": {}},
         "committed": True, "rejects_file": None, "errors": [],
     }
     assert _members(db_url, tmp_path) == members
@@ -67,15 +68,16 @@ def test_import_csv_groups_rows_into_purchases(db_url: str, tmp_path: Path) -> N
     (tmp_path / "april-export.txt").write_text(rows, encoding="utf-8")
 
     first = ok("purchases", "import", "april.csv", database=db_url, cwd=tmp_path)
-    assert first.out_flat == ("3 purchase(s) read: 3 recorded, 0 already recorded, "
-                              "34 points awarded"), str(first)
+    assert first.out_flat == ("3 purchase(s) read: 3 recorded, 0 already recorded; "
+                              "points awarded: bean-there 34"), str(first)
 
     again = ok("purchases", "import", "april-export.txt", "--format", "csv",
                database=db_url, cwd=tmp_path)
-    assert again.out_flat == ("3 purchase(s) read: 0 recorded, 3 already recorded, "
-                              "0 points awarded"), str(again)
+    assert again.out_flat == ("3 purchase(s) read: 0 recorded, 3 already recorded; "
+                              "points awarded: none"), str(again)
 
-    entries = ok("members", "explain", "M-9", "--json", database=db_url, cwd=tmp_path).json()
+    entries = ledger_entries(
+        ok("members", "explain", "M-9", "--json", database=db_url, cwd=tmp_path).json())
     assert [(e["transaction_id"], e["store_id"], e["points"], e["total_minor"])
             for e in entries] == [("C1", "UTR-01", 28, 1570), ("C3", "UTR-01", 6, 700)]
     assert entries[0]["reason"]["multipliers"]["coffee-beans"]["spend_minor"] == 1250
@@ -121,7 +123,7 @@ def test_bad_lines_are_all_reported_and_nothing_is_stored(db_url: str, tmp_path:
     report = as_json.json()
     assert report["committed"] is False
     assert report["read"] == 7
-    assert (report["recorded"], report["points"]) == (0, 0)
+    assert (report["recorded"], report["points_by_program"]) == (0, {})
     assert [e["line"] for e in report["errors"]] == sorted(BAD_REASONS)
 
     assert _members(db_url, tmp_path) == [], "a refused import stored something"
@@ -129,7 +131,7 @@ def test_bad_lines_are_all_reported_and_nothing_is_stored(db_url: str, tmp_path:
     kept = ok("purchases", "import", "mixed.jsonl", "--skip-invalid",
               database=db_url, cwd=tmp_path)
     assert kept.out_flat == (
-        "7 purchase(s) read: 2 recorded, 0 already recorded, 33 points awarded "
+        "7 purchase(s) read: 2 recorded, 0 already recorded; points awarded: bean-there 33 "
         "5 rejected; reasons in mixed.jsonl.rejects.jsonl"
     ), str(kept)
     rejects = [json.loads(line) for line in
@@ -176,7 +178,7 @@ def test_bad_csv_rows_with_skip_invalid_and_a_rejects_path(
 
     kept = ok("purchases", "import", "bad.csv", "--skip-invalid", "--rejects", "rejected.jsonl",
               "--json", database=db_url, cwd=tmp_path).json()
-    assert (kept["read"], kept["recorded"], kept["points"]) == (6, 2, 9)
+    assert (kept["read"], kept["recorded"], kept["points_by_program"]) == (6, 2, {"bean-there": 9})
     assert kept["committed"] is True
     assert kept["rejects_file"] == "rejected.jsonl"
     rejects = (tmp_path / "rejected.jsonl").read_text(encoding="utf-8").splitlines()

@@ -10,6 +10,7 @@ from tests.e2e.cli import (
     RULES_DIR,
     Result,
     assert_one_sentence_error,
+    ledger_entries,
     ok,
     purchase,
     run,
@@ -41,8 +42,8 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     assert datetime.fromisoformat(v2["effective_from"]) == datetime(2026, 3, 31, 22, tzinfo=UTC)
     write_jsonl(tmp_path / "purchases.jsonl", [*MARCH, *APRIL])
     imported = loyalty("purchases", "import", "purchases.jsonl")
-    assert imported.out_flat == ("5 purchase(s) read: 5 recorded, 0 already recorded, "
-                                 "39 points awarded"), str(imported)
+    assert imported.out_flat == ("5 purchase(s) read: 5 recorded, 0 already recorded; "
+                                 "points awarded: bean-there 39"), str(imported)
 
     listed = loyalty("members", "list", "--json").json()
     assert [(m["member_id"], m["points"], m["purchases"], m["last_purchase_at"])
@@ -68,7 +69,7 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
         ("T5", "AMS-01", 320, "EUR"), ("T2", "AMS-01", 3000, "EUR"), ("T1", "AMS-01", 1570, "EUR"),
     ]
 
-    entries = loyalty("members", "explain", "M-1", "--json").json()
+    entries = ledger_entries(loyalty("members", "explain", "M-1", "--json").json())
     assert [(e["program_id"], e["version"], e["rule_id"], e["transaction_id"], e["points"])
             for e in entries] == [
         ("bean-there", 1, "points-per-euro", "T1", 28),
@@ -84,9 +85,19 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     assert entries[2]["reason"]["points_per_unit"] == "2"
 
     text = loyalty("members", "explain", "M-1")
-    assert text.out_lines[-1] == "3 ledger entries, 39 points", str(text)
-    assert "+6 points bean-there v2" in text.out_flat, str(text)
-    assert "-> balance 39" in text.out_flat, str(text)
+    assert text.out_lines[0] == ("bean-there: Bean There Coffee Club (EUR, times in "
+                                 "Europe/Amsterdam)"), str(text)
+    # Times as the till wrote them (09:30+01:00 is not shown as 08:30 UTC), reasons as
+    # sentences, and the program's own balance, spendable and pending apart.
+    assert " ".join(text.out_lines[1].split()) == (
+        "2026-03-14T09:30:00+01:00 earn +28 rule points-per-euro v1 (748c717540f2): purchase "
+        "T1 at AMS-01 (15.70 EUR), 1 point(s) per EUR on 15.70 EUR; x2 on coffee-beans "
+        "(12.50 EUR); rounded down [sum 28]"), str(text)
+    assert "+6 rule points-per-euro v2" in text.out_flat, str(text)
+    assert "2 point(s) per EUR on 3.20 EUR" in text.out_flat, str(text)
+    assert text.out_lines[-1].strip() == (
+        "bean-there: 39 spendable + 0 pending = 39, the sum of its 3 entries"), str(text)
+    assert "{" not in text.stdout and "'" not in text.stdout, str(text)
 
     check = loyalty("db", "check", "--json").json()
     assert check == {"balances_checked": 2, "mismatches": []}

@@ -19,17 +19,19 @@ def test_a_years_rebate_becomes_a_voucher_once(db_url: str, tmp_path: Path) -> N
     ])
     ok("purchases", "import", shops, database=db_url)
 
-    early = ok("rebates", "issue", "--as-of", "2026-12-31T12:00:00+01:00", "--json",
+    early = ok("rebates", "issue", "--allow-future",
+               "--as-of", "2026-12-31T12:00:00+01:00", "--json",
                database=db_url).json()
     assert early["vouchers"] == 0
-    done = ok("rebates", "issue", "--as-of", "2027-01-02T00:00:00+01:00", "--json",
+    done = ok("rebates", "issue", "--allow-future",
+              "--as-of", "2027-01-02T00:00:00+01:00", "--json",
               database=db_url).json()
     # 1% of 1,050.00 = 10.50, once.
     assert done["vouchers"] == 1
     assert done["by_program"] == {
         "fresh-market": {"vouchers": 1, "amount_minor": 1050, "currency": "EUR"}}
     assert done["codes"] == ["fresh-market-annual-rebate-2026-M-1"]
-    again = ok("rebates", "issue", "--as-of", "2027-01-03T00:00:00+01:00",
+    again = ok("rebates", "issue", "--allow-future", "--as-of", "2027-01-03T00:00:00+01:00",
                database=db_url)
     assert again.out_flat.startswith("no rebate voucher was due"), str(again)
     member = ok("members", "show", "M-1", "--as-of", "2027-01-05T00:00:00+01:00", "--json",
@@ -46,12 +48,15 @@ def test_a_years_rebate_becomes_a_voucher_once(db_url: str, tmp_path: Path) -> N
               database=db_url).json() == []
     assert "reward_issued" in ok("events", "list", database=db_url).out_flat
     # The April points lapse on 1 April 2027 at 10:00: a notice about a fortnight before.
-    notices = ok("events", "notify", "--as-of", "2027-03-18T00:00:00+01:00", "--days", "15",
+    notices = ok("events", "notify", "--allow-future",
+                 "--as-of", "2027-03-18T00:00:00+01:00", "--days", "15",
                  "--json", database=db_url).json()
     assert notices == {"recorded": {"points_expiring_soon": 1}}
-    again = ok("events", "notify", "--as-of", "2027-03-19T00:00:00+01:00", "--days", "15",
+    again = ok("events", "notify", "--allow-future",
+               "--as-of", "2027-03-19T00:00:00+01:00", "--days", "15",
                database=db_url)
     assert again.out_flat == "notices recorded: 0 points_expiring_soon", str(again)
 
-    assert_one_sentence_error(run("rebates", "issue", "--program", "nope", database=db_url),
+    assert_one_sentence_error(run("rebates", "issue", "--allow-future",
+                                  "--program", "nope", database=db_url),
                               "no program 'nope'")

@@ -18,6 +18,7 @@ from tests.e2e.cli import (
     Cli,
     Result,
     assert_one_sentence_error,
+    ledger_entries,
     purchase,
     write_jsonl,
 )
@@ -111,8 +112,8 @@ def test_a_march_of_coffee_and_a_refund_in_one_file(db_url: str, tmp_path: Path)
 
     imported = cli.ok("purchases", "import", "march.jsonl")
     assert imported.out_lines == [
-        "11 purchase(s) read: 11 recorded, 0 already recorded, 372 points awarded",
-        "1 refund(s) read: 1 applied, 0 already applied, 50 points taken back",
+        "11 purchase(s) read: 11 recorded, 0 already recorded; points awarded: bean-there 372",
+        "1 refund(s) read: 1 applied, 0 already applied; points taken back: bean-there 50",
     ], str(imported)
 
     shown = cli.show("M-1", AFTER_MARCH)
@@ -141,15 +142,15 @@ def test_a_march_of_coffee_and_a_refund_in_one_file(db_url: str, tmp_path: Path)
     assert re.search(r"coffee-card\s*│\s*1 of 9\s*│\s*free-coffee", text.stdout), str(text)
     assert re.search(r"free-coffee\s*│\s*stamp_card\s*│.*│\s*issued\s*│", text.stdout), str(text)
 
-    entries = cli.json("members", "explain", "M-1")
+    entries = ledger_entries(cli.json("members", "explain", "M-1"))
     assert [(e["kind"], e["points"]) for e in entries] == MARCH_ENTRIES
     assert entries[6]["reason"]["refund_id"] == "R1"
     assert entries[6]["occurred_at"] == "2026-03-08T09:00:00+00:00"
 
     again = cli.json("purchases", "import", "march.jsonl")
     assert again == {
-        "file": "march.jsonl", "read": 12, "recorded": 0, "replayed": 11, "points": 0,
-        "refunds": {"read": 1, "applied": 0, "replayed": 1, "points_taken_back": 0},
+        "file": "march.jsonl", "read": 12, "recorded": 0, "replayed": 11, "points_by_program": {},
+        "refunds": {"read": 1, "applied": 0, "replayed": 1, "points_taken_back_by_program": {}},
         "committed": True, "rejects_file": None, "errors": [],
     }
     assert cli.show("M-1", AFTER_MARCH) == shown
@@ -210,9 +211,10 @@ def test_a_file_with_bad_refund_lines_fails_whole_or_keeps_the_good_lines(
     assert cli.json("db", "check") == NO_MISMATCHES
 
     kept = cli.json("purchases", "import", "more.jsonl", "--skip-invalid")
-    assert (kept["read"], kept["recorded"], kept["replayed"], kept["points"]) == (7, 2, 0, 17)
+    assert (kept["read"], kept["recorded"], kept["replayed"], kept["points_by_program"]) == (
+        7, 2, 0, {"bean-there": 6, "fresh-market": 11})  # never added: two programs' points
     assert (kept["refunds"]["applied"], kept["refunds"]["replayed"],
-            kept["refunds"]["points_taken_back"]) == (2, 0, 6)
+            kept["refunds"]["points_taken_back_by_program"]["bean-there"]) == (2, 0, 6)
     assert kept["committed"] is True
     assert kept["rejects_file"] == "more.jsonl.rejects.jsonl"
     assert [e["line"] for e in kept["errors"]] == sorted(MORE_REASONS)
@@ -239,14 +241,15 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
     cli.ok("purchases", "import", "march.jsonl")
 
     # By the 20th only the first four lots (2nd to 5th March) are past their 14 days.
-    early = cli.json("points", "activate", "--as-of", "2026-03-20T00:00:00+01:00")
-    assert early == {"lots": 4, "points": 30, "members": 1}
+    early = cli.json("points", "activate", "--allow-future", "--as-of", "2026-03-20T00:00:00+01:00")
+    assert early == {"lots": 4, "members": 1, "points_by_program": {"bean-there": 30}}
     too_few = cli.redeem("RD-0", "--reward", "five-euro-off", at="2026-03-20T10:00:00+01:00")
     assert_one_sentence_error(
         too_few, "member 'M-1' has 30 spendable points in 'bean-there'; 250 are needed")
 
-    rest = cli.ok("points", "activate", "--as-of", "2026-03-28T00:00:00+01:00")
-    assert rest.out_flat == "292 points activated in 7 lot(s) of 1 member(s)", str(rest)
+    rest = cli.ok("points", "activate", "--allow-future", "--as-of", "2026-03-28T00:00:00+01:00")
+    assert rest.out_lines == ["bean-there: 292 points activated", "7 lot(s) of 1 member(s)"], \
+        str(rest)
 
     bought = cli.redeem("RD-1", "--reward", "five-euro-off", "--json",
                         at="2026-03-30T10:00:00+02:00")
@@ -294,7 +297,8 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
     assert _lots(after) == MARCH_LOTS  # every point back in the lot it came from
     five = {v["code"]: v for v in after["vouchers"]}["R-RD-1"]
     assert (five["status"], five["valid"]) == ("void", False)
-    kinds = [(e["kind"], e["points"]) for e in cli.json("members", "explain", "M-1")]
+    explained = cli.json("members", "explain", "M-1")
+    kinds = [(e["kind"], e["points"]) for e in ledger_entries(explained)]
     assert kinds == [*MARCH_ENTRIES, ("redeem", -250), ("unredeem", 250)]
 
     greedy = cli.redeem("RD-4", "--points", "1000", at="2026-04-04T10:00:00+02:00")
@@ -309,8 +313,9 @@ def test_pending_points_activate_then_buy_use_and_reverse_a_voucher(
     assert "--at" in naive.err_flat and "has no UTC offset" in naive.err_flat, str(naive)
 
     # Bean There points never expire, however late the run.
-    assert cli.json("points", "expire", "--as-of", "2028-01-01T00:00:00+01:00") == {
-        "lots": 0, "points": 0, "members": 0}
+    assert cli.json("points", "expire", "--allow-future",
+                    "--as-of", "2028-01-01T00:00:00+01:00") == {
+        "lots": 0, "members": 0, "points_by_program": {}}
     assert cli.json("db", "check") == NO_MISMATCHES
 
 
@@ -342,8 +347,8 @@ def test_a_rejected_refund_line_is_counted_as_a_refund(db_url: str, tmp_path: Pa
     ])
     kept = cli.ok("purchases", "import", "one-of-each.jsonl", "--skip-invalid")
     assert kept.out_lines == [
-        "1 purchase(s) read: 1 recorded, 0 already recorded, 6 points awarded",
-        "2 refund(s) read: 1 applied, 0 already applied, 3 points taken back",
+        "1 purchase(s) read: 1 recorded, 0 already recorded; points awarded: bean-there 6",
+        "2 refund(s) read: 1 applied, 0 already applied; points taken back: bean-there 3",
         "1 rejected; reasons in one-of-each.jsonl.rejects.jsonl",
     ], str(kept)
 
@@ -353,7 +358,7 @@ def test_points_cannot_be_spent_before_they_were_earned(db_url: str, tmp_path: P
     cli.ok("rules", "apply", SHIPPED_RULES)
     write_jsonl(tmp_path / "one.jsonl", [coffee("T1", 2)])
     cli.ok("purchases", "import", "one.jsonl")
-    cli.ok("points", "activate", "--as-of", "2026-04-01T00:00:00+02:00")
+    cli.ok("points", "activate", "--allow-future", "--as-of", "2026-04-01T00:00:00+02:00")
     # The member's 6 points were earned on 2 March; on 1 March there was nothing to spend.
     backdated = cli.redeem("RD-1", "--points", "5", at="2026-03-01T10:00:00+01:00")
     assert_one_sentence_error(backdated, "spendable")

@@ -125,7 +125,7 @@ def test_validate_reports_every_problem_with_its_location(tmp_path: Path) -> Non
 def test_apply_stores_a_version_once(db_url: str, tmp_path: Path) -> None:
     first = ok("rules", "apply", RULES_DIR, database=db_url, cwd=tmp_path)
     assert re.search(r"bean-there: version 1 stored, in force from "
-                     r"1970-01-01T00:00:00\+00:00 \([0-9a-f]{12}\)", first.out_flat), str(first)
+                     r"the start \([0-9a-f]{12}\)", first.out_flat), str(first)
 
     second = ok("rules", "apply", RULES_DIR, database=db_url, via="option", cwd=tmp_path)
     assert re.fullmatch(r"bean-there: unchanged \(version 1, [0-9a-f]{12}\)",
@@ -147,9 +147,10 @@ def test_apply_stores_a_version_once(db_url: str, tmp_path: Path) -> None:
     assert_one_sentence_error(too_early, "must take effect later")
 
     versions = ok("rules", "versions", "--json", database=db_url, cwd=tmp_path).json()
-    assert [(v["program"], v["version"], v["effective_from"]) for v in versions] == [
-        ("bean-there", 1, "1970-01-01T00:00:00+00:00")
-    ]
+    assert [(v["program"], v["version"], v["effective_from"], v["from_the_start"])
+            for v in versions] == [("bean-there", 1, "1970-01-01T00:00:00+00:00", True)]
+    shown = ok("rules", "versions", database=db_url, cwd=tmp_path)
+    assert "from the start" in shown.out_flat and "1970" not in shown.stdout, str(shown)
     assert first.out_flat.endswith(f"({versions[0]['content_hash'][:12]})")
     assert versions[0]["name"] == "Bean There Coffee Club"
     assert versions[0]["currency"] == "EUR"

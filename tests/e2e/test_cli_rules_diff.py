@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.cli import SHIPPED_RULES, assert_one_sentence_error, ok, run
+from tests.e2e.cli import SHIPPED_RULES, assert_json_error, assert_one_sentence_error, ok, run
 
 COFFEE = SHIPPED_RULES / "bean-there-coffee.yaml"
 GROCERY = SHIPPED_RULES / "fresh-market-grocery.yaml"
@@ -126,7 +126,7 @@ def test_diff_of_different_programs_is_refused(tmp_path: Path) -> None:
     result = run("rules", "diff", COFFEE, GROCERY, cwd=tmp_path)
     assert_one_sentence_error(result, "'bean-there'", "'fresh-market'")
     as_json = run("rules", "diff", COFFEE, GROCERY, "--json", cwd=tmp_path)
-    assert_one_sentence_error(as_json, "'bean-there'", "'fresh-market'")
+    assert_json_error(as_json, "refused", "'bean-there'", "'fresh-market'")
 
 
 def test_diff_of_an_invalid_file_reports_its_problems(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def _rebate_vouchers(member: dict[str, Any]) -> list[tuple[str, int, bool]]:
 
 
 def test_a_tick_after_downtime_catches_up_every_missed_fire_in_order(cli: Cli) -> None:
-    first = cli.json("scheduler", "tick", "--as-of", "2026-12-15T12:00:00+01:00")
+    first = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2026-12-15T12:00:00+01:00")
     assert first["failed"] == 0, first
     # A job that never ran runs once, at its latest fire time; the year is not over yet.
     assert _fires(first, "rebates", "fresh-market") == ["2026-12-15T01:30:00+00:00"]
@@ -178,7 +178,7 @@ def test_a_tick_after_downtime_catches_up_every_missed_fire_in_order(cli: Cli) -
     assert all(r["counts"].get("vouchers", 0) == 0 for r in first["runs"]), first
 
     # Three months of downtime: every missed fire time runs once, oldest first.
-    later = cli.json("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00")
+    later = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2027-03-15T12:00:00+01:00")
     assert later["failed"] == 0 and later["dry_run"] is False, later
     _assert_in_time_order(later)
     start = datetime(2026, 12, 16, 1, 30, tzinfo=UTC)
@@ -191,7 +191,7 @@ def test_a_tick_after_downtime_catches_up_every_missed_fire_in_order(cli: Cli) -
     assert _fires(later, "review_tiers", "glow-beauty") == GLOW_REVIEWS_Q1_2027
 
     # Run again up to the same instant: nothing is due, and nothing new is written.
-    again = cli.ok("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00")
+    again = cli.ok("scheduler", "tick", "--allow-future", "--as-of", "2027-03-15T12:00:00+01:00")
     assert again.out_flat == "nothing due up to 2027-03-15T11:00:00+00:00", str(again)
     member = cli.json("members", "show", "M-1", "--as-of", "2027-03-15T12:00:00+01:00")
     assert _rebate_vouchers(member) == [(REBATE_CODE, 1050, True)]
@@ -206,7 +206,8 @@ def test_a_dry_run_writes_nothing_and_tells_what_a_tick_would_do(cli: Cli) -> No
                 cli.json("scheduler", "status", "--as-of", "2027-03-15T12:00:00+01:00")]
 
     before = snapshot()
-    dry = cli.json("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00", "--dry-run")
+    dry = cli.json("scheduler", "tick", "--allow-future",
+                   "--as-of", "2027-03-15T12:00:00+01:00", "--dry-run")
     assert snapshot() == before
     assert dry["dry_run"] is True and dry["failed"] == 0, dry
     _assert_in_time_order(dry)
@@ -218,7 +219,7 @@ def test_a_dry_run_writes_nothing_and_tells_what_a_tick_would_do(cli: Cli) -> No
             {"lots": 1, "points": 28, "members": 1}) in busy, busy
 
     # What the dry run said is what the tick then does.
-    real = cli.json("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00")
+    real = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2027-03-15T12:00:00+01:00")
     assert real["dry_run"] is False and real["failed"] == 0, real
     assert [(r["fire_time"], r["job"], r["program_id"]) for r in real["runs"]] == [
         (r["fire_time"], r["job"], r["program_id"]) for r in dry["runs"]]
@@ -226,7 +227,8 @@ def test_a_dry_run_writes_nothing_and_tells_what_a_tick_would_do(cli: Cli) -> No
 
 
 def test_an_unknown_job_is_a_usage_error(sqlite_db_url: str) -> None:
-    wrong = run("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00", "--job", "nope",
+    wrong = run("scheduler", "tick", "--allow-future",
+                "--as-of", "2027-03-15T12:00:00+01:00", "--job", "nope",
                 database=sqlite_db_url)
     assert wrong.code == 2, str(wrong)
     assert wrong.stdout == "", str(wrong)
@@ -238,21 +240,22 @@ def test_an_unknown_job_is_a_usage_error(sqlite_db_url: str) -> None:
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_job_runs_one_job_and_no_tick_goes_back_before_where_it_ran(cli: Cli) -> None:
     # A hyphen is as good as the underscore; only Glow Beauty has tiers to review.
-    only = cli.json("scheduler", "tick", "--as-of", "2027-03-15T12:00:00+01:00",
+    only = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2027-03-15T12:00:00+01:00",
                     "--job", "review-tiers")
     assert [(r["job"], r["program_id"], r["fire_time"]) for r in only["runs"]] == [
         ("review_tiers", "glow-beauty", "2027-03-01T02:00:00+00:00")]
 
     # A month back is before that run: refused, naming the one job that has run (no other
     # job has, or it would be counted as "and N more job(s)").
-    back = cli.run("scheduler", "tick", "--as-of", "2027-02-15T12:00:00+01:00")
+    back = cli.run("scheduler", "tick", "--allow-future", "--as-of", "2027-02-15T12:00:00+01:00")
     line = assert_one_sentence_error(
         back, "--as-of 2027-02-15T12:00:00+01:00",
         "(review_tiers of glow-beauty has run up to 2027-03-01T02:00:00+00:00)",
         "cannot go back in time")
     assert "more job" not in line, line
     # A dry run writes nothing, so it may look at any instant.
-    dry = cli.json("scheduler", "tick", "--as-of", "2027-02-15T12:00:00+01:00", "--dry-run")
+    dry = cli.json("scheduler", "tick", "--allow-future",
+                   "--as-of", "2027-02-15T12:00:00+01:00", "--dry-run")
     assert dry["dry_run"] is True and dry["failed"] == 0, dry
 
 
@@ -265,9 +268,9 @@ def test_pending_points_become_spendable_when_the_scheduler_activates_them(cli: 
         return bean_there["points"], bean_there["pending"]
 
     # 09:00 Amsterdam on day 14 is half an hour before the points are due.
-    cli.ok("scheduler", "tick", "--as-of", "2026-03-28T09:00:00+01:00")
+    cli.ok("scheduler", "tick", "--allow-future", "--as-of", "2026-03-28T09:00:00+01:00")
     assert balance() == (0, 28)
-    after = cli.json("scheduler", "tick", "--as-of", "2026-03-28T10:00:00+01:00")
+    after = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2026-03-28T10:00:00+01:00")
     assert [(r["fire_time"], r["counts"]) for r in after["runs"] if r["job"] == "activate"] \
         == [("2026-03-28T09:00:00+00:00", {"lots": 1, "points": 28, "members": 1})]
     assert balance() == (28, 0)
@@ -339,7 +342,7 @@ def _ran_to(cli: Cli, program: str, job: str) -> tuple[str | None, int]:
 def test_scheduler_run_fires_a_job_on_its_schedule_and_stops_on_sigterm(cli: Cli) -> None:
     # Up to a minute before the review of 1 January 2027: that review is still to come,
     # and the catch-up at start finds nothing to do.
-    before = cli.json("scheduler", "tick", "--as-of", "2027-01-01T02:59:00+01:00")
+    before = cli.json("scheduler", "tick", "--allow-future", "--as-of", "2027-01-01T02:59:00+01:00")
     assert _fires(before, "review_tiers", "glow-beauty") == ["2026-12-01T02:00:00+00:00"]
 
     # Three seconds before the review (03:00 in Paris).
@@ -355,7 +358,7 @@ def test_scheduler_run_does_not_lose_a_fire_time_that_passes_during_its_catch_up
         cli: Cli) -> None:
     # Nine months of downtime: the catch-up at start has a couple of thousand runs to do,
     # which takes longer than the fifth of a second left before the January review.
-    cli.ok("scheduler", "tick", "--as-of", "2026-04-01T12:00:00+02:00")
+    cli.ok("scheduler", "tick", "--allow-future", "--as-of", "2026-04-01T12:00:00+02:00")
     text = _run_scheduler(cli, "2027-01-01T02:59:59.800000+01:00", JANUARY_REVIEW, grace=3)
     assert RUNNING in text, text
     assert JANUARY_REVIEW in text, f"the January review never ran:\n{text}"

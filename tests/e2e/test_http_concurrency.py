@@ -190,7 +190,7 @@ def _seed(server: Server, token: str, db_url: str) -> None:
                 [("BEANS-1KG", "coffee-beans", "2", "12.50")], "25.00"))
             assert seeded.status_code == 201, seeded.text
             assert seeded.json()["points"] == SEED_POINTS
-        ok("points", "activate", "--program", "bean-there", database=db_url)
+        ok("points", "activate", "--allow-future", "--program", "bean-there", database=db_url)
         for member in MEMBERS:
             shown = http.get(f"/v1/members/{member}").json()
             assert shown["programs"][0]["points"] == SEED_POINTS, shown

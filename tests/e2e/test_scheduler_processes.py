@@ -49,7 +49,7 @@ def _prepare(url: str, tmp_path: Path) -> None:
     program.write_text(SHOP, encoding="utf-8")
     ok("rules", "apply", program, "--effective-from", "2025-12-01T00:00:00+00:00",
        database=url)
-    ok("scheduler", "tick", "--as-of", FIRST, database=url)
+    ok("scheduler", "tick", "--allow-future", "--as-of", FIRST, database=url)
     records = []
     for member in range(30):
         for month in range(1, 7):
@@ -71,7 +71,8 @@ def _env(url: str) -> dict[str, str]:
 
 
 def _tick(url: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([LOYALTY, "scheduler", "tick", "--as-of", LATER, *extra],
+    return subprocess.Popen([LOYALTY, "scheduler", "tick", "--allow-future",
+"--as-of", LATER, *extra],
                             env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -98,7 +99,7 @@ def _reference(url: str, tmp_path: Path) -> dict[str, Any]:
     kind = make_url(url).get_backend_name()
     if kind not in _EXPECTED:
         _prepare(url, tmp_path)
-        ok("scheduler", "tick", "--as-of", LATER, database=url)
+        ok("scheduler", "tick", "--allow-future", "--as-of", LATER, database=url)
         state = _state_of(url)
         # The half year did pay out: bonuses, expired stamps and vouchers, reviews.
         assert any(kind == "earn" and ref.startswith("bonus:") for _, kind, _, ref
@@ -144,7 +145,8 @@ def test_a_tick_killed_mid_run_and_run_again_loses_nothing(
     partial = _state_of(db_url)
     assert partial != expected  # killed half-way: some fire times not done yet
 
-    rerun = ok("scheduler", "tick", "--as-of", LATER, "--json", database=db_url).json()
+    rerun = ok("scheduler", "tick", "--allow-future",
+               "--as-of", LATER, "--json", database=db_url).json()
     assert rerun["runs"] and rerun["failed"] == 0
     assert _state_of(db_url) == expected
     ok("db", "check", database=db_url)
@@ -196,7 +198,7 @@ def test_a_second_scheduler_on_a_locked_sqlite_database_waits_or_says_so(
     lock_path = Path(str(make_url(sqlite_db_url).database) + ".scheduler-lock")
     with lock_path.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another scheduler is busy
-        refused = run("scheduler", "tick", "--as-of", FIRST, "--no-wait",
+        refused = run("scheduler", "tick", "--allow-future", "--as-of", FIRST, "--no-wait",
                       database=sqlite_db_url)
         assert refused.code == 1
         assert "another scheduler is running jobs on this database" in refused.err_flat

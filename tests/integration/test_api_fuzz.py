@@ -190,6 +190,19 @@ def test_every_operation_conforms_to_the_openapi_document(api: Api) -> None:
     assert tally.count() >= 10 * POSITIVE_EXAMPLES // 2, tally.report()
 
 
+def test_a_pos_key_of_one_store_gets_only_declared_answers(api: Api) -> None:
+    """The same checks with a pos key scoped to one store (UTR-01): whatever it sends, the
+    answers are declared ones (403 where it may not act), never a 5xx."""
+    schema = load_schema(api)
+    tally = Tally()
+    fuzz(schema, bearer(api.keys.utr), GenerationMode.POSITIVE, POSITIVE_EXAMPLES // 2,
+         SCHEMA_CHECKS, tally)
+    assert not tally.failures, tally.report()
+    statuses = {s for (_, s) in tally.statuses}
+    assert 403 in statuses and 401 not in statuses and not {s for s in statuses if s >= 500}, \
+        tally.report()
+
+
 def test_the_documented_examples_are_accepted(api: Api) -> None:
     """The request examples of the OpenAPI document get through to the database (whether
     the generator above happens to send them varies from run to run)."""

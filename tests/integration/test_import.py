@@ -28,12 +28,12 @@ from tests.integration.helpers import (
 HEADER = ",".join(CSV_COLUMNS)
 
 
-@pytest.fixture
-
 def earned(report: ImportReport) -> int:
     """The coffee program's points an import awarded (the only program of these tests)."""
     return report.points.get("bean-there", 0)
 
+
+@pytest.fixture
 def bean_there(engine: Engine) -> Engine:
     apply_program_files(engine, [BEAN_THERE], NOW)
     return engine
@@ -81,7 +81,7 @@ def test_reimporting_a_file_changes_nothing(bean_there: Engine, tmp_path: Path) 
     before = counts(bean_there)
     again = import_purchases(bean_there, path, NOW)
     assert again.committed is True
-    assert (again.read, again.recorded, again.replayed, again.points) == (4, 0, 4, 0)
+    assert (again.read, again.recorded, again.replayed, again.points) == (4, 0, 4, {})
     assert counts(bean_there) == before
     assert balance(bean_there, "M-1", "bean-there") == 11
 

@@ -39,7 +39,7 @@ def test_a_repeated_line_shares_the_first_copys_rejection(
 def test_a_repeated_line_of_a_new_purchase_is_a_replay(bean_there: Engine, tmp_path: Path) -> None:
     body = purchase_body("T-9")
     report = import_purchases(bean_there, write_jsonl(tmp_path / "p.jsonl", [body, body]), NOW)
-    assert (report.recorded, report.replayed, report.points) == (1, 1, 7)
+    assert (report.recorded, report.replayed, report.points) == (1, 1, {"bean-there": 7})
 
 
 @pytest.mark.parametrize(("field", "value", "fragment"), [

@@ -25,6 +25,11 @@ from tests.integration.walk import (
 
 NOTHING = StepResult(0, 0, 0)
 
+
+def step(lots: int, points: int, members: int, program_id: str) -> StepResult:
+    """What a step did in one program: its points are counted under that program."""
+    return StepResult(lots, points, members, {program_id: points})
+
 SHOP = """\
 program: lapse-shop
 name: Lapse Shop
@@ -107,7 +112,7 @@ def test_each_expiry_policy_expires_exactly_the_remaining_points_at_its_instant(
     assert (points(engine, "lapse-shop"), points(engine, "lapse-shop", "M-2")) == (
         (18, 0), (20, 0))
 
-    assert expire_points(engine, end) == StepResult(lots=2, points=38, members=2)
+    assert expire_points(engine, end) == step(2, 38, 2, "lapse-shop")
     assert (points(engine, "lapse-shop"), points(engine, "lapse-shop", "M-2")) == (
         (0, 0), (0, 0))
     assert [r for _, _, r, _, _ in lots(engine)] == [0, 0]
@@ -143,7 +148,7 @@ def test_lots_expire_one_by_one_each_at_its_own_instant(engine: Engine, tmp_path
     # T-1's lot is empty: nothing of it lapses, and it writes no entry.
     assert expire_points(engine, at("2027-04-10")) == NOTHING
     assert expire_points(engine, at("2027-04-20T11:59:59+02:00")) == NOTHING
-    assert expire_points(engine, at("2027-04-20T12:00:00+02:00")) == StepResult(1, 15, 1)
+    assert expire_points(engine, at("2027-04-20T12:00:00+02:00")) == step(1, 15, 1, "lapse-shop")
     assert [(m, p) for m, p, _, _ in expiries(engine)] == [("M-1", -15)]
     assert points(engine, "lapse-shop") == (0, 0)
     assert_ledger_exact(engine)
@@ -155,9 +160,9 @@ def test_pending_points_that_lapse_before_activation_leave_pending(
     apply_text(engine, tmp_path, SHOP.format(pending=14, expiry="{after_days: 7}"))
     buy(engine, "T-1", "2027-05-10", basket("30.00"))
     assert points(engine, "lapse-shop") == (0, 30)
-    assert expire_points(engine, at("2027-05-17")) == StepResult(1, 30, 1)
+    assert expire_points(engine, at("2027-05-17")) == step(1, 30, 1, "lapse-shop")
     assert points(engine, "lapse-shop") == (0, 0)
-    assert activate_pending(engine, at("2027-05-24")) == StepResult(1, 0, 1)
+    assert activate_pending(engine, at("2027-05-24")) == step(1, 0, 1, "lapse-shop")
     assert points(engine, "lapse-shop") == (0, 0)
     assert_ledger_exact(engine)
 
@@ -181,7 +186,7 @@ def test_activation_moves_pending_to_spendable_at_pending_until_once(coffee: Eng
 
     assert activate_pending(coffee, at("2027-03-15T11:59:59+01:00")) == NOTHING
     assert points(coffee, "bean-there") == (0, 30)
-    assert activate_pending(coffee, at("2027-03-15")) == StepResult(1, 20, 1)
+    assert activate_pending(coffee, at("2027-03-15")) == step(1, 20, 1, "bean-there")
     assert points(coffee, "bean-there") == (20, 10)
     assert [a for _, _, _, _, a in lots(coffee)] == [at("2027-03-15"), None, None]
     rows = row_counts(coffee)
@@ -190,7 +195,7 @@ def test_activation_moves_pending_to_spendable_at_pending_until_once(coffee: Eng
     assert row_counts(coffee) == rows
     assert_ledger_exact(coffee)
 
-    assert activate_pending(coffee, at("2027-03-20")) == StepResult(2, 15, 2)
+    assert activate_pending(coffee, at("2027-03-20")) == step(2, 15, 2, "bean-there")
     assert (points(coffee, "bean-there"), points(coffee, "bean-there", "M-2")) == (
         (30, 0), (5, 0))
     assert activate_pending(coffee, at("2027-04-20")) == NOTHING
@@ -201,9 +206,9 @@ def test_activation_moves_pending_to_spendable_at_pending_until_once(coffee: Eng
 def test_activation_can_be_limited_to_one_program(coffee: Engine, tmp_path: Path) -> None:
     apply_text(coffee, tmp_path, SHOP.format(pending=7, expiry="never"))
     buy(coffee, "T-1", "2027-03-01", basket("20.00"))  # earns in both programs
-    assert activate_pending(coffee, at("2027-04-01"), "lapse-shop") == StepResult(1, 20, 1)
+    assert activate_pending(coffee, at("2027-04-01"), "lapse-shop") == step(1, 20, 1, "lapse-shop")
     assert (points(coffee, "bean-there"), points(coffee, "lapse-shop")) == ((0, 20), (20, 0))
-    assert activate_pending(coffee, at("2027-04-01")) == StepResult(1, 20, 1)
+    assert activate_pending(coffee, at("2027-04-01")) == step(1, 20, 1, "bean-there")
     assert points(coffee, "bean-there") == (20, 0)
     assert_ledger_exact(coffee)
 
@@ -215,7 +220,7 @@ def test_a_refund_before_activation_takes_the_points_from_pending(coffee: Engine
     assert points(coffee, "bean-there") == (0, 15)
     assert [r for _, _, r, _, _ in lots(coffee)] == [15]
     assert_ledger_exact(coffee)
-    assert activate_pending(coffee, at("2027-03-15")) == StepResult(1, 15, 1)
+    assert activate_pending(coffee, at("2027-03-15")) == step(1, 15, 1, "bean-there")
     assert points(coffee, "bean-there") == (15, 0)
     # After activation a refund takes spendable points.
     refund(coffee, "R-2", "T-1", "2027-03-16", "5.00")
@@ -224,6 +229,6 @@ def test_a_refund_before_activation_takes_the_points_from_pending(coffee: Engine
     buy(coffee, "T-2", "2027-03-22", basket("8.00"))
     refund(coffee, "R-3", "T-2", "2027-03-23", "8.00")
     assert points(coffee, "bean-there") == (10, 0)
-    assert activate_pending(coffee, at("2027-04-05")) == StepResult(1, 0, 1)
+    assert activate_pending(coffee, at("2027-04-05")) == step(1, 0, 1, "bean-there")
     assert points(coffee, "bean-there") == (10, 0)
     assert_ledger_exact(coffee)

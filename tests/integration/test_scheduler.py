@@ -307,7 +307,10 @@ def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_o
     rows = _rows(engine, select(tables.job_failures))
     assert [(r.job, r.member_id, r.attempts, r.resolved_at) for r in rows] == [
         ("period_bonuses", "*", 1, None)]
-    assert "the bonus service is down" in rows[0].reason
+    # A code and one sentence: an unexpected error's own text (which may hold anything)
+    # is not stored; LOYALTY_DEBUG=1 logs it.
+    assert rows[0].reason == ("internal_error: RuntimeError (run with LOYALTY_DEBUG=1 to log "
+                              "the details)")
 
     # Still broken at the next tick: the same failure, a second attempt.
     tick(engine, "2027-02-03T13:00:00+01:00")
@@ -357,7 +360,8 @@ def test_one_members_failed_review_is_recorded_and_retried_at_the_next_run(
     assert _runs(report, "review_tiers")[-1] == "2027-02-01T02:00:00+00:00"
     assert run.error is None
     assert run.counts["reviewed"] == 2
-    assert run.member_failures == [("M-2", "2027-02-01", "ValueError: corrupt tier row")]
+    assert run.member_failures == [("M-2", "2027-02-01", "internal_error: ValueError (run "
+                                    "with LOYALTY_DEBUG=1 to log the details)")]
     failures = _rows(engine, select(tables.job_failures))
     assert [(f.member_id, f.failure_key, f.resolved_at) for f in failures] == [
         ("M-2", "2027-02-01", None)]
@@ -373,3 +377,30 @@ def test_one_members_failed_review_is_recorded_and_retried_at_the_next_run(
     assert _history(engine, "M-2") == _history(engine, "M-1")
     assert [f.resolved_at is not None for f in _rows(engine, select(
         tables.job_failures))] == [True]
+
+
+def test_a_database_failure_is_stored_and_logged_as_one_sentence_without_sql_or_members(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    apply_text(engine, tmp_path, SHOP)
+    tick(engine, "2027-01-01T12:00:00+01:00")
+    members = [f"M-SECRET-{n:04d}" for n in range(200)]
+
+    def duplicate_members(engine_: Engine, *args: Any) -> Any:
+        # A job whose SQL fails with a long statement naming many members.
+        with engine_.begin() as conn:
+            for _ in range(2):
+                conn.execute(tables.members.insert(), [
+                    {"member_id": m, "attributes": {}, "created_at": at("2027-01-01")}
+                    for m in members])
+
+    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", duplicate_members)
+    with caplog.at_level("INFO", logger="loyalty.scheduler"):
+        report = tick(engine, "2027-01-02T12:00:00+01:00", job="period_bonuses")
+    [run] = [r for r in report.runs if r.error is not None]
+    [row] = _rows(engine, select(tables.job_failures))
+    for text in (run.error, row.reason, caplog.text):
+        assert "M-SECRET" not in text and "INSERT" not in text.upper(), text[:500]
+    assert row.reason.startswith("database_error: ") and "\n" not in row.reason
+    assert len(row.reason) < 200 and len(caplog.text) < 1000, caplog.text
