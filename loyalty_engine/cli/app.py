@@ -39,8 +39,8 @@ from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.money import MoneyError
 from loyalty_engine.rules import ProgramFileError
 from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.shipped import PackageDataError, version
 from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
-from loyalty_engine.store.migrate import MigrationsMissingError
 
 app = typer.Typer(
     name="loyalty",
@@ -65,6 +65,12 @@ app.command()(demo)
 app.command()(serve)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"loyalty-engine {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -76,6 +82,10 @@ def root(
     config: Path | None = typer.Option(
         None, "--config", metavar="FILE", help="A config file (default: $LOYALTY_CONFIG, "
         "./loyalty.toml, else loyalty/config.toml in your config folder)."),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the installed version and exit.",
+    ),
 ) -> None:
     """Global options."""
     found = load_config(config, ctx.command)
@@ -116,8 +126,8 @@ def main() -> None:
         _report("database_url", str(exc), json_errors, 1)
     except MoneyError as exc:
         _report("invalid_amount", str(exc), json_errors, 1)
-    except MigrationsMissingError as exc:
-        _report("migrations_missing", str(exc), json_errors, 1)
+    except PackageDataError as exc:
+        _report("package_incomplete", str(exc), json_errors, 1)
     except ValidationError as exc:
         _report("invalid_input", "; ".join(describe_errors(exc)), json_errors, 1)
     except OverflowError as exc:

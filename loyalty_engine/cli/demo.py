@@ -14,10 +14,10 @@ from sqlalchemy.engine import make_url
 from loyalty_engine.cli.context import CHOSEN_DATABASE, now, parse_instant
 from loyalty_engine.cli.output import console, fail, when
 from loyalty_engine.demo import run_demo
+from loyalty_engine.shipped import examples_dir
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import open_engine, resolve_url
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules"
 # Written to the SQLite header of databases the demo creates, so that a re-run may replace
 # them but never a database the demo did not create.
 DEMO_MARK = 0x4C44454D  # "LDEM"
@@ -40,7 +40,11 @@ def demo(
         "sqlite:///loyalty-demo.db", "--database",
         help="Where to run the demo. A SQLite file is recreated; PostgreSQL must be empty.",
     ),
-    rules: Path = typer.Option(DEFAULT_RULES, "--rules", help="Program files to apply."),
+    rules: Path | None = typer.Option(
+        None, "--rules", show_default=False,
+        help="Program files to apply (default: the example programs shipped with the engine, "
+             "see `loyalty rules examples`).",
+    ),
     members: int = typer.Option(300, min=1, max=100_000, help="How many members to simulate."),
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same year."),
     as_of: str | None = typer.Option(None, "--as-of",
@@ -70,7 +74,7 @@ def demo(
         with engine.begin() as conn:
             conn.exec_driver_sql(f"PRAGMA application_id = {DEMO_MARK}")
     with console.status("simulating a year of purchases..."):
-        summary = run_demo(engine, rules, end, seed, members)
+        summary = run_demo(engine, rules or examples_dir(), end, seed, members)
     console.print(f"[bold]loyalty-engine demo[/] on {summary.database}")
     console.print(f"programs applied: {', '.join(summary.programs)}; "
                   f"year ending {when(summary.as_of)}, seed {seed}")

@@ -1,4 +1,5 @@
-"""`loyalty rules ...`: validate program files, apply them as new versions, list versions, diff."""
+"""`loyalty rules ...`: validate program files, apply them as new versions, list versions, diff;
+the example programs that ship with the engine."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from loyalty_engine.services.programs import (
     list_versions,
     validate_program_files,
 )
+from loyalty_engine.shipped import copy_examples, example_programs
 
 app = typer.Typer(help="Validate, compare and apply program definitions (YAML files).",
                   no_args_is_help=True)
@@ -200,3 +202,65 @@ def _collection_lines(what: str, found: CollectionDiff) -> list[str]:
     for entry in found.changed:
         lines += [f"~ {what} {entry.id}: {c.path} {c.describe()}" for c in entry.changes]
     return lines
+
+
+@app.command()
+def examples(
+    folder: Path | None = typer.Argument(
+        None, metavar="DIR", show_default=False,
+        help="Write the example programs into this folder (created if missing) to start from.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite files of the same names in DIR."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the example programs that ship with the engine, or write them into DIR."""
+    shipped = example_programs()
+    if folder is None:
+        _list_examples(shipped, json_out)
+        return
+    from rich.markup import escape
+
+    if folder.exists() and not folder.is_dir():
+        fail(f"{escape(str(folder))} is a file; name a folder to write the example programs into")
+    blocked = [p.name for p in shipped if (folder / p.name).is_dir()]
+    if blocked:
+        fail(f"{escape(str(folder))} has folders named {', '.join(blocked)}; move them away "
+             "or choose another folder")
+    clashes = [p.name for p in shipped if (folder / p.name).exists()]
+    if clashes and not force:
+        fail(f"{escape(str(folder))} already has {', '.join(clashes)}; pass --force to "
+             "overwrite them, or choose another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = copy_examples(folder)
+    except OSError as exc:
+        fail(f"cannot write the example programs into {escape(str(folder))}: "
+             f"{escape(exc.strerror or str(exc))}; nothing was written")
+        return
+    if json_out:
+        emit_json({"folder": str(folder), "written": [p.name for p in written],
+                   "overwritten": clashes})
+        return
+    replaced = f" ({len(clashes)} overwritten)" if clashes else ""
+    console.print(f"wrote {len(written)} example programs into {folder}{replaced}: "
+                  f"{', '.join(p.name for p in written)}; check them with "
+                  f"`loyalty rules validate {folder}`", markup=False)
+
+
+def _list_examples(shipped: list[Path], json_out: bool) -> None:
+    loaded = validate_program_files(shipped)
+    if json_out:
+        emit_json({"folder": str(shipped[0].parent), "programs": [
+            {"file": Path(p.path).name, "path": p.path, "program": p.definition.program,
+             "name": p.definition.name, "rules": len(p.definition.rules)} for p in loaded]})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("file", "program", "name", "rules", title="example programs")
+    for p in loaded:
+        table.add_row(Path(p.path).name, p.definition.program, escape(p.definition.name),
+                      str(len(p.definition.rules)))
+    console.print(table)
+    console.print(f"in {shipped[0].parent}; `loyalty rules examples DIR` writes them into a "
+                  "folder to start from", markup=False)

@@ -5,34 +5,26 @@ second, and every `loyalty` command checks the schema (SCHEMA_REVISION answers t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from loyalty_engine.shipped import migrations_dir
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The newest migration, which the tables in store/tables.py match (a test holds this equal
 # to Alembic's head: bump it with every new migration).
 SCHEMA_REVISION = "0008"
 
 
-class MigrationsMissingError(RuntimeError):
-    """The migrations folder is not beside the package (an install without the source tree)."""
-
-
 def _config(engine: Engine) -> Config:
     from alembic.config import Config
 
-    if not (MIGRATIONS_DIR / "env.py").exists():
-        raise MigrationsMissingError(
-            f"migrations not found at {MIGRATIONS_DIR}; install loyalty-engine from its source "
-            "tree (pip install -e .)"
-        )
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Shipped in the package (loyalty_engine.migrations): a wheel works from any folder.
+    config.set_main_option("script_location", str(migrations_dir()))
     return config
 
 

@@ -101,11 +101,13 @@ def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = TIMEOUT_S,
+    program: str | Path = LOYALTY,
 ) -> Result:
     """Run `loyalty ARGS...` and return its exit code and output.
 
     database is passed as LOYALTY_DATABASE_URL (via="env") or as the global --database option
-    (via="option"). Fails the test on a timeout or if a traceback is printed.
+    (via="option"); program is the console script to run (another installation's, say).
+    Fails the test on a timeout or if a traceback is printed.
     """
     environment = clean_env()
     argv = [str(a) for a in args]
@@ -118,7 +120,7 @@ def run(
         environment.update(env)
     try:
         done = subprocess.run(
-            [LOYALTY, *argv], cwd=cwd, env=environment, capture_output=True, text=True,
+            [str(program), *argv], cwd=cwd, env=environment, capture_output=True, text=True,
             encoding="utf-8", timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )
     except subprocess.TimeoutExpired as exc:
