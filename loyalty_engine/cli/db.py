@@ -8,6 +8,7 @@ from loyalty_engine.cli.context import database_url, engine_for
 from loyalty_engine.cli.options import YES
 from loyalty_engine.cli.output import CommandRefused, confirm, console, emit_json, fail
 from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.shipped import migrations_dir
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import create_database, describe_url, open_engine
 
@@ -23,6 +24,7 @@ def upgrade(
 ) -> None:
     """Migrate the database to the newest schema (creates a SQLite file)."""
     url = database_url(ctx)
+    migrations_dir()  # an installation without its migrations says so before touching a file
     if create:
         made = create_database(url)
         if made:

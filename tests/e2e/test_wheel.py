@@ -263,6 +263,7 @@ def test_an_installation_without_its_shipped_files_says_so(
         refused = installed.run(*command, database=database)
         assert_one_sentence_error(refused, f"{what} that ship with loyalty-engine are missing",
                                   "pip install --force-reinstall loyalty-engine")
+        assert not (tmp_path / "damaged.db").exists()  # refused before any file was made
         answered = installed.run(*as_json, database=database)
         assert answered.code == 1 and answered.stdout == "", str(answered)
         assert json.loads(answered.stderr)["error"] == "package_incomplete", str(answered)
