@@ -6,9 +6,11 @@ import typer
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json
-from loyalty_engine.services.points import StepResult, activate_pending, expire_points
+from loyalty_engine.services.expiry import expire_due
+from loyalty_engine.services.points import StepResult, activate_pending
 
-app = typer.Typer(help="Activate pending points and expire lapsed ones.", no_args_is_help=True)
+app = typer.Typer(help="Activate pending points; expire points, vouchers and stamps.",
+                  no_args_is_help=True)
 AS_OF = typer.Option(None, "--as-of", help="Run as at this instant (ISO 8601 with an "
                      "offset); default now.")
 PROGRAM = typer.Option(None, "--program", help="Only this program.")
@@ -26,9 +28,17 @@ def activate(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None 
 @app.command()
 def expire(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None = PROGRAM,
            json_out: bool = JSON) -> None:
-    """Expire what remains of lots whose expiry has come (oldest first; safe to re-run)."""
-    result = expire_points(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), program)
-    _show("expired", result, json_out)
+    """Expire points, vouchers and stamps whose expiry has come (safe to re-run)."""
+    result = expire_due(engine_for(ctx), parse_instant(as_of, "--as-of") or now(), now(),
+                        program)
+    if json_out:
+        emit_json(result.as_json())
+        return
+    points, rewards = result.points, result.rewards
+    console.print(f"{points.points} points expired in {points.lots} lot(s) of "
+                  f"{points.members} member(s); {rewards.vouchers} voucher(s) expired; "
+                  f"{rewards.stamps} stamp(s) lapsed for {rewards.stamp_members} member(s)",
+                  markup=False)
 
 
 def _show(verb: str, result: StepResult, json_out: bool) -> None:
