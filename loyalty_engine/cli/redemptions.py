@@ -9,6 +9,7 @@ from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, fail
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.services.errors import RedemptionBackdatedError
 from loyalty_engine.services.redemptions import (
     RedemptionOutcome,
     redeem,
@@ -33,6 +34,9 @@ def create(
     voucher: str | None = typer.Option(None, "--voucher", help="Use this voucher (its code)."),
     at: str | None = typer.Option(None, "--at", help="When it happened (ISO 8601 with an "
                                   "offset); default now."),
+    allow_backdate: bool = typer.Option(
+        False, "--allow-backdate", help="Accept an --at older than the program's "
+        "redemptions.backdate_hours (a redemption entered by hand from a paper slip)."),
     json_out: bool = JSON,
 ) -> None:
     """Redeem: give exactly one of --points, --reward and --voucher."""
@@ -44,7 +48,13 @@ def create(
     except ValidationError as exc:
         fail("; ".join(describe_errors(exc)).replace("[", r"\["))
         return
-    _show(redeem(engine_for(ctx), request, now()), json_out)
+    try:
+        outcome = redeem(engine_for(ctx), request, now(), allow_backdate)
+    except RedemptionBackdatedError as exc:
+        fail(f"{exc}; to record it by hand all the same, add --allow-backdate"
+             .replace("[", r"\["))
+        return
+    _show(outcome, json_out)
 
 
 @app.command()
