@@ -42,6 +42,7 @@ from loyalty_engine.services.enrolment import enrol_member
 from loyalty_engine.services.errors import (
     NotFoundError,
     PurchaseConflictError,
+    RedemptionBackdatedError,
     RedemptionConflictError,
     RefundConflictError,
 )
@@ -184,14 +185,20 @@ def _redemption(outcome: RedemptionOutcome) -> str:
              responses=problems(400, 401, 403, 409, 413, 415, 422))
 def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> Response:
     """Spend points first-in-first-out, buy a reward's voucher, or use a voucher. More
-    points than the spendable balance, or an expired or used voucher, is 422."""
+    points than the spendable balance, an expired or used voucher, or an `occurred_at`
+    further back than the program's `redemptions.backdate_hours` (24 by default) is 422."""
     now = _now(request)
     _not_ahead(body.occurred_at, now, "occurred_at")
     engine = _engine(request)
     require_program(key, programs_out_of_reach(engine, key), body.program_id, "redeem")
 
     def effect() -> tuple[int, str, bool]:
-        outcome = redeem(engine, body, now)
+        try:
+            outcome = redeem(engine, body, now)
+        except RedemptionBackdatedError as exc:  # a bad field, named like any other
+            raise Problem(422, "validation", str(exc), errors=[{
+                "field": exc.field, "pointer": f"#/{exc.field}",
+                "detail": "older than the program accepts from an offline till"}]) from None
         return (200 if outcome.replayed else 201), _redemption(outcome), outcome.replayed
 
     return send(respond_once(

@@ -10,6 +10,7 @@ from loyalty_engine.cli.options import AT, JSON
 from loyalty_engine.cli.output import console, emit_json, fail
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.services.errors import RedemptionBackdatedError
 from loyalty_engine.services.redemptions import (
     RedemptionOutcome,
     redeem,
@@ -32,6 +33,9 @@ def create(
                                       "points."),
     voucher: str | None = typer.Option(None, "--voucher", help="Use this voucher (its code)."),
     at: str | None = AT,
+    allow_backdate: bool = typer.Option(
+        False, "--allow-backdate", help="Accept an --at older than the program's "
+        "redemptions.backdate_hours (a redemption entered by hand from a paper slip)."),
     json_out: bool = JSON,
 ) -> None:
     """Redeem: give exactly one of --points, --reward and --voucher."""
@@ -44,7 +48,13 @@ def create(
     except ValidationError as exc:
         fail("; ".join(describe_errors(exc)))
         return
-    _show(redeem(engine_for(ctx), request, now()), json_out)
+    try:
+        outcome = redeem(engine_for(ctx), request, now(), allow_backdate)
+    except RedemptionBackdatedError as exc:
+        fail(f"{exc}; to record it by hand all the same, add --allow-backdate"
+             .replace("[", r"\["))
+        return
+    _show(outcome, json_out)
 
 
 @app.command()

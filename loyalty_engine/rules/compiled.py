@@ -247,6 +247,8 @@ class CompiledProgram:
     has_benefits: bool = False  # a tier or club multiplies points
     schedule: dict[str, str] = field(default_factory=dict)  # job -> cron (program time)
     notice_days: int = 30
+    # How far before its recording a redemption may be dated (offline tills).
+    redemption_backdate: timedelta = timedelta(hours=24)
 
 
     @property
@@ -361,6 +363,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         tracks_spend=tracks_spend,
         schedule=definition.schedule.crons(),
         notice_days=definition.schedule.notice_days,
+        redemption_backdate=timedelta(hours=definition.redemptions.backdate_hours),
     )
 
 

@@ -291,6 +291,16 @@ class PointsPolicy(_Strict):
     )
 
 
+class RedemptionPolicy(_Strict):
+    """How redemptions are accepted."""
+
+    backdate_hours: Annotated[int, Field(ge=1, le=720)] = Field(
+        default=24,
+        description="how long before it is recorded a redemption may be dated: the time an "
+                    "offline till may take to send it; older ones are refused",
+    )
+
+
 class Reward(_Strict):
     """A voucher the program can issue: from a stamp card, a rebate, or bought with points."""
 
@@ -363,6 +373,7 @@ class ProgramDefinition(_Strict):
                                 "prefix; absent: every store")
     exclude: Exclusions = Exclusions()
     points: PointsPolicy = Field(default_factory=lambda: PointsPolicy())
+    redemptions: RedemptionPolicy = Field(default_factory=lambda: RedemptionPolicy())
     caps: Caps | None = Field(default=None, description="caps over all point rules together")
     rewards: list[Reward] = []
     perks: list[Perk] = []

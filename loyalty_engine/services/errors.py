@@ -71,6 +71,12 @@ class RedemptionRejectedError(LoyaltyError):
     """A redemption that cannot be made: too few points, an expired voucher, ..."""
 
 
+class RedemptionBackdatedError(RedemptionRejectedError):
+    """A redemption dated further back than its program lets an offline till send one."""
+
+    field = "occurred_at"
+
+
 class RedemptionConflictError(LoyaltyError):
     """The same redemption_id was already used for a different redemption."""
 

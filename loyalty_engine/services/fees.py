@@ -13,9 +13,10 @@ from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.rules.compiled_membership import CompiledClub
-from loyalty_engine.services.errors import FeeError
+from loyalty_engine.services.errors import FeeError, RefundRejectedError
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
+    LIVE,
     charge,
     charge_json,
     membership,
@@ -26,7 +27,7 @@ from loyalty_engine.services.memberships import (
     set_charge,
     term_end,
 )
-from loyalty_engine.services.points_moves import pay_fee_points
+from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_points
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
@@ -286,15 +287,16 @@ def charges_of(engine: Engine, member_id: str | None, status: str | None) -> lis
 def refund_till_fees(conn: Connection, purchase_id: int,
                      returned: dict[str, int] | None, full: bool, at: datetime,
                      now: datetime) -> list[int]:
-    """A refund that returns a fee line refunds the charge it paid.
+    """A refund that returns a fee line refunds the charge that line paid, and changes the
+    membership only as far as the term of that charge reaches (docs/program-language.md,
+    "Fee lines returned at the till").
 
     returned: what the refund lists per SKU (minor units), None for a refund by amount
-    only. The whole fee back (the line, or the whole purchase) makes the charge refunded:
-    a joining or renewal fee ends the membership, an upgrade's returns the level it came
-    from; part of it is recorded on the charge and changes nothing else. A charge of an
-    earlier membership that has since lapsed is refunded without touching the current
-    one. Returns the charges refunded in full."""
-    refunded = []
+    only, which leaves fee lines alone until the whole purchase is refunded. Part of a line
+    is recorded on its charge and changes nothing else; once all of it is back, the charge
+    is refunded. Returns the charges refunded in full (with any renewal paid ahead that the
+    return refunds too)."""
+    refunded: list[int] = []
     catalog = load_catalog(conn)
     for row in conn.execute(select(_charges).where(
             _charges.c.paid_ref == f"purchase:{purchase_id}", _charges.c.status == "paid")
@@ -311,15 +313,93 @@ def refund_till_fees(conn: Connection, purchase_id: int,
             set_charge(conn, row.id, now, refunded_minor=back,
                        detail={**(row.detail or {}), "partly_refunded_at": at.isoformat()})
             continue
-        set_charge(conn, row.id, now, status="refunded", refunded_minor=back)
-        refunded.append(row.id)
-        current = membership(conn, row.member_id, row.program_id, row.club_id)
-        if current is None or row.term_start < current.joined_at:
-            continue  # the charge of a membership that has already ended
-        if row.kind == "upgrade":
-            save_membership(conn, row.member_id, row.program_id, row.club_id, now,
-                            level=(row.detail or {}).get("from_level", row.level))
-        else:
-            save_membership(conn, row.member_id, row.program_id, row.club_id, now,
-                            status="cancelled", ended_at=at, auto_renew=False)
+        refunded.extend(_fee_line_returned(conn, catalog, row, at, now))
     return refunded
+
+
+def _fee_line_returned(conn: Connection, catalog: ProgramCatalog, row: Any, at: datetime,
+                       now: datetime) -> list[int]:
+    """Refund a charge whose whole till line came back at `at`, and apply it to the term
+    it paid: running, that term (and the membership) ends now; not started yet (a renewal
+    paid ahead), the current term runs out without renewing; over, nothing else changes:
+    the member had what they paid for, and the term running now was paid by another
+    charge. An upgrade's return gives back the level it came from while its term runs."""
+    current = membership(conn, row.member_id, row.program_id, row.club_id)
+    live = (current is not None and current.status in LIVE
+            and row.term_start >= current.joined_at)  # else: an earlier membership's charge
+    running = row.term_start <= at < row.term_end
+    if live and row.kind == "upgrade" and at < row.term_end:
+        _check_upgrade_returnable(conn, row)
+    set_charge(conn, row.id, now, status="refunded", refunded_minor=row.amount_minor)
+    if not live:
+        return [row.id]
+    key = (row.member_id, row.program_id, row.club_id)
+    if row.kind == "upgrade":
+        if at < row.term_end:
+            _undo_upgrade(conn, catalog, row, at, now)
+        return [row.id]
+    if at < row.term_start:
+        # A renewal returned before its term: the term paid before it runs to its end
+        # and the membership does not renew (there is nothing to renew it with).
+        save_membership(conn, *key, now, auto_renew=False, term_end=row.term_start)
+        return [row.id]
+    if running:
+        return [row.id, *_end_membership(conn, current, at, now)]
+    return [row.id]
+
+
+def _end_membership(conn: Connection, current: Any, at: datetime, now: datetime) -> list[int]:
+    """End a membership at once because the fee of its running term came back: a renewal
+    already paid for a later term is refunded (that term will not run) and unpaid charges
+    are not owed. Returns the charges refunded."""
+    c = _charges
+    refunded = []
+    for later in conn.execute(select(c).where(
+            c.c.member_id == current.member_id, c.c.program_id == current.program_id,
+            c.c.club_id == current.club_id, c.c.status == "paid",
+            c.c.kind.in_(("join", "renewal")), c.c.term_start > at,
+            c.c.term_start >= current.joined_at).order_by(c.c.id)):
+        if later.points:
+            refund_fee_points(conn, later, at, now)
+        set_charge(conn, later.id, now, status="refunded", refunded_minor=later.amount_minor)
+        refunded.append(later.id)
+    for unpaid in open_charges(conn, current.member_id, current.program_id, current.club_id):
+        set_charge(conn, unpaid.id, now, status="waived",
+                   detail={**(unpaid.detail or {}), "waived": "membership ended by a return"})
+    save_membership(conn, current.member_id, current.program_id, current.club_id, now,
+                    status="cancelled", ended_at=at, term_end=at, auto_renew=False)
+    return refunded
+
+
+def _check_upgrade_returnable(conn: Connection, row: Any) -> None:
+    """An upgrade returned while its term runs puts the level back; a renewal already paid
+    at the upgraded level for the term after it would then pay for a level the member no
+    longer holds, so that return is refused until the renewal is refunded."""
+    c = _charges
+    paid = conn.execute(select(c.c.id, c.c.term_start).where(
+        c.c.member_id == row.member_id, c.c.program_id == row.program_id,
+        c.c.club_id == row.club_id, c.c.kind == "renewal", c.c.status == "paid",
+        c.c.level == row.level, c.c.term_start >= row.term_end).order_by(c.c.id)).first()
+    if paid is not None:
+        raise RefundRejectedError(
+            f"the fee line of upgrade charge {row.id} cannot come back while renewal charge "
+            f"{paid.id} (the term from {paid.term_start.isoformat()}) is paid at level "
+            f"{row.level!r}; refund that renewal first (leaving the club does), or return "
+            "the other lines only")
+
+
+def _undo_upgrade(conn: Connection, catalog: ProgramCatalog, row: Any, at: datetime,
+                  now: datetime) -> None:
+    """Back to the level the upgrade came from; renewals waiting for payment at the
+    upgraded level are repriced to it."""
+    back_to = str((row.detail or {}).get("from_level", row.level))
+    save_membership(conn, row.member_id, row.program_id, row.club_id, now, level=back_to)
+    version = catalog.in_force(row.program_id, at) or catalog.versions(row.program_id)[-1]
+    club = version.program.clubs.get(row.club_id)
+    level = None if club is None else club.level(back_to)
+    if level is None:
+        return
+    for due in open_charges(conn, row.member_id, row.program_id, row.club_id):
+        if due.kind == "renewal" and due.level == row.level:
+            set_charge(conn, due.id, now, level=back_to, amount_minor=level.fee_minor,
+                       detail={**(due.detail or {}), "repriced_by_return": row.id})

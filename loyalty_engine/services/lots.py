@@ -43,18 +43,20 @@ def _is_pending(pending_until: datetime | None, activated_at: datetime | None) -
 
 def take_points(conn: Connection, member_id: str, program_id: str, points: int,
                 at: datetime, *, skip_entry: int | None = None,
-                spendable_only: bool = False) -> list[Taken]:
+                spendable_only: bool = False,
+                unexpired_at: datetime | None = None) -> list[Taken]:
     """Take up to `points` from the member's unexpired lots and return what was taken.
 
     Order: pending lots first (unless spendable_only, which takes only lots earned and
     activated by `at`), then active ones, each oldest first. skip_entry is left alone.
+    Lots must not have expired by unexpired_at (default: `at`).
     """
     query = (
         select(_lots.c.entry_id, _lots.c.remaining, _lots.c.pending_until,
                _lots.c.activated_at)
         .where(_lots.c.member_id == member_id, _lots.c.program_id == program_id,
                _lots.c.remaining > 0,
-               or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at))
+               or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > (unexpired_at or at)))
         .order_by(_lots.c.earned_at, _lots.c.entry_id)
     )
     if skip_entry is not None:
@@ -100,13 +102,15 @@ def _reduce(conn: Connection, entry_id: int, points: int) -> None:
                  .values(remaining=_lots.c.remaining - points))
 
 
-def spendable_points(conn: Connection, member_id: str, program_id: str, at: datetime) -> int:
-    """Points the member can spend now: active, unexpired lots, less any negative balance."""
+def spendable_points(conn: Connection, member_id: str, program_id: str, at: datetime,
+                     unexpired_at: datetime | None = None) -> int:
+    """Points the member can spend at `at`: lots earned and active by then and not expired
+    by unexpired_at (default: `at`), less any negative balance."""
     in_lots = conn.execute(
         select(_lots.c.remaining).where(
             _lots.c.member_id == member_id, _lots.c.program_id == program_id,
             _lots.c.remaining > 0, _lots.c.earned_at <= at,
-            or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > at),
+            or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > (unexpired_at or at)),
             or_(_lots.c.pending_until.is_(None), _lots.c.activated_at <= at))
     ).scalars().all()
     balance = conn.execute(

@@ -24,13 +24,16 @@ _ledger = tables.ledger_entries
 
 def pay_fee_points(conn: Connection, charge: Any, version_id: int, points: int,
                    at: datetime, now: datetime) -> dict[str, int]:
-    """Spend `points` of the member's spendable points on a charge; returns lot -> points."""
-    available = spendable_points(conn, charge.member_id, charge.program_id, at)
+    """Spend `points` of the member's spendable points on a charge; returns lot -> points.
+    As for a redemption, lots must be active at the payment and not expired when it is
+    recorded (services/redemptions.py says why)."""
+    unexpired_at = max(at, now)
+    available = spendable_points(conn, charge.member_id, charge.program_id, at, unexpired_at)
     if points > available:
         raise FeeError(f"member {charge.member_id!r} has {available} spendable points in "
                        f"{charge.program_id!r}; charge {charge.id} costs {points} points")
     taken = take_points(conn, charge.member_id, charge.program_id, points, at,
-                        spendable_only=True)
+                        spendable_only=True, unexpired_at=unexpired_at)
     consumed = {str(t.entry_id): t.points for t in taken}
     _entry(conn, charge, version_id, "fee", -points, at, now,
            {"charge_id": charge.id, "club": charge.club_id, "level": charge.level,

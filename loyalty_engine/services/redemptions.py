@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.services.errors import (
     NotFoundError,
+    RedemptionBackdatedError,
     RedemptionConflictError,
     RedemptionRejectedError,
 )
@@ -50,21 +52,44 @@ class RedemptionOutcome:
     restored: int | None = None  # after a reversal: points put back (expired lots excepted)
 
 
-def redeem(engine: Engine, request: RedemptionRequest, now: datetime) -> RedemptionOutcome:
-    """Make a redemption; the same request again returns the first outcome.
+def redeem(engine: Engine, request: RedemptionRequest, now: datetime,
+           allow_backdate: bool = False) -> RedemptionOutcome:
+    """Make a redemption recorded at `now`; the same request again returns the first outcome.
 
-    Raises RedemptionRejectedError (too few spendable points, an unknown, used or expired
+    Raises RedemptionBackdatedError (dated further back than the program's
+    redemptions.backdate_hours, unless allow_backdate: an operator entering one by hand),
+    RedemptionRejectedError (too few spendable points, an unknown, used or expired
     voucher, a reward not for sale) and RedemptionConflictError (the id was used for a
     different redemption).
     """
     def attempt() -> RedemptionOutcome:
         with write_transaction(engine) as conn:
-            return _redeem(conn, request, now)
+            return _redeem(conn, request, now, allow_backdate)
 
     return retry_transient(attempt)
 
 
-def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> RedemptionOutcome:
+def _check_backdating(catalog: ProgramCatalog, request: RedemptionRequest,
+                      now: datetime) -> None:
+    # The window of the version in force when the redemption is recorded: it is a rule
+    # about accepting late arrivals, so an operator who shortens it (after abuse, say)
+    # has it hold at once, whatever the redemption's own date.
+    version = (catalog.in_force(request.program_id, now)
+               or catalog.in_force(request.program_id, request.occurred_at))
+    if version is None:
+        return  # refused below: the program is not in force
+    window = version.program.redemption_backdate
+    if request.occurred_at < now - window:
+        hours = int(window.total_seconds() // 3600)
+        raise RedemptionBackdatedError(
+            f"occurred_at {request.occurred_at.isoformat()} is more than {hours} hours "
+            f"before the redemption is recorded ({now.isoformat(timespec='seconds')}), the "
+            f"longest program {request.program_id!r} waits for an offline till "
+            "(redemptions.backdate_hours)")
+
+
+def _redeem(conn: Connection, request: RedemptionRequest, now: datetime,
+            allow_backdate: bool) -> RedemptionOutcome:
     body_hash = request.body_hash()
     stored = _stored(conn, request.redemption_id)
     if stored is None:
@@ -78,12 +103,14 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> Rede
         outcome.replayed = True
         return outcome
     member_id, program_id, at = request.member_id, request.program_id, request.occurred_at
+    catalog = load_catalog(conn)
+    if not allow_backdate:
+        _check_backdating(catalog, request, now)
     enrolled = conn.execute(select(_enrolments.c.member_id).where(
         _enrolments.c.member_id == member_id, _enrolments.c.program_id == program_id)).first()
     if enrolled is None:
         raise RedemptionRejectedError(f"member {member_id!r} is not enrolled in program "
                                       f"{program_id!r}")
-    catalog = load_catalog(conn)
     version = catalog.in_force(program_id, at)
     if version is None:
         raise RedemptionRejectedError(f"program {program_id!r} is not in force at "
@@ -107,12 +134,22 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime) -> Rede
                 raise RedemptionRejectedError(f"reward {reward.reward_id!r} cannot be bought "
                                               "with points")
             points = reward.cost_points
-        available = spendable_points(conn, member_id, program_id, at)
+        # Points are spent only from lots earned and active when the redemption happened
+        # and not expired when it is recorded. Judging expiry at the redemption's own date
+        # let a back-dated one spend points that had lapsed by the time it arrived, points
+        # the member had already been shown as gone. A lot whose expiry is recorded has
+        # nothing left, so it is never taken (even when the step ran early, --allow-future);
+        # but judging only by that would make the answer depend on the scheduler's timing:
+        # a till that syncs at 00:30 or at 01:30, around a 01:00 expire job, must get the
+        # same answer. Hence both: remaining > 0 and expires_at after the recording.
+        unexpired_at = max(at, now)
+        available = spendable_points(conn, member_id, program_id, at, unexpired_at)
         if points > available:
             raise RedemptionRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
                 f"{points} are needed")
-        taken = take_points(conn, member_id, program_id, points, at, spendable_only=True)
+        taken = take_points(conn, member_id, program_id, points, at, spendable_only=True,
+                            unexpired_at=unexpired_at)
         consumed = {str(t.entry_id): t.points for t in taken}
         entry_id = allocate_ids(conn, _ledger, 1)[0]
         insert_rows(

@@ -29,12 +29,12 @@ from loyalty_engine.rules.compiled import (
 from loyalty_engine.rules.schedules import JOBS, cron_trigger, fire_times, latest_fire
 from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.errors import LoyaltyError, describe_failure
+from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.period_bonuses import award_period_bonuses
-from loyalty_engine.services.points import activate_pending, expire_points
+from loyalty_engine.services.points import activate_pending
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.services.rebates import issue_rebates
-from loyalty_engine.services.reward_expiry import expire_rewards
 from loyalty_engine.services.tiers import review_tiers
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_rows
@@ -186,10 +186,7 @@ def _activate(engine: Engine, version: VersionInForce, due: Due,
 
 def _expire(engine: Engine, version: VersionInForce, due: Due,
             now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    points = expire_points(engine, due.fire, due.program_id)
-    rewards = expire_rewards(engine, due.fire, now, due.program_id, due.since)
-    return {"lots_expired": points.lots, "points_expired": points.points,
-            **rewards.as_json()}, []
+    return expire_due(engine, due.fire, now, due.program_id, due.since).as_json(), []
 
 
 def _period_bonuses(engine: Engine, version: VersionInForce, due: Due,

@@ -310,6 +310,15 @@ def test_a_redemption_beyond_the_spendable_balance_is_refused(api: Api) -> None:
     assert_problem(api.post("/v1/redemptions", too_many), 422, "rejected",
                    "has 20 spendable points", "30 are needed")
     assert full_ledger(api, "M-REDEEM") == ledger
+    # Affordable, but dated two days back: beyond the 24 hours Bean There waits for an
+    # offline till (issue 14: back-dating once reached points that had since expired).
+    late = {**redeem, "redemption_id": "RD-3", "points": 10, "occurred_at": ago(2)}
+    problem = assert_problem(api.post("/v1/redemptions", late), 422, "validation",
+                             "more than 24 hours before the redemption is recorded",
+                             "redemptions.backdate_hours")
+    assert [(e["field"], e["pointer"]) for e in problem["errors"]] == [
+        ("occurred_at", "#/occurred_at")]
+    assert full_ledger(api, "M-REDEEM") == ledger
     assert standing(api, "M-REDEEM")["points"] == 20
     assert api.count(tables.redemptions, tables.redemptions.c.member_id == "M-REDEEM") == 1
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from loyalty_engine.services.apikeys import revoke_api_key
+from loyalty_engine.api.app import create_app
+from loyalty_engine.services.apikeys import create_api_key, revoke_api_key
 from loyalty_engine.services.clubs import join_club
 from loyalty_engine.services.points import activate_pending
 from tests.api_support import API_NOW, bearer, purchase
@@ -305,7 +307,7 @@ def _spendable(api: Api, points_for: int = 3) -> None:
 
 def _redeem(redemption_id: str, **kind: Any) -> dict[str, Any]:
     return {"redemption_id": redemption_id, "member_id": "M-1", "program_id": "bean-there",
-            "occurred_at": "2026-05-31T10:00:00+02:00", **kind}
+            "occurred_at": "2026-06-01T10:00:00+02:00", **kind}
 
 
 def test_redeem_points_replay_and_reverse(api: Api) -> None:
@@ -341,9 +343,61 @@ def test_an_expired_voucher_cannot_be_used(api: Api) -> None:
     with nothing_written(api):
         body = _problem(_post(api, "/v1/redemptions", _redeem("RD-1", voucher=voucher)), 422)
     assert "expired" in body["detail"]
-    used = _post(api, "/v1/redemptions", {**_redeem("RD-2", voucher=voucher),
-                                           "occurred_at": "2026-03-20T10:00:00+01:00"})
-    assert used.status_code == 201, used.text
+    # Dated back to when it was valid, ten weeks ago: far beyond the 24 hours a till may
+    # take to send a redemption made offline.
+    with nothing_written(api):
+        body = _problem(_post(api, "/v1/redemptions", {
+            **_redeem("RD-2", voucher=voucher), "occurred_at": "2026-03-20T10:00:00+01:00"}),
+            422, "occurred_at")
+    assert "more than 24 hours before the redemption is recorded" in body["detail"]
+
+
+@contextmanager
+def _client_at(api: Api, clock: list[datetime]) -> Iterator[TestClient]:
+    """Another app on the same database whose clock reads clock[0]."""
+    with TestClient(create_app(api.engine, clock=lambda: clock[0]),
+                    raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_a_redemption_dated_before_the_offline_window_is_a_422_naming_occurred_at(
+    api: Api
+) -> None:
+    # Issue 14: a Fresh Market purchase of October 2025 (points lapse after 12 months),
+    # redeemed in December 2026 dated September 2026. Before: 201, and the ledger spent
+    # points that had expired on 15 October.
+    token = create_api_key(api.engine, "till-fm", "pos", ["FM-*"], API_NOW)[1]
+    clock = [datetime(2026, 12, 1, 9, 0, tzinfo=UTC)]
+    with _client_at(api, clock) as client:
+        def post(path: str, body: dict[str, Any]) -> httpx2.Response:
+            return client.post(path, json=body, headers=bearer(token))
+
+        bought = post("/v1/purchases", purchase(
+            "F-1", store_id="FM-01", occurred_at="2025-10-15T12:00:00+02:00",
+            quantity="1", unit_price="100.00", sku="BASKET", category="groceries"))
+        assert bought.status_code == 201 and bought.json()["points"] == 100, bought.text
+        late = {"redemption_id": "RD-FM", "member_id": "M-1", "program_id": "fresh-market",
+                "occurred_at": "2026-09-15T10:00:00+02:00", "points": 50}
+        with nothing_written(api):
+            body = _problem(post("/v1/redemptions", late), 422, "occurred_at")
+        assert body["type"] == "urn:loyalty-engine:problem:validation"
+        assert body["errors"][0]["pointer"] == "#/occurred_at"
+        assert body["detail"] == (
+            "occurred_at 2026-09-15T10:00:00+02:00 is more than 24 hours before the "
+            "redemption is recorded (2026-12-01T09:00:00+00:00), the longest program "
+            "'fresh-market' waits for an offline till (redemptions.backdate_hours)")
+
+        # Inside the window: made at 11:00 on the day the points lapse (noon), sent at
+        # 13:00. The points had expired by the recording; no expire step has run.
+        clock[0] = datetime(2026, 10, 15, 11, 0, tzinfo=UTC)  # 13:00 in Amsterdam
+        offline = {**late, "occurred_at": "2026-10-15T11:00:00+02:00"}
+        with nothing_written(api):
+            body = _problem(post("/v1/redemptions", offline), 422)
+        assert "has 0 spendable points" in body["detail"], body
+        # Sent before noon, the same redemption spends them.
+        clock[0] = datetime(2026, 10, 15, 9, 30, tzinfo=UTC)  # 11:30 in Amsterdam
+        spent = post("/v1/redemptions", offline)
+        assert spent.status_code == 201 and spent.json()["points"] == 50, spent.text
 
 
 # --- health, readiness and the OpenAPI document -------------------------------------------

@@ -245,7 +245,7 @@ def seed(api: Api) -> Seeded:
     activate_pending(api.engine, API_NOW)
     response = client.post("/v1/redemptions", headers=auth, json={
         "redemption_id": "RD-SEED", "member_id": SEEDED_MEMBER, "program_id": "bean-there",
-        "occurred_at": "2026-05-31T10:00:00+02:00", "points": 50})
+        "occurred_at": "2026-06-01T10:00:00+02:00", "points": 50})
     assert response.status_code == 201, response.text
     join_club(api.engine, SEEDED_MEMBER, "warehouse", datetime(2026, 5, 20, tzinfo=UTC),
               API_NOW)

@@ -217,12 +217,37 @@ def test_vouchers_and_stamps_expire_once_with_an_event(engine: Engine, tmp_path:
     with pytest.raises(RedemptionRejectedError, match="expired"):
         redeem(engine, RedemptionRequest.model_validate({
             "redemption_id": "X1", "member_id": "M-1", "program_id": "sched-shop",
-            "voucher": code, "occurred_at": at("2027-03-05")}), RECORDED)
-    # ...but a redemption posted late, made while it was valid, still goes through.
-    redeem(engine, RedemptionRequest.model_validate({
-        "redemption_id": "X2", "member_id": "M-1", "program_id": "sched-shop",
-        "voucher": code, "occurred_at": at("2027-01-30")}), RECORDED)
-    assert _rows(engine, select(tables.vouchers.c.status)) == [("redeemed",)]
+            "voucher": code, "occurred_at": at("2027-03-05")}), at("2027-03-05"))
+
+
+def test_a_voucher_used_offline_before_it_expired_counts_within_the_window(
+    engine: Engine, tmp_path: Path
+) -> None:
+    apply_text(engine, tmp_path, SHOP)
+    tick(engine, "2027-01-01T12:00:00+01:00")
+    _coffee(engine, "K1", "2027-01-04", cups=5)  # a free coffee valid until 3 Feb 12:00
+    _coffee(engine, "K2", "2027-01-05", cups=5, member="M-2")  # M-2's: until 4 Feb 12:00
+    codes = dict(_rows(engine, select(tables.vouchers.c.member_id, tables.vouchers.c.code)))
+    # The expire job of 4 February, 01:00, marks M-1's voucher expired.
+    tick(engine, "2027-02-04T02:00:00+01:00")
+    assert dict(_rows(engine, select(tables.vouchers.c.member_id,
+                                     tables.vouchers.c.status))) == {
+        "M-1": "expired", "M-2": "issued"}
+
+    def use(member: str, made: str, sent: str) -> None:
+        redeem(engine, RedemptionRequest.model_validate({
+            "redemption_id": f"X-{member}", "member_id": member, "program_id": "sched-shop",
+            "voucher": codes[member], "occurred_at": at(made)}), at(sent))
+
+    # A till offline overnight sends M-1's use of 3 February 11:00 at 09:00 the next day:
+    # within the default 24 hours, and made while the voucher was valid.
+    use("M-1", "2027-02-03T11:00:00+01:00", "2027-02-04T09:00:00+01:00")
+    # M-2's, made on the 4th at 11:00 and sent on the 6th, is too late to accept.
+    with pytest.raises(RedemptionRejectedError, match="more than 24 hours"):
+        use("M-2", "2027-02-04T11:00:00+01:00", "2027-02-06T09:00:00+01:00")
+    assert dict(_rows(engine, select(tables.vouchers.c.member_id,
+                                     tables.vouchers.c.status))) == {
+        "M-1": "redeemed", "M-2": "issued"}  # no expire job has run since its end
 
 
 def test_pending_points_activate_and_old_points_expire_on_schedule(

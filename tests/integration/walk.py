@@ -82,7 +82,7 @@ def spend(engine: Engine, redemption_id: str, when: str, program: str, *,
           member: str = "M-1", **what: Any) -> RedemptionOutcome:
     request = RedemptionRequest(redemption_id=redemption_id, member_id=member,
                                 program_id=program, occurred_at=at(when), **what)
-    return redeem(engine, request, RECORDED_AT)
+    return redeem(engine, request, at(when))  # recorded as it happens, as a till online
 
 
 def state(engine: Engine, member: str = "M-1") -> dict[str, Any]:
