@@ -102,7 +102,7 @@ def test_expire_step_expires_points_vouchers_and_stamps_once(
 
     # Again: nothing new.
     again = expire_due(engine, at("2027-02-21T12:00:00+01:00"), NOW)
-    assert again.as_json() == {k: 0 for k in first.as_json()}
+    assert again.as_json() == {**{k: 0 for k in first.as_json()}, "points_expired_by_program": {}}
     assert len(_events(engine)) == 2
 
     # 21 April: both lots have expired, 15 + 6 points, one entry each.
@@ -140,6 +140,6 @@ def test_the_scheduler_after_a_manual_expiry_finds_nothing_to_do(
     # The scheduler's own run afterwards expires nothing and records no event twice.
     [run] = run_tick(engine, when, _clock, job="expire").runs
     assert run.error is None
-    assert run.counts == {k: 0 for k in by_hand.as_json()}
+    assert run.counts == {**{k: 0 for k in by_hand.as_json()}, "points_expired_by_program": {}}
     assert _events(engine) == events
     assert check_balances(engine).mismatches == []
