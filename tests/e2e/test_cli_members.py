@@ -52,6 +52,9 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
         ("M-2", 0, 1, "2026-03-16T09:00:00+00:00"),
     ]
 
+    # Member since the enrolment (the first purchase enrolled them), in the program's zone.
+    assert loyalty("members", "show", "M-1").out_lines[0] == (
+        "M-1 (member of bean-there since 2026-03-14T09:30:00+01:00)")
     shown = loyalty("members", "show", "M-1", "--json").json()
     assert shown["member_id"] == "M-1"
     assert shown["enrolments"] == [{"program_id": "bean-there", "source": "auto",
