@@ -26,32 +26,8 @@ from .walk import apply_text, at, buy
 
 NOW = datetime(2027, 6, 1, tzinfo=UTC)  # the wall clock stamped on rows
 
-PROGRAM = """\
-program: expiry-shop
-name: Expiry Shop
-currency: EUR
-timezone: Europe/Amsterdam
-enrolment: open
-points:
-  expiry: {after_months: 3}
-rewards:
-  - id: free-coffee
-    name: A free coffee
-    kind: free_item
-    category: coffee
-    valid_days: 30
-rules:
-  - id: per-euro
-    kind: points_per_spend
-    points_per_unit: 1
-  - id: coffee-card
-    kind: stamp_card
-    when: {categories: [coffee]}
-    stamp_per: item
-    card_size: 5
-    reward: free-coffee
-    stamps_expire: {after_months: 1}
-"""
+PROGRAM = (Path(__file__).resolve().parents[1] / "fixtures" / "programs"
+           / "expiry-shop.yaml").read_text(encoding="utf-8")
 
 
 def _setup(engine: Engine, tmp_path: Path) -> str:
