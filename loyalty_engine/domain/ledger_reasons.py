@@ -47,6 +47,13 @@ def describe_reason(kind: str, reason: Mapping[str, Any], currency: str) -> str:
         return (f"fee charge {reason.get('charge_id', '?')} of club {reason.get('club', '?')} "
                 f"(level {reason.get('level', '?')}) paid in points, taken from "
                 f"{_lots(reason.get('from_lots'))}")
+    if kind == "adjust":
+        what = "goodwill credit" if reason.get("kind") == "goodwill" else "correction"
+        text = (f"manual adjustment {reason.get('adjustment_id', '?')} ({what}) by "
+                f"{reason.get('by', '?')}: {reason.get('reason', '')}")
+        if reason.get("from_lots"):
+            text += f"; taken from {_lots(reason['from_lots'])}"
+        return text
     if kind == "fee_refund":
         return (f"fee charge {reason.get('charge_id', '?')} refunded: "
                 f"{reason.get('restored', 0)} point(s) back to {_lots(reason.get('to_lots'))}")

@@ -13,7 +13,12 @@ from loyalty_engine.services.clubs import club_rows
 from loyalty_engine.services.errors import MemberError, NotFoundError
 from loyalty_engine.services.groups import verification_rows
 from loyalty_engine.services.lots import lock_member
-from loyalty_engine.services.memberships import MEMBER_ID, charge_json, ensure_member
+from loyalty_engine.services.memberships import (
+    MEMBER_ID,
+    charge_json,
+    ensure_member,
+    refuse_erased,
+)
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
@@ -41,6 +46,7 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
 
     def attempt() -> dict[str, Any]:
         with write_transaction(engine) as conn:
+            refuse_erased(conn, member_id)
             convert = Converters(conn)
             existed = conn.execute(select(_members.c.member_id).where(
                 _members.c.member_id == member_id)).first() is not None
@@ -74,6 +80,7 @@ def set_consent(engine: Engine, member_id: str, flag: str, given: bool, at: date
         with write_transaction(engine) as conn:
             if not lock_member(conn, member_id):
                 raise NotFoundError(f"there is no member {member_id!r}")
+            refuse_erased(conn, member_id)
             _record_consent(conn, member_id, flag, given, at)
             return _member_data(conn, member_id)
 

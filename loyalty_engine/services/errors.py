@@ -111,6 +111,19 @@ class MemberError(LoyaltyError):
     """A member request that cannot be done (a bad attribute, an unknown consent flag)."""
 
 
+class AdjustmentRejectedError(LoyaltyError):
+    """A manual points adjustment that cannot be made (no reason, too few points, a member
+    or program unknown)."""
+
+
+class AdjustmentConflictError(LoyaltyError):
+    """An adjustment id was already used for a different adjustment."""
+
+
+class MemberErasedError(LoyaltyError):
+    """The member's personal data was erased: the id takes no new enrolment or data."""
+
+
 class ApiKeyError(LoyaltyError):
     """An API key request that cannot be done (a name in use, a POS key without stores)."""
 

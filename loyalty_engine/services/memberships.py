@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
-from loyalty_engine.services.errors import ClubError, NotFoundError
+from loyalty_engine.services.errors import ClubError, MemberErasedError, NotFoundError
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_if_absent, insert_rows
@@ -58,12 +58,24 @@ def ensure_member(conn: Connection, member_id: str, program_id: str, at: datetim
     if not MEMBER_ID.fullmatch(member_id) or member_id != member_id.strip():
         raise ClubError(f"{member_id!r} is not a member id: 1 to 64 printable characters "
                         "without surrounding spaces")
+    refuse_erased(conn, member_id)
     convert = Converters(conn)
     insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
                 [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
     insert_rows(conn, _enrolments, ("member_id", "program_id", "enrolled_at", "source"),
                 [(member_id, program_id, convert.when(at), "explicit")],
                 on_conflict=["member_id", "program_id"])
+
+
+def refuse_erased(conn: Connection, member_id: str) -> None:
+    """Raise MemberErasedError if the member's personal data was erased (services/privacy.py):
+    the id is not given new enrolments, attributes or consents."""
+    erased_at = conn.execute(select(_members.c.erased_at).where(
+        _members.c.member_id == member_id)).scalar()
+    if erased_at is not None:
+        raise MemberErasedError(f"member {member_id!r} was erased on "
+                                f"{erased_at.date().isoformat()}; the id takes no new "
+                                "enrolment or personal data")
 
 
 def membership(conn: Connection, member_id: str, program_id: str, club_id: str) -> Any:

@@ -67,6 +67,7 @@ class Grant:
     expires_at: datetime | None
     reason: dict[str, Any]
     ref: str
+    kind: str = "earn"  # "adjust": an operator's credit (services/adjustments.py)
 
 
 def award_period_bonuses(engine: Engine, as_of: datetime, now: datetime,
@@ -159,7 +160,7 @@ def grant_points(conn: Connection, grants: list[Grant], now: datetime) -> None:
     lock_rows(conn, tables.members, "member_id", members)
     ids = allocate_ids(conn, _ledger, len(grants))
     insert_rows(conn, _ledger, LEDGER_COLUMNS, [
-        (eid, g.member_id, g.program_id, g.version_id, "earn", g.points, None, g.rule_id,
+        (eid, g.member_id, g.program_id, g.version_id, g.kind, g.points, None, g.rule_id,
          conv.when(g.at), conv.when(now), Converters.json(g.reason), g.ref)
         for eid, g in zip(ids, grants, strict=True)])
     debts: defaultdict[tuple[str, str], list[list[Any]]] = defaultdict(list)

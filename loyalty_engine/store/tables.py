@@ -52,6 +52,8 @@ class Member(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime]
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when the member's personal data was erased; the id is then refused for new data.
+    erased_at: Mapped[datetime | None]
 
 
 class Program(Base):
@@ -562,6 +564,23 @@ class ApiResponse(Base):
     created_at: Mapped[datetime]
 
 
+class AuditRecord(Base):
+    """An operator's act on the books (a points adjustment, an erasure): who (an API key's
+    name or the operator's name), what, on which member, when and why."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index(None, "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[str | None] = mapped_column(String(64))
+    program_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -593,3 +612,4 @@ api_keys = cast(Table, ApiKey.__table__)
 api_responses = cast(Table, ApiResponse.__table__)
 job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)
+audit_records = cast(Table, AuditRecord.__table__)
