@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,10 +15,21 @@ from rich.table import Table
 from loyalty_engine.cli.clubs import print_clubs
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant, now, program_zone
-from loyalty_engine.cli.output import console, emit_json, money, when
+from loyalty_engine.cli.options import YES
+from loyalty_engine.cli.output import (
+    confirm,
+    console,
+    emit_json,
+    fail,
+    json_default,
+    money,
+    when,
+)
+from loyalty_engine.services.audit import operator_name
 from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member
+from loyalty_engine.services.privacy import erase_member, export_member
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
@@ -30,23 +43,35 @@ AS_OF = typer.Option(None, "--as-of", help="Which stamps and vouchers are still 
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    limit: int = typer.Option(100, min=1, help="At most this many members."),
+    search: str | None = typer.Option(None, "--search", help="Only members whose id or "
+                                      "attributes contain this text (any case)."),
+    program: str | None = typer.Option(None, "--program", help="Only members enrolled in "
+                                       "this program (and only its balance shown)."),
+    sort: str = typer.Option("member_id", "--sort", help="member_id, created, purchases, "
+                             "last_purchase or points (needs --program); add :desc to "
+                             "reverse."),
+    limit: int = typer.Option(100, min=1, max=10_000, help="At most this many members."),
     offset: int = typer.Option(0, min=0, help="Skip this many members first."),
     json_out: bool = JSON,
 ) -> None:
-    """Members by id with their points, purchase count and last purchase."""
-    rows = list_members(engine_for(ctx), limit=limit, offset=offset)
+    """Members with their points per program, purchase count and last purchase."""
+    page = list_members(engine_for(ctx), search=search, program=program, sort=sort,
+                        limit=limit, offset=offset)
     if json_out:
-        emit_json([{"member_id": r.member_id, "created_at": r.created_at, "points": r.points,
-                    "pending": r.pending, "purchases": r.purchases,
-                    "last_purchase_at": r.last_purchase_at}
-                   for r in rows])
+        emit_json({"total": page.total, "offset": page.offset, "limit": page.limit,
+                   "members": [r.as_json() for r in page.rows]})
         return
-    table = Table("member", "points", "pending", "purchases", "last purchase")
-    for r in rows:
-        table.add_row(escape(r.member_id), str(r.points), str(r.pending), str(r.purchases),
-                      when(r.last_purchase_at))
+    table = Table("member", "points (spendable + pending, per program)", "purchases",
+                  "last purchase")
+    for r in page.rows:
+        points = "; ".join(f"{p} {v[0]}" + (f" + {v[1]} pending" if v[1] else "")
+                           for p, v in sorted(r.balances.items())) or "-"
+        name = escape(r.member_id) + (" (erased)" if r.erased else "")
+        table.add_row(name, points, str(r.purchases), when(r.last_purchase_at))
     console.print(table)
+    first = page.offset + 1 if page.rows else page.offset
+    console.print(f"showing {first}–{page.offset + len(page.rows)} of {page.total}",
+                  markup=False)
 
 
 @app.command()
@@ -264,3 +289,53 @@ def reverify_due(
                       when(r["verified_until"], zone), when(r["reverify_from"], zone),
                       escape(r["evidence"]))
     console.print(table)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    member_id: str,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON to this "
+                                       "file (default: standard output)."),
+) -> None:
+    """Everything held about a member, as JSON (a GDPR access request)."""
+    data = export_member(engine_for(ctx), member_id, now())
+    if output is None:
+        emit_json(data)
+        return
+    text = json.dumps(data, default=json_default, indent=2, ensure_ascii=False) + "\n"
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    rows = sum(len(v) for v in data["tables"].values())
+    console.print(f"wrote {rows} row(s) about {member_id} from {len(data['tables'])} tables "
+                  f"to {output}", markup=False)
+
+
+@app.command()
+def erase(
+    ctx: typer.Context,
+    member_id: str,
+    reason: str = typer.Option("erasure requested by the member", "--reason",
+                               help="Why (kept in the audit trail)."),
+    by: str | None = typer.Option(None, "--by", help="Who erases (default: the OS user)."),
+    yes: bool = YES,
+    json_out: bool = JSON,
+) -> None:
+    """Erase a member's personal data (GDPR); the ledger and purchases stay, pseudonymous."""
+    confirm(f"This erases the attributes, consents and verification evidence of {member_id} "
+            "for good (the points and purchases stay, under the id) and cannot be undone.",
+            yes)
+    data = erase_member(engine_for(ctx), member_id, operator_name(by), reason, now())
+    if json_out:
+        emit_json(data)
+        return
+    if data["already_erased"]:
+        console.print(f"{member_id} was already erased on {when(data['erased_at'])}; nothing "
+                      "changed", markup=False)
+        return
+    removed = data["removed"]
+    console.print(f"erased {member_id}: {len(removed['attributes'])} attribute(s), "
+                  f"{removed['consents']} consent(s), {removed['verification_evidence']} "
+                  "verification evidence; the ledger and purchases are kept", markup=False)

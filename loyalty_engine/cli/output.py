@@ -22,7 +22,7 @@ console = Console(highlight=False, soft_wrap=True,
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _default(value: object) -> Any:
+def json_default(value: object) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -32,7 +32,7 @@ def _default(value: object) -> Any:
 
 def emit_json(data: Any) -> None:
     """Write data as indented JSON to standard output."""
-    sys.stdout.write(json.dumps(data, default=_default, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, default=json_default, indent=2, ensure_ascii=False) + "\n")
 
 
 def fail(message: str) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
 import typer
 
 from loyalty_engine.cli.context import as_of as as_of_option
-from loyalty_engine.cli.context import engine_for, now
-from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON, PROGRAM
-from loyalty_engine.cli.output import console, emit_json
+from loyalty_engine.cli.context import engine_for, instant, now
+from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, AT, JSON, PROGRAM, YES
+from loyalty_engine.cli.output import confirm, console, emit_json
+from loyalty_engine.services.adjustments import Adjustment, adjust_points, check_adjustment
+from loyalty_engine.services.audit import operator_name
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.points import StepResult, activate_pending
 
-app = typer.Typer(help="Activate pending points; expire points, vouchers and stamps.",
+app = typer.Typer(help="Activate pending points; expire points, vouchers and stamps; adjust "
+                  "a member's points by hand.",
                   no_args_is_help=True)
 
 
@@ -50,3 +55,38 @@ def _show(verb: str, result: StepResult, json_out: bool) -> None:
         console.print(f"{program_id}: {points} points {verb}", markup=False)
     if result.lots:
         console.print(f"{result.lots} lot(s) of {result.members} member(s)", markup=False)
+
+
+@app.command()
+def adjust(
+    ctx: typer.Context,
+    member_id: str,
+    program: str = typer.Option(..., "--program", help="The program whose points change."),
+    points: int = typer.Option(..., "--points", help="Points to add (e.g. 50 or +50) or take "
+                               "away (-50)."),
+    reason: str = typer.Option(..., "--reason", help="Why (mandatory; shown in `members "
+                               "explain` and kept in the audit trail)."),
+    kind: str = typer.Option("goodwill", "--kind", help="goodwill or correction."),
+    by: str | None = typer.Option(None, "--by", help="Who makes it (default: the OS user)."),
+    adjustment_id: str | None = typer.Option(None, "--id", help="The adjustment's id, to make "
+                                             "a re-run safe (default: a new one)."),
+    at: str | None = AT,
+    yes: bool = YES,
+    json_out: bool = JSON,
+) -> None:
+    """Credit or debit a member's points by hand, with a reason, through the ledger."""
+    request = Adjustment(adjustment_id or f"adj-{uuid.uuid4().hex[:16]}", member_id, program,
+                         points, reason.strip(), kind, operator_name(by),
+                         instant(ctx, at, "--at", program) or now())
+    check_adjustment(request)
+    confirm(f"This {'adds' if points > 0 else 'takes'} {abs(points)} point(s) "
+            f"{'to' if points > 0 else 'from'} {member_id} in {program} ({kind}: "
+            f"{request.reason}).", yes)
+    outcome = adjust_points(engine_for(ctx), request, now())
+    if json_out:
+        emit_json(outcome.as_json())
+        return
+    again = " (already made: nothing changed)" if outcome.replayed else ""
+    console.print(f"adjustment {outcome.adjustment_id}: {outcome.points:+d} points for "
+                  f"{member_id} in {program} by {outcome.actor}{again}; spendable now "
+                  f"{outcome.balance}", markup=False)

@@ -33,7 +33,7 @@ def check_balances(engine: Engine) -> BalanceCheck:
     """
     with read_transaction(engine) as conn:
         ledger = {
-            (m, p): (int(total), int(earned))
+            (m, p): (int(total), int(earned or 0))  # no earn entry: adjustments only
             for m, p, total, earned in conn.execute(
                 select(_ledger.c.member_id, _ledger.c.program_id, func.sum(_ledger.c.points),
                        func.sum(_ledger.c.points).filter(_ledger.c.kind == "earn"))

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Text, and_, cast, exists, func, or_, select
 
 from loyalty_engine.domain.ledger_reasons import describe_reason
 from loyalty_engine.engine.earning import local_day, stamps_held
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.enrolment import member_clubs
-from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.services.errors import LoyaltyError, MemberError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import show_tiers
 from loyalty_engine.store import tables
@@ -39,41 +39,109 @@ class MemberNotFoundError(LoyaltyError):
 
 @dataclass(frozen=True, slots=True)
 class MemberSummary:
-    """One line of `members list`."""
+    """One line of `members list`: balances per program, never added across programs."""
 
     member_id: str
     created_at: datetime
-    points: int  # spendable, over all programs
-    pending: int
+    balances: dict[str, tuple[int, int]]  # program -> (spendable, pending)
     purchases: int
     last_purchase_at: datetime | None
+    erased: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json and HTTP."""
+        return {"member_id": self.member_id, "created_at": self.created_at,
+                "balances": [{"program_id": p, "points": v[0], "pending": v[1]}
+                             for p, v in sorted(self.balances.items())],
+                "purchases": self.purchases, "last_purchase_at": self.last_purchase_at,
+                "erased": self.erased}
 
 
-def list_members(engine: Engine, limit: int = 100, offset: int = 0) -> list[MemberSummary]:
-    """Members ordered by id, with their total points and purchase counts."""
-    points = (
-        select(_balances.c.member_id, func.sum(_balances.c.points).label("points"),
-               func.sum(_balances.c.pending).label("pending"))
-        .group_by(_balances.c.member_id).subquery()
-    )
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    """A page of members and how many match in all."""
+
+    rows: list[MemberSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+# The fields `members list --sort` and `GET /v1/members?sort=` accept.
+SORT_FIELDS = ("member_id", "created", "purchases", "last_purchase", "points")
+
+
+def parse_sort(sort: str) -> tuple[str, bool]:
+    """FIELD or FIELD:desc (or :asc) -> (field, descending); MemberError otherwise."""
+    field, _, direction = sort.partition(":")
+    if field not in SORT_FIELDS or direction not in ("", "asc", "desc"):
+        raise MemberError(f"{sort!r} is not a sort order: one of {', '.join(SORT_FIELDS)}, "
+                          "optionally followed by :desc")
+    return field, direction == "desc"
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_members(engine: Engine, *, search: str | None = None, program: str | None = None,
+                 sort: str = "member_id", limit: int = 100, offset: int = 0) -> MemberPage:
+    """Members matching a search (in the id or the attributes, case-insensitive) and
+    enrolled in a program, sorted, one page, with the number matching in all. A fixed
+    number of statements whatever the page: count, page, the page's balances."""
+    field, descending = parse_sort(sort)
+    if field == "points" and program is None:
+        raise MemberError("sorting by points needs a program (--program): points of two "
+                          "programs never add up")
+    conditions: list[Any] = []
+    if search:
+        pattern = _like(search)
+        conditions.append(or_(
+            func.lower(_members.c.member_id).like(pattern, escape="\\"),
+            func.lower(cast(_members.c.attributes, Text)).like(pattern, escape="\\")))
+    if program is not None:
+        conditions.append(exists().where(_enrolments.c.member_id == _members.c.member_id,
+                                         _enrolments.c.program_id == program))
     bought = (
         select(_purchases.c.member_id, func.count().label("n"),
                func.max(_purchases.c.occurred_at).label("last"))
         .where(_purchases.c.member_id.is_not(None))
         .group_by(_purchases.c.member_id).subquery()
     )
-    query = (
-        select(_members.c.member_id, _members.c.created_at,
-               func.coalesce(points.c.points, 0), func.coalesce(points.c.pending, 0),
-               func.coalesce(bought.c.n, 0), bought.c.last)
-        .outerjoin(points, points.c.member_id == _members.c.member_id)
-        .outerjoin(bought, bought.c.member_id == _members.c.member_id)
-        .order_by(_members.c.member_id).limit(limit).offset(offset)
-    )
+    query = (select(_members.c.member_id, _members.c.created_at, _members.c.erased_at,
+                    func.coalesce(bought.c.n, 0).label("n"), bought.c.last)
+             .outerjoin(bought, bought.c.member_id == _members.c.member_id)
+             .where(*conditions))
+    key: Any = {"member_id": _members.c.member_id, "created": _members.c.created_at,
+                "purchases": func.coalesce(bought.c.n, 0),
+                "last_purchase": bought.c.last}.get(field)
+    if field == "points":
+        query = query.outerjoin(_balances, and_(_balances.c.member_id == _members.c.member_id,
+                                                _balances.c.program_id == program))
+        key = func.coalesce(_balances.c.points, 0)
+    ordered = key.desc() if descending else key.asc()
+    if field == "last_purchase":  # members without purchases last, either way
+        ordered = ordered.nulls_last()
+    query = query.order_by(ordered, _members.c.member_id).limit(limit).offset(offset)
     with read_transaction(engine) as conn:
+        total = int(conn.execute(select(func.count()).select_from(_members)
+                                 .where(*conditions)).scalar_one())
         rows = conn.execute(query).all()
+        balances: dict[str, dict[str, tuple[int, int]]] = {}
+        ids = [r.member_id for r in rows]
+        if ids:
+            shown = select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
+                           _balances.c.pending).where(_balances.c.member_id.in_(ids))
+            if program is not None:
+                shown = shown.where(_balances.c.program_id == program)
+            for b in conn.execute(shown):
+                balances.setdefault(b.member_id, {})[b.program_id] = (int(b.points),
+                                                                      int(b.pending))
     # max() keeps the column's type, so last_purchase_at comes back timezone-aware.
-    return [MemberSummary(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows]
+    return MemberPage([MemberSummary(r.member_id, r.created_at, balances.get(r.member_id, {}),
+                                     int(r.n), r.last, r.erased_at is not None)
+                       for r in rows], total, offset, limit)
 
 
 def show_member(engine: Engine, member_id: str, as_of: datetime,

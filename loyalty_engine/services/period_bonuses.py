@@ -192,7 +192,9 @@ def grant_points(conn: Connection, grants: list[Grant], now: datetime) -> None:
         lots.append((eid, g.member_id, g.program_id, conv.when(g.at), g.points, remaining,
                      conv.when(g.expires_at), None))
         balance[pair] += remaining
-        lifetime[pair] += g.points
+        # Lifetime earned counts earnings only (db check compares it with the earn entries):
+        # an operator's credit is not earned.
+        lifetime[pair] += g.points if g.kind == "earn" else 0
     insert_rows(conn, _lots, ("entry_id", "member_id", "program_id", "earned_at", "points",
                               "remaining", "expires_at", "pending_until"), lots)
     debt_ids = allocate_ids(conn, _ledger, len(debt_entries))

@@ -287,8 +287,8 @@ def test_members_list_shows_points_purchases_and_last_visit(bean_there: Engine) 
     record_purchase(bean_there, event("T-3", member_id="M-2"), NOW)
     record_purchase(bean_there, event("T-4", member_id=None), NOW)
     record_purchase(bean_there, event("T-1", occurred_at="2026-03-14T09:30:00+01:00"), NOW)
-    rows = [(m.member_id, m.points, m.purchases, m.last_purchase_at)
-            for m in list_members(bean_there)]
+    rows = [(m.member_id, m.balances["bean-there"][0], m.purchases, m.last_purchase_at)
+            for m in list_members(bean_there).rows]
     assert rows == [
         ("M-1", 7 + 17, 2, datetime(2026, 3, 20, 17, 0, tzinfo=UTC)),
         ("M-2", 7, 1, datetime(2026, 3, 14, 8, 30, tzinfo=UTC)),
