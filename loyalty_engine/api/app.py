@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from loyalty_engine.api import problems, reads, writes
+from loyalty_engine.api import operator, problems, reads, writes
 from loyalty_engine.api.auth import Authenticate
 from loyalty_engine.api.request_shape import RequestShape
 from loyalty_engine.store.database import open_engine
@@ -45,4 +45,5 @@ def create_app(engine: Engine | None = None, clock: Clock | None = None) -> Fast
     app.add_middleware(Authenticate)
     app.include_router(writes.router)
     app.include_router(reads.router)
+    app.include_router(operator.router)
     return app

@@ -109,6 +109,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.RefundConflictError, 409, "conflict"),
     (errors.RedemptionConflictError, 409, "conflict"),
     (IdempotencyConflictError, 409, "conflict"),
+    (errors.AdjustmentConflictError, 409, "conflict"),
     (MemberNotFoundError, 404, "not-found"),
     (errors.NotFoundError, 404, "not-found"),
     (errors.SchemaNotCurrentError, 503, "schema-not-current"),
