@@ -123,6 +123,8 @@ def test_every_error_class_has_a_stable_code() -> None:
         "RedemptionBackdatedError": "redemption_backdated", "NotFoundError": "not_found",
         "ClubError": "club", "FeeError": "fee", "TierError": "tier",
         "VerificationError": "verification", "MemberError": "member", "ApiKeyError": "api_key",
+        "AdjustmentRejectedError": "adjustment_rejected",
+        "AdjustmentConflictError": "adjustment_conflict", "MemberErasedError": "member_erased",
     }
 
 
