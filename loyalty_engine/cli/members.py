@@ -297,6 +297,8 @@ def export(
     member_id: str,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON to this "
                                        "file (default: standard output)."),
+    json_out: bool = typer.Option(False, "--json", help="Errors as JSON too (the export "
+                                  "is JSON anyway)."),
 ) -> None:
     """Everything held about a member, as JSON (a GDPR access request)."""
     data = export_member(engine_for(ctx), member_id, now())
@@ -309,6 +311,9 @@ def export(
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
     rows = sum(len(v) for v in data["tables"].values())
+    if json_out:
+        emit_json({"member_id": member_id, "output": str(output), "rows": rows})
+        return
     console.print(f"wrote {rows} row(s) about {member_id} from {len(data['tables'])} tables "
                   f"to {output}", markup=False)
 
@@ -323,7 +328,7 @@ def erase(
     yes: bool = YES,
     json_out: bool = JSON,
 ) -> None:
-    """Erase a member's personal data (GDPR); the ledger and purchases stay, pseudonymous."""
+    """Erase a member's personal data (GDPR); their points and purchases stay."""
     confirm(f"This erases the attributes, consents and verification evidence of {member_id} "
             "for good (the points and purchases stay, under the id) and cannot be undone.",
             yes)

@@ -15,8 +15,7 @@ from loyalty_engine.services.audit import operator_name
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.points import StepResult, activate_pending
 
-app = typer.Typer(help="Activate pending points; expire points, vouchers and stamps; adjust "
-                  "a member's points by hand.",
+app = typer.Typer(help="Activate, expire and adjust points (and expire rewards).",
                   no_args_is_help=True)
 
 

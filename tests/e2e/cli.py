@@ -244,3 +244,15 @@ def assert_json_error(result: Result, code: str, *fragments: str) -> dict[str, A
     for fragment in fragments:
         assert fragment in error["message"], f"{fragment!r} not in the message:\n{result}"
     return dict(error)
+
+
+def listed_members(data: Any) -> list[dict[str, Any]]:
+    """The members of `members list --json`, each with `points` and `pending` of its one
+    program (these tests use one program per member; two would never be added up)."""
+    assert isinstance(data, dict) and len(data["members"]) <= data["total"], data
+    rows = []
+    for m in data["members"]:
+        assert len(m["balances"]) <= 1, m
+        [balance] = m["balances"] or [{"points": 0, "pending": 0}]
+        rows.append({**m, "points": balance["points"], "pending": balance["pending"]})
+    return rows

@@ -11,6 +11,7 @@ from tests.e2e.cli import (
     RULES_DIR,
     assert_one_sentence_error,
     ledger_entries,
+    listed_members,
     ok,
     run,
     write_jsonl,
@@ -23,9 +24,7 @@ GOOD = MARCH_PURCHASES
 
 
 def _members(db_url: str, cwd: Path) -> list[dict[str, object]]:
-    rows = ok("members", "list", "--json", database=db_url, cwd=cwd).json()
-    assert isinstance(rows, list)
-    return rows
+    return listed_members(ok("members", "list", "--json", database=db_url, cwd=cwd).json())
 
 
 def test_import_jsonl_then_again_changes_nothing(db_url: str, tmp_path: Path) -> None:

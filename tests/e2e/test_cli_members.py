@@ -11,6 +11,7 @@ from tests.e2e.cli import (
     Result,
     assert_one_sentence_error,
     ledger_entries,
+    listed_members,
     ok,
     purchase,
     run,
@@ -45,7 +46,7 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     assert imported.out_flat == ("5 purchase(s) read: 5 recorded, 0 already recorded; "
                                  "points awarded: bean-there 39"), str(imported)
 
-    listed = loyalty("members", "list", "--json").json()
+    listed = listed_members(loyalty("members", "list", "--json").json())
     assert [(m["member_id"], m["points"], m["purchases"], m["last_purchase_at"])
             for m in listed] == [
         ("M-1", 39, 3, "2026-04-10T07:00:00+00:00"),
