@@ -59,6 +59,11 @@ class AdjustmentRequest(_Request):
 class AdjustmentDone(BaseModel):
     """What an adjustment did."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "adjustment_id": "ADJ-2026-0042", "member_id": "M-42", "program_id": "bean-there",
+        "points": 50, "kind": "goodwill", "reason": "coffee spilt at the till",
+        "actor": "api:office", "entry_id": 812, "balance": 170}]})
+
     adjustment_id: str
     member_id: str
     program_id: str
@@ -72,6 +77,9 @@ class AdjustmentDone(BaseModel):
 
 class ErasureRequest(_Request):
     """Why a member's personal data is erased."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "request by e-mail, ticket 2211"}]})
 
     reason: Reason = "erasure requested by the member"
 
@@ -87,7 +95,9 @@ def _actor(key: Any) -> str:
 @router.post("/adjustments", status_code=201, response_model=AdjustmentDone,
              summary="Adjust a member's points by hand (admin keys; idempotent on "
                      "adjustment_id)",
-             responses=problems(400, 401, 403, 409, 413, 415, 422))
+             responses={200: {"model": AdjustmentDone,
+                              "description": "already made (from the command line, say)"},
+                        **problems(400, 401, 403, 409, 413, 415, 422)})
 def post_adjustment(body: AdjustmentRequest, key: Caller, request: Request) -> Response:
     """A goodwill credit (a lot with the program's expiry) or a correction (spent from the
     oldest lots; never below zero), with a mandatory reason, recorded in the ledger and the
@@ -132,6 +142,13 @@ class MemberLine(BaseModel):
 class MemberList(BaseModel):
     """A page of members and how many match in all."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "total": 312, "offset": 0, "limit": 1, "members": [{
+            "member_id": "M-42", "created_at": "2026-03-14T08:30:00Z",
+            "balances": [{"program_id": "bean-there", "points": 120, "pending": 8}],
+            "purchases": 14, "last_purchase_at": "2026-05-30T07:30:00Z",
+            "erased": False}]}]})
+
     total: int
     offset: int
     limit: int
@@ -142,8 +159,10 @@ class MemberList(BaseModel):
             summary="Search, filter and sort members, a page at a time (admin keys)",
             responses=problems(401, 403, 422))
 def get_members(key: Caller, request: Request,
-                search: Annotated[str | None, Query(max_length=200)] = None,
-                program: Annotated[str | None, Query(max_length=64)] = None,
+                search: Annotated[str | None, Query(max_length=200,
+                                                    pattern=r"^[^\x00-\x1f]*$")] = None,
+                program: Annotated[str | None, Query(max_length=64,
+                                                     pattern=ID_PATTERN)] = None,
                 sort: Annotated[str, Query(max_length=32, description=(
                     "member_id, created, purchases, last_purchase or points (needs "
                     "program), optionally :desc"))] = "member_id",
@@ -170,7 +189,7 @@ def get_export(member_id: MemberId, key: Caller, request: Request) -> Response:
 
 @router.post("/members/{member_id}/erase",
              summary="Erase a member's personal data (admin keys; idempotent)",
-             responses=problems(400, 401, 403, 404, 413, 415, 422))
+             responses=problems(400, 401, 403, 404, 409, 413, 415, 422))
 def post_erase(member_id: MemberId, key: Caller, request: Request,
                body: Annotated[ErasureRequest | None, Body()] = None) -> Response:
     """Attributes, consents and verification evidence removed; the ledger, purchases and

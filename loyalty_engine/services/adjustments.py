@@ -64,6 +64,9 @@ class AdjustmentOutcome:
 
 def check_adjustment(request: Adjustment) -> None:
     """Refuse what no adjustment may be, before anything is read."""
+    if not 0 < len(request.adjustment_id) <= 64 or not request.adjustment_id.isprintable():
+        raise AdjustmentRejectedError(f"{request.adjustment_id!r} is not an adjustment id: 1 "
+                                      "to 64 printable characters")
     if not request.reason.strip():
         raise AdjustmentRejectedError("an adjustment needs a reason (--reason): say why the "
                                       "points change")

@@ -61,8 +61,15 @@ from loyalty_engine.domain.ledger_reasons import describe_reason
             "(600)"),
     ("fee_refund", {"charge_id": 2, "to_lots": {"5": 600}, "restored": 600}, "EUR",
      "fee charge 2 refunded: 600 point(s) back to lot 5 (600)"),
-    ("adjust", {"reason": "goodwill", "by": "ops", "amount_minor": 500}, "EUR",
+    ("manual", {"reason": "goodwill", "by": "ops", "amount_minor": 500}, "EUR",
      "reason goodwill, by ops, amount 5.00 EUR"),
+    ("adjust", {"adjustment_id": "ADJ-7", "kind": "goodwill", "reason": "coffee spilt",
+                "by": "alice"}, "EUR",
+     "manual adjustment ADJ-7 (goodwill credit) by alice: coffee spilt"),
+    ("adjust", {"adjustment_id": "ADJ-8", "kind": "correction", "reason": "counted twice",
+                "by": "api:office", "from_lots": {"3": 5, "9": 2}}, "EUR",
+     "manual adjustment ADJ-8 (correction) by api:office: counted twice; taken from lot 3 "
+     "(5), lot 9 (2)"),
 ])
 def test_each_kind_of_entry_reads_as_a_sentence(kind: str, reason: dict[str, Any],
                                                  currency: str, expected: str) -> None:
