@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -95,6 +96,11 @@ def _fresh_copy(target: Path) -> Path:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    # The copy's commands set up .venv as a newcomer's would; bring the shared .venv up to
+    # date here first, so that they find it current and never install it again (editable)
+    # from the throw-away copy, which would leave the rest of the run importing from there.
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "test.py"), "--version"], cwd=ROOT,
+                   check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
     (target / ".venv").symlink_to(ROOT / ".venv")
     return target
 
