@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -24,7 +24,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format, which every Prometheus reads (our names need nothing newer).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 HTTP_REQUESTS = Counter(
     "loyalty_http_requests", "HTTP requests answered, by method, route template and status.",

@@ -77,7 +77,7 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, the record's fields, and the
+    """One JSON object a line: time, level, logger, message, pid, the record's fields, and the
     traceback (as `exception`) when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -87,6 +87,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
+            "pid": record.process,
         }
         for key, value in fields(record).items():
             line.setdefault(key, redact(value) if isinstance(value, str) else value)

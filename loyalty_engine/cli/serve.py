@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -11,7 +12,14 @@ import tempfile
 import typer
 
 from loyalty_engine.cli.context import database_url, engine_for
-from loyalty_engine.cli.logs import LOG_FORMAT, LOG_LEVEL, LogFormat, LogLevel, dict_config
+from loyalty_engine.cli.logs import (
+    LOG_FORMAT,
+    LOG_LEVEL,
+    LogFormat,
+    LogLevel,
+    configure,
+    dict_config,
+)
 from loyalty_engine.cli.output import console
 from loyalty_engine.services.errors import LoyaltyError
 from loyalty_engine.store.database import describe_url
@@ -51,9 +59,14 @@ def serve(
     # Workers are separate processes: they find the database through the environment.
     os.environ["LOYALTY_DATABASE_URL"] = url
     os.environ["LOYALTY_METRICS"] = "on" if metrics else "off"
-    console.print(f"serving {describe_url(url)} on http://{host}:{port} "
-                  f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops",
-                  markup=False, highlight=False)
+    banner = (f"serving {describe_url(url)} on http://{host}:{port} "
+              f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops")
+    if log_format is LogFormat.json:  # then everything the server says is a JSON line
+        configure(log_format.value, log_level.value, access_log)
+        logging.getLogger("loyalty.serve").info(banner, extra={
+            "database": describe_url(url), "host": host, "port": port, "workers": workers})
+    else:
+        console.print(banner, markup=False, highlight=False)
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly; with this
     # handler in place that ends the process with 0, as a stop asked for should.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
