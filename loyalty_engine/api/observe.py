@@ -120,7 +120,9 @@ class Observe:
             client = scope.get("client")
             where = f"{client[0]}:{client[1]}" if client else "-"
             path = str(scope.get("path", ""))
+            # uvicorn's own shape (which this replaces), with the time taken
             access_log.info(
-                '%s "%s %s" %d %.1f ms', where, method, path, status, seconds * 1000,
+                '%s - "%s %s HTTP/%s" %d %.1f ms', where, method, path,
+                scope.get("http_version", "1.1"), status, seconds * 1000,
                 extra={"method": method, "path": path, "route": route, "status": status,
                        "duration_ms": round(seconds * 1000, 3), "client": where})

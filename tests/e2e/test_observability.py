@@ -196,7 +196,7 @@ def test_metrics_can_be_turned_off(sqlite_db_url: str, tmp_path: Path) -> None:
         assert httpx2.get(f"{server.url}/v1/health", timeout=30).status_code == 200
     # the text log stays as it was: the banner on stdout, uvicorn's lines, the access lines
     log = server.log()
-    assert "serving sqlite:///" in log and '"GET /metrics" 404' in log, log
+    assert "serving sqlite:///" in log and '"GET /metrics HTTP/1.1" 404' in log, log
 
 
 # --- the scheduler --------------------------------------------------------------------------
