@@ -21,6 +21,8 @@ router = APIRouter()
 METRICS_ENV = "LOYALTY_METRICS"  # "off" turns GET /metrics off (`serve --no-metrics`)
 UNMATCHED = "unmatched"  # the route label of a path no route knows (bounded, unlike paths)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A client may send any token as a method: labels keep the standard ones, the rest "other".
+METHODS = WRITE_METHODS | {"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
 # Writes by route template; a write route not named here is counted under its last literal
 # path segment, so that new routes are counted too.
 WRITE_KINDS = {
@@ -112,8 +114,9 @@ class Observe:
     def _record(self, scope: Scope, status: int, replayed: bool, seconds: float) -> None:
         method = str(scope.get("method", ""))
         route = route_template(scope, self.routes)
-        metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        metrics.HTTP_DURATION.labels(method, route).observe(seconds)
+        label = method if method in METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(label, route, str(status)).inc()
+        metrics.HTTP_DURATION.labels(label, route).observe(seconds)
         if method in WRITE_METHODS and route.startswith("/v1/"):
             metrics.WRITES.labels(write_kind(route), write_outcome(status, replayed)).inc()
         if access_log.isEnabledFor(logging.INFO):

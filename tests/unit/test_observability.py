@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -131,3 +132,30 @@ def test_write_outcomes_and_the_metrics_switch(monkeypatch: pytest.MonkeyPatch) 
     assert metrics_enabled() and not metrics_enabled(False)
     monkeypatch.setenv("LOYALTY_METRICS", "off")
     assert not metrics_enabled() and metrics_enabled(True)
+
+
+def test_an_unknown_method_is_counted_as_other_under_the_route_template() -> None:
+    import asyncio
+
+    from prometheus_client import REGISTRY
+    from starlette.routing import Route
+
+    from loyalty_engine.api.observe import Observe
+
+    async def teapot(scope: object, receive: object, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def ignore(message: object) -> None:
+        return None
+
+    async def nothing() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    routes = [Route("/v1/pots/{pot_id}", teapot, methods=["GET"])]
+    scope = {"type": "http", "method": "BREW", "path": "/v1/pots/P-7", "root_path": "",
+             "headers": [], "client": ("127.0.0.1", 5)}
+    labels = {"method": "other", "route": "/v1/pots/{pot_id}", "status": "418"}
+    before = REGISTRY.get_sample_value("loyalty_http_requests_total", labels) or 0.0
+    asyncio.run(Observe(teapot, routes)(scope, nothing, ignore))
+    assert REGISTRY.get_sample_value("loyalty_http_requests_total", labels) == before + 1
