@@ -94,11 +94,11 @@ class Award(BaseModel):
 
 
 class PurchaseRecorded(BaseModel):
-    """A purchase recorded, with the points each rule gave it."""
+    """A purchase recorded, with the points each program and each rule gave it."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "purchase_id": 1, "store_id": "AMS-01", "transaction_id": "T-1001",
-        "member_id": "M-42", "points": 8,
+        "member_id": "M-42", "points": {"bean-there": 8},
         "awards": [{"program_id": "bean-there", "program_version": 1,
                     "rule_id": "points-per-euro", "points": 7},
                    {"program_id": "bean-there", "program_version": 1,
@@ -108,7 +108,8 @@ class PurchaseRecorded(BaseModel):
     store_id: str
     transaction_id: str
     member_id: str | None
-    points: int
+    points: dict[str, int] = Field(description="points earned per program (programs that "
+                                   "gave none are left out)")
     awards: list[Award]
 
 

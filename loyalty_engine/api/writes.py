@@ -96,7 +96,7 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
         body = PurchaseRecorded(
             purchase_id=outcome.purchase_id, store_id=outcome.store_id,
             transaction_id=outcome.transaction_id, member_id=outcome.member_id,
-            points=outcome.points,
+            points=outcome.points_by_program,
             awards=[Award(program_id=a.program_id, program_version=a.program_version,
                           rule_id=a.rule_id, points=a.points) for a in outcome.awards])
         return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed

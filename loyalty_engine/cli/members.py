@@ -59,8 +59,10 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
         return
     def zone(program_id: str | None) -> tzinfo:
         return program_zone(ctx, program_id)
-    enrolled = [e["enrolled_at"] for e in data["enrolments"]]
-    since = (f"member since {when(min(enrolled), zone(None))}" if enrolled
+    # Since the first enrolment, in the zone of the program it was made in.
+    first = min(data["enrolments"], key=lambda e: e["enrolled_at"], default=None)
+    since = (f"member of {first['program_id']} since "
+             f"{when(first['enrolled_at'], zone(first['program_id']))}" if first
              else "not enrolled in any program")
     console.print(f"[bold]{escape(data['member_id'])}[/] ({since})")
     balances = Table("program", "spendable", "pending", "earned in total", title="balances")

@@ -144,18 +144,33 @@ def apply_program_files(
     return results
 
 
+def _same_meaning(stored_hash: str, stored_source: str, loaded: LoadedProgram) -> bool:
+    """Whether the version in force already says what this file says.
+
+    The stored hash was computed by the release that applied it; when a later release adds a
+    setting with a default, the same file hashes differently, so the stored source is read
+    again with today's loader before an unchanged file is taken for a new version."""
+    if stored_hash == loaded.content_hash:
+        return True
+    try:
+        return load_program_text(stored_source).content_hash == loaded.content_hash
+    except ProgramFileError:
+        return False  # no longer valid as it stood: the file being applied is a change
+
+
 def _apply_one(
     conn: Connection, loaded: LoadedProgram, now: datetime, effective_from: datetime | None
 ) -> ApplyResult:
     pid = loaded.definition.program
     latest = conn.execute(
-        select(_versions.c.version, _versions.c.content_hash, _versions.c.effective_from)
+        select(_versions.c.version, _versions.c.content_hash, _versions.c.effective_from,
+               _versions.c.source_text)
         .where(_versions.c.program_id == pid)
         .order_by(_versions.c.effective_from.desc())
         .limit(1)
     ).first()
-    if latest is not None and latest.content_hash == loaded.content_hash:
-        return ApplyResult(loaded.path, pid, latest.version, loaded.content_hash,
+    if latest is not None and _same_meaning(latest.content_hash, latest.source_text, loaded):
+        return ApplyResult(loaded.path, pid, latest.version, latest.content_hash,
                            latest.effective_from, created=False)
     if latest is None:
         start = effective_from or BEGINNING_OF_TIME

@@ -84,8 +84,18 @@ class PurchaseOutcome:
 
     @property
     def points(self) -> int:
-        """Total points the purchase earned across programs."""
+        """Total points the purchase earned: for a store in one program (tests, the demo's
+        counters); anything shown to people or integrators uses points_by_program."""
         return sum(a.points for a in self.awards)
+
+    @property
+    def points_by_program(self) -> dict[str, int]:
+        """Points the purchase earned, program by program (never added across programs:
+        a coffee point and a beauty point are different currencies)."""
+        earned: dict[str, int] = {}
+        for a in self.awards:
+            earned[a.program_id] = earned.get(a.program_id, 0) + a.points
+        return earned
 
 
 @dataclass(frozen=True, slots=True)

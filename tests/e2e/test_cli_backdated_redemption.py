@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.cli import SHIPPED_RULES, Cli, assert_one_sentence_error, purchase, write_jsonl
+from tests.e2e.cli import (
+    SHIPPED_RULES,
+    Cli,
+    assert_one_sentence_error,
+    ledger_entries,
+    purchase,
+    write_jsonl,
+)
 
 
 def test_an_old_redemption_is_refused_in_one_sentence_unless_allowed(
@@ -29,7 +36,7 @@ def test_an_old_redemption_is_refused_in_one_sentence_unless_allowed(
         refused, "occurred_at 2026-04-01T10:00:00+02:00 is more than 24 hours before the "
         "redemption is recorded", "program 'bean-there'", "redemptions.backdate_hours",
         "add --allow-backdate")
-    assert [e["kind"] for e in cli.json("members", "explain", "M-1")] == ["earn"]
+    assert [e["kind"] for e in ledger_entries(cli.json("members", "explain", "M-1"))] == ["earn"]
 
     done = cli.json(*create, "--allow-backdate")
     assert (done["kind"], done["points"], done["replayed"]) == ("points", 20, False)
@@ -37,4 +44,5 @@ def test_an_old_redemption_is_refused_in_one_sentence_unless_allowed(
     now = cli.json("redemptions", "create", "--id", "RD-2", "--member", "M-1", "--program",
                    "bean-there", "--points", "5")
     assert now["points"] == 5
-    assert [e["points"] for e in cli.json("members", "explain", "M-1")] == [50, -20, -5]
+    entries = ledger_entries(cli.json("members", "explain", "M-1"))
+    assert [e["points"] for e in entries] == [50, -20, -5]

@@ -52,6 +52,9 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
         ("M-2", 0, 1, "2026-03-16T09:00:00+00:00"),
     ]
 
+    # Member since the enrolment (the first purchase enrolled them), in the program's zone.
+    assert loyalty("members", "show", "M-1").out_lines[0] == (
+        "M-1 (member of bean-there since 2026-03-14T09:30:00+01:00)")
     shown = loyalty("members", "show", "M-1", "--json").json()
     assert shown["member_id"] == "M-1"
     assert shown["enrolments"] == [{"program_id": "bean-there", "source": "auto",
@@ -90,7 +93,7 @@ def test_members_after_two_program_versions(db_url: str, tmp_path: Path) -> None
     # Times as the till wrote them (09:30+01:00 is not shown as 08:30 UTC), reasons as
     # sentences, and the program's own balance, spendable and pending apart.
     assert " ".join(text.out_lines[1].split()) == (
-        "2026-03-14T09:30:00+01:00 earn +28 rule points-per-euro v1 (748c717540f2): purchase "
+        "2026-03-14T09:30:00+01:00 earn +28 rule points-per-euro v1 (88b5ccb0354d): purchase "
         "T1 at AMS-01 (15.70 EUR), 1 point(s) per EUR on 15.70 EUR; x2 on coffee-beans "
         "(12.50 EUR); rounded down [sum 28]"), str(text)
     assert "+6 rule points-per-euro v2" in text.out_flat, str(text)

@@ -13,34 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.cli import Cli, purchase, write_jsonl
+from tests.e2e.cli import ROOT, Cli, purchase, write_jsonl
 
-PROGRAM = """\
-program: expiry-shop
-name: Expiry Shop
-currency: EUR
-timezone: Europe/Amsterdam
-enrolment: open
-points:
-  expiry: {after_months: 3}
-rewards:
-  - id: free-coffee
-    name: A free coffee
-    kind: free_item
-    category: coffee
-    valid_days: 30
-rules:
-  - id: per-euro
-    kind: points_per_spend
-    points_per_unit: 1
-  - id: coffee-card
-    kind: stamp_card
-    when: {categories: [coffee]}
-    stamp_per: item
-    card_size: 5
-    reward: free-coffee
-    stamps_expire: {after_months: 1}
-"""
+PROGRAM = (ROOT / "tests" / "fixtures" / "programs" / "expiry-shop.yaml").read_text(
+    encoding="utf-8")
 ZERO = {"lots_expired": 0, "points_expired_by_program": {}, "members_with_points_expired": 0,
         "vouchers_expired": 0, "stamps_lapsed": 0, "members_with_stamps_lapsed": 0}
 

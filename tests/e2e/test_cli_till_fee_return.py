@@ -22,7 +22,7 @@ def test_returning_last_years_joining_purchase_keeps_this_years_membership(
         [("BB-FEE-BASIC", "fees", "1", "60.00"), ("TV-55", "electronics", "1", "400.00")],
         "460.00", store_id="BB-01")])
     cli.ok("purchases", "import", "join.jsonl")
-    cli.ok("clubs", "advance", "--as-of", "2027-12-10T10:00:00+01:00")
+    cli.ok("clubs", "advance", "--allow-future", "--as-of", "2027-12-10T10:00:00+01:00")
     [renewal] = cli.json("fees", "list", "--member", "M-1", "--status", "due")
     cli.ok("fees", "pay", str(renewal["charge_id"]), "--at", "2027-12-12T10:00:00+01:00")
 

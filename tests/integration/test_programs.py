@@ -77,6 +77,21 @@ def test_applying_the_same_content_again_changes_nothing(engine: Engine, tmp_pat
     assert counts(engine) == before
 
 
+def test_a_file_applied_by_an_earlier_release_is_not_a_new_version_after_upgrade(
+    engine: Engine,
+) -> None:
+    # A release that adds a setting with a default (redemptions.backdate_hours did) hashes
+    # the same file differently; the stored hash below stands for the earlier release's.
+    [first] = apply_program_files(engine, [BEAN_THERE], NOW)
+    versions = ProgramVersion.__table__
+    with engine.begin() as conn:
+        conn.execute(versions.update().values(content_hash="0" * 64))
+    [again] = apply_program_files(engine, [BEAN_THERE], datetime(2026, 7, 1, tzinfo=UTC))
+    assert (again.version, again.created, again.content_hash) == (1, False, "0" * 64)
+    assert [v.version for v in list_versions(engine)] == [1]
+    assert first.content_hash != "0" * 64
+
+
 def test_changed_file_creates_version_two(engine: Engine, tmp_path: Path) -> None:
     path = write_program(tmp_path, "shop.yaml", program_yaml(points_per_unit="1"))
     apply_program_files(engine, [path], NOW)

@@ -119,7 +119,8 @@ def test_every_error_class_has_a_stable_code() -> None:
         "RefundPurchaseMissingError": "refund_purchase_missing",
         "RefundConflictError": "refund_conflict",
         "RedemptionRejectedError": "redemption_rejected",
-        "RedemptionConflictError": "redemption_conflict", "NotFoundError": "not_found",
+        "RedemptionConflictError": "redemption_conflict",
+        "RedemptionBackdatedError": "redemption_backdated", "NotFoundError": "not_found",
         "ClubError": "club", "FeeError": "fee", "TierError": "tier",
         "VerificationError": "verification", "MemberError": "member", "ApiKeyError": "api_key",
     }
