@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from loyalty_engine.api import problems, reads, writes
+from loyalty_engine.api import docs_assets, observe, problems, reads, writes
 from loyalty_engine.api.auth import Authenticate
 from loyalty_engine.api.request_shape import RequestShape
 from loyalty_engine.store.database import open_engine
@@ -21,9 +21,11 @@ def _system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, clock: Clock | None = None,
+               metrics: bool | None = None) -> FastAPI:
     """The API over `engine` (default: LOYALTY_DATABASE_URL, else ./loyalty.db); `clock`
-    gives "now" (tests and rehearsals pass their own)."""
+    gives "now" (tests and rehearsals pass their own); GET /metrics unless `metrics` is
+    False (default: unless LOYALTY_METRICS=off)."""
     if engine is None:
         # Request threads share the pool; SQLite writers queue on its lock anyway.
         engine = open_engine(os.environ.get("LOYALTY_DATABASE_URL"), pool_size=8,
@@ -33,7 +35,7 @@ def create_app(engine: Engine | None = None, clock: Clock | None = None) -> Fast
         version="1",
         summary="Post purchases and refunds, look up members, redeem; every write is "
                 "idempotent and every error is application/problem+json.",
-        docs_url="/docs", redoc_url=None,
+        docs_url=None, redoc_url=None,  # served from local assets: docs_assets
     )
     app.state.engine = engine
     app.state.clock = clock or _system_clock
@@ -43,6 +45,11 @@ def create_app(engine: Engine | None = None, clock: Clock | None = None) -> Fast
     app.add_middleware(RequestShape)
     app.add_middleware(problems.BodyLimit)
     app.add_middleware(Authenticate)
-    app.include_router(writes.router)
-    app.include_router(reads.router)
+    routers = [writes.router, reads.router, docs_assets.router]
+    if observe.metrics_enabled(metrics):
+        routers.append(observe.router)
+    # Outermost: it sees every answer, 401s too, and names their routes by template.
+    app.add_middleware(observe.Observe, routes=[r for rt in routers for r in rt.routes])
+    for router in routers:
+        app.include_router(router)
     return app
