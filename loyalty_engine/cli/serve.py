@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from loyalty_engine.api.limits import ENVIRONMENT, Limits, to_environment
 from loyalty_engine.cli.context import database_url, engine_for
 from loyalty_engine.cli.output import console
 from loyalty_engine.services.errors import LoyaltyError
@@ -28,6 +29,23 @@ def serve(
                                 help="Worker processes (each with its own connections)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                     help="Log one line per request (never the API key)."),
+    lock_timeout: float = typer.Option(
+        Limits.lock_timeout, "--lock-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["lock_timeout"],
+        help="How long a write waits for another's lock (an import's) before answering 503 "
+             "with Retry-After."),
+    max_header_bytes: int = typer.Option(
+        Limits.max_header_bytes, "--max-header-bytes", min=1024, metavar="BYTES",
+        envvar=ENVIRONMENT["max_header_bytes"],
+        help="Largest request line and headers together; more is refused with 431."),
+    header_timeout: float = typer.Option(
+        Limits.header_timeout, "--header-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["header_timeout"],
+        help="Time to send a request's line and headers; then 408 and the connection closed."),
+    body_timeout: float = typer.Option(
+        Limits.body_timeout, "--body-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["body_timeout"],
+        help="Time to send a request's body after its headers; then 408 and closed."),
 ) -> None:
     """Serve the POS HTTP API until stopped.
 
@@ -44,6 +62,7 @@ def serve(
                          "another --port or stop what uses it") from None
     # Workers are separate processes: they find the database through the environment.
     os.environ["LOYALTY_DATABASE_URL"] = url
+    to_environment(Limits(lock_timeout, max_header_bytes, header_timeout, body_timeout))
     console.print(f"serving {describe_url(url)} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops",
                   markup=False, highlight=False)
@@ -51,6 +70,8 @@ def serve(
     # handler in place that ends the process with 0, as a stop asked for should.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run("loyalty_engine.api.app:create_app", factory=True, host=host, port=port,
+                # httptools with a bound on the headers and on the time to send a request
+                http="loyalty_engine.api.connection:BoundedHttpToolsProtocol",
                 workers=workers, access_log=access_log, log_level="info",
                 server_header=False, timeout_graceful_shutdown=10,
                 # uvicorn kills a worker that misses a health ping; under a burst on a small
