@@ -105,8 +105,10 @@ def open_engine(url: str | None = None, lock_timeout: float | None = None,
     if lock_timeout is not None:
         # A session setting of this engine's connections only (the server's pool): the same
         # bound as a SET LOCAL in every transaction, without its round trip per request.
-        kwargs.setdefault("connect_args", {})["options"] = (
-            f"-c lock_timeout={max(1, round(lock_timeout * 1000))}")
+        given = make_url(resolved).query.get("options")  # the URL's own, kept
+        setting = f"-c lock_timeout={max(1, round(lock_timeout * 1000))}"
+        kwargs.setdefault("connect_args", {})["options"] = " ".join(
+            [*([given] if isinstance(given, str) else list(given or ())), setting])
     return create_engine(resolved, pool_pre_ping=True, **kwargs)
 
 
