@@ -11,6 +11,7 @@ import tempfile
 
 import typer
 
+from loyalty_engine.api.limits import ENVIRONMENT, Limits, to_environment
 from loyalty_engine.cli.context import database_url, engine_for
 from loyalty_engine.cli.logs import (
     LOG_FORMAT,
@@ -42,6 +43,23 @@ def serve(
                                  "(Prometheus text format, no key needed)."),
     log_format: LogFormat = LOG_FORMAT,
     log_level: LogLevel = LOG_LEVEL,
+    lock_timeout: float = typer.Option(
+        Limits.lock_timeout, "--lock-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["lock_timeout"],
+        help="How long a write waits for another's lock (an import's) before answering 503 "
+             "with Retry-After."),
+    max_header_bytes: int = typer.Option(
+        Limits.max_header_bytes, "--max-header-bytes", min=1024, metavar="BYTES",
+        envvar=ENVIRONMENT["max_header_bytes"],
+        help="Largest request line and headers together; more is refused with 431."),
+    header_timeout: float = typer.Option(
+        Limits.header_timeout, "--header-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["header_timeout"],
+        help="Time to send a request's line and headers; then 408 and the connection closed."),
+    body_timeout: float = typer.Option(
+        Limits.body_timeout, "--body-timeout", min=0.001, metavar="SECONDS",
+        envvar=ENVIRONMENT["body_timeout"],
+        help="Time to send a request's body after its headers; then 408 and closed."),
 ) -> None:
     """Serve the POS HTTP API until stopped.
 
@@ -59,6 +77,7 @@ def serve(
     # Workers are separate processes: they find the database through the environment.
     os.environ["LOYALTY_DATABASE_URL"] = url
     os.environ["LOYALTY_METRICS"] = "on" if metrics else "off"
+    to_environment(Limits(lock_timeout, max_header_bytes, header_timeout, body_timeout))
     banner = (f"serving {describe_url(url)} on http://{host}:{port} "
               f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops")
     if log_format is LogFormat.json:  # then everything the server says is a JSON line
@@ -76,6 +95,8 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="loyalty-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         uvicorn.run("loyalty_engine.api.app:create_app", factory=True, host=host, port=port,
+                    # httptools with a bound on the headers and on the time to send a request
+                    http="loyalty_engine.api.connection:BoundedHttpToolsProtocol",
                     workers=workers, log_level=log_level.value,
                     # our access line (api/observe.py) has the route and the duration
                     access_log=False,
