@@ -80,6 +80,19 @@ def _admin(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
+def need_postgres() -> None:
+    """Skip the test without a PostgreSQL server, or fail it when the server is required."""
+    if PG_PROBLEM is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (LOYALTY_REQUIRE_POSTGRES=1) but: {PG_PROBLEM}")
+        pytest.skip(f"no PostgreSQL server: {PG_PROBLEM}")
+
+
+def drop_database(name: str) -> None:
+    """Drop a throw-away PostgreSQL database a test made, even with sessions still open."""
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies."""
@@ -95,10 +108,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A migrated PostgreSQL template database that each test clones."""
-    if PG_PROBLEM is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (LOYALTY_REQUIRE_POSTGRES=1) but: {PG_PROBLEM}")
-        pytest.skip(f"no PostgreSQL server: {PG_PROBLEM}")
+    need_postgres()
     _admin(f'CREATE DATABASE "{PG_TEMPLATE}"')
     engine = open_engine(_pg_conninfo(PG_TEMPLATE))
     migrate.upgrade(engine)

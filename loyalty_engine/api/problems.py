@@ -6,21 +6,27 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_engine.domain.events import id_rule
 from loyalty_engine.services import errors
 from loyalty_engine.services.idempotency import IdempotencyConflictError
 from loyalty_engine.services.members import MemberNotFoundError
+from loyalty_engine.store.retry import is_unavailable
 
 PROBLEM_JSON = "application/problem+json"
-MAX_BODY_BYTES = 1024 * 1024
+# Seconds a till is told to wait before sending a write again that met a busy or lost
+# database: its transaction was rolled back, and its idempotency key makes the retry safe.
+RETRY_AFTER_S = 2
 _log = logging.getLogger("loyalty_engine.api")
 
 _TITLES = {
@@ -164,6 +170,24 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status_code, kind, detail, request.url.path,
                                 headers=getattr(exc, "headers", None))
 
+    async def _database(request: Request, exc: Exception) -> Response:
+        if not is_unavailable(exc):
+            raise exc  # to _unexpected below: logged, 500
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        _log.warning("database unavailable on %s %s (answered 503): %s: %s", request.method,
+                     request.url.path, type(cause).__name__,
+                     (str(cause).strip().splitlines() or [""])[0])
+        return problem_response(503, "database-busy", "the database could not take this "
+                                "request now (another write held its lock past the lock "
+                                "timeout, or the connection was lost); nothing was written: "
+                                f"send it again, with the same body, after {RETRY_AFTER_S} s",
+                                request.url.path, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    # Registered by class, not inside the catch-all: Starlette re-raises what reaches that
+    # one (a traceback in the log), and a busy database is an answer, not a fault.
+    for database_error in (DBAPIError, PoolTimeoutError, sqlite3.Error, psycopg.Error):
+        app.add_exception_handler(database_error, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the traceback for the operator; the caller gets no internals.
@@ -171,54 +195,3 @@ def install(app: FastAPI) -> None:
         return problem_response(500, "internal", "the server failed to handle this request; "
                                 "it has been logged, and nothing was written",
                                 request.url.path)
-
-
-class BodyLimit:
-    """Refuse request bodies over MAX_BODY_BYTES with 413 before the app reads them: by
-    Content-Length when given, else while the chunks arrive (at most the limit is held)."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(scope, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large(scope, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        response = problem_response(
-            413, "too-large", f"the body is larger than {self.limit} bytes; send one purchase "
-            "or refund per request", scope.get("path"), headers={"Connection": "close"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})

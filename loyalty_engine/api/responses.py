@@ -48,12 +48,15 @@ _MEANING = {
     413: "the body is over 1 MiB",
     415: "the body is not sent as application/json",
     422: "a field is invalid, or the request cannot be done (the detail says what to change)",
-    503: "the database is unreachable or not migrated",
+    503: "the database is unreachable, not migrated, or held by another write past the lock "
+         "timeout: send the same request again after Retry-After seconds",
 }
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI declarations of the problem responses an endpoint can send."""
+    """OpenAPI declarations of the problem responses an endpoint can send: those given, and
+    503, which every endpoint that reads the database can meet."""
     schema = ProblemDocument.model_json_schema()
     return {status: {"description": _MEANING[status],
-                     "content": {PROBLEM_JSON: {"schema": schema}}} for status in statuses}
+                     "content": {PROBLEM_JSON: {"schema": schema}}}
+            for status in sorted({*statuses, 503})}

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import typer
@@ -15,8 +16,10 @@ from rich.table import Table
 
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant, now, parse_instant, program_zone
+from loyalty_engine.cli.logs import LOG_FORMAT, LOG_LEVEL, LogFormat, LogLevel, configure
 from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, JSON, PROGRAM, YES
 from loyalty_engine.cli.output import confirm, console, emit_json, err_console, when
+from loyalty_engine.cli.serve import ServeError
 from loyalty_engine.rules.schedules import JOBS, job_name
 from loyalty_engine.scheduler.port import Clock, SchedulerPort
 from loyalty_engine.services.programs import load_catalog, require_program
@@ -47,10 +50,55 @@ def _job(value: str | None) -> str | None:
         raise typer.BadParameter(str(error), param_hint="--job") from None
 
 
+def _outcome(run: JobRun) -> str:
+    """ok, partial (some members failed: retried next run) or failed."""
+    if run.error is not None:
+        return "failed"
+    return "partial" if run.member_failures else "ok"
+
+
 def _log_run(run: JobRun) -> None:
     level = logging.ERROR if run.error is not None else logging.INFO
     log.log(level, "%s of %s at %s: %s (%.2f s)", run.job, run.program_id,
-            run.fire.isoformat(), run.summary(), run.seconds)
+            run.fire.isoformat(), run.summary(), run.seconds,
+            extra={"job": run.job, "program": run.program_id,
+                   "fire_time": run.fire.isoformat(), "outcome": _outcome(run),
+                   "seconds": round(run.seconds, 3), "counts": run.totals(),
+                   "member_failures": len(run.member_failures), "error": run.error})
+
+
+def _log_and_count(run: JobRun) -> None:
+    """A job run of `scheduler run`: logged, and counted for its /metrics."""
+    from loyalty_engine import metrics  # here: only the long-running process needs it
+
+    _log_run(run)
+    metrics.SCHEDULER_RUNS.labels(run.job, run.program_id, _outcome(run)).inc()
+    metrics.SCHEDULER_DURATION.labels(run.job).observe(run.seconds)
+    for effect, count in run.totals().items():
+        if count:
+            metrics.SCHEDULER_EFFECTS.labels(run.job, effect).inc(count)
+
+
+def _serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """GET /metrics (any path, in fact) on host:port in a thread; returns its stop."""
+    from prometheus_client import start_http_server
+
+    from loyalty_engine import metrics
+
+    try:
+        server, thread = start_http_server(port, host, registry=metrics.registry())
+    except OSError as exc:
+        raise ServeError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
+                         "choose another --metrics-port or stop what uses it") from None
+    log.info("metrics on http://%s:%d/metrics", host, port,
+             extra={"metrics_host": host, "metrics_port": port})
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def _setup_logging(quiet: bool = False) -> None:
@@ -124,12 +172,19 @@ def run(
         "runs on at real speed (tests, rehearsals); default: the real clock."),
     refresh_seconds: float = typer.Option(60.0, "--refresh-seconds", min=0.1, help="How "
                                           "often to look for program changes."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve this process's Prometheus "
+        "metrics (job runs, what they did) at http://HOST:PORT/metrics; default: none."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address for "
+                                     "--metrics-port (0.0.0.0 for every interface)."),
+    log_format: LogFormat = LOG_FORMAT,
+    log_level: LogLevel = LOG_LEVEL,
 ) -> None:
     """Run the scheduler as a long-lived process until SIGTERM or Ctrl-C.
 
     It catches up what is due, then fires every program's jobs on their schedules
     (program time), and logs every job run with what it did."""
-    _setup_logging()
+    configure(log_format.value, log_level.value)
     engine = engine_for(ctx)
     clock = Clock.starting_at(parse_instant(clock_start, "--clock-start"))
     stop = threading.Event()
@@ -140,7 +195,9 @@ def run(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    port = SchedulerPort(engine, clock, _log_run, refresh_seconds)
+    stop_metrics = (_serve_metrics(metrics_host, metrics_port) if metrics_port is not None
+                    else None)
+    port = SchedulerPort(engine, clock, _log_and_count, refresh_seconds)
     port.start()
     fires = port.next_fires()
     log.info("scheduler running (clock %s): %d job(s); next: %s", clock.now().isoformat(),
@@ -149,6 +206,8 @@ def run(
     while not stop.wait(0.5):
         pass
     port.stop()
+    if stop_metrics is not None:
+        stop_metrics()
     log.info("scheduler stopped")
 
 

@@ -13,11 +13,24 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
 from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
+
+# Checked before parsing, so that a huge file is refused at once: YAML parsing takes about
+# 15-30 us a comment line and more as the file grows (16 MB of comments took 52 s, 1 MiB
+# 7 s), and memory many times the size. 256 KiB parses in about a second at worst; the
+# largest shipped program is under 10 KiB.
+MAX_PROGRAM_BYTES = 256 << 10
+# Deeper nesting is no program; the YAML composer recurses once per level.
+MAX_NESTING = 64
+# The longest number a program may write (a points value or an amount is far shorter);
+# Python refuses to read integers of more than 4,300 digits anyway.
+MAX_DIGITS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,11 @@ def load_program_file(path: Path | str) -> LoadedProgram:
     """Read, validate and compile one program file; raises ProgramFileError with every problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(MAX_PROGRAM_BYTES + 1)  # never more, whatever the file holds
+        if len(raw) > MAX_PROGRAM_BYTES:
+            raise ProgramFileError([_too_large(name)])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ProgramFileError([Problem(name, 1, 1, "no such file")]) from None
     except IsADirectoryError:
@@ -70,12 +87,29 @@ def load_program_file(path: Path | str) -> LoadedProgram:
     return load_program_text(text, name)
 
 
+def _too_large(name: str) -> Problem:
+    return Problem(name, 1, 1, f"the file is larger than {MAX_PROGRAM_BYTES:,} bytes (256 KiB), "
+                               "the most a program file may have; nothing was read")
+
+
 def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
     """Validate and compile program YAML given as text; name is used in problem locations."""
+    if len(text) > MAX_PROGRAM_BYTES or len(text.encode("utf-8")) > MAX_PROGRAM_BYTES:
+        raise ProgramFileError([_too_large(name)])
     yaml = YAML(typ="rt")
     yaml.Constructor = _DecimalConstructor
+    yaml.Composer = _BoundedComposer
     try:
         data = yaml.load(text)
+    except ReaderError as exc:  # a character YAML does not allow (NUL, most controls)
+        line, column = _line_column(text, exc.position)
+        character = exc.character
+        what = f"U+{character:04X}" if isinstance(character, int) else repr(character)
+        raise ProgramFileError([Problem(name, line, column, f"malformed YAML: the character "
+                                                            f"{what} is not allowed")]) from None
+    except RecursionError:  # a backstop: the composer refuses deep nesting before this
+        raise ProgramFileError([Problem(name, 1, 1, "malformed YAML: nested too deeply (at "
+                                                    f"most {MAX_NESTING} levels)")]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -113,10 +147,39 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
     )
 
 
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of a character index."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+class _BoundedComposer(Composer):
+    """Refuses nesting deeper than MAX_NESTING where it happens (the composer recurses)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                event = self.parser.peek_event()
+                raise ConstructorError(
+                    problem=f"nested more than {MAX_NESTING} levels deep",
+                    problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _DecimalConstructor(RoundTripConstructor):
     """Reads YAML floats as exact Decimals from their text: `1.00000000000000001` is not 1."""
 
+    def construct_yaml_int(self, node: Any) -> Any:
+        _bounded_digits(node)
+        return super().construct_yaml_int(node)
+
     def construct_yaml_float(self, node: Any) -> Any:
+        _bounded_digits(node)
         try:
             value = Decimal(str(node.value).replace("_", ""))
         except InvalidOperation:
@@ -127,6 +190,17 @@ class _DecimalConstructor(RoundTripConstructor):
 _DecimalConstructor.add_constructor(
     "tag:yaml.org,2002:float", _DecimalConstructor.construct_yaml_float
 )
+_DecimalConstructor.add_constructor(
+    "tag:yaml.org,2002:int", _DecimalConstructor.construct_yaml_int
+)
+
+
+def _bounded_digits(node: Any) -> None:
+    digits = sum(c.isdigit() for c in str(node.value))
+    if digits > MAX_DIGITS:
+        raise ConstructorError(
+            problem=f"a number of {digits:,} digits; numbers have at most {MAX_DIGITS}",
+            problem_mark=node.start_mark)
 
 
 def content_hash(definition: ProgramDefinition) -> str:

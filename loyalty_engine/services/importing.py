@@ -44,6 +44,10 @@ CSV_COLUMNS = (
 )
 _PURCHASE_COLUMNS = CSV_COLUMNS[:6]
 BATCH_SIZE = 2000
+# The longest line (a JSON Lines record, a CSV row) read; longer ones are refused unparsed,
+# read in pieces of this size so that memory stays bounded (a 74 MB line reached 1.5 GB).
+# A purchase of the most lines allowed (1,000) is about 150 KB as JSON.
+MAX_LINE_BYTES = 1 << 20
 
 Progress = Callable[[int, int], None]
 
@@ -116,6 +120,9 @@ def import_purchases(
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:
     """Import a purchase file; see the module docstring for the all-or-nothing rule."""
+    if path.is_dir():
+        raise ImportFileError(f"{path} is a directory; import one purchase file (.jsonl or "
+                              ".csv) at a time")
     fmt = fmt or detect_format(path)
     report = ImportReport(path=str(path))
     rejects_target = rejects_path or path.with_name(path.name + ".rejects.jsonl")
@@ -332,22 +339,44 @@ def _write_rejects(target: Path, source: Path, errors: list[LineError]) -> None:
                                  ensure_ascii=False) + "\n")
 
 
+class _LongLine(bytes):
+    """The first MAX_LINE_BYTES of a line that was longer (the rest was skipped)."""
+
+    __slots__ = ()
+
+
+def _too_long() -> str:
+    return (f"the line is longer than {MAX_LINE_BYTES:,} bytes (1 MiB), the most a record "
+            "may have; it was not read")
+
+
 def _numbered_lines(stream: io.BufferedReader[Any]) -> Iterator[tuple[int, bytes]]:
     """The file's lines with their 1-based numbers, without a leading UTF-8 byte-order mark
-    (as some editors write)."""
-    for number, raw in enumerate(stream, start=1):
+    (as some editors write). A line longer than MAX_LINE_BYTES comes as a _LongLine."""
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass  # skipped in bounded pieces
+            yield number, _LongLine(raw[:80])
+            continue
         yield number, raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
 
 
 def _jsonl_records(stream: io.BufferedReader[Any]) -> Iterator[Record]:
     for number, raw in _numbered_lines(stream):
-        if raw.strip():
+        if isinstance(raw, _LongLine):
+            yield ("error", number, bytes(raw), _too_long())
+        elif raw.strip():
             yield ("json", number, raw.rstrip(b"\r\n"), None)
 
 
 def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
     """The file's lines as text, decoded one by one so an error names its line."""
     for number, raw in _numbered_lines(stream):
+        if isinstance(raw, _LongLine):
+            raise ImportFileError(f"{path}:{number}: {_too_long()}")
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -365,6 +394,12 @@ def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]
     except csv.Error as exc:
         raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
     names = [h.strip() for h in header]
+    if len(names) == 1:
+        separator = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"))
+                          if sep in names[0]), None)
+        if separator is not None:
+            raise ImportFileError(f"{path}:1: the header has one column; the file looks "
+                                  f"separated by {separator}: use commas")
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
         raise ImportFileError(f"{path}:1: column(s) named twice: {', '.join(doubled)}")

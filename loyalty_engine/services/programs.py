@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
+from loyalty_engine.rules.expressions import stored_programs
 from loyalty_engine.rules.loader import load_program_file, load_program_text
 from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.store import tables
@@ -82,8 +83,9 @@ def _load_catalog(conn: Connection) -> ProgramCatalog:
             .where(_versions.c.id.in_(missing))
         ):
             if source.content_hash not in _compiled_cache:
-                _compiled_cache[source.content_hash] = load_program_text(
-                    source.source_text, source.source_path).compiled
+                with stored_programs():
+                    _compiled_cache[source.content_hash] = load_program_text(
+                        source.source_text, source.source_path).compiled
     versions = [
         VersionInForce(row.id, row.program_id, row.version, row.content_hash,
                        row.effective_from, _compiled_cache[row.content_hash])

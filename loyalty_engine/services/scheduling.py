@@ -90,6 +90,10 @@ class JobRun:
                                     for m, k, r in self.member_failures],
                 "error": self.error, "seconds": round(self.seconds, 3)}
 
+    def totals(self) -> dict[str, int]:
+        """The run's counts as numbers (per-program maps summed), for logs and metrics."""
+        return _flat(self.counts)
+
     def summary(self) -> str:
         """One log line of counts."""
         if self.error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -17,11 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_URL = "sqlite:///loyalty.db"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a write waits for another writer's lock unless the caller states its own limit:
+# on SQLite the busy timeout; on PostgreSQL no limit (a command-line import waits for tills).
+DEFAULT_SQLITE_LOCK_TIMEOUT_S = 30.0
 
 
 class DatabaseUrlError(ValueError):
     """A database URL the engine cannot use."""
+
+
+class WriterTurnTimeoutError(sqlite3.OperationalError):
+    """A write on SQLite waited its whole lock timeout for the writer before it: what SQLite
+    itself reports as "database is locked", raised before a second wait in SQLite's own."""
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -77,19 +85,34 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """A SQLAlchemy engine; on SQLite with WAL, foreign keys, a busy timeout and real locking."""
+def open_engine(url: str | None = None, lock_timeout: float | None = None,
+                **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine; on SQLite with WAL, foreign keys, a busy timeout and real locking.
+
+    `lock_timeout` (seconds) bounds how long a write waits for another transaction's lock
+    before the driver gives up ("database is locked" on SQLite, LockNotAvailable on
+    PostgreSQL); without it SQLite waits DEFAULT_SQLITE_LOCK_TIMEOUT_S and PostgreSQL as
+    long as it takes."""
     resolved = resolve_url(url)
     if make_url(resolved).get_backend_name() == "sqlite":
+        wait = DEFAULT_SQLITE_LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
         engine = create_engine(
-            resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            resolved, connect_args={"timeout": wait},
+            execution_options={"loyalty_lock_timeout": wait}, **kwargs
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, round(wait * 1000))
         return engine
+    if lock_timeout is not None:
+        # A session setting of this engine's connections only (the server's pool): the same
+        # bound as a SET LOCAL in every transaction, without its round trip per request.
+        given = make_url(resolved).query.get("options")  # the URL's own, kept
+        setting = f"-c lock_timeout={max(1, round(lock_timeout * 1000))}"
+        kwargs.setdefault("connect_args", {})["options"] = " ".join(
+            [*([given] if isinstance(given, str) else list(given or ())), setting])
     return create_engine(resolved, pool_pre_ping=True, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin hook, not the driver, decide when transactions start.
@@ -97,7 +120,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         # 64 MiB of page cache (the default is 2 MiB): big imports touch many index pages.
         cursor.execute("PRAGMA cache_size=-65536")
@@ -122,16 +145,20 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
     (two API workers, a till beside an import) lose most of their time asleep. The threads
     of one process queue on a lock of their own (woken at once), and the one at the front
     polls a flock every millisecond, which hands the turn between processes over at once.
-    After the busy timeout the write goes ahead anyway, and SQLite's handler decides (it
-    reports "database is locked")."""
+    After the lock timeout it gives up as SQLite would ("database is locked"): going ahead
+    would wait a second timeout in SQLite's handler behind the same writer."""
     if engine.dialect.name != "sqlite":
         yield
         return
     path = f"{engine.url.database}.writer-lock"
     with _THREADS_LOCK:
         ours = _THREADS.setdefault(path, threading.Lock())
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    queued = ours.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    wait = float(engine.get_execution_options().get("loyalty_lock_timeout",
+                                                     DEFAULT_SQLITE_LOCK_TIMEOUT_S))
+    deadline = time.monotonic() + wait
+    queued = ours.acquire(timeout=wait)
+    if not queued:
+        raise _turn_timeout(wait)
     fd = -1
     try:
         try:
@@ -142,7 +169,7 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        break
+                        raise _turn_timeout(wait) from None
                     time.sleep(0.001)
         except OSError:
             pass  # no lock file here (read-only folder, a filesystem without flock): SQLite's
@@ -153,6 +180,11 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
             os.close(fd)  # closing releases the flock
         if queued:
             ours.release()
+
+
+def _turn_timeout(wait: float) -> WriterTurnTimeoutError:
+    return WriterTurnTimeoutError(f"database is locked: another write held it for more than "
+                                  f"the lock timeout ({wait:g} s)")
 
 
 # One lock per SQLite file, for the threads of this process (see _writer_turn).

@@ -1,4 +1,5 @@
-"""Retrying short write transactions that PostgreSQL aborted to break a deadlock.
+"""Retrying short write transactions that PostgreSQL aborted to break a deadlock, and
+telling the errors that mean "the database is busy or unreachable now" from the rest.
 
 Two writers that touch the same members can deadlock on PostgreSQL (a long import holds a
 member's balance row while a till inserts a purchase the import reaches later). The
@@ -8,12 +9,14 @@ transaction again is always safe and, once the other writer commits, turns into 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from loyalty_engine.store.database import joined_plainly
 
@@ -25,6 +28,30 @@ def is_transient(exc: BaseException) -> bool:
     """True for a deadlock or serialization failure, raw from psycopg or wrapped."""
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     return isinstance(cause, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when a request failed only because the database could not serve it now: a lock
+    waited for beyond the lock timeout (SQLite's "database is locked", PostgreSQL's
+    lock_timeout), a connection lost or refused, or no pooled connection free in time. The
+    transaction was rolled back, so the same request may be sent again."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    # No SQLSTATE: the client lost the connection. Else by class: 08 connection exception,
+    # 57P operator intervention (shutdown, restart), 53300 too many connections, 55P03 lock
+    # not available (lock_timeout), 57014 cancelled (a statement_timeout), 40 rollback (a
+    # deadlock still there after retry_transient's retries). Not a full disk or a limit hit.
+    return state is None or state.startswith(("08", "57P", "40")) or state in (
+        "53300", "55P03", "57014")
 
 
 def retry_transient(work: Callable[[], T], attempts: int = ATTEMPTS) -> T:

@@ -12,10 +12,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.conftest import PG_PROBLEM, REQUIRE_PG, _pg_conninfo
+from tests.conftest import drop_database, need_postgres
 from tests.e2e.cli import (
     RULES_DIR,
     SHIPPED_RULES,
@@ -210,10 +209,7 @@ def test_a_revoked_keys_name_is_free_again_and_the_token_can_be_printed_alone(
 
 @pytest.mark.postgres
 def test_postgres_urls_and_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
-    if PG_PROBLEM is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required but: {PG_PROBLEM}")
-        pytest.skip(f"no PostgreSQL server: {PG_PROBLEM}")
+    need_postgres()
     name = f"loyalty_new_{uuid.uuid4().hex[:10]}"
     url = f"postgres://postgres@127.0.0.1:5432/{name}"  # the spelling many hosts give
     try:
@@ -226,5 +222,4 @@ def test_postgres_urls_and_a_database_that_does_not_exist_yet(tmp_path: Path) ->
         again = ok("db", "upgrade", "--create", database=url, cwd=tmp_path)
         assert "created" not in again.stdout and "already at revision" in again.stdout
     finally:
-        with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        drop_database(name)

@@ -74,7 +74,10 @@ def _pyproject() -> dict[str, Any]:
 def test_the_cli_parser_used_here_refuses_what_the_console_script_refuses() -> None:
     # The check below can fail: a mistyped command, option or value does not parse.
     assert parse_cli(["serve", "--host", "0.0.0.0"]) == (
-        ["serve"], {"host": "0.0.0.0", "port": 8000, "workers": 1, "access_log": True})
+        ["serve"], {"host": "0.0.0.0", "port": 8000, "workers": 1, "access_log": True,
+                    "metrics": True, "log_format": "text", "log_level": "info",
+                    "lock_timeout": 10.0, "max_header_bytes": 16384, "header_timeout": 10.0,
+                    "body_timeout": 30.0})
     refused = {"serve --hots 0.0.0.0": "No such option: --hots",
                "serve --port eighty": "valid integer", "scheduler runs": "No such command",
                "db upgrade head extra": "unexpected extra argument",

@@ -231,6 +231,19 @@ def test_the_installed_wheel_works_from_another_folder(installed: Installed) -> 
     assert installed.guard_lines()[before:] == ["active"] * 10
 
 
+def test_the_installed_wheel_serves_its_docs_assets_and_metrics(installed: Installed) -> None:
+    # /docs and /redoc load their scripts from an installed package, never a CDN; the
+    # wheel's dependencies (pinned by constraints.txt) bring them and the metrics client.
+    code = ("from loyalty_engine.api.docs_assets import ASSETS, asset; "
+            "from loyalty_engine import metrics; "
+            "print(sorted((n, len(asset(n)) > 1000) for n in ASSETS)); "
+            "print(b'loyalty_http_requests' in metrics.exposition())")
+    shown = _check([installed.python, "-c", code], cwd=installed.work, env=installed.env)
+    assert shown.splitlines() == [
+        "[('favicon.png', True), ('redoc.standalone.js', True), "
+        "('swagger-ui-bundle.js', True), ('swagger-ui.css', True)]", "True"]
+
+
 def test_the_installed_wheel_migrates_and_applies_on_each_database(
     installed: Installed, empty_db_url: str
 ) -> None:

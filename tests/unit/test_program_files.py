@@ -508,3 +508,50 @@ def test_yaml_numbers_keep_every_digit_the_author_wrote() -> None:
     precise = load_program_text(replace_once(GOOD, "points_per_unit: 1\n",
                                              "points_per_unit: 1.00000000000000001\n"))
     assert str(precise.definition.rules[0].points_per_unit) == "1.00000000000000001"
+
+
+# --- files bounded before parsing ---------------------------------------------------------
+
+def test_a_program_file_over_the_limit_is_refused_without_reading_it(tmp_path: Path) -> None:
+    import time
+
+    from loyalty_engine.rules.loader import MAX_PROGRAM_BYTES, load_program_file
+
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as out:  # 16 MB, sparse: only the bound's worth is ever read
+        out.truncate(16_000_000)
+    started = time.monotonic()
+    with pytest.raises(ProgramFileError) as info:
+        load_program_file(path)
+    assert time.monotonic() - started < 0.5
+    [problem] = info.value.problems
+    assert (problem.line, problem.column) == (1, 1)
+    assert f"larger than {MAX_PROGRAM_BYTES:,} bytes (256 KiB)" in problem.message
+
+
+def test_a_program_text_over_the_limit_is_refused() -> None:
+    from loyalty_engine.rules.loader import MAX_PROGRAM_BYTES
+
+    with pytest.raises(ProgramFileError, match="larger than 262,144 bytes"):
+        load_program_text("# é\n" * (MAX_PROGRAM_BYTES // 5 + 1), "big.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "fragment"),
+    [
+        # levels: the file, a, b, then c's lists from column 8: the 65th opens at column 69
+        ("a:\n  b:\n    c: [" + "[" * 70 + "]" * 70 + "]\n", (3, 69),
+         "nested more than 64 levels deep"),
+        ("program: x\nname: " + "1" * 5000 + "\n", (2, 7), "a number of 5,000 digits"),
+        ("program: x\nname: 1." + "0" * 200 + "\n", (2, 7), "a number of 201 digits"),
+        ("program: x\nname: y\n\ncurrency: E\x01UR\n", (4, 12), "U+0001 is not allowed"),
+    ],
+    ids=["deep", "long integer", "long decimal", "control character"],
+)
+def test_yaml_that_cannot_be_read_is_placed(text: str, place: tuple[int, int],
+                                            fragment: str) -> None:
+    with pytest.raises(ProgramFileError) as info:
+        load_program_text(text, "bad.yaml")
+    [problem] = info.value.problems
+    assert (problem.line, problem.column) == place, problem
+    assert problem.message.startswith("malformed YAML: ") and fragment in problem.message

@@ -562,3 +562,95 @@ def test_moving_a_date_window_changes_the_content_hash() -> None:
     march = program_text(fixed_bonus("  when: {starts: 2026-03-01, ends: 2026-03-31}\n"))
     april = march.replace("ends: 2026-03-31", "ends: 2026-04-30")
     assert load_program_text(march).content_hash != load_program_text(april).content_hash
+
+
+# --- what an expression may cost, and its regular expressions ----------------------------
+
+TEN = "[0,1,2,3,4,5,6,7,8,9]"
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        ("purchase.categories.exists(a, purchase.categories.exists(b, a != b))",
+         "1,001,000 steps"),
+        (f"{TEN}.all(a, {TEN}.all(b, {TEN}.all(c, {TEN}.all(d, a + b + c + d >= 0))))",
+         "11,110 steps"),
+        ("purchase.items.filter(i, i.amount > 0).exists(i, purchase.skus.all(s, s != ''))",
+         "1,002,000 steps"),
+        ("(purchase.skus + purchase.categories).all(x, member.consents.all(c, c != x))",
+         "102,000 steps"),
+    ],
+    ids=["nested over lines", "four nested tens", "filtered then nested", "concatenated"],
+)
+def test_an_expression_that_can_exceed_the_iteration_budget_is_refused(
+    expression: str, fragment: str,
+) -> None:
+    problem = only_problem(program_text(f"""\
+        - id: picky
+          kind: fixed_bonus
+          points: 5
+          when: "{expression}"
+        """))
+    assert problem.message.startswith("rules[0].when.expression: CEL: its comprehensions")
+    assert fragment in problem.message and "9,999" in problem.message
+    assert (problem.line, problem.column) == (18, 11)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "purchase.categories.all(c, c != 'tobacco')",
+        "purchase.items.all(i, i.exists(k, k != ''))",  # 1,000 x (1 + 4)
+        f"{TEN}.all(a, {TEN}.all(b, {TEN}.all(c, a + b + c >= 0)))",  # 1,110
+        "purchase.skus.all(s, s != '') && purchase.categories.exists(c, c == 'coffee')",
+        "purchase.categories.map(c, c + '!').filter(c, c != '').size() > 2",
+    ],
+)
+def test_expressions_within_the_budget_load(expression: str) -> None:
+    load_program_text(program_text(f"""\
+        - id: fine
+          kind: fixed_bonus
+          points: 5
+          when: "{expression}"
+        """))
+
+
+@pytest.mark.parametrize(
+    ("expression", "column", "fragment"),
+    [
+        ("member.segment.matches('(')", 24, "missing ): ("),
+        ("purchase.skus.exists(s, s.matches(r'(a)\\\\1'))", 35, "invalid escape sequence: \\1"),
+        ("member.segment.matches('a{1000}{1000}')", 24, "bad repetition operator"),
+    ],
+    ids=["unbalanced", "back-reference", "repetition"],
+)
+def test_a_regular_expression_that_cannot_compile_is_refused_where_it_is(
+    expression: str, column: int, fragment: str,
+) -> None:
+    problem = only_problem(program_text(f"""\
+        - id: picky
+          kind: fixed_bonus
+          points: 5
+          when: "{expression}"
+        """))
+    assert problem.message.startswith(
+        f"rules[0].when.expression: CEL: at 1:{column}: invalid regular expression")
+    assert fragment in problem.message
+
+
+def test_an_exhausted_budget_at_evaluation_is_an_expression_error() -> None:
+    from loyalty_engine.rules.expressions import (
+        ExpressionError,
+        compile_expression,
+        evaluate,
+        stored_programs,
+    )
+
+    source = "purchase.categories.all(a, purchase.categories.all(b, a != b || a == b))"
+    with stored_programs():  # as a program stored before the bound was checked
+        compiled = compile_expression(source)
+    with pytest.raises(ValueError, match="1,001,000 steps"):
+        compile_expression(source)
+    with pytest.raises(ExpressionError, match="more than the 9,999 comprehension steps"):
+        evaluate(compiled, {"purchase.categories": [str(i) for i in range(200)]})
