@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
 
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import NotFoundError
@@ -28,10 +28,18 @@ def member_tables() -> list[Table]:
     return [t for name, t in sorted(tables.metadata.tables.items()) if "member_id" in t.c]
 
 
+def _enrolment_responses(member_id: str) -> Any:
+    """The stored HTTP responses of a member's enrolments (api/writes.py keys them by the
+    member id and the request)."""
+    return and_(_responses.c.endpoint == "members",
+                func.substr(_responses.c.idem_key, 1, len(member_id) + 1) == member_id + _SEP)
+
+
 def export_member(engine: Engine, member_id: str, now: datetime) -> dict[str, Any]:
     """Everything held about a member as plain rows, table by table (one query each): the
     member row (attributes), consents, enrolments, purchases and their lines, refunds,
-    redemptions, the ledger, lots, balances, vouchers, charges, events, audit records."""
+    redemptions, the ledger, lots, balances, vouchers, charges, events, audit records, and
+    the stored HTTP answers to their enrolments."""
     with read_transaction(engine) as conn:
         if conn.execute(select(_members.c.member_id).where(
                 _members.c.member_id == member_id)).first() is None:
@@ -41,6 +49,10 @@ def export_member(engine: Engine, member_id: str, now: datetime) -> dict[str, An
             order = list(table.primary_key.columns)
             data[table.name] = [dict(r._mapping) for r in conn.execute(
                 select(table).where(table.c.member_id == member_id).order_by(*order))]
+        # Stored answers to their enrolments repeat the attributes (keyed by the member).
+        data["api_responses"] = [dict(r._mapping) for r in conn.execute(
+            select(_responses).where(_enrolment_responses(member_id))
+            .order_by(_responses.c.idem_key))]
     return {"member_id": member_id, "exported_at": now, "tables": data}
 
 
@@ -82,10 +94,8 @@ def _erase(conn: Connection, member_id: str, actor: str, reason: str,
         _verifications.c.member_id == member_id,
         _verifications.c.evidence != ERASED_EVIDENCE).values(evidence=ERASED_EVIDENCE)
     ).rowcount
-    responses = conn.execute(delete(_responses).where(
-        _responses.c.endpoint == "members",
-        func.substr(_responses.c.idem_key, 1, len(member_id) + 1) == member_id + _SEP)
-    ).rowcount
+    responses = conn.execute(delete(_responses).where(_enrolment_responses(member_id))
+                             ).rowcount
     removed = {"attributes": sorted(attributes), "consents": consents,
                "verification_evidence": evidence, "stored_responses": responses}
     # The audit record names what kinds of data went, never their values.

@@ -73,6 +73,8 @@ def test_erasure_over_http_keeps_the_books_and_refuses_the_id(api: Api) -> None:
     api.client.post("/v1/members", json={"member_id": "M-1", "attributes": {
         "email": "m1@example.com"}, "consents": {"marketing": True}}, headers=admin)
     before = api.client.get("/v1/members/M-1", headers=admin).json()
+    stored = api.client.get("/v1/members/M-1/export", headers=admin).json()["tables"]
+    assert "m1@example.com" in stored["api_responses"][0]["body"]
     assert api.client.post("/v1/members/M-1/erase",
                            headers=bearer(api.keys.ams)).status_code == 403
     erased = api.client.post("/v1/members/M-1/erase", json={"reason": "ticket 17"},
@@ -86,6 +88,7 @@ def test_erasure_over_http_keeps_the_books_and_refuses_the_id(api: Api) -> None:
     assert after["programs"] == before["programs"]
     export = api.client.get("/v1/members/M-1/export", headers=admin).json()["tables"]
     assert export["members"][0]["attributes"] == {} and export["member_consents"] == []
+    assert export["api_responses"] == [] and erased.json()["removed"]["stored_responses"] == 1
     again = api.client.post("/v1/members", json={"member_id": "M-1", "attributes": {
         "email": "new@example.com"}}, headers=admin)
     assert again.status_code == 422 and "erased" in again.json()["detail"]
