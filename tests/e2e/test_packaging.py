@@ -188,7 +188,10 @@ def test_compose_migrates_before_the_api_and_the_scheduler_start() -> None:
     for name in ("api", "scheduler"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"}}, name
-    assert parse_cli(services["scheduler"]["command"])[0] == ["scheduler", "run"]
+    path, params = parse_cli(services["scheduler"]["command"])
+    # The README's scrape example reaches the scheduler's metrics at scheduler:9464.
+    assert (path, params["metrics_port"], params["metrics_host"]) == (
+        ["scheduler", "run"], 9464, "0.0.0.0")
     path, params = parse_cli(services["api"]["command"])
     assert (path, params["host"]) == (["serve"], "0.0.0.0")
     assert services["api"]["ports"] == [f"{params['port']}:{params['port']}"]
