@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, select
 
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import AdjustmentConflictError, AdjustmentRejectedError
-from loyalty_engine.services.lots import adjust_balance, lock_member, spendable_points, take_points
+from loyalty_engine.services.lots import adjust_balance, lock_member, spend_points
 from loyalty_engine.services.period_bonuses import Grant, grant_points
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS
@@ -142,14 +142,11 @@ def _adjust(conn: Connection, request: Adjustment, now: datetime) -> AdjustmentO
     else:
         # A debit spends like a redemption: lots active at `at` and unexpired when recorded.
         points = -request.points
-        unexpired_at = max(at, now)
-        available = spendable_points(conn, member_id, program_id, at, unexpired_at)
-        if points > available:
-            raise AdjustmentRejectedError(
+        taken = spend_points(
+            conn, member_id, program_id, points, at, now,
+            lambda available: AdjustmentRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
-                f"a debit of {points} would take them below zero")
-        taken = take_points(conn, member_id, program_id, points, at, spendable_only=True,
-                            unexpired_at=unexpired_at)
+                f"a debit of {points} would take them below zero"))
         reason["from_lots"] = {str(t.entry_id): t.points for t in taken}
         conv = Converters(conn)
         entry_id = allocate_ids(conn, _ledger, 1)[0]

@@ -6,6 +6,7 @@ member's row lock (`lock_member`), so two writers never spend the same lot twice
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -118,6 +119,19 @@ def spendable_points(conn: Connection, member_id: str, program_id: str, at: date
             and_(_balances.c.member_id == member_id, _balances.c.program_id == program_id))
     ).scalar()
     return max(0, min(int(sum(in_lots)), int(balance or 0)))
+
+
+def spend_points(conn: Connection, member_id: str, program_id: str, points: int,
+                 at: datetime, now: datetime, refuse: Callable[[int], Exception]) -> list[Taken]:
+    """Spend points as a redemption does: only from lots earned and active at `at` and not
+    expired by the later of `at` and `now` (when it is recorded); raises refuse(available)
+    when fewer are spendable."""
+    unexpired_at = max(at, now)
+    available = spendable_points(conn, member_id, program_id, at, unexpired_at)
+    if points > available:
+        raise refuse(available)
+    return take_points(conn, member_id, program_id, points, at, spendable_only=True,
+                       unexpired_at=unexpired_at)
 
 
 def restore_points(conn: Connection, consumed: dict[int, int], at: datetime) -> int:

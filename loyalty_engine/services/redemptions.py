@@ -21,8 +21,7 @@ from loyalty_engine.services.lots import (
     adjust_balance,
     lock_member,
     restore_points,
-    spendable_points,
-    take_points,
+    spend_points,
 )
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
@@ -142,14 +141,11 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime,
         # but judging only by that would make the answer depend on the scheduler's timing:
         # a till that syncs at 00:30 or at 01:30, around a 01:00 expire job, must get the
         # same answer. Hence both: remaining > 0 and expires_at after the recording.
-        unexpired_at = max(at, now)
-        available = spendable_points(conn, member_id, program_id, at, unexpired_at)
-        if points > available:
-            raise RedemptionRejectedError(
+        taken = spend_points(
+            conn, member_id, program_id, points, at, now,
+            lambda available: RedemptionRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
-                f"{points} are needed")
-        taken = take_points(conn, member_id, program_id, points, at, spendable_only=True,
-                            unexpired_at=unexpired_at)
+                f"{points} are needed"))
         consumed = {str(t.entry_id): t.points for t in taken}
         entry_id = allocate_ids(conn, _ledger, 1)[0]
         insert_rows(
