@@ -14,7 +14,6 @@ from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
 from loyalty_engine.services.groups import eligible, lapse_eligibility
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     CHARGE_KEY,
     LIVE,
@@ -38,6 +37,7 @@ from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.retry import retry_transient
 
 _memberships = tables.club_memberships

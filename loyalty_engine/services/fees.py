@@ -14,7 +14,6 @@ from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import FeeError, RefundRejectedError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     LIVE,
     charge,
@@ -31,6 +30,7 @@ from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_poin
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.retry import retry_transient
 
 _charges = tables.fee_charges

@@ -10,11 +10,11 @@ from sqlalchemy import Connection, Engine, and_, select
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.errors import NotFoundError, VerificationError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import reading, write_transaction
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.retry import retry_transient
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
 
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import NotFoundError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.retry import retry_transient
 
 _members = tables.members

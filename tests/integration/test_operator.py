@@ -18,7 +18,7 @@ from loyalty_engine.services.errors import (
     MemberError,
     NotFoundError,
 )
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.members import explain_member, list_members
 from loyalty_engine.services.privacy import erase_member, export_member, member_tables
 from loyalty_engine.services.programs import apply_program_files
