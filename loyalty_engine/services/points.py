@@ -5,30 +5,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
-from loyalty_engine.ledger import StepResult, activate, expire
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine import ledger
+from loyalty_engine.ledger import StepResult
+from loyalty_engine.store.unit_of_work import write_use_case
 
 __all__ = ["StepResult", "activate_pending", "expire_points"]
 
 
-def activate_pending(engine: Engine, as_of: datetime,
+@write_use_case
+def activate_pending(conn: Connection, as_of: datetime,
                      program_id: str | None = None) -> StepResult:
-    """Make spendable every pending lot whose return window ended by as_of."""
-    def attempt() -> StepResult:
-        with write_transaction(engine) as conn:
-            return activate(conn, as_of, program_id)
-
-    return retry_transient(attempt)
+    """Make spendable every pending lot whose return window ended by as_of (and whose
+    expiry has not come by then)."""
+    return ledger.activate(conn, as_of, program_id)
 
 
-def expire_points(engine: Engine, as_of: datetime, program_id: str | None = None) -> StepResult:
+@write_use_case
+def expire_points(conn: Connection, as_of: datetime,
+                  program_id: str | None = None) -> StepResult:
     """Expire what remains of every lot whose expiry is at or before as_of, one ledger
     entry per lot (its natural key makes a second run write nothing)."""
-    def attempt() -> StepResult:
-        with write_transaction(engine) as conn:
-            return expire(conn, as_of, program_id)
-
-    return retry_transient(attempt)
+    return ledger.expire(conn, as_of, program_id)
