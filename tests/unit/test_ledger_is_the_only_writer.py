@@ -39,9 +39,9 @@ def writes(source: str) -> list[int]:
                for target in node.targets if isinstance(target, ast.Name)}
     found: list[int] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if SQL_WRITE.search(node.value):
-                found.append(node.lineno)
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and SQL_WRITE.search(node.value)):
+            found.append(node.lineno)
         if not isinstance(node, ast.Call):
             continue
         func = node.func
