@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
@@ -30,7 +30,7 @@ from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_poin
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member
-from loyalty_engine.store.unit_of_work import write_use_case
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _charges = tables.fee_charges
 
@@ -266,15 +266,16 @@ def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
             _apply_payment(conn, row, version, club, at, now)
 
 
-def charges_of(engine: Engine, member_id: str | None, status: str | None) -> list[dict[str, Any]]:
+@read_use_case
+def charges_of(conn: Connection, member_id: str | None,
+               status: str | None) -> list[dict[str, Any]]:
     """Fee charges, newest first, optionally of one member and in one state."""
-    with engine.connect() as conn:
-        query = select(_charges).order_by(_charges.c.id.desc())
-        if member_id is not None:
-            query = query.where(_charges.c.member_id == member_id)
-        if status is not None:
-            query = query.where(_charges.c.status == status)
-        return [charge_json(r) for r in conn.execute(query)]
+    query = select(_charges).order_by(_charges.c.id.desc())
+    if member_id is not None:
+        query = query.where(_charges.c.member_id == member_id)
+    if status is not None:
+        query = query.where(_charges.c.status == status)
+    return [charge_json(r) for r in conn.execute(query)]
 
 
 def refund_till_fees(conn: Connection, purchase_id: int,
