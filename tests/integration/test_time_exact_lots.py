@@ -9,18 +9,31 @@ of 30.00 on 2 March 2027 earns 30 points that expire on 1 April; they are asked 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from loyalty_engine.api.app import create_app
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.services.errors import RedemptionRejectedError
 from loyalty_engine.services.members import show_member
 from loyalty_engine.services.points import StepResult, activate_pending, expire_points
+from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.redemptions import redeem
-from tests.integration.walk import apply_text, assert_ledger_exact, at, buy, points, state
+from tests.api_support import API_NOW, bearer, prepare
+from tests.integration.walk import (
+    GROCERY,
+    apply_text,
+    assert_ledger_exact,
+    at,
+    buy,
+    points,
+    state,
+)
 
 SHOP = """\
 program: lapse-shop
@@ -105,3 +118,25 @@ def test_a_lot_activated_in_time_is_spendable_until_its_expiry(
     assert expire_points(engine, at(ASKED)) == StepResult(1, 20, 1, {"lapse-shop": 20})
     assert _shown(engine, ASKED) == [("lapse-shop", 0, 0)]
     assert_ledger_exact(engine)
+
+
+def test_the_api_shows_no_expired_points_before_the_step_runs(engine: Engine) -> None:
+    # Fresh Market: points lapse 12 months after they were earned. 100 points of 15 May
+    # 2025 expired on 15 May 2026; the API's clock says 1 June 2026, no expire step run.
+    apply_program_files(engine, [GROCERY], datetime(2025, 1, 1, tzinfo=UTC))
+    buy(engine, "F1", "2025-05-15T12:00:00+02:00", [("BASKET", "groceries", "1", "100.00")],
+        store="FM-01")
+    keys = prepare(engine)  # the shipped programs (Fresh Market unchanged) and keys
+    clock = [at("2026-05-14T12:00:00+02:00")]
+    app = create_app(engine, clock=lambda: clock[0])
+    with TestClient(app) as client:
+        def fresh_market() -> tuple[int, int]:
+            answer = client.get("/v1/members/M-1", headers=bearer(keys.admin))
+            assert answer.status_code == 200, answer.text
+            [found] = [p for p in answer.json()["programs"] if p["program_id"] == "fresh-market"]
+            return found["points"], found["pending"]
+
+        assert fresh_market() == (100, 0)
+        clock[0] = API_NOW
+        assert fresh_market() == (0, 0)
+    assert points(engine, "fresh-market") == (100, 0)  # the cached row: nothing recorded
