@@ -26,7 +26,8 @@ from loyalty_engine.rules.compiled import (
     SpendThreshold,
     StampCard,
 )
-from loyalty_engine.rules.schedules import JOBS, cron_trigger, fire_times, latest_fire
+from loyalty_engine.rules.schedules import JOBS
+from loyalty_engine.scheduler.cron import cron_trigger, fire_times, latest_fire
 from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.errors import LoyaltyError, describe_failure
 from loyalty_engine.services.expiry import expire_due
