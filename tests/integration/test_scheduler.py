@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine import standing
-from loyalty_engine.services import scheduling
+from loyalty_engine.services import jobs
 from loyalty_engine.services.errors import RedemptionRejectedError
 from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.redemptions import redeem
@@ -316,12 +316,13 @@ def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_o
     tick(engine, "2027-01-01T12:00:00+01:00")
     for n, day in enumerate(("2027-01-05", "2027-01-12", "2027-01-19")):
         _shop(engine, f"A{n}", day, "40.00")
-    real = scheduling.CALLS["period_bonuses"]
+    real = jobs.BY_NAME["period_bonuses"]
 
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("the bonus service is down")
+    class Broken(jobs.PeriodBonuses):
+        def run(self, *args: Any) -> Any:
+            raise RuntimeError("the bonus service is down")
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", broken)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", Broken())
     report = tick(engine, "2027-02-03T12:00:00+01:00")
     failed = [r for r in report.runs if r.error is not None]
     # The first due fire time failed; later ones of the same job wait for it.
@@ -341,7 +342,7 @@ def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_o
     tick(engine, "2027-02-03T13:00:00+01:00")
     assert [r.attempts for r in _rows(engine, select(tables.job_failures))] == [2]
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", real)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", real)
     retried = tick(engine, "2027-02-03T14:00:00+01:00")
     again = _runs(retried, "period_bonuses")  # from the failed one on, every day, in order
     assert (len(again), again[0], again[-1]) == (
@@ -412,15 +413,15 @@ def test_a_database_failure_is_stored_and_logged_as_one_sentence_without_sql_or_
     tick(engine, "2027-01-01T12:00:00+01:00")
     members = [f"M-SECRET-{n:04d}" for n in range(200)]
 
-    def duplicate_members(engine_: Engine, *args: Any) -> Any:
-        # A job whose SQL fails with a long statement naming many members.
-        with engine_.begin() as conn:
+    class DuplicateMembers(jobs.PeriodBonuses):
+        def run(self, conn: Connection, *args: Any) -> Any:
+            # A job whose SQL fails with a long statement naming many members.
             for _ in range(2):
                 conn.execute(tables.members.insert(), [
                     {"member_id": m, "attributes": {}, "created_at": at("2027-01-01")}
                     for m in members])
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", duplicate_members)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", DuplicateMembers())
     with caplog.at_level("INFO", logger="loyalty.scheduler"):
         report = tick(engine, "2027-01-02T12:00:00+01:00", job="period_bonuses")
     [run] = [r for r in report.runs if r.error is not None]

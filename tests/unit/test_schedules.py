@@ -217,3 +217,10 @@ def test_earliest_lapsing_is_the_first_stamp_day_whose_lapse_is_still_to_come(
         assert lapses is not None and lapses > after
         before = expiry.first_lapsed_day(first - timedelta(days=1))
         assert before is not None and before <= after
+
+
+def test_every_job_spec_has_its_job_object_in_the_same_order() -> None:
+    from loyalty_engine.services.jobs import BY_NAME
+
+    assert list(BY_NAME) == list(JOBS)
+    assert all(job.spec is JOBS[name] for name, job in BY_NAME.items())
