@@ -237,3 +237,16 @@ def require_program(catalog: ProgramCatalog, program_id: str | None) -> None:
     if program_id is not None and program_id not in catalog.program_ids:
         known = ", ".join(catalog.program_ids) or "none has been applied"
         raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")
+
+
+def versions_in_force(conn: Connection, at: datetime, program_id: str | None = None,
+                      versions: list[VersionInForce] | None = None) -> list[VersionInForce]:
+    """The versions a step works on: those given (the scheduler's job passes the one its
+    planner chose, so nothing is loaded twice), else every version in force at `at` (of
+    one program when named; an unknown program is an error)."""
+    if versions is not None:
+        return versions
+    catalog = load_catalog(conn)
+    require_program(catalog, program_id)
+    return [v for v in catalog.all_in_force(at)
+            if program_id is None or v.program_id == program_id]
