@@ -108,7 +108,8 @@ def eligible(conn: Connection, version: VersionInForce, member_id: str, group_id
 def lapse_eligibility(conn: Connection, version: VersionInForce, as_of: datetime,
                       now: datetime, result: ClubStepResult) -> None:
     """Verifications past their date lapse; affinity memberships whose member is no longer
-    in the group lapse with them (benefits stop here, at the review, not before)."""
+    in the group lapse with them. This records what already happened: the benefits
+    stopped at the verification's end (engine.standing), whenever this runs."""
     program = version.program
     v = _verifications
     expired = conn.execute(v.update().where(
