@@ -10,10 +10,10 @@ from sqlalchemy import Connection, and_, select
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.errors import NotFoundError, VerificationError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _verifications = tables.group_verifications

@@ -16,12 +16,12 @@ from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.programs import load_catalog, require_program, versions_in_force
 from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _status = tables.tier_status
