@@ -17,9 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loyalty_engine.api.idempotency import IdempotencyConflictError
 from loyalty_engine.domain.events import id_rule
 from loyalty_engine.services import errors
-from loyalty_engine.services.idempotency import IdempotencyConflictError
 from loyalty_engine.services.members import MemberNotFoundError
 from loyalty_engine.store.retry import is_unavailable
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import AdjustmentConflictError, AdjustmentRejectedError
@@ -18,8 +18,7 @@ from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _ledger = tables.ledger_entries
 _enrolments = tables.enrolments
@@ -80,19 +79,15 @@ def check_adjustment(request: Adjustment) -> None:
                                       f"(kinds: {', '.join(KINDS)})")
 
 
-def adjust_points(engine: Engine, request: Adjustment, now: datetime) -> AdjustmentOutcome:
+@write_use_case
+def adjust_points(conn: Connection, request: Adjustment, now: datetime) -> AdjustmentOutcome:
     """Make the adjustment in one transaction with its audit record; once per id.
 
     Raises AdjustmentRejectedError (no reason, 0 points, unknown member, not enrolled,
     program not in force, a debit larger than the spendable points) and
     AdjustmentConflictError (the id was used for a different adjustment)."""
     check_adjustment(request)
-
-    def attempt() -> AdjustmentOutcome:
-        with write_transaction(engine) as conn:
-            return _adjust(conn, request, now)
-
-    return retry_transient(attempt)
+    return _adjust(conn, request, now)
 
 
 def _ref(adjustment_id: str) -> str:

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from loyalty_engine.services.clubs import club_rows
 from loyalty_engine.services.errors import MemberError, NotFoundError
@@ -24,6 +24,7 @@ from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
 from loyalty_engine.store.database import read_transaction, write_transaction
 from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _members = tables.members
 _consents = tables.member_consents
@@ -32,7 +33,8 @@ _charges = tables.fee_charges
 FLAG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
-def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
+@write_use_case
+def enrol_member(conn: Connection, member_id: str, attributes: dict[str, Any],
                  consents: dict[str, bool], at: datetime, now: datetime,
                  program_id: str | None = None) -> dict[str, Any]:
     """Create a member (or update one; `created` in the result tells): attributes are merged
@@ -43,32 +45,27 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
                           "without surrounding spaces")
     for flag in consents:
         _check_flag(flag)
-
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            refuse_erased(conn, member_id)
-            convert = Converters(conn)
-            existed = conn.execute(select(_members.c.member_id).where(
-                _members.c.member_id == member_id)).first() is not None
-            if program_id is not None:
-                if load_catalog(conn).in_force(program_id, at) is None:
-                    raise NotFoundError(f"program {program_id!r} is not in force at "
-                                        f"{at.isoformat()}")
-                ensure_member(conn, member_id, program_id, at, now)
-            else:
-                insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
-                            [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
-            lock_member(conn, member_id)
-            current = conn.execute(select(_members.c.attributes).where(
-                _members.c.member_id == member_id)).scalar()
-            merged = {**dict(current or {}), **attributes}
-            conn.execute(_members.update().where(_members.c.member_id == member_id)
-                         .values(attributes=merged))
-            for flag, given in sorted(consents.items()):
-                _record_consent(conn, member_id, flag, given, at)
-            return {**_member_data(conn, member_id), "created": not existed}
-
-    return retry_transient(attempt)
+    refuse_erased(conn, member_id)
+    convert = Converters(conn)
+    existed = conn.execute(select(_members.c.member_id).where(
+        _members.c.member_id == member_id)).first() is not None
+    if program_id is not None:
+        if load_catalog(conn).in_force(program_id, at) is None:
+            raise NotFoundError(f"program {program_id!r} is not in force at "
+                                f"{at.isoformat()}")
+        ensure_member(conn, member_id, program_id, at, now)
+    else:
+        insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
+                    [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
+    lock_member(conn, member_id)
+    current = conn.execute(select(_members.c.attributes).where(
+        _members.c.member_id == member_id)).scalar()
+    merged = {**dict(current or {}), **attributes}
+    conn.execute(_members.update().where(_members.c.member_id == member_id)
+                 .values(attributes=merged))
+    for flag, given in sorted(consents.items()):
+        _record_consent(conn, member_id, flag, given, at)
+    return {**_member_data(conn, member_id), "created": not existed}
 
 
 def set_consent(engine: Engine, member_id: str, flag: str, given: bool, at: datetime

@@ -12,8 +12,8 @@ from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import NotFoundError
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _members = tables.members
 _consents = tables.member_consents
@@ -56,7 +56,8 @@ def export_member(engine: Engine, member_id: str, now: datetime) -> dict[str, An
     return {"member_id": member_id, "exported_at": now, "tables": data}
 
 
-def erase_member(engine: Engine, member_id: str, actor: str, reason: str,
+@write_use_case
+def erase_member(conn: Connection, member_id: str, actor: str, reason: str,
                  now: datetime) -> dict[str, Any]:
     """Erase a member's personal data in one transaction, with an audit record.
 
@@ -67,12 +68,7 @@ def erase_member(engine: Engine, member_id: str, actor: str, reason: str,
     person is unknown here; balances and program totals stay exact. The id then takes no
     enrolment or new personal data (MemberErasedError). Erasing twice changes nothing and
     returns the first erasure."""
-
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            return _erase(conn, member_id, actor, reason, now)
-
-    return retry_transient(attempt)
+    return _erase(conn, member_id, actor, reason, now)
 
 
 def _erase(conn: Connection, member_id: str, actor: str, reason: str,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine.catalog import ProgramCatalog
@@ -27,8 +27,7 @@ from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _redemptions = tables.redemptions
 _vouchers = tables.vouchers
@@ -51,7 +50,8 @@ class RedemptionOutcome:
     restored: int | None = None  # after a reversal: points put back (expired lots excepted)
 
 
-def redeem(engine: Engine, request: RedemptionRequest, now: datetime,
+@write_use_case
+def redeem(conn: Connection, request: RedemptionRequest, now: datetime,
            allow_backdate: bool = False) -> RedemptionOutcome:
     """Make a redemption recorded at `now`; the same request again returns the first outcome.
 
@@ -61,11 +61,7 @@ def redeem(engine: Engine, request: RedemptionRequest, now: datetime,
     voucher, a reward not for sale) and RedemptionConflictError (the id was used for a
     different redemption).
     """
-    def attempt() -> RedemptionOutcome:
-        with write_transaction(engine) as conn:
-            return _redeem(conn, request, now, allow_backdate)
-
-    return retry_transient(attempt)
+    return _redeem(conn, request, now, allow_backdate)
 
 
 def _check_backdating(catalog: ProgramCatalog, request: RedemptionRequest,
@@ -202,30 +198,27 @@ def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) ->
         status="redeemed", redeemed_by=request.redemption_id, changed_at=now))
 
 
-def reverse_redemption(engine: Engine, redemption_id: str, now: datetime,
+@write_use_case
+def reverse_redemption(conn: Connection, redemption_id: str, now: datetime,
                        at: datetime | None = None) -> RedemptionOutcome:
     """Undo a redemption: points back to the lots they came from (with a ledger entry), a
     bought voucher void, a used voucher usable again. Reversing twice changes nothing.
     `at` dates the reversal in the ledger (default: now)."""
-    def attempt() -> RedemptionOutcome:
-        with write_transaction(engine) as conn:
-            stored = _stored(conn, redemption_id)
-            if stored is None:
-                raise NotFoundError(f"there is no redemption {redemption_id!r}")
-            lock_member(conn, stored.member_id)
-            stored = _stored(conn, redemption_id)
-            replayed = stored.reversed_at is not None
-            if not replayed:
-                _reverse(conn, stored, now, at or now)
-            outcome = _outcome(_stored(conn, redemption_id))
-            outcome.replayed = replayed
-            if outcome.kind != "voucher":
-                outcome.restored = int(conn.execute(select(_ledger.c.points).where(
-                    _ledger.c.kind == "unredeem",
-                    _ledger.c.ref == f"unredeem:{redemption_id}")).scalar_one())
-            return outcome
-
-    return retry_transient(attempt)
+    stored = _stored(conn, redemption_id)
+    if stored is None:
+        raise NotFoundError(f"there is no redemption {redemption_id!r}")
+    lock_member(conn, stored.member_id)
+    stored = _stored(conn, redemption_id)
+    replayed = stored.reversed_at is not None
+    if not replayed:
+        _reverse(conn, stored, now, at or now)
+    outcome = _outcome(_stored(conn, redemption_id))
+    outcome.replayed = replayed
+    if outcome.kind != "voucher":
+        outcome.restored = int(conn.execute(select(_ledger.c.points).where(
+            _ledger.c.kind == "unredeem",
+            _ledger.c.ref == f"unredeem:{redemption_id}")).scalar_one())
+    return outcome
 
 
 def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None:

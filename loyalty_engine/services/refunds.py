@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
@@ -42,8 +42,7 @@ from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, vouche
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _purchases = tables.purchases
 _items = tables.purchase_items
@@ -86,17 +85,14 @@ class RefundOutcome:
             "vouchers_reissued", "tiers", "fees_refunded")}
 
 
-def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
+@write_use_case
+def record_refund(conn: Connection, event: RefundEvent, now: datetime) -> RefundOutcome:
     """Record a refund; the same event again returns the first outcome unchanged.
 
     Raises RefundConflictError when the refund id was used with a different body, and
     RefundRejectedError when it cannot be accepted (no such purchase, more than remains).
     """
-    def attempt() -> RefundOutcome:
-        with write_transaction(engine) as conn:
-            return apply_refund(conn, load_catalog(conn), event, now)
-
-    return retry_transient(attempt)
+    return apply_refund(conn, load_catalog(conn), event, now)
 
 
 def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
