@@ -34,11 +34,12 @@ from loyalty_engine.services.memberships import (
 )
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.points_moves import refund_fee_points
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _memberships = tables.club_memberships
 _charges = tables.fee_charges
@@ -362,29 +363,22 @@ class ClubStepResult:
                 "memberships_lapsed_by_eligibility": self.memberships_lapsed_by_eligibility}
 
 
-def advance_clubs(engine: Engine, as_of: datetime, now: datetime,
-                  program_id: str | None = None) -> ClubStepResult:
+@write_use_case
+def advance_clubs(conn: Connection, as_of: datetime, now: datetime,
+                  program_id: str | None = None, *,
+                  versions: list[VersionInForce] | None = None) -> ClubStepResult:
     """Run the membership clock up to as_of: renewal charges N days before a term ends
     (waived when last year's spend earns it), grace after an unpaid term ends, lapse after
     grace, the end of memberships cancelled at term end, and affinity eligibility that has
     lapsed. Set-based per club; safe to run again (charges have natural keys)."""
-
-    def attempt() -> ClubStepResult:
-        with write_transaction(engine) as conn:
-            result = ClubStepResult()
-            catalog = load_catalog(conn)
-            require_program(catalog, program_id)
-            for version in catalog.all_in_force(as_of):
-                if program_id is not None and version.program_id != program_id:
-                    continue
-                for club in version.program.clubs.values():
-                    if club.kind == "fee":
-                        _renew(conn, version, club, as_of, now, result)
-                        _grace_and_lapse(conn, version, club, as_of, now, result)
-                lapse_eligibility(conn, version, as_of, now, result)
-            return result
-
-    return retry_transient(attempt)
+    result = ClubStepResult()
+    for version in versions_in_force(conn, as_of, program_id, versions):
+        for club in version.program.clubs.values():
+            if club.kind == "fee":
+                _renew(conn, version, club, as_of, now, result)
+                _grace_and_lapse(conn, version, club, as_of, now, result)
+        lapse_eligibility(conn, version, as_of, now, result)
+    return result
 
 
 def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of: datetime,

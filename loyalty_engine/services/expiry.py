@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
+from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.points import StepResult, expire_points
 from loyalty_engine.services.reward_expiry import RewardExpiryResult, expire_rewards
-from loyalty_engine.store.database import enclosing
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 
 @dataclass(slots=True)
@@ -31,19 +31,16 @@ class ExpiryResult:
                 **self.rewards.as_json()}
 
 
-def expire_due(engine: Engine, as_of: datetime, now: datetime,
+@write_use_case
+def expire_due(conn: Connection, as_of: datetime, now: datetime,
                program_id: str | None = None,
-               since: datetime | None = None) -> ExpiryResult:
+               since: datetime | None = None, *,
+               versions: list[VersionInForce] | None = None) -> ExpiryResult:
     """Expire every lot whose expiry came by as_of, mark vouchers past their validity
     expired and record stamps lapsed by as_of's local day (after since's, given the
     previous run's instant; without it, all of them). Everything has a natural key, so
-    running it again changes nothing."""
-
-    def attempt() -> ExpiryResult:
-        # One commit for all three: a step killed half-way leaves none of it done.
-        with enclosing(engine):
-            points = expire_points(engine, as_of, program_id)
-            rewards = expire_rewards(engine, as_of, now, program_id, since)
-        return ExpiryResult(points, rewards)
-
-    return retry_transient(attempt)
+    running it again changes nothing. All three in the caller's one transaction: a step
+    killed half-way leaves none of it done."""
+    points = expire_points(conn, as_of, program_id)
+    rewards = expire_rewards(conn, as_of, now, program_id, since, versions=versions)
+    return ExpiryResult(points, rewards)

@@ -14,8 +14,9 @@ from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import reading, write_transaction
+from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import read_use_case
 
 if TYPE_CHECKING:
     from loyalty_engine.services.clubs import ClubStepResult
@@ -163,18 +164,18 @@ def verification_json(row: Any, reverify_days: int) -> dict[str, Any]:
             "status": row.status, "lapsed_at": row.lapsed_at}
 
 
-def reverifications_due(engine: Engine, as_of: datetime) -> list[dict[str, Any]]:
+@read_use_case
+def reverifications_due(conn: Connection, as_of: datetime) -> list[dict[str, Any]]:
     """Verifications whose re-verification has fallen due by as_of and that have not lapsed
     yet (verified_until - reverify_days <= as_of < verified_until), soonest lapse first."""
     found = []
-    with reading(engine) as conn:
-        days = {(v.program_id, g.group_id): g.reverify_days
-                for v in load_catalog(conn).all_in_force(as_of)
-                for g in v.program.groups.values()}
-        for row in conn.execute(select(_verifications).where(
-                _verifications.c.status == "active", _verifications.c.verified_until > as_of)
-                .order_by(_verifications.c.verified_until, _verifications.c.member_id)):
-            data = verification_json(row, days.get((row.program_id, row.group_id), 30))
-            if data["reverify_from"] <= as_of:
-                found.append(data)
+    days = {(v.program_id, g.group_id): g.reverify_days
+            for v in load_catalog(conn).all_in_force(as_of)
+            for g in v.program.groups.values()}
+    for row in conn.execute(select(_verifications).where(
+            _verifications.c.status == "active", _verifications.c.verified_until > as_of)
+            .order_by(_verifications.c.verified_until, _verifications.c.member_id)):
+        data = verification_json(row, days.get((row.program_id, row.group_id), 30))
+        if data["reverify_from"] <= as_of:
+            found.append(data)
     return found

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, true
+from sqlalchemy import Connection, and_, func, select, true
 
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.services.groups import reverifications_due
@@ -17,7 +17,7 @@ from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import at_risk
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import reading, write_transaction
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _lots = tables.point_lots
 
@@ -33,19 +33,19 @@ class NoticeResult:
         return {"recorded": self.recorded}
 
 
-def send_notices(engine: Engine, as_of: datetime, now: datetime,
+@write_use_case
+def send_notices(conn: Connection, as_of: datetime, now: datetime,
                  days: int = 30, program_id: str | None = None) -> NoticeResult:
     """Record the notices due `days` ahead of as_of: points_expiring_soon (per member,
     program and expiry date), tier_will_downgrade (per member and review day: who would
     drop at a review within `days`), eligibility_expiring (per verification)."""
     horizon = as_of + timedelta(days=days)
     events: list[Event] = []
-    with reading(engine) as conn:
-        catalog = load_catalog(conn)
+    catalog = load_catalog(conn)
     zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
     # Tier warnings and re-verifications come from the set-based reads that serve
     # `tiers at-risk` and `members reverify-due`.
-    for row in at_risk(engine, as_of, program_id):
+    for row in at_risk(conn, as_of, program_id):
         review = start_of_day(row["review_day"], zones[row["program_id"]])
         if review > horizon:
             continue
@@ -55,7 +55,7 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
             {"tier": row["tier"], "would_drop_to": row["would_drop_to"],
              "review_day": row["review_day"].isoformat(), "measure": row["measure"],
              "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"]}))
-    for row in reverifications_due(engine, as_of):
+    for row in reverifications_due(conn, as_of):
         if program_id is not None and row["program_id"] != program_id:
             continue
         events.append(Event(
@@ -63,25 +63,24 @@ def send_notices(engine: Engine, as_of: datetime, now: datetime,
             f"{row['verified_until'].isoformat()}",
             "eligibility_expiring", row["member_id"], row["program_id"], as_of,
             {"group": row["group_id"], "verified_until": row["verified_until"].isoformat()}))
-    with write_transaction(engine) as conn:
-        expiring: defaultdict[tuple[str, str, datetime], int] = defaultdict(int)
-        for member_id, lot_program, expires_at, points in conn.execute(
-            select(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at,
-                   func.sum(_lots.c.remaining))
-            .where(and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at > as_of,
-                        _lots.c.expires_at <= horizon, _lots.c.remaining > 0,
-                        true() if program_id is None else _lots.c.program_id == program_id))
-            .group_by(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at)
-        ):
-            expiring[(member_id, lot_program, expires_at)] += int(points)
-        for (member_id, lot_program, expires_at), points in sorted(expiring.items()):
-            events.append(Event(
-                f"expiring:{lot_program}:{member_id}:{expires_at.isoformat()}",
-                "points_expiring_soon", member_id, lot_program, as_of,
-                {"points": points, "expires_at": expires_at.isoformat()}))
-        result = NoticeResult()
-        for kind in sorted({e.kind for e in events}):
-            result.recorded[kind] = record_events(
-                conn, [e for e in events if e.kind == kind], now)
-        return result
+    expiring: defaultdict[tuple[str, str, datetime], int] = defaultdict(int)
+    for member_id, lot_program, expires_at, points in conn.execute(
+        select(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at,
+               func.sum(_lots.c.remaining))
+        .where(and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at > as_of,
+                    _lots.c.expires_at <= horizon, _lots.c.remaining > 0,
+                    true() if program_id is None else _lots.c.program_id == program_id))
+        .group_by(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at)
+    ):
+        expiring[(member_id, lot_program, expires_at)] += int(points)
+    for (member_id, lot_program, expires_at), points in sorted(expiring.items()):
+        events.append(Event(
+            f"expiring:{lot_program}:{member_id}:{expires_at.isoformat()}",
+            "points_expiring_soon", member_id, lot_program, as_of,
+            {"points": points, "expires_at": expires_at.isoformat()}))
+    result = NoticeResult()
+    for kind in sorted({e.kind for e in events}):
+        result.recorded[kind] = record_events(
+            conn, [e for e in events if e.kind == kind], now)
+    return result
 

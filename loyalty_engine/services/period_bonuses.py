@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import NthVisit, SpendThreshold
 from loyalty_engine.services.outbox import Event, record_events
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
@@ -28,8 +28,7 @@ from loyalty_engine.store.bulk import (
     insert_rows,
     lock_rows,
 )
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 JOB = "period_bonuses"
 
@@ -70,25 +69,19 @@ class Grant:
     kind: str = "earn"  # "adjust": an operator's credit (services/adjustments.py)
 
 
-def award_period_bonuses(engine: Engine, as_of: datetime, now: datetime,
+@write_use_case
+def award_period_bonuses(conn: Connection, as_of: datetime, now: datetime,
                          program_id: str | None = None,
-                         since: datetime | None = None) -> BonusResult:
+                         since: datetime | None = None, *,
+                         versions: list[VersionInForce] | None = None) -> BonusResult:
     """Award every at-period-end bonus of the periods that ended by as_of (and, given
     `since`, after the period holding since's local day: what an earlier run has not
     looked at). Set-based per rule: one read of the counters that reached the rule, one
     insert-if-absent of the effects, and bulk writes of what was inserted."""
-
-    def attempt() -> BonusResult:
-        with write_transaction(engine) as conn:
-            result = BonusResult()
-            catalog = load_catalog(conn)
-            require_program(catalog, program_id)
-            for version in catalog.all_in_force(as_of):
-                if program_id is None or version.program_id == program_id:
-                    _award_program(conn, version, as_of, now, since, result)
-            return result
-
-    return retry_transient(attempt)
+    result = BonusResult()
+    for version in versions_in_force(conn, as_of, program_id, versions):
+        _award_program(conn, version, as_of, now, since, result)
+    return result
 
 
 def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,

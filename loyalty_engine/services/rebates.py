@@ -9,17 +9,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.periods import period_end, period_key, start_of_day
+from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day, round_points
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.outbox import Event, record_events
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _counters = tables.progress_counters
 _vouchers = tables.vouchers
@@ -65,81 +65,74 @@ def rebate_code(program_id: str, rule_id: str, period: str, member_id: str) -> s
     return f"{program_id[:40]}-{rule_id[:40]}-{period}-{digest}"
 
 
-def issue_rebates(engine: Engine, as_of: datetime, now: datetime,
+@write_use_case
+def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
                   program_id: str | None = None,
-                  since: datetime | None = None) -> RebateResult:
+                  since: datetime | None = None, *,
+                  versions: list[VersionInForce] | None = None) -> RebateResult:
     """Turn every ended period's accrued rebate spend into a voucher (percent of the spend,
     rounded half up to a minor unit, at most the cap), dated at the period's end and
     valid for the rule's valid_days. Given `since` (the scheduler's last run), only the
     periods from the one holding since's local day on are read. Set-based per rule: one
     read of the ended periods' counters and one insert-if-absent; safe to run again, by
     two processes at once."""
-
-    def attempt() -> RebateResult:
-        with write_transaction(engine) as conn:
-            result = RebateResult()
-            catalog = load_catalog(conn)
-            require_program(catalog, program_id)
-            for version in catalog.all_in_force(as_of):
-                if program_id is not None and version.program_id != program_id:
+    result = RebateResult()
+    for version in versions_in_force(conn, as_of, program_id, versions):
+        program = version.program
+        today = local_day(program, as_of)
+        for rule in program.rules:
+            if not isinstance(rule, PeriodicRebate):
+                continue
+            current = period_key(rule.period, today)
+            query = (
+                select(_counters.c.member_id, _counters.c.period, _counters.c.value)
+                .where(_counters.c.program_id == version.program_id,
+                       _counters.c.counter == f"{rule.rule_id}:spend",
+                       _counters.c.period < current, _counters.c.value > 0)
+                .order_by(_counters.c.period, _counters.c.member_id))
+            if since is not None:
+                query = query.where(_counters.c.period >= period_key(
+                    rule.period, local_day(program, since)))
+            rows = conn.execute(query).all()
+            vouchers = []
+            for member_id, period, spend in rows:
+                amount = _rebate(rule, int(spend))
+                if amount <= 0:
                     continue
-                program = version.program
-                today = local_day(program, as_of)
-                for rule in program.rules:
-                    if not isinstance(rule, PeriodicRebate):
-                        continue
-                    current = period_key(rule.period, today)
-                    query = (
-                        select(_counters.c.member_id, _counters.c.period, _counters.c.value)
-                        .where(_counters.c.program_id == version.program_id,
-                               _counters.c.counter == f"{rule.rule_id}:spend",
-                               _counters.c.period < current, _counters.c.value > 0)
-                        .order_by(_counters.c.period, _counters.c.member_id))
-                    if since is not None:
-                        query = query.where(_counters.c.period >= period_key(
-                            rule.period, local_day(program, since)))
-                    rows = conn.execute(query).all()
-                    vouchers = []
-                    for member_id, period, spend in rows:
-                        amount = _rebate(rule, int(spend))
-                        if amount <= 0:
-                            continue
-                        ends = start_of_day(period_end(rule.period, period),
-                                            program.timezone)
-                        vouchers.append({
-                            "code": rebate_code(version.program_id, rule.rule_id, period,
-                                                member_id),
-                            "member_id": member_id, "program_id": version.program_id,
-                            "program_version_id": version.id, "reward_id": rule.rule_id,
-                            "kind": "fixed_amount", "amount_minor": amount, "percent": None,
-                            "sku": None, "category": None, "source": "rebate",
-                            "purchase_id": None, "rule_id": rule.rule_id,
-                            "consumed": {"period": period, "spend_minor": int(spend),
-                                         "percent": _percent(rule),
-                                         "cap_minor": rule.cap_minor},
-                            "issued_at": ends, "valid_until": ends + timedelta(
-                                days=rule.valid_days),
-                            "status": "issued", "redeemed_by": None, "changed_at": now})
-                    if not vouchers:
-                        continue
-                    written = insert_if_absent(conn, _vouchers, vouchers, ("code",))
-                    record_events(conn, [Event(
-                        f"reward:{w.code}", "reward_issued", w.member_id, version.program_id,
-                        w.issued_at,
-                        {"voucher": w.code, "rule": rule.rule_id, "kind": "fixed_amount",
-                         "amount_minor": int(w.amount_minor), "currency": program.currency,
-                         "valid_until": w.valid_until.isoformat(),
-                         "period": (w.consumed or {}).get("period")})
-                        for w in written], now)
-                    result.vouchers += len(written)
-                    issued = result.by_program.setdefault(
-                        version.program_id, ProgramRebates(program.currency))
-                    issued.vouchers += len(written)
-                    issued.amount_minor += sum(int(w.amount_minor) for w in written)
-                    result.codes.extend(sorted(w.code for w in written))
-            return result
-
-    return retry_transient(attempt)
+                ends = start_of_day(period_end(rule.period, period),
+                                    program.timezone)
+                vouchers.append({
+                    "code": rebate_code(version.program_id, rule.rule_id, period,
+                                        member_id),
+                    "member_id": member_id, "program_id": version.program_id,
+                    "program_version_id": version.id, "reward_id": rule.rule_id,
+                    "kind": "fixed_amount", "amount_minor": amount, "percent": None,
+                    "sku": None, "category": None, "source": "rebate",
+                    "purchase_id": None, "rule_id": rule.rule_id,
+                    "consumed": {"period": period, "spend_minor": int(spend),
+                                 "percent": _percent(rule),
+                                 "cap_minor": rule.cap_minor},
+                    "issued_at": ends, "valid_until": ends + timedelta(
+                        days=rule.valid_days),
+                    "status": "issued", "redeemed_by": None, "changed_at": now})
+            if not vouchers:
+                continue
+            written = insert_if_absent(conn, _vouchers, vouchers, ("code",))
+            record_events(conn, [Event(
+                f"reward:{w.code}", "reward_issued", w.member_id, version.program_id,
+                w.issued_at,
+                {"voucher": w.code, "rule": rule.rule_id, "kind": "fixed_amount",
+                 "amount_minor": int(w.amount_minor), "currency": program.currency,
+                 "valid_until": w.valid_until.isoformat(),
+                 "period": (w.consumed or {}).get("period")})
+                for w in written], now)
+            result.vouchers += len(written)
+            issued = result.by_program.setdefault(
+                version.program_id, ProgramRebates(program.currency))
+            issued.vouchers += len(written)
+            issued.amount_minor += sum(int(w.amount_minor) for w in written)
+            result.codes.extend(sorted(w.code for w in written))
+    return result
 
 
 def _rebate(rule: PeriodicRebate, spend_minor: int) -> int:

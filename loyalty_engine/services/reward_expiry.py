@@ -9,18 +9,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import Expiry, StampCard
 from loyalty_engine.services.outbox import Event, record_events
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 JOB = "expire"
 
@@ -44,24 +43,18 @@ class RewardExpiryResult:
                 "members_with_stamps_lapsed": self.stamp_members}
 
 
-def expire_rewards(engine: Engine, as_of: datetime, now: datetime,
+@write_use_case
+def expire_rewards(conn: Connection, as_of: datetime, now: datetime,
                    program_id: str | None = None,
-                   since: datetime | None = None) -> RewardExpiryResult:
+                   since: datetime | None = None, *,
+                   versions: list[VersionInForce] | None = None) -> RewardExpiryResult:
     """Mark every issued voucher whose validity ended by as_of expired, and record the
     stamps that lapsed by as_of's local day (after since's, given a previous run)."""
-
-    def attempt() -> RewardExpiryResult:
-        with write_transaction(engine) as conn:
-            result = RewardExpiryResult()
-            catalog = load_catalog(conn)
-            require_program(catalog, program_id)
-            for version in catalog.all_in_force(as_of):
-                if program_id is None or version.program_id == program_id:
-                    _expire_vouchers(conn, version.program_id, as_of, now, result)
-                    _lapse_stamps(conn, version, as_of, now, since, result)
-            return result
-
-    return retry_transient(attempt)
+    result = RewardExpiryResult()
+    for version in versions_in_force(conn, as_of, program_id, versions):
+        _expire_vouchers(conn, version.program_id, as_of, now, result)
+        _lapse_stamps(conn, version, as_of, now, since, result)
+    return result
 
 
 def _expire_vouchers(conn: Connection, program_id: str, as_of: datetime, now: datetime,

@@ -17,13 +17,14 @@ from loyalty_engine.engine.standing import credit_in, effective_tier, review_tie
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
 from loyalty_engine.services.lots import lock_member
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import load_catalog, require_program, versions_in_force
 from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
-from loyalty_engine.store.database import reading, write_transaction
+from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _status = tables.tier_status
 _history = tables.tier_history
@@ -70,28 +71,21 @@ def _credits(conn: Connection, program_id: str, counter: str, window: Window,
     return found
 
 
-def review_tiers(engine: Engine, as_of: datetime, now: datetime,
-                 program_id: str | None = None) -> ReviewResult:
+@write_use_case
+def review_tiers(conn: Connection, as_of: datetime, now: datetime,
+                 program_id: str | None = None, *,
+                 versions: list[VersionInForce] | None = None) -> ReviewResult:
     """Review every member whose review day (1 January, their anniversary, or the 1st of
     the month for rolling windows) has come by as_of, in order: missed reviews are caught
     up one by one. Set-based: a GROUP BY of credit per review window, and bulk writes.
     Safe to run again: a member's review day is recorded, and a review's history entry
     has a natural key."""
-
-    def attempt() -> ReviewResult:
-        with write_transaction(engine) as conn:
-            result = ReviewResult()
-            catalog = load_catalog(conn)
-            require_program(catalog, program_id)
-            for version in catalog.all_in_force(as_of):
-                if version.program.tiers is None:
-                    continue
-                if program_id is not None and version.program_id != program_id:
-                    continue
-                _review_program(conn, version, as_of, now, result)
-            return result
-
-    return retry_transient(attempt)
+    result = ReviewResult()
+    for version in versions_in_force(conn, as_of, program_id, versions):
+        if version.program.tiers is None:
+            continue
+        _review_program(conn, version, as_of, now, result)
+    return result
 
 
 def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
@@ -294,20 +288,20 @@ def _date(value: object) -> date | None:
 
 # --- at risk ---------------------------------------------------------------------------------
 
-def at_risk(engine: Engine, as_of: datetime, program_id: str | None = None
+@read_use_case
+def at_risk(conn: Connection, as_of: datetime, program_id: str | None = None
             ) -> list[dict[str, Any]]:
     """Members who would drop at their next review if they earned no more credit, with
     what they lack to keep their tier. A manual floor lasting past the review, or a hold,
     protects a member."""
     found: list[dict[str, Any]] = []
-    with reading(engine) as conn:
-        catalog = load_catalog(conn)
-        require_program(catalog, program_id)
-        for version in catalog.all_in_force(as_of):
-            ladder = version.program.tiers
-            if ladder is None or (program_id is not None and version.program_id != program_id):
-                continue
-            found.extend(_at_risk(conn, version, ladder, as_of))
+    catalog = load_catalog(conn)
+    require_program(catalog, program_id)
+    for version in catalog.all_in_force(as_of):
+        ladder = version.program.tiers
+        if ladder is None or (program_id is not None and version.program_id != program_id):
+            continue
+        found.extend(_at_risk(conn, version, ladder, as_of))
     return found
 
 
