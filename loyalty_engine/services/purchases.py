@@ -42,6 +42,7 @@ from loyalty_engine.store.bulk import (
     Lookup,
     allocate_ids,
     chunked,
+    insert_returning,
     insert_rows,
     lock_rows,
     select_by_keys,
@@ -460,27 +461,26 @@ class PurchaseWriter:
                     [(m, p, conv.when(at), "auto") for (m, p), at in sorted(enrolments.items())],
                     on_conflict=["member_id", "program_id"])
         self._known_enrolments.update(enrolments)
-        ids = allocate_ids(conn, _purchases, len(plans))
-        inserted_count = insert_rows(
+        returned = insert_returning(
             conn, _purchases,
-            ("id", "store_id", "transaction_id", "member_id", "occurred_at", "currency",
+            ("store_id", "transaction_id", "member_id", "occurred_at", "currency",
              "total_minor", "body_hash", "recorded_at"),
-            [(pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+            [(p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
               conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
-              p.purchase.body_hash, now) for pid, p in zip(ids, plans, strict=True)],
+              p.purchase.body_hash, now) for p in plans],
             on_conflict=["store_id", "transaction_id"],
+            returning=("id", "store_id", "transaction_id"),
         )
-        inserted = list(zip(ids, plans, strict=True))
-        if inserted_count != len(plans):
+        ids = {(store_id, transaction_id): pid for pid, store_id, transaction_id in returned}
+        inserted = [(ids[p.purchase.key], p) for p in plans if p.purchase.key in ids]
+        if len(inserted) != len(plans):
             # Another writer committed some of the same keys between our look-up and our
             # insert (PostgreSQL only: SQLite's write lock excludes it). Theirs stand.
-            stored = self._stored([p.purchase.key for p in plans])
-            inserted = []
-            for pid, plan in zip(ids, plans, strict=True):
+            taken = [p for p in plans if p.purchase.key not in ids]
+            stored = self._stored([p.purchase.key for p in taken])
+            for plan in taken:
                 their_id, body_hash = stored[plan.purchase.key]
-                if their_id == pid:
-                    inserted.append((pid, plan))
-                elif body_hash == plan.purchase.body_hash:
+                if body_hash == plan.purchase.body_hash:
                     result.replays.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
                     result.rejections.append(_conflict(plan.ref, plan.purchase))

@@ -163,6 +163,53 @@ def insert_rows(
         return int(cursor.rowcount)
 
 
+def insert_returning(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Insert rows (tuples in `columns` order, the id left to the database) unless their
+    on_conflict key is taken, and return the `returning` columns of the rows inserted: the
+    ids come back with the insert, no statement allocates them first (nor reads max(id))."""
+    if not rows:
+        return []
+    names = ", ".join(columns)
+    tail = (f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING "
+            f"RETURNING {', '.join(returning)}")
+    raw: Any = conn.connection.dbapi_connection
+    found: list[tuple[Any, ...]] = []
+    if conn.dialect.name == "sqlite":
+        mark = "(" + ", ".join("?" for _ in columns) + ")"
+        # One multi-row VALUES per slice, under SQLite's 32,766 bound parameters.
+        per = max(1, 32000 // len(columns))
+        cursor: Any = raw.cursor()
+        try:
+            for part in chunked(rows, per):
+                found.extend(cursor.execute(
+                    f"INSERT INTO {table.name} ({names}) VALUES "
+                    f"{', '.join(mark for _ in part)}{tail}",
+                    [v for row in part for v in row]).fetchall())
+        finally:
+            cursor.close()
+        return found
+    with raw.cursor() as cursor:
+        if len(rows) <= FEW_ROWS:
+            mark = "(" + ", ".join("%s" for _ in columns) + ")"
+            cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
+                           f"{', '.join(mark for _ in rows)}{tail}",
+                           [v for row in rows for v in row])
+        else:
+            casts = ", ".join(f"%b::{_pg_type(table, col)}[]" for col in columns)
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts}){tail}",
+                [list(column) for column in zip(*rows, strict=True)], binary=True)
+        found = cursor.fetchall()
+    return found
+
+
 def select_by_keys(
     conn: Connection,
     table: Table,
