@@ -45,6 +45,7 @@ from loyalty_engine.store.bulk import (
     insert_returning,
     insert_rows,
     lock_rows,
+    lock_rows_then_select,
     select_by_keys,
     select_typed_by_keys,
 )
@@ -358,17 +359,25 @@ class PurchaseWriter:
                 v.program.enrolment == "open" and v.program.covers(p.store_id)
                 for v in self.catalog.all_in_force(p.occurred_at))}
             member_ids = [m for m in member_ids if m not in unknown or m in welcomed]
+        counter_columns = ("member_id", "program_id", "counter", "period", "value")
+        locked_counters: list[tuple[Any, ...]] | None = None
         if not check_only and member_ids:
             self._ensure_members(member_ids)
             # Rows in a global order: writers of overlapping members queue, never cycle.
-            lock_rows(self.conn, _members, "member_id", member_ids)
+            if stateful and len(member_ids) <= _FEW:
+                # A till's member: locked and their counters read in one round trip.
+                locked_counters = lock_rows_then_select(
+                    self.conn, _members, "member_id", member_ids, _counters, counter_columns)
+            else:
+                lock_rows(self.conn, _members, "member_id", member_ids)
         for part in chunked(member_ids):
             if stateful:
                 # Straight from the driver: a batch's members hold thousands of counters.
                 progress = book.progress
-                for member_id, program_id, counter, period, value in select_by_keys(
-                    self.conn, _counters, ("member_id",), [(m,) for m in part],
-                    ("member_id", "program_id", "counter", "period", "value"),
+                for member_id, program_id, counter, period, value in (
+                    locked_counters if locked_counters is not None else select_by_keys(
+                        self.conn, _counters, ("member_id",), [(m,) for m in part],
+                        counter_columns)
                 ):
                     if value:
                         found = progress.get((member_id, program_id))

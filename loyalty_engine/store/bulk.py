@@ -360,3 +360,25 @@ def lock_then_look_up(conn: Connection, lock_key: str | None,
             values = list(pg.fetchone() or ())
     # SQLite's json_group_array gives [] for no rows, PostgreSQL's json_agg NULL.
     return [[tuple(r) for r in (v or [])] for v in values]
+
+
+def lock_rows_then_select(conn: Connection, table: Table, column: str, values: Sequence[Any],
+                          then: Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """lock_rows, then the rows of `then` whose `column` is one of values, as select_by_keys
+    returns them: on PostgreSQL in one round trip (two statements in one simple query, so
+    the second reads what the holders of the locks committed before they let go). For a
+    few values (a till's member): the parameters are bound on the client."""
+    if conn.dialect.name != "postgresql" or not values:
+        lock_rows(conn, table, column, values)
+        return select_by_keys(conn, then, (column,), [(v,) for v in values], columns)
+    raw: Any = conn.connection.dbapi_connection
+    array = f"{_pg_type(table, column)}[]"
+    with psycopg.ClientCursor(raw) as pg:
+        pg.execute(
+            f"SELECT 1 FROM {table.name} WHERE {column} = ANY(%s::{array}) "
+            f"ORDER BY {column} FOR UPDATE; "
+            f"SELECT {', '.join(columns)} FROM {then.name} WHERE {column} = ANY(%s::{array})",
+            [list(values), list(values)])
+        pg.nextset()
+        rows: list[tuple[Any, ...]] = pg.fetchall()
+    return rows
