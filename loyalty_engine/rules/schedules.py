@@ -81,8 +81,6 @@ _SEPARATOR = re.compile(" *, *")
 _ALL = re.compile(r"\*(?:/(?P<step>\d+))?$")
 _RANGE = re.compile(r"(?P<first>\d+)(?:-(?P<last>\d+))?(?:/(?P<step>\d+))?$")
 _NAMES = re.compile(r"(?P<first>[a-z]+)(?:-(?P<last>[a-z]+))?", re.IGNORECASE)
-_POSITION = re.compile(r"(?P<option_name>1st|2nd|3rd|4th|5th|last) +(?P<weekday_name>(?:\d+|\w+))",
-                       re.IGNORECASE)
 _LAST = re.compile(r"last", re.IGNORECASE)
 _WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
@@ -121,14 +119,10 @@ def _check_part(name: str, part: str) -> None:
                 raise ValueError("The minimum value in a range must not be higher than the maximum")
             _validate(part, name, low, high, None)
             return
-    if name == "day":
-        found = _POSITION.match(part)
-        if found:
-            if found["weekday_name"].lower() not in _WEEKDAYS:
-                raise ValueError(f'Invalid weekday name "{found["weekday_name"]}"')
-            return
-        if _LAST.match(part):
-            return
+    # (APScheduler's day field also takes "2nd fri", which needs a space: no crontab field
+    # can hold one.)
+    if name == "day" and _LAST.match(part):
+        return
     raise ValueError(f'Unrecognized expression "{part}" for field "{name}"')
 
 
