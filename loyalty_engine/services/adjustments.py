@@ -85,7 +85,6 @@ def adjust_points(conn: Connection, request: Adjustment, now: datetime) -> Adjus
     program not in force, a debit larger than the spendable points) and
     AdjustmentConflictError (the id was used for a different adjustment)."""
     check_adjustment(request)
-
     return _adjust(conn, request, now)
 
 

@@ -57,7 +57,6 @@ def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
 
     if reference is not None and not 0 < len(reference) <= 160:
         raise FeeError("--reference must be 1 to 160 characters")
-
     row = charge(conn, charge_id)
     lock_member(conn, row.member_id)
     row = charge(conn, charge_id, lock=True)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Text, and_, cast, exists, func, or_, 
 
 from loyalty_engine import ledger
 from loyalty_engine.domain.ledger_reasons import describe_reason
-from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.enrolment import member_clubs
 from loyalty_engine.services.errors import LoyaltyError, MemberError
@@ -208,11 +208,10 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
         if version is None:
             continue
         today = local_day(version.program, as_of)
-        for rule in version.program.rules:
-            if isinstance(rule, StampCard):
-                cards.append({"program_id": program_id, "rule_id": rule.rule_id,
-                              "stamps": stamps_held(rule, values, today),
-                              "card_size": rule.card_size, "reward_id": rule.reward_id})
+        for rule in version.program.rules_of(StampCard):
+            cards.append({"program_id": program_id, "rule_id": rule.rule_id,
+                          "stamps": rule.held(values, today),
+                          "card_size": rule.card_size, "reward_id": rule.reward_id})
     return {
         "member_id": member.member_id,
         "created_at": member.created_at,

@@ -15,7 +15,6 @@ from loyalty_engine import ledger
 from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
-from loyalty_engine.rules.compiled import NthVisit, SpendThreshold
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
@@ -77,35 +76,32 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
     pid = version.program_id
     today = local_day(program, as_of)
     for rule in program.rules:
-        if not isinstance(rule, NthVisit | SpendThreshold) or not rule.at_period_end:
+        award = rule.period_end_award  # what its kind counts, and how much it needs
+        if award is None:
             continue
-        visits = isinstance(rule, NthVisit)
-        counter = f"{rule.rule_id}:{'visits' if visits else 'spend'}"
-        need = rule.visit if isinstance(rule, NthVisit) else rule.threshold_minor
         query = (select(_counters.c.member_id, _counters.c.period, _counters.c.value)
-                 .where(_counters.c.program_id == pid, _counters.c.counter == counter,
-                        _counters.c.period < period_key(rule.period, today),
-                        _counters.c.value >= need)
+                 .where(_counters.c.program_id == pid, _counters.c.counter == award.counter,
+                        _counters.c.period < period_key(award.period, today),
+                        _counters.c.value >= award.need)
                  .order_by(_counters.c.period, _counters.c.member_id))
         if since is not None:
             query = query.where(_counters.c.period >= period_key(
-                rule.period, local_day(program, since)))
+                award.period, local_day(program, since)))
         reached = conn.execute(query).all()
         if not reached:
             continue
-        ends = {period: start_of_day(period_end(rule.period, period), program.timezone)
+        ends = {period: start_of_day(period_end(award.period, period), program.timezone)
                 for period in {r.period for r in reached}}
         effects = [{"program_id": pid, "job": JOB, "member_id": r.member_id,
                     "effect_key": f"{rule.rule_id}:{r.period}",
                     "detail": {"rule": rule.rule_id, "period": r.period,
-                               "points": rule.points,
-                               ("visits" if visits else "spend_minor"): int(r.value)},
+                               "points": award.points, award.detail: int(r.value)},
                     "occurred_at": ends[r.period], "recorded_at": now} for r in reached]
         inserted = insert_if_absent(conn, _effects, effects, tables.JOB_EFFECT_KEY)
         if not inserted:
             continue
         grants = [Grant(
-            e.member_id, pid, version.id, rule.rule_id, rule.points, e.occurred_at,
+            e.member_id, pid, version.id, rule.rule_id, award.points, e.occurred_at,
             program.expiry.at(e.occurred_at, program.timezone),
             {"kind": rule.kind, "award": "at_period_end", **e.detail},
             _ref(pid, e.effect_key, e.member_id)) for e in inserted]

@@ -11,9 +11,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine import ledger
 from loyalty_engine.domain.decisions import MemberView, TierChange
@@ -40,15 +40,16 @@ from loyalty_engine.services.standing import (
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     Converters,
-    allocate_ids,
+    Lookup,
     chunked,
+    insert_returning,
     insert_rows,
     lock_rows,
+    lock_rows_then_select,
     select_by_keys,
     select_typed_by_keys,
 )
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _members = tables.members
 _enrolments = tables.enrolments
@@ -140,32 +141,75 @@ class BatchResult:
         return fresh + self.replays
 
 
-def record_purchase(engine: Engine, event: PurchaseEvent, now: datetime) -> PurchaseOutcome:
+@write_use_case
+def record_purchase(conn: Connection, event: PurchaseEvent, now: datetime,
+                    known: Prefetched | None = None) -> PurchaseOutcome:
     """Record one purchase; the same event again returns the original outcome unchanged.
+
+    `known` is what the caller already looked up in this transaction (`prefetches`): the
+    stored purchase of the key, the member and their enrolments, then not asked again.
 
     Raises PurchaseConflictError when the key was recorded with a different body and
     PurchaseRejectedError when the purchase cannot be accepted.
     """
     purchase = event.to_purchase()
+    writer = PurchaseWriter(conn, load_catalog(conn), now)
+    if known is not None:
+        writer.know(known)
+    result = writer.write([(0, purchase)],
+                          stored=None if known is None else known.stored_purchases())
+    if result.rejections:
+        rejection = result.rejections[0]
+        if rejection.conflict:
+            raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
+        raise PurchaseRejectedError(rejection.reason)
+    outcome = result.outcomes[0][1]
+    if outcome.replayed:
+        outcome = _with_stored_awards(conn, outcome)
+    return outcome
 
-    def attempt() -> PurchaseOutcome:
-        with write_transaction(engine) as conn:
-            writer = PurchaseWriter(conn, load_catalog(conn), now)
-            result = writer.write([(0, purchase)])
-            if result.rejections:
-                rejection = result.rejections[0]
-                if rejection.conflict:
-                    raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
-                raise PurchaseRejectedError(rejection.reason)
-            outcome = result.outcomes[0][1]
-            if outcome.replayed:
-                outcome = _with_stored_awards(conn, outcome)
-            return outcome
 
-    return retry_transient(attempt)
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """A purchase's key and member as found earlier in the same transaction."""
+
+    key: tuple[str, str]
+    purchase: tuple[int, str] | None  # (id, body hash) stored under the key
+    member_id: str | None
+    member_known: bool
+    enrolled: frozenset[str]  # the member's programs
+
+    def stored_purchases(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """The stored keys, as PurchaseWriter.write takes them."""
+        return {} if self.purchase is None else {self.key: self.purchase}
+
+
+def prefetches(event: PurchaseEvent) -> list[Lookup]:
+    """The look-ups `prefetched` reads: the purchase's key, its member, their enrolments
+    (a caller runs them in one statement with its own, the stored HTTP response)."""
+    found = [Lookup(_purchases, ("store_id", "transaction_id"),
+                    (event.store_id, event.transaction_id), ("id", "body_hash"))]
+    if event.member_id is not None:
+        found += [Lookup(_members, ("member_id",), (event.member_id,), ("member_id",)),
+                  Lookup(_enrolments, ("member_id",), (event.member_id,), ("program_id",))]
+    return found
+
+
+def prefetched(event: PurchaseEvent, rows: list[list[tuple[Any, ...]]]) -> Prefetched:
+    """What the look-ups of `prefetches` found."""
+    stored = rows[0][0] if rows[0] else None
+    members = rows[1] if len(rows) > 1 else []
+    enrolments = rows[2] if len(rows) > 2 else []
+    return Prefetched(
+        (event.store_id, event.transaction_id),
+        None if stored is None else (int(stored[0]), str(stored[1])),
+        event.member_id, bool(members), frozenset(str(p) for (p,) in enrolments))
 
 
 _CONFLICT = "already recorded with different contents"
+# Up to this many members (a till's batch), a member's lock and counters are read in one
+# round trip rather than two.
+_FEW = 16
 
 
 class PurchaseWriter:
@@ -190,8 +234,15 @@ class PurchaseWriter:
         self._balances = ledger.BalanceChanges()
         self._book = ProgressBook()
 
+    def know(self, known: Prefetched) -> None:
+        """Take a member (and their enrolments) the caller found as already stored."""
+        if known.member_id is not None and known.member_known:
+            self._known_members.add(known.member_id)
+            self._known_enrolments.update((known.member_id, p) for p in known.enrolled)
+
     def write(self, batch: Sequence[tuple[int, Purchase]],
-              check_only: bool = False) -> BatchResult:
+              check_only: bool = False,
+              stored: dict[tuple[str, str], tuple[int, str]] | None = None) -> BatchResult:
         """Plan and record a batch of purchases.
 
         Duplicates of stored or earlier ones are replays or conflicts, and only then is a
@@ -201,6 +252,10 @@ class PurchaseWriter:
 
         check_only finds the same rejections without writing anything (an all-or-nothing
         import that has already failed keeps reporting problems without doing the work).
+        `stored`: the batch's keys already looked up in this transaction (found ones with
+        their id and body hash), not asked again. Looked up before the members' lock, they
+        miss a purchase a concurrent writer commits meanwhile; inserting it then finds the
+        key taken (the insert's count), and it is a replay all the same.
         """
         result = BatchResult([], [])
         fresh: dict[tuple[str, str], tuple[int, Purchase]] = {}
@@ -214,7 +269,8 @@ class PurchaseWriter:
             else:
                 result.rejections.append(_conflict(ref, purchase, earlier[0]))
         book = self._book = self._progress_book([p for _, p in fresh.values()], check_only)
-        stored = self._stored(list(fresh))
+        if stored is None:
+            stored = self._stored(list(fresh))
         to_plan: list[tuple[int, Purchase]] = []
         for key, (ref, purchase) in fresh.items():
             found = stored.get(key)
@@ -298,17 +354,25 @@ class PurchaseWriter:
                 v.program.enrolment == "open" and v.program.covers(p.store_id)
                 for v in self.catalog.all_in_force(p.occurred_at))}
             member_ids = [m for m in member_ids if m not in unknown or m in welcomed]
+        counter_columns = ("member_id", "program_id", "counter", "period", "value")
+        locked_counters: list[tuple[Any, ...]] | None = None
         if not check_only and member_ids:
             self._ensure_members(member_ids)
             # Rows in a global order: writers of overlapping members queue, never cycle.
-            lock_rows(self.conn, _members, "member_id", member_ids)
+            if stateful and len(member_ids) <= _FEW:
+                # A till's member: locked and their counters read in one round trip.
+                locked_counters = lock_rows_then_select(
+                    self.conn, _members, "member_id", member_ids, _counters, counter_columns)
+            else:
+                lock_rows(self.conn, _members, "member_id", member_ids)
         for part in chunked(member_ids):
             if stateful:
                 # Straight from the driver: a batch's members hold thousands of counters.
                 progress = book.progress
-                for member_id, program_id, counter, period, value in select_by_keys(
-                    self.conn, _counters, ("member_id",), [(m,) for m in part],
-                    ("member_id", "program_id", "counter", "period", "value"),
+                for member_id, program_id, counter, period, value in (
+                    locked_counters if locked_counters is not None else select_by_keys(
+                        self.conn, _counters, ("member_id",), [(m,) for m in part],
+                        counter_columns)
                 ):
                     if value:
                         found = progress.get((member_id, program_id))
@@ -384,27 +448,26 @@ class PurchaseWriter:
                     [(m, p, conv.when(at), "auto") for (m, p), at in sorted(enrolments.items())],
                     on_conflict=["member_id", "program_id"])
         self._known_enrolments.update(enrolments)
-        ids = allocate_ids(conn, _purchases, len(plans))
-        inserted_count = insert_rows(
+        returned = insert_returning(
             conn, _purchases,
-            ("id", "store_id", "transaction_id", "member_id", "occurred_at", "currency",
+            ("store_id", "transaction_id", "member_id", "occurred_at", "currency",
              "total_minor", "body_hash", "recorded_at"),
-            [(pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+            [(p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
               conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
-              p.purchase.body_hash, now) for pid, p in zip(ids, plans, strict=True)],
+              p.purchase.body_hash, now) for p in plans],
             on_conflict=["store_id", "transaction_id"],
+            returning=("id", "store_id", "transaction_id"),
         )
-        inserted = list(zip(ids, plans, strict=True))
-        if inserted_count != len(plans):
+        ids = {(store_id, transaction_id): pid for pid, store_id, transaction_id in returned}
+        inserted = [(ids[p.purchase.key], p) for p in plans if p.purchase.key in ids]
+        if len(inserted) != len(plans):
             # Another writer committed some of the same keys between our look-up and our
             # insert (PostgreSQL only: SQLite's write lock excludes it). Theirs stand.
-            stored = self._stored([p.purchase.key for p in plans])
-            inserted = []
-            for pid, plan in zip(ids, plans, strict=True):
+            taken = [p for p in plans if p.purchase.key not in ids]
+            stored = self._stored([p.purchase.key for p in taken])
+            for plan in taken:
                 their_id, body_hash = stored[plan.purchase.key]
-                if their_id == pid:
-                    inserted.append((pid, plan))
-                elif body_hash == plan.purchase.body_hash:
+                if body_hash == plan.purchase.body_hash:
                     result.replays.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
                     result.rejections.append(_conflict(plan.ref, plan.purchase))

@@ -22,7 +22,7 @@ from loyalty_engine import ledger
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.earning import fill_cards, local_day
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import (
@@ -367,14 +367,15 @@ class _Reversal:
         """A voided card's stamps may still fill a card without this refund's share:
         issue it again at once rather than at the member's next stamp."""
         version = self.catalog.in_force(program_id, self.purchase.occurred_at)
-        rule = None if version is None else version.program.rule(rule_id)
-        if version is None or not isinstance(rule, StampCard):
+        rule = None if version is None else next(
+            (r for r in version.program.rules_of(StampCard) if r.rule_id == rule_id), None)
+        if version is None or rule is None:
             return
         today = local_day(version.program, self.event.occurred_at)
         progress = {(counter, day): value for day, value in held.items()}
         reward = version.program.rewards[rule.reward_id]
         conv = self.convert
-        for number, used in enumerate(fill_cards(rule, progress, today), start=1):
+        for number, used in enumerate(rule.fill_cards(progress, today), start=1):
             for day, take in used:
                 changes[(program_id, counter, day)] -= take
             code = f"{program_id}-{rule_id}-{self.purchase.id}-R{self.refund_pk}-{number}"
