@@ -173,7 +173,7 @@ def get_members(key: Caller, request: Request,
     points per program and the total matching (page with offset)."""
     require_admin(key, "listing members")
     page = list_members(_engine(request), search=search, program=program, sort=sort,
-                        limit=limit, offset=offset)
+                        limit=limit, offset=offset, as_of=request.app.state.clock())
     return MemberList(total=page.total, offset=page.offset, limit=page.limit,
                       members=[MemberLine.model_validate(r.as_json()) for r in page.rows])
 

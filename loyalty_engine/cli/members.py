@@ -56,7 +56,7 @@ def list_(
 ) -> None:
     """Members with their points per program, purchase count and last purchase."""
     page = list_members(engine_for(ctx), search=search, program=program, sort=sort,
-                        limit=limit, offset=offset)
+                        limit=limit, offset=offset, as_of=now())
     if json_out:
         emit_json({"total": page.total, "offset": page.offset, "limit": page.limit,
                    "members": [r.as_json() for r in page.rows]})

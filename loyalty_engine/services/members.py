@@ -90,10 +90,12 @@ def _like(text: str) -> str:
 
 @read_use_case
 def list_members(conn: Connection, *, search: str | None = None, program: str | None = None,
-                 sort: str = "member_id", limit: int = 100, offset: int = 0) -> MemberPage:
+                 sort: str = "member_id", limit: int = 100, offset: int = 0,
+                 as_of: datetime | None = None) -> MemberPage:
     """Members matching a search (in the id or the attributes, case-insensitive) and
     enrolled in a program, sorted, one page, with the number matching in all. A fixed
-    number of statements whatever the page: count, page, the page's balances."""
+    number of statements whatever the page: count, page, the page's balances (as of
+    as_of, given: less lots expired by then, as show_member; the sort uses the cache)."""
     field, descending = parse_sort(sort)
     if field == "points" and program is None:
         raise MemberError("sorting by points needs a program (--program): points of two "
@@ -134,8 +136,12 @@ def list_members(conn: Connection, *, search: str | None = None, program: str | 
     balances: dict[str, dict[str, tuple[int, int]]] = {}
     ids = [r.member_id for r in rows]
     if ids:
-        shown = select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
-                       _balances.c.pending).where(_balances.c.member_id.in_(ids))
+        points, pending = _balances.c.points, _balances.c.pending
+        if as_of is not None:
+            points = points - _expired(as_of, pending=False)
+            pending = pending - _expired(as_of, pending=True)
+        shown = select(_balances.c.member_id, _balances.c.program_id, points.label("points"),
+                       pending.label("pending")).where(_balances.c.member_id.in_(ids))
         if program is not None:
             shown = shown.where(_balances.c.program_id == program)
         for b in conn.execute(shown):
@@ -231,6 +237,18 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
                   for t in show_tiers(engine, member_id, as_of)],
         "clubs": member_clubs(engine, member_id, as_of),
     }
+
+
+def _expired(as_of: datetime, pending: bool) -> Any:
+    """What remains of a balance row's lots (pending or not) expired by as_of, whether or
+    not the expire step has recorded it: a correlated subquery, so no statement more."""
+    held = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
+    return (select(func.coalesce(func.sum(_lots.c.remaining), 0))
+            .where(_lots.c.member_id == _balances.c.member_id,
+                   _lots.c.program_id == _balances.c.program_id, _lots.c.remaining > 0,
+                   _lots.c.expires_at.is_not(None), _lots.c.expires_at <= as_of,
+                   held if pending else ~held)
+            .scalar_subquery())
 
 
 def _balances_at(balances: Sequence[Any], lots: Sequence[Any],

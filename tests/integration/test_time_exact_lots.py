@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from loyalty_engine.api.app import create_app
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.services.errors import RedemptionRejectedError
-from loyalty_engine.services.members import show_member
+from loyalty_engine.services.members import list_members, show_member
 from loyalty_engine.services.points import StepResult, activate_pending, expire_points
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.redemptions import redeem
@@ -73,6 +73,10 @@ def test_an_expired_lot_is_neither_spendable_nor_shown_before_the_step_runs(
     assert points(engine, "lapse-shop") == (30, 0)  # the cached row: nothing recorded yet
     # 5 April, the expire step not run: the member has nothing to spend and is shown so.
     assert _shown(engine, ASKED) == [("lapse-shop", 0, 0)]
+    [line] = list_members(engine, as_of=at(ASKED)).rows
+    assert line.balances == {"lapse-shop": (0, 0)}
+    assert list_members(engine, as_of=at("2027-03-31")).rows[0].balances == {
+        "lapse-shop": (30, 0)}
     with pytest.raises(RedemptionRejectedError, match="has 0 spendable points"):
         _redeem(engine, "RD-1", ASKED, 1)
     before = state(engine)
@@ -136,7 +140,17 @@ def test_the_api_shows_no_expired_points_before_the_step_runs(engine: Engine) ->
             [found] = [p for p in answer.json()["programs"] if p["program_id"] == "fresh-market"]
             return found["points"], found["pending"]
 
+        def listed() -> list[dict[str, Any]]:
+            answer = client.get("/v1/members", params={"program": "fresh-market"},
+                                headers=bearer(keys.admin))
+            assert answer.status_code == 200, answer.text
+            [member] = answer.json()["members"]
+            balances: list[dict[str, Any]] = member["balances"]
+            return balances
+
         assert fresh_market() == (100, 0)
+        assert listed() == [{"program_id": "fresh-market", "points": 100, "pending": 0}]
         clock[0] = API_NOW
         assert fresh_market() == (0, 0)
+        assert listed() == [{"program_id": "fresh-market", "points": 0, "pending": 0}]
     assert points(engine, "fresh-market") == (100, 0)  # the cached row: nothing recorded
