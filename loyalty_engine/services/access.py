@@ -3,13 +3,13 @@ programs' members, redemptions and data; an admin key everything."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.apikeys import ApiKeyInfo
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.unit_of_work import read_use_case
 
 
 def _overlap(pattern: str, ids: frozenset[str], prefixes: tuple[str, ...]) -> bool:
@@ -31,33 +31,33 @@ def sees(key: ApiKeyInfo, program: CompiledProgram) -> bool:
                for pattern in key.stores)
 
 
-def programs_out_of_reach(engine: Engine, key: ApiKeyInfo) -> frozenset[str]:
+@read_use_case
+def programs_out_of_reach(conn: Connection, key: ApiKeyInfo) -> frozenset[str]:
     """The programs a key does not reach (none for an admin key), judged by each program's
     newest version. (A program that does not exist is in nobody's way: whatever names it
     is refused for that reason.)"""
     if key.scope == "admin":
         return frozenset()
-    with read_transaction(engine) as conn:
-        catalog = load_catalog(conn)
+    catalog = load_catalog(conn)
     return frozenset(pid for pid in catalog.program_ids
                      if not sees(key, catalog.versions(pid)[-1].program))
 
 
-def member_programs(engine: Engine, member_id: str) -> frozenset[str] | None:
+@read_use_case
+def member_programs(conn: Connection, member_id: str) -> frozenset[str] | None:
     """The programs a member is enrolled in (None: no such member)."""
-    with read_transaction(engine) as conn:
-        if conn.execute(select(tables.members.c.member_id)
-                        .where(tables.members.c.member_id == member_id)).first() is None:
-            return None
-        return frozenset(conn.execute(
-            select(tables.enrolments.c.program_id)
-            .where(tables.enrolments.c.member_id == member_id)).scalars())
+    if conn.execute(select(tables.members.c.member_id)
+                    .where(tables.members.c.member_id == member_id)).first() is None:
+        return None
+    return frozenset(conn.execute(
+        select(tables.enrolments.c.program_id)
+        .where(tables.enrolments.c.member_id == member_id)).scalars())
 
 
-def redemption_program(engine: Engine, redemption_id: str) -> str | None:
+@read_use_case
+def redemption_program(conn: Connection, redemption_id: str) -> str | None:
     """The program a stored redemption was made in (None: no such redemption)."""
-    with read_transaction(engine) as conn:
-        found: str | None = conn.execute(
-            select(tables.redemptions.c.program_id)
-            .where(tables.redemptions.c.redemption_id == redemption_id)).scalar()
-        return found
+    found: str | None = conn.execute(
+        select(tables.redemptions.c.program_id)
+        .where(tables.redemptions.c.redemption_id == redemption_id)).scalar()
+    return found

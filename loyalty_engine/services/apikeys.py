@@ -12,13 +12,14 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import select_typed_by_keys
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _keys = tables.api_keys
 _COLUMNS = ("id", "name", "key_id", "secret_sha256", "scope", "stores", "created_at",
@@ -101,27 +102,27 @@ def create_api_key(engine: Engine, name: str, scope: str, stores: list[str],
     return _info(row), f"{PREFIX}{key_id}_{secret}"
 
 
-def list_api_keys(engine: Engine) -> list[ApiKeyInfo]:
+@read_use_case
+def list_api_keys(conn: Connection) -> list[ApiKeyInfo]:
     """Every key, oldest first (revoked ones too, marked)."""
-    with engine.connect() as conn:
-        return [_info(r) for r in conn.execute(select(_keys).order_by(_keys.c.id))]
+    return [_info(r) for r in conn.execute(select(_keys).order_by(_keys.c.id))]
 
 
-def revoke_api_key(engine: Engine, ref: str, now: datetime) -> ApiKeyInfo:
+@write_use_case
+def revoke_api_key(conn: Connection, ref: str, now: datetime) -> ApiKeyInfo:
     """Revoke a key by name or key id; it stops working at once."""
-    with write_transaction(engine) as conn:
-        # A reused name: the live key is meant (revoked ones of the name are history).
-        row = conn.execute(select(_keys).where(
-            or_(_keys.c.name == ref, _keys.c.key_id == ref))
-            .order_by(_keys.c.revoked_at.is_not(None), _keys.c.id.desc())).first()
-        if row is None:
-            raise NotFoundError(f"there is no API key named {ref!r} (or with that key id); "
-                                "`loyalty apikeys list` shows them")
-        if row.revoked_at is not None:
-            raise ApiKeyError(f"key {row.name!r} was already revoked at "
-                              f"{row.revoked_at.isoformat()}")
-        done = conn.execute(_keys.update().where(_keys.c.id == row.id).values(
-            revoked_at=now).returning(*_keys.c)).one()
+    # A reused name: the live key is meant (revoked ones of the name are history).
+    row = conn.execute(select(_keys).where(
+        or_(_keys.c.name == ref, _keys.c.key_id == ref))
+        .order_by(_keys.c.revoked_at.is_not(None), _keys.c.id.desc())).first()
+    if row is None:
+        raise NotFoundError(f"there is no API key named {ref!r} (or with that key id); "
+                            "`loyalty apikeys list` shows them")
+    if row.revoked_at is not None:
+        raise ApiKeyError(f"key {row.name!r} was already revoked at "
+                          f"{row.revoked_at.isoformat()}")
+    done = conn.execute(_keys.update().where(_keys.c.id == row.id).values(
+        revoked_at=now).returning(*_keys.c)).one()
     return _info(done)
 
 

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, and_, select
 
 from loyalty_engine.services.clubs import club_rows
 from loyalty_engine.services.errors import MemberError, NotFoundError
@@ -22,8 +22,7 @@ from loyalty_engine.services.memberships import (
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
-from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _members = tables.members
 _consents = tables.member_consents
@@ -32,7 +31,8 @@ _charges = tables.fee_charges
 FLAG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
-def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
+@write_use_case
+def enrol_member(conn: Connection, member_id: str, attributes: dict[str, Any],
                  consents: dict[str, bool], at: datetime, now: datetime,
                  program_id: str | None = None) -> dict[str, Any]:
     """Create a member (or update one; `created` in the result tells): attributes are merged
@@ -43,48 +43,39 @@ def enrol_member(engine: Engine, member_id: str, attributes: dict[str, Any],
                           "without surrounding spaces")
     for flag in consents:
         _check_flag(flag)
-
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            refuse_erased(conn, member_id)
-            convert = Converters(conn)
-            existed = conn.execute(select(_members.c.member_id).where(
-                _members.c.member_id == member_id)).first() is not None
-            if program_id is not None:
-                if load_catalog(conn).in_force(program_id, at) is None:
-                    raise NotFoundError(f"program {program_id!r} is not in force at "
-                                        f"{at.isoformat()}")
-                ensure_member(conn, member_id, program_id, at, now)
-            else:
-                insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
-                            [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
-            lock_member(conn, member_id)
-            current = conn.execute(select(_members.c.attributes).where(
-                _members.c.member_id == member_id)).scalar()
-            merged = {**dict(current or {}), **attributes}
-            conn.execute(_members.update().where(_members.c.member_id == member_id)
-                         .values(attributes=merged))
-            for flag, given in sorted(consents.items()):
-                _record_consent(conn, member_id, flag, given, at)
-            return {**_member_data(conn, member_id), "created": not existed}
-
-    return retry_transient(attempt)
+    refuse_erased(conn, member_id)
+    convert = Converters(conn)
+    existed = conn.execute(select(_members.c.member_id).where(
+        _members.c.member_id == member_id)).first() is not None
+    if program_id is not None:
+        if load_catalog(conn).in_force(program_id, at) is None:
+            raise NotFoundError(f"program {program_id!r} is not in force at "
+                                f"{at.isoformat()}")
+        ensure_member(conn, member_id, program_id, at, now)
+    else:
+        insert_rows(conn, _members, ("member_id", "created_at", "attributes"),
+                    [(member_id, convert.when(now), "{}")], on_conflict=["member_id"])
+    lock_member(conn, member_id)
+    current = conn.execute(select(_members.c.attributes).where(
+        _members.c.member_id == member_id)).scalar()
+    merged = {**dict(current or {}), **attributes}
+    conn.execute(_members.update().where(_members.c.member_id == member_id)
+                 .values(attributes=merged))
+    for flag, given in sorted(consents.items()):
+        _record_consent(conn, member_id, flag, given, at)
+    return {**_member_data(conn, member_id), "created": not existed}
 
 
-def set_consent(engine: Engine, member_id: str, flag: str, given: bool, at: datetime
+@write_use_case
+def set_consent(conn: Connection, member_id: str, flag: str, given: bool, at: datetime
                 ) -> dict[str, Any]:
     """Record a consent given or withdrawn at an instant (conditions see it at once)."""
     _check_flag(flag)
-
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            if not lock_member(conn, member_id):
-                raise NotFoundError(f"there is no member {member_id!r}")
-            refuse_erased(conn, member_id)
-            _record_consent(conn, member_id, flag, given, at)
-            return _member_data(conn, member_id)
-
-    return retry_transient(attempt)
+    if not lock_member(conn, member_id):
+        raise NotFoundError(f"there is no member {member_id!r}")
+    refuse_erased(conn, member_id)
+    _record_consent(conn, member_id, flag, given, at)
+    return _member_data(conn, member_id)
 
 
 def _check_flag(flag: str) -> None:
@@ -113,17 +104,17 @@ def _member_data(conn: Any, member_id: str) -> dict[str, Any]:
             "attributes": dict(row.attributes or {}), "consents": consents}
 
 
-def member_clubs(engine: Engine, member_id: str, as_of: datetime) -> dict[str, Any]:
+@read_use_case
+def member_clubs(conn: Connection, member_id: str, as_of: datetime) -> dict[str, Any]:
     """A member's club memberships, fee charges (newest first) and group verifications."""
-    with read_transaction(engine) as conn:
-        if conn.execute(select(_members.c.member_id).where(
-                _members.c.member_id == member_id)).first() is None:
-            raise NotFoundError(f"there is no member {member_id!r}")
-        days = {(v.program_id, g.group_id): g.reverify_days
-                for v in load_catalog(conn).all_in_force(as_of)
-                for g in v.program.groups.values()}
-        charges = [charge_json(r) for r in conn.execute(
-            select(_charges).where(_charges.c.member_id == member_id)
-            .order_by(_charges.c.id.desc()))]
-        return {"member_id": member_id, "clubs": club_rows(conn, member_id),
-                "charges": charges, "verifications": verification_rows(conn, member_id, days)}
+    if conn.execute(select(_members.c.member_id).where(
+            _members.c.member_id == member_id)).first() is None:
+        raise NotFoundError(f"there is no member {member_id!r}")
+    days = {(v.program_id, g.group_id): g.reverify_days
+            for v in load_catalog(conn).all_in_force(as_of)
+            for g in v.program.groups.values()}
+    charges = [charge_json(r) for r in conn.execute(
+        select(_charges).where(_charges.c.member_id == member_id)
+        .order_by(_charges.c.id.desc()))]
+    return {"member_id": member_id, "clubs": club_rows(conn, member_id),
+            "charges": charges, "verifications": verification_rows(conn, member_id, days)}

@@ -17,6 +17,7 @@ from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import show_tiers
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.unit_of_work import read_use_case
 
 _members = tables.members
 _balances = tables.balances
@@ -85,7 +86,8 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def list_members(engine: Engine, *, search: str | None = None, program: str | None = None,
+@read_use_case
+def list_members(conn: Connection, *, search: str | None = None, program: str | None = None,
                  sort: str = "member_id", limit: int = 100, offset: int = 0) -> MemberPage:
     """Members matching a search (in the id or the attributes, case-insensitive) and
     enrolled in a program, sorted, one page, with the number matching in all. A fixed
@@ -124,20 +126,19 @@ def list_members(engine: Engine, *, search: str | None = None, program: str | No
     if field == "last_purchase":  # members without purchases last, either way
         ordered = ordered.nulls_last()
     query = query.order_by(ordered, _members.c.member_id).limit(limit).offset(offset)
-    with read_transaction(engine) as conn:
-        total = int(conn.execute(select(func.count()).select_from(_members)
-                                 .where(*conditions)).scalar_one())
-        rows = conn.execute(query).all()
-        balances: dict[str, dict[str, tuple[int, int]]] = {}
-        ids = [r.member_id for r in rows]
-        if ids:
-            shown = select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
-                           _balances.c.pending).where(_balances.c.member_id.in_(ids))
-            if program is not None:
-                shown = shown.where(_balances.c.program_id == program)
-            for b in conn.execute(shown):
-                balances.setdefault(b.member_id, {})[b.program_id] = (int(b.points),
-                                                                      int(b.pending))
+    total = int(conn.execute(select(func.count()).select_from(_members)
+                             .where(*conditions)).scalar_one())
+    rows = conn.execute(query).all()
+    balances: dict[str, dict[str, tuple[int, int]]] = {}
+    ids = [r.member_id for r in rows]
+    if ids:
+        shown = select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
+                       _balances.c.pending).where(_balances.c.member_id.in_(ids))
+        if program is not None:
+            shown = shown.where(_balances.c.program_id == program)
+        for b in conn.execute(shown):
+            balances.setdefault(b.member_id, {})[b.program_id] = (int(b.points),
+                                                                  int(b.pending))
     # max() keeps the column's type, so last_purchase_at comes back timezone-aware.
     return MemberPage([MemberSummary(r.member_id, r.created_at, balances.get(r.member_id, {}),
                                      int(r.n), r.last, r.erased_at is not None)
@@ -236,30 +237,30 @@ def _require_member(conn: Connection, member_id: str) -> None:
         raise MemberNotFoundError(member_id)
 
 
-def explain_member(engine: Engine, member_id: str) -> dict[str, Any]:
+@read_use_case
+def explain_member(conn: Connection, member_id: str) -> dict[str, Any]:
     """A member's ledger, program by program (points of two programs never add up): each
     program's spendable and pending balance, and every entry with the version, rule and
     purchase behind it, its lot's pending and expiry dates, and its reason as a sentence."""
-    with read_transaction(engine) as conn:
-        _require_member(conn, member_id)
-        catalog = load_catalog(conn)
-        rows = conn.execute(
-            select(
-                _ledger.c.id, _ledger.c.program_id, _versions.c.version,
-                _versions.c.content_hash, _ledger.c.rule_id, _ledger.c.kind, _ledger.c.points,
-                _ledger.c.occurred_at, _purchases.c.store_id, _purchases.c.transaction_id,
-                _purchases.c.total_minor, _purchases.c.currency, _ledger.c.reason,
-                _lots.c.pending_until, _lots.c.activated_at, _lots.c.expires_at,
-            )
-            .join(_versions, _versions.c.id == _ledger.c.program_version_id)
-            .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
-            .outerjoin(_lots, _lots.c.entry_id == _ledger.c.id)
-            .where(_ledger.c.member_id == member_id)
-            .order_by(_ledger.c.program_id, _ledger.c.occurred_at, _ledger.c.id)
-        ).all()
-        balances = {r.program_id: r for r in conn.execute(
-            select(_balances.c.program_id, _balances.c.points, _balances.c.pending)
-            .where(_balances.c.member_id == member_id))}
+    _require_member(conn, member_id)
+    catalog = load_catalog(conn)
+    rows = conn.execute(
+        select(
+            _ledger.c.id, _ledger.c.program_id, _versions.c.version,
+            _versions.c.content_hash, _ledger.c.rule_id, _ledger.c.kind, _ledger.c.points,
+            _ledger.c.occurred_at, _purchases.c.store_id, _purchases.c.transaction_id,
+            _purchases.c.total_minor, _purchases.c.currency, _ledger.c.reason,
+            _lots.c.pending_until, _lots.c.activated_at, _lots.c.expires_at,
+        )
+        .join(_versions, _versions.c.id == _ledger.c.program_version_id)
+        .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
+        .outerjoin(_lots, _lots.c.entry_id == _ledger.c.id)
+        .where(_ledger.c.member_id == member_id)
+        .order_by(_ledger.c.program_id, _ledger.c.occurred_at, _ledger.c.id)
+    ).all()
+    balances = {r.program_id: r for r in conn.execute(
+        select(_balances.c.program_id, _balances.c.points, _balances.c.pending)
+        .where(_balances.c.member_id == member_id))}
     programs: dict[str, dict[str, Any]] = {}
     for pid in sorted({r.program_id for r in rows} | set(balances)):
         newest = catalog.versions(pid)[-1].program  # entries and balances need a version

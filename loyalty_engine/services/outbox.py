@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
+from loyalty_engine.store.unit_of_work import read_use_case
 
 _events = tables.member_events
 
@@ -59,18 +60,18 @@ def record_events(conn: Connection, events: Sequence[Event], now: datetime) -> i
     )
 
 
-def list_events(engine: Engine, since: int = 0, limit: int = 100,
+@read_use_case
+def list_events(conn: Connection, since: int = 0, limit: int = 100,
                 member_id: str | None = None) -> list[dict[str, Any]]:
     """Events after id `since`, oldest first, in a stable shape:
     {id, kind, member_id, program_id, occurred_at, data}."""
-    with engine.connect() as conn:
-        query = (select(_events).where(_events.c.id > since).order_by(_events.c.id)
-                 .limit(limit))
-        if member_id is not None:
-            query = query.where(_events.c.member_id == member_id)
-        return [{"id": r.id, "kind": r.kind, "member_id": r.member_id,
-                 "program_id": r.program_id, "occurred_at": r.occurred_at, "data": r.data}
-                for r in conn.execute(query)]
+    query = (select(_events).where(_events.c.id > since).order_by(_events.c.id)
+             .limit(limit))
+    if member_id is not None:
+        query = query.where(_events.c.member_id == member_id)
+    return [{"id": r.id, "kind": r.kind, "member_id": r.member_id,
+             "program_id": r.program_id, "occurred_at": r.occurred_at, "data": r.data}
+            for r in conn.execute(query)]
 
 
 KEY_LENGTH = 240  # the key column's size

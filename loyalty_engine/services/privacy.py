@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
+from sqlalchemy import Connection, Table, and_, delete, func, select
 
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import NotFoundError
 from loyalty_engine.services.lots import lock_member
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _members = tables.members
 _consents = tables.member_consents
@@ -35,28 +34,29 @@ def _enrolment_responses(member_id: str) -> Any:
                 func.substr(_responses.c.idem_key, 1, len(member_id) + 1) == member_id + _SEP)
 
 
-def export_member(engine: Engine, member_id: str, now: datetime) -> dict[str, Any]:
+@read_use_case
+def export_member(conn: Connection, member_id: str, now: datetime) -> dict[str, Any]:
     """Everything held about a member as plain rows, table by table (one query each): the
     member row (attributes), consents, enrolments, purchases and their lines, refunds,
     redemptions, the ledger, lots, balances, vouchers, charges, events, audit records, and
     the stored HTTP answers to their enrolments."""
-    with read_transaction(engine) as conn:
-        if conn.execute(select(_members.c.member_id).where(
-                _members.c.member_id == member_id)).first() is None:
-            raise NotFoundError(f"there is no member {member_id!r}")
-        data: dict[str, list[dict[str, Any]]] = {}
-        for table in member_tables():
-            order = list(table.primary_key.columns)
-            data[table.name] = [dict(r._mapping) for r in conn.execute(
-                select(table).where(table.c.member_id == member_id).order_by(*order))]
-        # Stored answers to their enrolments repeat the attributes (keyed by the member).
-        data["api_responses"] = [dict(r._mapping) for r in conn.execute(
-            select(_responses).where(_enrolment_responses(member_id))
-            .order_by(_responses.c.idem_key))]
+    if conn.execute(select(_members.c.member_id).where(
+            _members.c.member_id == member_id)).first() is None:
+        raise NotFoundError(f"there is no member {member_id!r}")
+    data: dict[str, list[dict[str, Any]]] = {}
+    for table in member_tables():
+        order = list(table.primary_key.columns)
+        data[table.name] = [dict(r._mapping) for r in conn.execute(
+            select(table).where(table.c.member_id == member_id).order_by(*order))]
+    # Stored answers to their enrolments repeat the attributes (keyed by the member).
+    data["api_responses"] = [dict(r._mapping) for r in conn.execute(
+        select(_responses).where(_enrolment_responses(member_id))
+        .order_by(_responses.c.idem_key))]
     return {"member_id": member_id, "exported_at": now, "tables": data}
 
 
-def erase_member(engine: Engine, member_id: str, actor: str, reason: str,
+@write_use_case
+def erase_member(conn: Connection, member_id: str, actor: str, reason: str,
                  now: datetime) -> dict[str, Any]:
     """Erase a member's personal data in one transaction, with an audit record.
 
@@ -67,12 +67,7 @@ def erase_member(engine: Engine, member_id: str, actor: str, reason: str,
     person is unknown here; balances and program totals stay exact. The id then takes no
     enrolment or new personal data (MemberErasedError). Erasing twice changes nothing and
     returns the first erasure."""
-
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            return _erase(conn, member_id, actor, reason, now)
-
-    return retry_transient(attempt)
+    return _erase(conn, member_id, actor, reason, now)
 
 
 def _erase(conn: Connection, member_id: str, actor: str, reason: str,

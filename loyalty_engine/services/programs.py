@@ -17,7 +17,8 @@ from loyalty_engine.rules.expressions import stored_programs
 from loyalty_engine.rules.loader import load_program_file, load_program_text
 from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction, write_transaction
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.unit_of_work import read_use_case
 
 # The first version of a program is in force for all history unless told otherwise, so that
 # purchases imported from before the program was applied still earn under it.
@@ -210,25 +211,25 @@ def _apply_one(
     return ApplyResult(loaded.path, pid, version, loaded.content_hash, start, created=True)
 
 
-def list_versions(engine: Engine) -> list[VersionInForce]:
+@read_use_case
+def list_versions(conn: Connection) -> list[VersionInForce]:
     """Every stored version of every program, by program then age."""
-    with read_transaction(engine) as conn:
-        catalog = load_catalog(conn)
+    catalog = load_catalog(conn)
     return [v for pid in catalog.program_ids for v in catalog.versions(pid)]
 
 
-def program_zones(engine: Engine) -> dict[str, ZoneInfo]:
+@read_use_case
+def program_zones(conn: Connection) -> dict[str, ZoneInfo]:
     """Each program's time zone (its newest version's), for showing times as people there
     read them."""
-    with read_transaction(engine) as conn:
-        catalog = load_catalog(conn)
+    catalog = load_catalog(conn)
     return {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
 
 
-def program_currencies(engine: Engine) -> dict[str, str]:
+@read_use_case
+def program_currencies(conn: Connection) -> dict[str, str]:
     """Each program's currency (its newest version's)."""
-    with read_transaction(engine) as conn:
-        catalog = load_catalog(conn)
+    catalog = load_catalog(conn)
     return {pid: catalog.versions(pid)[-1].program.currency for pid in catalog.program_ids}
 
 

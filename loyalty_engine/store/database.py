@@ -147,10 +147,11 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
     polls a flock every millisecond, which hands the turn between processes over at once.
     After the lock timeout it gives up as SQLite would ("database is locked"): going ahead
     would wait a second timeout in SQLite's handler behind the same writer."""
-    if engine.dialect.name != "sqlite":
-        yield
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield  # an in-memory database (a test's) has one connection and no file to lock
         return
-    path = f"{engine.url.database}.writer-lock"
+    path = f"{database}.writer-lock"
     with _THREADS_LOCK:
         ours = _THREADS.setdefault(path, threading.Lock())
     wait = float(engine.get_execution_options().get("loyalty_lock_timeout",
