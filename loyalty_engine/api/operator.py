@@ -1,5 +1,5 @@
 """The operator endpoints (admin keys only): manual points adjustments, member search, the
-GDPR export and erasure. Writes are idempotent (services/idempotency.py)."""
+GDPR export and erasure. Writes are idempotent (api/idempotency.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
+from sqlalchemy import Connection
 
 from loyalty_engine.api.auth import Caller, require_admin
+from loyalty_engine.api.idempotency import answer_once
 from loyalty_engine.api.responses import problems, send
 from loyalty_engine.api.schemas import _hash, _Request, _utc
 from loyalty_engine.api.writes import _engine, _not_ahead, _now
@@ -21,7 +23,6 @@ from loyalty_engine.services.adjustments import (
     AdjustmentOutcome,
     adjust_points,
 )
-from loyalty_engine.services.idempotency import respond_once
 from loyalty_engine.services.members import list_members
 from loyalty_engine.services.privacy import erase_member, export_member
 
@@ -108,14 +109,14 @@ def post_adjustment(body: AdjustmentRequest, key: Caller, request: Request) -> R
         _not_ahead(body.occurred_at, now, "occurred_at")
     engine = _engine(request)
 
-    def effect() -> tuple[int, str, bool]:
-        outcome: AdjustmentOutcome = adjust_points(engine, Adjustment(
+    def effect(conn: Connection, _: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        outcome: AdjustmentOutcome = adjust_points(conn, Adjustment(
             body.adjustment_id, body.member_id, body.program_id, body.points,
             body.reason.strip(), body.kind, _actor(key), body.occurred_at or now), now)
         done = AdjustmentDone.model_validate(outcome.as_json())
         return (200 if outcome.replayed else 201), done.model_dump_json(), outcome.replayed
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "adjustments", body.adjustment_id, body.request_hash(), effect, now,
         f"adjustment {body.adjustment_id!r} was already made with other details"))
 
@@ -199,9 +200,9 @@ def post_erase(member_id: MemberId, key: Caller, request: Request,
     now = _now(request)
     engine = _engine(request)
 
-    def effect() -> tuple[int, str, bool]:
-        data = erase_member(engine, member_id, _actor(key), body.reason, now)
+    def effect(conn: Connection, _: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        data = erase_member(conn, member_id, _actor(key), body.reason, now)
         return 200, to_json(data).decode(), bool(data["already_erased"])
 
-    return send(respond_once(engine, "erasures", member_id, body.request_hash(), effect, now,
+    return send(answer_once(engine, "erasures", member_id, body.request_hash(), effect, now,
                              f"member {member_id!r} was already erased for another reason"))

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
+from loyalty_engine.api.idempotency import Response as StoredResponse
 from loyalty_engine.api.problems import PROBLEM_JSON
-from loyalty_engine.services.idempotency import Response as StoredResponse
 
 REPLAY_HEADER = "Idempotent-Replayed"
 

@@ -1,14 +1,15 @@
 """The write endpoints: purchases, refunds, enrolment, redemptions, fee payments. Each is
-idempotent on its natural key (services/idempotency.py)."""
+idempotent on its natural key (api/idempotency.py), and each request is one unit of work:
+the service's writes and the stored response commit together, retried whole after a deadlock."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from loyalty_engine.api.auth import (
     Caller,
@@ -17,6 +18,7 @@ from loyalty_engine.api.auth import (
     require_program,
     require_store,
 )
+from loyalty_engine.api.idempotency import answer_once
 from loyalty_engine.api.problems import Problem
 from loyalty_engine.api.responses import problems, send
 from loyalty_engine.api.schemas import (
@@ -47,8 +49,7 @@ from loyalty_engine.services.errors import (
     RefundConflictError,
 )
 from loyalty_engine.services.fees import pay_charge
-from loyalty_engine.services.idempotency import respond_once
-from loyalty_engine.services.purchases import record_purchase
+from loyalty_engine.services.purchases import prefetched, prefetches, record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem, reverse_redemption
 from loyalty_engine.services.refunds import record_refund
 
@@ -91,8 +92,8 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
     _not_ahead(event.occurred_at, now, "occurred_at")
     engine = _engine(request)
 
-    def effect() -> tuple[int, str, bool]:
-        outcome = record_purchase(engine, event, now)
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        outcome = record_purchase(conn, event, now, prefetched(event, found))
         body = PurchaseRecorded(
             purchase_id=outcome.purchase_id, store_id=outcome.store_id,
             transaction_id=outcome.transaction_id, member_id=outcome.member_id,
@@ -101,11 +102,14 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
                           rule_id=a.rule_id, points=a.points) for a in outcome.awards])
         return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "purchases", event.store_id + _SEP + event.transaction_id,
         event.to_purchase().body_hash, effect, now,
         # Worded as the service's own conflict (met by a post of an imported purchase).
-        str(PurchaseConflictError(event.store_id, event.transaction_id))))
+        str(PurchaseConflictError(event.store_id, event.transaction_id)),
+        # The purchase's key and its member looked up with the stored response: the replay
+        # detected once, and a known member and their enrolments not written again.
+        also=prefetches(event)))
 
 
 @router.post("/refunds", status_code=201, response_model=RefundRecorded,
@@ -121,12 +125,12 @@ def post_refund(event: RefundEvent, key: Caller, request: Request) -> Response:
     _not_ahead(event.occurred_at, now, "occurred_at")
     engine = _engine(request)
 
-    def effect() -> tuple[int, str, bool]:
-        outcome = record_refund(engine, event, now)
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        outcome = record_refund(conn, event, now)
         body = RefundRecorded.model_validate(outcome.as_json())
         return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "refunds", event.store_id + _SEP + event.refund_id, event.body_hash(), effect,
         now, str(RefundConflictError(event.store_id, event.refund_id))))
 
@@ -152,9 +156,9 @@ def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     require_member_seen(key, unreached, member_programs(engine, body.member_id),
                         body.member_id)
 
-    def effect() -> tuple[int, str, bool]:
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
         try:
-            data = enrol_member(engine, body.member_id, dict(body.attributes),
+            data = enrol_member(conn, body.member_id, dict(body.attributes),
                                 dict(body.consents), at, now, body.program_id)
         except NotFoundError as exc:  # an unknown program is a bad field, not a bad URL
             raise Problem(422, "validation", f"program_id: {exc}", errors=[{
@@ -166,7 +170,7 @@ def post_member(body: EnrolRequest, key: Caller, request: Request) -> Response:
     # Keyed by the member and the request: the same request again is a replay, another
     # one (a second program, a consent withdrawn) is applied to the member in turn.
     request_hash = body.request_hash()
-    return send(respond_once(
+    return send(answer_once(
         engine, "members", body.member_id + _SEP + request_hash, request_hash, effect, now,
         "unreachable: the key includes the request"))
 
@@ -192,16 +196,16 @@ def post_redemption(body: RedemptionRequest, key: Caller, request: Request) -> R
     engine = _engine(request)
     require_program(key, programs_out_of_reach(engine, key), body.program_id, "redeem")
 
-    def effect() -> tuple[int, str, bool]:
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
         try:
-            outcome = redeem(engine, body, now)
+            outcome = redeem(conn, body, now)
         except RedemptionBackdatedError as exc:  # a bad field, named like any other
             raise Problem(422, "validation", str(exc), errors=[{
                 "field": exc.field, "pointer": f"#/{exc.field}",
                 "detail": "older than the program accepts from an offline till"}]) from None
         return (200 if outcome.replayed else 201), _redemption(outcome), outcome.replayed
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "redemptions", body.redemption_id, body.body_hash(), effect, now,
         str(RedemptionConflictError(body.redemption_id))))
 
@@ -226,11 +230,11 @@ def post_reversal(redemption_id: RedemptionId, key: Caller, request: Request,
         require_program(key, programs_out_of_reach(engine, key), program_id,
                         "reverse redemptions")
 
-    def effect() -> tuple[int, str, bool]:
-        outcome = reverse_redemption(engine, redemption_id, now, body.occurred_at)
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        outcome = reverse_redemption(conn, redemption_id, now, body.occurred_at)
         return 200, _redemption(outcome), outcome.replayed
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "reversals", redemption_id, body.request_hash(), effect, now,
         f"redemption {redemption_id!r} was already reversed at another time"))
 
@@ -251,10 +255,10 @@ def post_fee_payment(charge_id: Annotated[int, Path(ge=1, le=2**62)], key: Calle
         _not_ahead(body.paid_at, now, "paid_at")
     engine = _engine(request)
 
-    def effect() -> tuple[int, str, bool]:
-        outcome = pay_charge(engine, charge_id, at, now, body.in_points, body.reference)
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        outcome = pay_charge(conn, charge_id, at, now, body.in_points, body.reference)
         return 200, FeePaid.model_validate(outcome.as_json()).model_dump_json(), False
 
-    return send(respond_once(
+    return send(answer_once(
         engine, "fee-payments", str(charge_id), body.request_hash(), effect, now,
         f"charge {charge_id} was already paid through the API with other details"))

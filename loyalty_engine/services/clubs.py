@@ -14,7 +14,6 @@ from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
 from loyalty_engine.services.groups import eligible, lapse_eligibility
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     CHARGE_KEY,
     LIVE,
@@ -37,6 +36,7 @@ from loyalty_engine.services.points_moves import refund_fee_points
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _memberships = tables.club_memberships

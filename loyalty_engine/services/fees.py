@@ -14,7 +14,6 @@ from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import FeeError, RefundRejectedError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     LIVE,
     charge,
@@ -30,8 +29,8 @@ from loyalty_engine.services.memberships import (
 from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_points
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.locks import lock_member
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _charges = tables.fee_charges
 
@@ -49,7 +48,8 @@ class FeeOutcome:
         return {"charge": self.charge, "membership": self.membership, "message": self.message}
 
 
-def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
+@write_use_case
+def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
                in_points: bool = False, reference: str | None = None) -> FeeOutcome:
     """Mark a due (or failed) charge paid, in money or in the level's points price, and
     apply it: a joining charge starts the membership's term, a renewal extends it, an
@@ -57,70 +57,62 @@ def pay_charge(engine: Engine, charge_id: int, at: datetime, now: datetime,
 
     if reference is not None and not 0 < len(reference) <= 160:
         raise FeeError("--reference must be 1 to 160 characters")
-
-    def attempt() -> FeeOutcome:
-        with write_transaction(engine) as conn:
-            row = charge(conn, charge_id)
-            lock_member(conn, row.member_id)
-            row = charge(conn, charge_id, lock=True)
-            _check_payable(row)
-            catalog = load_catalog(conn)
-            version, club = _club_of(catalog, row, at)
-            membership_row = membership(conn, row.member_id, row.program_id, row.club_id)
-            if membership_row is None or membership_row.status not in (
-                    "pending", "active", "grace"):
-                state = "none" if membership_row is None else membership_row.status
-                raise FeeError(f"charge {charge_id} is for a membership that has ended "
-                               f"({state}); join the club again")
-            if at < membership_row.joined_at:
-                raise FeeError(f"--at {at.isoformat()} is before member {row.member_id!r} "
-                               f"joined ({membership_row.joined_at.isoformat()}); a payment "
-                               "cannot predate the membership")
-            if row.term_start < membership_row.joined_at:
-                raise FeeError(f"charge {charge_id} belongs to an earlier membership of club "
-                               f"{row.club_id!r} that has ended; it is not owed any more")
-            detail = dict(row.detail or {})
-            points = None
-            via = "service"
-            if in_points:
-                level = club.level(row.level)
-                if level is None or level.points_price is None:
-                    raise FeeError(f"level {row.level!r} of club {row.club_id!r} cannot be "
-                                   "paid in points")
-                if row.kind == "upgrade":
-                    raise FeeError(f"charge {charge_id} is a prorated upgrade; it is paid in "
-                                   "money, not points")
-                points = level.points_price
-                detail["from_lots"] = pay_fee_points(conn, row, version.id, points, at, now)
-                detail["program_version_id"] = version.id
-                via = "points"
-            set_charge(conn, charge_id, now, status="paid", paid_at=at, paid_via=via,
-                       paid_ref=reference, points=points, detail=detail)
-            _apply_payment(conn, row, version, club, at, now)
-            return _outcome(conn, charge_id, f"charge {charge_id} paid"
-                            + (f" with {points} points" if points else ""))
-
-    return retry_transient(attempt)
+    row = charge(conn, charge_id)
+    lock_member(conn, row.member_id)
+    row = charge(conn, charge_id, lock=True)
+    _check_payable(row)
+    catalog = load_catalog(conn)
+    version, club = _club_of(catalog, row, at)
+    membership_row = membership(conn, row.member_id, row.program_id, row.club_id)
+    if membership_row is None or membership_row.status not in (
+            "pending", "active", "grace"):
+        state = "none" if membership_row is None else membership_row.status
+        raise FeeError(f"charge {charge_id} is for a membership that has ended "
+                       f"({state}); join the club again")
+    if at < membership_row.joined_at:
+        raise FeeError(f"--at {at.isoformat()} is before member {row.member_id!r} "
+                       f"joined ({membership_row.joined_at.isoformat()}); a payment "
+                       "cannot predate the membership")
+    if row.term_start < membership_row.joined_at:
+        raise FeeError(f"charge {charge_id} belongs to an earlier membership of club "
+                       f"{row.club_id!r} that has ended; it is not owed any more")
+    detail = dict(row.detail or {})
+    points = None
+    via = "service"
+    if in_points:
+        level = club.level(row.level)
+        if level is None or level.points_price is None:
+            raise FeeError(f"level {row.level!r} of club {row.club_id!r} cannot be "
+                           "paid in points")
+        if row.kind == "upgrade":
+            raise FeeError(f"charge {charge_id} is a prorated upgrade; it is paid in "
+                           "money, not points")
+        points = level.points_price
+        detail["from_lots"] = pay_fee_points(conn, row, version.id, points, at, now)
+        detail["program_version_id"] = version.id
+        via = "points"
+    set_charge(conn, charge_id, now, status="paid", paid_at=at, paid_via=via,
+               paid_ref=reference, points=points, detail=detail)
+    _apply_payment(conn, row, version, club, at, now)
+    return _outcome(conn, charge_id, f"charge {charge_id} paid"
+                    + (f" with {points} points" if points else ""))
 
 
-def fail_charge(engine: Engine, charge_id: int, now: datetime,
+@write_use_case
+def fail_charge(conn: Connection, charge_id: int, now: datetime,
                 reason: str | None = None) -> FeeOutcome:
     """Record that collecting a due charge failed; it stays payable until the lapse."""
 
     if reason is not None and len(reason) > 200:
         raise FeeError("--reason must be at most 200 characters")
 
-    def attempt() -> FeeOutcome:
-        with write_transaction(engine) as conn:
-            row = charge(conn, charge_id, lock=True)
-            if row.status != "due":
-                raise FeeError(f"charge {charge_id} is {row.status}; only a due charge can "
-                               "fail")
-            set_charge(conn, charge_id, now, status="failed",
-                       detail={**(row.detail or {}), "failure": reason or "collection failed"})
-            return _outcome(conn, charge_id, f"charge {charge_id} marked failed")
-
-    return retry_transient(attempt)
+    row = charge(conn, charge_id, lock=True)
+    if row.status != "due":
+        raise FeeError(f"charge {charge_id} is {row.status}; only a due charge can "
+                       "fail")
+    set_charge(conn, charge_id, now, status="failed",
+               detail={**(row.detail or {}), "failure": reason or "collection failed"})
+    return _outcome(conn, charge_id, f"charge {charge_id} marked failed")
 
 
 def _check_payable(row: Any) -> None:

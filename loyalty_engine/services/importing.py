@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
 from loyalty_engine.domain.events import PurchaseEvent, describe_errors
 from loyalty_engine.domain.purchases import Purchase
@@ -35,7 +35,7 @@ from loyalty_engine.services.errors import (
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter, Rejection
 from loyalty_engine.services.refunds import apply_refund
-from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.unit_of_work import write_use_case
 
 Format = Literal["jsonl", "csv"]
 CSV_COLUMNS = (
@@ -109,8 +109,9 @@ def detect_format(path: Path) -> Format:
     )
 
 
+@write_use_case
 def import_purchases(
-    engine: Engine,
+    conn: Connection,
     path: Path,
     now: datetime,
     fmt: Format | None = None,
@@ -119,7 +120,9 @@ def import_purchases(
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:
-    """Import a purchase file; see the module docstring for the all-or-nothing rule."""
+    """Import a purchase file inside the caller's transaction; see the module docstring for
+    the all-or-nothing rule (a failed import rolls back what it wrote, to a savepoint taken
+    at its start, and leaves the rest of the caller's transaction as it was)."""
     if path.is_dir():
         raise ImportFileError(f"{path} is a directory; import one purchase file (.jsonl or "
                               ".csv) at a time")
@@ -138,8 +141,10 @@ def import_purchases(
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
     total_bytes = path.stat().st_size
-    with handle, write_transaction(engine) as conn:
+    with handle:
         serialize_imports(conn)
+        # What an all-or-nothing import that failed rolls back to.
+        start = conn.begin_nested()
         counting = _Counting(handle)
         buffered = io.BufferedReader(counting, buffer_size=1 << 20)
         records = _jsonl_records(buffered) if fmt == "jsonl" else _csv_records(buffered, path)
@@ -172,7 +177,7 @@ def import_purchases(
             raise ImportFileError(f"{path}: the file is empty; expected purchase records")
         report.errors.sort(key=lambda e: e.line)
         if report.errors and not skip_invalid:
-            conn.rollback()
+            start.rollback()
             report.recorded = report.replayed = report.refunds = report.refunds_replayed = 0
             report.points, report.points_refunded = {}, {}
             return report
@@ -186,6 +191,7 @@ def import_purchases(
                     f"cannot write rejects to {rejects_target}: {exc.strerror}"
                 ) from None
             report.rejects_path = str(rejects_target)
+        start.commit()
         report.committed = True
     return report
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, and_, cast, exists, func, or_, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.ledger_reasons import describe_reason
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import StampCard
@@ -215,7 +217,7 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
         "created_at": member.created_at,
         "attributes": member.attributes,
         "enrolments": [dict(r._mapping) for r in enrolments],
-        "balances": [dict(r._mapping) for r in balances],
+        "balances": _balances_at(balances, lots, as_of),
         "lots": [dict(r._mapping) for r in lots],
         "recent_purchases": [dict(r._mapping) for r in purchases],
         "stamp_cards": cards,
@@ -229,6 +231,21 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
                   for t in show_tiers(engine, member_id, as_of)],
         "clubs": member_clubs(engine, member_id, as_of),
     }
+
+
+def _balances_at(balances: Sequence[Any], lots: Sequence[Any],
+                 as_of: datetime) -> list[dict[str, Any]]:
+    """The balances as of as_of: a lot whose expiry came by then is not spendable (nor
+    pending), whether or not the expire step has recorded it yet."""
+    lots_of: dict[str, list[Any]] = {}
+    for lot in lots:
+        lots_of.setdefault(lot.program_id, []).append(lot)
+    shown = []
+    for row in balances:
+        points, pending = ledger.shown_at((int(row.points), int(row.pending)),
+                                          lots_of.get(row.program_id, ()), as_of)
+        shown.append({**row._mapping, "points": points, "pending": pending})
+    return shown
 
 
 def _require_member(conn: Connection, member_id: str) -> None:

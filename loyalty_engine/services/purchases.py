@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.purchases import Purchase
@@ -29,7 +30,7 @@ from loyalty_engine.engine.planning import (
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.fees import check_till_fees, settle_till_fees
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.standing import (
     StandingNeeds,
     load_standings,
@@ -39,27 +40,25 @@ from loyalty_engine.services.standing import (
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     Converters,
-    allocate_ids,
+    Lookup,
     chunked,
+    insert_returning,
     insert_rows,
     lock_rows,
+    lock_rows_then_select,
     select_by_keys,
     select_typed_by_keys,
 )
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _members = tables.members
 _enrolments = tables.enrolments
 _purchases = tables.purchases
 _items = tables.purchase_items
 _ledger = tables.ledger_entries
-_lots = tables.point_lots
-_balances = tables.balances
 _counters = tables.progress_counters
 _journal = tables.purchase_progress
 _vouchers = tables.vouchers
-_debts = tables.point_debts
 
 
 class Award(NamedTuple):
@@ -142,34 +141,74 @@ class BatchResult:
         return fresh + self.replays
 
 
-def record_purchase(engine: Engine, event: PurchaseEvent, now: datetime) -> PurchaseOutcome:
+@write_use_case
+def record_purchase(conn: Connection, event: PurchaseEvent, now: datetime,
+                    known: Prefetched | None = None) -> PurchaseOutcome:
     """Record one purchase; the same event again returns the original outcome unchanged.
+
+    `known` is what the caller already looked up in this transaction (`prefetches`): the
+    stored purchase of the key, the member and their enrolments, then not asked again.
 
     Raises PurchaseConflictError when the key was recorded with a different body and
     PurchaseRejectedError when the purchase cannot be accepted.
     """
     purchase = event.to_purchase()
+    writer = PurchaseWriter(conn, load_catalog(conn), now)
+    if known is not None:
+        writer.know(known)
+    result = writer.write([(0, purchase)],
+                          stored=None if known is None else known.stored_purchases())
+    if result.rejections:
+        rejection = result.rejections[0]
+        if rejection.conflict:
+            raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
+        raise PurchaseRejectedError(rejection.reason)
+    outcome = result.outcomes[0][1]
+    if outcome.replayed:
+        outcome = _with_stored_awards(conn, outcome)
+    return outcome
 
-    def attempt() -> PurchaseOutcome:
-        with write_transaction(engine) as conn:
-            writer = PurchaseWriter(conn, load_catalog(conn), now)
-            result = writer.write([(0, purchase)])
-            if result.rejections:
-                rejection = result.rejections[0]
-                if rejection.conflict:
-                    raise PurchaseConflictError(purchase.store_id, purchase.transaction_id)
-                raise PurchaseRejectedError(rejection.reason)
-            outcome = result.outcomes[0][1]
-            if outcome.replayed:
-                outcome = _with_stored_awards(conn, outcome)
-            return outcome
 
-    return retry_transient(attempt)
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """A purchase's key and member as found earlier in the same transaction."""
+
+    key: tuple[str, str]
+    purchase: tuple[int, str] | None  # (id, body hash) stored under the key
+    member_id: str | None
+    member_known: bool
+    enrolled: frozenset[str]  # the member's programs
+
+    def stored_purchases(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """The stored keys, as PurchaseWriter.write takes them."""
+        return {} if self.purchase is None else {self.key: self.purchase}
+
+
+def prefetches(event: PurchaseEvent) -> list[Lookup]:
+    """The look-ups `prefetched` reads: the purchase's key, its member, their enrolments
+    (a caller runs them in one statement with its own, the stored HTTP response)."""
+    found = [Lookup(_purchases, ("store_id", "transaction_id"),
+                    (event.store_id, event.transaction_id), ("id", "body_hash"))]
+    if event.member_id is not None:
+        found += [Lookup(_members, ("member_id",), (event.member_id,), ("member_id",)),
+                  Lookup(_enrolments, ("member_id",), (event.member_id,), ("program_id",))]
+    return found
+
+
+def prefetched(event: PurchaseEvent, rows: list[list[tuple[Any, ...]]]) -> Prefetched:
+    """What the look-ups of `prefetches` found."""
+    stored = rows[0][0] if rows[0] else None
+    members = rows[1] if len(rows) > 1 else []
+    enrolments = rows[2] if len(rows) > 2 else []
+    return Prefetched(
+        (event.store_id, event.transaction_id),
+        None if stored is None else (int(stored[0]), str(stored[1])),
+        event.member_id, bool(members), frozenset(str(p) for (p,) in enrolments))
 
 
 _CONFLICT = "already recorded with different contents"
-# Up to this many members, a batch asks for their debts at once rather than first whether
-# anybody owes points at all (one statement instead of two for a till's purchase).
+# Up to this many members (a till's batch), a member's lock and counters are read in one
+# round trip rather than two.
 _FEW = 16
 
 
@@ -192,13 +231,18 @@ class PurchaseWriter:
         self._known_enrolments: set[tuple[str, str]] = set()
         self.defer_balances = defer_balances
         self._checked: dict[tuple[str, str], tuple[int, str]] = {}
-        self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._pending_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._lifetime: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._balances = ledger.BalanceChanges()
         self._book = ProgressBook()
 
+    def know(self, known: Prefetched) -> None:
+        """Take a member (and their enrolments) the caller found as already stored."""
+        if known.member_id is not None and known.member_known:
+            self._known_members.add(known.member_id)
+            self._known_enrolments.update((known.member_id, p) for p in known.enrolled)
+
     def write(self, batch: Sequence[tuple[int, Purchase]],
-              check_only: bool = False) -> BatchResult:
+              check_only: bool = False,
+              stored: dict[tuple[str, str], tuple[int, str]] | None = None) -> BatchResult:
         """Plan and record a batch of purchases.
 
         Duplicates of stored or earlier ones are replays or conflicts, and only then is a
@@ -208,6 +252,10 @@ class PurchaseWriter:
 
         check_only finds the same rejections without writing anything (an all-or-nothing
         import that has already failed keeps reporting problems without doing the work).
+        `stored`: the batch's keys already looked up in this transaction (found ones with
+        their id and body hash), not asked again. Looked up before the members' lock, they
+        miss a purchase a concurrent writer commits meanwhile; inserting it then finds the
+        key taken (the insert's count), and it is a replay all the same.
         """
         result = BatchResult([], [])
         fresh: dict[tuple[str, str], tuple[int, Purchase]] = {}
@@ -221,7 +269,8 @@ class PurchaseWriter:
             else:
                 result.rejections.append(_conflict(ref, purchase, earlier[0]))
         book = self._book = self._progress_book([p for _, p in fresh.values()], check_only)
-        stored = self._stored(list(fresh))
+        if stored is None:
+            stored = self._stored(list(fresh))
         to_plan: list[tuple[int, Purchase]] = []
         for key, (ref, purchase) in fresh.items():
             found = stored.get(key)
@@ -305,17 +354,25 @@ class PurchaseWriter:
                 v.program.enrolment == "open" and v.program.covers(p.store_id)
                 for v in self.catalog.all_in_force(p.occurred_at))}
             member_ids = [m for m in member_ids if m not in unknown or m in welcomed]
+        counter_columns = ("member_id", "program_id", "counter", "period", "value")
+        locked_counters: list[tuple[Any, ...]] | None = None
         if not check_only and member_ids:
             self._ensure_members(member_ids)
             # Rows in a global order: writers of overlapping members queue, never cycle.
-            lock_rows(self.conn, _members, "member_id", member_ids)
+            if stateful and len(member_ids) <= _FEW:
+                # A till's member: locked and their counters read in one round trip.
+                locked_counters = lock_rows_then_select(
+                    self.conn, _members, "member_id", member_ids, _counters, counter_columns)
+            else:
+                lock_rows(self.conn, _members, "member_id", member_ids)
         for part in chunked(member_ids):
             if stateful:
                 # Straight from the driver: a batch's members hold thousands of counters.
                 progress = book.progress
-                for member_id, program_id, counter, period, value in select_by_keys(
-                    self.conn, _counters, ("member_id",), [(m,) for m in part],
-                    ("member_id", "program_id", "counter", "period", "value"),
+                for member_id, program_id, counter, period, value in (
+                    locked_counters if locked_counters is not None else select_by_keys(
+                        self.conn, _counters, ("member_id",), [(m,) for m in part],
+                        counter_columns)
                 ):
                     if value:
                         found = progress.get((member_id, program_id))
@@ -359,24 +416,7 @@ class PurchaseWriter:
 
     def flush_balances(self) -> None:
         """Add the points written so far to the cached balances (one upsert per pair)."""
-        deltas, self._balance_deltas = self._balance_deltas, defaultdict(int)
-        pending, self._pending_deltas = self._pending_deltas, defaultdict(int)
-        lifetime, self._lifetime = self._lifetime, defaultdict(int)
-        now = self.convert.when(self.now)
-        pairs = sorted(set(deltas) | set(pending))
-        insert_rows(
-            self.conn, _balances,
-            ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
-            [(m, prog, deltas.get((m, prog), 0), pending.get((m, prog), 0),
-              lifetime.get((m, prog), 0), now) for m, prog in pairs],
-            on_conflict=["member_id", "program_id"],
-            update={
-                "points": "balances.points + excluded.points",
-                "pending": "balances.pending + excluded.pending",
-                "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
-                "updated_at": "excluded.updated_at",
-            },
-        )
+        self._balances.flush(self.conn, self.now)
 
     def _stored(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
         found: dict[tuple[str, str], tuple[int, str]] = {}
@@ -408,27 +448,26 @@ class PurchaseWriter:
                     [(m, p, conv.when(at), "auto") for (m, p), at in sorted(enrolments.items())],
                     on_conflict=["member_id", "program_id"])
         self._known_enrolments.update(enrolments)
-        ids = allocate_ids(conn, _purchases, len(plans))
-        inserted_count = insert_rows(
+        returned = insert_returning(
             conn, _purchases,
-            ("id", "store_id", "transaction_id", "member_id", "occurred_at", "currency",
+            ("store_id", "transaction_id", "member_id", "occurred_at", "currency",
              "total_minor", "body_hash", "recorded_at"),
-            [(pid, p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+            [(p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
               conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
-              p.purchase.body_hash, now) for pid, p in zip(ids, plans, strict=True)],
+              p.purchase.body_hash, now) for p in plans],
             on_conflict=["store_id", "transaction_id"],
+            returning=("id", "store_id", "transaction_id"),
         )
-        inserted = list(zip(ids, plans, strict=True))
-        if inserted_count != len(plans):
+        ids = {(store_id, transaction_id): pid for pid, store_id, transaction_id in returned}
+        inserted = [(ids[p.purchase.key], p) for p in plans if p.purchase.key in ids]
+        if len(inserted) != len(plans):
             # Another writer committed some of the same keys between our look-up and our
             # insert (PostgreSQL only: SQLite's write lock excludes it). Theirs stand.
-            stored = self._stored([p.purchase.key for p in plans])
-            inserted = []
-            for pid, plan in zip(ids, plans, strict=True):
+            taken = [p for p in plans if p.purchase.key not in ids]
+            stored = self._stored([p.purchase.key for p in taken])
+            for plan in taken:
                 their_id, body_hash = stored[plan.purchase.key]
-                if their_id == pid:
-                    inserted.append((pid, plan))
-                elif body_hash == plan.purchase.body_hash:
+                if body_hash == plan.purchase.body_hash:
                     result.replays.append((plan.ref, _replay(plan.purchase, their_id)))
                 else:
                     result.rejections.append(_conflict(plan.ref, plan.purchase))
@@ -445,56 +484,14 @@ class PurchaseWriter:
         self._store_awards(inserted, result)
 
     def _store_awards(self, inserted: list[tuple[int, PurchasePlan]], result: BatchResult) -> None:
-        conn, conv = self.conn, self.convert
-        now = conv.when(self.now)
-        # Each purchase's time converted once, for its entries and its lots.
-        stamps = {pid: conv.when(p.purchase.occurred_at) for pid, p in inserted}
-        awards = [(pid, p, award) for pid, p in inserted for award in p.awards]
-        entry_ids = allocate_ids(conn, _ledger, len(awards))
-        insert_rows(
-            conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason"),
-            [(eid, p.purchase.member_id, award.program_id, award.version_id, "earn",
-              award.points, pid, award.rule_id, stamps[pid], now,
-              award.reason_json)
-             for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
-        )
-        debts = self._outstanding_debts(inserted) if awards else {}
-        lots = []
-        # (debt id, entry id, points taken, plan, program, debt already in the balance)
-        repayments: list[tuple[int, int, int, PurchasePlan, str, bool]] = []
-        for eid, (pid, p, award) in zip(entry_ids, awards, strict=True):
-            member_id = p.purchase.member_id
-            assert member_id is not None
-            remaining = award.points
-            for debt in debts.get((member_id, award.program_id), ()):
-                if remaining == 0:
-                    break
-                taken = min(remaining, debt[1])
-                if taken:
-                    debt[1] -= taken
-                    remaining -= taken
-                    repayments.append((debt[0], eid, taken, p, award.program_id, debt[2]))
-            pending = award.pending_until is not None
-            lots.append((eid, member_id, award.program_id, stamps[pid], award.points,
-                         remaining, conv.when(award.expires_at),
-                         conv.when(award.pending_until)))
-            pair = (member_id, award.program_id)
-            self._lifetime[pair] += award.points
-            (self._pending_deltas if pending else self._balance_deltas)[pair] += remaining
-            # What repaid a debt leaves the balance now (debt) or already had (in balance).
-            for _, entry, taken, _, _, in_balance in repayments:
-                if entry == eid and in_balance:
-                    self._balance_deltas[pair] += taken
-        insert_rows(
-            conn, _lots,
-            ("entry_id", "member_id", "program_id", "earned_at", "points", "remaining",
-             "expires_at", "pending_until"),
-            lots,
-        )
-        if repayments:
-            self._store_repayments(repayments)
+        """The purchases' awards earned through the ledger (entries, lots, pending holds,
+        debts repaid first), progress and standing; balances now or at flush_balances."""
+        ledger.earn(self.conn, [
+            ledger.Earning(p.purchase.member_id, award.program_id, award.version_id,
+                           award.points, p.purchase.occurred_at, award.expires_at,
+                           award.reason_json, award.rule_id, pid, award.pending_until)
+            for pid, p in inserted if p.purchase.member_id is not None
+            for award in p.awards], self.now, self._balances)
         self._store_progress(inserted)
         self._store_standing(inserted)
         for _, p in inserted:
@@ -502,7 +499,7 @@ class PurchaseWriter:
             if member_id is None:
                 continue
             for program_id in p.enrol:
-                self._balance_deltas[(member_id, program_id)] += 0
+                self._balances.add(member_id, program_id)  # an enrolment has a balance row
         if not self.defer_balances:
             self.flush_balances()
         result.recorded.extend(inserted)
@@ -527,62 +524,6 @@ class PurchaseWriter:
         fee_plans = [(pid, plan) for pid, plan in inserted if plan.fee_lines]
         if fee_plans:
             settle_till_fees(self.conn, self.catalog, fee_plans, self.now)
-
-    def _outstanding_debts(self, inserted: list[tuple[int, PurchasePlan]]
-                           ) -> dict[tuple[str, str], list[list[Any]]]:
-        """Unpaid point debts of the batch's members, oldest first: [id, outstanding, shown]."""
-        member_ids = sorted({p.purchase.member_id for _, p in inserted
-                             if p.purchase.member_id is not None})
-        found: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
-        if len(member_ids) <= _FEW:
-            # A till's purchase: one plain statement on the driver (no probe first).
-            for debt_id, member_id, program_id, outstanding, in_balance in _few_debts(
-                    self.conn, member_ids):
-                found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
-            return found
-        if self.conn.execute(select(_debts.c.id).where(_debts.c.outstanding > 0).limit(1)
-                             ).first() is None:
-            return found  # the usual case of a big batch: nobody owes points
-        for part in chunked(member_ids):
-            query = (
-                select(_debts.c.id, _debts.c.member_id, _debts.c.program_id,
-                       _debts.c.outstanding, _debts.c.in_balance)
-                .where(_debts.c.member_id.in_(part), _debts.c.outstanding > 0)
-                .order_by(_debts.c.id)
-            )
-            if self.conn.dialect.name == "postgresql":
-                # Two purchases of one member must not both repay the same debt (members
-                # are not locked when no program in force keeps counters).
-                query = query.with_for_update()
-            for debt_id, member_id, program_id, outstanding, in_balance in self.conn.execute(
-                query
-            ):
-                found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
-        return found
-
-    def _store_repayments(self,
-                          repayments: list[tuple[int, int, int, PurchasePlan, str, bool]]
-                          ) -> None:
-        """New points repay debts: the debt shrinks; a debt the balance did not show yet
-        is taken with a ledger entry of its own."""
-        conn, conv = self.conn, self.convert
-        now = conv.when(self.now)
-        shown = [r for r in repayments if not r[5]]
-        ids = allocate_ids(conn, _ledger, len(shown))
-        version_of = {a.program_id: a.version_id for _, _, _, p, _, _ in shown
-                      for a in p.awards}
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(eid, p.purchase.member_id, program_id, version_of[program_id], "debt", -taken,
-              None, "", conv.when(p.purchase.occurred_at), now,
-              conv.json({"debt_id": debt_id, "repaid_from_entry": entry}),
-              f"debt:{debt_id}:{entry}")
-             for eid, (debt_id, entry, taken, p, program_id, _) in zip(ids, shown, strict=True)],
-        )
-        for debt_id, _, taken, _, _, _ in repayments:
-            conn.execute(_debts.update().where(_debts.c.id == debt_id)
-                         .values(outstanding=_debts.c.outstanding - taken))
 
     def _store_progress(self, inserted: list[tuple[int, PurchasePlan]]) -> None:
         """Counters, the purchase's journal of them, and vouchers of completed cards."""
@@ -627,29 +568,6 @@ class PurchaseWriter:
                 VOUCHER_COLUMNS,
                 voucher_rows,
             )
-
-
-def _few_debts(conn: Connection, member_ids: list[str]) -> list[tuple[Any, ...]]:
-    """Outstanding debts of a few members, oldest first; locked on PostgreSQL, where two
-    purchases of one member must not both repay the same debt."""
-    if not member_ids:
-        return []
-    raw: Any = conn.connection.dbapi_connection
-    columns = "id, member_id, program_id, outstanding, in_balance"
-    if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in member_ids)
-        cursor: Any = raw.cursor()
-        try:
-            return list(cursor.execute(
-                f"SELECT {columns} FROM point_debts WHERE member_id IN ({marks}) "
-                "AND outstanding > 0 ORDER BY id", member_ids))
-        finally:
-            cursor.close()
-    with raw.cursor() as pg:
-        pg.execute(f"SELECT {columns} FROM point_debts WHERE member_id = ANY(%s) "
-                   "AND outstanding > 0 ORDER BY id FOR UPDATE", (member_ids,))
-        rows: list[tuple[Any, ...]] = pg.fetchall()
-        return rows
 
 
 def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:

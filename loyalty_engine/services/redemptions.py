@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.services.errors import (
@@ -17,18 +18,12 @@ from loyalty_engine.services.errors import (
     RedemptionConflictError,
     RedemptionRejectedError,
 )
-from loyalty_engine.services.lots import (
-    adjust_balance,
-    lock_member,
-    restore_points,
-    spend_points,
-)
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.bulk import Converters, insert_rows
+from loyalty_engine.store.locks import lock_member
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _redemptions = tables.redemptions
 _vouchers = tables.vouchers
@@ -51,7 +46,8 @@ class RedemptionOutcome:
     restored: int | None = None  # after a reversal: points put back (expired lots excepted)
 
 
-def redeem(engine: Engine, request: RedemptionRequest, now: datetime,
+@write_use_case
+def redeem(conn: Connection, request: RedemptionRequest, now: datetime,
            allow_backdate: bool = False) -> RedemptionOutcome:
     """Make a redemption recorded at `now`; the same request again returns the first outcome.
 
@@ -61,11 +57,7 @@ def redeem(engine: Engine, request: RedemptionRequest, now: datetime,
     voucher, a reward not for sale) and RedemptionConflictError (the id was used for a
     different redemption).
     """
-    def attempt() -> RedemptionOutcome:
-        with write_transaction(engine) as conn:
-            return _redeem(conn, request, now, allow_backdate)
-
-    return retry_transient(attempt)
+    return _redeem(conn, request, now, allow_backdate)
 
 
 def _check_backdating(catalog: ProgramCatalog, request: RedemptionRequest,
@@ -141,23 +133,13 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime,
         # but judging only by that would make the answer depend on the scheduler's timing:
         # a till that syncs at 00:30 or at 01:30, around a 01:00 expire job, must get the
         # same answer. Hence both: remaining > 0 and expires_at after the recording.
-        taken = spend_points(
-            conn, member_id, program_id, points, at, now,
+        consumed = ledger.spend(conn, ledger.Spend(
+            member_id, program_id, version.id, "redeem", points, at,
+            {"redemption_id": request.redemption_id, "reward": request.reward},
+            f"redeem:{request.redemption_id}"), now,
             lambda available: RedemptionRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
                 f"{points} are needed"))
-        consumed = {str(t.entry_id): t.points for t in taken}
-        entry_id = allocate_ids(conn, _ledger, 1)[0]
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(entry_id, member_id, program_id, version.id, "redeem", -points, None, "",
-              conv.when(at), conv.when(now),
-              Converters.json({"redemption_id": request.redemption_id,
-                               "reward": request.reward, "from_lots": consumed}),
-              f"redeem:{request.redemption_id}")],
-        )
-        adjust_balance(conn, member_id, program_id, -points, 0, now)
         if request.reward is not None:
             reward = version.program.rewards[request.reward]
             voucher_code = f"R-{request.redemption_id}"
@@ -202,34 +184,30 @@ def _use_voucher(conn: Connection, request: RedemptionRequest, now: datetime) ->
         status="redeemed", redeemed_by=request.redemption_id, changed_at=now))
 
 
-def reverse_redemption(engine: Engine, redemption_id: str, now: datetime,
+@write_use_case
+def reverse_redemption(conn: Connection, redemption_id: str, now: datetime,
                        at: datetime | None = None) -> RedemptionOutcome:
     """Undo a redemption: points back to the lots they came from (with a ledger entry), a
     bought voucher void, a used voucher usable again. Reversing twice changes nothing.
     `at` dates the reversal in the ledger (default: now)."""
-    def attempt() -> RedemptionOutcome:
-        with write_transaction(engine) as conn:
-            stored = _stored(conn, redemption_id)
-            if stored is None:
-                raise NotFoundError(f"there is no redemption {redemption_id!r}")
-            lock_member(conn, stored.member_id)
-            stored = _stored(conn, redemption_id)
-            replayed = stored.reversed_at is not None
-            if not replayed:
-                _reverse(conn, stored, now, at or now)
-            outcome = _outcome(_stored(conn, redemption_id))
-            outcome.replayed = replayed
-            if outcome.kind != "voucher":
-                outcome.restored = int(conn.execute(select(_ledger.c.points).where(
-                    _ledger.c.kind == "unredeem",
-                    _ledger.c.ref == f"unredeem:{redemption_id}")).scalar_one())
-            return outcome
-
-    return retry_transient(attempt)
+    stored = _stored(conn, redemption_id)
+    if stored is None:
+        raise NotFoundError(f"there is no redemption {redemption_id!r}")
+    lock_member(conn, stored.member_id)
+    stored = _stored(conn, redemption_id)
+    replayed = stored.reversed_at is not None
+    if not replayed:
+        _reverse(conn, stored, now, at or now)
+    outcome = _outcome(_stored(conn, redemption_id))
+    outcome.replayed = replayed
+    if outcome.kind != "voucher":
+        outcome.restored = int(conn.execute(select(_ledger.c.points).where(
+            _ledger.c.kind == "unredeem",
+            _ledger.c.ref == f"unredeem:{redemption_id}")).scalar_one())
+    return outcome
 
 
 def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None:
-    conv = Converters(conn)
     if stored.kind == "voucher":
         conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code).values(
             status="issued", redeemed_by=None, changed_at=now))
@@ -244,22 +222,16 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
             conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code)
                          .values(status="void", changed_at=now))
         # Points whose lots expired meanwhile stay lapsed: they would be gone by now.
-        restored = restore_points(conn, {int(k): v for k, v in stored.consumed.items()}, at)
         version_id = conn.execute(select(_ledger.c.program_version_id).where(
             _ledger.c.kind == "redeem", _ledger.c.ref == f"redeem:{stored.redemption_id}")
         ).scalar_one()
-        entry_id = allocate_ids(conn, _ledger, 1)[0]
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
-              restored, None, "", conv.when(at), conv.when(now),
-              Converters.json({"redemption_id": stored.redemption_id,
-                               "to_lots": stored.consumed,
-                               "lapsed": stored.points - restored}),
-              f"unredeem:{stored.redemption_id}")],
-        )
-        adjust_balance(conn, stored.member_id, stored.program_id, restored, 0, now)
+        ledger.restore(conn, ledger.Restore(
+            stored.member_id, stored.program_id, version_id, "unredeem",
+            {int(k): v for k, v in stored.consumed.items()}, at,
+            f"unredeem:{stored.redemption_id}",
+            lambda restored: {"redemption_id": stored.redemption_id,
+                              "to_lots": stored.consumed,
+                              "lapsed": stored.points - restored}), now)
     conn.execute(_redemptions.update().where(
         _redemptions.c.redemption_id == stored.redemption_id).values(reversed_at=now))
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
@@ -30,20 +31,13 @@ from loyalty_engine.services.errors import (
     RefundRejectedError,
 )
 from loyalty_engine.services.fees import refund_till_fees
-from loyalty_engine.services.lots import (
-    Taken,
-    adjust_balances,
-    lock_member,
-    take_from_lot,
-    take_points,
-)
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.locks import lock_member
+from loyalty_engine.store.unit_of_work import write_use_case
 
 _purchases = tables.purchases
 _items = tables.purchase_items
@@ -52,7 +46,6 @@ _ledger = tables.ledger_entries
 _journal = tables.purchase_progress
 _counters = tables.progress_counters
 _vouchers = tables.vouchers
-_debts = tables.point_debts
 
 # Counters that count events rather than amounts: reversed only by a full refund.
 _COUNTS = (":visits", ":awarded", ":seen")
@@ -86,17 +79,14 @@ class RefundOutcome:
             "vouchers_reissued", "tiers", "fees_refunded")}
 
 
-def record_refund(engine: Engine, event: RefundEvent, now: datetime) -> RefundOutcome:
+@write_use_case
+def record_refund(conn: Connection, event: RefundEvent, now: datetime) -> RefundOutcome:
     """Record a refund; the same event again returns the first outcome unchanged.
 
     Raises RefundConflictError when the refund id was used with a different body, and
     RefundRejectedError when it cannot be accepted (no such purchase, more than remains).
     """
-    def attempt() -> RefundOutcome:
-        with write_transaction(engine) as conn:
-            return apply_refund(conn, load_catalog(conn), event, now)
-
-    return retry_transient(attempt)
+    return apply_refund(conn, load_catalog(conn), event, now)
 
 
 def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
@@ -219,18 +209,19 @@ class _Reversal:
             .order_by(_ledger.c.id)
         ).all()
         rows = []
+        debts: list[ledger.NewDebt] = []
         balance: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         for entry in entries:
             program = self.catalog.version(entry.program_version_id).program
             points = self.shares.back(entry.points, program, entry.rule_id)
             if points <= 0:
                 continue
-            own = take_from_lot(conn, entry.id, points)
+            own = ledger.take_from_lot(conn, entry.id, points)
             left = points - (own.points if own else 0)
             # Points of this purchase that already lapsed are gone: not taken again.
             lapsed = min(left, self._lapsed_unclaimed(entry.id)) if left else 0
             left -= lapsed
-            taken = ([own] if own else []) + (take_points(
+            taken = ([own] if own else []) + (ledger.take_points(
                 conn, self.member_id, entry.program_id, left, self.event.occurred_at,
                 skip_entry=entry.id) if left else [])
             took = sum(t.points for t in taken)
@@ -241,7 +232,10 @@ class _Reversal:
             for t in taken:
                 balance[entry.program_id][1 if t.pending else 0] -= t.points
             if shortfall:
-                self._debt(entry.program_id, points, shortfall, in_balance)
+                debts.append(ledger.NewDebt(self.member_id, entry.program_id, self.refund_pk,
+                                            points, shortfall, in_balance))
+                self.outcome.debts[entry.program_id] = (
+                    self.outcome.debts.get(entry.program_id, 0) + shortfall)
                 if in_balance:
                     balance[entry.program_id][0] -= shortfall
             booked = points if in_balance else took
@@ -249,20 +243,16 @@ class _Reversal:
                 rows.append((entry, -booked, taken, shortfall, lapsed))
             self.outcome.points[entry.program_id] = (
                 self.outcome.points.get(entry.program_id, 0) + booked)
-        ids = allocate_ids(conn, _ledger, len(rows))
-        when, now = self.convert.when(self.event.occurred_at), self.convert.when(self.now)
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(eid, self.member_id, entry.program_id, entry.program_version_id, "refund", points,
-              None, entry.rule_id, when, now,
-              Converters.json(self._reason(entry, taken, short, lapsed)),
-              f"refund:{self.refund_pk}:{entry.id}")
-             for eid, (entry, points, taken, short, lapsed) in zip(ids, rows, strict=True)],
-        )
-        adjust_balances(conn, {(self.member_id, program_id): (spendable, pending)
-                               for program_id, (spendable, pending) in balance.items()},
-                        self.now)
+        ledger.record_debts(conn, debts, self.now)
+        ledger.append(conn, [
+            ledger.Entry(self.member_id, entry.program_id, entry.program_version_id, "refund",
+                         points, self.event.occurred_at,
+                         self._reason(entry, taken, short, lapsed),
+                         f"refund:{self.refund_pk}:{entry.id}", entry.rule_id)
+            for entry, points, taken, short, lapsed in rows], self.now)
+        ledger.change_balances(conn, {(self.member_id, program_id): (spendable, pending)
+                                      for program_id, (spendable, pending) in balance.items()},
+                               self.now)
 
     def _lapsed_unclaimed(self, entry_id: int) -> int:
         """Points of a lot that expired and that no earlier refund has accounted for."""
@@ -279,7 +269,7 @@ class _Reversal:
         claimed = sum(int(reason.get("lapsed", 0)) for reason in earlier)
         return max(0, -int(expired) - claimed)
 
-    def _reason(self, entry: Any, taken: list[Taken], shortfall: int,
+    def _reason(self, entry: Any, taken: list[ledger.Taken], shortfall: int,
                 lapsed: int) -> dict[str, Any]:
         return {
             "refund_id": self.event.refund_id, "store_id": self.event.store_id,
@@ -290,16 +280,6 @@ class _Reversal:
             **({"shortfall": shortfall} if shortfall else {}),
             **({"lapsed": lapsed} if lapsed else {}),
         }
-
-    def _debt(self, program_id: str, points: int, shortfall: int, in_balance: bool) -> None:
-        insert_rows(
-            self.conn, _debts,
-            ("member_id", "program_id", "refund_id", "points", "outstanding", "in_balance",
-             "created_at"),
-            [(self.member_id, program_id, self.refund_pk, points, shortfall, in_balance,
-              self.convert.when(self.now))],
-        )
-        self.outcome.debts[program_id] = self.outcome.debts.get(program_id, 0) + shortfall
 
     def progress(self) -> None:
         """Reverse the refund's share of the purchase's counters (stamps with their cards)."""

@@ -9,11 +9,13 @@ so that dependent rows (items, lots) can be written without RETURNING round trip
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import psycopg
 from pydantic_core import to_json
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
@@ -161,6 +163,53 @@ def insert_rows(
         return int(cursor.rowcount)
 
 
+def insert_returning(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Insert rows (tuples in `columns` order, the id left to the database) unless their
+    on_conflict key is taken, and return the `returning` columns of the rows inserted: the
+    ids come back with the insert, no statement allocates them first (nor reads max(id))."""
+    if not rows:
+        return []
+    names = ", ".join(columns)
+    tail = (f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING "
+            f"RETURNING {', '.join(returning)}")
+    raw: Any = conn.connection.dbapi_connection
+    found: list[tuple[Any, ...]] = []
+    if conn.dialect.name == "sqlite":
+        mark = "(" + ", ".join("?" for _ in columns) + ")"
+        # One multi-row VALUES per slice, under SQLite's 32,766 bound parameters.
+        per = max(1, 32000 // len(columns))
+        cursor: Any = raw.cursor()
+        try:
+            for part in chunked(rows, per):
+                found.extend(cursor.execute(
+                    f"INSERT INTO {table.name} ({names}) VALUES "
+                    f"{', '.join(mark for _ in part)}{tail}",
+                    [v for row in part for v in row]).fetchall())
+        finally:
+            cursor.close()
+        return found
+    with raw.cursor() as cursor:
+        if len(rows) <= FEW_ROWS:
+            mark = "(" + ", ".join("%s" for _ in columns) + ")"
+            cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
+                           f"{', '.join(mark for _ in rows)}{tail}",
+                           [v for row in rows for v in row])
+        else:
+            casts = ", ".join(f"%b::{_pg_type(table, col)}[]" for col in columns)
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts}){tail}",
+                [list(column) for column in zip(*rows, strict=True)], binary=True)
+        found = cursor.fetchall()
+    return found
+
+
 def select_by_keys(
     conn: Connection,
     table: Table,
@@ -253,3 +302,83 @@ def lock_rows(conn: Connection, table: Table, column: str, values: Sequence[Any]
             f"SELECT 1 FROM {table.name} WHERE {column} = ANY(%b::{_pg_type(table, column)}[]) "
             f"ORDER BY {column} FOR UPDATE", [list(values)], binary=True,
         )
+
+
+class Lookup(NamedTuple):
+    """Rows of `table` whose key_columns equal key, as tuples of `columns` (plain JSON
+    values: text, numbers)."""
+
+    table: Table
+    key_columns: Sequence[str]
+    key: tuple[Any, ...]
+    columns: Sequence[str]
+
+
+def lock_then_look_up(conn: Connection, lock_key: str | None,
+                      lookups: Sequence[Lookup]) -> list[list[tuple[Any, ...]]]:
+    """On PostgreSQL, take a transaction-scoped advisory lock on lock_key (when given); then
+    run every look-up; the rows of each, in order. One round trip for all of it.
+
+    The look-ups are one statement after the lock's (two statements in one simple query on
+    PostgreSQL): each statement of a READ COMMITTED transaction sees what committed before
+    it began, so what a twin committed while this one waited for the lock is seen. SQLite
+    needs no lock: its write transaction already excludes every other writer."""
+    if not lookups:
+        return []
+    postgres = conn.dialect.name == "postgresql"
+    raw: Any = conn.connection.dbapi_connection
+    if len(lookups) == 1 and not (postgres and lock_key is not None):
+        only = lookups[0]
+        return [select_by_keys(conn, only.table, only.key_columns, [only.key], only.columns)]
+    agg, row = ("json_agg", "json_build_array") if postgres else (
+        "json_group_array", "json_array")
+    mark = "%s" if postgres else "?"
+    parts: list[str] = []
+    params: list[Any] = []
+    for lookup in lookups:
+        where = " AND ".join(f"{c} = {mark}" for c in lookup.key_columns)
+        parts.append(f"(SELECT {agg}({row}({', '.join(lookup.columns)})) "
+                     f"FROM {lookup.table.name} WHERE {where})")
+        params.extend(lookup.key)
+    select = "SELECT " + ", ".join(parts)
+    if not postgres:
+        cursor: Any = raw.cursor()
+        try:
+            found = cursor.execute(select, params).fetchone()
+        finally:
+            cursor.close()
+        values = [json.loads(v) if v is not None else None for v in found]
+    else:
+        with psycopg.ClientCursor(raw) as pg:
+            # Parameters bound on the client: a simple query may hold two statements.
+            if lock_key is not None:
+                pg.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)); " + select,
+                           [lock_key, *params])
+                pg.nextset()
+            else:
+                pg.execute(select, params)
+            values = list(pg.fetchone() or ())
+    # SQLite's json_group_array gives [] for no rows, PostgreSQL's json_agg NULL.
+    return [[tuple(r) for r in (v or [])] for v in values]
+
+
+def lock_rows_then_select(conn: Connection, table: Table, column: str, values: Sequence[Any],
+                          then: Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """lock_rows, then the rows of `then` whose `column` is one of values, as select_by_keys
+    returns them: on PostgreSQL in one round trip (two statements in one simple query, so
+    the second reads what the holders of the locks committed before they let go). For a
+    few values (a till's member): the parameters are bound on the client."""
+    if conn.dialect.name != "postgresql" or not values:
+        lock_rows(conn, table, column, values)
+        return select_by_keys(conn, then, (column,), [(v,) for v in values], columns)
+    raw: Any = conn.connection.dbapi_connection
+    array = f"{_pg_type(table, column)}[]"
+    with psycopg.ClientCursor(raw) as pg:
+        pg.execute(
+            f"SELECT 1 FROM {table.name} WHERE {column} = ANY(%s::{array}) "
+            f"ORDER BY {column} FOR UPDATE; "
+            f"SELECT {', '.join(columns)} FROM {then.name} WHERE {column} = ANY(%s::{array})",
+            [list(values), list(values)])
+        pg.nextset()
+        rows: list[tuple[Any, ...]] = pg.fetchall()
+    return rows
