@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     not_,
     null,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -80,14 +81,22 @@ def fast_members(pid: str, review: SharedReview) -> ColumnElement[bool]:
     or enrolment, falls in [previous, day)), no manual floor ending by it, and no upgrade
     or refund since it (those need the replay of services/tiers.py)."""
     s = _status.c
-    after = func.coalesce(s.reviewed_on, s.enrolled_on)
+    # "The last review, or else the enrolment, falls in [previous, day)", spelled out by
+    # column rather than over a COALESCE: PostgreSQL then estimates from the columns'
+    # statistics how many are due (all of them, usually) and hashes its joins, where a
+    # range over an expression is guessed at 0.5% and joined row by row.
+    # (IS NOT NULL first: false, not unknown, for those never reviewed, so that the slow
+    # path's NOT(...) takes everyone this leaves out.)
+    after = or_(and_(s.reviewed_on.is_not(None), s.reviewed_on >= review.previous,
+                     s.reviewed_on < review.day),
+                and_(s.reviewed_on.is_(None), s.enrolled_on >= review.previous,
+                     s.enrolled_on < review.day))
     floor_ends = and_(s.manual_tier.is_not(None), s.manual_tier != "",
                       s.manual_until.is_not(None), s.manual_until <= review.at)
     moved = exists().where(_history.c.program_id == pid, _history.c.member_id == s.member_id,
                            _history.c.reason.in_(("upgrade", "refund")),
                            _history.c.changed_at >= review.at)
-    return and_(s.program_id == pid, after >= review.previous, after < review.day,
-                not_(floor_ends), not_(moved))
+    return and_(s.program_id == pid, after, not_(floor_ends), not_(moved))
 
 
 def _rank(ladder: TierLadder, tier: ColumnElement[Any]) -> ColumnElement[int]:
@@ -99,9 +108,8 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
     """Review every fast member on the shared day; returns the counts (reviewed, up, down,
     held)."""
     window = ladder.review_window(review.day, review.day)
-    _decision.drop(conn, checkfirst=True)
-    _decision.create(conn)
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         # Room to hash and sort a whole program's members in memory (this transaction only).
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     credit = (select(_counters.c.member_id, func.sum(_counters.c.value).label("credit"))
@@ -109,21 +117,48 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
                      _counters.c.period >= window.start.isoformat(),
                      _counters.c.period < window.end.isoformat())
               .group_by(_counters.c.member_id).subquery("review_credit"))
+    decisions = _decisions(ladder, pid, review, credit)
+    if postgres and not _long_keys_possible(ladder, pid, review):
+        # One statement: the decisions, the update, history and events as data-modifying
+        # CTEs over one materialised GROUP BY (no temporary table written and read back).
+        d = decisions.cte("decision")
+        statement = _counts_of(ladder, d).add_cte(
+            _update(pid, review, d, now).cte("updated"),
+            _history_insert(conn, ladder, pid, review, window, d).cte("history"),
+            _events_insert(conn, ladder, pid, review, d, now).cte("events"))
+        return _counted(conn.execute(statement).one())
+    _decision.drop(conn, checkfirst=True)
+    _decision.create(conn)
     conn.execute(_decision.insert().from_select(
-        ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"],
-        _decisions(ladder, pid, review, credit)))
-    counts = _counts(conn, ladder)
+        ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"], decisions))
+    counts = _counted(conn.execute(_counts_of(ladder, _decision)).one())
     if counts["reviewed"]:
         _record(conn, ladder, pid, review, window, now)
-        d = _decision.c
-        conn.execute(_status.update().where(
-            _status.c.program_id == pid, _status.c.member_id == d.member_id,
-        ).values(tier=d.new_tier, base_tier=d.new_tier, held_until=d.new_held,
-                 base_held_until=d.new_held, reviewed_on=review.day, updated_at=now))
+        conn.execute(_update(pid, review, _decision, now))
     # Not in a `finally`: after an error the transaction rolls back, and the table with it
     # (a DROP then would only hide the error behind "transaction aborted").
     _decision.drop(conn)
     return counts
+
+
+def _update(pid: str, review: SharedReview, source: Any, now: datetime) -> Any:
+    """Every reviewed member's new tier and hold, and the review day applied."""
+    d = source.c
+    return _status.update().where(
+        _status.c.program_id == pid, _status.c.member_id == d.member_id,
+    ).values(tier=d.new_tier, base_tier=d.new_tier, held_until=d.new_held,
+             base_held_until=d.new_held, reviewed_on=review.day, updated_at=now)
+
+
+def _long_keys_possible(ladder: TierLadder, pid: str, review: SharedReview) -> bool:
+    """Whether some member's event key could exceed its column (member ids are at most
+    64 characters): those are kept as digests, in Python, by the other path."""
+    longest_tier = max(len(step.tier_id) for step in ladder.steps)
+    return len(_key_text(pid, review, "", "", "")) + 64 + 2 * longest_tier > KEY_LENGTH
+
+
+def _key_text(pid: str, review: SharedReview, member_id: str, old: str, new: str) -> str:
+    return f"tier:{pid}:{member_id}:{review.at.isoformat()}:review:{old}>{new}"
 
 
 def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any) -> Any:
@@ -155,23 +190,28 @@ def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any)
     else:
         down, down_held, down_why = q, held_if_qualified, "not requalified"
     return select(
-        inner.c.member_id, inner.c.credit, inner.c.tier,
-        case((up_or_level, q), (still_held, cur), else_=down),
+        inner.c.member_id, inner.c.credit, inner.c.tier.label("old_tier"),
+        case((up_or_level, q), (still_held, cur), else_=down).label("new_tier"),
         case((up_or_level, held_if_qualified), (still_held, inner.c.held_until),
-             else_=down_held),
+             else_=down_held).label("new_held"),
         case((up_or_level, case((q == cur, literal("qualified")),
                                 else_=literal("qualified higher"))),
-             (still_held, literal("held")), else_=literal(down_why)))
+             (still_held, literal("held")), else_=literal(down_why)).label("why"))
 
 
-def _counts(conn: Connection, ladder: TierLadder) -> dict[str, int]:
-    d = _decision.c
+def _counts_of(ladder: TierLadder, source: Any) -> Any:
+    """Reviewed, held, up and down among the decisions."""
+    d = source.c
     up = _rank(ladder, d.new_tier) > _rank(ladder, d.old_tier)
     changed = d.new_tier != d.old_tier
-    reviewed, held, ups, downs = conn.execute(select(
+    return select(
         func.count(), *(func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
                         for condition in (d.why == "held", and_(changed, up),
-                                          and_(changed, not_(up)))))).one()
+                                          and_(changed, not_(up))))).select_from(source)
+
+
+def _counted(row: Any) -> dict[str, int]:
+    reviewed, held, ups, downs = row
     return {"reviewed": int(reviewed), "held": int(held), "up": int(ups), "down": int(downs)}
 
 
@@ -180,7 +220,29 @@ def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview
     """History and events of the members whose tier changed, each one INSERT ... SELECT
     (the JSON built by the database), in the shape services/standing.insert_history
     writes."""
+    conn.execute(_history_insert(conn, ladder, pid, review, window, _decision))
+    conn.execute(_events_insert(conn, ladder, pid, review, _decision, now))
     d = _decision.c
+    key = (literal(f"tier:{pid}:") + d.member_id
+           + literal(f":{review.at.isoformat()}:review:") + d.old_tier + literal(">")
+           + d.new_tier)
+    # A key too long for its column is kept as a digest, as record_events does.
+    long_keys = conn.execute(select(d.member_id, d.old_tier, d.new_tier, d.new_held)
+                             .where(d.new_tier != d.old_tier,
+                                    func.length(key) > KEY_LENGTH)).all()
+    record_events(conn, [Event(
+        _key_text(pid, review, r.member_id, r.old_tier, r.new_tier),
+        "tier_upgraded" if ladder.rank(r.new_tier) > ladder.rank(r.old_tier)
+        else "tier_downgraded", r.member_id, pid, review.at,
+        {"from": r.old_tier, "to": r.new_tier, "reason": "review",
+         "held_until": None if r.new_held is None else r.new_held.isoformat()})
+        for r in long_keys], now)
+
+
+def _history_insert(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview,
+                    window: Any, source: Any) -> Any:
+    """The history entries of the members whose tier changed (natural key: the review)."""
+    d = source.c
     postgres = conn.dialect.name == "postgresql"
     obj = func.json_build_object if postgres else func.json_object
     array = func.json_build_array if postgres else func.json_array
@@ -199,8 +261,18 @@ def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview
         select(d.member_id, literal(pid), d.old_tier, d.new_tier, literal("review"), at,
                detail, literal(f"review:{review.day.isoformat()}"))
         .where(changed))
-    conn.execute(history.on_conflict_do_nothing(
-        index_elements=["member_id", "program_id", "ref"]))
+    return history.on_conflict_do_nothing(index_elements=["member_id", "program_id", "ref"])
+
+
+def _events_insert(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview,
+                   source: Any, now: datetime) -> Any:
+    """The outbox events of the members whose tier changed, whose key fits its column."""
+    d = source.c
+    postgres = conn.dialect.name == "postgresql"
+    obj = func.json_build_object if postgres else func.json_object
+    held_text = func.cast(d.new_held, String) if postgres else d.new_held
+    at = literal(review.at, UTCDateTime)
+    changed = d.new_tier != d.old_tier
     key = (literal(f"tier:{pid}:") + d.member_id
            + literal(f":{review.at.isoformat()}:review:") + d.old_tier + literal(">")
            + d.new_tier)
@@ -212,14 +284,4 @@ def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview
         select(key, case((up, literal("tier_upgraded")), else_=literal("tier_downgraded")),
                d.member_id, literal(pid), at, data, literal(now, UTCDateTime))
         .where(changed, func.length(key) <= KEY_LENGTH))
-    conn.execute(events.on_conflict_do_nothing(index_elements=["key"]))
-    # A key too long for its column is kept as a digest, as record_events does.
-    long_keys = conn.execute(select(d.member_id, d.old_tier, d.new_tier, d.new_held)
-                             .where(changed, func.length(key) > KEY_LENGTH)).all()
-    record_events(conn, [Event(
-        f"tier:{pid}:{r.member_id}:{review.at.isoformat()}:review:{r.old_tier}>{r.new_tier}",
-        "tier_upgraded" if ladder.rank(r.new_tier) > ladder.rank(r.old_tier)
-        else "tier_downgraded", r.member_id, pid, review.at,
-        {"from": r.old_tier, "to": r.new_tier, "reason": "review",
-         "held_until": None if r.new_held is None else r.new_held.isoformat()})
-        for r in long_keys], now)
+    return events.on_conflict_do_nothing(index_elements=["key"])

@@ -281,7 +281,8 @@ def test_a_student_verification_lapses_and_takes_the_club_with_it(cli: Cli) -> N
     shown = cli.json("clubs", "show", "CAT", "--as-of", ADVANCED)
     [club] = shown["clubs"]
     [verification] = shown["verifications"]
-    # Both lapse at the run that finds the verification expired: benefits stop then.
+    # Both are recorded as lapsed by the run that finds the verification expired (its
+    # benefits already stopped at its end, 31 August, whether or not this had run).
     assert (club["club_id"], club["status"], club["ended_at"]) == (
         "student-club", "lapsed", ADVANCED_UTC)
     assert (verification["group_id"], verification["status"], verification["lapsed_at"]) == (
