@@ -168,17 +168,19 @@ def insert_returning(
     table: Table,
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
-    on_conflict: Sequence[str],
+    on_conflict: Sequence[str] | None,
     returning: Sequence[str],
 ) -> list[tuple[Any, ...]]:
-    """Insert rows (tuples in `columns` order, the id left to the database) unless their
-    on_conflict key is taken, and return the `returning` columns of the rows inserted: the
-    ids come back with the insert, no statement allocates them first (nor reads max(id))."""
+    """Insert rows (tuples in `columns` order, the id left to the database), skipping those
+    whose on_conflict key is taken (when given), and return the `returning` columns of the
+    rows inserted: the ids come back with the insert, no statement allocates them first
+    (nor reads max(id)). Map them back by a key among `returning`, not by position."""
     if not rows:
         return []
     names = ", ".join(columns)
-    tail = (f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING "
-            f"RETURNING {', '.join(returning)}")
+    conflict = "" if on_conflict is None else (
+        f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING")
+    tail = f"{conflict} RETURNING {', '.join(returning)}"
     raw: Any = conn.connection.dbapi_connection
     found: list[tuple[Any, ...]] = []
     if conn.dialect.name == "sqlite":
