@@ -384,3 +384,51 @@ def lock_rows_then_select(conn: Connection, table: Table, column: str, values: S
         pg.nextset()
         rows: list[tuple[Any, ...]] = pg.fetchall()
     return rows
+
+
+def insert_returning_with_children(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: Sequence[str],
+    returning: Sequence[str],
+    children: Table,
+    child_columns: Sequence[str],
+    child_rows: Sequence[tuple[Any, ...]],
+    parent_column: str,
+) -> list[tuple[Any, ...]]:
+    """insert_returning, and the child rows of the parents inserted, with the parent's id
+    in `parent_column`. Each child row starts with its parent's on_conflict key (then
+    child_columns). On PostgreSQL one statement (the parents' insert a CTE the children's
+    joins), else two."""
+    if conn.dialect.name != "postgresql" or not rows:
+        found = insert_returning(conn, table, columns, rows, on_conflict, returning)
+        key_at = [returning.index(c) for c in on_conflict]
+        ids = {tuple(r[i] for i in key_at): r[returning.index("id")] for r in found}
+        width = len(on_conflict)
+        insert_rows(conn, children, (parent_column, *child_columns),
+                    [(ids[row[:width]], *row[width:]) for row in child_rows
+                     if row[:width] in ids])
+        return found
+    names = ", ".join(columns)
+    mark = "(" + ", ".join("%s" for _ in columns) + ")"
+    keyed = [*on_conflict, *child_columns]
+    casts = ", ".join(f"%s::{_pg_type(table if c in on_conflict else children, c)}[]"
+                      for c in keyed)
+    join = " AND ".join(f"p.{c} = c.{c}" for c in on_conflict)
+    sql = (f"WITH p AS (INSERT INTO {table.name} ({names}) VALUES "
+           f"{', '.join(mark for _ in rows)} ON CONFLICT ({', '.join(on_conflict)}) "
+           f"DO NOTHING RETURNING {', '.join(returning)}), "
+           f"c AS (INSERT INTO {children.name} ({parent_column}, {', '.join(child_columns)}) "
+           f"SELECT p.id, {', '.join(f'c.{c}' for c in child_columns)} FROM p "
+           f"JOIN unnest({casts}) AS c({', '.join(keyed)}) ON {join}) "
+           f"SELECT {', '.join(returning)} FROM p")
+    params = [v for row in rows for v in row]
+    params += [list(column) for column in zip(*child_rows, strict=True)] if child_rows else [
+        [] for _ in keyed]
+    raw: Any = conn.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.execute(sql, params)
+        parents: list[tuple[Any, ...]] = cursor.fetchall()
+    return parents
