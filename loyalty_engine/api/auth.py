@@ -5,18 +5,16 @@ about the body), by the `Authenticate` middleware; routes read the result as `Ca
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated
 
 import anyio
-import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loyalty_engine.api.problems import Problem, problem_response
 from loyalty_engine.services.apikeys import ApiKeyInfo, authenticate
+from loyalty_engine.store.errors import DATABASE_ERRORS, as_database_error
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `loyalty apikeys create`")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loyalty-engine"'}
@@ -52,10 +50,11 @@ class Authenticate:
             engine = scope["app"].state.engine
             try:
                 info = await anyio.to_thread.run_sync(authenticate, engine, token.strip())
-            except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+            except DATABASE_ERRORS as exc:
                 # Outside FastAPI's handlers, answered here as /v1/ready would answer (the
                 # driver's own errors too: the key is read on the driver's path).
-                reason = type(getattr(exc, "orig", None) or exc).__name__
+                failure = as_database_error(exc)
+                reason = failure.name if failure is not None else type(exc).__name__
                 response = problem_response(
                     503, "database-unreachable", "the database does not answer or is not "
                     f"migrated ({reason}); see /v1/ready", path)

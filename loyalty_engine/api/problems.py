@@ -6,22 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalty_engine.api.idempotency import IdempotencyConflictError
 from loyalty_engine.domain.events import id_rule
 from loyalty_engine.services import errors
 from loyalty_engine.services.members import MemberNotFoundError
-from loyalty_engine.store.retry import is_unavailable
+from loyalty_engine.store.errors import DATABASE_ERRORS, DatabaseError, as_database_error
 
 PROBLEM_JSON = "application/problem+json"
 # Seconds a till is told to wait before sending a write again that met a busy or lost
@@ -171,12 +167,11 @@ def install(app: FastAPI) -> None:
                                 headers=getattr(exc, "headers", None))
 
     async def _database(request: Request, exc: Exception) -> Response:
-        if not is_unavailable(exc):
+        failure = as_database_error(exc)
+        if failure is None or not failure.unavailable:
             raise exc  # to _unexpected below: logged, 500
-        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         _log.warning("database unavailable on %s %s (answered 503): %s: %s", request.method,
-                     request.url.path, type(cause).__name__,
-                     (str(cause).strip().splitlines() or [""])[0])
+                     request.url.path, failure.name, failure.detail)
         return problem_response(503, "database-busy", "the database could not take this "
                                 "request now (another write held its lock past the lock "
                                 "timeout, or the connection was lost); nothing was written: "
@@ -185,7 +180,7 @@ def install(app: FastAPI) -> None:
 
     # Registered by class, not inside the catch-all: Starlette re-raises what reaches that
     # one (a traceback in the log), and a busy database is an answer, not a fault.
-    for database_error in (DBAPIError, PoolTimeoutError, sqlite3.Error, psycopg.Error):
+    for database_error in (*DATABASE_ERRORS, DatabaseError):
         app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(Exception)

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from loyalty_engine.api.auth import Caller, require_member_seen
 from loyalty_engine.api.problems import Problem
@@ -26,6 +25,7 @@ from loyalty_engine.services.access import member_programs, programs_out_of_reac
 from loyalty_engine.services.members import ledger_page, show_member
 from loyalty_engine.services.schema_check import require_current_schema
 from loyalty_engine.store.database import describe_url
+from loyalty_engine.store.errors import DATABASE_ERRORS, as_database_error
 from loyalty_engine.store.migrate import SCHEMA_REVISION
 
 router = APIRouter(prefix="/v1")
@@ -107,9 +107,11 @@ def get_ready(request: Request) -> Ready:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         require_current_schema(engine)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
+        failure = as_database_error(exc)
         raise Problem(503, "database-unreachable",
                       f"the database {where} does not answer: "
-                      f"{type(getattr(exc, 'orig', None) or exc).__name__}") from None
+                      f"{failure.name if failure is not None else type(exc).__name__}"
+                      ) from None
     return Ready(status="ready", database=engine.dialect.name,
                  schema_revision=SCHEMA_REVISION)

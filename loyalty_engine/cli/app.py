@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -13,7 +12,6 @@ from typing import Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from loyalty_engine.cli import (
     apikeys,
@@ -41,6 +39,7 @@ from loyalty_engine.rules import ProgramFileError
 from loyalty_engine.services.errors import LoyaltyError
 from loyalty_engine.shipped import PackageDataError, version
 from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
+from loyalty_engine.store.errors import as_database_error
 
 app = typer.Typer(
     name="loyalty",
@@ -164,15 +163,16 @@ def _from(exc: Exception, package: str) -> bool:
 
 def _fail(exc: Exception, json_errors: bool) -> NoReturn:
     """Errors of libraries imported only when a command needs them (Alembic's command
-    errors, psycopg's: recognised by module, so that every command need not load them), a
-    database error as one sentence, or an internal error."""
+    errors: recognised by module, so that every command need not load them), a database
+    error (store/errors.py: the drivers' errors as one type) as one sentence, or an
+    internal error."""
     if _from(exc, "alembic") and type(exc).__name__ == "CommandError":
         _report("migration", str(exc), json_errors, 1)
-    if isinstance(exc, OperationalError | DBAPIError | sqlite3.Error) or _from(exc, "psycopg"):
+    failure = as_database_error(exc)
+    if failure is not None:
         if os.environ.get("LOYALTY_DEBUG"):
             raise exc
-        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        detail = failure.detail or failure.name
         try:
             where = describe_url(resolve_url(CHOSEN_DATABASE["url"]))
         except DatabaseUrlError:

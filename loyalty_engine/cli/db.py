@@ -7,7 +7,7 @@ import typer
 from loyalty_engine.cli.context import database_url, engine_for
 from loyalty_engine.cli.options import YES
 from loyalty_engine.cli.output import CommandRefused, confirm, console, emit_json, fail
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.shipped import migrations_dir
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import create_database, describe_url, open_engine

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from loyalty_engine.demo import run_demo
 from loyalty_engine.shipped import examples_dir
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import open_engine, resolve_url
+from loyalty_engine.store.sqlite_files import application_id
 
 # Written to the SQLite header of databases the demo creates, so that a re-run may replace
 # them but never a database the demo did not create.
@@ -27,12 +27,7 @@ def _is_demo_file(path: Path) -> bool:
     """True for an empty file or a SQLite database the demo created."""
     if path.stat().st_size == 0:
         return True
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            mark = conn.execute("PRAGMA application_id").fetchone()[0]
-    except sqlite3.Error:
-        return False
-    return bool(mark == DEMO_MARK)
+    return application_id(path) == DEMO_MARK
 
 
 def demo(

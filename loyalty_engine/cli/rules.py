@@ -11,8 +11,9 @@ import typer
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, err_console, fail, when
-from loyalty_engine.rules import LoadedProgram, Problem, ProgramFileError, load_program_file
+from loyalty_engine.rules import LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.diff import CollectionDiff, ProgramDiff, diff_programs
+from loyalty_engine.services.program_files import load_program_file
 from loyalty_engine.services.programs import (
     BEGINNING_OF_TIME,
     apply_program_files,

@@ -85,7 +85,10 @@ class Standing:
     club_since: dict[str, datetime] = field(default_factory=dict)
     club_until: dict[str, datetime] = field(default_factory=dict)
     known_clubs: frozenset[str] = frozenset()  # any membership row, even ended
-    verified: frozenset[str] = frozenset()  # groups with a verification not lapsed
+    verified: frozenset[str] = frozenset()  # groups with a verification (lapsed or not)
+    # When each verification ends (absent: never). Its benefits stop then, whether or not
+    # the clubs job has recorded the lapse yet; a purchase made before still had them.
+    verified_until: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -7,15 +7,12 @@ next purchase of the same member sees them); nothing here reads the clock or a d
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 from loyalty_engine.domain.decisions import (
     EarnPoints,
     Evaluation,
-    IssueVoucher,
     MemberView,
     ProgressDelta,
 )
@@ -33,20 +30,15 @@ from loyalty_engine.rules.compiled import (
     CompiledCondition,
     CompiledProgram,
     CompiledRule,
-    Expiry,
-    FirstInCategory,
-    FixedBonus,
-    NthVisit,
-    PeriodicRebate,
     PointsPerSpend,
-    SpendThreshold,
-    StampCard,
+    Progress,
+    round_points,
 )
 from loyalty_engine.rules.expressions import ExpressionError
 from loyalty_engine.rules.expressions import evaluate as evaluate_expression
-from loyalty_engine.rules.schema import Rounding
 
-Progress = dict[tuple[str, str], int]  # (counter, period) -> value, for one member & program
+__all__ = ["Progress", "RuleFailed", "evaluate", "evaluate_purchase", "local_day",
+           "round_points", "undo"]
 
 
 class RuleFailed(Exception):
@@ -63,7 +55,8 @@ def evaluate_purchase(program: CompiledProgram, purchase: Purchase) -> list[Earn
 
 
 class _Facts:
-    """What conditions test, computed once per purchase and program."""
+    """What conditions test, computed once per purchase and program; and what rule kinds
+    see as they earn (rules.compiled.Earning): the counters and the evaluation so far."""
 
     __slots__ = (
         "_data",
@@ -74,14 +67,18 @@ class _Facts:
         "local",
         "member",
         "program",
+        "progress",
         "purchase",
+        "result",
     )
 
     def __init__(self, program: CompiledProgram, purchase: Purchase,
-                 member: MemberView | None) -> None:
+                 member: MemberView | None, progress: Progress, result: Evaluation) -> None:
         self.program = program
         self.purchase = purchase
         self.member = member
+        self.progress = progress
+        self.result = result
         self.local = purchase.occurred_at.astimezone(program.timezone)
         self.day = self.local.date()
         self.eligible = [
@@ -92,6 +89,28 @@ class _Facts:
         self.eligible_minor = sum(item.amount_minor for item in self.eligible)
         self._standing: MemberFacts | None = NOBODY if member is None else None
         self._data: dict[str, Any] | None = None
+
+    @property
+    def excluded_items(self) -> int:
+        """Lines of the purchase the program excludes (a points reason tells them)."""
+        return len(self.purchase.items) - len(self.eligible)
+
+    def advance(self, counter: str, period: str, delta: int) -> int:
+        """Add delta to a counter of the member's, journaled on the evaluation."""
+        return _advance(self.progress, self.result, counter, period, delta)
+
+    def boosts(self, rule: PointsPerSpend) -> list[tuple[str, CompiledCondition, Fraction]]:
+        """The rule's multipliers whose conditions hold, then the member's tier and club
+        benefits (which multiply the whole purchase, like a condition-less boost)."""
+        factors = []
+        for name, condition, value in rule.multipliers:
+            chosen = _matching_items(condition, self)
+            if chosen is not None and _holds(self.program, rule.rule_id, condition, self,
+                                             chosen):
+                factors.append((name, condition, value))
+        for label, value in (self.standing.benefits if self.program.has_benefits else ()):
+            factors.append((label, _EVERYTHING, value))
+        return factors
 
     @property
     def standing(self) -> MemberFacts:
@@ -142,8 +161,8 @@ def evaluate(program: CompiledProgram, purchase: Purchase, member: MemberView | 
     most points after its caps stands (stacking is the default, without a group). Caps trim
     awards in the same order. Raises RuleFailed if a condition's expression fails.
     """
-    facts = _Facts(program, purchase, member)
     result = Evaluation()
+    facts = _Facts(program, purchase, member, progress, result)
     try:
         _evaluate_rules(program, facts, progress, result)
     except RuleFailed:
@@ -193,7 +212,9 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         items = _matching_items(rule.when, facts)
         if items is None or not _holds(program, rule.rule_id, rule.when, facts, items):
             continue
-        found = _apply_rule(program, rule, facts, items, progress, result)
+        spend = (facts.eligible_minor if items is facts.eligible
+                 else sum(i.amount_minor for i in items))
+        found = rule.earn(facts, items, spend)
         if found is not None:
             if rule.when is not None and rule.when.reads_standing:
                 found[1]["because"] = _standing_met(rule.when, facts.standing)
@@ -213,12 +234,10 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         points = _capped(program, rule, facts.day, points, reason, progress, result)
         if points > 0:
             result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
-    # A visit or threshold bonus is decided once per period, whether it stood, lost its
-    # group or was capped away: otherwise the next purchase of the period would earn it.
+    # A kind may decide once per period whether it earned (visit and threshold bonuses),
+    # whether its points stood, lost their group or were capped away.
     for rule, _, _ in candidates:
-        if isinstance(rule, SpendThreshold | NthVisit):
-            _advance(progress, result, f"{rule.rule_id}:awarded",
-                     period_key(rule.period, facts.day), 1)
+        rule.decided(facts)
 
 
 def _standing_met(when: CompiledCondition, standing: MemberFacts) -> dict[str, Any]:
@@ -281,213 +300,8 @@ def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | Non
     return True
 
 
-def _apply_rule(program: CompiledProgram, rule: CompiledRule, facts: _Facts,
-                items: list[LineItem], progress: Progress,
-                result: Evaluation) -> tuple[int, dict[str, Any]] | None:
-    """The points a rule would award (before groups and caps), advancing its counters."""
-    day = facts.day
-    spend = (facts.eligible_minor if items is facts.eligible
-             else sum(i.amount_minor for i in items))
-    if isinstance(rule, PointsPerSpend):
-        return _points_per_spend(program, rule, facts, items, spend)
-    if isinstance(rule, FixedBonus):
-        return rule.points, {}
-    if isinstance(rule, NthVisit):
-        period = period_key(rule.period, day)
-        visits = _advance(progress, result, f"{rule.rule_id}:visits", period, 1)
-        if rule.at_period_end:
-            return None  # counted now, awarded by the scheduler once the period has ended
-        # Once per period: after a refund of an earlier visit, the count can reach N again.
-        awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
-        if visits >= rule.visit and awarded <= 0:
-            return rule.points, {"visit": visits, "period": period}
-        return None
-    if isinstance(rule, SpendThreshold):
-        period = period_key(rule.period, day)
-        after = _advance(progress, result, f"{rule.rule_id}:spend", period, spend)
-        if rule.at_period_end:
-            return None  # counted now, awarded by the scheduler once the period has ended
-        awarded = progress.get((f"{rule.rule_id}:awarded", period), 0)
-        # Reached (not merely crossed): after a refund took the award back, the next
-        # purchase of a period still above the threshold earns it again.
-        if awarded <= 0 and after >= rule.threshold_minor and spend > 0:
-            return rule.points, {"period": period, "period_spend_minor": after,
-                                 "threshold_minor": rule.threshold_minor}
-        return None
-    if isinstance(rule, FirstInCategory):
-        if not any(i.category == rule.category for i in items):
-            return None
-        if progress.get((f"{rule.rule_id}:seen", "all"), 0) > 0:
-            return None
-        _advance(progress, result, f"{rule.rule_id}:seen", "all", 1)
-        return rule.points, {"category": rule.category}
-    if isinstance(rule, StampCard):
-        _stamp(rule, facts, items, progress, result)
-        return None
-    if isinstance(rule, PeriodicRebate):
-        if spend > 0:
-            _advance(progress, result, f"{rule.rule_id}:spend", period_key(rule.period, day),
-                     spend)
-        return None
-    raise AssertionError(f"unhandled rule kind {rule}")
-
-
-def _points_per_spend(program: CompiledProgram, rule: PointsPerSpend, facts: _Facts,
-                      items: list[LineItem], spend: int) -> tuple[int, dict[str, Any]] | None:
-    if spend == 0 or spend < rule.minimum_minor:
-        return None
-    factors = []
-    for name, condition, value in rule.multipliers:
-        chosen = _matching_items(condition, facts)
-        if chosen is not None and _holds(program, rule.rule_id, condition, facts, chosen):
-            factors.append((name, condition, value))
-    weights = rule.category_weights
-    multiplied: dict[str, int] = {}
-    boosted: dict[str, str] = {}
-    # Integer sums per combined factor (usually one), so that exact rational arithmetic
-    # happens once per purchase rather than once per line.
-    by_factor: dict[Fraction, int] = {}
-    for label, value in (facts.standing.benefits if program.has_benefits else ()):
-        # Tier and club benefits multiply the whole purchase, like a condition-less boost.
-        factors.append((label, _EVERYTHING, value))
-    whole = factors and not any(c.item_scoped for _, c, _ in factors)
-    common = Fraction(1)
-    if whole:
-        for name, _, value in factors:
-            common *= value
-            boosted[name] = _ratio(value)
-    numerator = 0
-    for item in items:
-        weight = weights.get(item.category)
-        if weight is None:
-            weight = rule.default_weight
-        else:
-            multiplied[item.category] = multiplied.get(item.category, 0) + item.amount_minor
-        if not factors or whole:
-            numerator += item.amount_minor * weight
-            continue
-        factor = Fraction(1)
-        for name, condition, value in factors:
-            if not condition.item_scoped or condition.selects(item.category, item.sku):
-                factor *= value
-                boosted[name] = _ratio(value)
-        by_factor[factor] = by_factor.get(factor, 0) + item.amount_minor * weight
-    if whole and common != 1:
-        by_factor[common] = numerator
-        numerator = 0
-    if by_factor:
-        exact = sum((f * n for f, n in by_factor.items()), Fraction(numerator))
-        points = round_points(exact.numerator, exact.denominator * rule.denominator,
-                              rule.rounding)
-    else:
-        points = round_points(numerator, rule.denominator, rule.rounding)
-    if points <= 0:
-        return None
-    reason: dict[str, Any] = {
-        "eligible_spend_minor": spend,
-        "excluded_items": len(facts.purchase.items) - len(facts.eligible),
-        "points_per_unit": str(rule.points_per_unit),
-        "rounding": rule.rounding,
-    }
-    if multiplied:
-        reason["multipliers"] = {
-            category: {"spend_minor": s, "multiplier": str(rule.category_multipliers[category])}
-            for category, s in sorted(multiplied.items())
-        }
-    if boosted:
-        benefits = {k: v for k, v in boosted.items() if k.startswith(("tier:", "club:"))}
-        boosts = {k: v for k, v in boosted.items() if k not in benefits}
-        if boosts:
-            reason["boosts"] = dict(sorted(boosts.items()))
-        if benefits:
-            reason["benefits"] = dict(sorted(benefits.items()))
-    return points, reason
-
-
-def _ratio(value: Fraction) -> str:
-    """A multiplier as people wrote it: 1.25, not 5/4."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    exact = Decimal(value.numerator) / Decimal(value.denominator)
-    return format(exact.normalize(), "f")
-
-
 _EVERYTHING = CompiledCondition(frozenset(), frozenset(), frozenset(), frozenset(), None, None,
                                 None, frozenset(), None, None)
-
-
-def _stamp(rule: StampCard, facts: _Facts, items: list[LineItem], progress: Progress,
-           result: Evaluation) -> None:
-    """Add the purchase's stamps (dated by local day), repay a stamp debt first, and turn
-    every full card of unexpired stamps into a voucher, oldest stamps first."""
-    per_item = rule.stamp_per == "item"
-    stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
-    if stamps <= 0:
-        return
-    counter = f"{rule.rule_id}:stamps"
-    debt = progress.get((counter, "debt"), 0)
-    if debt < 0:
-        repaid = min(stamps, -debt)
-        _advance(progress, result, counter, "debt", repaid)
-        stamps -= repaid
-    if stamps <= 0:
-        return
-    today = facts.day
-    _advance(progress, result, counter, today.isoformat(), stamps)
-    if sum(v for (name, _), v in progress.items() if name == counter and v > 0) < rule.card_size:
-        return  # not even counting lapsed stamps is there a full card
-    for used in fill_cards(rule, progress, today):
-        result.consumed.extend(ProgressDelta(counter, period, -take) for period, take in used)
-        result.vouchers.append(IssueVoucher(rule.rule_id, rule.reward_id, used))
-
-
-def fill_cards(rule: StampCard, progress: Progress,
-               today: date) -> list[tuple[tuple[str, int], ...]]:
-    """Take every full card out of the member's unexpired stamps, oldest first, and return
-    the (local day, stamps) each card used. A stamp debt must be repaid before a card fills.
-    Purchases (at the stamp that fills a card) and refunds (re-issuing a voided card) share
-    it."""
-    counter = f"{rule.rule_id}:stamps"
-    cards: list[tuple[tuple[str, int], ...]] = []
-    while stamps_held(rule, progress, today) >= rule.card_size:
-        need = rule.card_size
-        used: list[tuple[str, int]] = []
-        for (name, period), value in sorted(progress.items()):
-            if need == 0:
-                break
-            if name != counter or period == "debt" or value <= 0 or not _stamps_valid(
-                rule, period, today
-            ):
-                continue
-            take = min(value, need)
-            used.append((period, take))
-            need -= take
-        for period, take in used:
-            progress[(counter, period)] -= take
-        cards.append(tuple(used))
-    return cards
-
-
-def _stamps_valid(rule: StampCard, period: str, today: date) -> bool:
-    lapses = _first_lapsed_day(rule.stamps_expire, period)
-    return lapses is None or today < lapses
-
-
-@lru_cache(maxsize=65536)
-def _first_lapsed_day(expiry: Expiry, period: str) -> date | None:
-    return expiry.first_lapsed_day(date.fromisoformat(period))
-
-
-def stamps_held(rule: StampCard, progress: Progress, today: date) -> int:
-    """Unexpired stamps on the member's card at a local date (a debt shows as negative)."""
-    counter = f"{rule.rule_id}:stamps"
-    held = 0
-    for (name, period), value in progress.items():
-        if name != counter:
-            continue
-        if period == "debt" or (value > 0 and _stamps_valid(rule, period, today)):
-            held += value
-    return held
 
 
 def _cap_windows(program: CompiledProgram, rule: CompiledRule,
@@ -540,20 +354,3 @@ def _advance(progress: Progress, result: Evaluation, counter: str, period: str,
 def local_day(program: CompiledProgram, instant: datetime) -> date:
     """The date in program time of an instant."""
     return instant.astimezone(program.timezone).date()
-
-
-def round_points(numerator: int, denominator: int, rounding: Rounding) -> int:
-    """numerator / denominator rounded to a whole number of points (both non-negative)."""
-    quotient, remainder = divmod(numerator, denominator)
-    if remainder == 0 or rounding == "floor":
-        return quotient
-    if rounding == "ceiling":
-        return quotient + 1
-    twice = 2 * remainder
-    if twice > denominator:
-        return quotient + 1
-    if twice < denominator:
-        return quotient
-    if rounding == "half_up":
-        return quotient + 1
-    return quotient + (quotient % 2)  # half_even: to the even neighbour

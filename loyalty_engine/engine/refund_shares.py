@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-from loyalty_engine.rules.compiled import CompiledProgram, PointsPerSpend
+from loyalty_engine.rules.compiled import CompiledProgram
 
 
 class Line(NamedTuple):
@@ -64,8 +64,8 @@ class RefundShares:
             return found
         rule = None if rule_id is None else program.rule(rule_id)
         when = None if rule is None else rule.when
-        # Each SKU in scope with its weight: a points_per_spend rule's category multiplier
-        # (beans earning double take back double), 1 for everything else.
+        # Each SKU in scope with its weight, as the rule's kind weighs it (a points_per_spend
+        # rule's category multiplier: beans earning double take back double), 1 without one.
         weights: dict[str, int] = {}
         for line in self.lines:
             if (line.category in program.excluded_categories
@@ -73,9 +73,7 @@ class RefundShares:
                     or (when is not None and when.item_scoped
                         and not when.selects(line.category, line.sku))):
                 continue
-            weights[line.sku] = (
-                rule.category_weights.get(line.category, rule.default_weight)
-                if isinstance(rule, PointsPerSpend) else 1)
+            weights[line.sku] = 1 if rule is None else rule.refund_weight(line.category)
         base = sum(line.amount_minor * weights[line.sku] for line in self.lines
                    if line.sku in weights)
         before = sum((self._refunded(r, weights, base) for r in self.earlier), Fraction(0))

@@ -58,6 +58,10 @@ def member_facts(program: CompiledProgram, member: MemberView | None, at: dateti
         perks |= step.perks
         if step.multiplier is not None:
             benefits.append((f"tier:{tier}", step.multiplier))
+    groups = {g for g in standing.verified if g in program.groups
+              and (g not in standing.verified_until or at < standing.verified_until[g])}
+    groups |= {g.group_id for g in program.groups.values()
+               if g.eligible_by_age(member.attributes, day)}
     clubs: dict[str, str] = {}
     for club_id, level in sorted(standing.clubs.items()):
         club = program.clubs.get(club_id)
@@ -66,15 +70,14 @@ def member_facts(program: CompiledProgram, member: MemberView | None, at: dateti
         since, until = standing.club_since.get(club_id), standing.club_until.get(club_id)
         if (since is not None and at < since) or (until is not None and at >= until):
             continue  # not a member when this purchase was made
+        if club.kind == "affinity" and club.group not in groups:
+            continue  # out of its group then: the club's benefits ended with the group's
         clubs[club_id] = level
         multiplier, club_perks = club.benefits(level)
         perks |= club_perks
         if multiplier is not None:
             label = f"club:{club_id}" + (f"/{level}" if level else "")
             benefits.append((label, multiplier))
-    groups = set(g for g in standing.verified if g in program.groups)
-    groups |= {g.group_id for g in program.groups.values()
-               if g.eligible_by_age(member.attributes, day)}
     return MemberFacts(tier, frozenset(perks), clubs, frozenset(groups),
                        member.consents_at(at), tuple(benefits))
 

@@ -1,11 +1,10 @@
-"""Program definitions: YAML files -> validated, compiled programs (pure, no database)."""
+"""Program definitions: YAML text -> validated, compiled programs (pure: no files, no database)."""
 
 from loyalty_engine.rules.compiled import CompiledProgram, PointsPerSpend, compile_program
 from loyalty_engine.rules.loader import (
     LoadedProgram,
     Problem,
     ProgramFileError,
-    load_program_file,
     load_program_text,
 )
 from loyalty_engine.rules.schema import ProgramDefinition
@@ -18,6 +17,5 @@ __all__ = [
     "ProgramDefinition",
     "ProgramFileError",
     "compile_program",
-    "load_program_file",
     "load_program_text",
 ]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from math import lcm
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, Self, TypeVar
 from zoneinfo import ZoneInfo
 
+from loyalty_engine.domain.decisions import Evaluation, IssueVoucher, ProgressDelta
 from loyalty_engine.domain.money import currency_exponent, to_minor
-from loyalty_engine.domain.periods import add_months
+from loyalty_engine.domain.periods import add_months, period_key
+from loyalty_engine.domain.purchases import LineItem
 from loyalty_engine.rules.compiled_membership import (
     CompiledClub,
     CompiledGroup,
@@ -115,15 +120,96 @@ class Expiry:
         return date(earned_on.year + 1, 1, 1)
 
 
+Minor = Callable[[Decimal], int]  # an amount in the program's currency -> minor units
+Progress = dict[tuple[str, str], int]  # (counter, period) -> value, for one member & program
+Earned = tuple[int, dict[str, Any]]  # points before groups and caps, and their reason
+
+
+class Earning(Protocol):
+    """What a rule kind sees of the purchase being evaluated (engine.earning provides it):
+    its local day, the member's counters, and the evaluation the purchase is building."""
+
+    @property
+    def day(self) -> date: ...
+
+    @property
+    def progress(self) -> Progress: ...
+
+    @property
+    def result(self) -> Evaluation: ...
+
+    @property
+    def excluded_items(self) -> int: ...
+
+    def advance(self, counter: str, period: str, delta: int) -> int:
+        """Add delta to a counter (journaled on the evaluation); the new value."""
+        ...
+
+    def boosts(self, rule: PointsPerSpend) -> list[tuple[str, CompiledCondition, Fraction]]:
+        """The rule's multipliers whose conditions hold, then the member's benefits."""
+        ...
+
+
+class PeriodEndAward(NamedTuple):
+    """What the period-end bonus job pays for a rule: members whose counter for an ended
+    period reached need get points; detail names the counted value in the job's record."""
+
+    counter: str
+    need: int
+    detail: str
+    period: str
+    points: int
+
+
 @dataclass(frozen=True, slots=True)
-class RuleBase:
-    """What every compiled rule has: identity, condition, order, stacking and caps."""
+class RuleBase(ABC):
+    """What every compiled rule has: identity, condition, order, stacking and caps; and
+    what each kind does, which the engine and the jobs call without asking the kind."""
 
     rule_id: str
     when: CompiledCondition | None
     priority: int
     group: str | None
     caps: tuple[tuple[str, int], ...]  # (day|week|month|year, most points)
+
+    # Earns from the purchase alone: needs none of the member's counters.
+    stateless: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def from_definition(cls, rule: Any, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        """The kind compiled from its schema model (rule), given the fields every rule has
+        (base) and the program currency's minor units and exponent."""
+
+    @abstractmethod
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        """The points the rule would award the purchase (before groups and caps) with their
+        reason, advancing its counters; None when it awards nothing now. items are the
+        eligible lines it looks at, spend their amount."""
+
+    def decided(self, ctx: Earning) -> None:
+        """After it earned, whether its points stood, lost their group or were capped."""
+        return None  # most kinds have nothing to decide then
+
+    def refund_weight(self, category: str) -> int:
+        """The weight of a line of this category in the share a refund takes back."""
+        return 1
+
+    @property
+    def conditions(self) -> tuple[CompiledCondition, ...]:
+        """Every condition the rule tests (its `when`, and a multiplier's)."""
+        return () if self.when is None else (self.when,)
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        """The scheduler jobs that have something to do for this rule."""
+        return frozenset()
+
+    @property
+    def period_end_award(self) -> PeriodEndAward | None:
+        """What the period-end bonus job pays for it (None: it pays at purchase)."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,29 +230,198 @@ class PointsPerSpend(RuleBase):
     denominator: int
     multipliers: tuple[tuple[str, CompiledCondition, Fraction], ...]
 
+    stateless: ClassVar[bool] = True
+
+    @classmethod
+    def from_definition(cls, rule: PointsPerSpendRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        unit = Fraction(rule.points_per_unit) / 10**exponent
+        factors = {cat: unit * Fraction(m) for cat, m in rule.category_multipliers.items()}
+        denominator = lcm(unit.denominator, *(f.denominator for f in factors.values()))
+        return cls(
+            **base,
+            kind=rule.kind,
+            points_per_unit=rule.points_per_unit,
+            rounding=rule.rounding,
+            minimum_minor=minor(rule.minimum_purchase),
+            default_weight=int(unit * denominator),
+            category_weights={c: int(f * denominator) for c, f in factors.items()},
+            category_multipliers=dict(rule.category_multipliers),
+            denominator=denominator,
+            multipliers=tuple((m.id, _condition(m.when, minor), Fraction(m.factor))
+                              for m in rule.multipliers),
+        )
+
+    @property
+    def conditions(self) -> tuple[CompiledCondition, ...]:
+        return ((() if self.when is None else (self.when,))
+                + tuple(c for _, c, _ in self.multipliers))
+
+    def refund_weight(self, category: str) -> int:
+        # Returning beans that earned double takes back double.
+        return self.category_weights.get(category, self.default_weight)
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        if spend == 0 or spend < self.minimum_minor:
+            return None
+        factors = ctx.boosts(self)
+        weights = self.category_weights
+        multiplied: dict[str, int] = {}
+        boosted: dict[str, str] = {}
+        # Integer sums per combined factor (usually one), so that exact rational arithmetic
+        # happens once per purchase rather than once per line.
+        by_factor: dict[Fraction, int] = {}
+        whole = factors and not any(c.item_scoped for _, c, _ in factors)
+        common = Fraction(1)
+        if whole:
+            for name, _, value in factors:
+                common *= value
+                boosted[name] = _ratio(value)
+        numerator = 0
+        for item in items:
+            weight = weights.get(item.category)
+            if weight is None:
+                weight = self.default_weight
+            else:
+                multiplied[item.category] = multiplied.get(item.category, 0) + item.amount_minor
+            if not factors or whole:
+                numerator += item.amount_minor * weight
+                continue
+            factor = Fraction(1)
+            for name, condition, value in factors:
+                if not condition.item_scoped or condition.selects(item.category, item.sku):
+                    factor *= value
+                    boosted[name] = _ratio(value)
+            by_factor[factor] = by_factor.get(factor, 0) + item.amount_minor * weight
+        if whole and common != 1:
+            by_factor[common] = numerator
+            numerator = 0
+        if by_factor:
+            exact = sum((f * n for f, n in by_factor.items()), Fraction(numerator))
+            points = round_points(exact.numerator, exact.denominator * self.denominator,
+                                  self.rounding)
+        else:
+            points = round_points(numerator, self.denominator, self.rounding)
+        if points <= 0:
+            return None
+        reason: dict[str, Any] = {
+            "eligible_spend_minor": spend,
+            "excluded_items": ctx.excluded_items,
+            "points_per_unit": str(self.points_per_unit),
+            "rounding": self.rounding,
+        }
+        if multiplied:
+            reason["multipliers"] = {
+                category: {"spend_minor": s,
+                           "multiplier": str(self.category_multipliers[category])}
+                for category, s in sorted(multiplied.items())
+            }
+        if boosted:
+            benefits = {k: v for k, v in boosted.items() if k.startswith(("tier:", "club:"))}
+            boosts = {k: v for k, v in boosted.items() if k not in benefits}
+            if boosts:
+                reason["boosts"] = dict(sorted(boosts.items()))
+            if benefits:
+                reason["benefits"] = dict(sorted(benefits.items()))
+        return points, reason
+
 
 @dataclass(frozen=True, slots=True)
 class FixedBonus(RuleBase):
     kind: Literal["fixed_bonus"]
     points: int
 
+    stateless: ClassVar[bool] = True
+
+    @classmethod
+    def from_definition(cls, rule: FixedBonusRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, points=rule.points)
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        return self.points, {}
+
 
 @dataclass(frozen=True, slots=True)
-class NthVisit(RuleBase):
+class _OncePerPeriod(RuleBase):
+    """A visit or threshold bonus: decided once per period, at purchase or at its end."""
+
+    period: str
+    points: int
+    at_period_end: bool  # awarded by the scheduler, not by the purchase
+
+    def decided(self, ctx: Earning) -> None:
+        # Whether it stood, lost its group or was capped away: otherwise the next purchase
+        # of the period would earn it.
+        ctx.advance(f"{self.rule_id}:awarded", period_key(self.period, ctx.day), 1)
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        return frozenset({"period_bonuses"}) if self.at_period_end else frozenset()
+
+    def _awarded(self, ctx: Earning, period: str) -> bool:
+        return ctx.progress.get((f"{self.rule_id}:awarded", period), 0) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class NthVisit(_OncePerPeriod):
     kind: Literal["nth_visit"]
     visit: int
-    period: str
-    points: int
-    at_period_end: bool = False  # awarded by the scheduler, not by the purchase
+
+    @classmethod
+    def from_definition(cls, rule: NthVisitRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
+                   points=rule.points, at_period_end=rule.award == "at_period_end")
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        period = period_key(self.period, ctx.day)
+        visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
+        if self.at_period_end:
+            return None  # counted now, awarded by the scheduler once the period has ended
+        # Once per period: after a refund of an earlier visit, the count can reach N again.
+        if visits >= self.visit and not self._awarded(ctx, period):
+            return self.points, {"visit": visits, "period": period}
+        return None
+
+    @property
+    def period_end_award(self) -> PeriodEndAward | None:
+        if not self.at_period_end:
+            return None
+        return PeriodEndAward(f"{self.rule_id}:visits", self.visit, "visits", self.period,
+                              self.points)
 
 
 @dataclass(frozen=True, slots=True)
-class SpendThreshold(RuleBase):
+class SpendThreshold(_OncePerPeriod):
     kind: Literal["spend_threshold"]
     threshold_minor: int
-    period: str
-    points: int
-    at_period_end: bool = False  # awarded by the scheduler, not by the purchase
+
+    @classmethod
+    def from_definition(cls, rule: SpendThresholdRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, threshold_minor=minor(rule.threshold),
+                   period=rule.period, points=rule.points,
+                   at_period_end=rule.award == "at_period_end")
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        period = period_key(self.period, ctx.day)
+        after = ctx.advance(f"{self.rule_id}:spend", period, spend)
+        if self.at_period_end:
+            return None  # counted now, awarded by the scheduler once the period has ended
+        # Reached (not merely crossed): after a refund took the award back, the next
+        # purchase of a period still above the threshold earns it again.
+        if not self._awarded(ctx, period) and after >= self.threshold_minor and spend > 0:
+            return self.points, {"period": period, "period_spend_minor": after,
+                                 "threshold_minor": self.threshold_minor}
+        return None
+
+    @property
+    def period_end_award(self) -> PeriodEndAward | None:
+        if not self.at_period_end:
+            return None
+        return PeriodEndAward(f"{self.rule_id}:spend", self.threshold_minor, "spend_minor",
+                              self.period, self.points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +432,112 @@ class StampCard(RuleBase):
     reward_id: str
     stamps_expire: Expiry
 
+    @classmethod
+    def from_definition(cls, rule: StampCardRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, stamp_per=rule.stamp_per,
+                   card_size=rule.card_size, reward_id=rule.reward,
+                   stamps_expire=_expiry(rule.stamps_expire))
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        return frozenset({"expire"})  # lapsed stamps (and the vouchers it issues)
+
+    @property
+    def counter(self) -> str:
+        """The counter its stamps are kept in, by local day ('debt': stamps owed)."""
+        return f"{self.rule_id}:stamps"
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        """Add the purchase's stamps (dated by local day), repay a stamp debt first, and
+        turn every full card of unexpired stamps into a voucher, oldest stamps first."""
+        per_item = self.stamp_per == "item"
+        stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
+        if stamps <= 0:
+            return None
+        counter = self.counter
+        debt = ctx.progress.get((counter, "debt"), 0)
+        if debt < 0:
+            repaid = min(stamps, -debt)
+            ctx.advance(counter, "debt", repaid)
+            stamps -= repaid
+        if stamps <= 0:
+            return None
+        today = ctx.day
+        ctx.advance(counter, today.isoformat(), stamps)
+        if sum(v for (name, _), v in ctx.progress.items()
+               if name == counter and v > 0) < self.card_size:
+            return None  # not even counting lapsed stamps is there a full card
+        for used in self.fill_cards(ctx.progress, today):
+            ctx.result.consumed.extend(ProgressDelta(counter, period, -take)
+                                       for period, take in used)
+            ctx.result.vouchers.append(IssueVoucher(self.rule_id, self.reward_id, used))
+        return None  # a card issues a voucher, not points
+
+    def fill_cards(self, progress: Progress, today: date) -> list[tuple[tuple[str, int], ...]]:
+        """Take every full card out of the member's unexpired stamps, oldest first, and
+        return the (local day, stamps) each card used. A stamp debt must be repaid before a
+        card fills. Purchases (at the stamp that fills a card) and refunds (re-issuing a
+        voided card) share it."""
+        counter = self.counter
+        cards: list[tuple[tuple[str, int], ...]] = []
+        while self.held(progress, today) >= self.card_size:
+            need = self.card_size
+            used: list[tuple[str, int]] = []
+            for (name, period), value in sorted(progress.items()):
+                if need == 0:
+                    break
+                if name != counter or period == "debt" or value <= 0 or not self._valid(
+                    period, today
+                ):
+                    continue
+                take = min(value, need)
+                used.append((period, take))
+                need -= take
+            for period, take in used:
+                progress[(counter, period)] -= take
+            cards.append(tuple(used))
+        return cards
+
+    def held(self, progress: Progress, today: date) -> int:
+        """Unexpired stamps on the member's card at a local date (a debt shows negative)."""
+        counter = self.counter
+        held = 0
+        for (name, period), value in progress.items():
+            if name != counter:
+                continue
+            if period == "debt" or (value > 0 and self._valid(period, today)):
+                held += value
+        return held
+
+    def _valid(self, period: str, today: date) -> bool:
+        lapses = _first_lapsed_day(self.stamps_expire, period)
+        return lapses is None or today < lapses
+
+
+@lru_cache(maxsize=65536)
+def _first_lapsed_day(expiry: Expiry, period: str) -> date | None:
+    return expiry.first_lapsed_day(date.fromisoformat(period))
+
 
 @dataclass(frozen=True, slots=True)
 class FirstInCategory(RuleBase):
     kind: Literal["first_in_category"]
     category: str
     points: int
+
+    @classmethod
+    def from_definition(cls, rule: FirstInCategoryRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, category=rule.category, points=rule.points)
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        if not any(i.category == self.category for i in items):
+            return None
+        if ctx.progress.get((f"{self.rule_id}:seen", "all"), 0) > 0:
+            return None
+        ctx.advance(f"{self.rule_id}:seen", "all", 1)
+        return self.points, {"category": self.category}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +548,68 @@ class PeriodicRebate(RuleBase):
     cap_minor: int | None
     valid_days: int = 90
 
+    @classmethod
+    def from_definition(cls, rule: PeriodicRebateRule, base: dict[str, Any], minor: Minor,
+                        exponent: int) -> Self:
+        return cls(**base, kind=rule.kind, percent=Fraction(rule.percent) / 100,
+                   period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap),
+                   valid_days=rule.valid_days)
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        return frozenset({"rebates", "expire"})  # issued at period end, then they lapse
+
+    def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
+        if spend > 0:  # accrued now, issued as a voucher once the period has ended
+            ctx.advance(f"{self.rule_id}:spend", period_key(self.period, ctx.day), spend)
+        return None
+
+    def rebate(self, spend_minor: int) -> int:
+        """The voucher's value for a period's spend: percent, half up to a minor unit,
+        capped."""
+        exact = self.percent * spend_minor
+        amount = round_points(exact.numerator, exact.denominator, "half_up")
+        return amount if self.cap_minor is None else min(amount, self.cap_minor)
+
 
 CompiledRule = (PointsPerSpend | FixedBonus | NthVisit | SpendThreshold | StampCard
                 | FirstInCategory | PeriodicRebate)
-STATELESS_KINDS = frozenset({"points_per_spend", "fixed_bonus"})
+R = TypeVar("R", bound=RuleBase)
+# Each kind of the language by its `kind:`, compiled by its own class.
+KINDS: dict[str, Callable[[Any, dict[str, Any], Minor, int], CompiledRule]] = {
+    "points_per_spend": PointsPerSpend.from_definition,
+    "fixed_bonus": FixedBonus.from_definition,
+    "nth_visit": NthVisit.from_definition,
+    "spend_threshold": SpendThreshold.from_definition,
+    "stamp_card": StampCard.from_definition,
+    "first_in_category": FirstInCategory.from_definition,
+    "periodic_rebate": PeriodicRebate.from_definition,
+}
+
+
+def round_points(numerator: int, denominator: int, rounding: Rounding) -> int:
+    """numerator / denominator rounded to a whole number of points (both non-negative)."""
+    quotient, remainder = divmod(numerator, denominator)
+    if remainder == 0 or rounding == "floor":
+        return quotient
+    if rounding == "ceiling":
+        return quotient + 1
+    twice = 2 * remainder
+    if twice > denominator:
+        return quotient + 1
+    if twice < denominator:
+        return quotient
+    if rounding == "half_up":
+        return quotient + 1
+    return quotient + (quotient % 2)  # half_even: to the even neighbour
+
+
+def _ratio(value: Fraction) -> str:
+    """A multiplier as people wrote it: 1.25, not 5/4."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    return format(exact.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +679,15 @@ class CompiledProgram:
         """The rule with this id, if the program has it."""
         return next((r for r in self.rules if r.rule_id == rule_id), None)
 
+    def rules_of(self, kind: type[R]) -> tuple[R, ...]:
+        """The rules of one kind, in evaluation order: what a job for that kind runs over."""
+        return tuple(r for r in self.rules if isinstance(r, kind))
+
+    @property
+    def rule_jobs(self) -> frozenset[str]:
+        """The scheduler jobs some rule has something to do for."""
+        return frozenset().union(*(r.jobs for r in self.rules))
+
 
 def compile_program(definition: ProgramDefinition) -> CompiledProgram:
     """Turn a validated definition into its compiled form."""
@@ -284,36 +706,11 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             "group": rule.group,
             "caps": _caps(rule.caps),
         }
-        if isinstance(rule, PointsPerSpendRule):
-            rules.append(_points_per_spend(rule, base, exponent, minor))
-        elif isinstance(rule, FixedBonusRule):
-            rules.append(FixedBonus(**base, kind=rule.kind, points=rule.points))
-        elif isinstance(rule, NthVisitRule):
-            rules.append(NthVisit(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
-                                  points=rule.points,
-                                  at_period_end=rule.award == "at_period_end"))
-        elif isinstance(rule, SpendThresholdRule):
-            rules.append(SpendThreshold(**base, kind=rule.kind,
-                                        threshold_minor=minor(rule.threshold),
-                                        period=rule.period, points=rule.points,
-                                        at_period_end=rule.award == "at_period_end"))
-        elif isinstance(rule, StampCardRule):
-            rules.append(StampCard(**base, kind=rule.kind, stamp_per=rule.stamp_per,
-                                   card_size=rule.card_size, reward_id=rule.reward,
-                                   stamps_expire=_expiry(rule.stamps_expire)))
-        elif isinstance(rule, FirstInCategoryRule):
-            rules.append(FirstInCategory(**base, kind=rule.kind, category=rule.category,
-                                         points=rule.points))
-        elif isinstance(rule, PeriodicRebateRule):
-            rules.append(PeriodicRebate(
-                **base, kind=rule.kind, percent=Fraction(rule.percent) / 100,
-                period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap),
-                valid_days=rule.valid_days))
+        rules.append(KINDS[rule.kind](rule, base, minor, exponent))
     order = sorted(range(len(rules)), key=lambda i: (-rules[i].priority, i))
     ordered = tuple(rules[i] for i in order)
     program_caps = _caps(definition.caps)
-    conditions = [r.when for r in ordered if r.when is not None] + [
-        c for r in ordered if isinstance(r, PointsPerSpend) for _, c, _ in r.multipliers]
+    conditions = [c for r in ordered for c in r.conditions]
     tiers = None if definition.tiers is None else compile_tiers(definition.tiers, minor)
     clubs = {c.id: compile_club(c, minor) for c in definition.clubs}
     fee_skus = {level.fee_sku: (club.club_id, level.level_id) for club in clubs.values()
@@ -342,7 +739,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             for r in definition.rewards
         },
         stateful=bool(program_caps) or tiers is not None or tracks_spend or any(
-            r.kind not in STATELESS_KINDS or r.caps for r in ordered),
+            not r.stateless or r.caps for r in ordered),
         store_ids=frozenset(s for s in definition.stores if not s.endswith("*")),
         store_prefixes=tuple(s[:-1] for s in definition.stores if s.endswith("*")),
         # Attributes: read by expressions about the member, and by age-based groups.
@@ -364,26 +761,6 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         schedule=definition.schedule.crons(),
         notice_days=definition.schedule.notice_days,
         redemption_backdate=timedelta(hours=definition.redemptions.backdate_hours),
-    )
-
-
-def _points_per_spend(rule: PointsPerSpendRule, base: dict[str, Any], exponent: int,
-                      minor: Any) -> PointsPerSpend:
-    unit = Fraction(rule.points_per_unit) / 10**exponent
-    factors = {cat: unit * Fraction(m) for cat, m in rule.category_multipliers.items()}
-    denominator = lcm(unit.denominator, *(f.denominator for f in factors.values()))
-    return PointsPerSpend(
-        **base,
-        kind=rule.kind,
-        points_per_unit=rule.points_per_unit,
-        rounding=rule.rounding,
-        minimum_minor=minor(rule.minimum_purchase),
-        default_weight=int(unit * denominator),
-        category_weights={c: int(f * denominator) for c, f in factors.items()},
-        category_multipliers=dict(rule.category_multipliers),
-        denominator=denominator,
-        multipliers=tuple((m.id, _condition(m.when, minor), Fraction(m.factor))
-                          for m in rule.multipliers),
     )
 
 

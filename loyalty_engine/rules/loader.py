@@ -1,4 +1,5 @@
-"""Reading program files: line-aware YAML, pydantic validation, problems as file:line:col."""
+"""Program text: line-aware YAML, pydantic validation, problems as file:line:col (the
+files are read by loyalty_engine/services/program_files.py: the core does no I/O)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -65,29 +65,8 @@ class LoadedProgram:
     content_hash: str
 
 
-def load_program_file(path: Path | str) -> LoadedProgram:
-    """Read, validate and compile one program file; raises ProgramFileError with every problem."""
-    name = str(path)
-    try:
-        with Path(path).open("rb") as handle:
-            raw = handle.read(MAX_PROGRAM_BYTES + 1)  # never more, whatever the file holds
-        if len(raw) > MAX_PROGRAM_BYTES:
-            raise ProgramFileError([_too_large(name)])
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise ProgramFileError([Problem(name, 1, 1, "no such file")]) from None
-    except IsADirectoryError:
-        raise ProgramFileError([Problem(name, 1, 1, "is a directory, not a file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ProgramFileError(
-            [Problem(name, 1, 1, f"is not UTF-8 text (byte {exc.start})")]
-        ) from None
-    except OSError as exc:
-        raise ProgramFileError([Problem(name, 1, 1, f"cannot be read: {exc.strerror}")]) from None
-    return load_program_text(text, name)
-
-
-def _too_large(name: str) -> Problem:
+def too_large(name: str) -> Problem:
+    """The problem of a file over MAX_PROGRAM_BYTES (refused before it is parsed)."""
     return Problem(name, 1, 1, f"the file is larger than {MAX_PROGRAM_BYTES:,} bytes (256 KiB), "
                                "the most a program file may have; nothing was read")
 
@@ -95,7 +74,7 @@ def _too_large(name: str) -> Problem:
 def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
     """Validate and compile program YAML given as text; name is used in problem locations."""
     if len(text) > MAX_PROGRAM_BYTES or len(text.encode("utf-8")) > MAX_PROGRAM_BYTES:
-        raise ProgramFileError([_too_large(name)])
+        raise ProgramFileError([too_large(name)])
     yaml = YAML(typ="rt")
     yaml.Constructor = _DecimalConstructor
     yaml.Composer = _BoundedComposer

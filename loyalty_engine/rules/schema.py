@@ -27,7 +27,7 @@ from loyalty_engine.domain.money import (
 )
 from loyalty_engine.rules.expressions import compile_expression
 from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
-from loyalty_engine.rules.schedules import JOBS, cron_trigger
+from loyalty_engine.rules.schedules import JOBS, check_cron
 from loyalty_engine.rules.values import (
     DecimalIn,
     Label,
@@ -349,7 +349,7 @@ class Schedule(_Strict):
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is not None:
-            cron_trigger(value, ZoneInfo("UTC"))
+            check_cron(value)
         return value
 
     def crons(self) -> dict[str, str]:

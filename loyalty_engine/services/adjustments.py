@@ -10,14 +10,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from loyalty_engine import ledger
 from loyalty_engine.services.audit import record_audit
 from loyalty_engine.services.errors import AdjustmentConflictError, AdjustmentRejectedError
-from loyalty_engine.services.lots import adjust_balance, lock_member, spend_points
-from loyalty_engine.services.period_bonuses import Grant, grant_points
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _ledger = tables.ledger_entries
@@ -131,24 +129,17 @@ def _adjust(conn: Connection, request: Adjustment, now: datetime) -> AdjustmentO
         # A credit is earned like a bonus: a spendable lot with the program's expiry, points
         # owed after a refund repaid from it first.
         program = version.program
-        grant_points(conn, [Grant(member_id, program_id, version.id, "", request.points, at,
-                                  program.expiry.at(at, program.timezone), reason, ref,
-                                  kind="adjust")], now)
+        ledger.earn(conn, [ledger.Earning(
+            member_id, program_id, version.id, request.points, at,
+            program.expiry.at(at, program.timezone), reason, kind="adjust", ref=ref)], now)
     else:
         # A debit spends like a redemption: lots active at `at` and unexpired when recorded.
         points = -request.points
-        taken = spend_points(
-            conn, member_id, program_id, points, at, now,
-            lambda available: AdjustmentRejectedError(
-                f"member {member_id!r} has {available} spendable points in {program_id!r}; "
-                f"a debit of {points} would take them below zero"))
-        reason["from_lots"] = {str(t.entry_id): t.points for t in taken}
-        conv = Converters(conn)
-        entry_id = allocate_ids(conn, _ledger, 1)[0]
-        insert_rows(conn, _ledger, LEDGER_COLUMNS, [
-            (entry_id, member_id, program_id, version.id, "adjust", -points, None, "",
-             conv.when(at), conv.when(now), conv.json(reason), ref)])
-        adjust_balance(conn, member_id, program_id, -points, 0, now)
+        ledger.spend(conn, ledger.Spend(member_id, program_id, version.id, "adjust", points,
+                                        at, reason, ref), now,
+                     lambda available: AdjustmentRejectedError(
+                         f"member {member_id!r} has {available} spendable points in "
+                         f"{program_id!r}; a debit of {points} would take them below zero"))
     entry = conn.execute(select(_ledger.c.id).where(
         _ledger.c.kind == "adjust", _ledger.c.ref == ref)).scalar_one()
     record_audit(conn, now, request.actor, "points_adjusted", member_id, program_id,

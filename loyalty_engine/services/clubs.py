@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import Connection, and_, select
 
 from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import ClubError, NotFoundError
 from loyalty_engine.services.groups import eligible, lapse_eligibility
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     CHARGE_KEY,
     LIVE,
@@ -37,8 +36,7 @@ from loyalty_engine.services.points_moves import refund_fee_points
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _memberships = tables.club_memberships
@@ -60,43 +58,40 @@ class ClubOutcome:
                 "refunded": self.refunded, "message": self.message}
 
 
-def join_club(engine: Engine, member_id: str, club_id: str, at: datetime, now: datetime,
+@write_use_case
+def join_club(conn: Connection, member_id: str, club_id: str, at: datetime, now: datetime,
               program_id: str | None = None, level: str | None = None) -> ClubOutcome:
     """Join a club. Open clubs start at once; affinity clubs once the member is eligible;
     fee clubs are pending until the joining charge is paid (or waived)."""
 
-    def attempt() -> ClubOutcome:
-        with write_transaction(engine) as conn:
-            catalog = load_catalog(conn)
-            version, club = find_club(catalog, club_id, program_id, at)
-            ensure_member(conn, member_id, version.program_id, at, now)
-            lock_member(conn, member_id)
-            current = membership(conn, member_id, version.program_id, club_id)
-            if current is not None and current.status in LIVE:
-                raise ClubError(f"member {member_id!r} is already in club {club_id!r} "
-                                f"({current.status}"
-                                + (f", level {current.level}" if current.level else "")
-                                + ")" + ("; use `loyalty clubs upgrade` for a higher level"
-                                         if club.kind == "fee" else ""))
-            if club.kind == "fee":
-                return _join_fee_club(conn, member_id, version, club, level, at, now)
-            if level is not None:
-                raise ClubError(f"club {club_id!r} has no levels; leave out --level")
-            if club.kind == "affinity":
-                assert club.group is not None
-                if not eligible(conn, version, member_id, club.group, at):
-                    raise ClubError(
-                        f"member {member_id!r} is not eligible for group {club.group!r} "
-                        f"({version.program.groups[club.group].name}), which club "
-                        f"{club_id!r} is limited to" + _how_to_qualify(version, club.group,
-                                                                        member_id))
-            save_membership(conn, member_id, version.program_id, club_id, now, level="",
-                            status="active", source="explicit", joined_at=at,
-                            term_start=None, term_end=None, auto_renew=False, ended_at=None)
-            return ClubOutcome(_membership(conn, member_id, version, club_id),
-                               message=f"joined {club.name}")
-
-    return retry_transient(attempt)
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    ensure_member(conn, member_id, version.program_id, at, now)
+    lock_member(conn, member_id)
+    current = membership(conn, member_id, version.program_id, club_id)
+    if current is not None and current.status in LIVE:
+        raise ClubError(f"member {member_id!r} is already in club {club_id!r} "
+                        f"({current.status}"
+                        + (f", level {current.level}" if current.level else "")
+                        + ")" + ("; use `loyalty clubs upgrade` for a higher level"
+                                 if club.kind == "fee" else ""))
+    if club.kind == "fee":
+        return _join_fee_club(conn, member_id, version, club, level, at, now)
+    if level is not None:
+        raise ClubError(f"club {club_id!r} has no levels; leave out --level")
+    if club.kind == "affinity":
+        assert club.group is not None
+        if not eligible(conn, version, member_id, club.group, at):
+            raise ClubError(
+                f"member {member_id!r} is not eligible for group {club.group!r} "
+                f"({version.program.groups[club.group].name}), which club "
+                f"{club_id!r} is limited to" + _how_to_qualify(version, club.group,
+                                                                member_id))
+    save_membership(conn, member_id, version.program_id, club_id, now, level="",
+                    status="active", source="explicit", joined_at=at,
+                    term_start=None, term_end=None, auto_renew=False, ended_at=None)
+    return ClubOutcome(_membership(conn, member_id, version, club_id),
+                       message=f"joined {club.name}")
 
 
 def _how_to_qualify(version: VersionInForce, group_id: str, member_id: str) -> str:
@@ -161,29 +156,26 @@ def _waiver(conn: Connection, member_id: str, version: VersionInForce, club: Com
             "threshold_minor": club.waiver_minor}
 
 
-def leave_club(engine: Engine, member_id: str, club_id: str, at: datetime, now: datetime,
+@write_use_case
+def leave_club(conn: Connection, member_id: str, club_id: str, at: datetime, now: datetime,
                program_id: str | None = None) -> ClubOutcome:
     """Leave a club. A fee club inside its cooling-off period is cancelled with the fee
     refunded; after it, the membership runs to the end of the paid term and is not renewed."""
 
-    def attempt() -> ClubOutcome:
-        with write_transaction(engine) as conn:
-            catalog = load_catalog(conn)
-            version, club = find_club(catalog, club_id, program_id, at)
-            if not lock_member(conn, member_id):
-                raise NotFoundError(f"there is no member {member_id!r}")
-            current = membership(conn, member_id, version.program_id, club_id)
-            if current is None or current.status not in LIVE:
-                raise ClubError(f"member {member_id!r} is not in club {club_id!r}"
-                                + ("" if current is None else f" (it {current.status})"))
-            if club.kind != "fee":
-                save_membership(conn, member_id, version.program_id, club_id, now,
-                                status="left", ended_at=at)
-                return ClubOutcome(_membership(conn, member_id, version, club_id),
-                                   message=f"left {club.name}")
-            return _cancel(conn, member_id, version, club, current, at, now)
-
-    return retry_transient(attempt)
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if not lock_member(conn, member_id):
+        raise NotFoundError(f"there is no member {member_id!r}")
+    current = membership(conn, member_id, version.program_id, club_id)
+    if current is None or current.status not in LIVE:
+        raise ClubError(f"member {member_id!r} is not in club {club_id!r}"
+                        + ("" if current is None else f" (it {current.status})"))
+    if club.kind != "fee":
+        save_membership(conn, member_id, version.program_id, club_id, now,
+                        status="left", ended_at=at)
+        return ClubOutcome(_membership(conn, member_id, version, club_id),
+                           message=f"left {club.name}")
+    return _cancel(conn, member_id, version, club, current, at, now)
 
 
 def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
@@ -250,74 +242,71 @@ def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: Com
                                "paid term (the cooling-off period is over); it will not renew")
 
 
-def upgrade_club(engine: Engine, member_id: str, club_id: str, level_id: str, at: datetime,
+@write_use_case
+def upgrade_club(conn: Connection, member_id: str, club_id: str, level_id: str, at: datetime,
                  now: datetime, program_id: str | None = None) -> ClubOutcome:
     """Move a paid membership up a level mid-term, for the prorated difference in fees; the
     new level applies once that charge is paid."""
 
-    def attempt() -> ClubOutcome:
-        with write_transaction(engine) as conn:
-            catalog = load_catalog(conn)
-            version, club = find_club(catalog, club_id, program_id, at)
-            if club.kind != "fee":
-                raise ClubError(f"club {club_id!r} has no paid levels to upgrade between")
-            if not lock_member(conn, member_id):
-                raise NotFoundError(f"there is no member {member_id!r}")
-            current = membership(conn, member_id, version.program_id, club_id)
-            if current is None or current.status != "active":
-                state = "not a member" if current is None else current.status
-                hint = ("; pay the renewal first" if current is not None
-                        and current.status == "grace" else "")
-                raise ClubError(f"member {member_id!r} has no active membership of club "
-                                f"{club_id!r} to upgrade ({state}){hint}")
-            if current.term_end is None or current.term_end <= at:
-                raise ClubError(f"the paid term of member {member_id!r} in club {club_id!r} "
-                                "has ended; pay the renewal first, then upgrade")
-            target = club.level(level_id)
-            if target is None:
-                levels = ", ".join(lv.level_id for lv in club.levels)
-                raise ClubError(f"club {club_id!r} has no level {level_id!r} "
-                                f"(levels: {levels})")
-            held = club.level(current.level)
-            if current.level == level_id:
-                raise ClubError(f"member {member_id!r} already holds level {level_id!r} of "
-                                f"club {club_id!r}")
-            if held is not None and target.rank < held.rank:
-                raise ClubError(f"{level_id!r} is below {current.level!r}: a membership only "
-                                "moves up mid-term; leave and join again at renewal to go "
-                                "down")
-            if any(row.kind == "upgrade" for row in open_charges(
-                    conn, member_id, version.program_id, club_id)):
-                raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} "
-                                "is already waiting for payment")
-            old_fee = 0 if held is None else held.fee_minor
-            difference = target.fee_minor - old_fee
-            start, end, ahead = _paid_terms(conn, current, at)
-            # The time left of the term running now, and every term already paid ahead.
-            amount = prorated(difference, at, start, end) + difference * ahead
-            row = new_charge(conn, member_id, version, club, level_id, "upgrade", amount, at,
-                             current.term_end, at, now,
-                             detail={"from_level": current.level, "to_level": level_id,
-                                     "fee_difference_minor": difference,
-                                     "term_start": start.isoformat(),
-                                     "term_end": end.isoformat(),
-                                     "terms_paid_ahead": ahead})
-            if row is None:
-                raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} was "
-                                f"already charged at {at.isoformat()}")
-            if amount == 0:
-                set_charge(conn, row.id, now, status="waived",
-                           detail={**row.detail, "waived": "nothing left of the term"})
-                save_membership(conn, member_id, version.program_id, club_id, now,
-                                level=level_id)
-            row = conn.execute(select(_charges).where(_charges.c.id == row.id)).one()
-            return ClubOutcome(_membership(conn, member_id, version, club_id),
-                               charge_json(row),
-                               message=f"upgrade to {target.name} waits for charge {row.id} "
-                                       f"({format_money(amount, row.currency)}, "
-                                       "prorated)")
-
-    return retry_transient(attempt)
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if club.kind != "fee":
+        raise ClubError(f"club {club_id!r} has no paid levels to upgrade between")
+    if not lock_member(conn, member_id):
+        raise NotFoundError(f"there is no member {member_id!r}")
+    current = membership(conn, member_id, version.program_id, club_id)
+    if current is None or current.status != "active":
+        state = "not a member" if current is None else current.status
+        hint = ("; pay the renewal first" if current is not None
+                and current.status == "grace" else "")
+        raise ClubError(f"member {member_id!r} has no active membership of club "
+                        f"{club_id!r} to upgrade ({state}){hint}")
+    if current.term_end is None or current.term_end <= at:
+        raise ClubError(f"the paid term of member {member_id!r} in club {club_id!r} "
+                        "has ended; pay the renewal first, then upgrade")
+    target = club.level(level_id)
+    if target is None:
+        levels = ", ".join(lv.level_id for lv in club.levels)
+        raise ClubError(f"club {club_id!r} has no level {level_id!r} "
+                        f"(levels: {levels})")
+    held = club.level(current.level)
+    if current.level == level_id:
+        raise ClubError(f"member {member_id!r} already holds level {level_id!r} of "
+                        f"club {club_id!r}")
+    if held is not None and target.rank < held.rank:
+        raise ClubError(f"{level_id!r} is below {current.level!r}: a membership only "
+                        "moves up mid-term; leave and join again at renewal to go "
+                        "down")
+    if any(row.kind == "upgrade" for row in open_charges(
+            conn, member_id, version.program_id, club_id)):
+        raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} "
+                        "is already waiting for payment")
+    old_fee = 0 if held is None else held.fee_minor
+    difference = target.fee_minor - old_fee
+    start, end, ahead = _paid_terms(conn, current, at)
+    # The time left of the term running now, and every term already paid ahead.
+    amount = prorated(difference, at, start, end) + difference * ahead
+    row = new_charge(conn, member_id, version, club, level_id, "upgrade", amount, at,
+                     current.term_end, at, now,
+                     detail={"from_level": current.level, "to_level": level_id,
+                             "fee_difference_minor": difference,
+                             "term_start": start.isoformat(),
+                             "term_end": end.isoformat(),
+                             "terms_paid_ahead": ahead})
+    if row is None:
+        raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} was "
+                        f"already charged at {at.isoformat()}")
+    if amount == 0:
+        set_charge(conn, row.id, now, status="waived",
+                   detail={**row.detail, "waived": "nothing left of the term"})
+        save_membership(conn, member_id, version.program_id, club_id, now,
+                        level=level_id)
+    row = conn.execute(select(_charges).where(_charges.c.id == row.id)).one()
+    return ClubOutcome(_membership(conn, member_id, version, club_id),
+                       charge_json(row),
+                       message=f"upgrade to {target.name} waits for charge {row.id} "
+                               f"({format_money(amount, row.currency)}, "
+                               "prorated)")
 
 
 def _paid_terms(conn: Connection, current: Any, at: datetime) -> tuple[datetime, datetime, int]:
@@ -377,7 +366,9 @@ def advance_clubs(conn: Connection, as_of: datetime, now: datetime,
             if club.kind == "fee":
                 _renew(conn, version, club, as_of, now, result)
                 _grace_and_lapse(conn, version, club, as_of, now, result)
-        lapse_eligibility(conn, version, as_of, now, result)
+        lapsed = lapse_eligibility(conn, version, as_of, now)
+        result.eligibility_lapsed += lapsed.verifications
+        result.memberships_lapsed_by_eligibility += lapsed.memberships
     return result
 
 

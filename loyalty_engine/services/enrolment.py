@@ -12,7 +12,6 @@ from sqlalchemy import Connection, and_, select
 from loyalty_engine.services.clubs import club_rows
 from loyalty_engine.services.errors import MemberError, NotFoundError
 from loyalty_engine.services.groups import verification_rows
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     MEMBER_ID,
     charge_json,
@@ -22,6 +21,7 @@ from loyalty_engine.services.memberships import (
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _members = tables.members

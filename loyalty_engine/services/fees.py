@@ -14,7 +14,6 @@ from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.errors import FeeError, RefundRejectedError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.memberships import (
     LIVE,
     charge,
@@ -30,8 +29,7 @@ from loyalty_engine.services.memberships import (
 from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_points
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _charges = tables.fee_charges
@@ -100,24 +98,21 @@ def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
                     + (f" with {points} points" if points else ""))
 
 
-def fail_charge(engine: Engine, charge_id: int, now: datetime,
+@write_use_case
+def fail_charge(conn: Connection, charge_id: int, now: datetime,
                 reason: str | None = None) -> FeeOutcome:
     """Record that collecting a due charge failed; it stays payable until the lapse."""
 
     if reason is not None and len(reason) > 200:
         raise FeeError("--reason must be at most 200 characters")
 
-    def attempt() -> FeeOutcome:
-        with write_transaction(engine) as conn:
-            row = charge(conn, charge_id, lock=True)
-            if row.status != "due":
-                raise FeeError(f"charge {charge_id} is {row.status}; only a due charge can "
-                               "fail")
-            set_charge(conn, charge_id, now, status="failed",
-                       detail={**(row.detail or {}), "failure": reason or "collection failed"})
-            return _outcome(conn, charge_id, f"charge {charge_id} marked failed")
-
-    return retry_transient(attempt)
+    row = charge(conn, charge_id, lock=True)
+    if row.status != "due":
+        raise FeeError(f"charge {charge_id} is {row.status}; only a due charge can "
+                       "fail")
+    set_charge(conn, charge_id, now, status="failed",
+               detail={**(row.detail or {}), "failure": reason or "collection failed"})
+    return _outcome(conn, charge_id, f"charge {charge_id} marked failed")
 
 
 def _check_payable(row: Any) -> None:

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import Connection, and_, select
 
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.errors import NotFoundError, VerificationError
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
-from loyalty_engine.store.unit_of_work import read_use_case
-
-if TYPE_CHECKING:
-    from loyalty_engine.services.clubs import ClubStepResult
+from loyalty_engine.store.locks import lock_member
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _verifications = tables.group_verifications
 _memberships = tables.club_memberships
 _members = tables.members
 
 
-def verify_member(engine: Engine, member_id: str, group_id: str, until: datetime,
+@write_use_case
+def verify_member(conn: Connection, member_id: str, group_id: str, until: datetime,
                   evidence: str, at: datetime, now: datetime,
                   program_id: str | None = None) -> dict[str, Any]:
     """Record that an operator saw evidence the member belongs to a group, valid until a
@@ -38,38 +34,34 @@ def verify_member(engine: Engine, member_id: str, group_id: str, until: datetime
         raise VerificationError("--evidence must name what was seen (a document reference), "
                                 "in at most 200 characters")
 
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            version = _program_with_group(conn, group_id, program_id, at)
-            group = version.program.groups[group_id]
-            if not group.verified:
-                raise VerificationError(
-                    f"group {group_id!r} is decided by the {group.age_attribute!r} attribute, "
-                    "not by verification; set the attribute with `loyalty members enrol`")
-            latest = add_months(at.date(), group.max_months)
-            if until.date() > latest:
-                raise VerificationError(
-                    f"a verification for {group_id!r} may be valid for at most "
-                    f"{group.max_months} months (until {latest}); --until "
-                    f"{until.date()} is later")
-            if not lock_member(conn, member_id):
-                raise NotFoundError(f"there is no member {member_id!r}; enrol them first "
-                                    "(`loyalty members enrol`)")
-            key = and_(_verifications.c.member_id == member_id,
-                       _verifications.c.program_id == version.program_id,
-                       _verifications.c.group_id == group_id)
-            values = {"evidence": evidence, "verified_at": at, "verified_until": until,
-                      "status": "active", "lapsed_at": None, "updated_at": now}
-            if conn.execute(select(_verifications.c.group_id).where(key)).first() is None:
-                conn.execute(_verifications.insert().values(
-                    member_id=member_id, program_id=version.program_id, group_id=group_id,
-                    **values))
-            else:
-                conn.execute(_verifications.update().where(key).values(**values))
-            return verification_json(conn.execute(select(_verifications).where(key)).one(),
-                                     group.reverify_days)
-
-    return retry_transient(attempt)
+    version = _program_with_group(conn, group_id, program_id, at)
+    group = version.program.groups[group_id]
+    if not group.verified:
+        raise VerificationError(
+            f"group {group_id!r} is decided by the {group.age_attribute!r} attribute, "
+            "not by verification; set the attribute with `loyalty members enrol`")
+    latest = add_months(at.date(), group.max_months)
+    if until.date() > latest:
+        raise VerificationError(
+            f"a verification for {group_id!r} may be valid for at most "
+            f"{group.max_months} months (until {latest}); --until "
+            f"{until.date()} is later")
+    if not lock_member(conn, member_id):
+        raise NotFoundError(f"there is no member {member_id!r}; enrol them first "
+                            "(`loyalty members enrol`)")
+    key = and_(_verifications.c.member_id == member_id,
+               _verifications.c.program_id == version.program_id,
+               _verifications.c.group_id == group_id)
+    values = {"evidence": evidence, "verified_at": at, "verified_until": until,
+              "status": "active", "lapsed_at": None, "updated_at": now}
+    if conn.execute(select(_verifications.c.group_id).where(key)).first() is None:
+        conn.execute(_verifications.insert().values(
+            member_id=member_id, program_id=version.program_id, group_id=group_id,
+            **values))
+    else:
+        conn.execute(_verifications.update().where(key).values(**values))
+    return verification_json(conn.execute(select(_verifications).where(key)).one(),
+                             group.reverify_days)
 
 
 def _program_with_group(conn: Connection, group_id: str, program_id: str | None,
@@ -105,16 +97,24 @@ def eligible(conn: Connection, version: VersionInForce, member_id: str, group_id
                                  at.astimezone(version.program.timezone).date())
 
 
+class EligibilityLapsed(NamedTuple):
+    """What recording lapsed eligibility did: verifications, and memberships with them."""
+
+    verifications: int
+    memberships: int
+
+
 def lapse_eligibility(conn: Connection, version: VersionInForce, as_of: datetime,
-                      now: datetime, result: ClubStepResult) -> None:
+                      now: datetime) -> EligibilityLapsed:
     """Verifications past their date lapse; affinity memberships whose member is no longer
-    in the group lapse with them (benefits stop here, at the review, not before)."""
+    in the group lapse with them. This records what already happened: the benefits
+    stopped at the verification's end (engine.standing), whenever this runs."""
     program = version.program
     v = _verifications
     expired = conn.execute(v.update().where(
         v.c.program_id == version.program_id, v.c.status == "active",
         v.c.verified_until <= as_of).values(status="lapsed", lapsed_at=as_of, updated_at=now))
-    result.eligibility_lapsed += expired.rowcount
+    lapsed_memberships = 0
     m = _memberships
     for club in program.clubs.values():
         if club.kind != "affinity" or club.group is None:
@@ -138,12 +138,13 @@ def lapse_eligibility(conn: Connection, version: VersionInForce, as_of: datetime
                 m.c.program_id == version.program_id, m.c.club_id == club.club_id,
                 m.c.member_id.in_(gone)).values(status="lapsed", ended_at=as_of,
                                                 updated_at=now))
-            result.memberships_lapsed_by_eligibility += len(gone)
+            lapsed_memberships += len(gone)
             record_events(conn, [Event(
                 f"lapsed:{version.program_id}:{club.club_id}:{member_id}:{as_of.isoformat()}",
                 "membership_lapsed", member_id, version.program_id, as_of,
                 {"club": club.club_id, "why": f"no longer in group {club.group}"})
                 for member_id in gone], now)
+    return EligibilityLapsed(expired.rowcount, lapsed_memberships)
 
 
 def verification_rows(conn: Connection, member_id: str,

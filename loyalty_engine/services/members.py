@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, and_, cast, exists, func, or_, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.ledger_reasons import describe_reason
-from loyalty_engine.engine.earning import local_day, stamps_held
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.enrolment import member_clubs
 from loyalty_engine.services.errors import LoyaltyError, MemberError
@@ -206,17 +208,16 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
         if version is None:
             continue
         today = local_day(version.program, as_of)
-        for rule in version.program.rules:
-            if isinstance(rule, StampCard):
-                cards.append({"program_id": program_id, "rule_id": rule.rule_id,
-                              "stamps": stamps_held(rule, values, today),
-                              "card_size": rule.card_size, "reward_id": rule.reward_id})
+        for rule in version.program.rules_of(StampCard):
+            cards.append({"program_id": program_id, "rule_id": rule.rule_id,
+                          "stamps": rule.held(values, today),
+                          "card_size": rule.card_size, "reward_id": rule.reward_id})
     return {
         "member_id": member.member_id,
         "created_at": member.created_at,
         "attributes": member.attributes,
         "enrolments": [dict(r._mapping) for r in enrolments],
-        "balances": [dict(r._mapping) for r in balances],
+        "balances": _balances_at(balances, lots, as_of),
         "lots": [dict(r._mapping) for r in lots],
         "recent_purchases": [dict(r._mapping) for r in purchases],
         "stamp_cards": cards,
@@ -230,6 +231,21 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
                   for t in show_tiers(engine, member_id, as_of)],
         "clubs": member_clubs(engine, member_id, as_of),
     }
+
+
+def _balances_at(balances: Sequence[Any], lots: Sequence[Any],
+                 as_of: datetime) -> list[dict[str, Any]]:
+    """The balances as of as_of: a lot whose expiry came by then is not spendable (nor
+    pending), whether or not the expire step has recorded it yet."""
+    lots_of: dict[str, list[Any]] = {}
+    for lot in lots:
+        lots_of.setdefault(lot.program_id, []).append(lot)
+    shown = []
+    for row in balances:
+        points, pending = ledger.shown_at((int(row.points), int(row.pending)),
+                                          lots_of.get(row.program_id, ()), as_of)
+        shown.append({**row._mapping, "points": points, "pending": pending})
+    return shown
 
 
 def _require_member(conn: Connection, member_id: str) -> None:

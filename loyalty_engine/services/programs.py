@@ -14,8 +14,9 @@ from sqlalchemy import Connection, Engine, func, select
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.expressions import stored_programs
-from loyalty_engine.rules.loader import load_program_file, load_program_text
+from loyalty_engine.rules.loader import load_program_text
 from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
+from loyalty_engine.services.program_files import load_program_file
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.unit_of_work import read_use_case

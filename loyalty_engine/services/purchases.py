@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.purchases import Purchase
@@ -29,7 +30,7 @@ from loyalty_engine.engine.planning import (
 from loyalty_engine.services.errors import PurchaseConflictError, PurchaseRejectedError
 from loyalty_engine.services.fees import check_till_fees, settle_till_fees
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.standing import (
     StandingNeeds,
     load_standings,
@@ -41,7 +42,6 @@ from loyalty_engine.store.bulk import (
     FEW_ROWS,
     Converters,
     Lookup,
-    allocate_ids,
     chunked,
     insert_returning,
     insert_returning_with_children,
@@ -58,12 +58,9 @@ _enrolments = tables.enrolments
 _purchases = tables.purchases
 _items = tables.purchase_items
 _ledger = tables.ledger_entries
-_lots = tables.point_lots
-_balances = tables.balances
 _counters = tables.progress_counters
 _journal = tables.purchase_progress
 _vouchers = tables.vouchers
-_debts = tables.point_debts
 
 
 class Award(NamedTuple):
@@ -212,8 +209,8 @@ def prefetched(event: PurchaseEvent, rows: list[list[tuple[Any, ...]]]) -> Prefe
 
 
 _CONFLICT = "already recorded with different contents"
-# Up to this many members, a batch asks for their debts at once rather than first whether
-# anybody owes points at all (one statement instead of two for a till's purchase).
+# Up to this many members (a till's batch), a member's lock and counters are read in one
+# round trip rather than two.
 _FEW = 16
 
 
@@ -236,9 +233,7 @@ class PurchaseWriter:
         self._known_enrolments: set[tuple[str, str]] = set()
         self.defer_balances = defer_balances
         self._checked: dict[tuple[str, str], tuple[int, str]] = {}
-        self._balance_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._pending_deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._lifetime: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._balances = ledger.BalanceChanges()
         self._book = ProgressBook()
 
     def know(self, known: Prefetched) -> None:
@@ -423,24 +418,7 @@ class PurchaseWriter:
 
     def flush_balances(self) -> None:
         """Add the points written so far to the cached balances (one upsert per pair)."""
-        deltas, self._balance_deltas = self._balance_deltas, defaultdict(int)
-        pending, self._pending_deltas = self._pending_deltas, defaultdict(int)
-        lifetime, self._lifetime = self._lifetime, defaultdict(int)
-        now = self.convert.when(self.now)
-        pairs = sorted(set(deltas) | set(pending))
-        insert_rows(
-            self.conn, _balances,
-            ("member_id", "program_id", "points", "pending", "lifetime_earned", "updated_at"),
-            [(m, prog, deltas.get((m, prog), 0), pending.get((m, prog), 0),
-              lifetime.get((m, prog), 0), now) for m, prog in pairs],
-            on_conflict=["member_id", "program_id"],
-            update={
-                "points": "balances.points + excluded.points",
-                "pending": "balances.pending + excluded.pending",
-                "lifetime_earned": "balances.lifetime_earned + excluded.lifetime_earned",
-                "updated_at": "excluded.updated_at",
-            },
-        )
+        self._balances.flush(self.conn, self.now)
 
     def _stored(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
         found: dict[tuple[str, str], tuple[int, str]] = {}
@@ -521,56 +499,14 @@ class PurchaseWriter:
         self._store_awards(inserted, result)
 
     def _store_awards(self, inserted: list[tuple[int, PurchasePlan]], result: BatchResult) -> None:
-        conn, conv = self.conn, self.convert
-        now = conv.when(self.now)
-        # Each purchase's time converted once, for its entries and its lots.
-        stamps = {pid: conv.when(p.purchase.occurred_at) for pid, p in inserted}
-        awards = [(pid, p, award) for pid, p in inserted for award in p.awards]
-        entry_ids = allocate_ids(conn, _ledger, len(awards))
-        insert_rows(
-            conn, _ledger,
-            ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-             "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason"),
-            [(eid, p.purchase.member_id, award.program_id, award.version_id, "earn",
-              award.points, pid, award.rule_id, stamps[pid], now,
-              award.reason_json)
-             for eid, (pid, p, award) in zip(entry_ids, awards, strict=True)],
-        )
-        debts = self._outstanding_debts(inserted) if awards else {}
-        lots = []
-        # (debt id, entry id, points taken, plan, program, debt already in the balance)
-        repayments: list[tuple[int, int, int, PurchasePlan, str, bool]] = []
-        for eid, (pid, p, award) in zip(entry_ids, awards, strict=True):
-            member_id = p.purchase.member_id
-            assert member_id is not None
-            remaining = award.points
-            for debt in debts.get((member_id, award.program_id), ()):
-                if remaining == 0:
-                    break
-                taken = min(remaining, debt[1])
-                if taken:
-                    debt[1] -= taken
-                    remaining -= taken
-                    repayments.append((debt[0], eid, taken, p, award.program_id, debt[2]))
-            pending = award.pending_until is not None
-            lots.append((eid, member_id, award.program_id, stamps[pid], award.points,
-                         remaining, conv.when(award.expires_at),
-                         conv.when(award.pending_until)))
-            pair = (member_id, award.program_id)
-            self._lifetime[pair] += award.points
-            (self._pending_deltas if pending else self._balance_deltas)[pair] += remaining
-            # What repaid a debt leaves the balance now (debt) or already had (in balance).
-            for _, entry, taken, _, _, in_balance in repayments:
-                if entry == eid and in_balance:
-                    self._balance_deltas[pair] += taken
-        insert_rows(
-            conn, _lots,
-            ("entry_id", "member_id", "program_id", "earned_at", "points", "remaining",
-             "expires_at", "pending_until"),
-            lots,
-        )
-        if repayments:
-            self._store_repayments(repayments)
+        """The purchases' awards earned through the ledger (entries, lots, pending holds,
+        debts repaid first), progress and standing; balances now or at flush_balances."""
+        ledger.earn(self.conn, [
+            ledger.Earning(p.purchase.member_id, award.program_id, award.version_id,
+                           award.points, p.purchase.occurred_at, award.expires_at,
+                           award.reason_json, award.rule_id, pid, award.pending_until)
+            for pid, p in inserted if p.purchase.member_id is not None
+            for award in p.awards], self.now, self._balances)
         self._store_progress(inserted)
         self._store_standing(inserted)
         for _, p in inserted:
@@ -578,7 +514,7 @@ class PurchaseWriter:
             if member_id is None:
                 continue
             for program_id in p.enrol:
-                self._balance_deltas[(member_id, program_id)] += 0
+                self._balances.add(member_id, program_id)  # an enrolment has a balance row
         if not self.defer_balances:
             self.flush_balances()
         result.recorded.extend(inserted)
@@ -603,62 +539,6 @@ class PurchaseWriter:
         fee_plans = [(pid, plan) for pid, plan in inserted if plan.fee_lines]
         if fee_plans:
             settle_till_fees(self.conn, self.catalog, fee_plans, self.now)
-
-    def _outstanding_debts(self, inserted: list[tuple[int, PurchasePlan]]
-                           ) -> dict[tuple[str, str], list[list[Any]]]:
-        """Unpaid point debts of the batch's members, oldest first: [id, outstanding, shown]."""
-        member_ids = sorted({p.purchase.member_id for _, p in inserted
-                             if p.purchase.member_id is not None})
-        found: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
-        if len(member_ids) <= _FEW:
-            # A till's purchase: one plain statement on the driver (no probe first).
-            for debt_id, member_id, program_id, outstanding, in_balance in _few_debts(
-                    self.conn, member_ids):
-                found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
-            return found
-        if self.conn.execute(select(_debts.c.id).where(_debts.c.outstanding > 0).limit(1)
-                             ).first() is None:
-            return found  # the usual case of a big batch: nobody owes points
-        for part in chunked(member_ids):
-            query = (
-                select(_debts.c.id, _debts.c.member_id, _debts.c.program_id,
-                       _debts.c.outstanding, _debts.c.in_balance)
-                .where(_debts.c.member_id.in_(part), _debts.c.outstanding > 0)
-                .order_by(_debts.c.id)
-            )
-            if self.conn.dialect.name == "postgresql":
-                # Two purchases of one member must not both repay the same debt (members
-                # are not locked when no program in force keeps counters).
-                query = query.with_for_update()
-            for debt_id, member_id, program_id, outstanding, in_balance in self.conn.execute(
-                query
-            ):
-                found[(member_id, program_id)].append([debt_id, outstanding, bool(in_balance)])
-        return found
-
-    def _store_repayments(self,
-                          repayments: list[tuple[int, int, int, PurchasePlan, str, bool]]
-                          ) -> None:
-        """New points repay debts: the debt shrinks; a debt the balance did not show yet
-        is taken with a ledger entry of its own."""
-        conn, conv = self.conn, self.convert
-        now = conv.when(self.now)
-        shown = [r for r in repayments if not r[5]]
-        ids = allocate_ids(conn, _ledger, len(shown))
-        version_of = {a.program_id: a.version_id for _, _, _, p, _, _ in shown
-                      for a in p.awards}
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(eid, p.purchase.member_id, program_id, version_of[program_id], "debt", -taken,
-              None, "", conv.when(p.purchase.occurred_at), now,
-              conv.json({"debt_id": debt_id, "repaid_from_entry": entry}),
-              f"debt:{debt_id}:{entry}")
-             for eid, (debt_id, entry, taken, p, program_id, _) in zip(ids, shown, strict=True)],
-        )
-        for debt_id, _, taken, _, _, _ in repayments:
-            conn.execute(_debts.update().where(_debts.c.id == debt_id)
-                         .values(outstanding=_debts.c.outstanding - taken))
 
     def _store_progress(self, inserted: list[tuple[int, PurchasePlan]]) -> None:
         """Counters, the purchase's journal of them, and vouchers of completed cards."""
@@ -703,29 +583,6 @@ class PurchaseWriter:
                 VOUCHER_COLUMNS,
                 voucher_rows,
             )
-
-
-def _few_debts(conn: Connection, member_ids: list[str]) -> list[tuple[Any, ...]]:
-    """Outstanding debts of a few members, oldest first; locked on PostgreSQL, where two
-    purchases of one member must not both repay the same debt."""
-    if not member_ids:
-        return []
-    raw: Any = conn.connection.dbapi_connection
-    columns = "id, member_id, program_id, outstanding, in_balance"
-    if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in member_ids)
-        cursor: Any = raw.cursor()
-        try:
-            return list(cursor.execute(
-                f"SELECT {columns} FROM point_debts WHERE member_id IN ({marks}) "
-                "AND outstanding > 0 ORDER BY id", member_ids))
-        finally:
-            cursor.close()
-    with raw.cursor() as pg:
-        pg.execute(f"SELECT {columns} FROM point_debts WHERE member_id = ANY(%s) "
-                   "AND outstanding > 0 ORDER BY id FOR UPDATE", (member_ids,))
-        rows: list[tuple[Any, ...]] = pg.fetchall()
-        return rows
 
 
 def _replay(purchase: Purchase, purchase_id: int) -> PurchaseOutcome:

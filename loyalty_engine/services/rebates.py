@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
-from loyalty_engine.engine.earning import local_day, round_points
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import versions_in_force
@@ -80,9 +80,7 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
     for version in versions_in_force(conn, as_of, program_id, versions):
         program = version.program
         today = local_day(program, as_of)
-        for rule in program.rules:
-            if not isinstance(rule, PeriodicRebate):
-                continue
+        for rule in program.rules_of(PeriodicRebate):
             current = period_key(rule.period, today)
             query = (
                 select(_counters.c.member_id, _counters.c.period, _counters.c.value)
@@ -96,7 +94,7 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
             rows = conn.execute(query).all()
             vouchers = []
             for member_id, period, spend in rows:
-                amount = _rebate(rule, int(spend))
+                amount = rule.rebate(int(spend))
                 if amount <= 0:
                     continue
                 ends = start_of_day(period_end(rule.period, period),
@@ -133,13 +131,6 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
             issued.amount_minor += sum(int(w.amount_minor) for w in written)
             result.codes.extend(sorted(w.code for w in written))
     return result
-
-
-def _rebate(rule: PeriodicRebate, spend_minor: int) -> int:
-    """percent of the spend, half up to a minor unit, capped."""
-    exact = rule.percent * spend_minor
-    amount = round_points(exact.numerator, exact.denominator, "half_up")
-    return amount if rule.cap_minor is None else min(amount, rule.cap_minor)
 
 
 def _percent(rule: PeriodicRebate) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.services.errors import (
@@ -17,16 +18,11 @@ from loyalty_engine.services.errors import (
     RedemptionConflictError,
     RedemptionRejectedError,
 )
-from loyalty_engine.services.lots import (
-    adjust_balance,
-    lock_member,
-    restore_points,
-    spend_points,
-)
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.bulk import Converters, insert_rows
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _redemptions = tables.redemptions
@@ -137,23 +133,13 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime,
         # but judging only by that would make the answer depend on the scheduler's timing:
         # a till that syncs at 00:30 or at 01:30, around a 01:00 expire job, must get the
         # same answer. Hence both: remaining > 0 and expires_at after the recording.
-        taken = spend_points(
-            conn, member_id, program_id, points, at, now,
+        consumed = ledger.spend(conn, ledger.Spend(
+            member_id, program_id, version.id, "redeem", points, at,
+            {"redemption_id": request.redemption_id, "reward": request.reward},
+            f"redeem:{request.redemption_id}"), now,
             lambda available: RedemptionRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
                 f"{points} are needed"))
-        consumed = {str(t.entry_id): t.points for t in taken}
-        entry_id = allocate_ids(conn, _ledger, 1)[0]
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(entry_id, member_id, program_id, version.id, "redeem", -points, None, "",
-              conv.when(at), conv.when(now),
-              Converters.json({"redemption_id": request.redemption_id,
-                               "reward": request.reward, "from_lots": consumed}),
-              f"redeem:{request.redemption_id}")],
-        )
-        adjust_balance(conn, member_id, program_id, -points, 0, now)
         if request.reward is not None:
             reward = version.program.rewards[request.reward]
             voucher_code = f"R-{request.redemption_id}"
@@ -222,7 +208,6 @@ def reverse_redemption(conn: Connection, redemption_id: str, now: datetime,
 
 
 def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None:
-    conv = Converters(conn)
     if stored.kind == "voucher":
         conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code).values(
             status="issued", redeemed_by=None, changed_at=now))
@@ -237,22 +222,16 @@ def _reverse(conn: Connection, stored: Any, now: datetime, at: datetime) -> None
             conn.execute(_vouchers.update().where(_vouchers.c.code == stored.voucher_code)
                          .values(status="void", changed_at=now))
         # Points whose lots expired meanwhile stay lapsed: they would be gone by now.
-        restored = restore_points(conn, {int(k): v for k, v in stored.consumed.items()}, at)
         version_id = conn.execute(select(_ledger.c.program_version_id).where(
             _ledger.c.kind == "redeem", _ledger.c.ref == f"redeem:{stored.redemption_id}")
         ).scalar_one()
-        entry_id = allocate_ids(conn, _ledger, 1)[0]
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(entry_id, stored.member_id, stored.program_id, version_id, "unredeem",
-              restored, None, "", conv.when(at), conv.when(now),
-              Converters.json({"redemption_id": stored.redemption_id,
-                               "to_lots": stored.consumed,
-                               "lapsed": stored.points - restored}),
-              f"unredeem:{stored.redemption_id}")],
-        )
-        adjust_balance(conn, stored.member_id, stored.program_id, restored, 0, now)
+        ledger.restore(conn, ledger.Restore(
+            stored.member_id, stored.program_id, version_id, "unredeem",
+            {int(k): v for k, v in stored.consumed.items()}, at,
+            f"unredeem:{stored.redemption_id}",
+            lambda restored: {"redemption_id": stored.redemption_id,
+                              "to_lots": stored.consumed,
+                              "lapsed": stored.points - restored}), now)
     conn.execute(_redemptions.update().where(
         _redemptions.c.redemption_id == stored.redemption_id).values(reversed_at=now))
 

@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.engine.earning import fill_cards, local_day
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.errors import (
@@ -30,18 +31,12 @@ from loyalty_engine.services.errors import (
     RefundRejectedError,
 )
 from loyalty_engine.services.fees import refund_till_fees
-from loyalty_engine.services.lots import (
-    Taken,
-    adjust_balances,
-    lock_member,
-    take_from_lot,
-    take_points,
-)
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import LEDGER_COLUMNS, VOUCHER_COLUMNS, voucher_row
+from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _purchases = tables.purchases
@@ -51,7 +46,6 @@ _ledger = tables.ledger_entries
 _journal = tables.purchase_progress
 _counters = tables.progress_counters
 _vouchers = tables.vouchers
-_debts = tables.point_debts
 
 # Counters that count events rather than amounts: reversed only by a full refund.
 _COUNTS = (":visits", ":awarded", ":seen")
@@ -215,18 +209,19 @@ class _Reversal:
             .order_by(_ledger.c.id)
         ).all()
         rows = []
+        debts: list[ledger.NewDebt] = []
         balance: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         for entry in entries:
             program = self.catalog.version(entry.program_version_id).program
             points = self.shares.back(entry.points, program, entry.rule_id)
             if points <= 0:
                 continue
-            own = take_from_lot(conn, entry.id, points)
+            own = ledger.take_from_lot(conn, entry.id, points)
             left = points - (own.points if own else 0)
             # Points of this purchase that already lapsed are gone: not taken again.
             lapsed = min(left, self._lapsed_unclaimed(entry.id)) if left else 0
             left -= lapsed
-            taken = ([own] if own else []) + (take_points(
+            taken = ([own] if own else []) + (ledger.take_points(
                 conn, self.member_id, entry.program_id, left, self.event.occurred_at,
                 skip_entry=entry.id) if left else [])
             took = sum(t.points for t in taken)
@@ -237,7 +232,10 @@ class _Reversal:
             for t in taken:
                 balance[entry.program_id][1 if t.pending else 0] -= t.points
             if shortfall:
-                self._debt(entry.program_id, points, shortfall, in_balance)
+                debts.append(ledger.NewDebt(self.member_id, entry.program_id, self.refund_pk,
+                                            points, shortfall, in_balance))
+                self.outcome.debts[entry.program_id] = (
+                    self.outcome.debts.get(entry.program_id, 0) + shortfall)
                 if in_balance:
                     balance[entry.program_id][0] -= shortfall
             booked = points if in_balance else took
@@ -245,20 +243,16 @@ class _Reversal:
                 rows.append((entry, -booked, taken, shortfall, lapsed))
             self.outcome.points[entry.program_id] = (
                 self.outcome.points.get(entry.program_id, 0) + booked)
-        ids = allocate_ids(conn, _ledger, len(rows))
-        when, now = self.convert.when(self.event.occurred_at), self.convert.when(self.now)
-        insert_rows(
-            conn, _ledger,
-            LEDGER_COLUMNS,
-            [(eid, self.member_id, entry.program_id, entry.program_version_id, "refund", points,
-              None, entry.rule_id, when, now,
-              Converters.json(self._reason(entry, taken, short, lapsed)),
-              f"refund:{self.refund_pk}:{entry.id}")
-             for eid, (entry, points, taken, short, lapsed) in zip(ids, rows, strict=True)],
-        )
-        adjust_balances(conn, {(self.member_id, program_id): (spendable, pending)
-                               for program_id, (spendable, pending) in balance.items()},
-                        self.now)
+        ledger.record_debts(conn, debts, self.now)
+        ledger.append(conn, [
+            ledger.Entry(self.member_id, entry.program_id, entry.program_version_id, "refund",
+                         points, self.event.occurred_at,
+                         self._reason(entry, taken, short, lapsed),
+                         f"refund:{self.refund_pk}:{entry.id}", entry.rule_id)
+            for entry, points, taken, short, lapsed in rows], self.now)
+        ledger.change_balances(conn, {(self.member_id, program_id): (spendable, pending)
+                                      for program_id, (spendable, pending) in balance.items()},
+                               self.now)
 
     def _lapsed_unclaimed(self, entry_id: int) -> int:
         """Points of a lot that expired and that no earlier refund has accounted for."""
@@ -275,7 +269,7 @@ class _Reversal:
         claimed = sum(int(reason.get("lapsed", 0)) for reason in earlier)
         return max(0, -int(expired) - claimed)
 
-    def _reason(self, entry: Any, taken: list[Taken], shortfall: int,
+    def _reason(self, entry: Any, taken: list[ledger.Taken], shortfall: int,
                 lapsed: int) -> dict[str, Any]:
         return {
             "refund_id": self.event.refund_id, "store_id": self.event.store_id,
@@ -286,16 +280,6 @@ class _Reversal:
             **({"shortfall": shortfall} if shortfall else {}),
             **({"lapsed": lapsed} if lapsed else {}),
         }
-
-    def _debt(self, program_id: str, points: int, shortfall: int, in_balance: bool) -> None:
-        insert_rows(
-            self.conn, _debts,
-            ("member_id", "program_id", "refund_id", "points", "outstanding", "in_balance",
-             "created_at"),
-            [(self.member_id, program_id, self.refund_pk, points, shortfall, in_balance,
-              self.convert.when(self.now))],
-        )
-        self.outcome.debts[program_id] = self.outcome.debts.get(program_id, 0) + shortfall
 
     def progress(self) -> None:
         """Reverse the refund's share of the purchase's counters (stamps with their cards)."""
@@ -383,14 +367,15 @@ class _Reversal:
         """A voided card's stamps may still fill a card without this refund's share:
         issue it again at once rather than at the member's next stamp."""
         version = self.catalog.in_force(program_id, self.purchase.occurred_at)
-        rule = None if version is None else version.program.rule(rule_id)
-        if version is None or not isinstance(rule, StampCard):
+        rule = None if version is None else next(
+            (r for r in version.program.rules_of(StampCard) if r.rule_id == rule_id), None)
+        if version is None or rule is None:
             return
         today = local_day(version.program, self.event.occurred_at)
         progress = {(counter, day): value for day, value in held.items()}
         reward = version.program.rewards[rule.reward_id]
         conv = self.convert
-        for number, used in enumerate(fill_cards(rule, progress, today), start=1):
+        for number, used in enumerate(rule.fill_cards(progress, today), start=1):
             for day, take in used:
                 changes[(program_id, counter, day)] -= take
             code = f"{program_id}-{rule_id}-{self.purchase.id}-R{self.refund_pk}-{number}"

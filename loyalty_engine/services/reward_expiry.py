@@ -96,8 +96,8 @@ def _lapse_stamps(conn: Connection, version: VersionInForce, as_of: datetime, no
                   since: datetime | None, result: RewardExpiryResult) -> None:
     program = version.program
     today = local_day(program, as_of)
-    for rule in program.rules:
-        if not isinstance(rule, StampCard) or rule.stamps_expire.kind == "never":
+    for rule in program.rules_of(StampCard):
+        if rule.stamps_expire.kind == "never":
             continue
         expiry = rule.stamps_expire
         # Stamp days are counter periods (ISO dates); 'debt' sorts after every date.

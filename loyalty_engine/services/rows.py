@@ -1,14 +1,10 @@
-"""Column orders of the rows several services append (ledger entries, vouchers)."""
+"""Column order of the vouchers several services append (ledger rows: loyalty_engine/ledger)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from loyalty_engine.rules.compiled import CompiledReward
-
-# Ledger entries other than a purchase's earnings: `ref` is their natural key.
-LEDGER_COLUMNS = ("id", "member_id", "program_id", "program_version_id", "kind", "points",
-                  "purchase_id", "rule_id", "occurred_at", "recorded_at", "reason", "ref")
 
 VOUCHER_COLUMNS = ("code", "member_id", "program_id", "program_version_id", "reward_id",
                    "kind", "amount_minor", "percent", "sku", "category", "source",

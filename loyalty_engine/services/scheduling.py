@@ -9,7 +9,7 @@ import fcntl
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,26 +19,15 @@ from sqlalchemy import Connection, Engine, and_, select, text, tuple_
 from sqlalchemy.engine import make_url
 
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
-from loyalty_engine.rules.compiled import (
-    CompiledProgram,
-    NthVisit,
-    PeriodicRebate,
-    SpendThreshold,
-    StampCard,
-)
-from loyalty_engine.rules.schedules import JOBS, cron_trigger, fire_times, latest_fire
-from loyalty_engine.services.clubs import advance_clubs
+from loyalty_engine.rules.schedules import JOBS
+from loyalty_engine.scheduler.cron import cron_trigger, fire_times, latest_fire
 from loyalty_engine.services.errors import LoyaltyError, describe_failure
-from loyalty_engine.services.expiry import expire_due
-from loyalty_engine.services.notices import send_notices
-from loyalty_engine.services.period_bonuses import award_period_bonuses
-from loyalty_engine.services.points import activate_pending
+from loyalty_engine.services.jobs import BY_NAME, Due, Job, Outcome
 from loyalty_engine.services.programs import load_catalog, require_program
-from loyalty_engine.services.rebates import issue_rebates
-from loyalty_engine.services.tiers import review_tiers
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_rows
-from loyalty_engine.store.database import enclosing, write_transaction
+from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.unit_of_work import in_write_unit
 
 log = logging.getLogger("loyalty.scheduler")
 
@@ -58,16 +47,6 @@ class BackwardsTickError(LoyaltyError):
 
 class SchedulerBusyError(LoyaltyError):
     """Another scheduler holds the database's scheduler lock (and we were told not to wait)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """One job of one program to run at one fire time; since: the previous fire time done."""
-
-    fire: datetime
-    job: str
-    program_id: str
-    since: datetime | None
 
 
 @dataclass(slots=True)
@@ -140,28 +119,6 @@ def _flat(counts: dict[str, Any]) -> dict[str, Any]:
 
 # --- which jobs apply to a program ----------------------------------------------------------
 
-def applies(job: str, program: CompiledProgram) -> bool:
-    """Whether a job has anything to do for a program at all."""
-    rules = program.rules
-    if job == "activate":
-        return program.pending_days > 0
-    if job == "expire":
-        return (program.expiry.kind != "never" or bool(program.rewards)
-                or any(isinstance(r, StampCard | PeriodicRebate) for r in rules))
-    if job == "period_bonuses":
-        return any(isinstance(r, NthVisit | SpendThreshold) and r.at_period_end for r in rules)
-    if job == "rebates":
-        return any(isinstance(r, PeriodicRebate) for r in rules)
-    if job == "review_tiers":
-        return program.tiers is not None
-    if job == "clubs":
-        return bool(program.clubs) or bool(program.groups)
-    if job == "notices":
-        return (program.expiry.kind != "never" or program.tiers is not None
-                or bool(program.groups))
-    raise ValueError(f"unknown job {job!r}")
-
-
 def schedules(catalog: ProgramCatalog, at: datetime, job: str | None = None,
               program_id: str | None = None) -> list[tuple[VersionInForce, str, str]]:
     """(version, job, cron) of every job that applies to a program in force at `at`."""
@@ -169,72 +126,14 @@ def schedules(catalog: ProgramCatalog, at: datetime, job: str | None = None,
     for version in catalog.all_in_force(at):
         if program_id is not None and version.program_id != program_id:
             continue
-        for name in JOBS:
-            if (job is None or job == name) and applies(name, version.program):
+        for name, scheduled in BY_NAME.items():
+            if (job is None or job == name) and scheduled.applies(version.program):
                 found.append((version, name, version.program.schedule.get(
-                    name, JOBS[name].default_cron)))
+                    name, scheduled.spec.default_cron)))
     return found
 
 
 # --- running ----------------------------------------------------------------------------------
-
-JobCall = Callable[[Engine, VersionInForce, Due, datetime], tuple[dict[str, Any],
-                                                                   list[tuple[str, str, str]]]]
-
-
-def _activate(engine: Engine, version: VersionInForce, due: Due,
-              now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    done = activate_pending(engine, due.fire, due.program_id)
-    return {"lots": done.lots, "points": done.points, "members": done.members}, []
-
-
-def _expire(engine: Engine, version: VersionInForce, due: Due,
-            now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    return expire_due(engine, due.fire, now, due.program_id, due.since).as_json(), []
-
-
-def _period_bonuses(engine: Engine, version: VersionInForce, due: Due,
-                    now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    done = award_period_bonuses(engine, due.fire, now, due.program_id, due.since)
-    return {"bonuses": done.awarded, "points": done.points, "by_rule": done.by_rule}, []
-
-
-def _rebates(engine: Engine, version: VersionInForce, due: Due,
-             now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    done = issue_rebates(engine, due.fire, now, due.program_id, due.since)
-    amount = done.amount_minor(due.program_id)
-    # The currency only beside an amount: a run that issued nothing counts nothing.
-    return {"vouchers": done.vouchers, "amount_minor": amount,
-            **({"currency": version.program.currency} if amount else {})}, []
-
-
-def _review(engine: Engine, version: VersionInForce, due: Due,
-            now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    done = review_tiers(engine, due.fire, now, due.program_id)
-    pid = due.program_id
-    counts = {"reviewed": done.reviewed.get(pid, 0), "upgraded": done.upgraded.get(pid, 0),
-              "downgraded": done.downgraded.get(pid, 0), "held": done.held.get(pid, 0),
-              "manual_floors_ended": done.floors_ended.get(pid, 0),
-              "review_days": done.review_days.get(pid, [])}
-    return counts, [(member, day, why) for _, member, day, why in done.failures]
-
-
-def _clubs(engine: Engine, version: VersionInForce, due: Due,
-           now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    return advance_clubs(engine, due.fire, now, due.program_id).as_json(), []
-
-
-def _notices(engine: Engine, version: VersionInForce, due: Due,
-             now: datetime) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    done = send_notices(engine, due.fire, now, version.program.notice_days, due.program_id)
-    return dict(done.recorded), []
-
-
-CALLS: dict[str, JobCall] = {
-    "activate": _activate, "expire": _expire, "period_bonuses": _period_bonuses,
-    "rebates": _rebates, "review_tiers": _review, "clubs": _clubs, "notices": _notices,
-}
-
 
 def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | None,
          program_id: str | None, dry_run: bool, strict: bool = True,
@@ -266,7 +165,11 @@ def plan(conn: Connection, catalog: ProgramCatalog, as_of: datetime, job: str | 
                 fires = fires[-1:]
         previous = mark
         for fire in fires:
-            found.append((Due(fire, name, version.program_id, previous), version))
+            # The job's effects are computed on the version in force at its fire time
+            # (none before the program's first), from this tick's one catalog.
+            at_fire = catalog.in_force(version.program_id, fire)
+            found.append((Due(fire, name, version.program_id, previous,
+                              () if at_fire is None else (at_fire,)), version))
             previous = fire
     if behind and strict and not dry_run:
         more = f" and {len(behind) - 1} more job(s)" if len(behind) > 1 else ""
@@ -292,7 +195,8 @@ def run_tick(engine: Engine, as_of: datetime, now: Callable[[], datetime],
     either done and marked or not done at all, and a rerun finishes the rest. A job that
     fails for a program records the failure and holds its watermark (retried next run);
     other jobs carry on. A dry run rolls every job back and moves nothing. strict: a job
-    that has already run past as_of is an error (see `plan`), else it is reported ahead."""
+    that has already run past as_of is an error (see `plan`), else it is reported ahead.
+    The catalog is loaded once, here: the planner hands each job its version."""
     report = TickReport(as_of, dry_run)
     with _scheduler_lock(engine, wait and not dry_run, dry_run, on_wait) as waited:
         report.waited_for_lock = waited
@@ -300,32 +204,60 @@ def run_tick(engine: Engine, as_of: datetime, now: Callable[[], datetime],
             catalog = load_catalog(conn)
             require_program(catalog, program_id)
             due = plan(conn, catalog, as_of, job, program_id, dry_run, strict, report.ahead)
-        # A dry run is one transaction, rolled back at the end: each job sees what the
-        # jobs before it would have done, and nothing stays.
-        with enclosing(engine, commit=False) if dry_run else nullcontext():
-            broken: set[tuple[str, str]] = set()
-            for item, version in due:
-                if (item.program_id, item.job) in broken:
-                    continue
-                run = _run_one(engine, version, item, now, dry_run)
-                if run.error is not None:
-                    broken.add((item.program_id, item.job))
-                report.runs.append(run)
-                if on_run is not None:
-                    on_run(run)
+        if dry_run:
+            # One transaction, rolled back at the end: each job (a savepoint of it) sees
+            # what the jobs before it would have done, and nothing stays.
+            with write_transaction(engine) as trial:
+                _run_all(report, due, lambda work: _in_savepoint(trial, work), now, on_run,
+                         dry_run=True, engine=engine)
+                trial.rollback()
+        else:
+            _run_all(report, due, lambda work: in_write_unit(engine, work), now, on_run,
+                     dry_run=False, engine=engine)
     return report
 
 
-def _run_one(engine: Engine, version: VersionInForce, item: Due,
-             now: Callable[[], datetime], dry_run: bool) -> JobRun:
+# How a fire time's work is run: in a unit of its own (committed, retried whole after a
+# deadlock) or in a savepoint of the dry run's one transaction.
+RunIn = Callable[[Callable[[Connection], Outcome]], Outcome]
+
+
+def _in_savepoint(conn: Connection, work: Callable[[Connection], Outcome]) -> Outcome:
+    with conn.begin_nested():
+        return work(conn)
+
+
+def _run_all(report: TickReport, due: list[tuple[Due, VersionInForce]], run_in: RunIn,
+             now: Callable[[], datetime], on_run: Callable[[JobRun], None] | None, *,
+             dry_run: bool, engine: Engine) -> None:
+    broken: set[tuple[str, str]] = set()
+    for item, version in due:
+        if (item.program_id, item.job) in broken:
+            continue
+        run = _run_one(engine, BY_NAME[item.job], version, item, now, run_in, dry_run)
+        if run.error is not None:
+            broken.add((item.program_id, item.job))
+        report.runs.append(run)
+        if on_run is not None:
+            on_run(run)
+
+
+def _run_one(engine: Engine, job: Job, version: VersionInForce, item: Due,
+             now: Callable[[], datetime], run_in: RunIn, dry_run: bool) -> JobRun:
     run = JobRun(item.program_id, item.job, item.fire)
     started = time.perf_counter()
+
+    def fire(conn: Connection) -> Outcome:
+        # The job, its failures and its watermark: one unit of work.
+        stamp = now()
+        outcome = job.run(conn, version, item, stamp)
+        _keep_failures(conn, item, outcome.member_failures, stamp)
+        _advance(conn, item, stamp)
+        return outcome
+
     try:
-        with enclosing(engine) as conn:
-            stamp = now()
-            run.counts, run.member_failures = CALLS[item.job](engine, version, item, stamp)
-            _keep_failures(conn, item, run.member_failures, stamp)
-            _advance(conn, item, stamp)
+        outcome = run_in(fire)
+        run.counts, run.member_failures = outcome.counts, outcome.member_failures
     except Exception as error:  # a job's failure must not stop the other jobs
         run.error = describe_failure(error)
         log.error("job %s of %s at %s failed: %s", item.job, item.program_id,
@@ -333,9 +265,9 @@ def _run_one(engine: Engine, version: VersionInForce, item: Due,
         log.debug("the failure of %s of %s in full", item.job, item.program_id,
                   exc_info=True)
         if not dry_run:
-            with write_transaction(engine) as conn:
-                _keep_failures(conn, item, [(ALL_MEMBERS, item.fire.isoformat(), run.error)],
-                               now(), whole=True)
+            failure = [(ALL_MEMBERS, item.fire.isoformat(), run.error)]
+            in_write_unit(engine, lambda conn: _keep_failures(conn, item, failure, now(),
+                                                              whole=True))
     run.seconds = time.perf_counter() - started
     return run
 

@@ -69,13 +69,15 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
         if needs.clubs:
             _load_clubs(conn, keys, members)
         if needs.verifications:
-            for member_id, program_id, group_id, status in select_typed_by_keys(
+            # Lapsed ones too: the verification's own end decides what a purchase made
+            # under it earns (a late-posted one), not whether the clubs job has run.
+            for member_id, program_id, group_id, until in select_typed_by_keys(
                 conn, _verifications, ("member_id",), keys,
-                ("member_id", "program_id", "group_id", "status"),
+                ("member_id", "program_id", "group_id", "verified_until"),
             ):
-                if status == "active":
-                    standing = _view(members, member_id).standing(program_id)
-                    standing.verified = standing.verified | {group_id}
+                standing = _view(members, member_id).standing(program_id)
+                standing.verified = standing.verified | {group_id}
+                standing.verified_until[group_id] = until
         if needs.enrolments:
             enrolled: dict[str, set[str]] = {}
             for member_id, program_id in select_typed_by_keys(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, not_, select
+from sqlalchemy import Connection, bindparam, func, not_, select
 
 from loyalty_engine.domain.decisions import Standing, TierChange
 from loyalty_engine.domain.periods import start_of_day
@@ -16,14 +16,12 @@ from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
-from loyalty_engine.services.lots import lock_member
 from loyalty_engine.services.programs import load_catalog, require_program, versions_in_force
 from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.retry import retry_transient
+from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _status = tables.tier_status
@@ -351,64 +349,64 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
 
 # --- one member --------------------------------------------------------------------------------
 
-def show_tiers(engine: Engine, member_id: str, as_of: datetime,
+@read_use_case
+def show_tiers(conn: Connection, member_id: str, as_of: datetime,
                program_id: str | None = None) -> list[dict[str, Any]]:
     """A member's tier per program: effective and earned tier, floor, hold, the current
     window's credit, what the next tier lacks, the next review and the history."""
     shown = []
-    with engine.connect() as conn:
-        if conn.execute(select(tables.members.c.member_id).where(
-                tables.members.c.member_id == member_id)).first() is None:
-            raise NotFoundError(f"there is no member {member_id!r}")
-        enrolled_in = set(conn.execute(select(tables.enrolments.c.program_id).where(
-            tables.enrolments.c.member_id == member_id)).scalars())
-        for version in load_catalog(conn).all_in_force(as_of):
-            ladder = version.program.tiers
-            if ladder is None or (program_id is not None and version.program_id != program_id):
-                continue
-            pid = version.program_id
-            zone = version.program.timezone
-            today = as_of.astimezone(zone).date()
-            row = conn.execute(select(_status).where(_status.c.program_id == pid,
-                                                     _status.c.member_id == member_id)).first()
-            if row is None and pid not in enrolled_in:
-                continue  # not a member of this program: no tier to show
-            enrolled = row.enrolled_on if row is not None else today
-            window = ladder.current_window(today, enrolled)
-            progress = {(c, p): v for c, p, v in conn.execute(
-                select(_counters.c.counter, _counters.c.period, _counters.c.value).where(
-                    _counters.c.member_id == member_id, _counters.c.program_id == pid,
-                    _counters.c.counter == ladder.counter))}
-            credit = credit_in(progress, ladder.counter, window)
-            standing = Standing()
-            if row is not None:
-                standing = Standing(tier=row.tier, held_until=row.held_until,
-                                    manual_tier=row.manual_tier or "",
-                                    manual_until=row.manual_until, has_tier_row=True,
-                                    enrolled_on=row.enrolled_on)
-            tier = effective_tier(ladder, standing, as_of)
-            next_step = next((s for s in ladder.steps if s.rank > ladder.rank(standing.tier)),
-                             None)
-            review = None if row is None else _next_review(ladder, row, today)
-            history = [
-                {"from": h.from_tier, "to": h.to_tier, "reason": h.reason,
-                 "changed_at": h.changed_at, "detail": h.detail}
-                for h in conn.execute(select(_history).where(
-                    _history.c.member_id == member_id, _history.c.program_id == pid)
-                    .order_by(_history.c.changed_at, _history.c.id))]
-            shown.append({
-                "program_id": pid, "tier": tier, "earned_tier": standing.tier,
-                "manual_tier": standing.manual_tier or None,
-                "manual_until": standing.manual_until,
-                "held_until": standing.held_until, "measure": ladder.measure,
-                "currency": version.program.currency,
-                "window": [window.start, window.end], "credit": credit,
-                "next_tier": None if next_step is None else next_step.tier_id,
-                "next_tier_lacks": None if next_step is None
-                else max(0, next_step.threshold - credit),
-                "next_review": review, "policy": ladder.downgrade,
-                "history": history,
-            })
+    if conn.execute(select(tables.members.c.member_id).where(
+            tables.members.c.member_id == member_id)).first() is None:
+        raise NotFoundError(f"there is no member {member_id!r}")
+    enrolled_in = set(conn.execute(select(tables.enrolments.c.program_id).where(
+        tables.enrolments.c.member_id == member_id)).scalars())
+    for version in load_catalog(conn).all_in_force(as_of):
+        ladder = version.program.tiers
+        if ladder is None or (program_id is not None and version.program_id != program_id):
+            continue
+        pid = version.program_id
+        zone = version.program.timezone
+        today = as_of.astimezone(zone).date()
+        row = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                                 _status.c.member_id == member_id)).first()
+        if row is None and pid not in enrolled_in:
+            continue  # not a member of this program: no tier to show
+        enrolled = row.enrolled_on if row is not None else today
+        window = ladder.current_window(today, enrolled)
+        progress = {(c, p): v for c, p, v in conn.execute(
+            select(_counters.c.counter, _counters.c.period, _counters.c.value).where(
+                _counters.c.member_id == member_id, _counters.c.program_id == pid,
+                _counters.c.counter == ladder.counter))}
+        credit = credit_in(progress, ladder.counter, window)
+        standing = Standing()
+        if row is not None:
+            standing = Standing(tier=row.tier, held_until=row.held_until,
+                                manual_tier=row.manual_tier or "",
+                                manual_until=row.manual_until, has_tier_row=True,
+                                enrolled_on=row.enrolled_on)
+        tier = effective_tier(ladder, standing, as_of)
+        next_step = next((s for s in ladder.steps if s.rank > ladder.rank(standing.tier)),
+                         None)
+        review = None if row is None else _next_review(ladder, row, today)
+        history = [
+            {"from": h.from_tier, "to": h.to_tier, "reason": h.reason,
+             "changed_at": h.changed_at, "detail": h.detail}
+            for h in conn.execute(select(_history).where(
+                _history.c.member_id == member_id, _history.c.program_id == pid)
+                .order_by(_history.c.changed_at, _history.c.id))]
+        shown.append({
+            "program_id": pid, "tier": tier, "earned_tier": standing.tier,
+            "manual_tier": standing.manual_tier or None,
+            "manual_until": standing.manual_until,
+            "held_until": standing.held_until, "measure": ladder.measure,
+            "currency": version.program.currency,
+            "window": [window.start, window.end], "credit": credit,
+            "next_tier": None if next_step is None else next_step.tier_id,
+            "next_tier_lacks": None if next_step is None
+            else max(0, next_step.threshold - credit),
+            "next_review": review, "policy": ladder.downgrade,
+            "history": history,
+        })
     if program_id is not None and not shown:
         raise NotFoundError(f"program {program_id!r} has no tiers in force")
     return shown
@@ -416,7 +414,8 @@ def show_tiers(engine: Engine, member_id: str, as_of: datetime,
 
 # --- manual tier -----------------------------------------------------------------------------
 
-def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
+@write_use_case
+def set_manual_tier(conn: Connection, member_id: str, tier: str, until: datetime,
                     reason: str, at: datetime, now: datetime,
                     program_id: str | None = None) -> dict[str, Any]:
     """Set a tier by hand until a date. It is a floor: the member has at least this tier
@@ -427,54 +426,50 @@ def set_manual_tier(engine: Engine, member_id: str, tier: str, until: datetime,
     if not reason.strip() or len(reason) > 200:
         raise TierError("--reason must say why, in at most 200 characters")
 
-    def attempt() -> dict[str, Any]:
-        with write_transaction(engine) as conn:
-            versions = [v for v in load_catalog(conn).all_in_force(at)
-                        if v.program.tiers is not None
-                        and (program_id is None or v.program_id == program_id)]
-            if not versions:
-                raise NotFoundError("no program in force has tiers"
-                                    + (f" named {program_id!r}" if program_id else ""))
-            if len(versions) > 1:
-                raise TierError(f"several programs have tiers "
-                                f"({', '.join(v.program_id for v in versions)}); name one "
-                                "with --program")
-            version = versions[0]
-            ladder = version.program.tiers
-            assert ladder is not None
-            if ladder.step(tier) is None:
-                raise TierError(f"program {version.program_id!r} has no tier {tier!r} "
-                                f"(tiers: {', '.join(s.tier_id for s in ladder.steps)})")
-            if not lock_member(conn, member_id):
-                raise NotFoundError(f"there is no member {member_id!r}")
-            pid = version.program_id
-            row = conn.execute(select(_status).where(_status.c.program_id == pid,
-                                                     _status.c.member_id == member_id)).first()
-            earned = "" if row is None else row.tier
-            before = earned if row is None or not row.manual_tier else ladder.higher(
-                row.manual_tier, earned)
-            if row is None:
-                today = at.astimezone(version.program.timezone).date()
-                conn.execute(_status.insert().values(
-                    member_id=member_id, program_id=pid, tier="", base_tier="",
-                    held_until=None, enrolled_on=today, updated_at=now,
-                    manual_tier=tier, manual_until=until, manual_reason=reason))
-            else:
-                conn.execute(_status.update().where(
-                    _status.c.program_id == pid, _status.c.member_id == member_id).values(
-                    manual_tier=tier, manual_until=until, manual_reason=reason,
-                    updated_at=now))
-            after = ladder.higher(tier, earned)
-            insert_history(conn, [(member_id, TierChange(
-                pid, before, after, "manual", None,
-                {"manual_tier": tier, "until": until.isoformat(), "reason": reason,
-                 "earned_tier": earned},
-                up=None if after == before else ladder.rank(after) > ladder.rank(before)),
-                at, None)], now)
-            return {"member_id": member_id, "program_id": pid, "manual_tier": tier,
-                    "until": until, "earned_tier": earned, "tier": after, "reason": reason}
-
-    return retry_transient(attempt)
+    versions = [v for v in load_catalog(conn).all_in_force(at)
+                if v.program.tiers is not None
+                and (program_id is None or v.program_id == program_id)]
+    if not versions:
+        raise NotFoundError("no program in force has tiers"
+                            + (f" named {program_id!r}" if program_id else ""))
+    if len(versions) > 1:
+        raise TierError(f"several programs have tiers "
+                        f"({', '.join(v.program_id for v in versions)}); name one "
+                        "with --program")
+    version = versions[0]
+    ladder = version.program.tiers
+    assert ladder is not None
+    if ladder.step(tier) is None:
+        raise TierError(f"program {version.program_id!r} has no tier {tier!r} "
+                        f"(tiers: {', '.join(s.tier_id for s in ladder.steps)})")
+    if not lock_member(conn, member_id):
+        raise NotFoundError(f"there is no member {member_id!r}")
+    pid = version.program_id
+    row = conn.execute(select(_status).where(_status.c.program_id == pid,
+                                             _status.c.member_id == member_id)).first()
+    earned = "" if row is None else row.tier
+    before = earned if row is None or not row.manual_tier else ladder.higher(
+        row.manual_tier, earned)
+    if row is None:
+        today = at.astimezone(version.program.timezone).date()
+        conn.execute(_status.insert().values(
+            member_id=member_id, program_id=pid, tier="", base_tier="",
+            held_until=None, enrolled_on=today, updated_at=now,
+            manual_tier=tier, manual_until=until, manual_reason=reason))
+    else:
+        conn.execute(_status.update().where(
+            _status.c.program_id == pid, _status.c.member_id == member_id).values(
+            manual_tier=tier, manual_until=until, manual_reason=reason,
+            updated_at=now))
+    after = ladder.higher(tier, earned)
+    insert_history(conn, [(member_id, TierChange(
+        pid, before, after, "manual", None,
+        {"manual_tier": tier, "until": until.isoformat(), "reason": reason,
+         "earned_tier": earned},
+        up=None if after == before else ladder.rank(after) > ladder.rank(before)),
+        at, None)], now)
+    return {"member_id": member_id, "program_id": pid, "manual_tier": tier,
+            "until": until, "earned_tier": earned, "tier": after, "reason": reason}
 
 
 # --- refunds -----------------------------------------------------------------------------------

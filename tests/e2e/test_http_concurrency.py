@@ -26,7 +26,7 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import open_engine
 from tests.api_support import bearer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from tests.api_support import bearer, purchase
 from tests.integration.conftest import Api
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from loyalty_engine.api.app import create_app
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.store.database import open_engine, write_transaction
 from tests.api_support import API_NOW, bearer, prepare, purchase
 

@@ -491,8 +491,8 @@ def test_student_club_follows_verification(engine: Engine) -> None:
     assert joined.membership["status"] == "active" and joined.charge is None
     assert _books(engine, "C02", "2027-01-07") == 110  # 100 x 1.1
 
-    # The verification runs out on 1 Sep; benefits stop at the next review, not before.
-    assert _books(engine, "C03", "2027-09-05") == 110
+    # The verification runs out on 1 Sep; benefits stop then, before the review records it.
+    assert _books(engine, "C03", "2027-09-05") == 100
     step = advance_clubs(engine, t("2027-09-06 10:00"), NOW)
     assert (step.eligibility_lapsed, step.memberships_lapsed_by_eligibility) == (1, 1)
     assert membership(engine, "S-1", "student-club")["status"] == "lapsed"
@@ -507,6 +507,37 @@ def test_student_club_follows_verification(engine: Engine) -> None:
     assert _books(engine, "C06", "2027-09-13") == 110
     with pytest.raises(ClubError, match="already in club"):
         join_club(engine, "S-1", "student-club", t("2027-09-14 10:00"), NOW)
+    assert_ledger_exact(engine)
+
+
+def test_an_ended_verification_stops_the_club_benefits_at_its_end(engine: Engine) -> None:
+    """Item 2 of issue 15: a verification that ended stops its benefits at its end, not at
+    the next clubs run: a purchase dated after the end, posted later but before the clubs
+    job ran, earns no group bonus; one dated before the end, posted after the job recorded
+    the lapse, still earns it (the job only records what already happened)."""
+    apply_files(engine, CAMPUS)
+    enrol_member(engine, "S-1", {}, {}, t("2027-01-04 10:00"), NOW, program_id="campus-books")
+    verify_member(engine, "S-1", "students", t("2027-09-01 00:00"), "card-123",
+                  t("2027-01-06 10:00"), NOW)
+    join_club(engine, "S-1", "student-club", t("2027-01-06 11:00"), NOW)
+    assert _books(engine, "E01", "2027-08-31T23:00:00+02:00") == 110  # its last hour
+
+    # Made on 1 Sep at noon, after the end, and posted before any clubs run.
+    assert _books(engine, "E02", "2027-09-01") == 100
+    assert [v["status"] for v in member_clubs(engine, "S-1", NOW)["verifications"]] == [
+        "active"]  # not recorded as lapsed yet: the end alone decided
+    with read_transaction(engine) as conn:
+        reasons = [json.loads(r) if isinstance(r, str) else r for r in conn.execute(
+            select(tables.ledger_entries.c.reason)
+            .join(tables.purchases, tables.purchases.c.id == tables.ledger_entries.c.purchase_id)
+            .where(tables.purchases.c.transaction_id == "E02")).scalars()]
+    assert [r.get("benefits") for r in reasons] == [None]
+
+    step = advance_clubs(engine, t("2027-09-06 10:00"), NOW)
+    assert (step.eligibility_lapsed, step.memberships_lapsed_by_eligibility) == (1, 1)
+    # Made on 31 Aug under the verification, posted after the run recorded the lapse.
+    assert _books(engine, "E03", "2027-08-31T12:00:00+02:00") == 110
+    assert _books(engine, "E04", "2027-09-02") == 100
     assert_ledger_exact(engine)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.expiry import expire_due
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.scheduling import run_tick
 from loyalty_engine.store import tables
 

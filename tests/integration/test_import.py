@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.errors import ImportFileError
 from loyalty_engine.services.importing import CSV_COLUMNS, ImportReport, import_purchases
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.store.database import read_transaction

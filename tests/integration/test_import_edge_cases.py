@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.errors import ImportFileError, PurchaseRejectedError
 from loyalty_engine.services.importing import CSV_COLUMNS, import_purchases
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import record_purchase
 from tests.integration.helpers import BEAN_THERE, NOW, counts, event, purchase_body, write_jsonl

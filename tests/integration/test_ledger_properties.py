@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from loyalty_engine.domain.events import PurchaseEvent
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.errors import PurchaseConflictError
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.programs import apply_program_files, load_catalog
 from loyalty_engine.services.purchases import PurchaseWriter, record_purchase
 from loyalty_engine.store import tables

@@ -162,7 +162,8 @@ def test_pending_points_that_lapse_before_activation_leave_pending(
     assert points(engine, "lapse-shop") == (0, 30)
     assert expire_points(engine, at("2027-05-17")) == step(1, 30, 1, "lapse-shop")
     assert points(engine, "lapse-shop") == (0, 0)
-    assert activate_pending(engine, at("2027-05-24")) == step(1, 0, 1, "lapse-shop")
+    # Issue 15 item 2: a lot whose expiry came before its window ended is never activated.
+    assert activate_pending(engine, at("2027-05-24")) == NOTHING
     assert points(engine, "lapse-shop") == (0, 0)
     assert_ledger_exact(engine)
 

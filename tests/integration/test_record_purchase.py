@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.errors import (
     ProgramApplyError,
     PurchaseConflictError,
     PurchaseRejectedError,
 )
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.members import explain_member, list_members, show_member
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import Award, record_purchase

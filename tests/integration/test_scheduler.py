@@ -4,19 +4,21 @@ in order and once, a backwards tick is refused, a dry run writes nothing, and fa
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine import standing
-from loyalty_engine.services import scheduling
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
+from loyalty_engine.ledger.check import check_balances
+from loyalty_engine.services import jobs, programs
 from loyalty_engine.services.errors import RedemptionRejectedError
-from loyalty_engine.services.ledger_check import check_balances
 from loyalty_engine.services.redemptions import redeem
 from loyalty_engine.services.scheduling import BackwardsTickError, TickReport, run_tick
 from loyalty_engine.store import tables
@@ -309,6 +311,44 @@ def test_a_backwards_tick_is_refused_and_a_dry_run_writes_nothing(
         (r.job, r.fire, r.counts) for r in dry.runs]
 
 
+@pytest.mark.parametrize("job", ["activate", "expire", "period_bonuses", "review_tiers"])
+def test_a_tick_loads_the_catalog_once_and_each_job_runs_on_the_planners_version(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: str
+) -> None:
+    apply_text(engine, tmp_path, SHOP)
+    tick(engine, "2027-01-01T12:00:00+01:00")
+    for n, day in enumerate(("2027-01-05", "2027-01-12", "2027-01-19")):
+        _coffee(engine, f"C{n}", day)
+    loads: list[str] = []
+    real_load = programs.load_catalog
+
+    def counted(conn: Connection) -> ProgramCatalog:
+        loads.append("catalog")
+        return real_load(conn)
+
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    real = jobs.BY_NAME[job]
+
+    class Watched(type(real)):  # type: ignore[misc]
+        def run(self, conn: Connection, version: VersionInForce, due: jobs.Due,
+                now: datetime) -> jobs.Outcome:
+            seen.append((due.fire.isoformat(), tuple(v.id for v in due.versions)))
+            return super().run(conn, version, due, now)
+
+    for module in list(sys.modules.values()):  # wherever it was imported by name
+        if module.__name__.startswith("loyalty_engine.") and getattr(
+                module, "load_catalog", None) is real_load:
+            monkeypatch.setattr(module, "load_catalog", counted)
+    monkeypatch.setitem(jobs.BY_NAME, job, Watched())
+    report = tick(engine, "2027-03-02T12:00:00+01:00", job=job)  # a catch-up of weeks
+    assert report.failed == 0 and len(report.runs) >= 1
+    assert loads == ["catalog"]  # the planner's one catalog; no job reloads it
+    # Every run got the one version in force at its fire time, chosen by the planner.
+    assert len(seen) == len(report.runs)
+    [(version_id,)] = _rows(engine, select(tables.program_versions.c.id))
+    assert {ids for _, ids in seen} == {(version_id,)}
+
+
 def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_on(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,12 +356,13 @@ def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_o
     tick(engine, "2027-01-01T12:00:00+01:00")
     for n, day in enumerate(("2027-01-05", "2027-01-12", "2027-01-19")):
         _shop(engine, f"A{n}", day, "40.00")
-    real = scheduling.CALLS["period_bonuses"]
+    real = jobs.BY_NAME["period_bonuses"]
 
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("the bonus service is down")
+    class Broken(jobs.PeriodBonuses):
+        def run(self, *args: Any) -> Any:
+            raise RuntimeError("the bonus service is down")
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", broken)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", Broken())
     report = tick(engine, "2027-02-03T12:00:00+01:00")
     failed = [r for r in report.runs if r.error is not None]
     # The first due fire time failed; later ones of the same job wait for it.
@@ -341,7 +382,7 @@ def test_a_job_that_fails_is_recorded_held_back_and_retried_while_others_carry_o
     tick(engine, "2027-02-03T13:00:00+01:00")
     assert [r.attempts for r in _rows(engine, select(tables.job_failures))] == [2]
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", real)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", real)
     retried = tick(engine, "2027-02-03T14:00:00+01:00")
     again = _runs(retried, "period_bonuses")  # from the failed one on, every day, in order
     assert (len(again), again[0], again[-1]) == (
@@ -412,15 +453,15 @@ def test_a_database_failure_is_stored_and_logged_as_one_sentence_without_sql_or_
     tick(engine, "2027-01-01T12:00:00+01:00")
     members = [f"M-SECRET-{n:04d}" for n in range(200)]
 
-    def duplicate_members(engine_: Engine, *args: Any) -> Any:
-        # A job whose SQL fails with a long statement naming many members.
-        with engine_.begin() as conn:
+    class DuplicateMembers(jobs.PeriodBonuses):
+        def run(self, conn: Connection, *args: Any) -> Any:
+            # A job whose SQL fails with a long statement naming many members.
             for _ in range(2):
                 conn.execute(tables.members.insert(), [
                     {"member_id": m, "attributes": {}, "created_at": at("2027-01-01")}
                     for m in members])
 
-    monkeypatch.setitem(scheduling.CALLS, "period_bonuses", duplicate_members)
+    monkeypatch.setitem(jobs.BY_NAME, "period_bonuses", DuplicateMembers())
     with caplog.at_level("INFO", logger="loyalty.scheduler"):
         report = tick(engine, "2027-01-02T12:00:00+01:00", job="period_bonuses")
     [run] = [r for r in report.runs if r.error is not None]

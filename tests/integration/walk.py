@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
-from loyalty_engine.services.ledger_check import check_balances
+from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import PurchaseOutcome, record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem

@@ -9,7 +9,8 @@ import pytest
 
 from loyalty_engine.domain.decisions import EarnPoints
 from loyalty_engine.engine import evaluate_purchase, round_points
-from loyalty_engine.rules import load_program_file, load_program_text
+from loyalty_engine.rules import load_program_text
+from loyalty_engine.services.program_files import load_program_file
 
 from .builders import Line, program, purchase
 

@@ -11,7 +11,7 @@ import itertools
 import json
 import textwrap
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -580,10 +580,26 @@ def test_club_multiplier_stacks_with_the_tier_multiplier() -> None:
     assert award.points == 16
     assert award.reason["benefits"] == {"club:student-club": "1.1", "tier:gold": "1.5"}
     # Without the tier: 10 x 1.1 = 11; with silver: 20 x 1.25 x 1.1 = 27.5 -> 27.
+    students = frozenset({"students"})
     assert earned(run(program(GOOD), [buy()], member(
-        "bronze", clubs={"student-club": ""}))[0]) == {"per-euro": 11}
+        "bronze", clubs={"student-club": ""}, verified=students))[0]) == {"per-euro": 11}
     assert earned(run(program(GOOD), [buy(item("20.00"))], member(
-        "silver", clubs={"student-club": ""}))[0]) == {"per-euro": 27}
+        "silver", clubs={"student-club": ""}, verified=students))[0]) == {"per-euro": 27}
+
+
+def test_an_affinity_club_benefits_only_while_its_group_holds() -> None:
+    """Its benefits end with the verification, at its end, whether or not the clubs job
+    has recorded the lapse (the membership row may still say active)."""
+    ends = datetime(2026, 3, 4, 9, tzinfo=UTC)  # the purchase is at 09:00 UTC that day
+    for until, points in ((ends, 10), (ends + timedelta(seconds=1), 11)):
+        student = member("bronze", clubs={"student-club": ""},
+                         verified=frozenset({"students"}))
+        student.standings["shop"].verified_until["students"] = until
+        (evaluation,) = run(program(GOOD), [buy()], student)
+        assert earned(evaluation) == {"per-euro": points}
+    # Without the group at all, the club's row alone gives nothing.
+    assert earned(run(program(GOOD), [buy()], member(
+        "bronze", clubs={"student-club": ""}))[0]) == {"per-euro": 10}
 
 
 def test_fee_club_level_multiplier_is_named_with_its_level() -> None:

@@ -11,10 +11,10 @@ from loyalty_engine.rules import (
     LoadedProgram,
     Problem,
     ProgramFileError,
-    load_program_file,
     load_program_text,
 )
 from loyalty_engine.rules.compiled import PointsPerSpend, StampCard
+from loyalty_engine.services.program_files import load_program_file
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
@@ -515,7 +515,7 @@ def test_yaml_numbers_keep_every_digit_the_author_wrote() -> None:
 def test_a_program_file_over_the_limit_is_refused_without_reading_it(tmp_path: Path) -> None:
     import time
 
-    from loyalty_engine.rules.loader import MAX_PROGRAM_BYTES, load_program_file
+    from loyalty_engine.rules.loader import MAX_PROGRAM_BYTES
 
     path = tmp_path / "huge.yaml"
     with path.open("wb") as out:  # 16 MB, sparse: only the bound's worth is ever read

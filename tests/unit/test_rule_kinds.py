@@ -17,7 +17,7 @@ import pytest
 
 from loyalty_engine.domain.decisions import Evaluation, IssueVoucher, MemberView, Standing
 from loyalty_engine.domain.purchases import Purchase
-from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate, stamps_held
+from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate
 from loyalty_engine.rules import CompiledProgram, load_program_text
 from loyalty_engine.rules.compiled import StampCard
 
@@ -444,7 +444,7 @@ def test_stamp_card(stamp_per: str, baskets: list[list[Line]], vouchers: list[in
     assert [len(e.vouchers) for e in evaluations] == vouchers
     assert all(e.awards == [] for e in evaluations)  # stamps are not points
     assert all(v.reward_id == "free-coffee" for e in evaluations for v in e.vouchers)
-    assert stamps_held(the_card(compiled), progress, date(2026, 3, 31)) == held
+    assert the_card(compiled).held(progress, date(2026, 3, 31)) == held
 
 
 def test_a_full_card_uses_the_oldest_stamps_first() -> None:
@@ -478,7 +478,7 @@ def test_expired_stamps_do_not_count(second_visit: str, vouchers: int, held_afte
     ], progress)
     assert len(second.vouchers) == vouchers
     local = datetime.fromisoformat(second_visit).date()
-    assert stamps_held(the_card(compiled), progress, local) == held_after
+    assert the_card(compiled).held(progress, local) == held_after
 
 
 def test_stamps_are_dated_by_the_local_day() -> None:
@@ -488,8 +488,8 @@ def test_stamps_are_dated_by_the_local_day() -> None:
     # and so still counts on 2 March.
     run(compiled, [buy(coffee(quantity="2"), instant="2026-03-01T23:30:00+00:00")], progress)
     assert progress == {("coffee-card:stamps", "2026-03-02"): 2}
-    assert stamps_held(the_card(compiled), progress, date(2026, 3, 2)) == 2
-    assert stamps_held(the_card(compiled), progress, date(2026, 3, 3)) == 0
+    assert the_card(compiled).held(progress, date(2026, 3, 2)) == 2
+    assert the_card(compiled).held(progress, date(2026, 3, 3)) == 0
 
 
 @pytest.mark.parametrize(
@@ -508,7 +508,7 @@ def test_a_stamp_debt_is_repaid_first(debt: int, coffees: str, debt_after: int,
     (evaluation,) = run(compiled, [buy(coffee(quantity=coffees), when="2026-03-10 10:00")],
                         progress)
     assert progress[("coffee-card:stamps", "debt")] == debt_after
-    assert stamps_held(the_card(compiled), progress, date(2026, 3, 10)) == held_after
+    assert the_card(compiled).held(progress, date(2026, 3, 10)) == held_after
     assert len(evaluation.vouchers) == vouchers
 
 

@@ -10,19 +10,16 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loyalty_engine.domain.periods import period_end, period_key
 from loyalty_engine.engine.earning import evaluate
 from loyalty_engine.rules import ProgramFileError, load_program_text
 from loyalty_engine.rules.compiled import Expiry
-from loyalty_engine.rules.schedules import (
-    JOBS,
-    cron_trigger,
-    fire_times,
-    job_name,
-    latest_fire,
-    next_fire,
-)
+from loyalty_engine.rules.schedules import JOBS, check_cron, job_name
+from loyalty_engine.scheduler.cron import cron_trigger, fire_times, latest_fire, next_fire
 from loyalty_engine.services.reward_expiry import earliest_lapsing
 
 from .builders import purchase
@@ -103,6 +100,62 @@ def test_a_period_end_rule_counts_the_visit_but_pays_nothing_at_the_purchase() -
     assert ("fifth:awarded", "2026-03") not in progress
 
 
+# The parts a crontab field is made of, valid and not: numbers in and out of every range,
+# steps (0 too), ranges either way round, month and weekday names (good, bad, a prefix),
+# `last`, empty parts and stray characters.
+_PART = st.one_of(
+    st.sampled_from(["*", "last", "lastly", "", "?", "L", "1st", "#", "jan1", "-", "/5"]),
+    st.from_regex(r"\A\*/[0-9]{1,3}\Z"),
+    st.from_regex(r"\A[0-9]{1,2}(-[0-9]{1,2})?(/[0-9]{1,2})?\Z"),
+    st.from_regex(r"\A(jan|feb|dec|mon|fri|sun|foo|Mar|SAT)(-(jan|nov|mon|sat|bar|Tue))?\Z"),
+)
+_FIELD = st.lists(_PART, min_size=1, max_size=3).map(",".join)
+
+
+def _apscheduler_says(expression: str) -> str | None:
+    try:
+        CronTrigger.from_crontab(expression, timezone=UTC)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _check_says(expression: str) -> str | None:
+    try:
+        check_cron(expression)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.tuples(_FIELD, _FIELD, _FIELD, _FIELD, _FIELD.filter(
+    lambda f: not any(c.isdigit() for c in f))))
+def test_the_pure_cron_check_refuses_what_apscheduler_refuses_with_its_message(
+        fields: tuple[str, str, str, str, str]) -> None:
+    # The core checks a program's crons without APScheduler; the scheduler adapter then
+    # parses them. The two must agree on every expression, and on the first fault found.
+    expression = " ".join(fields)
+    if not all(fields):  # an empty field is a missing one: fewer than five
+        assert _check_says(expression) is not None
+        return
+    theirs = _apscheduler_says(expression)
+    ours = _check_says(expression)
+    if theirs is None:
+        assert ours is None, (expression, ours)
+    else:
+        assert ours == f"{expression!r} is not a valid cron schedule: {theirs}", expression
+
+
+@pytest.mark.parametrize("expression", [
+    "0 3 1 * *", "*/15 * * * *", "0 0 last * *", "0 9 * * mon-fri", "0 4 1 jan *",
+    "0 0 1/30 * *", "0-0/5 * * * *", "5 4 * jan-dec sun", "0 0 * * *,sat",
+])
+def test_the_pure_cron_check_and_the_trigger_accept_the_same(expression: str) -> None:
+    check_cron(expression)
+    assert cron_trigger(expression, AMSTERDAM) is not None
+
+
 def test_job_names_accept_hyphens_and_refuse_unknown_ones() -> None:
     assert job_name("review-tiers") == "review_tiers"
     with pytest.raises(ValueError, match="there is no job 'nope'; the jobs are activate"):
@@ -164,3 +217,10 @@ def test_earliest_lapsing_is_the_first_stamp_day_whose_lapse_is_still_to_come(
         assert lapses is not None and lapses > after
         before = expiry.first_lapsed_day(first - timedelta(days=1))
         assert before is not None and before <= after
+
+
+def test_every_job_spec_has_its_job_object_in_the_same_order() -> None:
+    from loyalty_engine.services.jobs import BY_NAME
+
+    assert list(BY_NAME) == list(JOBS)
+    assert all(job.spec is JOBS[name] for name, job in BY_NAME.items())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.unit_of_work import read_use_case
 
 _balances = tables.balances
 _ledger = tables.ledger_entries
@@ -24,43 +24,43 @@ class BalanceCheck:
     mismatches: list[dict[str, Any]]
 
 
-def check_balances(engine: Engine) -> BalanceCheck:
+@read_use_case
+def check_balances(conn: Connection) -> BalanceCheck:
     """Compare every balance with the ledger and the lots (4 queries).
 
     For each member and program: spendable + pending == sum(ledger); pending == what
     pending lots hold; lots' remaining less debts the balance already shows == sum(ledger);
     lifetime earned == sum of earn entries.
     """
-    with read_transaction(engine) as conn:
-        ledger = {
-            (m, p): (int(total), int(earned or 0))  # no earn entry: adjustments only
-            for m, p, total, earned in conn.execute(
-                select(_ledger.c.member_id, _ledger.c.program_id, func.sum(_ledger.c.points),
-                       func.sum(_ledger.c.points).filter(_ledger.c.kind == "earn"))
-                .group_by(_ledger.c.member_id, _ledger.c.program_id)
-            )
-        }
-        pending_lot = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
-        lots = {
-            (m, p): (int(remaining), int(pending or 0))
-            for m, p, remaining, pending in conn.execute(
-                select(_lots.c.member_id, _lots.c.program_id, func.sum(_lots.c.remaining),
-                       func.sum(_lots.c.remaining).filter(pending_lot))
-                .group_by(_lots.c.member_id, _lots.c.program_id)
-            )
-        }
-        owed = {
-            (m, p): int(outstanding)
-            for m, p, outstanding in conn.execute(
-                select(_debts.c.member_id, _debts.c.program_id, func.sum(_debts.c.outstanding))
-                .where(_debts.c.in_balance.is_(True))
-                .group_by(_debts.c.member_id, _debts.c.program_id)
-            )
-        }
-        balances = conn.execute(
-            select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
-                   _balances.c.pending, _balances.c.lifetime_earned)
-        ).all()
+    ledger = {
+        (m, p): (int(total), int(earned or 0))  # no earn entry: adjustments only
+        for m, p, total, earned in conn.execute(
+            select(_ledger.c.member_id, _ledger.c.program_id, func.sum(_ledger.c.points),
+                   func.sum(_ledger.c.points).filter(_ledger.c.kind == "earn"))
+            .group_by(_ledger.c.member_id, _ledger.c.program_id)
+        )
+    }
+    pending_lot = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
+    lots = {
+        (m, p): (int(remaining), int(pending or 0))
+        for m, p, remaining, pending in conn.execute(
+            select(_lots.c.member_id, _lots.c.program_id, func.sum(_lots.c.remaining),
+                   func.sum(_lots.c.remaining).filter(pending_lot))
+            .group_by(_lots.c.member_id, _lots.c.program_id)
+        )
+    }
+    owed = {
+        (m, p): int(outstanding)
+        for m, p, outstanding in conn.execute(
+            select(_debts.c.member_id, _debts.c.program_id, func.sum(_debts.c.outstanding))
+            .where(_debts.c.in_balance.is_(True))
+            .group_by(_debts.c.member_id, _debts.c.program_id)
+        )
+    }
+    balances = conn.execute(
+        select(_balances.c.member_id, _balances.c.program_id, _balances.c.points,
+               _balances.c.pending, _balances.c.lifetime_earned)
+    ).all()
     mismatches = []
     seen = set()
     for member_id, program_id, points, pending, lifetime in balances:

@@ -1,0 +1,24 @@
+"""The points ledger: the only code that writes ledger entries, lots, debts and balances."""
+
+from loyalty_engine.ledger.balances import BalanceChanges, change_balances, shown_at
+from loyalty_engine.ledger.debts import NewDebt, record_debts
+from loyalty_engine.ledger.earn import Earning, earn
+from loyalty_engine.ledger.entries import LEDGER_COLUMNS, Entry, append
+from loyalty_engine.ledger.spend import (
+    Restore,
+    Spend,
+    Taken,
+    restore,
+    spend,
+    spendable_points,
+    take_from_lot,
+    take_points,
+)
+from loyalty_engine.ledger.steps import StepResult, activate, expire
+
+__all__ = [
+    "LEDGER_COLUMNS", "BalanceChanges", "Earning", "Entry", "NewDebt", "Restore", "Spend",
+    "StepResult", "Taken", "activate", "append", "change_balances", "earn", "expire",
+    "record_debts", "restore", "shown_at", "spend", "spendable_points", "take_from_lot",
+    "take_points",
+]
