@@ -163,6 +163,39 @@ def insert_rows(
         return int(cursor.rowcount)
 
 
+def insert_with_ids(conn: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Append rows (tuples in `columns` order, without the id) and return their ids in
+    order. SQLite: inserted, then read back by rowid (a table without AUTOINCREMENT gives
+    each new row the largest rowid plus one, and the write lock keeps every other writer
+    out, so one statement's rows have consecutive ids ending at its last rowid): no
+    max(id) read. PostgreSQL: ids drawn from the sequence first (allocate_ids), so that
+    many rows still go through COPY."""
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        ids = allocate_ids(conn, table, len(rows))
+        insert_rows(conn, table, ("id", *columns),
+                    [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        return ids
+    names = ", ".join(columns)
+    mark = "(" + ", ".join("?" for _ in columns) + ")"
+    raw: Any = conn.connection.dbapi_connection
+    found: list[int] = []
+    cursor: Any = raw.cursor()
+    try:
+        for part in chunked(rows, max(1, 32000 // len(columns))):
+            cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
+                           f"{', '.join(mark for _ in part)}", [v for r in part for v in r])
+            last = int(cursor.lastrowid)
+            if cursor.rowcount != len(part):  # pragma: no cover - no conflict clause
+                raise AssertionError(f"{table.name}: {cursor.rowcount} of {len(part)} rows")
+            found.extend(range(last - len(part) + 1, last + 1))
+    finally:
+        cursor.close()
+    return found
+
+
 def insert_returning(
     conn: Connection,
     table: Table,
