@@ -18,7 +18,6 @@ from loyalty_engine.store.bulk import (
 )
 from loyalty_engine.store.database import write_transaction
 
-
 _AT = datetime(2026, 6, 1, tzinfo=UTC)
 
 
