@@ -21,6 +21,10 @@ from loyalty_engine.store.database import write_transaction
 _AT = datetime(2026, 6, 1, tzinfo=UTC)
 
 
+def _member(member_id: str) -> dict[str, object]:
+    return {"member_id": member_id, "attributes": {}, "created_at": _AT}
+
+
 def _purchase(store: str, txn: str, member: str = "M-1") -> tuple[object, ...]:
     return (store, txn, member, "2026-05-30 07:30:00.000000", "EUR", 720, "h", "2026-06-01")
 
@@ -34,7 +38,7 @@ def _dated(engine: Engine, row: tuple[object, ...]) -> tuple[object, ...]:
 
 def test_appended_rows_get_their_ids_in_order_across_statements(engine: Engine) -> None:
     with write_transaction(engine) as conn:
-        conn.execute(tables.members.insert(), [{"member_id": "M-1", "attributes": {}, "created_at": _AT}])
+        conn.execute(tables.members.insert(), [_member("M-1")])
         # More rows than one SQLite statement binds: three statements' worth.
         purchases = [_dated(engine, _purchase("S-1", f"T-{i}")) for i in range(12_000)]
         ids = insert_with_ids(conn, tables.purchases, (
@@ -51,7 +55,7 @@ def test_a_taken_key_writes_neither_the_purchase_nor_its_items(engine: Engine) -
     items = ("member_id", "line_no", "sku", "category", "quantity_milli", "unit_price_minor",
              "amount_minor")
     with write_transaction(engine) as conn:
-        conn.execute(tables.members.insert(), [{"member_id": "M-1", "attributes": {}, "created_at": _AT}])
+        conn.execute(tables.members.insert(), [_member("M-1")])
         first = insert_returning_with_children(
             conn, tables.purchases, columns, [_dated(engine, _purchase("S-1", "T-1"))],
             ["store_id", "transaction_id"], ("id", "store_id", "transaction_id"),
@@ -74,8 +78,8 @@ def test_a_taken_key_writes_neither_the_purchase_nor_its_items(engine: Engine) -
 
 def test_look_ups_after_a_lock_see_each_table(engine: Engine) -> None:
     with write_transaction(engine) as conn:
-        conn.execute(tables.members.insert(), [{"member_id": "M-1", "attributes": {}, "created_at": _AT},
-                                               {"member_id": "M-2", "attributes": {}, "created_at": _AT}])
+        conn.execute(tables.members.insert(), [_member("M-1"),
+                                               _member("M-2")])
         found = lock_then_look_up(conn, "a key", [
             Lookup(tables.members, ("member_id",), ("M-1",), ("member_id",)),
             Lookup(tables.members, ("member_id",), ("nobody",), ("member_id",)),
