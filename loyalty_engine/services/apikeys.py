@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import select_typed_by_keys
-from loyalty_engine.store.database import write_transaction
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 _keys = tables.api_keys
@@ -68,7 +67,8 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(engine: Engine, name: str, scope: str, stores: list[str],
+@write_use_case
+def create_api_key(conn: Connection, name: str, scope: str, stores: list[str],
                    now: datetime) -> tuple[ApiKeyInfo, str]:
     """A new key and its token (`lk_<key id>_<secret>`), which is never shown again."""
     name = name.strip()
@@ -88,15 +88,14 @@ def create_api_key(engine: Engine, name: str, scope: str, stores: list[str],
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     taken = ApiKeyError(f"there is already a live key named {name!r}; pick another name "
                         "(or revoke that one first)")
+    if conn.execute(select(_keys.c.id).where(
+            _keys.c.name == name, _keys.c.revoked_at.is_(None))).first() is not None:
+        raise taken
     try:
-        with write_transaction(engine) as conn:
-            if conn.execute(select(_keys.c.id).where(
-                    _keys.c.name == name, _keys.c.revoked_at.is_(None))).first() is not None:
-                raise taken
-            row = conn.execute(_keys.insert().values(
-                name=name, key_id=key_id, secret_sha256=_digest(secret), scope=scope,
-                stores=sorted(set(stores)), created_at=now, revoked_at=None,
-            ).returning(*_keys.c)).one()
+        row = conn.execute(_keys.insert().values(
+            name=name, key_id=key_id, secret_sha256=_digest(secret), scope=scope,
+            stores=sorted(set(stores)), created_at=now, revoked_at=None,
+        ).returning(*_keys.c)).one()
     except IntegrityError:
         raise taken from None  # a twin created the same name between our check and insert
     return _info(row), f"{PREFIX}{key_id}_{secret}"

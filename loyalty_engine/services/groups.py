@@ -166,12 +166,14 @@ def verification_json(row: Any, reverify_days: int) -> dict[str, Any]:
 
 
 @read_use_case
-def reverifications_due(conn: Connection, as_of: datetime) -> list[dict[str, Any]]:
+def reverifications_due(conn: Connection, as_of: datetime, *,
+                        versions: list[VersionInForce] | None = None) -> list[dict[str, Any]]:
     """Verifications whose re-verification has fallen due by as_of and that have not lapsed
-    yet (verified_until - reverify_days <= as_of < verified_until), soonest lapse first."""
+    yet (verified_until - reverify_days <= as_of < verified_until), soonest lapse first.
+    versions: the programs' versions whose re-verification days apply (else all in force)."""
     found = []
     days = {(v.program_id, g.group_id): g.reverify_days
-            for v in load_catalog(conn).all_in_force(as_of)
+            for v in (load_catalog(conn).all_in_force(as_of) if versions is None else versions)
             for g in v.program.groups.values()}
     for row in conn.execute(select(_verifications).where(
             _verifications.c.status == "active", _verifications.c.verified_until > as_of)

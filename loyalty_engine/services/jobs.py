@@ -24,12 +24,6 @@ from loyalty_engine.services.tiers import review_tiers
 # (member id, failure key, reason) of each member a run could not do, retried next run.
 MemberFailure = tuple[str, str, str]
 
-# Rule kinds by what the jobs do with them, by the kind's name (the jobs ask what a
-# program holds; the rules themselves carry how they evaluate).
-_LAPSING_KINDS = frozenset({"stamp_card", "periodic_rebate"})  # stamps lapse, vouchers expire
-_PERIOD_END_KINDS = frozenset({"nth_visit", "spend_threshold"})  # may award at period end
-_REBATE_KINDS = frozenset({"periodic_rebate"})
-
 
 @dataclass(frozen=True, slots=True)
 class Due:
@@ -96,7 +90,7 @@ class Expire(Job):
 
     def applies(self, program: CompiledProgram) -> bool:
         return (program.expiry.kind != "never" or bool(program.rewards)
-                or any(rule.kind in _LAPSING_KINDS for rule in program.rules))
+                or "expire" in program.rule_jobs)
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
@@ -111,8 +105,7 @@ class PeriodBonuses(Job):
     name = "period_bonuses"
 
     def applies(self, program: CompiledProgram) -> bool:
-        return any(rule.kind in _PERIOD_END_KINDS and getattr(rule, "at_period_end", False)
-                   for rule in program.rules)
+        return "period_bonuses" in program.rule_jobs
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
@@ -128,7 +121,7 @@ class Rebates(Job):
     name = "rebates"
 
     def applies(self, program: CompiledProgram) -> bool:
-        return any(rule.kind in _REBATE_KINDS for rule in program.rules)
+        return "rebates" in program.rule_jobs
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
@@ -184,7 +177,8 @@ class Notices(Job):
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
-        done = send_notices(conn, due.fire, now, version.program.notice_days, due.program_id)
+        done = send_notices(conn, due.fire, now, version.program.notice_days, due.program_id,
+                            versions=list(due.versions))
         return Outcome(dict(done.recorded), [])
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, and_, cast, exists, func, or_, select
+from sqlalchemy import Connection, Text, and_, cast, exists, func, or_, select
 
 from loyalty_engine import ledger
 from loyalty_engine.domain.ledger_reasons import describe_reason
@@ -18,7 +18,6 @@ from loyalty_engine.services.errors import LoyaltyError, MemberError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import show_tiers
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import read_transaction
 from loyalty_engine.store.unit_of_work import read_use_case
 
 _members = tables.members
@@ -147,57 +146,57 @@ def list_members(conn: Connection, *, search: str | None = None, program: str | 
                        for r in rows], total, offset, limit)
 
 
-def show_member(engine: Engine, member_id: str, as_of: datetime,
+@read_use_case
+def show_member(conn: Connection, member_id: str, as_of: datetime,
                 recent: int = 10) -> dict[str, Any]:
     """Everything about one member at as_of: enrolments, balances (spendable and pending),
     point lots, stamp cards, progress counters, vouchers, debts, recent purchases, tiers
     and clubs."""
-    with read_transaction(engine) as conn:
-        catalog = load_catalog(conn)
-        member = conn.execute(select(_members).where(_members.c.member_id == member_id)).first()
-        if member is None:
-            raise MemberNotFoundError(member_id)
-        enrolments = conn.execute(
-            select(_enrolments.c.program_id, _enrolments.c.enrolled_at, _enrolments.c.source)
-            .where(_enrolments.c.member_id == member_id).order_by(_enrolments.c.program_id)
-        ).all()
-        balances = conn.execute(
-            select(_balances.c.program_id, _balances.c.points, _balances.c.pending,
-                   _balances.c.lifetime_earned)
-            .where(_balances.c.member_id == member_id).order_by(_balances.c.program_id)
-        ).all()
-        lots = conn.execute(
-            select(_lots.c.entry_id, _lots.c.program_id, _lots.c.earned_at, _lots.c.points,
-                   _lots.c.remaining, _lots.c.expires_at, _lots.c.pending_until,
-                   _lots.c.activated_at)
-            .where(_lots.c.member_id == member_id)
-            .order_by(_lots.c.program_id, _lots.c.earned_at, _lots.c.entry_id)
-        ).all()
-        purchases = conn.execute(
-            select(_purchases.c.id, _purchases.c.store_id, _purchases.c.transaction_id,
-                   _purchases.c.occurred_at, _purchases.c.currency, _purchases.c.total_minor)
-            .where(_purchases.c.member_id == member_id)
-            .order_by(_purchases.c.occurred_at.desc(), _purchases.c.id.desc()).limit(recent)
-        ).all()
-        counters = conn.execute(
-            select(_counters.c.program_id, _counters.c.counter, _counters.c.period,
-                   _counters.c.value)
-            .where(_counters.c.member_id == member_id, _counters.c.value != 0)
-            .order_by(_counters.c.program_id, _counters.c.counter, _counters.c.period)
-        ).all()
-        vouchers = conn.execute(
-            select(_vouchers.c.code, _vouchers.c.program_id, _vouchers.c.reward_id,
-                   _vouchers.c.kind, _vouchers.c.amount_minor, _vouchers.c.percent,
-                   _vouchers.c.sku, _vouchers.c.category, _vouchers.c.source,
-                   _vouchers.c.issued_at, _vouchers.c.valid_until, _vouchers.c.status)
-            .where(_vouchers.c.member_id == member_id)
-            .order_by(_vouchers.c.issued_at, _vouchers.c.code)
-        ).all()
-        debts = conn.execute(
-            select(_debts.c.program_id, _debts.c.points, _debts.c.outstanding,
-                   _debts.c.in_balance, _debts.c.created_at)
-            .where(_debts.c.member_id == member_id).order_by(_debts.c.id)
-        ).all()
+    catalog = load_catalog(conn)
+    member = conn.execute(select(_members).where(_members.c.member_id == member_id)).first()
+    if member is None:
+        raise MemberNotFoundError(member_id)
+    enrolments = conn.execute(
+        select(_enrolments.c.program_id, _enrolments.c.enrolled_at, _enrolments.c.source)
+        .where(_enrolments.c.member_id == member_id).order_by(_enrolments.c.program_id)
+    ).all()
+    balances = conn.execute(
+        select(_balances.c.program_id, _balances.c.points, _balances.c.pending,
+               _balances.c.lifetime_earned)
+        .where(_balances.c.member_id == member_id).order_by(_balances.c.program_id)
+    ).all()
+    lots = conn.execute(
+        select(_lots.c.entry_id, _lots.c.program_id, _lots.c.earned_at, _lots.c.points,
+               _lots.c.remaining, _lots.c.expires_at, _lots.c.pending_until,
+               _lots.c.activated_at)
+        .where(_lots.c.member_id == member_id)
+        .order_by(_lots.c.program_id, _lots.c.earned_at, _lots.c.entry_id)
+    ).all()
+    purchases = conn.execute(
+        select(_purchases.c.id, _purchases.c.store_id, _purchases.c.transaction_id,
+               _purchases.c.occurred_at, _purchases.c.currency, _purchases.c.total_minor)
+        .where(_purchases.c.member_id == member_id)
+        .order_by(_purchases.c.occurred_at.desc(), _purchases.c.id.desc()).limit(recent)
+    ).all()
+    counters = conn.execute(
+        select(_counters.c.program_id, _counters.c.counter, _counters.c.period,
+               _counters.c.value)
+        .where(_counters.c.member_id == member_id, _counters.c.value != 0)
+        .order_by(_counters.c.program_id, _counters.c.counter, _counters.c.period)
+    ).all()
+    vouchers = conn.execute(
+        select(_vouchers.c.code, _vouchers.c.program_id, _vouchers.c.reward_id,
+               _vouchers.c.kind, _vouchers.c.amount_minor, _vouchers.c.percent,
+               _vouchers.c.sku, _vouchers.c.category, _vouchers.c.source,
+               _vouchers.c.issued_at, _vouchers.c.valid_until, _vouchers.c.status)
+        .where(_vouchers.c.member_id == member_id)
+        .order_by(_vouchers.c.issued_at, _vouchers.c.code)
+    ).all()
+    debts = conn.execute(
+        select(_debts.c.program_id, _debts.c.points, _debts.c.outstanding,
+               _debts.c.in_balance, _debts.c.created_at)
+        .where(_debts.c.member_id == member_id).order_by(_debts.c.id)
+    ).all()
     progress: dict[str, dict[tuple[str, str], int]] = {}
     for row in counters:
         progress.setdefault(row.program_id, {})[(row.counter, row.period)] = row.value
@@ -228,8 +227,8 @@ def show_member(engine: Engine, member_id: str, as_of: datetime,
         "debts": [dict(r._mapping) for r in debts],
         # Tiers (without their history: `loyalty tiers show` has it) and clubs at a glance.
         "tiers": [{k: v for k, v in t.items() if k != "history"}
-                  for t in show_tiers(engine, member_id, as_of)],
-        "clubs": member_clubs(engine, member_id, as_of),
+                  for t in show_tiers(conn, member_id, as_of)],
+        "clubs": member_clubs(conn, member_id, as_of),
     }
 
 
@@ -296,25 +295,25 @@ def explain_member(conn: Connection, member_id: str) -> dict[str, Any]:
     return {"member_id": member_id, "programs": list(programs.values())}
 
 
-def ledger_page(engine: Engine, member_id: str, after: int | None, limit: int,
+@read_use_case
+def ledger_page(conn: Connection, member_id: str, after: int | None, limit: int,
                 hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Up to `limit` ledger entries of a member with ids above `after`, oldest first, each
     with its version, rule, purchase and reason (a page of `explain_member`, by id); none
     of the `hidden` programs."""
-    with read_transaction(engine) as conn:
-        _require_member(conn, member_id)
-        query = (
-            select(_ledger.c.id, _ledger.c.program_id, _versions.c.version.label(
-                       "program_version"), _ledger.c.rule_id, _ledger.c.kind,
-                   _ledger.c.points, _ledger.c.occurred_at, _purchases.c.store_id,
-                   _purchases.c.transaction_id, _ledger.c.reason)
-            .join(_versions, _versions.c.id == _ledger.c.program_version_id)
-            .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
-            .where(_ledger.c.member_id == member_id)
-            .order_by(_ledger.c.id).limit(limit)
-        )
-        if after is not None:
-            query = query.where(_ledger.c.id > after)
-        if hidden:
-            query = query.where(_ledger.c.program_id.not_in(sorted(hidden)))
-        return [dict(r._mapping) for r in conn.execute(query)]
+    _require_member(conn, member_id)
+    query = (
+        select(_ledger.c.id, _ledger.c.program_id, _versions.c.version.label(
+                   "program_version"), _ledger.c.rule_id, _ledger.c.kind,
+               _ledger.c.points, _ledger.c.occurred_at, _purchases.c.store_id,
+               _purchases.c.transaction_id, _ledger.c.reason)
+        .join(_versions, _versions.c.id == _ledger.c.program_version_id)
+        .outerjoin(_purchases, _purchases.c.id == _ledger.c.purchase_id)
+        .where(_ledger.c.member_id == member_id)
+        .order_by(_ledger.c.id).limit(limit)
+    )
+    if after is not None:
+        query = query.where(_ledger.c.id > after)
+    if hidden:
+        query = query.where(_ledger.c.program_id.not_in(sorted(hidden)))
+    return [dict(r._mapping) for r in conn.execute(query)]

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, true
 
 from loyalty_engine.domain.periods import start_of_day
+from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.services.groups import reverifications_due
 from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
@@ -35,17 +36,22 @@ class NoticeResult:
 
 @write_use_case
 def send_notices(conn: Connection, as_of: datetime, now: datetime,
-                 days: int = 30, program_id: str | None = None) -> NoticeResult:
+                 days: int = 30, program_id: str | None = None, *,
+                 versions: list[VersionInForce] | None = None) -> NoticeResult:
     """Record the notices due `days` ahead of as_of: points_expiring_soon (per member,
     program and expiry date), tier_will_downgrade (per member and review day: who would
-    drop at a review within `days`), eligibility_expiring (per verification)."""
+    drop at a review within `days`), eligibility_expiring (per verification). versions:
+    the programs' versions to work on (the scheduler's job passes the planner's)."""
     horizon = as_of + timedelta(days=days)
     events: list[Event] = []
-    catalog = load_catalog(conn)
-    zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
+    if versions is None:
+        catalog = load_catalog(conn)
+        zones = {pid: catalog.versions(pid)[-1].program.timezone for pid in catalog.program_ids}
+    else:
+        zones = {v.program_id: v.program.timezone for v in versions}
     # Tier warnings and re-verifications come from the set-based reads that serve
     # `tiers at-risk` and `members reverify-due`.
-    for row in at_risk(conn, as_of, program_id):
+    for row in at_risk(conn, as_of, program_id, versions=versions):
         review = start_of_day(row["review_day"], zones[row["program_id"]])
         if review > horizon:
             continue
@@ -55,7 +61,7 @@ def send_notices(conn: Connection, as_of: datetime, now: datetime,
             {"tier": row["tier"], "would_drop_to": row["would_drop_to"],
              "review_day": row["review_day"].isoformat(), "measure": row["measure"],
              "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"]}))
-    for row in reverifications_due(conn, as_of):
+    for row in reverifications_due(conn, as_of, versions=versions):
         if program_id is not None and row["program_id"] != program_id:
             continue
         events.append(Event(

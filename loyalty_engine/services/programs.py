@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
@@ -18,8 +18,7 @@ from loyalty_engine.rules.loader import load_program_text
 from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.services.program_files import load_program_file
 from loyalty_engine.store import tables
-from loyalty_engine.store.database import write_transaction
-from loyalty_engine.store.unit_of_work import read_use_case
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 # The first version of a program is in force for all history unless told otherwise, so that
 # purchases imported from before the program was applied still earn under it.
@@ -131,8 +130,9 @@ def validate_program_files(paths: list[Path]) -> list[LoadedProgram]:
     return loaded
 
 
+@write_use_case
 def apply_program_files(
-    engine: Engine, paths: list[Path], now: datetime, effective_from: datetime | None = None
+    conn: Connection, paths: list[Path], now: datetime, effective_from: datetime | None = None
 ) -> list[ApplyResult]:
     """Store a new version of each program whose content changed; all files or none.
 
@@ -141,11 +141,7 @@ def apply_program_files(
     history that was already evaluated is never re-decided.
     """
     loaded = validate_program_files(paths)
-    results = []
-    with write_transaction(engine) as conn:
-        for program in loaded:
-            results.append(_apply_one(conn, program, now, effective_from))
-    return results
+    return [_apply_one(conn, program, now, effective_from) for program in loaded]
 
 
 def _same_meaning(stored_hash: str, stored_source: str, loaded: LoadedProgram) -> bool:

@@ -16,7 +16,7 @@ from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
 from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
-from loyalty_engine.services.programs import load_catalog, require_program, versions_in_force
+from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.services.standing import insert_history, write_tier_changes
 from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
@@ -287,17 +287,15 @@ def _date(value: object) -> date | None:
 # --- at risk ---------------------------------------------------------------------------------
 
 @read_use_case
-def at_risk(conn: Connection, as_of: datetime, program_id: str | None = None
-            ) -> list[dict[str, Any]]:
+def at_risk(conn: Connection, as_of: datetime, program_id: str | None = None, *,
+            versions: list[VersionInForce] | None = None) -> list[dict[str, Any]]:
     """Members who would drop at their next review if they earned no more credit, with
     what they lack to keep their tier. A manual floor lasting past the review, or a hold,
-    protects a member."""
+    protects a member. versions: those to look at (the scheduler's), else all in force."""
     found: list[dict[str, Any]] = []
-    catalog = load_catalog(conn)
-    require_program(catalog, program_id)
-    for version in catalog.all_in_force(as_of):
+    for version in versions_in_force(conn, as_of, program_id, versions):
         ladder = version.program.tiers
-        if ladder is None or (program_id is not None and version.program_id != program_id):
+        if ladder is None:
             continue
         found.extend(_at_risk(conn, version, ladder, as_of))
     return found

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -193,80 +192,15 @@ _THREADS: dict[str, threading.Lock] = {}
 _THREADS_LOCK = threading.Lock()
 
 
-# A transaction that service calls join instead of opening their own (see `enclosing`), and
-# whether they join it as savepoints.
-_enclosing: ContextVar[Connection | None] = ContextVar("loyalty_enclosing", default=None)
-_savepoints: ContextVar[bool] = ContextVar("loyalty_savepoints", default=True)
-
-
-def joined_plainly() -> bool:
-    """Whether writes join an enclosing transaction without savepoints: a failure then
-    aborts the whole of it, and only its owner may retry (store/retry.py asks)."""
-    return _enclosing.get() is not None and not _savepoints.get()
-
-
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside one write transaction: committed on success, rolled back on error.
-    Inside `enclosing`, a savepoint of the enclosing transaction instead."""
-    outer = _enclosing.get()
-    if outer is not None:
-        if not _savepoints.get():
-            yield outer
-            return
-        with outer.begin_nested():
-            yield outer
-        return
+    """A connection inside one write transaction of its own: committed on success, rolled
+    back on error. Only the owner of a unit of work opens one (store/unit_of_work.py):
+    a use case handed a Connection writes in its caller's."""
     with _writer_turn(engine), engine.connect() as conn:
         conn = conn.execution_options(loyalty_write=True)
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def enclosing(engine: Engine, commit: bool = True,
-              savepoints: bool = True) -> Iterator[Connection]:
-    """One write transaction that every write_transaction opened inside it joins: the
-    scheduler runs a job's services and moves its watermark in one commit (a process
-    killed half-way leaves neither), and a dry run rolls it all back (commit=False).
-
-    With savepoints=False the services join it as it is (an HTTP write, whose every
-    failure abandons the whole transaction anyway, saves the savepoints' round trips)."""
-    outer = _enclosing.get()
-    if outer is not None:  # inside another: a savepoint of it (a dry run's job, say)
-        with outer.begin_nested():
-            yield outer
-        return
-    with _writer_turn(engine), engine.connect() as conn:
-        conn = conn.execution_options(loyalty_write=True)
-        transaction = conn.begin()
-        token = _enclosing.set(conn)
-        plain = _savepoints.set(savepoints)
-        try:
-            yield conn
-        except BaseException:
-            transaction.rollback()
-            raise
-        else:
-            if commit:
-                transaction.commit()
-            else:
-                transaction.rollback()
-        finally:
-            _savepoints.reset(plain)
-            _enclosing.reset(token)
-
-
-@contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
-    """A connection to read with: the enclosing transaction's, inside `enclosing` (so a
-    dry run's later jobs read what its earlier ones would have written), else a new one."""
-    outer = _enclosing.get()
-    if outer is not None:
-        yield outer
-        return
-    with engine.connect() as conn:
-        yield conn
 
 
 @contextmanager

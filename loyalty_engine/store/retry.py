@@ -18,8 +18,6 @@ import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from loyalty_engine.store.database import joined_plainly
-
 T = TypeVar("T")
 ATTEMPTS = 6
 
@@ -56,9 +54,9 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def retry_transient(work: Callable[[], T], attempts: int = ATTEMPTS) -> T:
     """Run work, again after a deadlock or serialization failure, up to `attempts` times.
-    Inside a transaction joined without savepoints, once: its owner retries the whole."""
-    if joined_plainly():
-        return work()
+    Only the owner of a unit of work retries, and only the whole of it
+    (store/unit_of_work.in_write_unit): a retry inside a transaction PostgreSQL has
+    aborted would fail again."""
     for attempt in range(1, attempts + 1):
         try:
             return work()

@@ -311,7 +311,8 @@ def test_a_backwards_tick_is_refused_and_a_dry_run_writes_nothing(
         (r.job, r.fire, r.counts) for r in dry.runs]
 
 
-@pytest.mark.parametrize("job", ["activate", "expire", "period_bonuses", "review_tiers"])
+@pytest.mark.parametrize("job", ["activate", "expire", "period_bonuses", "review_tiers",
+                                 "notices"])
 def test_a_tick_loads_the_catalog_once_and_each_job_runs_on_the_planners_version(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: str
 ) -> None:
