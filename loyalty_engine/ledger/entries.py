@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.bulk import Converters, insert_with_ids
 
 _ledger = tables.ledger_entries
 
@@ -62,9 +62,8 @@ def append(conn: Connection, entries: Sequence[Entry], now: datetime,
         return []
     when = times or Times(conn)
     recorded = when(now)
-    ids = allocate_ids(conn, _ledger, len(entries))
-    insert_rows(conn, _ledger, LEDGER_COLUMNS, [
-        (eid, e.member_id, e.program_id, e.version_id, e.kind, e.points, e.purchase_id,
+    # The ids come back from the insert on SQLite (no max(id) read).
+    return insert_with_ids(conn, _ledger, LEDGER_COLUMNS[1:], [
+        (e.member_id, e.program_id, e.version_id, e.kind, e.points, e.purchase_id,
          e.rule_id, when(e.at), recorded, as_json(e.reason), e.ref)
-        for eid, e in zip(ids, entries, strict=True)])
-    return ids
+        for e in entries])

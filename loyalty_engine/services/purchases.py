@@ -39,10 +39,12 @@ from loyalty_engine.services.standing import (
 )
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
+    FEW_ROWS,
     Converters,
     Lookup,
     chunked,
     insert_returning,
+    insert_returning_with_children,
     insert_rows,
     lock_rows,
     lock_rows_then_select,
@@ -448,16 +450,29 @@ class PurchaseWriter:
                     [(m, p, conv.when(at), "auto") for (m, p), at in sorted(enrolments.items())],
                     on_conflict=["member_id", "program_id"])
         self._known_enrolments.update(enrolments)
-        returned = insert_returning(
-            conn, _purchases,
-            ("store_id", "transaction_id", "member_id", "occurred_at", "currency",
-             "total_minor", "body_hash", "recorded_at"),
-            [(p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
-              conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
-              p.purchase.body_hash, now) for p in plans],
-            on_conflict=["store_id", "transaction_id"],
-            returning=("id", "store_id", "transaction_id"),
-        )
+        purchase_columns = ("store_id", "transaction_id", "member_id", "occurred_at",
+                            "currency", "total_minor", "body_hash", "recorded_at")
+        purchase_rows = [
+            (p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
+             conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
+             p.purchase.body_hash, now) for p in plans]
+        item_columns = ("member_id", "line_no", "sku", "category", "quantity_milli",
+                        "unit_price_minor", "amount_minor")
+        items_written = len(plans) <= FEW_ROWS
+        if items_written:
+            # A till's purchase: its items go with it, in one statement on PostgreSQL.
+            returned = insert_returning_with_children(
+                conn, _purchases, purchase_columns, purchase_rows,
+                ["store_id", "transaction_id"], ("id", "store_id", "transaction_id"),
+                _items, item_columns,
+                [(*p.purchase.key, p.purchase.member_id, i.line_no, i.sku, i.category,
+                  i.quantity_milli, i.unit_price_minor, i.amount_minor)
+                 for p in plans for i in p.purchase.items], "purchase_id")
+        else:
+            returned = insert_returning(
+                conn, _purchases, purchase_columns, purchase_rows,
+                on_conflict=["store_id", "transaction_id"],
+                returning=("id", "store_id", "transaction_id"))
         ids = {(store_id, transaction_id): pid for pid, store_id, transaction_id in returned}
         inserted = [(ids[p.purchase.key], p) for p in plans if p.purchase.key in ids]
         if len(inserted) != len(plans):
@@ -473,14 +488,14 @@ class PurchaseWriter:
                     result.rejections.append(_conflict(plan.ref, plan.purchase))
         if not inserted:
             return
-        insert_rows(
-            conn, _items,
-            ("purchase_id", "member_id", "line_no", "sku", "category", "quantity_milli",
-             "unit_price_minor", "amount_minor"),
-            [(pid, p.purchase.member_id, i.line_no, i.sku, i.category, i.quantity_milli,
-              i.unit_price_minor, i.amount_minor)
-             for pid, p in inserted for i in p.purchase.items],
-        )
+        if not items_written:
+            insert_rows(
+                conn, _items,
+                ("purchase_id", *item_columns),
+                [(pid, p.purchase.member_id, i.line_no, i.sku, i.category, i.quantity_milli,
+                  i.unit_price_minor, i.amount_minor)
+                 for pid, p in inserted for i in p.purchase.items],
+            )
         self._store_awards(inserted, result)
 
     def _store_awards(self, inserted: list[tuple[int, PurchasePlan]], result: BatchResult) -> None:

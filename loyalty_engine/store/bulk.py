@@ -163,22 +163,57 @@ def insert_rows(
         return int(cursor.rowcount)
 
 
+def insert_with_ids(conn: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Append rows (tuples in `columns` order, without the id) and return their ids in
+    order. SQLite: inserted, then read back by rowid (a table without AUTOINCREMENT gives
+    each new row the largest rowid plus one, and the write lock keeps every other writer
+    out, so one statement's rows have consecutive ids ending at its last rowid): no
+    max(id) read. PostgreSQL: ids drawn from the sequence first (allocate_ids), so that
+    many rows still go through COPY."""
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        ids = allocate_ids(conn, table, len(rows))
+        insert_rows(conn, table, ("id", *columns),
+                    [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        return ids
+    names = ", ".join(columns)
+    mark = "(" + ", ".join("?" for _ in columns) + ")"
+    raw: Any = conn.connection.dbapi_connection
+    found: list[int] = []
+    cursor: Any = raw.cursor()
+    try:
+        for part in chunked(rows, max(1, 32000 // len(columns))):
+            cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
+                           f"{', '.join(mark for _ in part)}", [v for r in part for v in r])
+            last = int(cursor.lastrowid)
+            if cursor.rowcount != len(part):  # pragma: no cover - no conflict clause
+                raise AssertionError(f"{table.name}: {cursor.rowcount} of {len(part)} rows")
+            found.extend(range(last - len(part) + 1, last + 1))
+    finally:
+        cursor.close()
+    return found
+
+
 def insert_returning(
     conn: Connection,
     table: Table,
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
-    on_conflict: Sequence[str],
+    on_conflict: Sequence[str] | None,
     returning: Sequence[str],
 ) -> list[tuple[Any, ...]]:
-    """Insert rows (tuples in `columns` order, the id left to the database) unless their
-    on_conflict key is taken, and return the `returning` columns of the rows inserted: the
-    ids come back with the insert, no statement allocates them first (nor reads max(id))."""
+    """Insert rows (tuples in `columns` order, the id left to the database), skipping those
+    whose on_conflict key is taken (when given), and return the `returning` columns of the
+    rows inserted: the ids come back with the insert, no statement allocates them first
+    (nor reads max(id)). Map them back by a key among `returning`, not by position."""
     if not rows:
         return []
     names = ", ".join(columns)
-    tail = (f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING "
-            f"RETURNING {', '.join(returning)}")
+    conflict = "" if on_conflict is None else (
+        f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING")
+    tail = f"{conflict} RETURNING {', '.join(returning)}"
     raw: Any = conn.connection.dbapi_connection
     found: list[tuple[Any, ...]] = []
     if conn.dialect.name == "sqlite":
@@ -382,3 +417,51 @@ def lock_rows_then_select(conn: Connection, table: Table, column: str, values: S
         pg.nextset()
         rows: list[tuple[Any, ...]] = pg.fetchall()
     return rows
+
+
+def insert_returning_with_children(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: Sequence[str],
+    returning: Sequence[str],
+    children: Table,
+    child_columns: Sequence[str],
+    child_rows: Sequence[tuple[Any, ...]],
+    parent_column: str,
+) -> list[tuple[Any, ...]]:
+    """insert_returning, and the child rows of the parents inserted, with the parent's id
+    in `parent_column`. Each child row starts with its parent's on_conflict key (then
+    child_columns). On PostgreSQL one statement (the parents' insert a CTE the children's
+    joins), else two."""
+    if conn.dialect.name != "postgresql" or not rows:
+        found = insert_returning(conn, table, columns, rows, on_conflict, returning)
+        key_at = [returning.index(c) for c in on_conflict]
+        ids = {tuple(r[i] for i in key_at): r[returning.index("id")] for r in found}
+        width = len(on_conflict)
+        insert_rows(conn, children, (parent_column, *child_columns),
+                    [(ids[row[:width]], *row[width:]) for row in child_rows
+                     if row[:width] in ids])
+        return found
+    names = ", ".join(columns)
+    mark = "(" + ", ".join("%s" for _ in columns) + ")"
+    keyed = [*on_conflict, *child_columns]
+    casts = ", ".join(f"%s::{_pg_type(table if c in on_conflict else children, c)}[]"
+                      for c in keyed)
+    join = " AND ".join(f"p.{c} = c.{c}" for c in on_conflict)
+    sql = (f"WITH p AS (INSERT INTO {table.name} ({names}) VALUES "
+           f"{', '.join(mark for _ in rows)} ON CONFLICT ({', '.join(on_conflict)}) "
+           f"DO NOTHING RETURNING {', '.join(returning)}), "
+           f"c AS (INSERT INTO {children.name} ({parent_column}, {', '.join(child_columns)}) "
+           f"SELECT p.id, {', '.join(f'c.{c}' for c in child_columns)} FROM p "
+           f"JOIN unnest({casts}) AS c({', '.join(keyed)}) ON {join}) "
+           f"SELECT {', '.join(returning)} FROM p")
+    params = [v for row in rows for v in row]
+    params += [list(column) for column in zip(*child_rows, strict=True)] if child_rows else [
+        [] for _ in keyed]
+    raw: Any = conn.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.execute(sql, params)
+        parents: list[tuple[Any, ...]] = cursor.fetchall()
+    return parents
