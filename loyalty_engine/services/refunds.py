@@ -35,7 +35,7 @@ from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, allocate_ids, insert_rows
+from loyalty_engine.store.bulk import Converters, insert_returning, insert_rows
 from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
@@ -145,20 +145,20 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         Refunded(amount, items),
     )
     after = before + amount
-    refund_pk = allocate_ids(conn, _refunds, 1)[0]
-    outcome = RefundOutcome(event.refund_id, event.store_id, purchase.id, purchase.member_id,
-                            amount, after, total)
-    insert_rows(
+    [(refund_pk,)] = insert_returning(
         conn, _refunds,
-        ("id", "store_id", "refund_id", "purchase_id", "member_id", "occurred_at",
+        ("store_id", "refund_id", "purchase_id", "member_id", "occurred_at",
          "amount_minor", "items", "body_hash", "recorded_at", "result"),
-        [(refund_pk, event.store_id, event.refund_id, purchase.id, purchase.member_id,
+        [(event.store_id, event.refund_id, purchase.id, purchase.member_id,
           Converters(conn).when(event.occurred_at), amount,
           Converters.json({"lines": None if event.items is None else [
               {"sku": i.sku, "quantity_milli": int(i.quantity * 1000), "amount_minor": minor}
               for i, (_, minor) in zip(event.items, items or (), strict=True)]}),
           body_hash, Converters(conn).when(now), "{}")],
+        None, ("id",),
     )
+    outcome = RefundOutcome(event.refund_id, event.store_id, purchase.id, purchase.member_id,
+                            amount, after, total)
     if purchase.member_id is not None and total > 0:
         reversal = _Reversal(conn, catalog, purchase, refund_pk, event, now, outcome, shares)
         reversal.points()

@@ -64,23 +64,15 @@ class Converters:
 
 
 def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
-    """Reserve `count` primary-key values for table.
-
-    PostgreSQL draws them from the column's sequence (safe with concurrent writers); SQLite
-    continues after the current maximum, which is safe because a write transaction there
-    holds the database's single write lock (BEGIN IMMEDIATE, see store.database).
-    """
+    """Draw `count` primary-key values from the table's sequence, in one round trip
+    (PostgreSQL: safe with concurrent writers; what lets big appends go through COPY with
+    their ids known). SQLite has no sequence to draw from: its rows take their ids from the
+    insert (insert_returning, insert_with_ids), never from a max(id) read."""
     if count == 0:
         return []
-    raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "sqlite":
-        cursor: Any = raw.cursor()
-        try:
-            first = int(cursor.execute(
-                f"SELECT coalesce(max(id), 0) + 1 FROM {table.name}").fetchone()[0])
-        finally:
-            cursor.close()
-        return list(range(first, first + count))
+        raise ValueError("allocate_ids is for PostgreSQL; on SQLite take ids from the insert")
+    raw: Any = conn.connection.dbapi_connection
     with raw.cursor() as cursor:
         # One row holding an array: far cheaper to fetch than `count` rows.
         cursor.execute(
