@@ -23,10 +23,10 @@ from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.records.purchase_writer import PurchaseWriter
 from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.points import activate_pending
 from loyalty_engine.services.programs import apply_program_files, load_catalog
-from loyalty_engine.services.purchases import PurchaseWriter
 from loyalty_engine.services.redemptions import redeem
 from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.services.tiers import review_tiers

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, Lookup, insert_rows, lock_then_look_up
 from loyalty_engine.store.unit_of_work import in_write_unit

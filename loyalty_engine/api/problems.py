@@ -14,8 +14,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalty_engine.api.idempotency import IdempotencyConflictError
+from loyalty_engine.domain import errors
 from loyalty_engine.domain.events import id_rule
-from loyalty_engine.services import errors
 from loyalty_engine.services.members import MemberNotFoundError
 from loyalty_engine.store.errors import DATABASE_ERRORS, DatabaseError, as_database_error
 

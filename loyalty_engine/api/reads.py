@@ -23,10 +23,10 @@ from loyalty_engine.api.schemas import (
 from loyalty_engine.domain.events import ID_PATTERN
 from loyalty_engine.services.access import member_programs, programs_out_of_reach
 from loyalty_engine.services.members import ledger_page, show_member
-from loyalty_engine.services.schema_check import require_current_schema
 from loyalty_engine.store.database import describe_url
 from loyalty_engine.store.errors import DATABASE_ERRORS, as_database_error
 from loyalty_engine.store.migrate import SCHEMA_REVISION
+from loyalty_engine.store.schema_check import require_current_schema
 
 router = APIRouter(prefix="/v1")
 MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]

@@ -32,24 +32,25 @@ from loyalty_engine.api.schemas import (
     RefundRecorded,
     ReverseRequest,
 )
-from loyalty_engine.domain.events import ID_PATTERN, PurchaseEvent
-from loyalty_engine.domain.redemptions import RedemptionRequest
-from loyalty_engine.domain.refunds import RefundEvent
-from loyalty_engine.services.access import (
-    member_programs,
-    programs_out_of_reach,
-    redemption_program,
-)
-from loyalty_engine.services.enrolment import enrol_member
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     NotFoundError,
     PurchaseConflictError,
     RedemptionBackdatedError,
     RedemptionConflictError,
     RefundConflictError,
 )
+from loyalty_engine.domain.events import ID_PATTERN, PurchaseEvent
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.records.purchase_writer import prefetched, prefetches
+from loyalty_engine.services.access import (
+    member_programs,
+    programs_out_of_reach,
+    redemption_program,
+)
+from loyalty_engine.services.enrolment import enrol_member
 from loyalty_engine.services.fees import pay_charge
-from loyalty_engine.services.purchases import prefetched, prefetches, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem, reverse_redemption
 from loyalty_engine.services.refunds import record_refund
 

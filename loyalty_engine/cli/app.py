@@ -33,10 +33,10 @@ from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings, chosen_databas
 from loyalty_engine.cli.demo import demo
 from loyalty_engine.cli.output import err_console
 from loyalty_engine.cli.serve import serve
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.money import MoneyError
 from loyalty_engine.rules import ProgramFileError
-from loyalty_engine.services.errors import LoyaltyError
 from loyalty_engine.shipped import PackageDataError, version
 from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
 from loyalty_engine.store.errors import as_database_error

@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError
 
 FILE_NAME = "loyalty.toml"
 GLOBAL_KEYS = ("database",)

@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from loyalty_engine.cli.config import Config
-from loyalty_engine.services.errors import LoyaltyError, SchemaNotCurrentError
-from loyalty_engine.services.schema_check import require_current_schema
+from loyalty_engine.domain.errors import LoyaltyError, SchemaNotCurrentError
 from loyalty_engine.store.database import open_engine, resolve_url
+from loyalty_engine.store.schema_check import require_current_schema
 
 # A step that writes (expiry, reviews, renewals, a scheduler tick) run for an instant past
 # now does for good what is not yet due; a little past now is clock skew between machines.

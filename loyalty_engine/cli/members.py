@@ -25,7 +25,7 @@ from loyalty_engine.cli.output import (
     money,
     when,
 )
-from loyalty_engine.services.audit import operator_name
+from loyalty_engine.records.audit import operator_name
 from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member

@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.money import format_money
-from loyalty_engine.services.errors import LoyaltyError
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
 # Piped output is read by scripts and people alike: wide enough that tables never cut a

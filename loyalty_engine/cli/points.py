@@ -10,8 +10,8 @@ from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant, now
 from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, AT, JSON, PROGRAM, YES
 from loyalty_engine.cli.output import confirm, console, emit_json
+from loyalty_engine.records.audit import operator_name
 from loyalty_engine.services.adjustments import Adjustment, adjust_points, check_adjustment
-from loyalty_engine.services.audit import operator_name
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.points import StepResult, activate_pending
 

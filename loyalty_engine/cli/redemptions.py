@@ -8,9 +8,9 @@ from pydantic import ValidationError
 from loyalty_engine.cli.context import engine_for, instant, now
 from loyalty_engine.cli.options import AT, JSON
 from loyalty_engine.cli.output import console, emit_json, fail
+from loyalty_engine.domain.errors import RedemptionBackdatedError
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.redemptions import RedemptionRequest
-from loyalty_engine.services.errors import RedemptionBackdatedError
 from loyalty_engine.services.redemptions import (
     RedemptionOutcome,
     redeem,

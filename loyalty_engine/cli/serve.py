@@ -22,7 +22,7 @@ from loyalty_engine.cli.logs import (
     dict_config,
 )
 from loyalty_engine.cli.output import console
-from loyalty_engine.services.errors import LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.store.database import describe_url
 
 

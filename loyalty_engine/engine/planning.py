@@ -1,9 +1,9 @@
 """Planning a purchase: which programs it enrols in, its awards, progress and vouchers (pure).
 
-A plan carries only plain values (ids, numbers, the reason as JSON text); `services.purchases`
-writes them. State a plan depends on (visit counts, stamps, caps) comes in a `ProgressBook`
-that the caller loaded for the batch; planning advances it, so that purchases of one member
-in one batch see each other in the order they are planned.
+A plan carries only plain values (ids, numbers, the reason as JSON text);
+`records.purchase_writer` writes them. State a plan depends on (visit counts, stamps, caps)
+comes in a `ProgressBook` that the caller loaded for the batch; planning advances it, so that
+purchases of one member in one batch see each other in the order they are planned.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from loyalty_engine.scheduler.cron import cron_trigger, next_fire
-from loyalty_engine.services.errors import describe_failure
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.scheduling import JobRun, TickReport, run_tick, schedules
+from loyalty_engine.store.errors import describe_failure
 
 log = logging.getLogger("loyalty.scheduler")
 

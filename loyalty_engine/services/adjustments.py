@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loyalty_engine import ledger
-from loyalty_engine.services.audit import record_audit
-from loyalty_engine.services.errors import AdjustmentConflictError, AdjustmentRejectedError
+from loyalty_engine.domain.errors import AdjustmentConflictError, AdjustmentRejectedError
+from loyalty_engine.records.audit import record_audit
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member

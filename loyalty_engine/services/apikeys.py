@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from loyalty_engine.services.errors import ApiKeyError, NotFoundError
+from loyalty_engine.domain.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import select_typed_by_keys
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case

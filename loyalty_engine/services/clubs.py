@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
+from loyalty_engine.domain.errors import ClubError, NotFoundError
 from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import VersionInForce
-from loyalty_engine.rules.compiled_membership import CompiledClub
-from loyalty_engine.services.errors import ClubError, NotFoundError
-from loyalty_engine.services.groups import eligible, lapse_eligibility
-from loyalty_engine.services.memberships import (
+from loyalty_engine.records.events import Event, record_events
+from loyalty_engine.records.fee_points import refund_fee_points
+from loyalty_engine.records.memberships import (
     CHARGE_KEY,
     LIVE,
     charge_json,
@@ -31,8 +31,8 @@ from loyalty_engine.services.memberships import (
     spend_before,
     term_end,
 )
-from loyalty_engine.services.outbox import Event, record_events
-from loyalty_engine.services.points_moves import refund_fee_points
+from loyalty_engine.rules.compiled_membership import CompiledClub
+from loyalty_engine.services.groups import eligible, lapse_eligibility
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent

@@ -9,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from loyalty_engine.services.clubs import club_rows
-from loyalty_engine.services.errors import MemberError, NotFoundError
-from loyalty_engine.services.groups import verification_rows
-from loyalty_engine.services.memberships import (
+from loyalty_engine.domain.errors import MemberError, NotFoundError
+from loyalty_engine.records.memberships import (
     MEMBER_ID,
     charge_json,
     ensure_member,
     refuse_erased,
 )
+from loyalty_engine.services.clubs import club_rows
+from loyalty_engine.services.groups import verification_rows
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows

@@ -1,5 +1,5 @@
-"""Fee charges: paying one (by a service call, in points, or at the till with the club's fee
-SKU), marking a collection failed, and what a payment does to the membership."""
+"""Fee charges: paying one (by a service call or in points), marking a collection failed,
+and a fee line returned at the till (a fee paid at the till: records/till_fees.py)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,21 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from loyalty_engine.domain.money import format_money
+from loyalty_engine.domain.errors import FeeError, RefundRejectedError
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
-from loyalty_engine.engine.planning import FeeLine, PurchasePlan
-from loyalty_engine.rules.compiled_membership import CompiledClub
-from loyalty_engine.services.errors import FeeError, RefundRejectedError
-from loyalty_engine.services.memberships import (
+from loyalty_engine.records.fee_points import pay_fee_points, refund_fee_points
+from loyalty_engine.records.memberships import (
     LIVE,
     charge,
     charge_json,
     membership,
     membership_json,
-    new_charge,
     open_charges,
     save_membership,
     set_charge,
-    term_end,
 )
-from loyalty_engine.services.points_moves import pay_fee_points, refund_fee_points
+from loyalty_engine.records.till_fees import apply_payment
+from loyalty_engine.rules.compiled_membership import CompiledClub
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member
@@ -93,7 +90,7 @@ def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
         via = "points"
     set_charge(conn, charge_id, now, status="paid", paid_at=at, paid_via=via,
                paid_ref=reference, points=points, detail=detail)
-    _apply_payment(conn, row, version, club, at, now)
+    apply_payment(conn, row, version, club, at, now)
     return _outcome(conn, charge_id, f"charge {charge_id} paid"
                     + (f" with {points} points" if points else ""))
 
@@ -132,137 +129,11 @@ def _club_of(catalog: ProgramCatalog, row: Any,
     return version, club
 
 
-def _apply_payment(conn: Connection, row: Any, version: VersionInForce, club: CompiledClub,
-                   at: datetime, now: datetime) -> None:
-    """What a paid charge does to its membership."""
-    member_id, program_id = row.member_id, row.program_id
-    if row.kind == "join":
-        # The term runs from the payment: benefits apply only while paid.
-        end = term_end(club, at, version.program.timezone)
-        set_charge(conn, row.id, now, term_start=at, term_end=end)
-        save_membership(conn, member_id, program_id, club.club_id, now, status="active",
-                        level=row.level, term_start=at, term_end=end)
-    elif row.kind == "renewal":
-        save_membership(conn, member_id, program_id, club.club_id, now, status="active",
-                        term_end=row.term_end)
-    else:
-        save_membership(conn, member_id, program_id, club.club_id, now, level=row.level)
-        # A renewal raised before the upgrade renews at the new level.
-        level = club.level(row.level)
-        assert level is not None
-        for due in open_charges(conn, member_id, program_id, club.club_id):
-            if due.kind == "renewal" and due.level != row.level:
-                set_charge(conn, due.id, now, level=row.level, amount_minor=level.fee_minor,
-                           detail={**(due.detail or {}), "repriced_by_upgrade": row.id})
-
-
 def _outcome(conn: Connection, charge_id: int, message: str) -> FeeOutcome:
     row = charge(conn, charge_id)
     found = membership(conn, row.member_id, row.program_id, row.club_id)
     return FeeOutcome(charge_json(row), None if found is None else membership_json(found),
                       message)
-
-
-# --- paying at the till --------------------------------------------------------------------
-
-@dataclass(slots=True)
-class _TillBatch:
-    """Fee lines of a batch checked so far: memberships joined and charges paid by them."""
-
-    joined: set[tuple[str, str, str]]
-    paid: set[int]
-
-
-def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line: FeeLine,
-                 at: datetime, batch: _TillBatch | None = None) -> tuple[str, Any]:
-    """What a till fee line does: ('pay', charge row) or ('join', None); raises FeeError
-    with the reason a line would pay nothing or the wrong amount. batch holds what earlier
-    lines of the same batch (not yet written) already did."""
-    version = catalog.in_force(line.program_id, at)
-    assert version is not None  # the line was planned under it
-    club = version.program.clubs[line.club_id]
-    current = membership(conn, member_id, line.program_id, line.club_id)
-    key = (member_id, line.program_id, line.club_id)
-    if batch is not None and key in batch.joined:
-        raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r} again: an "
-                       f"earlier fee line already made member {member_id!r} a member")
-    if current is None or current.status not in ("pending", "active", "grace"):
-        level = club.level(line.level_id)
-        assert level is not None
-        if line.amount_minor != level.fee_minor:
-            currency = version.program.currency
-            raise FeeError(f"line {line.sku!r} pays {format_money(line.amount_minor, currency)}"
-                           f" but the {level.name} fee of club {club.name!r} is "
-                           f"{format_money(level.fee_minor, currency)}")
-        return "join", None
-    for row in open_charges(conn, member_id, line.program_id, line.club_id):
-        if batch is not None and row.id in batch.paid:
-            continue
-        if row.level == line.level_id:
-            if row.amount_minor != line.amount_minor:
-                raise FeeError(f"line {line.sku!r} pays "
-                               f"{format_money(line.amount_minor, row.currency)} but charge "
-                               f"{row.id} is for {format_money(row.amount_minor, row.currency)}")
-            return "pay", row
-    raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r}, but member "
-                   f"{member_id!r} owes nothing at level {line.level_id!r} "
-                   f"({current.status}, level {current.level or '-'})")
-
-
-def check_till_fees(conn: Connection, catalog: ProgramCatalog,
-                    plans: list[PurchasePlan]) -> dict[int, str]:
-    """Purchases (by ref) whose fee lines cannot be applied, with the reason."""
-    problems: dict[int, str] = {}
-    batch = _TillBatch(set(), set())
-    for plan in sorted(plans, key=lambda p: p.purchase.occurred_at):
-        member_id = plan.purchase.member_id
-        if member_id is None:
-            continue
-        done = _TillBatch(set(batch.joined), set(batch.paid))
-        try:
-            for line in plan.fee_lines:
-                action, row = _till_action(conn, catalog, member_id, line,
-                                           plan.purchase.occurred_at, done)
-                if action == "join":
-                    done.joined.add((member_id, line.program_id, line.club_id))
-                else:
-                    done.paid.add(row.id)
-        except FeeError as exc:
-            problems[plan.ref] = str(exc)
-            continue
-        batch = done  # only a purchase accepted whole counts for the next ones
-    return problems
-
-
-def settle_till_fees(conn: Connection, catalog: ProgramCatalog,
-                     inserted: list[tuple[int, PurchasePlan]], now: datetime) -> None:
-    """Apply fee lines of recorded purchases: pay the charge they match, or join the club
-    at that level with the charge paid at the till."""
-    for purchase_id, plan in sorted(inserted, key=lambda item: item[1].purchase.occurred_at):
-        member_id = plan.purchase.member_id
-        assert member_id is not None
-        at = plan.purchase.occurred_at
-        for line in plan.fee_lines:
-            action, row = _till_action(conn, catalog, member_id, line, at)
-            version = catalog.in_force(line.program_id, at)
-            assert version is not None
-            club = version.program.clubs[line.club_id]
-            reference = f"purchase:{purchase_id}"
-            if action == "join":
-                end = term_end(club, at, version.program.timezone)
-                # Raised and paid in the same breath: never due (no fee_due event).
-                row = new_charge(conn, member_id, version, club, line.level_id, "join",
-                                 line.amount_minor, at, end, at, now, status="paid")
-                if row is None:
-                    raise FeeError(f"member {member_id!r} already has a joining charge of "
-                                   f"club {club.club_id!r} at {at.isoformat()}")
-                save_membership(conn, member_id, line.program_id, line.club_id, now,
-                                level=line.level_id, status="pending", source="till",
-                                joined_at=at, term_start=None, term_end=None,
-                                auto_renew=club.auto_renew, ended_at=None)
-            set_charge(conn, row.id, now, status="paid", paid_at=at, paid_via="till",
-                       paid_ref=reference)
-            _apply_payment(conn, row, version, club, at, now)
 
 
 @read_use_case

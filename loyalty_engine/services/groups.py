@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, select
 
+from loyalty_engine.domain.errors import NotFoundError, VerificationError
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import VersionInForce
-from loyalty_engine.services.errors import NotFoundError, VerificationError
-from loyalty_engine.services.outbox import Event, record_events
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member

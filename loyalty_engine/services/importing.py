@@ -22,18 +22,18 @@ from typing import Any, BinaryIO, Literal
 from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
-from loyalty_engine.domain.events import PurchaseEvent, describe_errors
-from loyalty_engine.domain.purchases import Purchase
-from loyalty_engine.domain.refunds import RefundEvent
-from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     ImportFileError,
     RefundConflictError,
     RefundPurchaseMissingError,
     RefundRejectedError,
 )
+from loyalty_engine.domain.events import PurchaseEvent, describe_errors
+from loyalty_engine.domain.purchases import Purchase
+from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.records.purchase_writer import PurchaseWriter, Rejection
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.purchases import PurchaseWriter, Rejection
 from loyalty_engine.services.refunds import apply_refund
 from loyalty_engine.store.unit_of_work import write_use_case
 

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Connection, Text, and_, cast, exists, func, or_, select
 
 from loyalty_engine import ledger
+from loyalty_engine.domain.errors import LoyaltyError, MemberError
 from loyalty_engine.domain.ledger_reasons import describe_reason
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.enrolment import member_clubs
-from loyalty_engine.services.errors import LoyaltyError, MemberError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import show_tiers
 from loyalty_engine.store import tables

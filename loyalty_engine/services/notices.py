@@ -13,8 +13,8 @@ from sqlalchemy import Connection, and_, func, select, true
 
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.services.groups import reverifications_due
-from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.tiers import at_risk
 from loyalty_engine.store import tables

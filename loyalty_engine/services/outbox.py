@@ -1,17 +1,13 @@
-"""The member events outbox: steps record what happened to a member under a natural key
-(once, whoever runs it and however often); CRMs read them in id order with `since`."""
+"""The member events outbox, as CRMs read it: in id order after `since` (steps append the
+events under their natural key through `records/events.py`)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, insert_rows
 from loyalty_engine.store.unit_of_work import read_use_case
 
 _events = tables.member_events
@@ -31,35 +27,6 @@ KINDS = {
 }
 
 
-class Event(NamedTuple):
-    """One event to record: its natural key, kind, member, program, when, and data."""
-
-    key: str
-    kind: str
-    member_id: str
-    program_id: str
-    occurred_at: datetime
-    data: dict[str, Any]
-
-
-def record_events(conn: Connection, events: Sequence[Event], now: datetime) -> int:
-    """Append events in the caller's transaction; one already recorded (same key) is
-    skipped. Returns how many were new."""
-    if not events:
-        return 0
-    convert = Converters(conn)
-    # One statement may not hit the same key twice; a key too long for the column is kept
-    # as its digest (still unique, still natural).
-    unique = {_fit(e.key): e for e in events}
-    return insert_rows(
-        conn, _events,
-        ("key", "kind", "member_id", "program_id", "occurred_at", "data", "recorded_at"),
-        [(key, e.kind, e.member_id, e.program_id, convert.when(e.occurred_at),
-          convert.json(e.data), convert.when(now)) for key, e in unique.items()],
-        on_conflict=["key"],
-    )
-
-
 @read_use_case
 def list_events(conn: Connection, since: int = 0, limit: int = 100,
                 member_id: str | None = None) -> list[dict[str, Any]]:
@@ -73,9 +40,3 @@ def list_events(conn: Connection, since: int = 0, limit: int = 100,
              "program_id": r.program_id, "occurred_at": r.occurred_at, "data": r.data}
             for r in conn.execute(query)]
 
-
-KEY_LENGTH = 240  # the key column's size
-
-
-def _fit(key: str) -> str:
-    return key if len(key) <= KEY_LENGTH else "sha256:" + hashlib.sha256(key.encode()).hexdigest()

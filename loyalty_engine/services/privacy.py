@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, func, select
 
-from loyalty_engine.services.audit import record_audit
-from loyalty_engine.services.errors import NotFoundError
+from loyalty_engine.domain.errors import NotFoundError
+from loyalty_engine.records.audit import record_audit
 from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case

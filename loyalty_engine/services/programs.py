@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
+from loyalty_engine.domain.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.expressions import stored_programs
 from loyalty_engine.rules.loader import load_program_text
-from loyalty_engine.services.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.services.program_files import load_program_file
 from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case

@@ -14,8 +14,8 @@ from sqlalchemy import Connection, select
 from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled import PeriodicRebate
-from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent

@@ -10,16 +10,16 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loyalty_engine import ledger
-from loyalty_engine.domain.redemptions import RedemptionRequest
-from loyalty_engine.engine.catalog import ProgramCatalog
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     NotFoundError,
     RedemptionBackdatedError,
     RedemptionConflictError,
     RedemptionRejectedError,
 )
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.records.vouchers import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
 from loyalty_engine.store.locks import lock_member

@@ -19,20 +19,20 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from loyalty_engine import ledger
+from loyalty_engine.domain.errors import (
+    RefundConflictError,
+    RefundPurchaseMissingError,
+    RefundRejectedError,
+)
 from loyalty_engine.domain.money import MoneyError, currency_exponent, format_minor, to_minor
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
+from loyalty_engine.records.vouchers import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.rules.compiled import StampCard
-from loyalty_engine.services.errors import (
-    RefundConflictError,
-    RefundPurchaseMissingError,
-    RefundRejectedError,
-)
 from loyalty_engine.services.fees import refund_till_fees
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.rows import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_returning, insert_rows

@@ -18,15 +18,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, text, tuple_
 from sqlalchemy.engine import make_url
 
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules.schedules import JOBS
 from loyalty_engine.scheduler.cron import cron_trigger, fire_times, latest_fire
-from loyalty_engine.services.errors import LoyaltyError, describe_failure
 from loyalty_engine.services.jobs import BY_NAME, Due, Job, Outcome
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_rows
 from loyalty_engine.store.database import write_transaction
+from loyalty_engine.store.errors import describe_failure
 from loyalty_engine.store.unit_of_work import in_write_unit
 
 log = logging.getLogger("loyalty.scheduler")

@@ -11,16 +11,17 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, not_, select
 
 from loyalty_engine.domain.decisions import Standing, TierChange
+from loyalty_engine.domain.errors import NotFoundError, TierError
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
+from loyalty_engine.records.standing import insert_history, write_tier_changes
+from loyalty_engine.records.tier_reviews import fast_members, review_fast, shared_review
 from loyalty_engine.rules.compiled_membership import TierLadder, Window
-from loyalty_engine.services.errors import NotFoundError, TierError, describe_failure
 from loyalty_engine.services.programs import load_catalog, versions_in_force
-from loyalty_engine.services.standing import insert_history, write_tier_changes
-from loyalty_engine.services.tier_review_sets import fast_members, review_fast, shared_review
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
+from loyalty_engine.store.errors import describe_failure
 from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 

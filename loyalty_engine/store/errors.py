@@ -10,6 +10,7 @@ import psycopg
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.store.retry import is_unavailable
 
 # Every error that comes from the database layer: SQLAlchemy's (which wrap the drivers'),
@@ -42,3 +43,26 @@ def as_database_error(exc: BaseException) -> DatabaseError | None:
     cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     lines = str(cause).strip().splitlines()
     return DatabaseError(type(cause).__name__, lines[0] if lines else "", is_unavailable(exc))
+
+
+def describe_failure(error: BaseException) -> str:
+    """A failure as it is stored and logged: a stable code and one sentence, never the SQL,
+    its parameters or a traceback (they name members, and run to kilobytes)."""
+    if isinstance(error, LoyaltyError):
+        return f"{error.code}: {_first_line(str(error))}"
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        # The driver's own first line ("UNIQUE constraint failed: t.c", "deadlock
+        # detected"); PostgreSQL puts the offending values on a DETAIL line after it.
+        cause = error.orig
+        return f"database_error: {type(cause).__name__}: {_first_line(str(cause))}"
+    if isinstance(error, SQLAlchemyError):
+        return f"database_error: {type(error).__name__}"
+    if isinstance(error, OverflowError):
+        return "out_of_range: a date or number is out of range"
+    return (f"internal_error: {type(error).__name__} (run with LOYALTY_DEBUG=1 to log the "
+            "details)")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit - 1] + "…"

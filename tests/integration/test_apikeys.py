@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from loyalty_engine.domain.errors import ApiKeyError, NotFoundError
 from loyalty_engine.services.apikeys import (
     authenticate,
     create_api_key,
     list_api_keys,
     revoke_api_key,
 )
-from loyalty_engine.services.errors import ApiKeyError, NotFoundError
 from loyalty_engine.store import tables
 
 NOW = datetime(2027, 1, 5, 9, tzinfo=UTC)

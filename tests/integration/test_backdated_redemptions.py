@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from loyalty_engine.domain.redemptions import RedemptionRequest
-from loyalty_engine.services.clubs import join_club
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     FeeError,
     RedemptionBackdatedError,
     RedemptionRejectedError,
 )
+from loyalty_engine.domain.redemptions import RedemptionRequest
+from loyalty_engine.services.clubs import join_club
 from loyalty_engine.services.fees import pay_charge
 from loyalty_engine.services.points import expire_points
 from loyalty_engine.services.programs import apply_program_files

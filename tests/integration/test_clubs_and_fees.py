@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from loyalty_engine.services.clubs import advance_clubs, join_club, leave_club, upgrade_club
-from loyalty_engine.services.enrolment import enrol_member, member_clubs, set_consent
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     ClubError,
     FeeError,
     PurchaseRejectedError,
     RefundRejectedError,
     VerificationError,
 )
+from loyalty_engine.services.clubs import advance_clubs, join_club, leave_club, upgrade_club
+from loyalty_engine.services.enrolment import enrol_member, member_clubs, set_consent
 from loyalty_engine.services.fees import charges_of, pay_charge
 from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.importing import import_purchases

@@ -22,9 +22,10 @@ from sqlalchemy.engine import make_url
 
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.ledger.check import check_balances
+from loyalty_engine.records.purchase_writer import PurchaseOutcome
 from loyalty_engine.services.importing import ImportReport, import_purchases
 from loyalty_engine.services.programs import apply_program_files
-from loyalty_engine.services.purchases import PurchaseOutcome, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.store.database import open_engine
 from tests.integration.helpers import (
     BEAN_THERE,

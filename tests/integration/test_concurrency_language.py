@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     LoyaltyError,
     RedemptionRejectedError,
     RefundRejectedError,

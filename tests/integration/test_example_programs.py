@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from loyalty_engine.services.errors import RedemptionRejectedError
+from loyalty_engine.domain.errors import RedemptionRejectedError
 from loyalty_engine.services.points import activate_pending, expire_points
 
 from .walk import (

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from loyalty_engine.domain.errors import ImportFileError
 from loyalty_engine.ledger.check import check_balances
-from loyalty_engine.services.errors import ImportFileError
 from loyalty_engine.services.importing import CSV_COLUMNS, ImportReport, import_purchases
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import record_purchase

@@ -19,11 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.domain.errors import PurchaseConflictError
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.ledger.check import check_balances
-from loyalty_engine.services.errors import PurchaseConflictError
+from loyalty_engine.records.purchase_writer import PurchaseWriter
 from loyalty_engine.services.programs import apply_program_files, load_catalog
-from loyalty_engine.services.purchases import PurchaseWriter, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
 from tests.integration.helpers import BEAN_THERE, NOW, balance, ledger_sums

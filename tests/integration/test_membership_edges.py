@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from loyalty_engine.domain.errors import FeeError, RefundRejectedError
 from loyalty_engine.services.clubs import advance_clubs, join_club, leave_club, upgrade_club
 from loyalty_engine.services.enrolment import member_clubs, set_consent
-from loyalty_engine.services.errors import FeeError, RefundRejectedError
 from loyalty_engine.services.fees import charges_of, pay_charge
 from loyalty_engine.services.importing import import_purchases
 from loyalty_engine.services.tiers import review_tiers, show_tiers

@@ -10,12 +10,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from loyalty_engine.services.errors import SchemaNotCurrentError
+from loyalty_engine.domain.errors import SchemaNotCurrentError
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import record_purchase
-from loyalty_engine.services.schema_check import require_current_schema
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import open_engine
+from loyalty_engine.store.schema_check import require_current_schema
 from loyalty_engine.store.tables import metadata
 from tests.integration.helpers import BEAN_THERE, NOW, event
 

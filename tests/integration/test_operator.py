@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from loyalty_engine.ledger.check import check_balances
-from loyalty_engine.services.adjustments import Adjustment, adjust_points
-from loyalty_engine.services.enrolment import enrol_member, set_consent
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     AdjustmentConflictError,
     AdjustmentRejectedError,
     MemberErasedError,
     MemberError,
     NotFoundError,
 )
+from loyalty_engine.ledger.check import check_balances
+from loyalty_engine.services.adjustments import Adjustment, adjust_points
+from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.members import explain_member, list_members
 from loyalty_engine.services.privacy import erase_member, export_member, member_tables
 from loyalty_engine.services.programs import apply_program_files

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from loyalty_engine.domain.errors import ProgramApplyError
+from loyalty_engine.records.purchase_writer import Award
 from loyalty_engine.rules import ProgramFileError
-from loyalty_engine.services.errors import ProgramApplyError
 from loyalty_engine.services.programs import (
     BEGINNING_OF_TIME,
     apply_program_files,
     list_versions,
 )
-from loyalty_engine.services.purchases import Award, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.store.database import read_transaction
 from loyalty_engine.store.tables import LedgerEntry, ProgramVersion, Purchase
 from tests.integration.helpers import (

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, select
 
+from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.services.clubs import join_club
-from loyalty_engine.services.errors import NotFoundError
 from loyalty_engine.services.fees import pay_charge
 from loyalty_engine.services.rebates import issue_rebates
 from loyalty_engine.store import tables

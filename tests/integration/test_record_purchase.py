@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from loyalty_engine.ledger.check import check_balances
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     ProgramApplyError,
     PurchaseConflictError,
     PurchaseRejectedError,
 )
+from loyalty_engine.ledger.check import check_balances
+from loyalty_engine.records.purchase_writer import Award
 from loyalty_engine.services.members import explain_member, list_members, show_member
 from loyalty_engine.services.programs import apply_program_files
-from loyalty_engine.services.purchases import Award, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.store.database import read_transaction
 from loyalty_engine.store.tables import PurchaseItem
 from tests.integration.helpers import (

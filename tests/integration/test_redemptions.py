@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from loyalty_engine.services.errors import (
+from loyalty_engine.domain.errors import (
     NotFoundError,
     RedemptionConflictError,
     RedemptionRejectedError,

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.domain.errors import RefundConflictError, RefundRejectedError
 from loyalty_engine.domain.refunds import RefundEvent
-from loyalty_engine.services.errors import RefundConflictError, RefundRejectedError
 from loyalty_engine.services.points import activate_pending, expire_points
 from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.store import tables

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from loyalty_engine.services.errors import PurchaseRejectedError
+from loyalty_engine.domain.errors import PurchaseRejectedError
 from loyalty_engine.services.importing import import_purchases
 
 from .helpers import write_jsonl

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, func, select
 
+from loyalty_engine.domain.errors import RedemptionRejectedError
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.engine import standing
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.services import jobs, programs
-from loyalty_engine.services.errors import RedemptionRejectedError
 from loyalty_engine.services.redemptions import redeem
 from loyalty_engine.services.scheduling import BackwardsTickError, TickReport, run_tick
 from loyalty_engine.store import tables

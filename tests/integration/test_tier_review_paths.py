@@ -1,4 +1,4 @@
-"""The set-based tier review (services/tier_review_sets.py) decides exactly as the
+"""The set-based tier review (records/tier_reviews.py) decides exactly as the
 member-by-member one (services/tiers.py with engine/standing.review_tier): the same
 members, stored state, history and events, for every downgrade policy and shared window,
 over seeded random member states on both databases."""

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.domain.errors import TierError
 from loyalty_engine.domain.events import PurchaseEvent
-from loyalty_engine.services.errors import TierError
+from loyalty_engine.records.purchase_writer import PurchaseOutcome, PurchaseWriter
 from loyalty_engine.services.programs import load_catalog
-from loyalty_engine.services.purchases import PurchaseOutcome, PurchaseWriter
 from loyalty_engine.services.tiers import (
     ReviewResult,
     at_risk,

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from loyalty_engine.domain.errors import RefundRejectedError
 from loyalty_engine.services.clubs import advance_clubs, join_club, upgrade_club
 from loyalty_engine.services.enrolment import member_clubs
-from loyalty_engine.services.errors import RefundRejectedError
 from loyalty_engine.services.fees import charges_of, pay_charge
 
 from .walk import RECORDED_AT, ROOT, apply_files, assert_ledger_exact, at, buy, refund

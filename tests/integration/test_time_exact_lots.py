@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from loyalty_engine.api.app import create_app
+from loyalty_engine.domain.errors import RedemptionRejectedError
 from loyalty_engine.domain.redemptions import RedemptionRequest
-from loyalty_engine.services.errors import RedemptionRejectedError
 from loyalty_engine.services.members import list_members, show_member
 from loyalty_engine.services.points import StepResult, activate_pending, expire_points
 from loyalty_engine.services.programs import apply_program_files

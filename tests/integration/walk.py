@@ -14,8 +14,9 @@ from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.ledger.check import check_balances
+from loyalty_engine.records.purchase_writer import PurchaseOutcome
 from loyalty_engine.services.programs import apply_program_files
-from loyalty_engine.services.purchases import PurchaseOutcome, record_purchase
+from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem
 from loyalty_engine.services.refunds import RefundOutcome, record_refund
 from loyalty_engine.store import tables

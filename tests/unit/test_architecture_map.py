@@ -18,7 +18,7 @@ def _modules() -> set[str]:
 
 def _named() -> set[str]:
     """Module paths the map names in backquotes, relative to the package; a cell may name
-    several in one folder (`services/lots.py`, `services/rows.py`)."""
+    several in one folder (`ledger/debts.py`, `ledger/entries.py`)."""
     return {m.removeprefix("loyalty_engine/")
             for m in re.findall(r"`((?:loyalty_engine/)?[a-z_]+(?:/[a-z_]+)*\.py)`", MAP)}
 

@@ -15,7 +15,7 @@ import typer
 from loyalty_engine.cli.app import app
 from loyalty_engine.cli.config import Config, ConfigError, find_config, load_config
 from loyalty_engine.cli.context import InstantError, chosen_database, parse_instant
-from loyalty_engine.services import errors
+from loyalty_engine.domain import errors
 
 ROOT_COMMAND = typer.main.get_command(app)
 

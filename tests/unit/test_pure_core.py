@@ -19,8 +19,8 @@ CORE = ("rules", "engine", "domain")
 NOT_IN_CORE = ("sqlalchemy", "alembic", "apscheduler", "psycopg", "psycopg2", "sqlite3",
                "fastapi", "starlette", "uvicorn", "typer", "rich", "anyio", "httpx")
 # The layers above the core.
-ABOVE_CORE = ("loyalty_engine.services", "loyalty_engine.store", "loyalty_engine.ledger",
-              "loyalty_engine.api",
+ABOVE_CORE = ("loyalty_engine.services", "loyalty_engine.records", "loyalty_engine.store",
+              "loyalty_engine.ledger", "loyalty_engine.api",
               "loyalty_engine.cli", "loyalty_engine.scheduler", "loyalty_engine.demo",
               "loyalty_engine.shipped", "loyalty_engine.metrics")
 # Reading or writing files, by the names they are called by.

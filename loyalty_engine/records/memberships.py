@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
+from loyalty_engine.domain.errors import ClubError, MemberErasedError, NotFoundError
 from loyalty_engine.domain.periods import add_months
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
-from loyalty_engine.services.errors import ClubError, MemberErasedError, NotFoundError
-from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_if_absent, insert_rows
 

@@ -126,28 +126,3 @@ class MemberErasedError(LoyaltyError):
 
 class ApiKeyError(LoyaltyError):
     """An API key request that cannot be done (a name in use, a POS key without stores)."""
-
-
-def describe_failure(error: BaseException) -> str:
-    """A failure as it is stored and logged: a stable code and one sentence, never the SQL,
-    its parameters or a traceback (they name members, and run to kilobytes)."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
-    if isinstance(error, LoyaltyError):
-        return f"{error.code}: {_first_line(str(error))}"
-    if isinstance(error, DBAPIError) and error.orig is not None:
-        # The driver's own first line ("UNIQUE constraint failed: t.c", "deadlock
-        # detected"); PostgreSQL puts the offending values on a DETAIL line after it.
-        cause = error.orig
-        return f"database_error: {type(cause).__name__}: {_first_line(str(cause))}"
-    if isinstance(error, SQLAlchemyError):
-        return f"database_error: {type(error).__name__}"
-    if isinstance(error, OverflowError):
-        return "out_of_range: a date or number is out of range"
-    return (f"internal_error: {type(error).__name__} (run with LOYALTY_DEBUG=1 to log the "
-            "details)")
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = (text.strip().splitlines() or [""])[0]
-    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from loyalty_engine.services.errors import SchemaNotCurrentError
+from loyalty_engine.domain.errors import SchemaNotCurrentError
 from loyalty_engine.store import migrate
 from loyalty_engine.store.database import describe_url
 

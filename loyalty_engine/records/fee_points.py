@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from loyalty_engine import ledger
-from loyalty_engine.services.errors import FeeError
+from loyalty_engine.domain.errors import FeeError
 
 
 def pay_fee_points(conn: Connection, charge: Any, version_id: int, points: int,

@@ -35,8 +35,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.domain.periods import add_months, start_of_day
+from loyalty_engine.records.events import KEY_LENGTH, Event, record_events
 from loyalty_engine.rules.compiled_membership import TierLadder
-from loyalty_engine.services.outbox import KEY_LENGTH, Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.types import UTCDateTime
 
@@ -218,7 +218,7 @@ def _counted(row: Any) -> dict[str, int]:
 def _record(conn: Connection, ladder: TierLadder, pid: str, review: SharedReview,
             window: Any, now: datetime) -> None:
     """History and events of the members whose tier changed, each one INSERT ... SELECT
-    (the JSON built by the database), in the shape services/standing.insert_history
+    (the JSON built by the database), in the shape records/standing.insert_history
     writes."""
     conn.execute(_history_insert(conn, ladder, pid, review, window, _decision))
     conn.execute(_events_insert(conn, ladder, pid, review, _decision, now))

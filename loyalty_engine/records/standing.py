@@ -12,8 +12,8 @@ from sqlalchemy import Connection
 
 from loyalty_engine.domain.decisions import MemberView, TierChange
 from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled import CompiledProgram
-from loyalty_engine.services.outbox import Event, record_events
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, chunked, insert_rows, select_typed_by_keys
 
