@@ -1,6 +1,11 @@
 """The points ledger: the only code that writes ledger entries, lots, debts and balances."""
 
-from loyalty_engine.ledger.balances import BalanceChanges, change_balances, shown_at
+from loyalty_engine.ledger.balances import (
+    BalanceChanges,
+    change_balances,
+    shown_at,
+    shown_columns,
+)
 from loyalty_engine.ledger.debts import NewDebt, record_debts
 from loyalty_engine.ledger.earn import Earning, earn
 from loyalty_engine.ledger.entries import LEDGER_COLUMNS, Entry, append
@@ -19,6 +24,6 @@ from loyalty_engine.ledger.steps import StepResult, activate, expire
 __all__ = [
     "LEDGER_COLUMNS", "BalanceChanges", "Earning", "Entry", "NewDebt", "Restore", "Spend",
     "StepResult", "Taken", "activate", "append", "change_balances", "earn", "expire",
-    "record_debts", "restore", "shown_at", "spend", "spendable_points", "take_from_lot",
-    "take_points",
+    "record_debts", "restore", "shown_at", "shown_columns", "spend", "spendable_points",
+    "take_from_lot", "take_points",
 ]

@@ -6,12 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, func, select
 
+from loyalty_engine.ledger.lots import HELD, expired_by, has_expired, held
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_rows
 
 _balances = tables.balances
+_lots = tables.point_lots
 
 
 class BalanceChanges:
@@ -73,9 +75,24 @@ def shown_at(balance: tuple[int, int], lots: Iterable[Any], as_of: datetime) -> 
     pending_until and activated_at."""
     points, pending = balance
     for lot in lots:
-        if lot.remaining and lot.expires_at is not None and lot.expires_at <= as_of:
-            if lot.pending_until is not None and lot.activated_at is None:
+        if lot.remaining and has_expired(lot.expires_at, as_of):
+            if held(lot.pending_until, lot.activated_at):
                 pending -= lot.remaining
             else:
                 points -= lot.remaining
     return points, pending
+
+
+def shown_columns(as_of: datetime) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """shown_at in SQL, for a query over `balances`: (spendable, pending) columns, each the
+    cached figure less what remains of the row's lots expired by as_of (a correlated
+    subquery, so no statement more)."""
+
+    def expired(pending: bool) -> Any:
+        return (select(func.coalesce(func.sum(_lots.c.remaining), 0))
+                .where(_lots.c.member_id == _balances.c.member_id,
+                       _lots.c.program_id == _balances.c.program_id, _lots.c.remaining > 0,
+                       expired_by(as_of), HELD if pending else ~HELD)
+                .scalar_subquery())
+
+    return _balances.c.points - expired(False), _balances.c.pending - expired(True)

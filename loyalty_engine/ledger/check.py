@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, func, select
 
+from loyalty_engine.ledger.lots import HELD
 from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case
 
@@ -40,12 +41,11 @@ def check_balances(conn: Connection) -> BalanceCheck:
             .group_by(_ledger.c.member_id, _ledger.c.program_id)
         )
     }
-    pending_lot = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
     lots = {
         (m, p): (int(remaining), int(pending or 0))
         for m, p, remaining, pending in conn.execute(
             select(_lots.c.member_id, _lots.c.program_id, func.sum(_lots.c.remaining),
-                   func.sum(_lots.c.remaining).filter(pending_lot))
+                   func.sum(_lots.c.remaining).filter(HELD))
             .group_by(_lots.c.member_id, _lots.c.program_id)
         )
     }

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, or_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from loyalty_engine.ledger.balances import BalanceChanges
 from loyalty_engine.ledger.entries import Entry, append
+from loyalty_engine.ledger.lots import active_at, held, unexpired
 from loyalty_engine.store import tables
 
 _lots = tables.point_lots
@@ -28,10 +29,6 @@ class Taken(NamedTuple):
     entry_id: int
     points: int
     pending: bool
-
-
-def _is_pending(pending_until: datetime | None, activated_at: datetime | None) -> bool:
-    return pending_until is not None and activated_at is None
 
 
 def take_points(conn: Connection, member_id: str, program_id: str, points: int,
@@ -49,20 +46,17 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
                _lots.c.activated_at)
         .where(_lots.c.member_id == member_id, _lots.c.program_id == program_id,
                _lots.c.remaining > 0,
-               or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > (unexpired_at or at)))
+               unexpired(unexpired_at or at))
         .order_by(_lots.c.earned_at, _lots.c.entry_id)
     )
     if skip_entry is not None:
         query = query.where(_lots.c.entry_id != skip_entry)
     if spendable_only:
-        # Spendable at `at`: earned by then, and not pending then.
-        query = query.where(_lots.c.earned_at <= at,
-                            or_(_lots.c.pending_until.is_(None),
-                                _lots.c.activated_at <= at))
+        query = query.where(active_at(at))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     rows = sorted(conn.execute(query).all(),
-                  key=lambda r: not _is_pending(r.pending_until, r.activated_at))
+                  key=lambda r: not held(r.pending_until, r.activated_at))
     taken: list[Taken] = []
     left = points
     for row in rows:
@@ -70,7 +64,7 @@ def take_points(conn: Connection, member_id: str, program_id: str, points: int,
             break
         take = min(left, row.remaining)
         left -= take
-        taken.append(Taken(row.entry_id, take, _is_pending(row.pending_until, row.activated_at)))
+        taken.append(Taken(row.entry_id, take, held(row.pending_until, row.activated_at)))
     _reduce(conn, taken)
     return taken
 
@@ -86,7 +80,7 @@ def take_from_lot(conn: Connection, entry_id: int, points: int) -> Taken | None:
     if row is None or row.remaining == 0 or points == 0:
         return None
     taken = Taken(entry_id, min(points, row.remaining),
-                  _is_pending(row.pending_until, row.activated_at))
+                  held(row.pending_until, row.activated_at))
     _reduce(conn, [taken])
     return taken
 
@@ -106,9 +100,7 @@ def spendable_points(conn: Connection, member_id: str, program_id: str, at: date
     in_lots = conn.execute(
         select(_lots.c.remaining).where(
             _lots.c.member_id == member_id, _lots.c.program_id == program_id,
-            _lots.c.remaining > 0, _lots.c.earned_at <= at,
-            or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > (unexpired_at or at)),
-            or_(_lots.c.pending_until.is_(None), _lots.c.activated_at <= at))
+            _lots.c.remaining > 0, active_at(at), unexpired(unexpired_at or at))
     ).scalars().all()
     balance = conn.execute(
         select(_balances.c.points).where(
@@ -168,8 +160,7 @@ def restore_points(conn: Connection, consumed: dict[int, int], at: datetime) -> 
     ).scalars())
     open_lots = set(conn.execute(
         select(_lots.c.entry_id).where(_lots.c.entry_id.in_(list(consumed)),
-                                       or_(_lots.c.expires_at.is_(None),
-                                           _lots.c.expires_at > at))
+                                       unexpired(at))
     ).scalars())
     back = [(entry_id, points) for entry_id, points in sorted(consumed.items())
             if entry_id in open_lots and f"expire:{entry_id}" not in closed]

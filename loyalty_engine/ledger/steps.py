@@ -7,10 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, select
 
 from loyalty_engine.ledger.balances import change_balances
 from loyalty_engine.ledger.entries import Entry, append
+from loyalty_engine.ledger.lots import HELD, expired_by, held, unexpired
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked, lock_rows
 
@@ -33,9 +34,7 @@ class StepResult:
 def activate(conn: Connection, as_of: datetime, program_id: str | None = None) -> StepResult:
     """Make spendable every pending lot whose return window ended by as_of, unless its
     expiry came by then too: such a lot expires from pending, never spendable on as_of."""
-    due = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None),
-               _lots.c.pending_until <= as_of,
-               or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > as_of))
+    due = and_(HELD, _lots.c.pending_until <= as_of, unexpired(as_of))
     if program_id is not None:
         due = and_(due, _lots.c.program_id == program_id)
     _lock_members(conn, due)
@@ -61,8 +60,7 @@ def expire(conn: Connection, as_of: datetime, program_id: str | None = None) -> 
     """Record the expiry of what remains of every lot whose expiry is at or before as_of,
     one entry per lot dated at its expiry (its natural key makes a second run write
     nothing). The points were not spendable from that instant on, run or not."""
-    due = and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at <= as_of,
-               _lots.c.remaining > 0)
+    due = and_(expired_by(as_of), _lots.c.remaining > 0)
     if program_id is not None:
         due = and_(due, _lots.c.program_id == program_id)
     _lock_members(conn, due)
@@ -84,8 +82,8 @@ def expire(conn: Connection, as_of: datetime, program_id: str | None = None) -> 
         conn.execute(_lots.update().where(_lots.c.entry_id.in_(part)).values(remaining=0))
     change: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
-        pending = r.pending_until is not None and r.activated_at is None
-        change[(r.member_id, r.program_id)][1 if pending else 0] -= r.remaining
+        change[(r.member_id, r.program_id)][1 if held(r.pending_until, r.activated_at) else 0] \
+            -= r.remaining
     change_balances(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
     return StepResult(len(rows), sum(r.remaining for r in rows),
                       len({r.member_id for r in rows}),

@@ -135,10 +135,8 @@ def list_members(conn: Connection, *, search: str | None = None, program: str | 
     balances: dict[str, dict[str, tuple[int, int]]] = {}
     ids = [r.member_id for r in rows]
     if ids:
-        points, pending = _balances.c.points, _balances.c.pending
-        if as_of is not None:
-            points = points - _expired(as_of, pending=False)
-            pending = pending - _expired(as_of, pending=True)
+        points, pending = ((_balances.c.points, _balances.c.pending) if as_of is None
+                           else ledger.shown_columns(as_of))
         shown = select(_balances.c.member_id, _balances.c.program_id, points.label("points"),
                        pending.label("pending")).where(_balances.c.member_id.in_(ids))
         if program is not None:
@@ -236,18 +234,6 @@ def show_member(conn: Connection, member_id: str, as_of: datetime,
                   for t in show_tiers(conn, member_id, as_of)],
         "clubs": member_clubs(conn, member_id, as_of),
     }
-
-
-def _expired(as_of: datetime, pending: bool) -> Any:
-    """What remains of a balance row's lots (pending or not) expired by as_of, whether or
-    not the expire step has recorded it: a correlated subquery, so no statement more."""
-    held = and_(_lots.c.pending_until.is_not(None), _lots.c.activated_at.is_(None))
-    return (select(func.coalesce(func.sum(_lots.c.remaining), 0))
-            .where(_lots.c.member_id == _balances.c.member_id,
-                   _lots.c.program_id == _balances.c.program_id, _lots.c.remaining > 0,
-                   _lots.c.expires_at.is_not(None), _lots.c.expires_at <= as_of,
-                   held if pending else ~held)
-            .scalar_subquery())
 
 
 def _balances_at(balances: Sequence[Any], lots: Sequence[Any],
