@@ -63,6 +63,27 @@ class Converters:
         return to_json(value).decode()
 
 
+
+# SQLite binds at most 32,766 parameters per statement: multi-row VALUES go in slices.
+_SQLITE_PARAMETERS = 32000
+
+
+def _values(mark: str, width: int, count: int) -> str:
+    """`count` rows of `width` placeholders for a multi-row VALUES: "(?, ?), (?, ?)"."""
+    row = "(" + ", ".join(mark for _ in range(width)) + ")"
+    return ", ".join(row for _ in range(count))
+
+
+def _flat(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """The rows' values in one list, as a multi-row VALUES binds them."""
+    return [v for row in rows for v in row]
+
+
+def _sqlite_slices(rows: Sequence[tuple[Any, ...]],
+                   width: int) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Rows in slices whose parameters stay under SQLite's bound."""
+    return chunked(rows, max(1, _SQLITE_PARAMETERS // width))
+
 def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """Draw `count` primary-key values from the table's sequence, in one round trip
     (PostgreSQL: safe with concurrent writers; what lets big appends go through COPY with
@@ -135,12 +156,10 @@ def insert_rows(
         return len(rows)
     if len(rows) <= FEW_ROWS:
         # A till's purchase: plain parameters cost psycopg less than arrays to build.
-        marks = "(" + ", ".join("%s" for _ in columns) + ")"
         with raw.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table.name} ({names}) VALUES "
-                f"{', '.join(marks for _ in rows)}{conflict}",
-                [v for row in rows for v in row])
+                f"{_values('%s', len(columns), len(rows))}{conflict}", _flat(rows))
             return int(cursor.rowcount)
     casts = ", ".join(
         f"%b::{_pg_type(table, col)}[]" for col in columns
@@ -171,14 +190,13 @@ def insert_with_ids(conn: Connection, table: Table, columns: Sequence[str],
                     [(i, *row) for i, row in zip(ids, rows, strict=True)])
         return ids
     names = ", ".join(columns)
-    mark = "(" + ", ".join("?" for _ in columns) + ")"
     raw: Any = conn.connection.dbapi_connection
     found: list[int] = []
     cursor: Any = raw.cursor()
     try:
-        for part in chunked(rows, max(1, 32000 // len(columns))):
+        for part in _sqlite_slices(rows, len(columns)):
             cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
-                           f"{', '.join(mark for _ in part)}", [v for r in part for v in r])
+                           f"{_values('?', len(columns), len(part))}", _flat(part))
             last = int(cursor.lastrowid)
             if cursor.rowcount != len(part):  # pragma: no cover - no conflict clause
                 raise AssertionError(f"{table.name}: {cursor.rowcount} of {len(part)} rows")
@@ -209,25 +227,19 @@ def insert_returning(
     raw: Any = conn.connection.dbapi_connection
     found: list[tuple[Any, ...]] = []
     if conn.dialect.name == "sqlite":
-        mark = "(" + ", ".join("?" for _ in columns) + ")"
-        # One multi-row VALUES per slice, under SQLite's 32,766 bound parameters.
-        per = max(1, 32000 // len(columns))
         cursor: Any = raw.cursor()
         try:
-            for part in chunked(rows, per):
+            for part in _sqlite_slices(rows, len(columns)):
                 found.extend(cursor.execute(
                     f"INSERT INTO {table.name} ({names}) VALUES "
-                    f"{', '.join(mark for _ in part)}{tail}",
-                    [v for row in part for v in row]).fetchall())
+                    f"{_values('?', len(columns), len(part))}{tail}", _flat(part)).fetchall())
         finally:
             cursor.close()
         return found
     with raw.cursor() as cursor:
         if len(rows) <= FEW_ROWS:
-            mark = "(" + ", ".join("%s" for _ in columns) + ")"
             cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES "
-                           f"{', '.join(mark for _ in rows)}{tail}",
-                           [v for row in rows for v in row])
+                           f"{_values('%s', len(columns), len(rows))}{tail}", _flat(rows))
         else:
             casts = ", ".join(f"%b::{_pg_type(table, col)}[]" for col in columns)
             cursor.execute(
@@ -437,19 +449,18 @@ def insert_returning_with_children(
                      if row[:width] in ids])
         return found
     names = ", ".join(columns)
-    mark = "(" + ", ".join("%s" for _ in columns) + ")"
     keyed = [*on_conflict, *child_columns]
     casts = ", ".join(f"%s::{_pg_type(table if c in on_conflict else children, c)}[]"
                       for c in keyed)
     join = " AND ".join(f"p.{c} = c.{c}" for c in on_conflict)
     sql = (f"WITH p AS (INSERT INTO {table.name} ({names}) VALUES "
-           f"{', '.join(mark for _ in rows)} ON CONFLICT ({', '.join(on_conflict)}) "
+           f"{_values('%s', len(columns), len(rows))} ON CONFLICT ({', '.join(on_conflict)}) "
            f"DO NOTHING RETURNING {', '.join(returning)}), "
            f"c AS (INSERT INTO {children.name} ({parent_column}, {', '.join(child_columns)}) "
            f"SELECT p.id, {', '.join(f'c.{c}' for c in child_columns)} FROM p "
            f"JOIN unnest({casts}) AS c({', '.join(keyed)}) ON {join}) "
            f"SELECT {', '.join(returning)} FROM p")
-    params = [v for row in rows for v in row]
+    params = _flat(rows)
     params += [list(column) for column in zip(*child_rows, strict=True)] if child_rows else [
         [] for _ in keyed]
     raw: Any = conn.connection.dbapi_connection
