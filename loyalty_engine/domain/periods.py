@@ -54,3 +54,72 @@ def period_end(period: str, key: str) -> date:
 def start_of_day(day: date, zone: tzinfo) -> datetime:
     """The instant a local date begins in a time zone (its midnight)."""
     return datetime.combine(day, time(0), zone)
+
+
+# Membership years: periods that follow the member, not the calendar. A rule's period is
+# "membership_year" (from the member's enrolment in the program) or
+# "membership_year:CLUB" (a fee club's term, from its first paid term, renewed term by
+# term). Their keys name the year's first and first-after local dates, so that the end of
+# every member's year is read from the key alone, in Python or in SQL.
+MEMBERSHIP_YEAR = "membership_year"
+_SEPARATOR = "--"  # ISO 8601's interval separator that needs no escaping in a voucher code
+
+
+def is_membership_year(period: str) -> bool:
+    """Whether a rule's period follows the member (their enrolment or a club's term)."""
+    return period == MEMBERSHIP_YEAR or period.startswith(MEMBERSHIP_YEAR + ":")
+
+
+def membership_year_club(period: str) -> str | None:
+    """The fee club whose term a period follows (None: the enrolment)."""
+    return period.split(":", 1)[1] if period.startswith(MEMBERSHIP_YEAR + ":") else None
+
+
+def membership_year(anchor: date, day: date, months: int = 12, *,
+                    chained: bool = False) -> tuple[date, date]:
+    """The membership year (first day, first day after) that holds a local date.
+
+    From the enrolment (chained False) the k-th year starts k x months after the anchor,
+    each computed from the anchor itself: a member who joined on 29 February has years
+    from 28 February in common years and from 29 February again in leap years. A club's
+    term (chained True) runs term after term from the end of the last, as renewals do
+    (records/memberships.term_end), so 29 February 2024 is followed by 28 February ever
+    after. A day before the anchor (a purchase posted from before the enrolment) counts
+    in the first year."""
+    if day < anchor:
+        return anchor, add_months(anchor, months)
+    if chained:
+        start = anchor
+        while True:
+            end = add_months(start, months)
+            if day < end:
+                return start, end
+            start = end
+    elapsed = (day.year - anchor.year) * 12 + day.month - anchor.month
+    index = max(0, elapsed // months)
+    start = add_months(anchor, index * months)
+    if start > day:
+        index -= 1
+        start = add_months(anchor, index * months)
+    return start, add_months(anchor, (index + 1) * months)
+
+
+def membership_year_key(start: date, end: date) -> str:
+    """The counter key of a membership year: '2026-03-15--2027-03-15' (sorts by start)."""
+    return f"{start.isoformat()}{_SEPARATOR}{end.isoformat()}"
+
+
+# Where a membership year's end sits in its key (1-based, for SQL's substr).
+MEMBERSHIP_YEAR_END_AT = 13
+
+
+def membership_year_end(key: str) -> date:
+    """The first local date after the membership year a key names."""
+    return date.fromisoformat(key.split(_SEPARATOR, 1)[1])
+
+
+def key_end(period: str, key: str) -> date:
+    """The first local date after the period a counter key names, calendar or member's."""
+    if is_membership_year(period):
+        return membership_year_end(key)
+    return period_end(period, key)

@@ -16,7 +16,13 @@ from loyalty_engine.domain.decisions import (
     MemberView,
     ProgressDelta,
 )
-from loyalty_engine.domain.periods import period_key
+from loyalty_engine.domain.periods import (
+    is_membership_year,
+    membership_year,
+    membership_year_club,
+    membership_year_key,
+    period_key,
+)
 from loyalty_engine.domain.purchases import LineItem, Purchase
 from loyalty_engine.engine.standing import (
     NOBODY,
@@ -98,6 +104,13 @@ class _Facts:
     def advance(self, counter: str, period: str, delta: int) -> int:
         """Add delta to a counter of the member's, journaled on the evaluation."""
         return _advance(self.progress, self.result, counter, period, delta)
+
+    def period_key(self, period: str) -> str | None:
+        """The key of the period holding the purchase: a calendar key, or the member's
+        membership year (from the enrolment, or from a fee club's paid term)."""
+        if not is_membership_year(period):
+            return period_key(period, self.day)
+        return member_period_key(self.program, self.member, period, self.purchase.occurred_at)
 
     def boosts(self, rule: PointsPerSpend) -> list[tuple[str, CompiledCondition, Fraction]]:
         """The rule's multipliers whose conditions hold, then the member's tier and club
@@ -229,9 +242,10 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
             taken.add(rule.group)
             rivals = [c for c in candidates if c[0].group == rule.group]
             rule, points, reason = max(
-                rivals, key=lambda c: _cap_room(program, c[0], facts.day, c[1], progress))
+                rivals, key=lambda c: _cap_room(program, c[0], facts.day, c[1], progress,
+                                                facts))
             reason["group"] = rule.group
-        points = _capped(program, rule, facts.day, points, reason, progress, result)
+        points = _capped(program, rule, facts.day, points, reason, progress, result, facts)
         if points > 0:
             result.awards.append(EarnPoints(program.program_id, rule.rule_id, points, reason))
     # A kind may decide once per period whether it earned (visit and threshold bonuses),
@@ -305,29 +319,64 @@ _EVERYTHING = CompiledCondition(frozenset(), frozenset(), frozenset(), frozenset
 
 
 def _cap_windows(program: CompiledProgram, rule: CompiledRule,
-                 day: date) -> list[tuple[str, str, str, int]]:
+                 day: date, facts: _Facts | None = None) -> list[tuple[str, str, str, int]]:
     """(counter, period kind, period key, limit) of every cap on the rule's awards."""
     windows = [(f"{rule.rule_id}:cap", period, limit) for period, limit in rule.caps]
     windows += [("*:cap", period, limit) for period, limit in program.caps]
-    return [(counter, period, f"{period}:{period_key(period, day)}", limit)
-            for counter, period, limit in windows]
+    found = []
+    for counter, period, limit in windows:
+        if is_membership_year(period):
+            key = None if facts is None else facts.period_key(period)
+            if key is None:
+                continue  # (a member always has a year from their enrolment)
+            found.append((counter, period, f"my:{key}", limit))  # fits the 32-character key
+        else:
+            found.append((counter, period, f"{period}:{period_key(period, day)}", limit))
+    return found
+
+
+def member_period_key(program: CompiledProgram, member: MemberView | None, period: str,
+                      at: datetime) -> str | None:
+    """The key of the membership year holding an instant for a member: from their
+    enrolment (an open program's first purchase; a member new in this batch is enrolled
+    on the day of their first purchase), or from the first paid term of their membership
+    of a fee club, term after term (None while they hold no paid membership of it)."""
+    if member is None:
+        return None
+    day = at.astimezone(program.timezone).date()
+    standing = member.standing(program.program_id)
+    club_id = membership_year_club(period)
+    if club_id is None:
+        if standing.enrolled_on is None:
+            standing.enrolled_on = day
+        return membership_year_key(*membership_year(standing.enrolled_on, day))
+    club = program.clubs.get(club_id)
+    since = standing.club_since.get(club_id)
+    if club is None or not standing.clubs.get(club_id) or since is None or at < since:
+        return None
+    until = standing.club_until.get(club_id)
+    if until is not None and at >= until:
+        return None
+    anchor = since.astimezone(program.timezone).date()
+    return membership_year_key(*membership_year(anchor, day, club.term_months, chained=True))
 
 
 def _cap_room(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
-              progress: Progress) -> int:
+              progress: Progress, facts: _Facts | None = None) -> int:
     """The points a rule could award now, given what its caps have left (changes nothing)."""
     room = points
-    for counter, _, key, limit in _cap_windows(program, rule, day):
+    for counter, _, key, limit in _cap_windows(program, rule, day, facts):
         room = min(room, max(0, limit - progress.get((counter, key), 0)))
     return room
 
 
 def _capped(program: CompiledProgram, rule: CompiledRule, day: date, points: int,
-            reason: dict[str, Any], progress: Progress, result: Evaluation) -> int:
+            reason: dict[str, Any], progress: Progress, result: Evaluation,
+            facts: _Facts | None = None) -> int:
     """Trim points to what the rule's and the program's caps still allow this period."""
     if not rule.caps and not program.caps:
         return points
-    windows = _cap_windows(program, rule, day)
+    windows = _cap_windows(program, rule, day, facts)
     if not windows:
         return points
     allowed = points

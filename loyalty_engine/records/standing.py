@@ -48,7 +48,8 @@ class StandingNeeds:
         """What these programs need."""
         found = list(programs)
         return StandingNeeds(
-            tiers=any(p.tiers is not None for p in found),
+            # Membership years from the enrolment need the enrolment date, as tiers do.
+            tiers=any(p.tiers is not None or p.membership_years for p in found),
             clubs=any(p.clubs for p in found),
             verifications=any(g.verified for p in found for g in p.groups.values()),
             consents=any(p.reads_consents for p in found),

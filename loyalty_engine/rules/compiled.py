@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from loyalty_engine.domain.decisions import Evaluation, IssueVoucher, ProgressDelta
 from loyalty_engine.domain.money import currency_exponent, to_minor
-from loyalty_engine.domain.periods import add_months, period_key
+from loyalty_engine.domain.periods import MEMBERSHIP_YEAR, add_months
 from loyalty_engine.domain.purchases import LineItem
 from loyalty_engine.rules.compiled_membership import (
     CompiledClub,
@@ -39,6 +39,7 @@ from loyalty_engine.rules.schema import (
     Rounding,
     SpendThresholdRule,
     StampCardRule,
+    period_name,
 )
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -143,6 +144,11 @@ class Earning(Protocol):
 
     def advance(self, counter: str, period: str, delta: int) -> int:
         """Add delta to a counter (journaled on the evaluation); the new value."""
+        ...
+
+    def period_key(self, period: str) -> str | None:
+        """The key of the period (calendar, or the member's membership year) holding the
+        purchase; None when the member has no such period then (not in the club)."""
         ...
 
     def boosts(self, rule: PointsPerSpend) -> list[tuple[str, CompiledCondition, Fraction]]:
@@ -353,7 +359,9 @@ class _OncePerPeriod(RuleBase):
     def decided(self, ctx: Earning) -> None:
         # Whether it stood, lost its group or was capped away: otherwise the next purchase
         # of the period would earn it.
-        ctx.advance(f"{self.rule_id}:awarded", period_key(self.period, ctx.day), 1)
+        period = ctx.period_key(self.period)
+        if period is not None:
+            ctx.advance(f"{self.rule_id}:awarded", period, 1)
 
     @property
     def jobs(self) -> frozenset[str]:
@@ -371,11 +379,13 @@ class NthVisit(_OncePerPeriod):
     @classmethod
     def from_definition(cls, rule: NthVisitRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
-        return cls(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
+        return cls(**base, kind=rule.kind, visit=rule.visit, period=period_name(rule.period),
                    points=rule.points, at_period_end=rule.award == "at_period_end")
 
     def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
-        period = period_key(self.period, ctx.day)
+        period = ctx.period_key(self.period)
+        if period is None:
+            return None  # no membership year of that club then: nothing to count in
         visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
         if self.at_period_end:
             return None  # counted now, awarded by the scheduler once the period has ended
@@ -401,11 +411,13 @@ class SpendThreshold(_OncePerPeriod):
     def from_definition(cls, rule: SpendThresholdRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, threshold_minor=minor(rule.threshold),
-                   period=rule.period, points=rule.points,
+                   period=period_name(rule.period), points=rule.points,
                    at_period_end=rule.award == "at_period_end")
 
     def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
-        period = period_key(self.period, ctx.day)
+        period = ctx.period_key(self.period)
+        if period is None:
+            return None  # no membership year of that club then: nothing to count in
         after = ctx.advance(f"{self.rule_id}:spend", period, spend)
         if self.at_period_end:
             return None  # counted now, awarded by the scheduler once the period has ended
@@ -552,7 +564,8 @@ class PeriodicRebate(RuleBase):
     def from_definition(cls, rule: PeriodicRebateRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, percent=Fraction(rule.percent) / 100,
-                   period=rule.period, cap_minor=None if rule.cap is None else minor(rule.cap),
+                   period=period_name(rule.period),
+                   cap_minor=None if rule.cap is None else minor(rule.cap),
                    valid_days=rule.valid_days)
 
     @property
@@ -560,8 +573,9 @@ class PeriodicRebate(RuleBase):
         return frozenset({"rebates", "expire"})  # issued at period end, then they lapse
 
     def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
-        if spend > 0:  # accrued now, issued as a voucher once the period has ended
-            ctx.advance(f"{self.rule_id}:spend", period_key(self.period, ctx.day), spend)
+        period = ctx.period_key(self.period) if spend > 0 else None
+        if period is not None:  # accrued now, issued as a voucher once the period has ended
+            ctx.advance(f"{self.rule_id}:spend", period, spend)
         return None
 
     def rebate(self, spend_minor: int) -> int:
@@ -662,6 +676,9 @@ class CompiledProgram:
     notice_days: int = 30
     # How far before its recording a redemption may be dated (offline tills).
     redemption_backdate: timedelta = timedelta(hours=24)
+    # Some rule or cap keeps a period from the enrolment (members' enrolment dates are
+    # loaded with each batch, as for an anniversary tier window).
+    membership_years: bool = False
 
 
     @property
@@ -761,6 +778,9 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         schedule=definition.schedule.crons(),
         notice_days=definition.schedule.notice_days,
         redemption_backdate=timedelta(hours=definition.redemptions.backdate_hours),
+        membership_years=any(period == MEMBERSHIP_YEAR for period, _ in program_caps) or any(
+            getattr(r, "period", "") == MEMBERSHIP_YEAR
+            or any(p == MEMBERSHIP_YEAR for p, _ in r.caps) for r in ordered),
     )
 
 
@@ -788,7 +808,7 @@ def _caps(caps: Caps | None) -> tuple[tuple[str, int], ...]:
     if caps is None:
         return ()
     pairs = (("day", caps.per_day), ("week", caps.per_week), ("month", caps.per_month),
-             ("year", caps.per_year))
+             ("year", caps.per_year), (MEMBERSHIP_YEAR, caps.per_membership_year))
     return tuple((period, limit) for period, limit in pairs if limit is not None)
 
 

@@ -117,6 +117,8 @@ class Caps(_Strict):
     per_week: PositiveInt | None = None
     per_month: PositiveInt | None = None
     per_year: PositiveInt | None = None
+    # From the member's enrolment in the program (a year from each anniversary).
+    per_membership_year: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _reachable(self) -> Caps:
@@ -124,8 +126,13 @@ class Caps(_Strict):
         # Weeks are ISO weeks, so a month touches up to 6 of them and a year up to 54.
         most_in = {("per_day", "per_week"): 7, ("per_day", "per_month"): 31,
                    ("per_day", "per_year"): 366, ("per_week", "per_month"): 6,
-                   ("per_week", "per_year"): 54, ("per_month", "per_year"): 12}
-        names = ("per_day", "per_week", "per_month", "per_year")
+                   ("per_week", "per_year"): 54, ("per_month", "per_year"): 12,
+                   # A membership year touches up to 54 ISO weeks, 13 months and 2 years.
+                   ("per_day", "per_membership_year"): 366,
+                   ("per_week", "per_membership_year"): 54,
+                   ("per_month", "per_membership_year"): 13,
+                   ("per_year", "per_membership_year"): 2}
+        names = ("per_day", "per_week", "per_month", "per_year", "per_membership_year")
         for index, name in enumerate(names):
             value = getattr(self, name)
             if value is None:
@@ -208,6 +215,25 @@ class FixedBonusRule(_Rule):
     points: PositiveInt
 
 
+class ClubYear(_Strict):
+    """A fee club's membership year: the member's paid term, renewed term by term."""
+
+    membership_year: Slug = Field(description="the fee club whose term the period follows")
+
+
+# A period that follows the member: from their enrolment in the program (membership_year),
+# or a fee club's term ({membership_year: CLUB}).
+MemberPeriod = Literal["membership_year"] | ClubYear
+
+
+def period_name(period: str | ClubYear) -> str:
+    """A rule's period as the compiled program keeps it: 'month', 'membership_year', or
+    'membership_year:CLUB'."""
+    if isinstance(period, ClubYear):
+        return f"membership_year:{period.membership_year}"
+    return period
+
+
 Award = Literal["on_purchase", "at_period_end"]
 _AWARD: Award = Field(
     default="on_purchase",
@@ -220,7 +246,7 @@ class NthVisitRule(_Rule):
 
     kind: Literal["nth_visit"]
     visit: Annotated[int, Field(ge=1, le=1000)]
-    period: Period
+    period: Period | MemberPeriod
     points: PositiveInt
     award: Award = _AWARD
 
@@ -230,7 +256,7 @@ class SpendThresholdRule(_Rule):
 
     kind: Literal["spend_threshold"]
     threshold: Annotated[Money, Field(gt=0)]
-    period: Period
+    period: Period | MemberPeriod
     points: PositiveInt
     award: Award = _AWARD
 
@@ -262,7 +288,7 @@ class PeriodicRebateRule(_Rule):
 
     kind: Literal["periodic_rebate"]
     percent: Annotated[DecimalIn, Field(gt=0, le=100)]
-    period: Literal["month", "quarter", "year"]
+    period: Literal["month", "quarter", "year"] | MemberPeriod
     cap: Annotated[Money, Field(gt=0)] | None = None
     valid_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         default=90, description="how long the rebate voucher stays valid after the period")
@@ -472,6 +498,7 @@ class ProgramDefinition(_Strict):
                         (index, "group"), f"a {rule.kind} rule cannot stack in a best-of group "
                         f"(groups compare points; it does not award points at purchase)")
                 groups.setdefault(rule.group, []).append(index)
+            _check_club_year(rule, info, index)
             if isinstance(rule, StampCardRule) and rule.reward not in rewards:
                 known = ", ".join(sorted(rewards)) or "none are defined"
                 raise LocatedValueError((index, "reward"), f"unknown reward {rule.reward!r} "
@@ -492,7 +519,8 @@ class ProgramDefinition(_Strict):
                 rule, FixedBonusRule | NthVisitRule | SpendThresholdRule | FirstInCategoryRule
             ):
                 smallest = min(c for c in (rule.caps.per_day, rule.caps.per_week,
-                                           rule.caps.per_month, rule.caps.per_year) if c)
+                                           rule.caps.per_month, rule.caps.per_year,
+                                           rule.caps.per_membership_year) if c)
                 if smallest < rule.points:
                     raise LocatedValueError(
                         (index, "caps"), f"a cap of {smallest} is below the rule's "
@@ -503,6 +531,29 @@ class ProgramDefinition(_Strict):
                 raise LocatedValueError((members[0], "group"), f"group {group!r} has only this "
                                         "rule; best-of needs two or more rules to compare")
         return rules
+
+
+def _check_club_year(rule: Rule, info: ValidationInfo, index: int) -> None:
+    """{membership_year: CLUB} must name a fee club of the program: only a fee club has
+    terms that renew."""
+    period = getattr(rule, "period", None)
+    if not isinstance(period, ClubYear):
+        return
+    if "clubs" not in info.data:
+        return  # the clubs section failed validation itself: reported there
+    clubs = {c.id: c for c in info.data["clubs"]}
+    where = (index, "period", "membership_year")
+    found = clubs.get(period.membership_year)
+    if found is None:
+        fee = ", ".join(sorted(c.id for c in clubs.values() if c.kind == "fee"))
+        raise LocatedValueError(where, f"unknown club {period.membership_year!r} (fee clubs: "
+                                       f"{fee or 'none are defined'}); name a fee club, or "
+                                       "write 'period: membership_year' for a year from the "
+                                       "enrolment")
+    if found.kind != "fee":
+        raise LocatedValueError(where, f"club {found.id!r} is {found.kind}: only a fee club has "
+                                       "terms to follow; write 'period: membership_year' for "
+                                       "a year from the enrolment")
 
 
 def _known(used: list[str], known: set[str] | None, what: str,

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from loyalty_engine import ledger
-from loyalty_engine.domain.periods import period_end, period_key, start_of_day
-from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.domain.periods import key_end, start_of_day
+from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.services.programs import versions_in_force
+from loyalty_engine.services.rebates import ended_periods
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent, lock_rows
 from loyalty_engine.store.unit_of_work import write_use_case
@@ -25,6 +26,7 @@ JOB = "period_bonuses"
 
 _counters = tables.progress_counters
 _effects = tables.job_effects
+_ledger = tables.ledger_entries
 
 
 @dataclass(slots=True)
@@ -81,16 +83,15 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
             continue
         query = (select(_counters.c.member_id, _counters.c.period, _counters.c.value)
                  .where(_counters.c.program_id == pid, _counters.c.counter == award.counter,
-                        _counters.c.period < period_key(award.period, today),
-                        _counters.c.value >= award.need)
+                        _counters.c.value >= award.need,
+                        # a membership year ends with each member's own year
+                        *ended_periods(_counters.c.period, award.period, today,
+                                       None if since is None else local_day(program, since)))
                  .order_by(_counters.c.period, _counters.c.member_id))
-        if since is not None:
-            query = query.where(_counters.c.period >= period_key(
-                award.period, local_day(program, since)))
         reached = conn.execute(query).all()
         if not reached:
             continue
-        ends = {period: start_of_day(period_end(award.period, period), program.timezone)
+        ends = {period: start_of_day(key_end(award.period, period), program.timezone)
                 for period in {r.period for r in reached}}
         effects = [{"program_id": pid, "job": JOB, "member_id": r.member_id,
                     "effect_key": f"{rule.rule_id}:{r.period}",
@@ -134,3 +135,78 @@ def grant_points(conn: Connection, grants: list[Grant], now: datetime) -> None:
     ledger.earn(conn, [ledger.Earning(g.member_id, g.program_id, g.version_id, g.points,
                                       g.at, g.expires_at, g.reason, g.rule_id, ref=g.ref)
                        for g in grants], now)
+
+
+@dataclass(slots=True)
+class BonusRefund:
+    """Period-end bonuses a return took back: points per program, and of them owed."""
+
+    points: dict[str, int] = field(default_factory=dict)
+    debts: dict[str, int] = field(default_factory=dict)
+
+
+def take_back_bonuses(conn: Connection, catalog: ProgramCatalog, member_id: str,
+                      refund_pk: int, changed: dict[tuple[str, str, str], int],
+                      at: datetime, now: datetime) -> BonusRefund:
+    """A return lowered counters (changed: (program, counter, period) -> delta, already
+    written). A period-end bonus already paid for such a period whose count or spend is
+    now below what the rule needs is taken back whole, once (a job effect
+    `rule:period:taken_back` is its natural key), through the ledger: from the bonus's own
+    lot, then other lots; what was spent already is owed under the program's
+    refund_shortfall, as a refund's points are."""
+    result = BonusRefund()
+    for (program_id, counter, period), delta in sorted(changed.items()):
+        if delta >= 0:
+            continue
+        rule_id = counter.rsplit(":", 1)[0]
+        effect_key = f"{rule_id}:{period}"
+        entry = conn.execute(
+            select(_ledger.c.id, _ledger.c.program_version_id, _ledger.c.points)
+            .where(_ledger.c.ref == _ref(program_id, effect_key, member_id),
+                   _ledger.c.kind == "earn")).first()
+        if entry is None:
+            continue  # not awarded (yet): the job will judge the lowered count
+        program = catalog.version(entry.program_version_id).program
+        rule = program.rule(rule_id)
+        award = None if rule is None else rule.period_end_award
+        if award is None or award.counter != counter:
+            continue
+        value = int(conn.execute(select(func.coalesce(func.sum(_counters.c.value), 0)).where(
+            _counters.c.member_id == member_id, _counters.c.program_id == program_id,
+            _counters.c.counter == counter, _counters.c.period == period)).scalar_one())
+        if value >= award.need:
+            continue
+        if not insert_if_absent(conn, _effects, [{
+                "program_id": program_id, "job": JOB, "member_id": member_id,
+                "effect_key": f"{effect_key}:taken_back",
+                "detail": {"rule": rule_id, "period": period, "refund": refund_pk,
+                           award.detail: value, "need": award.need},
+                "occurred_at": at, "recorded_at": now}], tables.JOB_EFFECT_KEY):
+            continue
+        points = int(entry.points)
+        own = ledger.take_from_lot(conn, entry.id, points)
+        taken = ([own] if own else []) + ledger.take_points(
+            conn, member_id, program_id, points - (own.points if own else 0), at,
+            skip_entry=entry.id)
+        took = sum(t.points for t in taken)
+        shortfall = points - took
+        in_balance = program.refund_shortfall == "negative_balance"
+        spendable = -sum(t.points for t in taken if not t.pending)
+        pending = -sum(t.points for t in taken if t.pending)
+        if shortfall:
+            ledger.record_debts(conn, [ledger.NewDebt(member_id, program_id, refund_pk,
+                                                      points, shortfall, in_balance)], now)
+            result.debts[program_id] = result.debts.get(program_id, 0) + shortfall
+            if in_balance:
+                spendable -= shortfall
+        booked = points if in_balance else took
+        ledger.append(conn, [ledger.Entry(
+            member_id, program_id, entry.program_version_id, "refund", -booked, at,
+            {"refund": refund_pk, "bonus_entry": entry.id, "rule": rule_id,
+             "period": period, award.detail: value, "need": award.need,
+             "from_lots": {str(t.entry_id): t.points for t in taken},
+             **({"shortfall": shortfall} if shortfall else {})},
+            f"refund:{refund_pk}:{entry.id}", rule_id)], now)
+        ledger.change_balances(conn, {(member_id, program_id): (spendable, pending)}, now)
+        result.points[program_id] = result.points.get(program_id, 0) + booked
+    return result

@@ -32,7 +32,9 @@ from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.records.vouchers import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.rules.compiled import StampCard
 from loyalty_engine.services.fees import refund_till_fees
+from loyalty_engine.services.period_bonuses import take_back_bonuses
 from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.rebates import settle_rebate_refund
 from loyalty_engine.services.tiers import settle_refund
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import Converters, insert_returning, insert_rows
@@ -315,6 +317,23 @@ class _Reversal:
             on_conflict=["member_id", "program_id", "counter", "period"],
             update={"value": "progress_counters.value + excluded.value"},
         )
+        self._period_rewards({k: d for k, d in changes.items() if d < 0})
+
+    def _period_rewards(self, lowered: dict[tuple[str, str, str], int]) -> None:
+        """Rebates and period-end bonuses already issued for the periods the return
+        lowered take their share back (services/rebates.py, services/period_bonuses.py)."""
+        if not lowered:
+            return
+        bonuses = take_back_bonuses(self.conn, self.catalog, self.member_id, self.refund_pk,
+                                    lowered, self.event.occurred_at, self.now)
+        for program_id, points in bonuses.points.items():
+            self.outcome.points[program_id] = self.outcome.points.get(program_id, 0) + points
+        for program_id, owed in bonuses.debts.items():
+            self.outcome.debts[program_id] = self.outcome.debts.get(program_id, 0) + owed
+        rebates = settle_rebate_refund(self.conn, self.catalog, self.member_id,
+                                       self.refund_pk, lowered, self.now)
+        self.outcome.vouchers_voided.extend(rebates.voided)
+        self.outcome.vouchers_reissued.extend(rebates.reissued)
 
     def _stamps(self, program_id: str, counter: str, period: str, back: int,
                 changes: defaultdict[tuple[str, str, str], int]) -> None:

@@ -327,6 +327,31 @@ class PointDebt(Base):
     created_at: Mapped[datetime]
 
 
+class RebateDebt(Base):
+    """Money a refund should have taken back from a rebate voucher already used: the member
+    owes it, and the next rebate of the same rule is smaller by it (outstanding shrinks)."""
+
+    __tablename__ = "rebate_debts"
+    __table_args__ = (
+        UniqueConstraint("member_id", "refund_id", "program_id", "rule_id", "period"),
+        Index(None, "member_id", "program_id", "rule_id"),
+        CheckConstraint("outstanding_minor >= 0 AND outstanding_minor <= amount_minor",
+                        name="outstanding_in_range"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    program_id: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(32))  # of the used voucher
+    voucher_code: Mapped[str] = mapped_column(String(160))
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    outstanding_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    repaid_by: Mapped[str | None] = mapped_column(String(160))  # the last voucher repaying it
+
+
 class TierStatus(Base):
     """A member's tier in a program: earned by credit, held, and an operator's floor."""
 
@@ -599,6 +624,7 @@ vouchers = cast(Table, Voucher.__table__)
 refunds = cast(Table, Refund.__table__)
 redemptions = cast(Table, Redemption.__table__)
 point_debts = cast(Table, PointDebt.__table__)
+rebate_debts = cast(Table, RebateDebt.__table__)
 tier_status = cast(Table, TierStatus.__table__)
 tier_history = cast(Table, TierHistory.__table__)
 club_memberships = cast(Table, ClubMembership.__table__)
