@@ -177,8 +177,20 @@ def _entries(value: Plain) -> dict[str, dict[str, Plain]]:
     entries: dict[str, dict[str, Plain]] = {}
     for item in value:
         assert isinstance(item, dict) and isinstance(item["id"], str)
+        if "period" in item:
+            item = {**item, "period": _period_words(item["period"])}
         entries[item["id"]] = item
     return entries
+
+
+def _period_words(period: Plain) -> Plain:
+    """A rule's period as the diff shows it: calendar periods by name, and the periods that
+    follow the member said in words (which anchor their years count from)."""
+    if period == "membership_year":
+        return "membership year (from the enrolment)"
+    if isinstance(period, dict) and isinstance(period.get("membership_year"), str):
+        return f"membership year of club {period['membership_year']} (its paid terms)"
+    return period
 
 
 def _diff_collection(old: dict[str, dict[str, Plain]],

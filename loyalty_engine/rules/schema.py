@@ -12,8 +12,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PositiveInt,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -221,9 +223,23 @@ class ClubYear(_Strict):
     membership_year: Slug = Field(description="the fee club whose term the period follows")
 
 
-# A period that follows the member: from their enrolment in the program (membership_year),
-# or a fee club's term ({membership_year: CLUB}).
-MemberPeriod = Literal["membership_year"] | ClubYear
+def _period_branch(value: object) -> str:
+    # A mapping is a club's year; anything else is a period's name: one problem, not one
+    # per alternative.
+    return "club" if isinstance(value, dict | ClubYear) else "name"
+
+
+# The periods of a visit or threshold rule, and of a rebate: calendar ones by name, and
+# the periods that follow the member: membership_year (from the enrolment in the
+# program) or {membership_year: CLUB} (a fee club's term).
+VisitPeriod = Annotated[
+    Annotated[Literal["day", "week", "month", "quarter", "year", "membership_year"],
+              Tag("name")] | Annotated[ClubYear, Tag("club")],
+    Discriminator(_period_branch)]
+RebatePeriod = Annotated[
+    Annotated[Literal["month", "quarter", "year", "membership_year"], Tag("name")]
+    | Annotated[ClubYear, Tag("club")],
+    Discriminator(_period_branch)]
 
 
 def period_name(period: str | ClubYear) -> str:
@@ -246,7 +262,7 @@ class NthVisitRule(_Rule):
 
     kind: Literal["nth_visit"]
     visit: Annotated[int, Field(ge=1, le=1000)]
-    period: Period | MemberPeriod
+    period: VisitPeriod
     points: PositiveInt
     award: Award = _AWARD
 
@@ -256,7 +272,7 @@ class SpendThresholdRule(_Rule):
 
     kind: Literal["spend_threshold"]
     threshold: Annotated[Money, Field(gt=0)]
-    period: Period | MemberPeriod
+    period: VisitPeriod
     points: PositiveInt
     award: Award = _AWARD
 
@@ -288,7 +304,7 @@ class PeriodicRebateRule(_Rule):
 
     kind: Literal["periodic_rebate"]
     percent: Annotated[DecimalIn, Field(gt=0, le=100)]
-    period: Literal["month", "quarter", "year"] | MemberPeriod
+    period: RebatePeriod
     cap: Annotated[Money, Field(gt=0)] | None = None
     valid_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         default=90, description="how long the rebate voucher stays valid after the period")
