@@ -179,7 +179,7 @@ def _entries(value: Plain) -> dict[str, dict[str, Plain]]:
         assert isinstance(item, dict) and isinstance(item["id"], str)
         if "period" in item:
             item = {**item, "period": _period_words(item["period"])}
-        entries[item["id"]] = item
+        entries[str(item["id"])] = item
     return entries
 
 
