@@ -121,3 +121,30 @@ def assert_ledger_exact(engine: Engine) -> None:
     """Balances (spendable + pending) equal the ledger, and lots back them."""
     check = check_balances(engine)
     assert check.mismatches == [], check.mismatches
+
+
+def rebate_vouchers(engine: Engine, member: str = "M-1") -> list[tuple[str, str, int]]:
+    """A member's rebate vouchers as (code, status, amount in minor units), by code."""
+    v = tables.vouchers
+    with read_transaction(engine) as conn:
+        return sorted((r.code, r.status, int(r.amount_minor or 0)) for r in conn.execute(
+            select(v.c.code, v.c.status, v.c.amount_minor)
+            .where(v.c.member_id == member, v.c.source == "rebate")))
+
+
+def rebate_debts(engine: Engine, member: str = "M-1") -> list[tuple[str, int, int]]:
+    """A member's rebate debts as (period, amount, outstanding) in minor units, in order."""
+    d = tables.rebate_debts
+    with read_transaction(engine) as conn:
+        return [(r.period, int(r.amount_minor), int(r.outstanding_minor))
+                for r in conn.execute(select(d).where(d.c.member_id == member)
+                                      .order_by(d.c.id))]
+
+
+def charges(engine: Engine, member: str = "M-1") -> list[tuple[int, str, str]]:
+    """A member's fee charges as (id, kind, status), oldest first."""
+    c = tables.fee_charges
+    with read_transaction(engine) as conn:
+        return [(int(r.id), r.kind, r.status) for r in conn.execute(
+            select(c.c.id, c.c.kind, c.c.status).where(c.c.member_id == member)
+            .order_by(c.c.id))]
