@@ -223,6 +223,9 @@ def _problem_from_error(name: str, root: CommentedMap, error: Any) -> Problem:
     return Problem(name, line, column, f"{path}: {message}" if path else message)
 
 
+PERIOD_TAGS = ("period-name", "period-club")  # rules/schema.py's tags of a rule's period
+
+
 def _without_tags(root: CommentedMap, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the union tags pydantic adds to locations (rules[0].stamp_card.reward)."""
     node: Any = root
@@ -230,6 +233,8 @@ def _without_tags(root: CommentedMap, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     for key in loc:
         if isinstance(node, CommentedMap) and key not in node and node.get("kind") == key:
             continue
+        if key in PERIOD_TAGS and not (isinstance(node, CommentedMap) and key in node):
+            continue  # which form of a period (a name, or {membership_year: CLUB})
         kept.append(key)
         in_map = isinstance(node, CommentedMap) and key in node
         in_seq = isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node)

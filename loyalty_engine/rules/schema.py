@@ -226,7 +226,7 @@ class ClubYear(_Strict):
 def _period_branch(value: object) -> str:
     # A mapping is a club's year; anything else is a period's name: one problem, not one
     # per alternative.
-    return "club" if isinstance(value, dict | ClubYear) else "name"
+    return "period-club" if isinstance(value, dict | ClubYear) else "period-name"
 
 
 # The periods of a visit or threshold rule, and of a rebate: calendar ones by name, and
@@ -234,11 +234,11 @@ def _period_branch(value: object) -> str:
 # program) or {membership_year: CLUB} (a fee club's term).
 VisitPeriod = Annotated[
     Annotated[Literal["day", "week", "month", "quarter", "year", "membership_year"],
-              Tag("name")] | Annotated[ClubYear, Tag("club")],
+              Tag("period-name")] | Annotated[ClubYear, Tag("period-club")],
     Discriminator(_period_branch)]
 RebatePeriod = Annotated[
-    Annotated[Literal["month", "quarter", "year", "membership_year"], Tag("name")]
-    | Annotated[ClubYear, Tag("club")],
+    Annotated[Literal["month", "quarter", "year", "membership_year"], Tag("period-name")]
+    | Annotated[ClubYear, Tag("period-club")],
     Discriminator(_period_branch)]
 
 
