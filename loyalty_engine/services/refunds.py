@@ -30,7 +30,7 @@ from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.records.vouchers import VOUCHER_COLUMNS, voucher_row
-from loyalty_engine.rules.compiled import StampCard
+from loyalty_engine.rules.compiled import PeriodicRebate, StampCard
 from loyalty_engine.services.fees import refund_till_fees
 from loyalty_engine.services.period_bonuses import take_back_bonuses
 from loyalty_engine.services.programs import load_catalog
@@ -256,6 +256,14 @@ class _Reversal:
                                       for program_id, (spendable, pending) in balance.items()},
                                self.now)
 
+    def _pays_later(self, program_id: str, counter: str) -> bool:
+        """Whether a counter belongs to a rule that pays once its period has ended (a
+        rebate, an at_period_end bonus) under the version the purchase counted in."""
+        version = self.catalog.in_force(program_id, self.purchase.occurred_at)
+        rule = None if version is None else version.program.rule(counter.rsplit(":", 1)[0])
+        return rule is not None and (isinstance(rule, PeriodicRebate)
+                                     or rule.period_end_award is not None)
+
     def _lapsed_unclaimed(self, entry_id: int) -> int:
         """Points of a lot that expired and that no earlier refund has accounted for."""
         expired = self.conn.execute(
@@ -322,8 +330,9 @@ class _Reversal:
     def _period_rewards(self, lowered: dict[tuple[str, str, str], int]) -> None:
         """Rebates and period-end bonuses already issued for the periods the return
         lowered take their share back (services/rebates.py, services/period_bonuses.py)."""
+        lowered = {key: delta for key, delta in lowered.items() if self._pays_later(*key[:2])}
         if not lowered:
-            return
+            return  # the usual case: no rebate or period-end bonus counted this purchase
         bonuses = take_back_bonuses(self.conn, self.catalog, self.member_id, self.refund_pk,
                                     lowered, self.event.occurred_at, self.now)
         for program_id, points in bonuses.points.items():
