@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine
 
 from loyalty_engine.services.clubs import advance_clubs, join_club
+from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.fees import pay_charge
 from loyalty_engine.services.rebates import issue_rebates
 
@@ -133,3 +135,45 @@ def test_two_members_through_a_membership_year_and_a_renewal(engine: Engine) -> 
     assert issue_rebates(engine, at("2028-07-11"), NOW).vouchers == 0
     assert rebate_debts(engine, "M-2") == [(M2_YEAR1, 22531, 18531), (M2_YEAR1, 2469, 2469)]
     assert_ledger_exact(engine)
+
+
+RETURNS = [
+    # (what M-1 bought in their first year, returns after the rebate: (amount, statuses
+    # and amounts of the vouchers after it), owed in the end)
+    ("returns in parts come to the one return of the whole", "1000.00", [
+        # 2% of 1,000.00 = 20.00; 750.00 -> 15.00; 500.00 -> 10.00
+        ("250.00", [("void", 2000), ("issued", 1500)]),
+        ("250.00", [("void", 2000), ("void", 1500), ("issued", 1000)]),
+    ], []),
+    ("a return above the cap leaves the voucher", "70000.00", [
+        # 2% of 70,000.00 = 1,400.00, capped at 1,250.00; 2% of 69,000.00 = 1,380.00:
+        # still capped, the same voucher
+        ("1000.00", [("issued", 125000)]),
+    ], []),
+    ("a return of everything leaves no voucher", "100.00", [
+        ("100.00", [("void", 200)]),  # 2% of 100.00 = 2.00; of 0.00: nothing
+    ], []),
+    ("an expired voucher owes nothing", "100.00", [
+        ("expire", [("expired", 200)]),  # 90 days after 15 March 2027: unused, lapsed
+        ("50.00", [("expired", 200)]),  # nothing to replace, nothing was used
+    ], []),
+]
+
+
+@pytest.mark.parametrize(("bought", "steps", "owed"), [(b, s, o) for _, b, s, o in RETURNS],
+                         ids=[name for name, *_ in RETURNS])
+def test_returns_after_the_rebate(engine: Engine, bought: str,
+                                  steps: list[tuple[str, list[tuple[str, int]]]],
+                                  owed: list[tuple[str, int, int]]) -> None:
+    apply_files(engine, PROGRAM)
+    _join(engine, "M-1", "2026-03-15")
+    _buy(engine, "P1", "2026-04-01", "TV", bought, "M-1")
+    assert issue_rebates(engine, at("2027-03-15T00:00:00+01:00"), NOW).vouchers == 1
+    for number, (amount, expected) in enumerate(steps, start=1):
+        if amount == "expire":
+            expire_due(engine, at("2027-06-14"), NOW)
+        else:
+            refund(engine, f"R{number}", "P1", f"2027-04-0{number}", amount, store="WY-01")
+        assert [(status, minor) for _, status, minor in rebate_vouchers(engine, "M-1")
+                ] == expected
+    assert rebate_debts(engine, "M-1") == owed
