@@ -147,7 +147,8 @@ class BonusRefund:
 
 def take_back_bonuses(conn: Connection, catalog: ProgramCatalog, member_id: str,
                       refund_pk: int, changed: dict[tuple[str, str, str], int],
-                      at: datetime, now: datetime) -> BonusRefund:
+                      at: datetime, now: datetime, *, refund_id: str = "",
+                      store_id: str = "") -> BonusRefund:
     """A return lowered counters (changed: (program, counter, period) -> delta, already
     written). A period-end bonus already paid for such a period whose count or spend is
     now below what the rule needs is taken back whole, once (a job effect
@@ -202,8 +203,9 @@ def take_back_bonuses(conn: Connection, catalog: ProgramCatalog, member_id: str,
         booked = points if in_balance else took
         ledger.append(conn, [ledger.Entry(
             member_id, program_id, entry.program_version_id, "refund", -booked, at,
-            {"refund": refund_pk, "bonus_entry": entry.id, "rule": rule_id,
-             "period": period, award.detail: value, "need": award.need,
+            # As a refund's entries say it (domain/ledger_reasons.py), with the bonus's need.
+            {"refund_id": refund_id, "store_id": store_id, "earned_entry": entry.id,
+             "rule": rule_id, "period": period, award.detail: value, "need": award.need,
              "from_lots": {str(t.entry_id): t.points for t in taken},
              **({"shortfall": shortfall} if shortfall else {})},
             f"refund:{refund_pk}:{entry.id}", rule_id)], now)

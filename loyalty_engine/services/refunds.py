@@ -334,7 +334,9 @@ class _Reversal:
         if not lowered:
             return  # the usual case: no rebate or period-end bonus counted this purchase
         bonuses = take_back_bonuses(self.conn, self.catalog, self.member_id, self.refund_pk,
-                                    lowered, self.event.occurred_at, self.now)
+                                    lowered, self.event.occurred_at, self.now,
+                                    refund_id=self.event.refund_id,
+                                    store_id=self.event.store_id)
         for program_id, points in bonuses.points.items():
             self.outcome.points[program_id] = self.outcome.points.get(program_id, 0) + points
         for program_id, owed in bonuses.debts.items():
