@@ -111,6 +111,8 @@ class PurchaseRecorded(BaseModel):
     points: dict[str, int] = Field(description="points earned per program (programs that "
                                    "gave none are left out)")
     awards: list[Award]
+    tender: str | None = Field(default=None, description="how it was paid, as posted")
+    channel: str | None = Field(default=None, description="where it was bought, as posted")
 
 
 class RefundRecorded(BaseModel):
@@ -302,7 +304,7 @@ class Ready(BaseModel):
     """The database answers and its schema is current."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "status": "ready", "database": "postgresql", "schema_revision": "0009"}]})
+        "status": "ready", "database": "postgresql", "schema_revision": "0010"}]})
 
     status: str
     database: str

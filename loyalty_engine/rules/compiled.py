@@ -63,6 +63,8 @@ class CompiledCondition:
     clubs: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     consents: frozenset[str] = frozenset()
+    tenders: frozenset[str] = frozenset()  # the purchase's tender is one of these
+    channels: frozenset[str] = frozenset()  # its channel is one of these
 
     @property
     def reads_standing(self) -> bool:
@@ -779,6 +781,8 @@ def _condition(when: Condition, minor: Any) -> CompiledCondition:
         clubs=frozenset(when.clubs),
         groups=frozenset(when.groups),
         consents=frozenset(when.consents),
+        tenders=frozenset(when.tenders),
+        channels=frozenset(when.channels),
         expression=None if when.expression is None else compile_expression(when.expression),
         expression_source=when.expression,
     )

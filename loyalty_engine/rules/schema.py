@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from loyalty_engine.domain.events import Channel, Tender
 from loyalty_engine.domain.money import (
     CurrencyCode,
     MoneyError,
@@ -87,6 +88,10 @@ class Condition(_Strict):
                                 "affinity groups")
     consents: list[Label] = Field(default=[], description="the member has given every one of "
                                   "these consents (e.g. marketing)")
+    tenders: list[Tender] = Field(default=[], description="the purchase was paid with one of "
+                                  "these (card, app, cash, gift_card, points)")
+    channels: list[Channel] = Field(default=[], description="the purchase was made in one of "
+                                    "these channels (store, web, app)")
     expression: str | None = Field(
         default=None, min_length=1, max_length=2000,
         description="a CEL expression over the declared context; must be a bool",
