@@ -28,6 +28,7 @@ from loyalty_engine.domain.money import (
 )
 from loyalty_engine.rules.expressions import compile_expression
 from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
+from loyalty_engine.rules.multipliers import check_multipliers
 from loyalty_engine.rules.schedules import JOBS, check_cron
 from loyalty_engine.rules.values import (
     DecimalIn,
@@ -175,6 +176,15 @@ class Multiplier(_Strict):
     id: Slug
     when: When
     factor: PositiveDecimal
+    group: Slug | None = Field(
+        default=None, description="a group of multipliers combined as the rule's "
+                                  "multiplier_groups says (max: only the largest counts)")
+    excludes: list[Slug] = Field(
+        default=[], description="ids of the rule's multipliers that do not apply where this "
+                                "one does")
+
+
+Combine = Literal["max", "multiply"]
 
 
 class _Rule(_Strict):
@@ -204,6 +214,17 @@ class PointsPerSpendRule(_Rule):
     )
     category_multipliers: dict[Label, PositiveDecimal] = {}
     multipliers: list[Multiplier] = []
+    multiplier_groups: dict[Slug, Combine] = Field(
+        default={}, description="how the multipliers of each group combine: max (only the "
+                                "largest that applies counts) or multiply (the default)")
+    max_factor: PositiveDecimal | None = Field(
+        default=None, description="the most the multipliers should multiply to together; "
+                                  "validation warns about multipliers that can go beyond it")
+
+    @model_validator(mode="after")
+    def _multipliers_consistent(self) -> PointsPerSpendRule:
+        check_multipliers(self.multipliers, self.multiplier_groups)
+        return self
 
 
 class FixedBonusRule(_Rule):
