@@ -129,7 +129,7 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
         content_hash=content_hash(definition),
         warnings=tuple(
             Problem(name, *_locate(data, loc, "value"), f"warning: {_dotted(loc)}: {message}")
-            for loc, message in program_warnings(definition)),
+            for loc, message in program_warnings(definition.rules)),
     )
 
 

@@ -9,12 +9,39 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from loyalty_engine.rules.values import LocatedValueError
 
-if TYPE_CHECKING:  # schema imports this module; the models are only annotations here
-    from loyalty_engine.rules.schema import Multiplier, ProgramDefinition
+
+# What is read of the schema's models (rules/schema.py imports this module, so it is not
+# imported here): a multiplier's condition, and the multiplier.
+class _When(Protocol):
+    @property
+    def starts(self) -> date | None: ...
+    @property
+    def ends(self) -> date | None: ...
+    @property
+    def days(self) -> Sequence[str]: ...
+    @property
+    def tenders(self) -> Sequence[str]: ...
+    @property
+    def channels(self) -> Sequence[str]: ...
+
+
+class Multiplier(Protocol):
+    """A multiplier as rules/schema.py defines it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def when(self) -> _When: ...
+    @property
+    def factor(self) -> Decimal: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def excludes(self) -> Sequence[str]: ...
 
 
 def check_multipliers(multipliers: Sequence[Multiplier], groups: Mapping[str, str]) -> None:
@@ -157,14 +184,13 @@ def plan_of(multipliers: Sequence[Multiplier], groups: Mapping[str, str]) -> Mul
 Where = tuple[str | int, ...]
 
 
-def program_warnings(definition: ProgramDefinition) -> list[tuple[Where, str]]:
-    """What validation warns about without refusing the file: multipliers of a rule with a
-    `max_factor` that can apply together and multiply beyond it."""
-    from loyalty_engine.rules.schema import PointsPerSpendRule
-
+def program_warnings(rules: Sequence[Any]) -> list[tuple[Where, str]]:
+    """What validation warns about without refusing the file (given a definition's rules):
+    multipliers of a rule with a `max_factor` that can apply together and multiply beyond
+    it."""
     found: list[tuple[Where, str]] = []
-    for index, rule in enumerate(definition.rules):
-        if not isinstance(rule, PointsPerSpendRule) or rule.max_factor is None:
+    for index, rule in enumerate(rules):
+        if getattr(rule, "max_factor", None) is None:  # only points_per_spend has one
             continue
         names, product = _largest_together(rule.multipliers, rule.multiplier_groups)
         if product > rule.max_factor:
