@@ -111,6 +111,8 @@ class PurchaseRecorded(BaseModel):
     points: dict[str, int] = Field(description="points earned per program (programs that "
                                    "gave none are left out)")
     awards: list[Award]
+    tender: str | None = Field(default=None, description="how it was paid, as posted")
+    channel: str | None = Field(default=None, description="where it was bought, as posted")
 
 
 class RefundRecorded(BaseModel):

@@ -100,7 +100,8 @@ def post_purchase(event: PurchaseEvent, key: Caller, request: Request) -> Respon
             transaction_id=outcome.transaction_id, member_id=outcome.member_id,
             points=outcome.points_by_program,
             awards=[Award(program_id=a.program_id, program_version=a.program_version,
-                          rule_id=a.rule_id, points=a.points) for a in outcome.awards])
+                          rule_id=a.rule_id, points=a.points) for a in outcome.awards],
+            tender=event.tender, channel=event.channel)
         return (200 if outcome.replayed else 201), body.model_dump_json(), outcome.replayed
 
     return send(answer_once(

@@ -134,10 +134,12 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
                      str(lot["points"]), str(lot["remaining"]),
                      when(lot["expires_at"], here) if lot["expires_at"] else "never", pending)
     console.print(lots)
-    purchases = Table("when", "store", "transaction", "total", title="recent purchases")
+    purchases = Table("when", "store", "transaction", "total", "tender", "channel",
+                      title="recent purchases")
     for p in data["recent_purchases"]:
         purchases.add_row(when(p["occurred_at"], zone(None)), escape(p["store_id"]),
-                          escape(p["transaction_id"]), money(p["total_minor"], p["currency"]))
+                          escape(p["transaction_id"]), money(p["total_minor"], p["currency"]),
+                          p["tender"] or "-", p["channel"] or "-")
     console.print(purchases)
 
 

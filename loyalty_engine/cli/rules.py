@@ -35,6 +35,18 @@ def _problems_json(exc: ProgramFileError) -> None:
     raise SystemExit(1)
 
 
+def _warn(loaded: list[LoadedProgram]) -> None:
+    """Print what validation warns about (the files are valid; the exit status stays 0)."""
+    for program in loaded:
+        for warning in program.warnings:
+            err_console.print(str(warning), markup=False, soft_wrap=True)
+
+
+def _warnings_json(program: LoadedProgram) -> list[dict[str, object]]:
+    return [{"file": w.path, "line": w.line, "column": w.column,
+             "message": w.message.removeprefix("warning: ")} for w in program.warnings]
+
+
 def _report(exc: ProgramFileError) -> None:
     for problem in exc.problems:
         err_console.print(str(problem), markup=False, soft_wrap=True)
@@ -60,8 +72,9 @@ def validate(
     if json_out:
         emit_json({"valid": True, "programs": [
             {"file": p.path, "program": p.definition.program, "content_hash": p.content_hash,
-             "rules": len(p.definition.rules)} for p in loaded]})
+             "rules": len(p.definition.rules), "warnings": _warnings_json(p)} for p in loaded]})
         return
+    _warn(loaded)
     for program in loaded:
         console.print(f"{program.path}: ok (program {program.definition.program}, "
                       f"{len(program.definition.rules)} rule(s))", markup=False)
@@ -88,6 +101,7 @@ def apply(
     except ProgramFileError as exc:
         _report(exc)
         return
+    _warn(loaded)
     if json_out:
         emit_json([{"file": r.path, "program": r.program_id, "version": r.version,
                     "content_hash": r.content_hash, "effective_from": r.effective_from,

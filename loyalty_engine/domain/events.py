@@ -84,6 +84,14 @@ def _not_a_number(value: object) -> object:
 Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_number),
                     AfterValidator(_plausible_instant)]
 
+# How a purchase was paid and where it was made (both optional). One tender per purchase:
+# a split payment sends the method that paid the largest part (the first of equal parts),
+# and rules on tenders then treat the whole purchase as paid that way (docs/program-language.md).
+TENDERS = ("card", "app", "cash", "gift_card", "points")
+CHANNELS = ("store", "web", "app")
+Tender = Literal["card", "app", "cash", "gift_card", "points"]
+Channel = Literal["store", "web", "app"]
+
 
 class PurchaseItemIn(BaseModel):
     """One basket line as a POS sends it."""
@@ -131,6 +139,11 @@ class PurchaseEvent(BaseModel):
     currency: CurrencyCode
     total: Amount
     items: Annotated[list[PurchaseItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
+    tender: Tender | None = Field(
+        default=None, description="how it was paid: card, app, cash, gift_card or points; for "
+                                  "a split payment, the method that paid the largest part")
+    channel: Channel | None = Field(
+        default=None, description="where it was bought: store, web or app")
 
     @model_validator(mode="after")
     def _amounts_agree(self) -> PurchaseEvent:
@@ -176,11 +189,14 @@ def _to_purchase(event: PurchaseEvent) -> Purchase:
     occurred_utc = event.occurred_at.astimezone(UTC)
     # The body hash covers the normalised event, so "12.5" and "12.50", or the same instant
     # written with another offset, are the same purchase.
-    body = (
+    body: tuple[Any, ...] = (
         event.store_id, event.transaction_id, event.member_id, occurred_utc.isoformat(),
         currency, total_minor,
         [(i.sku, i.category, i.quantity_milli, i.unit_price_minor) for i in items],
     )
+    if event.tender is not None or event.channel is not None:
+        # Only then: a purchase without them hashes as it did before they existed.
+        body = (*body, event.tender, event.channel)
     return Purchase(
         store_id=event.store_id,
         transaction_id=event.transaction_id,
@@ -190,6 +206,8 @@ def _to_purchase(event: PurchaseEvent) -> Purchase:
         total_minor=total_minor,
         items=tuple(items),
         body_hash=hashlib.sha256(to_json(body)).hexdigest(),
+        tender=event.tender,
+        channel=event.channel,
     )
 
 

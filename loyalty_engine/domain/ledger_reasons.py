@@ -74,6 +74,8 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
             parts.append(f"x{factor} {name}")
         for name, factor in (reason.get("benefits") or {}).items():
             parts.append(f"x{factor} from {name.replace(':', ' ')}")
+        for name, why in (reason.get("set_aside") or {}).items():
+            parts.append(f"not {name} ({why})")
         if reason.get("rounding"):
             parts.append(_ROUNDING.get(reason["rounding"], f"rounded {reason['rounding']}"))
     elif "visit" in reason:
@@ -99,7 +101,7 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
     known = {"eligible_spend_minor", "points_per_unit", "excluded_items", "multipliers",
              "boosts", "benefits", "rounding", "visit", "visits", "period",
              "period_spend_minor", "threshold_minor", "spend_minor", "award", "kind",
-             "category", "because", "group", "capped", "rule", "points"}
+             "category", "because", "group", "capped", "rule", "points", "set_aside"}
     rest = {k: v for k, v in reason.items() if k not in known}
     if rest:
         parts.append(_plain(rest, money))

@@ -30,6 +30,8 @@ class Purchase:
     total_minor: int
     items: tuple[LineItem, ...]
     body_hash: str
+    tender: str | None = None  # card, app, cash, gift_card, points (domain.events.TENDERS)
+    channel: str | None = None  # store, web, app
     key: tuple[str, str] = ("", "")
 
     def __post_init__(self) -> None:

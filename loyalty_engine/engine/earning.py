@@ -145,6 +145,8 @@ class _Facts:
                 "purchase.eligible_spend": self.eligible_minor,
                 "purchase.currency": p.currency,
                 "purchase.store": p.store_id,
+                "purchase.tender": p.tender or "",
+                "purchase.channel": p.channel or "",
                 "purchase.item_count": len(p.items),
                 "purchase.categories": [i.category for i in p.items],
                 "purchase.skus": [i.sku for i in p.items],
@@ -287,6 +289,10 @@ def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | Non
     if (when.stores or when.store_prefixes) and not when.covers(facts.purchase.store_id):
         return False
     if when.weekdays and day.weekday() not in when.weekdays:
+        return False
+    if when.tenders and facts.purchase.tender not in when.tenders:
+        return False  # (a purchase that does not say how it was paid meets no tender)
+    if when.channels and facts.purchase.channel not in when.channels:
         return False
     if when.starts is not None and day < when.starts:
         return False

@@ -419,11 +419,13 @@ class PurchaseWriter:
                     on_conflict=["member_id", "program_id"])
         self._known_enrolments.update(enrolments)
         purchase_columns = ("store_id", "transaction_id", "member_id", "occurred_at",
-                            "currency", "total_minor", "body_hash", "recorded_at")
+                            "currency", "total_minor", "body_hash", "recorded_at",
+                            "tender", "channel")
         purchase_rows = [
             (p.purchase.store_id, p.purchase.transaction_id, p.purchase.member_id,
              conv.when(p.purchase.occurred_at), p.purchase.currency, p.purchase.total_minor,
-             p.purchase.body_hash, now) for p in plans]
+             p.purchase.body_hash, now, p.purchase.tender, p.purchase.channel)
+            for p in plans]
         item_columns = ("member_id", "line_no", "sku", "category", "quantity_milli",
                         "unit_price_minor", "amount_minor")
         items_written = len(plans) <= FEW_ROWS

@@ -26,6 +26,7 @@ from loyalty_engine.rules.compiled_membership import (
     compile_tiers,
 )
 from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.multipliers import MultiplierPlan, plan_of
 from loyalty_engine.rules.schema import (
     Caps,
     Condition,
@@ -64,6 +65,8 @@ class CompiledCondition:
     clubs: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     consents: frozenset[str] = frozenset()
+    tenders: frozenset[str] = frozenset()  # the purchase's tender is one of these
+    channels: frozenset[str] = frozenset()  # its channel is one of these
 
     @property
     def reads_standing(self) -> bool:
@@ -235,6 +238,8 @@ class PointsPerSpend(RuleBase):
     category_multipliers: dict[str, Decimal]
     denominator: int
     multipliers: tuple[tuple[str, CompiledCondition, Fraction], ...]
+    # Exclusions and best-of groups among the multipliers (plain: they all multiply).
+    plan: MultiplierPlan = field(default_factory=MultiplierPlan)
 
     stateless: ClassVar[bool] = True
 
@@ -256,6 +261,7 @@ class PointsPerSpend(RuleBase):
             denominator=denominator,
             multipliers=tuple((m.id, _condition(m.when, minor), Fraction(m.factor))
                               for m in rule.multipliers),
+            plan=plan_of(rule.multipliers, rule.multiplier_groups),
         )
 
     @property
@@ -271,6 +277,8 @@ class PointsPerSpend(RuleBase):
         if spend == 0 or spend < self.minimum_minor:
             return None
         factors = ctx.boosts(self)
+        if factors and not self.plan.plain:
+            return self._earn_planned(ctx, items, spend, factors)
         weights = self.category_weights
         multiplied: dict[str, int] = {}
         boosted: dict[str, str] = {}
@@ -329,6 +337,62 @@ class PointsPerSpend(RuleBase):
                 reason["boosts"] = dict(sorted(boosts.items()))
             if benefits:
                 reason["benefits"] = dict(sorted(benefits.items()))
+        return points, reason
+
+    def _earn_planned(self, ctx: Earning, items: Sequence[LineItem], spend: int,
+                      factors: list[tuple[str, CompiledCondition, Fraction]]) -> Earned | None:
+        """earn, for multipliers with exclusions or best-of groups: line by line, the
+        multipliers that hold on the line combine as the plan says (a multiplier that
+        selects items holds on those lines only)."""
+        weights = self.category_weights
+        multiplied: dict[str, int] = {}
+        boosted: dict[str, str] = {}
+        set_aside: dict[str, str] = {}
+        by_factor: dict[Fraction, int] = {}
+        lines: dict[tuple[str, ...], Fraction] = {}  # the names holding -> combined factor
+        for item in items:
+            weight = weights.get(item.category)
+            if weight is None:
+                weight = self.default_weight
+            else:
+                multiplied[item.category] = multiplied.get(item.category, 0) + item.amount_minor
+            holding = [(name, value) for name, condition, value in factors
+                       if not condition.item_scoped or condition.selects(item.category, item.sku)]
+            key = tuple(name for name, _ in holding)
+            factor = lines.get(key)
+            if factor is None:
+                combined = self.plan.combine(holding)
+                factor = lines[key] = combined.factor
+                boosted.update((name, _ratio(value)) for name, value in combined.counted.items())
+                set_aside.update(combined.set_aside)
+            by_factor[factor] = by_factor.get(factor, 0) + item.amount_minor * weight
+        exact = sum((f * n for f, n in by_factor.items()), Fraction(0))
+        points = round_points(exact.numerator, exact.denominator * self.denominator,
+                              self.rounding)
+        if points <= 0:
+            return None
+        reason: dict[str, Any] = {
+            "eligible_spend_minor": spend,
+            "excluded_items": ctx.excluded_items,
+            "points_per_unit": str(self.points_per_unit),
+            "rounding": self.rounding,
+        }
+        if multiplied:
+            reason["multipliers"] = {
+                category: {"spend_minor": s,
+                           "multiplier": str(self.category_multipliers[category])}
+                for category, s in sorted(multiplied.items())
+            }
+        benefits = {k: v for k, v in boosted.items() if k.startswith(("tier:", "club:"))}
+        boosts = {k: v for k, v in boosted.items() if k not in benefits}
+        if boosts:
+            reason["boosts"] = dict(sorted(boosts.items()))
+        if benefits:
+            reason["benefits"] = dict(sorted(benefits.items()))
+        # Multipliers that held but counted on no line, and why: "why 340 points?"
+        aside = {k: v for k, v in set_aside.items() if k not in boosted}
+        if aside:
+            reason["set_aside"] = dict(sorted(aside.items()))
         return points, reason
 
 
@@ -799,6 +863,8 @@ def _condition(when: Condition, minor: Any) -> CompiledCondition:
         clubs=frozenset(when.clubs),
         groups=frozenset(when.groups),
         consents=frozenset(when.consents),
+        tenders=frozenset(when.tenders),
+        channels=frozenset(when.channels),
         expression=None if when.expression is None else compile_expression(when.expression),
         expression_source=when.expression,
     )

@@ -19,8 +19,9 @@ Plain: TypeAlias = "str | int | bool | list[Plain] | dict[str, Plain] | None"
 class Change:
     """One field whose value differs, at a dotted path such as `when.days`.
 
-    For a list of tags (days, categories, skus, stores, tiers) `added` and `removed` hold the
-    members that differ; order and repetition in such lists carry no meaning.
+    For a list of tags (days, categories, skus, stores, tiers, tenders, channels, excludes)
+    `added` and `removed` hold the members that differ; order and repetition in such lists
+    carry no meaning.
     """
 
     path: str

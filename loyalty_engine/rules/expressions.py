@@ -34,6 +34,8 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "purchase.eligible_spend": (_T.INT, "spend on items that are not excluded, minor units"),
     "purchase.currency": (_T.STRING, "ISO 4217 code"),
     "purchase.store": (_T.STRING, "the store id"),
+    "purchase.tender": (_T.STRING, "card, app, cash, gift_card or points; '' when not sent"),
+    "purchase.channel": (_T.STRING, "store, web or app; '' when not sent"),
     "purchase.item_count": (_T.INT, "number of lines"),
     "purchase.categories": (_T.List(_T.STRING), "the categories of its lines"),
     "purchase.skus": (_T.List(_T.STRING), "the SKUs of its lines"),

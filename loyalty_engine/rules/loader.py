@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
+from loyalty_engine.rules.multipliers import program_warnings
 from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
 
 # Checked before parsing, so that a huge file is refused at once: YAML parsing takes about
@@ -63,6 +64,9 @@ class LoadedProgram:
     definition: ProgramDefinition
     compiled: CompiledProgram
     content_hash: str
+    # What validation warns about without refusing the file, each as a Problem whose
+    # message begins "warning: " (printed as file:line:col: warning: ...).
+    warnings: tuple[Problem, ...] = ()
 
 
 def too_large(name: str) -> Problem:
@@ -123,6 +127,9 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
         definition=definition,
         compiled=compile_program(definition),
         content_hash=content_hash(definition),
+        warnings=tuple(
+            Problem(name, *_locate(data, loc, "value"), f"warning: {_dotted(loc)}: {message}")
+            for loc, message in program_warnings(definition.rules)),
     )
 
 

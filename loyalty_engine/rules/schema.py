@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from loyalty_engine.domain.events import Channel, Tender
 from loyalty_engine.domain.money import (
     CurrencyCode,
     MoneyError,
@@ -29,6 +30,7 @@ from loyalty_engine.domain.money import (
 )
 from loyalty_engine.rules.expressions import compile_expression
 from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
+from loyalty_engine.rules.multipliers import check_multipliers
 from loyalty_engine.rules.schedules import JOBS, check_cron
 from loyalty_engine.rules.values import (
     DecimalIn,
@@ -57,6 +59,11 @@ class Exclusions(_Strict):
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Period = Literal["day", "week", "month", "quarter", "year"]
 Money = DecimalIn  # an amount in the program's currency; precision checked per program
+
+
+def _unused(value: object) -> bool:
+    """A key left at its default (None or empty): not in the dump the content hash is of."""
+    return value is None or value == [] or value == {}
 
 
 def _expression_shorthand(value: object) -> object:
@@ -89,6 +96,14 @@ class Condition(_Strict):
                                 "affinity groups")
     consents: list[Label] = Field(default=[], description="the member has given every one of "
                                   "these consents (e.g. marketing)")
+    # Keys added after programs were stored leave the dump (so the content hash of a file
+    # that does not use them) as it was when left out.
+    tenders: list[Tender] = Field(default=[], exclude_if=_unused, description="the purchase "
+                                  "was paid with one of these (card, app, cash, gift_card, "
+                                  "points)")
+    channels: list[Channel] = Field(default=[], exclude_if=_unused, description="the "
+                                    "purchase was made in one of these channels (store, "
+                                    "web, app)")
     expression: str | None = Field(
         default=None, min_length=1, max_length=2000,
         description="a CEL expression over the declared context; must be a bool",
@@ -179,6 +194,15 @@ class Multiplier(_Strict):
     id: Slug
     when: When
     factor: PositiveDecimal
+    group: Slug | None = Field(
+        default=None, exclude_if=_unused, description="a group of multipliers combined as "
+        "the rule's multiplier_groups says (max: only the largest counts)")
+    excludes: list[Slug] = Field(
+        default=[], exclude_if=_unused, description="ids of the rule's multipliers that do "
+                                                    "not apply where this one does")
+
+
+Combine = Literal["max", "multiply"]
 
 
 class _Rule(_Strict):
@@ -208,6 +232,17 @@ class PointsPerSpendRule(_Rule):
     )
     category_multipliers: dict[Label, PositiveDecimal] = {}
     multipliers: list[Multiplier] = []
+    multiplier_groups: dict[Slug, Combine] = Field(
+        default={}, exclude_if=_unused, description="how the multipliers of each group "
+        "combine: max (only the largest that applies counts) or multiply (the default)")
+    max_factor: PositiveDecimal | None = Field(
+        default=None, exclude_if=_unused, description="the most the multipliers should "
+        "multiply to together; validation warns about multipliers that can go beyond it")
+
+    @model_validator(mode="after")
+    def _multipliers_consistent(self) -> PointsPerSpendRule:
+        check_multipliers(self.multipliers, self.multiplier_groups)
+        return self
 
 
 class FixedBonusRule(_Rule):

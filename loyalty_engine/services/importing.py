@@ -42,7 +42,9 @@ CSV_COLUMNS = (
     "transaction_id", "store_id", "member_id", "occurred_at", "currency", "total",
     "sku", "category", "quantity", "unit_price",
 )
-_PURCHASE_COLUMNS = CSV_COLUMNS[:6]
+# Optional columns: how the purchase was paid and where (domain.events TENDERS, CHANNELS).
+OPTIONAL_CSV_COLUMNS = ("tender", "channel")
+_PURCHASE_COLUMNS = (*CSV_COLUMNS[:6], *OPTIONAL_CSV_COLUMNS)
 BATCH_SIZE = 2000
 # The longest line (a JSON Lines record, a CSV row) read; longer ones are refused unparsed,
 # read in pieces of this size so that memory stays bounded (a 74 MB line reached 1.5 GB).
@@ -410,7 +412,7 @@ def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]
     if doubled:
         raise ImportFileError(f"{path}:1: column(s) named twice: {', '.join(doubled)}")
     missing = [c for c in CSV_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in CSV_COLUMNS]
+    unknown = [n for n in names if n not in CSV_COLUMNS and n not in OPTIONAL_CSV_COLUMNS]
     if missing or unknown:
         parts = []
         if missing:
@@ -418,8 +420,10 @@ def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]
         if unknown:
             parts.append("unknown column(s): " + ", ".join(unknown))
         raise ImportFileError(f"{path}:1: " + "; ".join(parts) + " (expected: "
-                              + ", ".join(CSV_COLUMNS) + ")")
-    index = {name: names.index(name) for name in CSV_COLUMNS}
+                              + ", ".join(CSV_COLUMNS) + "; optional: "
+                              + ", ".join(OPTIONAL_CSV_COLUMNS) + ")")
+    index = {name: names.index(name) for name in (*CSV_COLUMNS, *OPTIONAL_CSV_COLUMNS)
+             if name in names}
     group: list[tuple[int, dict[str, str]]] = []
     line = reader.line_num
     try:
@@ -452,7 +456,7 @@ def _csv_group(group: list[tuple[int, dict[str, str]]]) -> Record:
     first_line, first = group[0]
     rows = [r for _, r in group]
     for line, row in group[1:]:
-        differing = [c for c in _PURCHASE_COLUMNS if row[c] != first[c]]
+        differing = [c for c in _PURCHASE_COLUMNS if row.get(c) != first.get(c)]
         if differing:
             return ("error", first_line, rows, f"line {line}: {', '.join(differing)} "
                                                "differ(s) from the first row of the same "
@@ -474,4 +478,6 @@ def _csv_body(rows: list[dict[str, str]]) -> dict[str, Any]:
              "unit_price": r["unit_price"]}
             for r in rows
         ],
+        # An empty cell is a purchase that did not say.
+        **{name: first[name] for name in OPTIONAL_CSV_COLUMNS if first.get(name)},
     }

@@ -178,7 +178,8 @@ def show_member(conn: Connection, member_id: str, as_of: datetime,
     ).all()
     purchases = conn.execute(
         select(_purchases.c.id, _purchases.c.store_id, _purchases.c.transaction_id,
-               _purchases.c.occurred_at, _purchases.c.currency, _purchases.c.total_minor)
+               _purchases.c.occurred_at, _purchases.c.currency, _purchases.c.total_minor,
+               _purchases.c.tender, _purchases.c.channel)
         .where(_purchases.c.member_id == member_id)
         .order_by(_purchases.c.occurred_at.desc(), _purchases.c.id.desc()).limit(recent)
     ).all()

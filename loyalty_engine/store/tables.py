@@ -115,6 +115,9 @@ class Purchase(Base):
     total_minor: Mapped[int] = mapped_column(BigInteger)
     body_hash: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime]
+    # How it was paid and where it was bought, when the till said (domain.events).
+    tender: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
 
 
 class PurchaseItem(Base):

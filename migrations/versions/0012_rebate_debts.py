@@ -15,7 +15,7 @@ from loyalty_engine.store.types import UTCDateTime
 
 
 revision: str = '0012'
-down_revision: str | None = '0009'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

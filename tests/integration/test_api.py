@@ -99,6 +99,8 @@ def test_a_purchase_imported_before_is_answered_as_a_replay(api: Api) -> None:
     ({"loyalty_card": "X"}, 422, ["loyalty_card"], "unknown field"),
     ({"total": "9.99"}, 422, [], "does not equal the sum"),
     ({"currency": "USD", "total": "7.20"}, 422, [], "currency USD does not match"),
+    ({"tender": "apple"}, 422, ["tender"], "'card', 'app', 'cash', 'gift_card' or 'points'"),
+    ({"channel": "phone"}, 422, ["channel"], "'store', 'web' or 'app'"),
 ])
 def test_bad_purchases_say_what_to_change_and_write_nothing(
         api: Api, change: dict[str, Any], status: int, fields: list[str], says: str) -> None:

@@ -55,7 +55,8 @@ def total_of(items: list[Item]) -> str:
 
 
 def buy(engine: Engine, transaction_id: str, when: str, items: list[Item], *,
-        member: str | None = "M-1", store: str = "AMS-01") -> PurchaseOutcome:
+        member: str | None = "M-1", store: str = "AMS-01", tender: str | None = None,
+        channel: str | None = None) -> PurchaseOutcome:
     body: dict[str, Any] = {
         "transaction_id": transaction_id, "store_id": store, "occurred_at": at(when),
         "currency": "EUR", "total": total_of(items),
@@ -64,6 +65,10 @@ def buy(engine: Engine, transaction_id: str, when: str, items: list[Item], *,
     }
     if member is not None:
         body["member_id"] = member
+    if tender is not None:
+        body["tender"] = tender
+    if channel is not None:
+        body["channel"] = channel
     return record_purchase(engine, PurchaseEvent.model_validate(body), RECORDED_AT)
 
 

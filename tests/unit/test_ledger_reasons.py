@@ -22,6 +22,13 @@ from loyalty_engine.domain.ledger_reasons import describe_reason
               "benefits": {"tier:glow": "1.25"}},
      "EUR", "1 point(s) per EUR on 3.60 EUR; 1 excluded item(s) not counted; "
             "x2 double-tuesday; x1.25 from tier glow; rounded half up"),
+    ("earn", {"eligible_spend_minor": 1480, "excluded_items": 0, "points_per_unit": "2",
+              "rounding": "floor", "boosts": {"double-star-week": "2"},
+              "set_aside": {"breakfast-bonus": "excluded by double-star-week",
+                            "web-week": "best of promotions: double-star-week is larger"}},
+     "EUR", "2 point(s) per EUR on 14.80 EUR; x2 double-star-week; not breakfast-bonus "
+            "(excluded by double-star-week); not web-week (best of promotions: "
+            "double-star-week is larger); rounded down"),
     ("earn", {"eligible_spend_minor": 1500, "points_per_unit": "10", "rounding": "floor"},
      "JPY", "10 point(s) per JPY on 1500 JPY; rounded down"),
     ("earn", {"visit": 5, "period": "2026-03"}, "EUR", "visit 5 in 2026-03"),

@@ -1,0 +1,28 @@
+"""Tender and channel: how a purchase was paid and where it was bought (both optional).
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-03 12:45:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0010'
+down_revision: str | None = '0009'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('purchases', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('tender', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('channel', sa.String(length=16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('purchases', schema=None) as batch_op:
+        batch_op.drop_column('channel')
+        batch_op.drop_column('tender')
