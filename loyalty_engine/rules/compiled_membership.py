@@ -96,15 +96,19 @@ class TierLadder:
 
     def reaches(self, step: TierStep, credit: Credit | int) -> bool:
         """Whether credit (per measure) reaches a rung: any or all of its thresholds."""
-        got = (credit,) if isinstance(credit, int) else credit
+        got = self._credit(credit)
         hits = [have >= need for have, need in zip(got, step.thresholds, strict=True)]
         return any(hits) if self.combine == "any" else all(hits)
 
     def lacking(self, step: TierStep, credit: Credit | int) -> dict[str, int]:
         """What each measure lacks to reach a rung (0 where reached), in stored units."""
-        got = (credit,) if isinstance(credit, int) else credit
+        got = self._credit(credit)
         return {m.name: max(0, need - have)
                 for m, have, need in zip(self.measures, got, step.thresholds, strict=True)}
+
+    def _credit(self, credit: Credit | int) -> Credit:
+        """A credit per measure; a plain number is that much of every measure."""
+        return (credit,) * len(self.measures) if isinstance(credit, int) else credit
 
     def step(self, tier_id: str) -> TierStep | None:
         """The rung with this id (None for '' or a tier the ladder no longer has)."""

@@ -121,3 +121,24 @@ def assert_ledger_exact(engine: Engine) -> None:
     """Balances (spendable + pending) equal the ledger, and lots back them."""
     check = check_balances(engine)
     assert check.mismatches == [], check.mismatches
+
+
+HOTEL = ROOT / "tests" / "fixtures" / "programs" / "hotel-nights.yaml"
+
+
+def tier_of(engine: Engine, program: str, member: str = "M-1") -> tuple[str, str | None]:
+    """A member's earned tier in a program and the day its hold ends ('' and None without
+    a tier row)."""
+    s = tables.tier_status
+    with read_transaction(engine) as conn:
+        row = conn.execute(select(s.c.tier, s.c.held_until).where(
+            s.c.member_id == member, s.c.program_id == program)).first()
+    if row is None:
+        return "", None
+    return row.tier, None if row.held_until is None else row.held_until.isoformat()
+
+
+def counter_total(engine: Engine, program: str, counter: str, member: str = "M-1") -> int:
+    """The sum of a member's counter over every period."""
+    return sum(value for (p, c, _), value in state(engine, member)["counters"].items()
+               if p == program and c == counter)
