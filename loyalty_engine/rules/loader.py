@@ -230,6 +230,8 @@ def _without_tags(root: CommentedMap, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     for key in loc:
         if isinstance(node, CommentedMap) and key not in node and node.get("kind") == key:
             continue
+        if isinstance(key, str) and key.startswith("~"):  # a union's tag of its own shape
+            continue
         kept.append(key)
         in_map = isinstance(node, CommentedMap) and key in node
         in_seq = isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node)

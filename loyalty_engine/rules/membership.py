@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, Tag, model_validator
 
 from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError, PositiveDecimal, Slug
 
@@ -62,7 +62,28 @@ class QuantityMeasure(_Strict):
                                   "measure's name in a ladder of several")
 
 
-Measure = Literal["spend", "visits", "points", "days"] | QuantityMeasure
+def _measure_shape(value: object) -> str:
+    """Which shape of a union a value is written in, so that a mistake is reported once, in
+    that shape (tags starting with '~' are left out of problem locations)."""
+    if isinstance(value, str):
+        return "~name"
+    if isinstance(value, dict) and "quantity" in value:
+        return "~quantity"
+    return "~combined" if isinstance(value, dict) else "~name"
+
+
+def _window_shape(value: object) -> str:
+    return "~rolling" if isinstance(value, dict) else "~name"
+
+
+def _one_measure(value: object) -> str:
+    return "~quantity" if isinstance(value, dict) else "~name"
+
+
+MeasureName = Literal["spend", "visits", "points", "days"]
+Measure = Annotated[
+    Annotated[MeasureName, Tag("~name")] | Annotated[QuantityMeasure, Tag("~quantity")],
+    Discriminator(_one_measure)]
 
 
 class CombinedMeasure(_Strict):
@@ -131,10 +152,14 @@ def measure_kind(measure: Measure) -> str:
 class Tiers(_Strict):
     """A tier ladder: what qualifies, over which window, and how members go down."""
 
-    measure: Literal["spend", "visits", "points", "days"] | QuantityMeasure | CombinedMeasure = (
-        Field(description="eligible spend, purchases, distinct days, points earned (never the "
-                          "balance), a quantity of items, or several of them with any:/all:"))
-    window: Literal["calendar_year", "anniversary"] | RollingWindow
+    measure: Annotated[
+        Annotated[MeasureName, Tag("~name")] | Annotated[QuantityMeasure, Tag("~quantity")]
+        | Annotated[CombinedMeasure, Tag("~combined")], Discriminator(_measure_shape)] = Field(
+        description="eligible spend, purchases, distinct days, points earned (never the "
+                    "balance), a quantity of items, or several of them with any:/all:")
+    window: Annotated[
+        Annotated[Literal["calendar_year", "anniversary"], Tag("~name")]
+        | Annotated[RollingWindow, Tag("~rolling")], Discriminator(_window_shape)]
     downgrade: Literal["qualified", "one_level", "hold_next_period"] = Field(
         description="at a review: drop to the qualified tier, at most one level, or keep a "
                     "tier through the period after the one it was reached in")
