@@ -63,21 +63,22 @@ class QuantityMeasure(_Strict):
 
 
 def _measure_shape(value: object) -> str:
-    """Which shape of a union a value is written in, so that a mistake is reported once, in
-    that shape (tags starting with '~' are left out of problem locations)."""
-    if isinstance(value, str):
-        return "~name"
-    if isinstance(value, dict) and "quantity" in value:
+    """Which shape of a union a value is written in (or, serialising, is), so that a
+    mistake is reported once, in that shape (tags starting with '~' are left out of
+    problem locations)."""
+    if isinstance(value, QuantityMeasure) or (isinstance(value, dict) and "quantity" in value):
         return "~quantity"
-    return "~combined" if isinstance(value, dict) else "~name"
+    if isinstance(value, dict | CombinedMeasure):  # (defined below; looked up when called)
+        return "~combined"
+    return "~name"
 
 
 def _window_shape(value: object) -> str:
-    return "~rolling" if isinstance(value, dict) else "~name"
+    return "~rolling" if isinstance(value, dict | RollingWindow) else "~name"
 
 
 def _one_measure(value: object) -> str:
-    return "~quantity" if isinstance(value, dict) else "~name"
+    return "~quantity" if isinstance(value, dict | QuantityMeasure) else "~name"
 
 
 MeasureName = Literal["spend", "visits", "points", "days"]
