@@ -98,7 +98,10 @@ def shown_credit(ladder: TierLadder, values: Credit, currency: str,
             continue
         whole = Decimal(value) / measure.scale
         number = f"{whole:,.3f}".rstrip("0").rstrip(".") if whole % 1 else f"{int(whole):,}"
-        parts.append(f"{number} {measure.unit or measure.name}")
+        unit = measure.unit or measure.name
+        if whole == 1 and unit.endswith("s"):  # 1 night, 1 day, 1 point
+            unit = unit[:-1]
+        parts.append(f"{number} {unit}")
     return joiner.join(parts)
 
 

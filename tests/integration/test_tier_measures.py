@@ -63,7 +63,7 @@ def test_days_count_distinct_local_days(engine: Engine, tmp_path: Path) -> None:
     back = refund(engine, "R5", "T5", "2026-03-07", "3.00")
     assert back.tiers == {"bakery": "regular"}
     [shown] = show_tiers(engine, "M-1", at("2026-03-07"))
-    assert (shown["credit"], shown["next_tier_short"]) == (2, "1 days short")
+    assert (shown["credit"], shown["next_tier_short"]) == (2, "1 day short")
 
 
 def test_a_quantity_refunded_line_by_line(engine: Engine, tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_a_quantity_refunded_line_by_line(engine: Engine, tmp_path: Path) -> Non
     assert counter_total(engine, "bakery", "*:quantity:quantity") == 4000
     assert tier_of(engine, "bakery")[0] == "fan"  # 4 cakes: below baker at once
     [shown] = show_tiers(engine, "M-1", at("2026-05-05"))
-    assert shown["next_tier_short"] == "1 cakes short"
+    assert shown["next_tier_short"] == "1 cake short"
 
 
 @pytest.mark.parametrize(
