@@ -173,7 +173,7 @@ def review_tier(ladder: TierLadder, tier: str, held_until: date | None, credit: 
 def _threshold(ladder: TierLadder, tier_id: str) -> int | dict[str, int]:
     step = ladder.step(tier_id)
     if len(ladder.measures) > 1:
-        needs = (0,) * len(ladder.measures) if step is None else step.thresholds
+        needs = (0,) * len(ladder.measures) if step is None else step.needs
         return {m.name: need for m, need in zip(ladder.measures, needs, strict=True)}
     return 0 if step is None else step.threshold
 

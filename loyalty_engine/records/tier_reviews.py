@@ -195,7 +195,7 @@ def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any)
         if len(got) == 1:
             found: ColumnElement[bool] = got[0] >= step.threshold
             return found
-        return joined(*[have >= need for have, need in zip(got, step.thresholds, strict=True)])
+        return joined(*[have >= need for have, need in zip(got, step.needs, strict=True)])
 
     qualified = case(*[(reaches(step), literal(step.tier_id))
                        for step in reversed(ladder.steps)], else_=literal(""))

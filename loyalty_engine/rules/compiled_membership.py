@@ -56,6 +56,11 @@ class TierStep:
     # thousandths.
     thresholds: tuple[int, ...] = ()
 
+    @property
+    def needs(self) -> tuple[int, ...]:
+        """The threshold per measure (a step built without thresholds: its one threshold)."""
+        return self.thresholds or (self.threshold,)
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -97,14 +102,14 @@ class TierLadder:
     def reaches(self, step: TierStep, credit: Credit | int) -> bool:
         """Whether credit (per measure) reaches a rung: any or all of its thresholds."""
         got = self._credit(credit)
-        hits = [have >= need for have, need in zip(got, step.thresholds, strict=True)]
+        hits = [have >= need for have, need in zip(got, step.needs, strict=True)]
         return any(hits) if self.combine == "any" else all(hits)
 
     def lacking(self, step: TierStep, credit: Credit | int) -> dict[str, int]:
         """What each measure lacks to reach a rung (0 where reached), in stored units."""
         got = self._credit(credit)
         return {m.name: max(0, need - have)
-                for m, have, need in zip(self.measures, got, step.thresholds, strict=True)}
+                for m, have, need in zip(self.measures, got, step.needs, strict=True)}
 
     def _credit(self, credit: Credit | int) -> Credit:
         """A credit per measure; a plain number is that much of every measure."""

@@ -397,7 +397,7 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
             if ladder.rank(after) >= ladder.rank(before):
                 continue
             step = ladder.step(row.tier)
-            needs = _none(ladder) if step is None else step.thresholds
+            needs = _none(ladder) if step is None else step.needs
             currency = version.program.currency
             found.append({
                 "member_id": row.member_id, "program_id": pid, "tier": before,
@@ -474,7 +474,7 @@ def show_tiers(conn: Connection, member_id: str, as_of: datetime,
             "next_tier_lacks": None if next_step is None
             else max(0, next_step.threshold - credit[0]),
             **_per_measure(ladder, credit, _none(ladder) if next_step is None
-                           else next_step.thresholds),
+                           else next_step.needs),
             "unit": ladder.measures[0].unit,
             "credit_shown": shown_credit(ladder, credit, version.program.currency),
             "next_tier_short": None if next_step is None
