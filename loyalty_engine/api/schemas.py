@@ -210,6 +210,15 @@ class TierProgress(BaseModel):
     next_tier_lacks: int | None
     next_review: Any = None
     held_until: Any = None
+    credits: dict[str, int] | None = Field(
+        default=None, description="a ladder of several measures: the credit per measure "
+                                  "(quantities in thousandths); credit is the first's")
+    lacking: dict[str, int] | None = Field(
+        default=None, description="a ladder of several measures: what each lacks for the "
+                                  "next tier")
+    next_tier_short: str | None = Field(
+        default=None, description="what the next tier lacks, for people: '3 nights or "
+                                  "12,000 points short'")
 
 
 class ProgramStanding(BaseModel):

@@ -38,7 +38,10 @@ def show(ctx: typer.Context, member_id: str, program: str | None = PROGRAM,
         last_day = t["window"][1] - timedelta(days=1)
         console.print(f"  {t['measure']} {_amount(t, t['credit'])} from {t['window'][0]} to "
                       f"{last_day}", markup=False)
-        if t["next_tier"]:
+        if t["next_tier"] and t.get("credits"):  # several measures: each one's figure
+            console.print(f"  next tier {t['next_tier']}: "
+                          f"{t['next_tier_short'] or 'reached'}", markup=False)
+        elif t["next_tier"]:
             console.print(f"  next tier {t['next_tier']}: lacks "
                           f"{_amount(t, t['next_tier_lacks'])}", markup=False)
         if t["next_review"]:
@@ -66,6 +69,11 @@ def at_risk_(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | Non
     table = Table("member", "program", "tier", "would drop to", "review", "credit", "needed",
                   "lacks")
     for r in rows:
+        if r.get("credits"):  # several measures: what is short, measure by measure
+            table.add_row(r["member_id"], r["program_id"], r["tier"], r["would_drop_to"] or "-",
+                          str(r["review_day"]), r["credit_shown"], r["needed_shown"],
+                          r["short"])
+            continue
         table.add_row(r["member_id"], r["program_id"], r["tier"], r["would_drop_to"] or "-",
                       str(r["review_day"]), _amount(r, r["credit"]), _amount(r, r["needed"]),
                       _amount(r, r["lacks"]))
@@ -74,6 +82,8 @@ def at_risk_(ctx: typer.Context, program: str | None = PROGRAM, as_of: str | Non
 
 def _amount(row: dict[str, Any], value: int) -> str:
     """Credit for people: money for a spend ladder, a plain count otherwise."""
+    if row["measure"] == "quantity":
+        return f"{value / 1000:g} {row.get('unit') or 'quantity'}"
     if row["measure"] != "spend":
         return f"{value} {row['measure']}"
     return money(value, row["currency"])

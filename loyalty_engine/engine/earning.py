@@ -200,12 +200,21 @@ def _count_credit(program: CompiledProgram, facts: _Facts, progress: Progress,
         _advance(progress, result, "*:spend", day, facts.eligible_minor)
     if ladder is None:
         return
-    if ladder.measure == "visits" and facts.eligible_minor > 0:
-        _advance(progress, result, "*:visits", day, 1)
-    elif ladder.measure == "points":
-        points = sum(a.points for a in result.awards)
-        if points > 0:
-            _advance(progress, result, "*:points", day, points)
+    for measure in ladder.measures:
+        if measure.kind in ("visits", "days") and facts.eligible_minor > 0:
+            # days: the day's purchases with eligible spend; the day counts while above 0.
+            _advance(progress, result, measure.counter, day, 1)
+        elif measure.kind == "points":
+            points = sum(a.points for a in result.awards)
+            if points > 0:
+                _advance(progress, result, measure.counter, day, points)
+        elif measure.kind == "quantity":
+            # Priced lines only: a refund takes quantities back by their share of the
+            # amount, which a free line does not have.
+            milli = sum(item.quantity_milli for item in facts.eligible
+                        if item.amount_minor > 0 and measure.selects(item.category, item.sku))
+            if milli > 0:
+                _advance(progress, result, measure.counter, day, milli)
     standing = facts.member.standing(program.program_id)
     result.tier_change = judge_purchase(program, standing, progress, facts.day)
 

@@ -12,7 +12,7 @@ up to the whole, and a purchase refunded in full reverses every effect exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
@@ -48,6 +48,16 @@ class RefundShares:
         self.full = sum(r.amount_minor for r in earlier) + this.amount_minor >= total_minor
         self._scopes: dict[tuple[str, str | None], tuple[int, Fraction, Fraction]] = {}
 
+    def back_selected(self, value: int, program: CompiledProgram, key: str,
+                      selects: Callable[[str, str], bool]) -> int:
+        """What this refund reverses of an effect counted on the program's lines that a
+        selection takes (a tier's quantity of nights): refunded lines' share by amount, so
+        a line refunded whole gives back exactly its quantity."""
+        base, before, after = self._scope(program, key, selects)
+        if base == 0:
+            return 0
+        return _rounded(value, after, base) - _rounded(value, before, base)
+
     def back(self, value: int, program: CompiledProgram, rule_id: str | None) -> int:
         """What this refund reverses of an effect `value` earned under program's rule
         (None, or an unknown rule: the program's eligible lines)."""
@@ -56,13 +66,14 @@ class RefundShares:
             return 0
         return _rounded(value, after, base) - _rounded(value, before, base)
 
-    def _scope(self, program: CompiledProgram,
-               rule_id: str | None) -> tuple[int, Fraction, Fraction]:
+    def _scope(self, program: CompiledProgram, rule_id: str | None,
+               selects: Callable[[str, str], bool] | None = None
+               ) -> tuple[int, Fraction, Fraction]:
         key = (program.program_id, rule_id)
         found = self._scopes.get(key)
         if found is not None:
             return found
-        rule = None if rule_id is None else program.rule(rule_id)
+        rule = None if rule_id is None or selects is not None else program.rule(rule_id)
         when = None if rule is None else rule.when
         # Each SKU in scope with its weight, as the rule's kind weighs it (a points_per_spend
         # rule's category multiplier: beans earning double take back double), 1 without one.
@@ -71,7 +82,8 @@ class RefundShares:
             if (line.category in program.excluded_categories
                     or line.sku in program.excluded_skus
                     or (when is not None and when.item_scoped
-                        and not when.selects(line.category, line.sku))):
+                        and not when.selects(line.category, line.sku))
+                    or (selects is not None and not selects(line.category, line.sku))):
                 continue
             weights[line.sku] = 1 if rule is None else rule.refund_weight(line.category)
         base = sum(line.amount_minor * weights[line.sku] for line in self.lines

@@ -10,7 +10,7 @@ from typing import Any
 
 from loyalty_engine.domain.decisions import MemberView, Standing, TierChange
 from loyalty_engine.rules.compiled import CompiledProgram
-from loyalty_engine.rules.compiled_membership import TierLadder, Window
+from loyalty_engine.rules.compiled_membership import Credit, TierLadder, Window
 
 Progress = dict[tuple[str, str], int]
 
@@ -89,6 +89,29 @@ def credit_in(progress: Progress, counter: str, window: Window) -> int:
                if name == counter and start <= period < end)
 
 
+def credits_in(progress: Progress, ladder: TierLadder, window: Window) -> Credit:
+    """A member's credit per measure of a ladder in a window: sums, but for days the
+    number of days whose purchases are not all refunded."""
+    start, end = window.start.isoformat(), window.end.isoformat()
+    found = []
+    for measure in ladder.measures:
+        if measure.kind == "days":
+            found.append(sum(1 for (name, period), value in progress.items()
+                             if name == measure.counter and start <= period < end
+                             and value > 0))
+        else:
+            found.append(credit_in(progress, measure.counter, window))
+    return tuple(found)
+
+
+def credit_detail(ladder: TierLadder, credit: Credit) -> int | dict[str, int]:
+    """Credit as a tier history shows it: the number of a single measure (as before), or
+    per measure name."""
+    if len(ladder.measures) == 1:
+        return credit[0]
+    return {m.name: value for m, value in zip(ladder.measures, credit, strict=True)}
+
+
 def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progress,
                    day: date) -> TierChange | None:
     """After a purchase counted its credit: the member's first tier, or an upgrade at once
@@ -99,7 +122,7 @@ def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progr
     if standing.enrolled_on is None:
         standing.enrolled_on = day
     window = ladder.current_window(day, standing.enrolled_on)
-    credit = credit_in(progress, ladder.counter, window)
+    credit = credits_in(progress, ladder, window)
     reached = ladder.qualified(credit)
     current = standing.tier if ladder.step(standing.tier) is not None else ""
     if standing.has_tier_row and ladder.rank(reached) <= ladder.rank(current):
@@ -111,7 +134,7 @@ def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progr
     reason = "upgrade" if standing.has_tier_row else "enrolment"
     before = standing.held_until
     change = TierChange(program.program_id, current, reached, reason, held,
-                        {"credit": credit, "measure": ladder.measure,
+                        {"credit": credit_detail(ladder, credit), "measure": ladder.measure,
                          "window": [window.start.isoformat(), window.end.isoformat()],
                          "threshold": _threshold(ladder, reached),
                          "held_before": None if before is None else before.isoformat()},
@@ -123,7 +146,7 @@ def judge_purchase(program: CompiledProgram, standing: Standing, progress: Progr
     return change
 
 
-def review_tier(ladder: TierLadder, tier: str, held_until: date | None, credit: int,
+def review_tier(ladder: TierLadder, tier: str, held_until: date | None, credit: Credit | int,
                 review_day: date, enrolled_on: date) -> tuple[str, date | None, str]:
     """The earned tier after a review: (tier, held until, why).
 
@@ -147,8 +170,11 @@ def review_tier(ladder: TierLadder, tier: str, held_until: date | None, credit: 
     return qualified, held, "not requalified"
 
 
-def _threshold(ladder: TierLadder, tier_id: str) -> int:
+def _threshold(ladder: TierLadder, tier_id: str) -> int | dict[str, int]:
     step = ladder.step(tier_id)
+    if len(ladder.measures) > 1:
+        needs = (0,) * len(ladder.measures) if step is None else step.needs
+        return {m.name: need for m, need in zip(ladder.measures, needs, strict=True)}
     return 0 if step is None else step.threshold
 
 

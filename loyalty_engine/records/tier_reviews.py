@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loyalty_engine.domain.periods import add_months, start_of_day
+from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.records.events import KEY_LENGTH, Event, record_events
 from loyalty_engine.rules.compiled_membership import TierLadder
 from loyalty_engine.store import tables
@@ -48,7 +48,9 @@ _counters = tables.progress_counters
 _temp = MetaData()
 _decision = Table("review_decision", _temp,
                   Column("member_id", String(64), primary_key=True),
-                  Column("credit", BigInteger), Column("old_tier", String(64)),
+                  Column("credit", BigInteger), Column("credit_1", BigInteger),
+                  Column("credit_2", BigInteger), Column("credit_3", BigInteger),
+                  Column("old_tier", String(64)),
                   Column("new_tier", String(64)), Column("new_held", Date),
                   Column("why", String(32)), prefixes=["TEMPORARY"])
 
@@ -68,11 +70,8 @@ def shared_review(ladder: TierLadder, today: date, zone: Any) -> SharedReview | 
     their own day)."""
     if ladder.window == "anniversary":
         return None
-    if ladder.window == "calendar_year":
-        day, previous = date(today.year, 1, 1), date(today.year - 1, 1, 1)
-    else:
-        day = today.replace(day=1)
-        previous = add_months(day, -1)
+    day = ladder.review_on_or_before(today)
+    previous = ladder.review_on_or_before(day - timedelta(days=1))
     return SharedReview(previous, day, start_of_day(day, zone))
 
 
@@ -99,6 +98,32 @@ def fast_members(pid: str, review: SharedReview) -> ColumnElement[bool]:
     return and_(s.program_id == pid, after, not_(floor_ends), not_(moved))
 
 
+def credit_names(ladder: TierLadder) -> list[str]:
+    """The credit columns, one per measure: credit, credit_1, ..."""
+    return ["credit" if i == 0 else f"credit_{i}" for i in range(len(ladder.measures))]
+
+
+def credit_query(ladder: TierLadder, pid: str, start: date, end: date) -> Any:
+    """Every member's credit per measure in [start, end): one GROUP BY of the counters.
+    A day of a days measure counts while its purchases are not all refunded (above 0)."""
+    c = _counters.c
+    window = (c.program_id == pid, c.period >= start.isoformat(), c.period < end.isoformat())
+    only = ladder.measures[0]
+    if len(ladder.measures) == 1 and only.kind != "days":
+        # The single summed measure as it always was (the benchmark's query).
+        return (select(c.member_id, func.sum(c.value).label("credit"))
+                .where(c.counter == only.counter, *window).group_by(c.member_id))
+    columns = []
+    for name, measure in zip(credit_names(ladder), ladder.measures, strict=True):
+        if measure.kind == "days":
+            value: Any = case((and_(c.counter == measure.counter, c.value > 0), 1), else_=0)
+        else:
+            value = case((c.counter == measure.counter, c.value), else_=0)
+        columns.append(func.sum(value).label(name))
+    return (select(c.member_id, *columns)
+            .where(c.counter.in_(ladder.counters), *window).group_by(c.member_id))
+
+
 def _rank(ladder: TierLadder, tier: ColumnElement[Any]) -> ColumnElement[int]:
     return case({step.tier_id: step.rank for step in ladder.steps}, value=tier, else_=-1)
 
@@ -112,11 +137,7 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
     if postgres:
         # Room to hash and sort a whole program's members in memory (this transaction only).
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-    credit = (select(_counters.c.member_id, func.sum(_counters.c.value).label("credit"))
-              .where(_counters.c.program_id == pid, _counters.c.counter == ladder.counter,
-                     _counters.c.period >= window.start.isoformat(),
-                     _counters.c.period < window.end.isoformat())
-              .group_by(_counters.c.member_id).subquery("review_credit"))
+    credit = credit_query(ladder, pid, window.start, window.end).subquery("review_credit")
     decisions = _decisions(ladder, pid, review, credit)
     if postgres and not _long_keys_possible(ladder, pid, review):
         # One statement: the decisions, the update, history and events as data-modifying
@@ -130,7 +151,8 @@ def review_fast(conn: Connection, ladder: TierLadder, pid: str, review: SharedRe
     _decision.drop(conn, checkfirst=True)
     _decision.create(conn)
     conn.execute(_decision.insert().from_select(
-        ["member_id", "credit", "old_tier", "new_tier", "new_held", "why"], decisions))
+        ["member_id", *credit_names(ladder), "old_tier", "new_tier", "new_held", "why"],
+        decisions))
     counts = _counted(conn.execute(_counts_of(ladder, _decision)).one())
     if counts["reviewed"]:
         _record(conn, ladder, pid, review, window, now)
@@ -165,10 +187,21 @@ def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any)
     """member_id, credit, old tier, new tier, new hold, why: review_tier as CASEs."""
     s = _status.c
     ids = [step.tier_id for step in ladder.steps]
-    credit = func.coalesce(credits.c.credit, 0)
-    qualified = case(*[(credit >= step.threshold, literal(step.tier_id))
+    names = credit_names(ladder)
+    got = [func.coalesce(credits.c[name], 0) for name in names]
+    joined = or_ if ladder.combine == "any" else and_
+
+    def reaches(step: Any) -> ColumnElement[bool]:
+        if len(got) == 1:
+            found: ColumnElement[bool] = got[0] >= step.threshold
+            return found
+        return joined(*[have >= need for have, need in zip(got, step.needs, strict=True)])
+
+    qualified = case(*[(reaches(step), literal(step.tier_id))
                        for step in reversed(ladder.steps)], else_=literal(""))
-    inner = (select(s.member_id, credit.label("credit"), s.tier, s.held_until,
+    inner = (select(s.member_id, *[have.label(name) for have, name in zip(got, names,
+                                                                          strict=True)],
+                    s.tier, s.held_until,
                     case((s.tier.in_(ids), s.tier), else_=literal("")).label("cur"),
                     qualified.label("q"))
              .select_from(_status.outerjoin(credits, credits.c.member_id == s.member_id))
@@ -190,7 +223,7 @@ def _decisions(ladder: TierLadder, pid: str, review: SharedReview, credits: Any)
     else:
         down, down_held, down_why = q, held_if_qualified, "not requalified"
     return select(
-        inner.c.member_id, inner.c.credit, inner.c.tier.label("old_tier"),
+        inner.c.member_id, *[inner.c[name] for name in names], inner.c.tier.label("old_tier"),
         case((up_or_level, q), (still_held, cur), else_=down).label("new_tier"),
         case((up_or_level, held_if_qualified), (still_held, inner.c.held_until),
              else_=down_held).label("new_held"),
@@ -249,8 +282,12 @@ def _history_insert(conn: Connection, ladder: TierLadder, pid: str, review: Shar
     held_text = func.cast(d.new_held, String) if postgres else d.new_held
     at = literal(review.at, UTCDateTime)
     changed = d.new_tier != d.old_tier
+    credit: Any = d.credit
+    if len(ladder.measures) > 1:
+        credit = obj(*[part for m, name in zip(ladder.measures, credit_names(ladder),
+                                               strict=True) for part in (m.name, d[name])])
     fields: list[Any] = [
-        "review_day", review.day.isoformat(), "credit", d.credit, "measure", ladder.measure,
+        "review_day", review.day.isoformat(), "credit", credit, "measure", ladder.measure,
         "policy", ladder.downgrade, "why", d.why,
         "window", array(window.start.isoformat(), window.end.isoformat())]
     detail = case((d.new_held.is_(None), obj(*fields)),

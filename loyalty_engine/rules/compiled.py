@@ -796,7 +796,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
     clubs = {c.id: compile_club(c, minor) for c in definition.clubs}
     fee_skus = {level.fee_sku: (club.club_id, level.level_id) for club in clubs.values()
                 for level in club.levels if level.fee_sku is not None}
-    tracks_spend = (tiers is not None and tiers.measure == "spend") or any(
+    tracks_spend = (tiers is not None and any(m.kind == "spend" for m in tiers.measures)) or any(
         c.waiver_minor is not None for c in clubs.values())
     return CompiledProgram(
         program_id=definition.program,

@@ -8,11 +8,38 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from loyalty_engine.domain.periods import add_months
-from loyalty_engine.rules.membership import Club, Group, Tiers
+from loyalty_engine.rules.membership import Club, CombinedMeasure, Group, Tiers, measure_kind
 
 # The counters tier credit (and a waiver's spend) are kept in, by local date (YYYY-MM-DD).
-CREDIT_COUNTERS = {"spend": "*:spend", "visits": "*:visits", "points": "*:points"}
+# A days counter holds the day's purchases with eligible spend (a day counts while above
+# 0); a quantity measure's counter, named after the measure, its lines' quantity_milli.
+CREDIT_COUNTERS = {"spend": "*:spend", "visits": "*:visits", "points": "*:points",
+                   "days": "*:days"}
 SPEND_COUNTER = "*:spend"
+QUANTITY_COUNTER = "*:quantity:"  # + the measure's name
+
+Credit = tuple[int, ...]  # a member's credit per measure of a ladder, in its order
+
+
+@dataclass(frozen=True, slots=True)
+class TierMeasure:
+    """One thing a ladder counts: its name, kind, counter and (quantity) line selection."""
+
+    name: str
+    kind: Literal["spend", "visits", "points", "days", "quantity"]
+    counter: str
+    categories: frozenset[str] = frozenset()
+    skus: frozenset[str] = frozenset()
+    unit: str = ""  # what a quantity is shown as (nights); the name otherwise
+
+    def selects(self, category: str, sku: str) -> bool:
+        """Whether a quantity measure counts a line."""
+        return category in self.categories or sku in self.skus
+
+    @property
+    def scale(self) -> int:
+        """Stored units per shown unit: quantities are kept in thousandths."""
+        return 1000 if self.kind == "quantity" else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +52,14 @@ class TierStep:
     threshold: int  # minor units for spend; visits or points otherwise
     multiplier: Fraction | None
     perks: frozenset[str]
+    # Per measure of the ladder, in its order (threshold is the first); quantities in
+    # thousandths.
+    thresholds: tuple[int, ...] = ()
+
+    @property
+    def needs(self) -> tuple[int, ...]:
+        """The threshold per measure (a step built without thresholds: its one threshold)."""
+        return self.thresholds or (self.threshold,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +78,42 @@ class Window:
 class TierLadder:
     """A program's tiers: what qualifies, over which window, and the downgrade policy."""
 
-    measure: Literal["spend", "visits", "points"]
+    measure: str  # spend | visits | points | days | quantity, or "any:a,b" / "all:a,b"
     window: Literal["calendar_year", "anniversary", "rolling"]
     months: int  # the window's length (12 except for rolling windows)
     downgrade: Literal["qualified", "one_level", "hold_next_period"]
     refunds: Literal["immediate", "at_review"]
     steps: tuple[TierStep, ...]
+    measures: tuple[TierMeasure, ...] = ()
+    combine: Literal["any", "all"] = "any"  # several measures: one or every threshold
+    review: Literal["monthly", "quarterly", "yearly"] = "monthly"  # rolling windows
+    review_on: tuple[int, int] = (1, 1)  # a yearly review's (month, day)
 
     @property
     def counter(self) -> str:
-        """The progress counter the qualifying credit is kept in."""
-        return CREDIT_COUNTERS[self.measure]
+        """The progress counter the (first measure's) qualifying credit is kept in."""
+        return self.measures[0].counter
+
+    @property
+    def counters(self) -> tuple[str, ...]:
+        """Every measure's counter, in the ladder's order."""
+        return tuple(m.counter for m in self.measures)
+
+    def reaches(self, step: TierStep, credit: Credit | int) -> bool:
+        """Whether credit (per measure) reaches a rung: any or all of its thresholds."""
+        got = self._credit(credit)
+        hits = [have >= need for have, need in zip(got, step.needs, strict=True)]
+        return any(hits) if self.combine == "any" else all(hits)
+
+    def lacking(self, step: TierStep, credit: Credit | int) -> dict[str, int]:
+        """What each measure lacks to reach a rung (0 where reached), in stored units."""
+        got = self._credit(credit)
+        return {m.name: max(0, need - have)
+                for m, have, need in zip(self.measures, got, step.needs, strict=True)}
+
+    def _credit(self, credit: Credit | int) -> Credit:
+        """A credit per measure; a plain number is that much of every measure."""
+        return (credit,) * len(self.measures) if isinstance(credit, int) else credit
 
     def step(self, tier_id: str) -> TierStep | None:
         """The rung with this id (None for '' or a tier the ladder no longer has)."""
@@ -64,11 +124,11 @@ class TierLadder:
         found = self.step(tier_id)
         return -1 if found is None else found.rank
 
-    def qualified(self, credit: int) -> str:
+    def qualified(self, credit: Credit | int) -> str:
         """The highest tier whose threshold the credit reaches ('' if none)."""
         best = ""
         for step in self.steps:
-            if credit >= step.threshold:
+            if self.reaches(step, credit):
                 best = step.tier_id
         return best
 
@@ -117,7 +177,25 @@ class TierLadder:
         if self.window == "anniversary":
             start = self._anniversary_on_or_before(after, enrolled_on)
             return self._anniversary(enrolled_on, start, 1)
-        return add_months(after.replace(day=1), 1)
+        last = self.review_on_or_before(after)
+        if self.review == "monthly":
+            return add_months(last, 1)
+        if self.review == "quarterly":
+            return add_months(last, 3)
+        return date(last.year + 1, *self.review_on)
+
+    def review_on_or_before(self, day: date) -> date:
+        """A calendar or rolling ladder's latest review day on or before a day: 1 January;
+        the 1st of the month (monthly), of January, April, July or October (quarterly), or
+        the review_on day of the year (yearly)."""
+        if self.window == "calendar_year":
+            return date(day.year, 1, 1)
+        if self.review == "monthly":
+            return day.replace(day=1)
+        if self.review == "quarterly":
+            return date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+        this_year = date(day.year, *self.review_on)
+        return this_year if this_year <= day else date(day.year - 1, *self.review_on)
 
     def held_until(self, reached_on: date, enrolled_on: date) -> date:
         """hold_next_period: a tier reached on a date holds until the end of the period
@@ -229,17 +307,43 @@ def birth_date(value: object) -> date | None:
 
 
 def compile_tiers(tiers: Tiers, minor: Any) -> TierLadder:
-    """The ladder with thresholds in minor units (spend) or counts."""
-    steps = tuple(
-        TierStep(level.id, level.name or level.id, rank,
-                 minor(level.threshold) if tiers.measure == "spend" else int(level.threshold),
-                 None if level.multiplier is None else Fraction(level.multiplier),
-                 frozenset(level.perks))
-        for rank, level in enumerate(tiers.levels))
-    if isinstance(tiers.window, str):
-        return TierLadder(tiers.measure, tiers.window, 12, tiers.downgrade, tiers.refunds, steps)
-    return TierLadder(tiers.measure, "rolling", tiers.window.rolling_months, tiers.downgrade,
-                      tiers.refunds, steps)
+    """The ladder with thresholds in minor units (spend), thousandths (quantities) or
+    counts."""
+    measures: list[TierMeasure] = []
+    for name, measure in tiers.measures.items():
+        if isinstance(measure, str):
+            measures.append(TierMeasure(name, measure, CREDIT_COUNTERS[measure]))
+        else:
+            measures.append(TierMeasure(name, "quantity", QUANTITY_COUNTER + name,
+                                        frozenset(measure.quantity.categories),
+                                        frozenset(measure.quantity.skus),
+                                        measure.unit or name))
+
+    def stored(measure: TierMeasure, value: Any) -> int:
+        if measure.kind == "spend":
+            return int(minor(value))
+        return int(value) * measure.scale
+
+    steps = []
+    for rank, level in enumerate(tiers.levels):
+        given = tiers.level_thresholds(level)
+        thresholds = tuple(stored(m, given[m.name]) for m in measures)
+        steps.append(TierStep(level.id, level.name or level.id, rank, thresholds[0],
+                              None if level.multiplier is None else Fraction(level.multiplier),
+                              frozenset(level.perks), thresholds))
+    if isinstance(tiers.measure, CombinedMeasure):
+        label = f"{tiers.measure.combine}:{','.join(m.name for m in measures)}"
+        combine = tiers.measure.combine
+    else:
+        label, combine = measure_kind(tiers.measure), "any"
+    window = tiers.window
+    if isinstance(window, str):
+        return TierLadder(label, window, 12, tiers.downgrade, tiers.refunds, tuple(steps),
+                          tuple(measures), combine)
+    month, day = (1, 1) if window.review_on is None else (
+        int(window.review_on[:2]), int(window.review_on[3:]))
+    return TierLadder(label, "rolling", window.rolling_months, tiers.downgrade, tiers.refunds,
+                      tuple(steps), tuple(measures), combine, window.review, (month, day))
 
 
 def compile_club(club: Club, minor: Any) -> CompiledClub:

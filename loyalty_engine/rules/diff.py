@@ -120,6 +120,8 @@ def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff
     old_rules, new_rules = _entries(before.pop("rules")), _entries(after.pop("rules"))
     old_rewards, new_rewards = _entries(before.pop("rewards")), _entries(after.pop("rewards"))
 
+    _readable_measure(before)
+    _readable_measure(after)
     settings: list[Change] = []
     _walk("", before, after, settings)
     order = _evaluation_order_change(old, new)
@@ -131,6 +133,21 @@ def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff
         rules=_diff_collection(old_rules, new_rules),
         rewards=_diff_collection(old_rewards, new_rewards),
     )
+
+
+def _readable_measure(program: dict[str, Plain]) -> None:
+    """A ladder of several measures as {combine: any|all, name: measure, ...}, so that
+    any -> all reads as `tiers.measure.combine: any -> all` and a measure added, removed
+    or changed as `tiers.measure.nights...` rather than as every field of both shapes."""
+    tiers = program.get("tiers")
+    if not isinstance(tiers, dict) or not isinstance(tiers.get("measure"), dict):
+        return
+    measure = tiers["measure"]
+    assert isinstance(measure, dict)
+    for combine in ("any", "all"):
+        named = measure.get(combine)
+        if isinstance(named, dict):
+            tiers["measure"] = {"combine": combine, **named}
 
 
 def show(value: Plain) -> str:

@@ -242,6 +242,8 @@ def _without_tags(root: CommentedMap, loc: tuple[Any, ...]) -> tuple[Any, ...]:
             continue
         if key in PERIOD_TAGS and not (isinstance(node, CommentedMap) and key in node):
             continue  # which form of a period (a name, or {membership_year: CLUB})
+        if isinstance(key, str) and key.startswith("~"):  # a union's tag of its own shape
+            continue
         kept.append(key)
         in_map = isinstance(node, CommentedMap) and key in node
         in_seq = isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node)

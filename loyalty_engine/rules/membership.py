@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, Tag, model_validator
 
 from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError, PositiveDecimal, Slug
 
@@ -22,29 +23,144 @@ class Perk(_Strict):
 
 
 class TierLevel(_Strict):
-    """One rung of the ladder: reached when the window's qualifying credit reaches threshold."""
+    """One rung of the ladder: reached when the window's qualifying credit reaches threshold
+    (or, on a ladder of several measures, its `thresholds` as `any` or `all` combines them)."""
 
     id: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    threshold: Annotated[DecimalIn, Field(ge=0)] = Field(
-        description="spend in the program currency, or a number of visits or points")
+    threshold: Annotated[DecimalIn, Field(ge=0)] | None = Field(
+        default=None,
+        description="spend in the program currency, or a number of visits, days, points or "
+                    "items (a ladder of one measure)")
+    thresholds: dict[Slug, Annotated[DecimalIn, Field(ge=0)]] | None = Field(
+        default=None, description="a ladder of several measures: a threshold per measure name")
     multiplier: PositiveDecimal | None = Field(
         default=None, description="multiplies points_per_spend rules while the tier is held")
     perks: list[Slug] = []
 
 
+class Selection(_Strict):
+    """The purchase lines a quantity measure counts: these categories and/or SKUs."""
+
+    categories: list[Label] = []
+    skus: list[Label] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> Selection:
+        if not self.categories and not self.skus:
+            raise LocatedValueError((), "a quantity measure needs the categories or skus of "
+                                    "the lines whose quantity it sums")
+        return self
+
+
+class QuantityMeasure(_Strict):
+    """Sums the quantity of the lines matching a selection (nights, flights, segments)."""
+
+    quantity: Selection
+    unit: Slug | None = Field(
+        default=None, description="what is counted, as people read it (nights); the "
+                                  "measure's name in a ladder of several")
+
+
+def _measure_shape(value: object) -> str:
+    """Which shape of a union a value is written in (or, serialising, is), so that a
+    mistake is reported once, in that shape (tags starting with '~' are left out of
+    problem locations)."""
+    if isinstance(value, QuantityMeasure) or (isinstance(value, dict) and "quantity" in value):
+        return "~quantity"
+    if isinstance(value, dict | CombinedMeasure):  # (defined below; looked up when called)
+        return "~combined"
+    return "~name"
+
+
+def _window_shape(value: object) -> str:
+    return "~rolling" if isinstance(value, dict | RollingWindow) else "~name"
+
+
+def _one_measure(value: object) -> str:
+    return "~quantity" if isinstance(value, dict | QuantityMeasure) else "~name"
+
+
+MeasureName = Literal["spend", "visits", "points", "days"]
+Measure = Annotated[
+    Annotated[MeasureName, Tag("~name")] | Annotated[QuantityMeasure, Tag("~quantity")],
+    Discriminator(_one_measure)]
+
+
+class CombinedMeasure(_Strict):
+    """Several named measures: a level is reached when any (or all) of its thresholds are."""
+
+    any: Annotated[dict[Slug, Measure], Field(min_length=2, max_length=4)] | None = None
+    all: Annotated[dict[Slug, Measure], Field(min_length=2, max_length=4)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CombinedMeasure:
+        if (self.any is None) == (self.all is None):
+            raise LocatedValueError((), "give either any: (one measure reaching its threshold "
+                                    "qualifies) or all: (every measure must), with two or more "
+                                    "named measures")
+        kinds = [m for m in self.measures.values() if isinstance(m, str)]
+        for kind in kinds:
+            if kinds.count(kind) > 1:
+                raise LocatedValueError((self.combine,), f"{kind} is measured twice; name "
+                                        "each measure once")
+        return self
+
+    @property
+    def combine(self) -> Literal["any", "all"]:
+        """How the measures' thresholds combine."""
+        return "any" if self.any is not None else "all"
+
+    @property
+    def measures(self) -> dict[str, Measure]:
+        """The named measures, in the order written."""
+        found = self.any if self.any is not None else self.all
+        assert found is not None
+        return found
+
+
 class RollingWindow(_Strict):
-    """The last N months up to the day (a review on the 1st looks at the N months before)."""
+    """The last N months up to the day, reviewed monthly (the 1st), quarterly (1 January,
+    April, July, October) or yearly (1 January, or review_on)."""
 
     rolling_months: Annotated[int, Field(ge=1, le=120)]
+    review: Literal["monthly", "quarterly", "yearly"] = Field(
+        default="monthly", description="the 1st of every month; 1 January, April, July and "
+                                       "October; or once a year on review_on")
+    review_on: Annotated[str, Field(pattern=r"^\d\d-\d\d$")] | None = Field(
+        default=None, description="yearly reviews: the day (MM-DD, default 01-01)")
+
+    @model_validator(mode="after")
+    def _review_day(self) -> RollingWindow:
+        if self.review_on is None:
+            return self
+        if self.review != "yearly":
+            raise LocatedValueError(("review_on",), f"review_on is the day of a yearly review; "
+                                    f"a {self.review} review falls on the 1st (drop review_on "
+                                    "or set review: yearly)")
+        month, day = (int(part) for part in self.review_on.split("-"))
+        if not 1 <= month <= 12 or not 1 <= day <= 28:
+            raise LocatedValueError(("review_on",), f"review_on {self.review_on!r} is not a day "
+                                    "every year has: give MM-DD with a day from 01 to 28")
+        return self
+
+
+def measure_kind(measure: Measure) -> str:
+    """spend, visits, points, days or quantity."""
+    return measure if isinstance(measure, str) else "quantity"
 
 
 class Tiers(_Strict):
     """A tier ladder: what qualifies, over which window, and how members go down."""
 
-    measure: Literal["spend", "visits", "points"] = Field(
-        description="eligible spend, purchases, or points earned (never the balance)")
-    window: Literal["calendar_year", "anniversary"] | RollingWindow
+    measure: Annotated[
+        Annotated[MeasureName, Tag("~name")] | Annotated[QuantityMeasure, Tag("~quantity")]
+        | Annotated[CombinedMeasure, Tag("~combined")], Discriminator(_measure_shape)] = Field(
+        description="eligible spend, purchases, distinct days, points earned (never the "
+                    "balance), a quantity of items, or several of them with any:/all:")
+    window: Annotated[
+        Annotated[Literal["calendar_year", "anniversary"], Tag("~name")]
+        | Annotated[RollingWindow, Tag("~rolling")], Discriminator(_window_shape)]
     downgrade: Literal["qualified", "one_level", "hold_next_period"] = Field(
         description="at a review: drop to the qualified tier, at most one level, or keep a "
                     "tier through the period after the one it was reached in")
@@ -52,6 +168,20 @@ class Tiers(_Strict):
         default="at_review",
         description="whether a refund that takes credit below the tier downgrades at once")
     levels: Annotated[list[TierLevel], Field(min_length=1, max_length=20)]
+
+    @property
+    def measures(self) -> dict[str, Measure]:
+        """Every measure by name (a single measure is named after its kind)."""
+        if isinstance(self.measure, CombinedMeasure):
+            return self.measure.measures
+        return {measure_kind(self.measure): self.measure}
+
+    def level_thresholds(self, level: TierLevel) -> dict[str, Decimal]:
+        """A level's threshold per measure name."""
+        if isinstance(self.measure, CombinedMeasure):
+            return dict(level.thresholds or {})
+        assert level.threshold is not None
+        return {measure_kind(self.measure): level.threshold}
 
     @model_validator(mode="after")
     def _ladder(self) -> Tiers:
@@ -61,17 +191,75 @@ class Tiers(_Strict):
                 raise LocatedValueError(("levels", index, "id"), f"tier id {level.id!r} is used "
                                         "twice; tier ids must be unique")
             seen.add(level.id)
-            if self.measure != "spend" and level.threshold != int(level.threshold):
-                raise LocatedValueError(("levels", index, "threshold"),
-                                        f"a {self.measure} threshold is a whole number, not "
-                                        f"{level.threshold}")
-            if index and level.threshold <= self.levels[index - 1].threshold:
-                previous = self.levels[index - 1]
+            self._shape(index, level)
+            if index:
+                self._increases(index, level, self.levels[index - 1])
+        return self
+
+    def _where(self, index: int, name: str) -> tuple[str | int, ...]:
+        if isinstance(self.measure, CombinedMeasure):
+            return ("levels", index, "thresholds", name)
+        return ("levels", index, "threshold")
+
+    def _shape(self, index: int, level: TierLevel) -> None:
+        """A threshold (one measure) or a threshold per measure, whole but for spend."""
+        names = list(self.measures)
+        wanted = "{" + ", ".join(f"{n}: ..." for n in names) + "}"
+        if isinstance(self.measure, CombinedMeasure):
+            if level.threshold is not None:
+                raise LocatedValueError(
+                    ("levels", index, "threshold"), "a ladder of several measures gives each "
+                    f"level thresholds: {wanted}, not one threshold")
+            if level.thresholds is None:
+                raise LocatedValueError(("levels", index), f"tier {level.id!r} needs "
+                                        f"thresholds: {wanted} (one per measure)")
+            for name in level.thresholds:
+                if name not in names:
+                    raise LocatedValueError(
+                        ("levels", index, "thresholds", name),
+                        f"unknown measure {name!r} (measures: {', '.join(names)})")
+            missing = [n for n in names if n not in level.thresholds]
+            if missing:
+                raise LocatedValueError(
+                    ("levels", index, "thresholds"), f"tier {level.id!r} has no threshold for "
+                    f"{', '.join(missing)}; with {self.measure.combine}: every level needs "
+                    f"one per measure ({wanted})")
+        elif level.thresholds is not None:
+            raise LocatedValueError(
+                ("levels", index, "thresholds"), "thresholds: is for a ladder of several "
+                "measures (measure: {any: ...} or {all: ...}); give one threshold:")
+        elif level.threshold is None:
+            raise LocatedValueError(("levels", index), f"tier {level.id!r} needs a threshold")
+        for name, value in self.level_thresholds(level).items():
+            kind = measure_kind(self.measures[name])
+            if kind != "spend" and value != int(value):
+                shown = kind if kind == name else f"{kind} ({name})"
+                raise LocatedValueError(self._where(index, name), f"a {shown} threshold is a "
+                                        f"whole number, not {value}")
+
+    def _increases(self, index: int, level: TierLevel, previous: TierLevel) -> None:
+        """One measure: each threshold above the one below. Several: none lower than the
+        level below's, and at least one higher (else the two levels are the same)."""
+        values, before = self.level_thresholds(level), self.level_thresholds(previous)
+        if not isinstance(self.measure, CombinedMeasure):
+            [(name, value)] = values.items()
+            if value <= before[name]:
                 raise LocatedValueError(
                     ("levels", index, "threshold"),
                     f"thresholds must increase up the ladder: {level.id!r} needs "
-                    f"{level.threshold}, not more than {previous.id!r} ({previous.threshold})")
-        return self
+                    f"{value}, not more than {previous.id!r} ({before[name]})")
+            return
+        for name in self.measures:
+            if values[name] < before[name]:
+                raise LocatedValueError(
+                    self._where(index, name), f"thresholds must not decrease up the ladder: "
+                    f"{level.id!r} needs {values[name]} {name}, less than {previous.id!r} "
+                    f"({before[name]})")
+        if all(values[n] == before[n] for n in self.measures):
+            raise LocatedValueError(
+                ("levels", index, "thresholds"), f"{level.id!r} needs the same as "
+                f"{previous.id!r}: raise at least one of its thresholds (each may stay level, "
+                "one must increase)")
 
 
 class ClubLevel(_Strict):

@@ -29,7 +29,14 @@ from loyalty_engine.domain.money import (
     to_minor,
 )
 from loyalty_engine.rules.expressions import compile_expression
-from loyalty_engine.rules.membership import Club, Group, Perk, Tiers
+from loyalty_engine.rules.membership import (
+    Club,
+    CombinedMeasure,
+    Group,
+    Perk,
+    QuantityMeasure,
+    Tiers,
+)
 from loyalty_engine.rules.multipliers import check_multipliers
 from loyalty_engine.rules.schedules import JOBS, check_cron
 from loyalty_engine.rules.values import (
@@ -495,8 +502,13 @@ class ProgramDefinition(_Strict):
         perks = _defined(info, "perks")
         for index, level in enumerate(tiers.levels):
             _known(level.perks, perks, "perk", ("levels", index, "perks"))
-            if tiers.measure == "spend":
-                _check_money(info, level.threshold, ("levels", index, "threshold"))
+            for name, value in tiers.level_thresholds(level).items():
+                if tiers.measures[name] == "spend":
+                    where: tuple[str | int, ...] = (
+                        ("levels", index, "threshold") if level.threshold is not None
+                        else ("levels", index, "thresholds", name))
+                    _check_money(info, value, where)
+        _check_tier_selections(tiers, info)
         return tiers
 
     @field_validator("clubs")
@@ -670,6 +682,29 @@ def _check_money(info: ValidationInfo, value: Decimal, where: tuple[str | int, .
         to_minor(value, currency_exponent(currency), "amount", currency)
     except MoneyError as exc:
         raise LocatedValueError(where, str(exc)) from None
+
+
+def _check_tier_selections(tiers: Tiers, info: ValidationInfo) -> None:
+    """A quantity measure whose selection names only excluded items would never count."""
+    exclude: Exclusions | None = info.data.get("exclude")
+    if exclude is None:
+        return
+    combined = isinstance(tiers.measure, CombinedMeasure)
+    for name, measure in tiers.measures.items():
+        if not isinstance(measure, QuantityMeasure):
+            continue
+        where: tuple[str | int, ...] = (
+            ("measure", tiers.measure.combine, name, "quantity")
+            if isinstance(tiers.measure, CombinedMeasure) else ("measure", "quantity"))
+        selection = measure.quantity
+        if all(c in exclude.categories for c in selection.categories) and all(
+                s in exclude.skus for s in selection.skus):
+            key = "categories" if selection.categories else "skus"
+            raise LocatedValueError(
+                (*where, key), f"every {'category' if key == 'categories' else 'SKU'} the "
+                f"{name if combined else 'quantity'} measure counts is excluded from the "
+                "program, so it would never count: select items the program counts, or stop "
+                "excluding them")
 
 
 def _check_reachable(when: Condition, exclude: Exclusions,

@@ -60,7 +60,10 @@ def send_notices(conn: Connection, as_of: datetime, now: datetime,
             "tier_will_downgrade", row["member_id"], row["program_id"], as_of,
             {"tier": row["tier"], "would_drop_to": row["would_drop_to"],
              "review_day": row["review_day"].isoformat(), "measure": row["measure"],
-             "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"]}))
+             "credit": row["credit"], "lacks": row["lacks"], "currency": row["currency"],
+             # A ladder of several measures: what each lacks ("3 nights or 12,000 points").
+             **({"lacking": row["lacking"], "short": row["short"]} if "lacking" in row
+                else {})}))
     for row in reverifications_due(conn, as_of, versions=versions):
         if program_id is not None and row["program_id"] != program_id:
             continue

@@ -31,6 +31,7 @@ from loyalty_engine.engine.earning import local_day
 from loyalty_engine.engine.refund_shares import Line, Refunded, RefundShares
 from loyalty_engine.records.vouchers import VOUCHER_COLUMNS, voucher_row
 from loyalty_engine.rules.compiled import PeriodicRebate, StampCard
+from loyalty_engine.rules.compiled_membership import QUANTITY_COUNTER
 from loyalty_engine.services.fees import refund_till_fees
 from loyalty_engine.services.period_bonuses import take_back_bonuses
 from loyalty_engine.services.programs import load_catalog
@@ -50,7 +51,7 @@ _counters = tables.progress_counters
 _vouchers = tables.vouchers
 
 # Counters that count events rather than amounts: reversed only by a full refund.
-_COUNTS = (":visits", ":awarded", ":seen")
+_COUNTS = (":visits", ":awarded", ":seen", "*:days")
 
 
 @dataclass(slots=True)
@@ -306,6 +307,13 @@ class _Reversal:
                 back = delta if full else 0
             elif version is None:  # (a program always has the version it counted under)
                 continue
+            elif counter.startswith(QUANTITY_COUNTER):
+                # A tier's quantity (nights): the refunded lines of its selection.
+                ladder = version.program.tiers
+                measure = None if ladder is None else next(
+                    (m for m in ladder.measures if m.counter == counter), None)
+                back = 0 if measure is None else self.shares.back_selected(
+                    delta, version.program, counter, measure.selects)
             else:
                 rule_id = counter.rsplit(":", 1)[0]
                 back = self.shares.back(delta, version.program,

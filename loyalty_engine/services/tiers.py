@@ -4,20 +4,32 @@ operator's manual tier (a floor), and the immediate downgrade a refund may cause
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, not_, select
 
 from loyalty_engine.domain.decisions import Standing, TierChange
 from loyalty_engine.domain.errors import NotFoundError, TierError
+from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
-from loyalty_engine.engine.standing import credit_in, effective_tier, review_tier
+from loyalty_engine.engine.standing import (
+    credit_detail,
+    credits_in,
+    effective_tier,
+    review_tier,
+)
 from loyalty_engine.records.standing import insert_history, write_tier_changes
-from loyalty_engine.records.tier_reviews import fast_members, review_fast, shared_review
-from loyalty_engine.rules.compiled_membership import TierLadder, Window
+from loyalty_engine.records.tier_reviews import (
+    credit_query,
+    fast_members,
+    review_fast,
+    shared_review,
+)
+from loyalty_engine.rules.compiled_membership import Credit, TierLadder, TierStep, Window
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked
@@ -53,21 +65,60 @@ class ReviewResult:
                              for p, m, d, r in self.failures]}
 
 
-def _credits(conn: Connection, program_id: str, counter: str, window: Window,
-             member_ids: list[str] | None) -> dict[str, int]:
-    """Qualifying credit per member in a window: one GROUP BY (chunked by member if given)."""
-    base = (select(_counters.c.member_id, func.sum(_counters.c.value))
-            .where(_counters.c.program_id == program_id, _counters.c.counter == counter,
-                   _counters.c.period >= window.start.isoformat(),
-                   _counters.c.period < window.end.isoformat())
-            .group_by(_counters.c.member_id))
+def _credits(conn: Connection, program_id: str, ladder: TierLadder, window: Window,
+             member_ids: list[str] | None) -> dict[str, Credit]:
+    """Qualifying credit per member and measure in a window: one GROUP BY (chunked by
+    member if given)."""
+    base = credit_query(ladder, program_id, window.start, window.end)
+
+    def credit(row: Any) -> Credit:
+        return tuple(int(v or 0) for v in row[1:])
+
     if member_ids is None:
-        return {m: int(v or 0) for m, v in conn.execute(base)}
-    found: dict[str, int] = {}
+        return {row[0]: credit(row) for row in conn.execute(base)}
+    found: dict[str, Credit] = {}
     for part in chunked(member_ids):
-        found.update({m: int(v or 0) for m, v in conn.execute(
+        found.update({row[0]: credit(row) for row in conn.execute(
             base.where(_counters.c.member_id.in_(part)))})
     return found
+
+
+def _none(ladder: TierLadder) -> Credit:
+    return (0,) * len(ladder.measures)
+
+
+def shown_credit(ladder: TierLadder, values: Credit, currency: str,
+                 joiner: str = ", ") -> str:
+    """Credit (or what is lacking) per measure for people: "3 nights or 12,000 points"."""
+    exponent = currency_exponent(currency)
+    parts = []
+    for measure, value in zip(ladder.measures, values, strict=True):
+        if measure.kind == "spend":
+            parts.append(f"{format_minor(value, exponent)} {currency}")
+            continue
+        whole = Decimal(value) / measure.scale
+        number = f"{whole:,.3f}".rstrip("0").rstrip(".") if whole % 1 else f"{int(whole):,}"
+        unit = measure.unit or measure.name
+        if whole == 1 and unit.endswith("s"):  # 1 night, 1 day, 1 point
+            unit = unit[:-1]
+        parts.append(f"{number} {unit}")
+    return joiner.join(parts)
+
+
+def shortfall(ladder: TierLadder, step: TierStep, credit: Credit, currency: str) -> str:
+    """What a member lacks to reach (or keep) a tier: "3 nights or 12,000 points short"
+    (any), "2 nights and 500 points short" (all: only the measures still short); '' when
+    it is reached."""
+    if ladder.reaches(step, credit):
+        return ""
+    lacking = ladder.lacking(step, credit)
+    if ladder.combine == "all":
+        short = tuple(lacking[m.name] for m in ladder.measures)
+        names = [i for i, value in enumerate(short) if value > 0]
+        sub = replace(ladder, measures=tuple(ladder.measures[i] for i in names))
+        return shown_credit(sub, tuple(short[i] for i in names), currency, " and ") + " short"
+    return shown_credit(ladder, tuple(lacking[m.name] for m in ladder.measures), currency,
+                        " or ") + " short"
 
 
 @write_use_case
@@ -135,17 +186,18 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
         windows: dict[Window, list[str]] = defaultdict(list)
         for row in members:
             windows[ladder.review_window(review_day, row.enrolled_on)].append(row.member_id)
-        credit: dict[str, int] = {}
+        credit: dict[str, Credit] = {}
         for window, ids in windows.items():
             # Calendar and rolling windows are shared by everyone: one plain GROUP BY.
             scoped = None if ladder.window != "anniversary" else ids
-            credit.update(_credits(conn, pid, ladder.counter, window, scoped))
+            credit.update(_credits(conn, pid, ladder, window, scoped))
         for row in members:
             if row.member_id in failed:
                 continue
             try:
                 _review_member(ladder, pid, row, state[row.member_id], review_day, review_at,
-                               credit.get(row.member_id, 0), changes, refs, ended_floors,
+                               credit.get(row.member_id, _none(ladder)), changes, refs,
+                               ended_floors,
                                counts)
             except Exception as error:  # one member's bad data must not stop the review
                 failed[row.member_id] = (review_day.isoformat(), describe_failure(error))
@@ -177,7 +229,7 @@ def _review_program(conn: Connection, version: VersionInForce, as_of: datetime,
 
 
 def _review_member(ladder: TierLadder, pid: str, row: Any, member: dict[str, Any],
-                   review_day: date, review_at: datetime, got: int,
+                   review_day: date, review_at: datetime, got: Credit,
                    changes: list[tuple[str, TierChange, date, datetime]],
                    refs: list[str | None], ended_floors: list[str],
                    counts: defaultdict[str, int]) -> None:
@@ -206,7 +258,7 @@ def _review_member(ladder: TierLadder, pid: str, row: Any, member: dict[str, Any
         counts["up" if ladder.rank(new) > ladder.rank(member["tier"]) else "down"] += 1
         changes.append((row.member_id, TierChange(
             pid, member["tier"], new, "review", held,
-            {"review_day": review_day.isoformat(), "credit": got,
+            {"review_day": review_day.isoformat(), "credit": credit_detail(ladder, got),
              "measure": ladder.measure, "policy": ladder.downgrade, "why": why,
              "window": [window.start.isoformat(), window.end.isoformat()]},
             up=ladder.rank(new) > ladder.rank(member["tier"])),
@@ -302,6 +354,17 @@ def at_risk(conn: Connection, as_of: datetime, program_id: str | None = None, *,
     return found
 
 
+def _per_measure(ladder: TierLadder, got: Credit, needs: Credit) -> dict[str, Any]:
+    """A ladder of several measures: credit, needed and lacking by measure name (the
+    single-measure figures stay credit, needed, lacks)."""
+    if len(ladder.measures) == 1:
+        return {}
+    return {"credits": {m.name: v for m, v in zip(ladder.measures, got, strict=True)},
+            "needs": {m.name: v for m, v in zip(ladder.measures, needs, strict=True)},
+            "lacking": {m.name: max(0, n - v)
+                        for m, v, n in zip(ladder.measures, got, needs, strict=True)}}
+
+
 def _next_review(ladder: TierLadder, row: Any, today: date) -> date:
     after = max(row.reviewed_on or row.enrolled_on, today - timedelta(days=1))
     return ladder.next_review(after, row.enrolled_on)
@@ -321,9 +384,9 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
     found = []
     for window, members in by_window.items():
         ids = None if ladder.window != "anniversary" else [r.member_id for r, _ in members]
-        credit = _credits(conn, pid, ladder.counter, window, ids)
+        credit = _credits(conn, pid, ladder, window, ids)
         for row, review in members:
-            got = credit.get(row.member_id, 0)
+            got = credit.get(row.member_id, _none(ladder))
             new, _, _ = review_tier(ladder, row.tier, row.held_until, got, review,
                                       row.enrolled_on)
             review_at = start_of_day(review, zone)
@@ -334,12 +397,19 @@ def _at_risk(conn: Connection, version: VersionInForce, ladder: TierLadder,
             if ladder.rank(after) >= ladder.rank(before):
                 continue
             step = ladder.step(row.tier)
-            needed = 0 if step is None else step.threshold
+            needs = _none(ladder) if step is None else step.needs
+            currency = version.program.currency
             found.append({
                 "member_id": row.member_id, "program_id": pid, "tier": before,
                 "would_drop_to": after, "review_day": review, "measure": ladder.measure,
-                "currency": version.program.currency,
-                "credit": got, "needed": needed, "lacks": max(0, needed - got),
+                "currency": currency,
+                "credit": got[0], "needed": needs[0], "lacks": max(0, needs[0] - got[0]),
+                **_per_measure(ladder, got, needs),
+                "unit": ladder.measures[0].unit,
+                "credit_shown": shown_credit(ladder, got, currency),
+                "needed_shown": shown_credit(ladder, needs, currency,
+                                             " and " if ladder.combine == "all" else " or "),
+                "short": "" if step is None else shortfall(ladder, step, got, currency),
                 "window": [window.start, window.end], "policy": ladder.downgrade,
             })
     found.sort(key=lambda r: (r["review_day"], r["member_id"]))
@@ -375,8 +445,8 @@ def show_tiers(conn: Connection, member_id: str, as_of: datetime,
         progress = {(c, p): v for c, p, v in conn.execute(
             select(_counters.c.counter, _counters.c.period, _counters.c.value).where(
                 _counters.c.member_id == member_id, _counters.c.program_id == pid,
-                _counters.c.counter == ladder.counter))}
-        credit = credit_in(progress, ladder.counter, window)
+                _counters.c.counter.in_(ladder.counters)))}
+        credit = credits_in(progress, ladder, window)
         standing = Standing()
         if row is not None:
             standing = Standing(tier=row.tier, held_until=row.held_until,
@@ -399,10 +469,16 @@ def show_tiers(conn: Connection, member_id: str, as_of: datetime,
             "manual_until": standing.manual_until,
             "held_until": standing.held_until, "measure": ladder.measure,
             "currency": version.program.currency,
-            "window": [window.start, window.end], "credit": credit,
+            "window": [window.start, window.end], "credit": credit[0],
             "next_tier": None if next_step is None else next_step.tier_id,
             "next_tier_lacks": None if next_step is None
-            else max(0, next_step.threshold - credit),
+            else max(0, next_step.threshold - credit[0]),
+            **_per_measure(ladder, credit, _none(ladder) if next_step is None
+                           else next_step.needs),
+            "unit": ladder.measures[0].unit,
+            "credit_shown": shown_credit(ladder, credit, version.program.currency),
+            "next_tier_short": None if next_step is None
+            else shortfall(ladder, next_step, credit, version.program.currency),
             "next_review": review, "policy": ladder.downgrade,
             "history": history,
         })
@@ -494,7 +570,7 @@ def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at:
         # to, so the review decides (on the credit the refund left).
         return None
     window = ladder.current_window(today, row.enrolled_on)
-    credit = _credits(conn, pid, ladder.counter, window, [member_id]).get(member_id, 0)
+    credit = _credits(conn, pid, ladder, window, [member_id]).get(member_id, _none(ladder))
     new = ladder.higher(row.base_tier, ladder.qualified(credit))
     if ladder.rank(new) >= ladder.rank(row.tier):
         return None
@@ -504,7 +580,7 @@ def settle_refund(conn: Connection, version: VersionInForce, member_id: str, at:
         held = (ladder.held_until(today, row.enrolled_on)
                 if ladder.downgrade == "hold_next_period" else None)
     change = TierChange(pid, row.tier, new, "refund", held,
-                        {"credit": credit, "measure": ladder.measure,
+                        {"credit": credit_detail(ladder, credit), "measure": ladder.measure,
                          "window": [window.start.isoformat(), window.end.isoformat()],
                          "floor": row.base_tier,
                          "held_before": None if row.held_until is None

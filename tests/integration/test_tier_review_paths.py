@@ -163,3 +163,60 @@ def test_the_set_based_review_decides_as_the_member_by_member_one(
     for key in ("reviewed", "upgraded", "downgraded", "held"):
         assert reports[0][key] == reports[1][key], key
     assert reports[0]["reviewed"]["ladder"] > 20  # the case is not empty
+
+
+def _two_measures(window: str, policy: str, combine: str) -> str:
+    return _program(window, policy).replace(
+        "measure: visits", f"measure: {{{combine}: {{visits: visits, days: days}}}}").replace(
+        "threshold: 1}", "thresholds: {visits: 1, days: 1}}").replace(
+        "threshold: 5}", "thresholds: {visits: 5, days: 3}}").replace(
+        "threshold: 10}", "thresholds: {visits: 10, days: 6}}")
+
+
+def _load_days(engine: Engine, members: list[dict[str, Any]], seed: int) -> None:
+    """Days counters on the members' visit days: 0 (every purchase refunded), 1 or 2."""
+    rng = random.Random(seed)
+    with write_transaction(engine) as conn:
+        rows = [{"member_id": m["member_id"], "program_id": "ladder", "counter": "*:days",
+                 "period": day, "value": rng.choice([0, 1, 1, 2])}
+                for m in members for day in m["visits"]]
+        if rows:
+            conn.execute(tables.progress_counters.insert(), rows)
+
+
+@pytest.mark.parametrize("combine", ["any", "all"])
+@pytest.mark.parametrize("policy", ["qualified", "one_level", "hold_next_period"])
+@pytest.mark.parametrize("window", ["calendar_year", "{rolling_months: 3, review: quarterly}"])
+def test_the_set_based_review_of_two_measures_decides_as_the_member_by_member_one(
+    db_url: str, other_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    policy: str, window: str, combine: str,
+) -> None:
+    if window == "calendar_year":
+        review_day, previous = date(2027, 1, 1), date(2026, 1, 1)
+    else:  # quarterly: 1 April follows 1 January
+        review_day, previous = date(2027, 4, 1), date(2027, 1, 1)
+    as_of = datetime.combine(review_day, datetime.min.time(), UTC) + timedelta(hours=3)
+    seed = hash((policy, window, combine)) & 0xFFFF
+    members = _members(seed, review_day, previous)
+    outcomes, reports = [], []
+    for url, set_based in ((db_url, True), (other_url, False)):
+        engine = open_engine(url)
+        try:
+            apply_text(engine, tmp_path, _two_measures(window, policy, combine))
+            _load(engine, members, review_day)
+            _load_days(engine, members, seed)
+            with monkeypatch.context() as patch:
+                if not set_based:
+                    patch.setattr(tiers_service, "shared_review", lambda *args: None)
+                reports.append(review_tiers(engine, as_of, NOW).as_json())
+            outcomes.append(_outcome(engine))
+        finally:
+            engine.dispose()
+    fast, slow = outcomes
+    assert fast["status"] == slow["status"]
+    assert fast["history"] == slow["history"]
+    assert fast["events"] == slow["events"]
+    for key in ("reviewed", "upgraded", "downgraded", "held"):
+        assert reports[0][key] == reports[1][key], key
+    assert reports[0]["reviewed"]["ladder"] > 20
+    assert reports[0]["review_days"]["ladder"][-1] == review_day.isoformat()

@@ -153,3 +153,22 @@ def charges(engine: Engine, member: str = "M-1") -> list[tuple[int, str, str]]:
         return [(int(r.id), r.kind, r.status) for r in conn.execute(
             select(c.c.id, c.c.kind, c.c.status).where(c.c.member_id == member)
             .order_by(c.c.id))]
+HOTEL = ROOT / "tests" / "fixtures" / "programs" / "hotel-nights.yaml"
+
+
+def tier_of(engine: Engine, program: str, member: str = "M-1") -> tuple[str, str | None]:
+    """A member's earned tier in a program and the day its hold ends ('' and None without
+    a tier row)."""
+    s = tables.tier_status
+    with read_transaction(engine) as conn:
+        row = conn.execute(select(s.c.tier, s.c.held_until).where(
+            s.c.member_id == member, s.c.program_id == program)).first()
+    if row is None:
+        return "", None
+    return row.tier, None if row.held_until is None else row.held_until.isoformat()
+
+
+def counter_total(engine: Engine, program: str, counter: str, member: str = "M-1") -> int:
+    """The sum of a member's counter over every period."""
+    return sum(value for (p, c, _), value in state(engine, member)["counters"].items()
+               if p == program and c == counter)

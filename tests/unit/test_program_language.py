@@ -654,3 +654,118 @@ def test_an_exhausted_budget_at_evaluation_is_an_expression_error() -> None:
         compile_expression(source)
     with pytest.raises(ExpressionError, match="more than the 9,999 comprehension steps"):
         evaluate(compiled, {"purchase.categories": [str(i) for i in range(200)]})
+
+
+# --- tier measures (issue 16: nights, days, two measures, review dates) ----------------------
+
+def tiers_text(measure: str, levels: str, window: str = "calendar_year") -> str:
+    """The corner cafe with a tier ladder (excluding tobacco, gift cards, DEPOSIT-BOTTLE)."""
+    block = (f"tiers:\n  measure: {measure}\n  window: {window}\n  downgrade: qualified\n"
+             "  levels:\n" + textwrap.indent(textwrap.dedent(levels), "    "))
+    return program_text(PER_EURO, before_rewards=block)
+
+
+NIGHTS_OR_POINTS = "{any: {nights: {quantity: {categories: [room-night]}}, points: points}}"
+
+BAD_TIERS = {
+    "a decimal threshold on a quantity ladder": Bad(
+        tiers_text("{quantity: {categories: [room-night]}}",
+                   "- {id: silver, threshold: 0}\n- {id: gold, threshold: 2.5}\n"),
+        at="id: gold", col="2.5",
+        message="tiers.levels[1].threshold: a quantity threshold is a whole number, not 2.5"),
+    "a decimal threshold on a days ladder": Bad(
+        tiers_text("days", "- {id: silver, threshold: 0}\n- {id: gold, threshold: 10.5}\n"),
+        at="id: gold", col="10.5",
+        message="tiers.levels[1].threshold: a days threshold is a whole number, not 10.5"),
+    "a decimal nights threshold of two measures": Bad(
+        tiers_text(NIGHTS_OR_POINTS, "- {id: silver, thresholds: {nights: 0, points: 0}}\n"
+                   "- {id: gold, thresholds: {nights: 25.5, points: 50000}}\n"),
+        at="id: gold", col="25.5",
+        message="tiers.levels[1].thresholds.nights: a quantity (nights) threshold is a whole "
+                "number, not 25.5"),
+    "any: with a level lacking a measure's threshold": Bad(
+        tiers_text(NIGHTS_OR_POINTS, "- {id: silver, thresholds: {nights: 0, points: 0}}\n"
+                   "- {id: gold, thresholds: {nights: 25}}\n"),
+        at="id: gold", col="thresholds",
+        message="tiers.levels[1].thresholds: tier 'gold' has no threshold for points; with "
+                "any: every level needs one per measure ({nights: ..., points: ...})"),
+    "all: with a level giving one threshold": Bad(
+        tiers_text("{all: {nights: {quantity: {skus: [ROOM]}}, spend: spend}}",
+                   "- {id: silver, thresholds: {nights: 0, spend: 0}}\n"
+                   "- {id: gold, threshold: 25}\n"),
+        at="id: gold", col="25",
+        message="tiers.levels[1].threshold: a ladder of several measures gives each level "
+                "thresholds: {nights: ..., spend: ...}, not one threshold"),
+    "a threshold for a measure the ladder does not have": Bad(
+        tiers_text(NIGHTS_OR_POINTS, "- {id: silver, thresholds: {nights: 0, points: 0}}\n"
+                   "- {id: gold, thresholds: {nights: 25, points: 50000, stays: 3}}\n"),
+        at="id: gold", col="3}",
+        message="tiers.levels[1].thresholds.stays: unknown measure 'stays' (measures: "
+                "nights, points)"),
+    "two measures, one threshold decreasing": Bad(
+        tiers_text(NIGHTS_OR_POINTS, "- {id: silver, thresholds: {nights: 10, points: 25000}}\n"
+                   "- {id: gold, thresholds: {nights: 25, points: 20000}}\n"),
+        at="id: gold", col="20000",
+        message="tiers.levels[1].thresholds.points: thresholds must not decrease up the "
+                "ladder: 'gold' needs 20000 points, less than 'silver' (25000)"),
+    "two measures, neither threshold increasing": Bad(
+        tiers_text(NIGHTS_OR_POINTS, "- {id: silver, thresholds: {nights: 10, points: 25000}}\n"
+                   "- {id: gold, thresholds: {nights: 10, points: 25000}}\n"),
+        at="id: gold", col="thresholds",
+        message="tiers.levels[1].thresholds: 'gold' needs the same as 'silver': raise at "
+                "least one of its thresholds (each may stay level, one must increase)"),
+    "a quantity measure counting only excluded items": Bad(
+        tiers_text("{quantity: {categories: [tobacco, gift-cards]}}",
+                   "- {id: silver, threshold: 0}\n"),
+        at="measure:", col="categories",
+        message="tiers.measure.quantity.categories: every category the quantity measure "
+                "counts is excluded from the program, so it would never count: select items "
+                "the program counts, or stop excluding them"),
+    "a quantity measure without a selection": Bad(
+        tiers_text("{quantity: {}}", "- {id: silver, threshold: 0}\n"),
+        at="measure:", col="quantity",
+        message="tiers.measure.quantity: a quantity measure needs the categories or skus of "
+                "the lines whose quantity it sums"),
+    "an unknown key in a measure": Bad(
+        tiers_text("{quantity: {categories: [room-night], nights: true}}",
+                   "- {id: silver, threshold: 0}\n"),
+        at="measure:", col="nights:",
+        message="tiers.measure.quantity: unknown key 'nights'"),
+    "neither any nor all": Bad(
+        tiers_text("{}", "- {id: silver, threshold: 0}\n"),
+        at="measure:", col="measure", prefix="tiers.measure: give either any:"),
+    "the same measure twice": Bad(
+        tiers_text("{any: {a: points, b: points}}",
+                   "- {id: silver, thresholds: {a: 0, b: 0}}\n"),
+        at="measure:", col="any",
+        message="tiers.measure.any: points is measured twice; name each measure once"),
+    "review_on on a quarterly review": Bad(
+        tiers_text("spend", "- {id: silver, threshold: 0}\n",
+                   "{rolling_months: 12, review: quarterly, review_on: 03-01}"),
+        at="window:", col="03-01",
+        message="tiers.window.review_on: review_on is the day of a yearly review; a quarterly "
+                "review falls on the 1st (drop review_on or set review: yearly)"),
+    "a review day not every year has": Bad(
+        tiers_text("spend", "- {id: silver, threshold: 0}\n",
+                   "{rolling_months: 12, review: yearly, review_on: 02-30}"),
+        at="window:", col="02-30",
+        message="tiers.window.review_on: review_on '02-30' is not a day every year has: give "
+                "MM-DD with a day from 01 to 28"),
+    "an unknown review schedule": Bad(
+        tiers_text("spend", "- {id: silver, threshold: 0}\n",
+                   "{rolling_months: 12, review: weekly}"),
+        at="window:", col="weekly", prefix="tiers.window"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TIERS))
+def test_bad_tier_measure_is_refused_at_the_mistake(name: str) -> None:
+    case = BAD_TIERS[name]
+    problem = only_problem(case.text)
+    assert (problem.line, problem.column) == expected_position(case), str(problem)
+    if case.message is not None:
+        assert problem.message == case.message
+    if case.prefix is not None:
+        assert problem.message.startswith(case.prefix), problem.message
+    for fragment in case.contains:
+        assert fragment in problem.message, problem.message

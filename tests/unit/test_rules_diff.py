@@ -198,3 +198,51 @@ def test_decimals_print_normalised() -> None:
     changes = [c for entry in diff.rules.changed for c in entry.changes]
     assert [(c.path, c.describe()) for c in changes] == [
         ("points_per_unit", "1 -> 0.5"), ("multipliers[double-tuesday].factor", "2 -> 20")]
+
+
+# --- tier measures and windows (issue 16) ----------------------------------------------------
+
+HOTEL = (Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "programs"
+         / "hotel-nights.yaml").read_text(encoding="utf-8")
+GLOW = (Path(__file__).resolve().parents[2] / "rules" / "glow-beauty.yaml").read_text(
+    encoding="utf-8")
+
+
+def _changes(old: str, new: str) -> list[tuple[str, str]]:
+    diff = diff_programs(load_program_text(old).definition, load_program_text(new).definition)
+    return [(c.path, c.describe()) for c in diff.settings]
+
+
+@pytest.mark.parametrize(
+    ("old", "replacements", "expected"),
+    [
+        (HOTEL, [("    any:\n", "    all:\n")], [("tiers.measure.combine", "any -> all")]),
+        (HOTEL, [("nights: {quantity: {categories: [room-night]}}",
+                  "nights: {quantity: {categories: [room-night, suite-night]}}")],
+         [("tiers.measure.nights.quantity.categories", "added suite-night")]),
+        (HOTEL, [("thresholds: {nights: 25, points: 50000}",
+                  "thresholds: {nights: 20, points: 50000}")],
+         [("tiers.levels[gold].thresholds.nights", "25 -> 20")]),
+        (HOTEL, [("window: calendar_year", "window: {rolling_months: 12, review: quarterly}")],
+         [("tiers.window", 'calendar_year -> {"rolling_months": 12, "review": "quarterly"}')]),
+        (GLOW, [("window: calendar_year", "window: {rolling_months: 12, review: yearly, "
+                 "review_on: 03-01}")],
+         [("tiers.window", 'calendar_year -> {"rolling_months": 12, "review": "yearly", '
+                           '"review_on": "03-01"}')]),
+        (GLOW.replace("window: calendar_year", "window: {rolling_months: 12}"),
+         [("window: {rolling_months: 12}", "window: {rolling_months: 12, review: quarterly}")],
+         [("tiers.window.review", "monthly -> quarterly")]),
+        (GLOW, [("measure: spend", "measure: days"), ('"350.00"', "10"), ('"1000.00"', "30")],
+         [("tiers.measure", "spend -> days"), ("tiers.levels[glow].threshold", "350 -> 10"),
+          ("tiers.levels[radiant].threshold", "1000 -> 30")]),
+    ],
+    ids=["any to all", "a quantity's selection", "a threshold of two", "window to rolling",
+         "a yearly review day", "monthly to quarterly", "spend to days"],
+)
+def test_diff_describes_measure_and_window_changes(
+        old: str, replacements: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
+    new = old
+    for before, after in replacements:
+        assert before in new
+        new = new.replace(before, after)
+    assert _changes(old, new) == expected

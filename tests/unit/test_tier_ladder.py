@@ -511,3 +511,123 @@ def test_effective_tier(standing: Standing, at: datetime, expected: str) -> None
 
 def test_effective_tier_without_a_ladder_is_none() -> None:
     assert effective_tier(None, Standing("gold", manual_tier="gold"), UNTIL) == ""
+
+
+# --- measures of issue 16: quantities, days, two measures; quarterly and yearly reviews ------
+
+def multi_ladder(measure: str, levels: str, window: str = "calendar_year") -> TierLadder:
+    text = textwrap.dedent("""\
+        program: inn
+        name: Inn
+        currency: EUR
+        timezone: Europe/Amsterdam
+        enrolment: open
+        tiers:
+          measure: {measure}
+          window: {window}
+          downgrade: qualified
+          levels:
+        {levels}
+        rules:
+          - id: per-euro
+            kind: points_per_spend
+            points_per_unit: 1
+        """).format(measure=measure, window=window,
+                    levels=textwrap.indent(textwrap.dedent(levels), "    "))
+    tiers = load_program_text(text, "inn.yaml").compiled.tiers
+    assert tiers is not None
+    return tiers
+
+
+NIGHTS_LEVELS = """\
+- {id: silver, thresholds: {nights: 10, spend: "1000.00"}}
+- {id: gold, thresholds: {nights: 25, spend: "5000.00"}}
+"""
+
+
+def test_two_measures_compile_a_threshold_each_in_stored_units() -> None:
+    both = multi_ladder("{any: {nights: {quantity: {categories: [room-night]}}, spend: spend}}",
+                        NIGHTS_LEVELS)
+    # Nights in thousandths (10 nights = 10,000), spend in cents (1,000.00 EUR = 100,000).
+    assert [s.thresholds for s in both.steps] == [(10000, 100000), (25000, 500000)]
+    assert both.counters == ("*:quantity:nights", "*:spend")
+    assert (both.measure, both.combine) == ("any:nights,spend", "any")
+
+
+@pytest.mark.parametrize(
+    ("combine", "nights", "spend", "tier"),
+    [("any", 9999, 99999, ""),        # 9.999 nights, 999.99 EUR: neither reaches silver
+     ("any", 10000, 0, "silver"),     # 10 nights alone is enough with any
+     ("any", 0, 100000, "silver"),    # and so is 1,000 EUR alone
+     ("any", 25000, 100000, "gold"),  # 25 nights: gold, whatever the spend
+     ("all", 25000, 100000, "silver"),  # all: 25 nights but only silver's spend
+     ("all", 10000, 99999, ""),         # all: silver's nights, 1 cent short of its spend
+     ("all", 30000, 600000, "gold")],
+)
+def test_any_and_all_qualify(combine: str, nights: int, spend: int, tier: str) -> None:
+    both = multi_ladder(f"{{{combine}: {{nights: {{quantity: {{skus: [ROOM]}}}}, "
+                        "spend: spend}}", NIGHTS_LEVELS)
+    assert both.qualified((nights, spend)) == tier
+
+
+def test_lacking_and_shortfall_say_each_measure() -> None:
+    from loyalty_engine.services.tiers import shortfall
+    both = multi_ladder("{any: {nights: {quantity: {skus: [ROOM]}}, spend: spend}}",
+                        NIGHTS_LEVELS)
+    gold = both.steps[1]
+    # 25 - 22 = 3 nights, or 5,000.00 - 3,800.00 = 1,200.00 EUR.
+    assert both.lacking(gold, (22000, 380000)) == {"nights": 3000, "spend": 120000}
+    assert shortfall(both, gold, (22000, 380000), "EUR") == "3 nights or 1200.00 EUR short"
+    every = multi_ladder("{all: {nights: {quantity: {skus: [ROOM]}}, spend: spend}}",
+                         NIGHTS_LEVELS)
+    # all: only the measures still short are named (the spend is reached).
+    assert shortfall(every, every.steps[1], (22500, 500000), "EUR") == "2.5 nights short"
+    assert shortfall(every, every.steps[1], (25000, 500000), "EUR") == ""
+
+
+def test_days_count_the_days_whose_purchases_are_not_all_refunded() -> None:
+    from loyalty_engine.engine.standing import credits_in
+    days = multi_ladder("days", "- {id: regular, threshold: 3}\n")
+    progress = {("*:days", "2026-03-01"): 2,   # two purchases that day: one day
+                ("*:days", "2026-03-02"): 0,   # its purchase refunded in full: no day
+                ("*:days", "2026-03-05"): 1,
+                ("*:days", "2027-01-01"): 1,   # outside 2026
+                ("*:spend", "2026-03-03"): 500}  # another counter
+    assert credits_in(progress, days, w("2026-01-01", "2027-01-01")) == (2,)
+
+
+ROLLING = "{{rolling_months: 12, review: {review}}}"
+
+
+@pytest.mark.parametrize(
+    ("review", "after", "expected"),
+    [("monthly", "2026-03-14", "2026-04-01"),
+     ("quarterly", "2026-03-14", "2026-04-01"),   # 1 April follows 1 January
+     ("quarterly", "2026-04-01", "2026-07-01"),   # strictly after a review day
+     ("quarterly", "2026-12-31", "2027-01-01"),
+     ("yearly", "2026-03-14", "2027-01-01"),
+     ("yearly, review_on: 03-01", "2026-02-28", "2026-03-01"),
+     ("yearly, review_on: 03-01", "2026-03-01", "2027-03-01"),
+     ("yearly, review_on: 03-01", "2026-12-31", "2027-03-01")],
+)
+def test_rolling_review_dates(review: str, after: str, expected: str) -> None:
+    rolling = multi_ladder("spend", "- {id: silver, threshold: 100}\n",
+                           ROLLING.format(review=review))
+    assert rolling.next_review(D(after), ENROLLED) == D(expected)
+    # The review judges the 12 months before its day.
+    day = D(expected)
+    assert rolling.review_window(day, ENROLLED) == Window(day.replace(year=day.year - 1), day)
+
+
+def test_quarterly_catch_up_lists_each_missed_review_in_order() -> None:
+    rolling = multi_ladder("spend", "- {id: silver, threshold: 100}\n",
+                           ROLLING.format(review="quarterly"))
+    assert rolling.reviews_between(D("2026-02-10"), D("2026-10-01"), ENROLLED) == [
+        D("2026-04-01"), D("2026-07-01"), D("2026-10-01")]
+    yearly = multi_ladder("spend", "- {id: silver, threshold: 100}\n",
+                          ROLLING.format(review="yearly, review_on: 03-01"))
+    assert yearly.reviews_between(D("2026-02-10"), D("2028-03-01"), ENROLLED) == [
+        D("2026-03-01"), D("2027-03-01"), D("2028-03-01")]
+    # The shared review day on or before a date, and the one before it.
+    assert rolling.review_on_or_before(D("2026-06-30")) == D("2026-04-01")
+    assert yearly.review_on_or_before(D("2026-02-28")) == D("2025-03-01")
