@@ -9,6 +9,7 @@ from loyalty_engine.ledger.balances import (
 from loyalty_engine.ledger.debts import NewDebt, record_debts
 from loyalty_engine.ledger.earn import Earning, earn
 from loyalty_engine.ledger.entries import LEDGER_COLUMNS, Entry, append
+from loyalty_engine.ledger.lots import expiry_column
 from loyalty_engine.ledger.spend import (
     Restore,
     Spend,
@@ -24,6 +25,6 @@ from loyalty_engine.ledger.steps import StepResult, activate, expire
 __all__ = [
     "LEDGER_COLUMNS", "BalanceChanges", "Earning", "Entry", "NewDebt", "Restore", "Spend",
     "StepResult", "Taken", "activate", "append", "change_balances", "earn", "expire",
-    "record_debts", "restore", "shown_at", "shown_columns", "spend", "spendable_points",
-    "take_from_lot", "take_points",
+    "expiry_column", "record_debts", "restore", "shown_at", "shown_columns", "spend",
+    "spendable_points", "take_from_lot", "take_points",
 ]

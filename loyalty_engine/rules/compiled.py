@@ -88,7 +88,9 @@ class CompiledCondition:
 class Expiry:
     """When something earned at an instant lapses (None: never)."""
 
-    kind: Literal["never", "days", "months", "end_of_month", "end_of_year"]
+    # months_end_of_month: `count` months after earning, then to the end of that month.
+    kind: Literal["never", "days", "months", "end_of_month", "end_of_year",
+                  "months_end_of_month"]
     count: int = 0
 
     def at(self, earned_at: datetime, zone: ZoneInfo) -> datetime | None:
@@ -103,6 +105,10 @@ class Expiry:
             return datetime.combine(day, local.timetz().replace(tzinfo=None), zone)
         if self.kind == "end_of_month":
             first = add_months(local.date().replace(day=1), 1)
+        elif self.kind == "months_end_of_month":
+            # The month in which the N months run out ends at the next month's first local
+            # midnight: earned 15 January, 6 months run out on 15 July, gone from 1 August.
+            first = add_months(local.date().replace(day=1), self.count + 1)
         else:
             first = date(local.year + 1, 1, 1)
         return datetime.combine(first, time(0), zone)
@@ -117,6 +123,8 @@ class Expiry:
             return add_months(earned_on, self.count)
         if self.kind == "end_of_month":
             return add_months(earned_on.replace(day=1), 1)
+        if self.kind == "months_end_of_month":
+            return add_months(earned_on.replace(day=1), self.count + 1)
         return date(earned_on.year + 1, 1, 1)
 
 
@@ -662,6 +670,9 @@ class CompiledProgram:
     notice_days: int = 30
     # How far before its recording a redemption may be dated (offline tills).
     redemption_backdate: timedelta = timedelta(hours=24)
+    # The whole balance lapses this long after the member's last earning from a purchase
+    # or redemption (kind "months"; "never": no inactivity expiry).
+    inactivity: Expiry = Expiry("never")
 
 
     @property
@@ -761,6 +772,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         schedule=definition.schedule.crons(),
         notice_days=definition.schedule.notice_days,
         redemption_backdate=timedelta(hours=definition.redemptions.backdate_hours),
+        inactivity=_inactivity(definition.points.expiry),
     )
 
 
@@ -795,10 +807,19 @@ def _caps(caps: Caps | None) -> tuple[tuple[str, int], ...]:
 def _expiry(policy: ExpiryPolicy) -> Expiry:
     if policy.after_days:
         return Expiry("days", policy.after_days)
+    if policy.after_months and policy.then == "end_of_month":
+        return Expiry("months_end_of_month", policy.after_months)
     if policy.after_months:
         return Expiry("months", policy.after_months)
     if policy.end_of == "month":
         return Expiry("end_of_month")
     if policy.end_of == "year":
         return Expiry("end_of_year")
+    return Expiry("never")
+
+
+def _inactivity(policy: ExpiryPolicy) -> Expiry:
+    """The inactivity deadline's rule: the same local time, inactive_months later."""
+    if policy.inactive_months:
+        return Expiry("months", policy.inactive_months)
     return Expiry("never")
