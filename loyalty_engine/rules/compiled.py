@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -102,7 +102,10 @@ class Expiry:
         local = earned_at.astimezone(zone)
         if self.kind == "months":
             day = add_months(local.date(), self.count)
-            return datetime.combine(day, local.timetz().replace(tzinfo=None), zone)
+            # astimezone: a local time the spring change skips becomes the real instant (at
+            # the offset before the change), which compares equal to itself in UTC.
+            return datetime.combine(day, local.timetz().replace(tzinfo=None),
+                                    zone).astimezone(UTC).astimezone(zone)
         if self.kind == "end_of_month":
             first = add_months(local.date().replace(day=1), 1)
         elif self.kind == "months_end_of_month":
@@ -111,7 +114,7 @@ class Expiry:
             first = add_months(local.date().replace(day=1), self.count + 1)
         else:
             first = date(local.year + 1, 1, 1)
-        return datetime.combine(first, time(0), zone)
+        return datetime.combine(first, time(0), zone).astimezone(UTC).astimezone(zone)
 
     def first_lapsed_day(self, earned_on: date) -> date | None:
         """For things kept by local date (stamps): the first day they no longer count."""

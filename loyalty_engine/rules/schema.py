@@ -152,7 +152,7 @@ class ExpiryPolicy(_Strict):
     after_months: Annotated[int, Field(ge=1, le=1200)] | None = None
     end_of: Literal["month", "year"] | None = None
     then: Literal["end_of_month"] | None = None
-    inactive_months: Annotated[int, Field(ge=1, le=1200)] | None = None
+    inactive_months: int | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +166,15 @@ class ExpiryPolicy(_Strict):
             raise LocatedValueError((given[1],), f"give one of after_days, after_months and "
                                     f"end_of (or 'never'), not {' and '.join(given)}")
         return self
+
+    @field_validator("inactive_months")
+    @classmethod
+    def _whole_months(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 1200:
+            raise ValueError(f"inactive_months {value} must be 1 to 1200: the months without "
+                             "earning or redeeming after which the whole balance lapses (for "
+                             "no inactivity expiry, leave it out)")
+        return value
 
     @model_validator(mode="after")
     def _then_after_months(self) -> ExpiryPolicy:
@@ -193,8 +202,8 @@ class ExpiryPolicy(_Strict):
         if first is not None:
             raise LocatedValueError(
                 ("inactive_months",),
-                f"inactive_months {months} can never expire anything: every point already "
-                f"lapses by {first} before {months} months without activity can pass; give "
+                f"inactive_months {months} can never expire anything: with {first} every "
+                f"point has lapsed before {months} months without activity can pass; give "
                 f"a shorter inactive_months or drop one of the two")
         return self
 
