@@ -10,12 +10,15 @@ March to the first Sunday of November.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from loyalty_engine.rules import load_program_text
 from loyalty_engine.rules.compiled import Expiry
+from loyalty_engine.rules.diff import diff_programs
+from loyalty_engine.rules.schema import ProgramDefinition
 from tests.unit.test_program_language import (
     PER_EURO,
     Bad,
@@ -178,3 +181,35 @@ def test_bad_expiry_is_refused_at_the_mistake(name: str) -> None:
         assert problem.message.startswith(case.prefix), problem.message
     for fragment in case.contains:
         assert fragment in problem.message, problem.message
+
+
+@pytest.mark.parametrize(("before", "after", "settings"), [
+    ("{after_months: 6}", "{after_months: 6, then: end_of_month}", [
+        ("points.expiry.then", None, "end_of_month"),
+        ("points.expiry", "6 months after earning",
+         "at the end of the month in which 6 months after earning run out")]),
+    ("never", "{inactive_months: 18}", [
+        ("points.expiry.inactive_months", None, 18),
+        ("points.expiry", "never",
+         "never; the whole balance after 18 months without earning or redeeming")]),
+    ("{after_days: 400, inactive_months: 12}", "{end_of: year, inactive_months: 6}", [
+        ("points.expiry.after_days", 400, None),
+        ("points.expiry.end_of", None, "year"),
+        ("points.expiry.inactive_months", 12, 6),
+        ("points.expiry",
+         "400 days after earning; the whole balance after 12 months without earning or "
+         "redeeming",
+         "at the end of the year of earning; the whole balance after 6 months without "
+         "earning or redeeming")]),
+    # Without the new keys the diff is the fields alone, as before.
+    ("never", "{after_months: 12}", [("points.expiry.after_months", None, 12)]),
+])
+def test_the_rules_diff_describes_expiry_policies(before: str, after: str,
+                                                  settings: list[tuple[str, Any, Any]]
+                                                  ) -> None:
+    def definition(expiry: str) -> ProgramDefinition:
+        return load_program_text(program_text(
+            PER_EURO, before_rewards=f"points:\n  expiry: {expiry}\n")).definition
+
+    diff = diff_programs(definition(before), definition(after))
+    assert [(c.path, c.before, c.after) for c in diff.settings] == settings
