@@ -14,8 +14,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -158,6 +160,17 @@ class ExpiryPolicy(_Strict):
     @classmethod
     def _never(cls, value: object) -> object:
         return {} if value == "never" else value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> object:
+        # then and inactive_months came later: left out when unused, a program that does
+        # not use them keeps its content hash (re-applying it is no new version).
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("then", "inactive_months"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _one_way(self) -> ExpiryPolicy:
