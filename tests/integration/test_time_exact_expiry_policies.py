@@ -10,6 +10,7 @@ Amsterdam is UTC+1 in winter, UTC+2 in summer. A bare date in these tests is noo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, select
 from loyalty_engine.api.app import create_app
 from loyalty_engine.domain.errors import RedemptionRejectedError
 from loyalty_engine.services.expiry import expire_due
+from loyalty_engine.services.importing import import_purchases
 from loyalty_engine.services.members import list_members, show_member
 from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.outbox import list_events
@@ -219,4 +221,29 @@ def test_inactivity_can_come_before_a_lots_own_expiry(engine: Engine, tmp_path: 
     assert expire_points(engine, at("2027-06-02")) == StepResult(
         2, 40, 1, {"both-ways": 40}, {("M-1", "both-ways", lapse): 40})
     assert _expiries(engine) == [("M-1", -30, lapse, True), ("M-1", -10, lapse, True)]
+    assert_ledger_exact(engine)
+
+
+def test_an_import_spanning_a_lapse_records_it_within_the_file(
+    engine: Engine, tmp_path: Path,
+) -> None:
+    # One file, one transaction, balances written at its end: 40 points on 10 March 2025
+    # 12:00 CET, then nothing for 12 months (the balance lapses 10 March 2026 12:00 CET =
+    # 11:00 UTC), then 15 points on 1 April 2026. Only the 15 are left.
+    _apply(engine, tmp_path, "idle-shop", IDLE)
+    lines = [{"transaction_id": tid, "store_id": "AMS-01", "member_id": "M-1",
+              "occurred_at": when, "currency": "EUR", "total": euros,
+              "items": [{"sku": "BASKET", "category": "groceries", "quantity": "1",
+                         "unit_price": euros}]}
+             for tid, when, euros in (("I-1", "2025-03-10T12:00:00+01:00", "40.00"),
+                                      ("I-2", "2026-04-01T12:00:00+02:00", "15.00"))]
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert import_purchases(engine, path, NOW).recorded == 2
+    assert points(engine, "idle-shop") == (55, 0)  # the cached row: 40 + 15
+    assert _shown(engine, "2026-04-02") == [("idle-shop", 15, 0)]
+    lapse = datetime(2026, 3, 10, 11, tzinfo=UTC)
+    assert expire_points(engine, at("2026-04-02")) == StepResult(
+        1, 40, 1, {"idle-shop": 40}, {("M-1", "idle-shop", lapse): 40})
+    assert points(engine, "idle-shop") == (15, 0)
     assert_ledger_exact(engine)
