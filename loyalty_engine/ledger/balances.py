@@ -153,3 +153,14 @@ def shown_columns(as_of: datetime) -> tuple[ColumnElement[Any], ColumnElement[An
                 .scalar_subquery())
 
     return _balances.c.points - expired(False), _balances.c.pending - expired(True)
+
+
+def end_inactivity_deadlines(conn: Connection, program_id: str, from_: datetime) -> None:
+    """A program version without inactivity expiry takes effect at from_: the deadlines
+    still ahead then are dropped (one statement); one passed by then stays a lapse."""
+    conn.execute(
+        _balances.update()
+        .where(_balances.c.program_id == program_id, _balances.c.lapses_at.is_not(None))
+        .values(lapsed_at=case((_balances.c.lapses_at <= from_, _balances.c.lapses_at),
+                               else_=_balances.c.lapsed_at),
+                lapses_at=None))

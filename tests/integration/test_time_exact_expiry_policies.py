@@ -27,6 +27,7 @@ from loyalty_engine.services.members import list_members, show_member
 from loyalty_engine.services.notices import send_notices
 from loyalty_engine.services.outbox import list_events
 from loyalty_engine.services.points import StepResult, activate_pending, expire_points
+from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_transaction
 from tests.api_support import bearer, prepare
@@ -246,4 +247,26 @@ def test_an_import_spanning_a_lapse_records_it_within_the_file(
     assert expire_points(engine, at("2026-04-02")) == StepResult(
         1, 40, 1, {"idle-shop": 40}, {("M-1", "idle-shop", lapse): 40})
     assert points(engine, "idle-shop") == (15, 0)
+    assert_ledger_exact(engine)
+
+
+@pytest.mark.parametrize(("effective", "asked", "expected"), [
+    # Dropped on 1 June 2025, before the deadline (10 March 2026): the 40 points stay.
+    ("2025-06-01", "2026-04-01", 40),
+    # Dropped on 1 June 2026, after it: the balance had lapsed under the old rules.
+    ("2026-06-01", "2026-07-01", 0),
+])
+def test_dropping_inactive_months_ends_the_deadlines_still_ahead(
+    engine: Engine, tmp_path: Path, effective: str, asked: str, expected: int,
+) -> None:
+    _apply(engine, tmp_path, "idle-shop", IDLE)
+    buy(engine, "T-1", "2025-03-10", _basket("40.00"))  # lapses 10 March 2026 without more
+    path = tmp_path / "idle-shop-v2.yaml"
+    path.write_text(PROGRAM.format(program="idle-shop", expiry="never", pending=0),
+                    encoding="utf-8")
+    [applied] = apply_program_files(engine, [path], NOW, at(effective))
+    assert (applied.version, applied.created) == (2, True)
+    assert _shown(engine, asked) == [("idle-shop", expected, 0)]
+    assert expire_points(engine, at(asked)).points == 40 - expected
+    assert points(engine, "idle-shop") == (expected, 0)
     assert_ledger_exact(engine)
