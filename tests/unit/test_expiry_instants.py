@@ -19,6 +19,7 @@ from loyalty_engine.rules import load_program_text
 from loyalty_engine.rules.compiled import Expiry
 from loyalty_engine.rules.diff import diff_programs
 from loyalty_engine.rules.schema import ProgramDefinition
+from loyalty_engine.services.jobs import Expire, Notices
 from tests.unit.test_program_language import (
     PER_EURO,
     Bad,
@@ -213,3 +214,17 @@ def test_the_rules_diff_describes_expiry_policies(before: str, after: str,
 
     diff = diff_programs(definition(before), definition(after))
     assert [(c.path, c.before, c.after) for c in diff.settings] == settings
+
+
+@pytest.mark.parametrize(("expiry", "runs"), [
+    ("{inactive_months: 12}", True),  # inactivity alone: the jobs have lapses to record
+    ("{after_months: 6, then: end_of_month}", True),
+    ("never", False),
+])
+def test_the_expire_and_notices_jobs_run_for_the_new_policies(expiry: str, runs: bool) -> None:
+    # A program with only points rules and no rewards, tiers or groups: nothing else for
+    # either job to do.
+    compiled = load_program_text(program_text(
+        PER_EURO, before_rewards=f"points:\n  expiry: {expiry}\n", rewards="rewards: []\n"
+    )).compiled
+    assert (Expire().applies(compiled), Notices().applies(compiled)) == (runs, runs)
