@@ -34,6 +34,9 @@ class PlannedAward(NamedTuple):
     reason_json: str
     pending_until: datetime | None = None
     expires_at: datetime | None = None
+    # Points earned by a purchase are activity: the balance lapses at lapses_at without more.
+    active: bool = False
+    lapses_at: datetime | None = None
 
 
 class PlannedProgress(NamedTuple):
@@ -193,10 +196,13 @@ def plan_purchase(catalog: ProgramCatalog, ref: int, purchase: Purchase,
         when = purchase.occurred_at
         pending = when + timedelta(days=program.pending_days) if program.pending_days else None
         expires = program.expiry.at(when, program.timezone)
+        active = program.inactivity.kind != "never"
+        lapses = program.inactivity.at(when, program.timezone)
         for decision in evaluation.awards:
             awards.append(PlannedAward(
                 version.id, version.program_id, version.version, decision.rule_id,
-                decision.points, to_json(decision.reason).decode(), pending, expires))
+                decision.points, to_json(decision.reason).decode(), pending, expires,
+                active, lapses))
         progress.extend(PlannedProgress(version.program_id, *d) for d in evaluation.progress)
         consumed.extend(PlannedProgress(version.program_id, *d) for d in evaluation.consumed)
         for seq, voucher in enumerate(evaluation.vouchers):

@@ -3,12 +3,14 @@
 from loyalty_engine.ledger.balances import (
     BalanceChanges,
     change_balances,
+    end_inactivity_deadlines,
     shown_at,
     shown_columns,
 )
 from loyalty_engine.ledger.debts import NewDebt, record_debts
 from loyalty_engine.ledger.earn import Earning, earn
 from loyalty_engine.ledger.entries import LEDGER_COLUMNS, Entry, append
+from loyalty_engine.ledger.lots import expiry_column
 from loyalty_engine.ledger.spend import (
     Restore,
     Spend,
@@ -23,7 +25,7 @@ from loyalty_engine.ledger.steps import StepResult, activate, expire
 
 __all__ = [
     "LEDGER_COLUMNS", "BalanceChanges", "Earning", "Entry", "NewDebt", "Restore", "Spend",
-    "StepResult", "Taken", "activate", "append", "change_balances", "earn", "expire",
-    "record_debts", "restore", "shown_at", "shown_columns", "spend", "spendable_points",
-    "take_from_lot", "take_points",
+    "StepResult", "Taken", "activate", "append", "change_balances", "earn",
+    "end_inactivity_deadlines", "expire", "expiry_column", "record_debts", "restore",
+    "shown_at", "shown_columns", "spend", "spendable_points", "take_from_lot", "take_points",
 ]

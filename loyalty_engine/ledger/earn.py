@@ -36,6 +36,10 @@ class Earning:
     pending_until: datetime | None = None  # held (not spendable) until then
     kind: str = "earn"  # "adjust": an operator's credit, not counted as lifetime earned
     ref: str | None = None  # the natural key of an earning outside a purchase
+    # An activity (a purchase's points, in a program with inactivity expiry): moves the
+    # balance's lapse deadline on to lapses_at.
+    active: bool = False
+    lapses_at: datetime | None = None
 
 
 def earn(conn: Connection, earnings: Sequence[Earning], now: datetime,
@@ -76,6 +80,8 @@ def earn(conn: Connection, earnings: Sequence[Earning], now: datetime,
         changes.add(e.member_id, e.program_id, points=0 if pending else remaining,
                     pending=remaining if pending else 0,
                     lifetime=e.points if e.kind == "earn" else 0)
+        if e.active:
+            changes.active(e.member_id, e.program_id, e.at, e.lapses_at)
     insert_rows(conn, _lots, LOT_COLUMNS, lots)
     write_repayments(conn, repaid, now, times)
     if balances is None:

@@ -122,6 +122,10 @@ class Spend:
     reason: dict[str, Any]  # the lots it took are added as from_lots
     ref: str
     rule_id: str = ""
+    # An activity (a redemption, in a program with inactivity expiry): moves the balance's
+    # lapse deadline on to lapses_at.
+    active: bool = False
+    lapses_at: datetime | None = None
 
 
 def spend(conn: Connection, request: Spend, now: datetime,
@@ -144,6 +148,8 @@ def spend(conn: Connection, request: Spend, now: datetime,
                         request.rule_id)], now)
     changes = BalanceChanges()
     changes.add(request.member_id, request.program_id, points=-request.points)
+    if request.active:
+        changes.active(request.member_id, request.program_id, request.at, request.lapses_at)
     changes.flush(conn, now)
     return consumed
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, select
 
 from loyalty_engine.ledger.balances import change_balances
 from loyalty_engine.ledger.entries import Entry, append
-from loyalty_engine.ledger.lots import HELD, expired_by, held, unexpired
+from loyalty_engine.ledger.lots import HELD, expired_by, expiry_column, held, unexpired
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked, lock_rows
 
@@ -29,6 +30,8 @@ class StepResult:
     points: int
     members: int
     by_program: dict[str, int] = field(default_factory=dict)
+    # Balances that lapsed without activity: (member, program, instant) -> points expired.
+    lapsed: dict[tuple[str, str, datetime], int] = field(default_factory=dict)
 
 
 def activate(conn: Connection, as_of: datetime, program_id: str | None = None) -> StepResult:
@@ -66,8 +69,8 @@ def expire(conn: Connection, as_of: datetime, program_id: str | None = None) -> 
     _lock_members(conn, due)
     query = (
         select(_lots.c.entry_id, _lots.c.member_id, _lots.c.program_id, _lots.c.remaining,
-               _lots.c.expires_at, _lots.c.pending_until, _lots.c.activated_at,
-               _ledger.c.program_version_id)
+               expiry_column().label("expires_at"), _lots.c.expires_at.label("own_expiry"),
+               _lots.c.pending_until, _lots.c.activated_at, _ledger.c.program_version_id)
         .join(_ledger, _ledger.c.id == _lots.c.entry_id)
         .where(due).order_by(_lots.c.entry_id)
     )
@@ -76,7 +79,8 @@ def expire(conn: Connection, as_of: datetime, program_id: str | None = None) -> 
     rows = conn.execute(query).all()
     append(conn, [
         Entry(r.member_id, r.program_id, r.program_version_id, "expire", -r.remaining,
-              r.expires_at, {"lot": r.entry_id, "expired_at": r.expires_at.isoformat()},
+              r.expires_at, {"lot": r.entry_id, "expired_at": r.expires_at.isoformat(),
+                             **({"inactive": True} if _by_inactivity(r) else {})},
               f"expire:{r.entry_id}") for r in rows], as_of)
     for part in chunked([r.entry_id for r in rows]):
         conn.execute(_lots.update().where(_lots.c.entry_id.in_(part)).values(remaining=0))
@@ -85,9 +89,18 @@ def expire(conn: Connection, as_of: datetime, program_id: str | None = None) -> 
         change[(r.member_id, r.program_id)][1 if held(r.pending_until, r.activated_at) else 0] \
             -= r.remaining
     change_balances(conn, {pair: (d[0], d[1]) for pair, d in change.items()}, as_of)
+    lapsed: defaultdict[tuple[str, str, datetime], int] = defaultdict(int)
+    for r in rows:
+        if _by_inactivity(r):
+            lapsed[(r.member_id, r.program_id, r.expires_at)] += r.remaining
     return StepResult(len(rows), sum(r.remaining for r in rows),
                       len({r.member_id for r in rows}),
-                      _by_program({pair: -sum(d) for pair, d in change.items()}))
+                      _by_program({pair: -sum(d) for pair, d in change.items()}), dict(lapsed))
+
+
+def _by_inactivity(row: Any) -> bool:
+    """Whether the lot went with its balance's lapse rather than at its own expiry."""
+    return row.own_expiry is None or row.own_expiry > row.expires_at
 
 
 def _by_program(moved: dict[tuple[str, str], int]) -> dict[str, int]:

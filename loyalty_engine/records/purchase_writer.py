@@ -474,7 +474,8 @@ class PurchaseWriter:
         ledger.earn(self.conn, [
             ledger.Earning(p.purchase.member_id, award.program_id, award.version_id,
                            award.points, p.purchase.occurred_at, award.expires_at,
-                           award.reason_json, award.rule_id, pid, award.pending_until)
+                           award.reason_json, award.rule_id, pid, award.pending_until,
+                           active=award.active, lapses_at=award.lapses_at)
             for pid, p in inserted if p.purchase.member_id is not None
             for award in p.awards], self.now, self._balances)
         self._store_progress(inserted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -92,7 +92,9 @@ class CompiledCondition:
 class Expiry:
     """When something earned at an instant lapses (None: never)."""
 
-    kind: Literal["never", "days", "months", "end_of_month", "end_of_year"]
+    # months_end_of_month: `count` months after earning, then to the end of that month.
+    kind: Literal["never", "days", "months", "end_of_month", "end_of_year",
+                  "months_end_of_month"]
     count: int = 0
 
     def at(self, earned_at: datetime, zone: ZoneInfo) -> datetime | None:
@@ -104,12 +106,19 @@ class Expiry:
         local = earned_at.astimezone(zone)
         if self.kind == "months":
             day = add_months(local.date(), self.count)
-            return datetime.combine(day, local.timetz().replace(tzinfo=None), zone)
+            # astimezone: a local time the spring change skips becomes the real instant (at
+            # the offset before the change), which compares equal to itself in UTC.
+            return datetime.combine(day, local.timetz().replace(tzinfo=None),
+                                    zone).astimezone(UTC).astimezone(zone)
         if self.kind == "end_of_month":
             first = add_months(local.date().replace(day=1), 1)
+        elif self.kind == "months_end_of_month":
+            # The month in which the N months run out ends at the next month's first local
+            # midnight: earned 15 January, 6 months run out on 15 July, gone from 1 August.
+            first = add_months(local.date().replace(day=1), self.count + 1)
         else:
             first = date(local.year + 1, 1, 1)
-        return datetime.combine(first, time(0), zone)
+        return datetime.combine(first, time(0), zone).astimezone(UTC).astimezone(zone)
 
     def first_lapsed_day(self, earned_on: date) -> date | None:
         """For things kept by local date (stamps): the first day they no longer count."""
@@ -121,6 +130,8 @@ class Expiry:
             return add_months(earned_on, self.count)
         if self.kind == "end_of_month":
             return add_months(earned_on.replace(day=1), 1)
+        if self.kind == "months_end_of_month":
+            return add_months(earned_on.replace(day=1), self.count + 1)
         return date(earned_on.year + 1, 1, 1)
 
 
@@ -743,6 +754,9 @@ class CompiledProgram:
     # Some rule or cap keeps a period from the enrolment (members' enrolment dates are
     # loaded with each batch, as for an anniversary tier window).
     membership_years: bool = False
+    # The whole balance lapses this long after the member's last earning from a purchase
+    # or redemption (kind "months"; "never": no inactivity expiry).
+    inactivity: Expiry = Expiry("never")
 
 
     @property
@@ -845,6 +859,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         membership_years=any(period == MEMBERSHIP_YEAR for period, _ in program_caps) or any(
             getattr(r, "period", "") == MEMBERSHIP_YEAR
             or any(p == MEMBERSHIP_YEAR for p, _ in r.caps) for r in ordered),
+        inactivity=_inactivity(definition.points.expiry),
     )
 
 
@@ -881,10 +896,19 @@ def _caps(caps: Caps | None) -> tuple[tuple[str, int], ...]:
 def _expiry(policy: ExpiryPolicy) -> Expiry:
     if policy.after_days:
         return Expiry("days", policy.after_days)
+    if policy.after_months and policy.then == "end_of_month":
+        return Expiry("months_end_of_month", policy.after_months)
     if policy.after_months:
         return Expiry("months", policy.after_months)
     if policy.end_of == "month":
         return Expiry("end_of_month")
     if policy.end_of == "year":
         return Expiry("end_of_year")
+    return Expiry("never")
+
+
+def _inactivity(policy: ExpiryPolicy) -> Expiry:
+    """The inactivity deadline's rule: the same local time, inactive_months later."""
+    if policy.inactive_months:
+        return Expiry("months", policy.inactive_months)
     return Expiry("never")

@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeAlias, TypeGuard
 
-from loyalty_engine.rules.schema import ProgramDefinition
+from loyalty_engine.rules.schema import ExpiryPolicy, ProgramDefinition
 
 # A value as JSON would hold it: decimals are normalised strings ("2", "0.5"), dates ISO text.
 Plain: TypeAlias = "str | int | bool | list[Plain] | dict[str, Plain] | None"
@@ -127,6 +127,9 @@ def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff
     order = _evaluation_order_change(old, new)
     if order is not None:
         settings.append(order)
+    expiry = _expiry_meaning_change(old, new)
+    if expiry is not None:
+        settings.append(expiry)
     return ProgramDiff(
         program=old.program,
         settings=tuple(settings),
@@ -317,3 +320,31 @@ def _evaluation_order_change(old: ProgramDefinition, new: ProgramDefinition) -> 
     common = {r.id for r in old.rules} & {r.id for r in new.rules}
     before, after = order(old, common), order(new, common)
     return None if before == after else Change("rules.order", before, after)
+
+
+def expiry_meaning(policy: ExpiryPolicy) -> str:
+    """A points expiry policy in words, for the diff: `then` and `inactive_months` change
+    what after_months means, so the fields alone do not say it."""
+    if policy.after_days:
+        lots = f"{policy.after_days} days after earning"
+    elif policy.after_months and policy.then == "end_of_month":
+        lots = (f"at the end of the month in which {policy.after_months} months after "
+                "earning run out")
+    elif policy.after_months:
+        lots = f"{policy.after_months} months after earning"
+    elif policy.end_of:
+        lots = f"at the end of the {policy.end_of} of earning"
+    else:
+        lots = "never"
+    if policy.inactive_months:
+        return (f"{lots}; the whole balance after {policy.inactive_months} months without "
+                "earning or redeeming")
+    return lots
+
+
+def _expiry_meaning_change(old: ProgramDefinition, new: ProgramDefinition) -> Change | None:
+    """Points expiry in words, when either side uses then or inactive_months."""
+    before, after = old.points.expiry, new.points.expiry
+    if before == after or not any(p.then or p.inactive_months for p in (before, after)):
+        return None
+    return Change("points.expiry", expiry_meaning(before), expiry_meaning(after))

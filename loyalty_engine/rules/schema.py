@@ -15,9 +15,11 @@ from pydantic import (
     Discriminator,
     Field,
     PositiveInt,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -175,16 +177,31 @@ class Caps(_Strict):
 
 class ExpiryPolicy(_Strict):
     """When earned points (or stamps) lapse: never (the default), N days or months after
-    earning, or at the end of the month or year of earning (program time)."""
+    earning, or at the end of the month or year of earning (program time); N months after
+    earning and then at the end of that month (`then: end_of_month`); and, for points,
+    the whole balance after `inactive_months` without earning or redeeming."""
 
     after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
     after_months: Annotated[int, Field(ge=1, le=1200)] | None = None
     end_of: Literal["month", "year"] | None = None
+    then: Literal["end_of_month"] | None = None
+    inactive_months: int | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _never(cls, value: object) -> object:
         return {} if value == "never" else value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> object:
+        # then and inactive_months came later: left out when unused, a program that does
+        # not use them keeps its content hash (re-applying it is no new version).
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("then", "inactive_months"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _one_way(self) -> ExpiryPolicy:
@@ -192,6 +209,46 @@ class ExpiryPolicy(_Strict):
         if len(given) > 1:
             raise LocatedValueError((given[1],), f"give one of after_days, after_months and "
                                     f"end_of (or 'never'), not {' and '.join(given)}")
+        return self
+
+    @field_validator("inactive_months")
+    @classmethod
+    def _whole_months(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 1200:
+            raise ValueError(f"inactive_months {value} must be 1 to 1200: the months without "
+                             "earning or redeeming after which the whole balance lapses (for "
+                             "no inactivity expiry, leave it out)")
+        return value
+
+    @model_validator(mode="after")
+    def _then_after_months(self) -> ExpiryPolicy:
+        if self.then is not None and self.after_months is None:
+            raise LocatedValueError(("then",), "then: end_of_month rounds after_months up to "
+                                    "the end of the month: give after_months too (e.g. "
+                                    "{after_months: 6, then: end_of_month}), or use "
+                                    "end_of: month")
+        return self
+
+    @model_validator(mode="after")
+    def _inactivity_can_act(self) -> ExpiryPolicy:
+        # Every lot is earned at or before the member's last activity, so a per-lot expiry
+        # no later than the inactivity deadline has taken everything before it comes.
+        months = self.inactive_months
+        if months is None:
+            return self
+        first = None
+        if self.after_months is not None and months >= self.after_months:
+            first = f"after_months {self.after_months}"
+        elif self.after_days is not None and months * 28 >= self.after_days:
+            first = f"after_days {self.after_days}"
+        elif self.end_of == "month" or (self.end_of == "year" and months >= 12):
+            first = f"end_of: {self.end_of}"
+        if first is not None:
+            raise LocatedValueError(
+                ("inactive_months",),
+                f"inactive_months {months} can never expire anything: with {first} every "
+                f"point has lapsed before {months} months without activity can pass; give "
+                f"a shorter inactive_months or drop one of the two")
         return self
 
 
@@ -330,6 +387,15 @@ class StampCardRule(_Rule):
     card_size: Annotated[int, Field(ge=2, le=1000)]
     reward: Slug
     stamps_expire: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
+
+    @field_validator("stamps_expire")
+    @classmethod
+    def _stamps_not_by_inactivity(cls, value: ExpiryPolicy) -> ExpiryPolicy:
+        if value.inactive_months is not None:
+            raise LocatedValueError(("inactive_months",), "inactive_months applies to a "
+                                    "points balance (points.expiry), not to stamps: give "
+                                    "stamps_expire a per-stamp expiry or move it")
+        return value
 
 
 class FirstInCategoryRule(_Rule):

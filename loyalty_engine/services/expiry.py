@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.services.points import StepResult, expire_points
 from loyalty_engine.services.reward_expiry import RewardExpiryResult, expire_rewards
 from loyalty_engine.store.unit_of_work import write_use_case
@@ -42,5 +43,11 @@ def expire_due(conn: Connection, as_of: datetime, now: datetime,
     running it again changes nothing. All three in the caller's one transaction: a step
     killed half-way leaves none of it done."""
     points = expire_points(conn, as_of, program_id)
+    # A balance lapsed without activity is a member event (once: its natural key).
+    record_events(conn, [Event(f"balance_lapsed:{program}:{member}:{at.isoformat()}",
+                               "balance_lapsed", member, program, at,
+                               {"points": expired, "lapsed_at": at.isoformat()})
+                         for (member, program, at), expired in sorted(points.lapsed.items())],
+                  now)
     rewards = expire_rewards(conn, as_of, now, program_id, since, versions=versions)
     return ExpiryResult(points, rewards)

@@ -90,7 +90,7 @@ class Expire(Job):
 
     def applies(self, program: CompiledProgram) -> bool:
         return (program.expiry.kind != "never" or bool(program.rewards)
-                or "expire" in program.rule_jobs)
+                or "expire" in program.rule_jobs or program.inactivity.kind != "never")
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
@@ -173,7 +173,7 @@ class Notices(Job):
 
     def applies(self, program: CompiledProgram) -> bool:
         return (program.expiry.kind != "never" or program.tiers is not None
-                or bool(program.groups))
+                or bool(program.groups) or program.inactivity.kind != "never")
 
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:

@@ -171,8 +171,8 @@ def show_member(conn: Connection, member_id: str, as_of: datetime,
     ).all()
     lots = conn.execute(
         select(_lots.c.entry_id, _lots.c.program_id, _lots.c.earned_at, _lots.c.points,
-               _lots.c.remaining, _lots.c.expires_at, _lots.c.pending_until,
-               _lots.c.activated_at)
+               _lots.c.remaining, ledger.expiry_column().label("expires_at"),
+               _lots.c.pending_until, _lots.c.activated_at)
         .where(_lots.c.member_id == member_id)
         .order_by(_lots.c.program_id, _lots.c.earned_at, _lots.c.entry_id)
     ).all()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, true
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.periods import start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.records.events import Event, record_events
@@ -21,6 +22,7 @@ from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _lots = tables.point_lots
+_balances = tables.balances
 
 
 @dataclass(slots=True)
@@ -78,6 +80,8 @@ def send_notices(conn: Connection, as_of: datetime, now: datetime,
                func.sum(_lots.c.remaining))
         .where(and_(_lots.c.expires_at.is_not(None), _lots.c.expires_at > as_of,
                     _lots.c.expires_at <= horizon, _lots.c.remaining > 0,
+                    # One lapsing earlier with its balance has the balance's notice.
+                    ledger.expiry_column() == _lots.c.expires_at,
                     true() if program_id is None else _lots.c.program_id == program_id))
         .group_by(_lots.c.member_id, _lots.c.program_id, _lots.c.expires_at)
     ):
@@ -87,6 +91,19 @@ def send_notices(conn: Connection, as_of: datetime, now: datetime,
             f"expiring:{lot_program}:{member_id}:{expires_at.isoformat()}",
             "points_expiring_soon", member_id, lot_program, as_of,
             {"points": points, "expires_at": expires_at.isoformat()}))
+    # Whole balances that will lapse without activity: one set-based read of balances.
+    for member_id, lot_program, lapses_at, points in conn.execute(
+        select(_balances.c.member_id, _balances.c.program_id, _balances.c.lapses_at,
+               _balances.c.points + _balances.c.pending)
+        .where(and_(_balances.c.lapses_at > as_of, _balances.c.lapses_at <= horizon,
+                    _balances.c.points + _balances.c.pending > 0,
+                    true() if program_id is None else _balances.c.program_id == program_id))
+        .order_by(_balances.c.program_id, _balances.c.member_id)
+    ):
+        events.append(Event(
+            f"lapsing:{lot_program}:{member_id}:{lapses_at.isoformat()}",
+            "balance_lapsing_soon", member_id, lot_program, as_of,
+            {"points": int(points), "lapses_at": lapses_at.isoformat()}))
     result = NoticeResult()
     for kind in sorted({e.kind for e in events}):
         result.recorded[kind] = record_events(

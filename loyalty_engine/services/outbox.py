@@ -23,6 +23,8 @@ KINDS = {
     "stamps_expired": "stamps on the member's card lapsed unused",
     "tier_will_downgrade": "the member would drop at a review coming soon (and what they lack)",
     "points_expiring_soon": "points of the member will expire soon",
+    "balance_lapsed": "the member's whole points balance lapsed after months without activity",
+    "balance_lapsing_soon": "the member's whole points balance will lapse soon without activity",
     "eligibility_expiring": "a group verification will lapse soon: time to re-verify",
 }
 

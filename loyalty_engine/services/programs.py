@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
+from loyalty_engine import ledger
 from loyalty_engine.domain.errors import NotFoundError, ProgramApplyError
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.rules import CompiledProgram, LoadedProgram, Problem, ProgramFileError
@@ -198,6 +199,9 @@ def _apply_one(
         version = latest.version + 1
         conn.execute(_programs.update().where(_programs.c.program_id == pid)
                      .values(name=loaded.definition.name))
+        if loaded.compiled.inactivity.kind == "never":
+            # Inactivity expiry dropped (or never used: then no balance has a deadline).
+            ledger.end_inactivity_deadlines(conn, pid, start)
     conn.execute(
         _versions.insert().values(
             program_id=pid, version=version, content_hash=loaded.content_hash,

@@ -136,7 +136,9 @@ def _redeem(conn: Connection, request: RedemptionRequest, now: datetime,
         consumed = ledger.spend(conn, ledger.Spend(
             member_id, program_id, version.id, "redeem", points, at,
             {"redemption_id": request.redemption_id, "reward": request.reward},
-            f"redeem:{request.redemption_id}"), now,
+            f"redeem:{request.redemption_id}",
+            active=version.program.inactivity.kind != "never",
+            lapses_at=version.program.inactivity.at(at, version.program.timezone)), now,
             lambda available: RedemptionRejectedError(
                 f"member {member_id!r} has {available} spendable points in {program_id!r}; "
                 f"{points} are needed"))

@@ -207,6 +207,13 @@ class Balance(Base):
     lifetime_earned: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
     pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Inactivity expiry (points.expiry.inactive_months): the member's last activity (points
+    # earned by a purchase, or spent by a redemption), the instant the whole balance lapses
+    # without another (set at each activity), and the last lapse that came before one: lots
+    # earned before it lapsed at it (ledger/lots.py).
+    last_activity_at: Mapped[datetime | None]
+    lapses_at: Mapped[datetime | None]
+    lapsed_at: Mapped[datetime | None]
 
 
 class ProgressCounter(Base):

@@ -15,6 +15,7 @@ from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.ledger.check import check_balances
 from loyalty_engine.records.purchase_writer import PurchaseOutcome
+from loyalty_engine.services.members import show_member
 from loyalty_engine.services.programs import apply_program_files
 from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem
@@ -25,6 +26,7 @@ from loyalty_engine.store.database import read_transaction
 ROOT = Path(__file__).resolve().parents[2]
 COFFEE = ROOT / "rules" / "bean-there-coffee.yaml"
 GROCERY = ROOT / "rules" / "fresh-market-grocery.yaml"
+GROCERY_YEAR = ROOT / "tests" / "fixtures" / "programs" / "grocery-year.yaml"
 RECORDED_AT = datetime(2027, 6, 1, tzinfo=UTC)
 
 Item = tuple[str, str, str, str]  # sku, category, quantity, unit price
@@ -172,3 +174,10 @@ def counter_total(engine: Engine, program: str, counter: str, member: str = "M-1
     """The sum of a member's counter over every period."""
     return sum(value for (p, c, _), value in state(engine, member)["counters"].items()
                if p == program and c == counter)
+def shown(engine: Engine, when: str, program: str, member: str = "M-1") -> tuple[int, int]:
+    """(spendable, pending) as `members show` gives them at `when` (lots expired by then left
+    out, whether or not the expire step has run); (0, 0) without a balance."""
+    for balance in show_member(engine, member, at(when))["balances"]:
+        if balance["program_id"] == program:
+            return int(balance["points"]), int(balance["pending"])
+    return 0, 0
