@@ -20,6 +20,7 @@ from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.services.rebates import ended_periods
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent, lock_rows
+from loyalty_engine.store.locks import read_with_members_locked
 from loyalty_engine.store.unit_of_work import write_use_case
 
 JOB = "period_bonuses"
@@ -88,7 +89,7 @@ def _award_program(conn: Connection, version: VersionInForce, as_of: datetime,
                         *ended_periods(_counters.c.period, award.period, today,
                                        None if since is None else local_day(program, since)))
                  .order_by(_counters.c.period, _counters.c.member_id))
-        reached = conn.execute(query).all()
+        reached = read_with_members_locked(conn, query)
         if not reached:
             continue
         ends = {period: start_of_day(key_end(award.period, period), program.timezone)

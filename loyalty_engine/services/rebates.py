@@ -27,6 +27,7 @@ from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked, insert_if_absent
+from loyalty_engine.store.locks import read_with_members_locked
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _counters = tables.progress_counters
@@ -99,7 +100,7 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
             query = query.where(*ended_periods(_counters.c.period, rule.period, today,
                                                None if since is None
                                                else local_day(program, since)))
-            rows = conn.execute(query).all()
+            rows = read_with_members_locked(conn, query)
             owed = _owed(conn, version.program_id, rule.rule_id,
                          sorted({r.member_id for r in rows}))
             vouchers = []

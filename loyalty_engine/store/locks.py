@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from collections.abc import Sequence
+from typing import TypeVarTuple
+
+from sqlalchemy import Connection, Row, Select, select
 
 from loyalty_engine.store import tables
+from loyalty_engine.store.bulk import lock_rows
 
 _members = tables.members
+_Ts = TypeVarTuple("_Ts")
 
 
 def lock_member(conn: Connection, member_id: str) -> bool:
@@ -17,3 +22,18 @@ def lock_member(conn: Connection, member_id: str) -> bool:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return conn.execute(query).first() is not None
+
+
+def read_with_members_locked(conn: Connection,
+                             query: Select[*_Ts]) -> Sequence[Row[*_Ts]]:
+    """The rows of a job's query (which has a member_id column), read again after their
+    members' row locks are taken (PostgreSQL): a refund that holds a member's lock while it
+    lowers a counter commits before the job decides on that member, or waits for the job
+    and then sees what it wrote. Read once only, a job would decide on counters a refund
+    was changing and neither would see the other (SQLite's write lock already excludes
+    this)."""
+    rows = conn.execute(query).all()
+    if conn.dialect.name != "postgresql" or not rows:
+        return rows
+    lock_rows(conn, _members, "member_id", sorted({r.member_id for r in rows}))
+    return conn.execute(query).all()
