@@ -662,7 +662,9 @@ class CompiledProgram:
     notice_days: int = 30
     # How far before its recording a redemption may be dated (offline tills).
     redemption_backdate: timedelta = timedelta(hours=24)
-
+    # The file's language level: what purchase.total and an item's amount mean (1 minor
+    # units, 2 the currency) in its expressions' context.
+    cel_language: int = 1
 
     @property
     def has_standing(self) -> bool:
@@ -761,6 +763,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
         schedule=definition.schedule.crons(),
         notice_days=definition.schedule.notice_days,
         redemption_backdate=timedelta(hours=definition.redemptions.backdate_hours),
+        cel_language=definition.language or 1,
     )
 
 

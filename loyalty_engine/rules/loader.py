@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
+from loyalty_engine.rules.expressions import LEVELS, language_level
 from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
 
 # Checked before parsing, so that a huge file is refused at once: YAML parsing takes about
@@ -111,17 +112,22 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
             [Problem(name, 1, 1, "a program file must be a mapping with keys such as "
                                  "'program', 'name', 'currency' and 'rules'")]
         )
-    try:
-        definition = ProgramDefinition.model_validate(data)
-    except ValidationError as exc:
-        problems = [_problem_from_error(name, data, error) for error in exc.errors()]
-        problems.sort(key=lambda p: (p.line, p.column))
-        raise ProgramFileError(problems) from None
+    declared = data.get("language")
+    # Expressions are compiled at the file's language level (a bad value is refused by the
+    # schema; until then the expressions are read as a file that declares none).
+    with language_level(declared if declared in LEVELS else None):
+        try:
+            definition = ProgramDefinition.model_validate(data)
+        except ValidationError as exc:
+            problems = [_problem_from_error(name, data, error) for error in exc.errors()]
+            problems.sort(key=lambda p: (p.line, p.column))
+            raise ProgramFileError(problems) from None
+        compiled = compile_program(definition)
     return LoadedProgram(
         path=name,
         source_text=text,
         definition=definition,
-        compiled=compile_program(definition),
+        compiled=compiled,
         content_hash=content_hash(definition),
     )
 
@@ -184,8 +190,11 @@ def _bounded_digits(node: Any) -> None:
 
 def content_hash(definition: ProgramDefinition) -> str:
     """SHA-256 of the program's meaning: comments, layout and key order do not change it."""
+    meaning = definition.model_dump(mode="python")
+    if meaning.get("language") is None:  # absent: the hash programs had before the key
+        meaning.pop("language", None)
     canonical = json.dumps(
-        definition.model_dump(mode="python"), sort_keys=True, default=_canonical,
+        meaning, sort_keys=True, default=_canonical,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

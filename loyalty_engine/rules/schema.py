@@ -362,6 +362,10 @@ class ProgramDefinition(_Strict):
 
     program: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    language: Literal[1, 2] | None = Field(default=None, description=(
+        "what amounts without a unit in their name mean in expressions (purchase.total, "
+        "purchase.eligible_spend, an item's amount): 1 minor units (cents), 2 the currency "
+        "(euros); absent: the file may not use them (stored versions without it: 1)"))
     currency: CurrencyCode
     timezone: str
     enrolment: Literal["open", "explicit"] = Field(description=(

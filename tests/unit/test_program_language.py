@@ -410,7 +410,7 @@ EVERY_KIND = program_text("""\
     - id: early-bird
       kind: fixed_bonus
       points: 10
-      when: "local.hour < 9 && purchase.total >= 500"
+      when: "local.hour < 9 && purchase.total_minor >= 500"
       group: morning
     - id: morning-coffee
       kind: fixed_bonus
@@ -471,15 +471,15 @@ def test_a_program_using_every_rule_kind_loads() -> None:
 
 
 def test_when_shorthand_is_a_cel_expression() -> None:
-    text = program_text(fixed_bonus('  when: "purchase.total > 1000"\n'))
+    text = program_text(fixed_bonus('  when: "purchase.total_minor > 1000"\n'))
     loaded = load_program_text(text, "cafe.yaml")
     assert loaded.definition.rules[0].when is not None
-    assert loaded.definition.rules[0].when.expression == "purchase.total > 1000"
+    assert loaded.definition.rules[0].when.expression == "purchase.total_minor > 1000"
     compiled_when = loaded.compiled.rules[0].when
     assert compiled_when is not None
-    assert compiled_when.expression_source == "purchase.total > 1000"
+    assert compiled_when.expression_source == "purchase.total_minor > 1000"
     # The same rule written out in full means the same thing.
-    longhand = program_text(fixed_bonus('  when: {expression: "purchase.total > 1000"}\n'))
+    longhand = program_text(fixed_bonus('  when: {expression: "purchase.total_minor > 1000"}\n'))
     assert load_program_text(longhand).content_hash == loaded.content_hash
 
 
@@ -576,7 +576,7 @@ TEN = "[0,1,2,3,4,5,6,7,8,9]"
          "1,001,000 steps"),
         (f"{TEN}.all(a, {TEN}.all(b, {TEN}.all(c, {TEN}.all(d, a + b + c + d >= 0))))",
          "11,110 steps"),
-        ("purchase.items.filter(i, i.amount > 0).exists(i, purchase.skus.all(s, s != ''))",
+        ("purchase.items.filter(i, i.amount_minor > 0).exists(i, purchase.skus.all(s, s != ''))",
          "1,002,000 steps"),
         ("(purchase.skus + purchase.categories).all(x, member.consents.all(c, c != x))",
          "102,000 steps"),
