@@ -27,6 +27,7 @@ from loyalty_engine.rules.expression_cost import (
     iterations,
     parse_checked,
 )
+from loyalty_engine.rules.values import STORED
 
 _T = cel.Type
 _ITEM = _T.Map(_T.STRING, _T.DYN)
@@ -145,7 +146,7 @@ class ExpressionError(ValueError):
 # Set while programs already stored are compiled again: they were accepted by the rules of
 # their day, and refusing one now would stop every purchase; the runtime's own limits still
 # fail that rule's purchases one by one (a rule failure naming it).
-_STORED: ContextVar[bool] = ContextVar("stored_programs", default=False)
+_STORED = STORED  # (rules.values: the slips validation refuses skip stored versions too)
 
 
 @contextmanager

@@ -34,6 +34,8 @@ from loyalty_engine.rules.values import (
     LocatedValueError,
     PositiveDecimal,
     Slug,
+    checking_new_file,
+    shortest_months,
 )
 
 __all__ = ["DecimalIn", "Label", "LocatedValueError", "PositiveDecimal", "Slug"]
@@ -290,6 +292,30 @@ class PointsPolicy(_Strict):
                     "or the balance stops at zero and the rest is a debt repaid from new points",
     )
 
+    @model_validator(mode="after")
+    def _expiry_after_pending(self) -> PointsPolicy:
+        # Points that lapse before they could be spent: some or all never become usable.
+        pending, expiry = self.pending_days, self.expiry
+        if not pending or not checking_new_file():
+            return self
+        if expiry.after_days is not None and expiry.after_days <= pending:
+            raise LocatedValueError(
+                ("expiry", "after_days"), f"points would expire after {expiry.after_days} "
+                f"days, before their pending_days ({pending}) end, so they could never be "
+                f"spent; give after_days above {pending}, or fewer pending_days")
+        if expiry.after_months is not None and shortest_months(expiry.after_months) <= pending:
+            raise LocatedValueError(
+                ("expiry", "after_months"), f"after_months {expiry.after_months} can be as "
+                f"little as {shortest_months(expiry.after_months)} days, not more than "
+                f"pending_days ({pending}): points would expire before they could be spent; "
+                "give more months, or fewer pending_days")
+        if expiry.end_of is not None:
+            raise LocatedValueError(
+                ("expiry", "end_of"), f"points earned near the end of the {expiry.end_of} "
+                f"expire before their pending_days ({pending}) end, so they could never be "
+                "spent; use after_months (or after_days) with pending_days, or pending_days: 0")
+        return self
+
 
 class RedemptionPolicy(_Strict):
     """How redemptions are accepted."""
@@ -502,11 +528,33 @@ class ProgramDefinition(_Strict):
                         (index, "caps"), f"a cap of {smallest} is below the rule's "
                                          f"{rule.points} points, so it could never be awarded "
                                          "in full")
+        program_caps: Caps | None = info.data.get("caps")
+        if program_caps is not None and checking_new_file():
+            _check_program_caps(rules, program_caps)
         for group, members in groups.items():
             if len(members) == 1:
                 raise LocatedValueError((members[0], "group"), f"group {group!r} has only this "
                                         "rule; best-of needs two or more rules to compare")
         return rules
+
+
+def _check_program_caps(rules: list[Rule], caps: Caps) -> None:
+    """A program-wide cap below a rule's fixed award: the award could never be given whole."""
+    limits = [(name, value) for name in ("per_day", "per_week", "per_month", "per_year")
+              if (value := getattr(caps, name)) is not None]
+    if not limits:
+        return
+    name, smallest = min(limits, key=lambda limit: limit[1])
+    for index, rule in enumerate(rules):
+        fixed = isinstance(rule, FixedBonusRule | NthVisitRule | SpendThresholdRule)
+        if not fixed or getattr(rule, "award", "on_purchase") != "on_purchase":
+            continue  # (awards at period end are not capped)
+        points: int = getattr(rule, "points")  # noqa: B009  (the three kinds all have it)
+        if points > smallest:
+            raise LocatedValueError(
+                (index, "points"), f"{points} points is more than the program's caps."
+                f"{name} of {smallest}, so this award could never be given whole; raise "
+                f"caps.{name} to at least {points}, or award at most {smallest}")
 
 
 def _known(used: list[str], known: set[str] | None, what: str,
@@ -568,10 +616,19 @@ def _check_money(info: ValidationInfo, value: Decimal, where: tuple[str | int, .
     currency = info.data.get("currency")
     if currency is None:  # already reported as a currency error
         return
+    exponent = currency_exponent(currency)
     try:
-        to_minor(value, currency_exponent(currency), "amount", currency)
+        to_minor(value, exponent, "amount", currency)
     except MoneyError as exc:
         raise LocatedValueError(where, str(exc)) from None
+    written = value.as_tuple().exponent
+    if isinstance(written, int) and -written > exponent and checking_new_file():
+        # "350.00" for yen is exact, but says the program manager thinks in cents.
+        whole = format(value.quantize(Decimal(1).scaleb(-exponent)), "f")
+        places = f"{exponent} decimal{'s' if exponent != 1 else ''}" if exponent else (
+            "no decimals")
+        raise LocatedValueError(where, f"amount {value} is written with more decimals than "
+                                f"{currency} has ({places}); write {whole}")
 
 
 def _check_reachable(when: Condition, exclude: Exclusions,
