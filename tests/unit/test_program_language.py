@@ -844,7 +844,8 @@ def test_a_slip_is_refused_at_the_mistake_with_the_fix(name: str) -> None:
     program_text(PER_EURO + '  minimum_purchase: "5.10"\n'),
     program_text(PER_EURO, before_rewards="points:\n  pending_days: 27\n"
                                           "  expiry: {after_months: 1}\n"),
-    program_text(PER_EURO, before_rewards="points:\n  pending_days: 0\n  expiry: {end_of: month}\n"),
+    program_text(PER_EURO, before_rewards="points:\n  pending_days: 0\n"
+                                          "  expiry: {end_of: month}\n"),
     program_text(PER_EURO, before_rewards=fee_club("    term_months: 1\n"
                                                    "    renewal_notice_days: 28\n")),
 ], ids=["cap equal to the award", "period-end award above the cap", "whole yen",
