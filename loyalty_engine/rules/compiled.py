@@ -196,6 +196,11 @@ class RuleBase(ABC):
         """The weight of a line of this category in the share a refund takes back."""
         return 1
 
+    def counts_line(self, amount_minor: int, quantity_milli: int) -> bool:
+        """Whether a line the condition selects counts for the rule at all (a stamp card's
+        minimum item price): a refund of a line that did not count takes nothing back."""
+        return True
+
     @property
     def conditions(self) -> tuple[CompiledCondition, ...]:
         """Every condition the rule tests (its `when`, and a multiplier's)."""
@@ -367,16 +372,35 @@ class _OncePerPeriod(RuleBase):
 class NthVisit(_OncePerPeriod):
     kind: Literal["nth_visit"]
     visit: int
+    distinct_days: bool = False  # the purchases of one local day are one visit
 
     @classmethod
     def from_definition(cls, rule: NthVisitRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, visit=rule.visit, period=rule.period,
-                   points=rule.points, at_period_end=rule.award == "at_period_end")
+                   points=rule.points, at_period_end=rule.award == "at_period_end",
+                   distinct_days=rule.count == "distinct_days")
+
+    @property
+    def day_counter(self) -> str:
+        """Purchases per local day (count: distinct_days). A count (its name ends in
+        ':visits'): a refund takes a purchase back from its day only when in full, so a day
+        stays a visit while one of its purchases stands."""
+        return f"{self.rule_id}:days:visits"
+
+    def _visit_days(self, ctx: Earning, period: str) -> int:
+        counter = self.day_counter
+        return sum(1 for (name, day), value in ctx.progress.items()
+                   if name == counter and value > 0
+                   and period_key(self.period, date.fromisoformat(day)) == period)
 
     def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
         period = period_key(self.period, ctx.day)
-        visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
+        if self.distinct_days:
+            ctx.advance(self.day_counter, ctx.day.isoformat(), 1)
+            visits = self._visit_days(ctx, period)
+        else:
+            visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
         if self.at_period_end:
             return None  # counted now, awarded by the scheduler once the period has ended
         # Once per period: after a refund of an earlier visit, the count can reach N again.
@@ -431,13 +455,23 @@ class StampCard(RuleBase):
     card_size: int
     reward_id: str
     stamps_expire: Expiry
+    min_item_minor: int | None = None  # least unit price an item must have to count
 
     @classmethod
     def from_definition(cls, rule: StampCardRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, stamp_per=rule.stamp_per,
                    card_size=rule.card_size, reward_id=rule.reward,
-                   stamps_expire=_expiry(rule.stamps_expire))
+                   stamps_expire=_expiry(rule.stamps_expire),
+                   min_item_minor=None if rule.min_item_price is None else minor(
+                       rule.min_item_price))
+
+    def counts_line(self, amount_minor: int, quantity_milli: int) -> bool:
+        # Unit price at least the minimum: amount / (quantity_milli / 1000) >= min, in
+        # integers (a line of 2 x 2.00 is 4.00 for 2000 milli: 2.00 each).
+        least = self.min_item_minor
+        return least is None or (quantity_milli > 0
+                                 and amount_minor * 1000 >= least * quantity_milli)
 
     @property
     def jobs(self) -> frozenset[str]:
@@ -452,6 +486,10 @@ class StampCard(RuleBase):
         """Add the purchase's stamps (dated by local day), repay a stamp debt first, and
         turn every full card of unexpired stamps into a voucher, oldest stamps first."""
         per_item = self.stamp_per == "item"
+        if self.min_item_minor is not None:
+            items = [i for i in items if self.counts_line(i.amount_minor, i.quantity_milli)]
+            if not items:
+                return None  # nothing reaches the price: no stamp, not even for the visit
         stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
         if stamps <= 0:
             return None

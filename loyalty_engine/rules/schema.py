@@ -225,6 +225,17 @@ class NthVisitRule(_Rule):
     period: Period
     points: PositiveInt
     award: Award = _AWARD
+    count: Literal["purchases", "distinct_days"] = Field(
+        default="purchases", description="purchases: every purchase is a visit; "
+        "distinct_days: the purchases of one local day are one visit")
+
+    @model_validator(mode="after")
+    def _days_counted_at_purchase(self) -> NthVisitRule:
+        if self.count == "distinct_days" and self.award == "at_period_end":
+            raise LocatedValueError(("count",), "visits counted as distinct days are awarded "
+                                    "at the purchase that reaches them: drop award: "
+                                    "at_period_end, or count: purchases")
+        return self
 
 
 class SpendThresholdRule(_Rule):
@@ -248,6 +259,10 @@ class StampCardRule(_Rule):
     card_size: Annotated[int, Field(ge=2, le=1000)]
     reward: Slug
     stamps_expire: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
+    min_item_price: Annotated[Money, Field(gt=0)] | None = Field(
+        default=None, description="only items whose unit price (amount / quantity) is at "
+        "least this earn stamps (a free drink earns none); per visit: the visit counts "
+        "when some counted item reaches it")
 
 
 class FirstInCategoryRule(_Rule):
@@ -603,7 +618,7 @@ def _unique_ids(items: Sequence[Reward | _Rule | Perk | Group | Club], what: str
 
 def _money_fields(rule: _Rule) -> list[tuple[tuple[str | int, ...], Decimal]]:
     found: list[tuple[tuple[str | int, ...], Decimal]] = []
-    for name in ("minimum_purchase", "threshold", "cap"):
+    for name in ("minimum_purchase", "threshold", "cap", "min_item_price"):
         value = getattr(rule, name, None)
         if isinstance(value, Decimal):
             found.append(((name,), value))

@@ -813,6 +813,23 @@ SLIPS = {
                 "number; it cannot be compared with a string (write a number, e.g. "
                 "purchase.total >= 50)",
     ),
+    "distinct days awarded at period end": Bad(
+        program_text("- {id: third, kind: nth_visit, visit: 3, period: month, points: 5, "
+                     "award: at_period_end, count: distinct_days}\n"),
+        at="count: distinct_days", col="distinct_days",
+        message="rules[0].count: visits counted as distinct days are awarded at the purchase "
+                "that reaches them: drop award: at_period_end, or count: purchases",
+    ),
+    "stamp price with a tenth of a cent": Bad(
+        program_text(stamp_card('  min_item_price: "2.005"\n')),
+        at="min_item_price", col='"2.005"',
+        message="rules[0].min_item_price: amount 2.005 has more decimals than EUR allows (2)",
+    ),
+    "a free stamp price": Bad(
+        program_text(stamp_card('  min_item_price: "0.00"\n')),
+        at="min_item_price", col='"0.00"',
+        prefix="rules[0].min_item_price: Input should be greater than 0",
+    ),
     "an unknown language level": Bad(
         "language: 3\n" + program_text(PER_EURO),
         at="language: 3", col="3",
