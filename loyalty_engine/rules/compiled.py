@@ -456,6 +456,7 @@ class StampCard(RuleBase):
     reward_id: str
     stamps_expire: Expiry
     min_item_minor: int | None = None  # least unit price an item must have to count
+    distinct_days: bool = False  # per visit: one stamp per local day
 
     @classmethod
     def from_definition(cls, rule: StampCardRule, base: dict[str, Any], minor: Minor,
@@ -464,7 +465,8 @@ class StampCard(RuleBase):
                    card_size=rule.card_size, reward_id=rule.reward,
                    stamps_expire=_expiry(rule.stamps_expire),
                    min_item_minor=None if rule.min_item_price is None else minor(
-                       rule.min_item_price))
+                       rule.min_item_price),
+                   distinct_days=rule.count == "distinct_days")
 
     def counts_line(self, amount_minor: int, quantity_milli: int) -> bool:
         # Unit price at least the minimum: amount / (quantity_milli / 1000) >= min, in
@@ -493,6 +495,9 @@ class StampCard(RuleBase):
         stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
         if stamps <= 0:
             return None
+        if self.distinct_days and ctx.advance(f"{self.rule_id}:days:visits",
+                                              ctx.day.isoformat(), 1) > 1:
+            return None  # the day's visit has its stamp already (a count: see NthVisit)
         counter = self.counter
         debt = ctx.progress.get((counter, "debt"), 0)
         if debt < 0:

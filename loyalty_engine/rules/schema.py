@@ -263,6 +263,16 @@ class StampCardRule(_Rule):
         default=None, description="only items whose unit price (amount / quantity) is at "
         "least this earn stamps (a free drink earns none); per visit: the visit counts "
         "when some counted item reaches it")
+    count: Literal["purchases", "distinct_days"] = Field(
+        default="purchases", description="stamp_per visit: purchases (each earns a stamp) or "
+        "distinct_days (one stamp per local day)")
+
+    @model_validator(mode="after")
+    def _days_are_visits(self) -> StampCardRule:
+        if self.count == "distinct_days" and self.stamp_per != "visit":
+            raise LocatedValueError(("count",), "count: distinct_days counts visits; use it "
+                                    "with stamp_per: visit (per item, every item earns)")
+        return self
 
 
 class FirstInCategoryRule(_Rule):

@@ -44,6 +44,14 @@ VISITS = """\
     points: 100
 """
 DAYS = VISITS + "    count: distinct_days\n"
+DAY_CARD = """\
+  - id: card
+    kind: stamp_card
+    stamp_per: visit
+    card_size: 3
+    reward: free-coffee
+    count: distinct_days
+"""
 
 Step = tuple[Any, ...]  # ("buy", when, items) or ("refund", transaction, when, amount, items)
 # (rules, steps, what each step gives: points a purchase earns / stamps a refund takes back,
@@ -113,6 +121,23 @@ CASES: dict[str, tuple[str, list[Step], list[int], dict[str, int], int]] = {
          ("refund", "T0", "2026-03-02", "3.00", None),  # half of it: still a visit
          ("buy", "2026-03-03", [LATTE]), ("buy", "2026-03-04", [LATTE])],
         [0, 0, 0, 100], {"third:days:visits/2026-03-02": 1}, 0),
+    "stamps per distinct day: a second coffee that day earns none": (
+        DAY_CARD,
+        [("buy", "2026-03-02", [LATTE]), ("buy", "2026-03-02T18:00:00+01:00", [LATTE]),
+         ("buy", "2026-03-03", [LATTE])],
+        [0, 0, 0],
+        {"card:stamps/2026-03-02": 1, "card:stamps/2026-03-03": 1,
+         "card:days:visits/2026-03-02": 2}, 0),
+    "stamps per distinct day: the stamp goes back with the purchase that earned it": (
+        DAY_CARD,
+        # T0 earned 2 March's stamp; refunded in full it takes it back (1), and T1, which
+        # earned none, does not earn it now: the stamp belongs to the purchase.
+        [("buy", "2026-03-02", [LATTE]), ("buy", "2026-03-02T18:00:00+01:00", [LATTE]),
+         ("refund", "T0", "2026-03-03", "3.00", None),
+         ("refund", "T1", "2026-03-03", "3.00", None),  # earned no stamp: takes none
+         ("buy", "2026-03-02T19:00:00+01:00", [LATTE])],  # the day is free again: a stamp
+        [0, 0, 1, 0, 0],
+        {"card:stamps/2026-03-02": 1, "card:days:visits/2026-03-02": 1}, 0),
 }
 
 

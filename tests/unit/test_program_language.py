@@ -820,6 +820,12 @@ SLIPS = {
         message="rules[0].count: visits counted as distinct days are awarded at the purchase "
                 "that reaches them: drop award: at_period_end, or count: purchases",
     ),
+    "stamps per distinct day per item": Bad(
+        program_text(stamp_card("  count: distinct_days\n")),
+        at="count: distinct_days", col="distinct_days",
+        message="rules[0].count: count: distinct_days counts visits; use it with stamp_per: "
+                "visit (per item, every item earns)",
+    ),
     "stamp price with a tenth of a cent": Bad(
         program_text(stamp_card('  min_item_price: "2.005"\n')),
         at="min_item_price", col='"2.005"',
