@@ -2,8 +2,11 @@
 
 The context is a fixed set of typed variables (below); an expression that names anything
 else, or is not a bool, fails when the program is validated. CEL has no I/O and no access to
-Python, so a rule file cannot run code. Failures that only evaluation can find (a division
-by zero, a missing attribute) fail that one purchase with an error naming the rule.
+Python, so a rule file cannot run code. A member attribute read without a has() guard is
+refused (it would fail every purchase of a member without it). Failures that only
+evaluation can find (a division by zero, an index past the last line) fail that one
+purchase with an error naming the rule. What amounts without a unit in their name mean
+depends on the file's language level (AMOUNTS).
 """
 
 from __future__ import annotations
@@ -173,11 +176,6 @@ def language_level(level: int | None) -> Iterator[None]:
         _LEVEL.reset(token)
 
 
-def current_level() -> int:
-    """The level expressions are compiled at here: the file's, else 1 (stored or undeclared)."""
-    return _LEVEL.get() or 1
-
-
 def compile_expression(source: str) -> Any:
     """The compiled, type-checked expression; ValueError says what is wrong and where."""
     stored = _STORED.get()
@@ -246,12 +244,14 @@ def _amount_problem(root: Node, positions: dict[int, int], types: dict[int, str]
                     level: int | None) -> tuple[str, int] | None:
     """A unit-less amount in a file that does not say its level; or, at level 2, a major
     amount mixed with what does not compare to it (CEL does no int-double arithmetic)."""
+    if level == 2:
+        return _mixed_major(root, positions, types)
     stack = [root]
-    while stack:
+    while stack and level is None:
         node = stack.pop()
         stack.extend(_children(node))
         amount = _amount_name(node)
-        if amount is None or level is not None:
+        if amount is None:
             continue
         fix = ("purchase.items.exists(i, i.amount_minor >= 500)" if amount == ITEM_AMOUNT
                else f"{amount}_minor >= 5000")
@@ -262,9 +262,7 @@ def _amount_problem(root: Node, positions: dict[int, int], types: dict[int, str]
                 f"({example} euros), or name the minor units ({fix} is in cents); a file written "
                 f"before levels existed means cents: `language: 1` keeps that",
                 positions.get(node.id, 0))
-    if level != 2:
-        return None
-    return _mixed_major(root, positions, types)
+    return None
 
 
 def _amount_name(node: Node) -> str | None:
@@ -296,10 +294,9 @@ def _mixed_major(root: Node, positions: dict[int, int],
         if node.kind != "call" or len(node.children) != 2:
             return None
         left, right = node.children
-        majors = [c for c in (left, right) if c.id in major_nodes]
-        if not majors:
+        if left.id not in major_nodes and right.id not in major_nodes:
             return None
-        other = right if left in majors else left
+        other = right if left.id in major_nodes else left
         kind = types.get(other.id, "dyn")
         where = positions.get(node.id, 0)
         if node.function in _ARITHMETIC:
