@@ -188,11 +188,22 @@ def _bounded_digits(node: Any) -> None:
             problem_mark=node.start_mark)
 
 
+_LATER_KEYS: dict[str, object] = {"language": None}
+_LATER_RULE_KEYS: dict[str, object] = {"count": "purchases", "min_item_price": None}
+
+
 def content_hash(definition: ProgramDefinition) -> str:
     """SHA-256 of the program's meaning: comments, layout and key order do not change it."""
     meaning = definition.model_dump(mode="python")
-    if meaning.get("language") is None:  # absent: the hash programs had before the key
-        meaning.pop("language", None)
+    # Keys added since programs were first stored hash only when given a value other than
+    # their default: an unchanged file keeps the hash of the version stored before them.
+    for key, default in _LATER_KEYS.items():
+        if key in meaning and meaning[key] == default:
+            del meaning[key]
+    for rule in meaning.get("rules", []):
+        for key, default in _LATER_RULE_KEYS.items():
+            if key in rule and rule[key] == default:
+                del rule[key]
     canonical = json.dumps(
         meaning, sort_keys=True, default=_canonical,
         separators=(",", ":"),

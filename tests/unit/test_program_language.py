@@ -930,3 +930,17 @@ def test_a_language_level_changes_the_content_hash_and_absence_keeps_it() -> Non
     plain = load_program_text(text).content_hash
     assert load_program_text("language: 1\n" + text).content_hash != plain
     assert load_program_text("language: 2\n" + text).content_hash != plain
+
+
+def test_the_counting_keys_hash_only_when_they_change_the_meaning() -> None:
+    # Omitted or written at their defaults, the keys of issue 16 leave the hash a stored
+    # version has, so applying an unchanged file again makes no new version.
+    visits = "- {id: third, kind: nth_visit, visit: 3, period: month, points: 5}\n"
+    plain = load_program_text(program_text(visits)).content_hash
+    same = program_text(visits.replace("points: 5}", "points: 5, count: purchases}"))
+    days = program_text(visits.replace("points: 5}", "points: 5, count: distinct_days}"))
+    assert load_program_text(same).content_hash == plain
+    assert load_program_text(days).content_hash != plain
+    card = load_program_text(program_text(stamp_card())).content_hash
+    priced = load_program_text(program_text(stamp_card('  min_item_price: "2.00"\n')))
+    assert priced.content_hash != card
