@@ -123,3 +123,12 @@ def key_end(period: str, key: str) -> date:
     if is_membership_year(period):
         return membership_year_end(key)
     return period_end(period, key)
+
+
+def day_in_period(period: str, key: str, day: date) -> bool:
+    """Whether a local date lies in the period a counter key names (a calendar period, or a
+    member's membership year: its start up to, not including, its end)."""
+    if is_membership_year(period):
+        start, _, end = key.partition(_SEPARATOR)
+        return date.fromisoformat(start) <= day < date.fromisoformat(end)
+    return period_key(period, day) == key

@@ -31,6 +31,7 @@ from loyalty_engine.engine.standing import (
     judge_purchase,
     member_facts,
 )
+from loyalty_engine.rules import expressions
 from loyalty_engine.rules.compiled import (
     WEEKDAYS,
     CompiledCondition,
@@ -140,9 +141,18 @@ class _Facts:
         if self._data is None:
             p, m, local = self.purchase, self.member, self.local
             attributes = {} if m is None else m.attributes
+            month, birthday = expressions.birthday(attributes)
+            level, exponent = self.program.cel_language, self.program.exponent
+
+            def amount(minor: int) -> int | float:
+                # Level 2 reads amounts in the currency; level 1 (stored programs) in cents.
+                return expressions.major(minor, exponent) if level == 2 else minor
+
             self._data = {
-                "purchase.total": p.total_minor,
-                "purchase.eligible_spend": self.eligible_minor,
+                "purchase.total": amount(p.total_minor),
+                "purchase.eligible_spend": amount(self.eligible_minor),
+                "purchase.total_minor": p.total_minor,
+                "purchase.eligible_spend_minor": self.eligible_minor,
                 "purchase.currency": p.currency,
                 "purchase.store": p.store_id,
                 "purchase.tender": p.tender or "",
@@ -152,14 +162,18 @@ class _Facts:
                 "purchase.skus": [i.sku for i in p.items],
                 "purchase.items": [
                     {"sku": i.sku, "category": i.category, "quantity_milli": i.quantity_milli,
-                     "amount": i.amount_minor} for i in p.items],
+                     "amount": amount(i.amount_minor), "amount_minor": i.amount_minor}
+                    for i in p.items],
                 "member.id": "" if m is None else m.member_id,
                 "member.attributes": attributes,
                 **fact_data(self.standing),
                 "member.segment": str(attributes.get("segment", "")),
+                "member.birthday_month": month,
+                "member.birthday": birthday,
                 "store.id": p.store_id,
                 "local.date": self.day.isoformat(),
                 "local.weekday": WEEKDAYS[self.day.weekday()],
+                "local.weekday_number": self.day.isoweekday(),
                 "local.hour": local.hour,
                 "local.day": local.day,
                 "local.month": local.month,

@@ -26,6 +26,7 @@ class Line(NamedTuple):
     sku: str
     category: str
     amount_minor: int
+    quantity_milli: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,10 @@ class RefundShares:
                     or line.sku in program.excluded_skus
                     or (when is not None and when.item_scoped
                         and not when.selects(line.category, line.sku))
-                    or (selects is not None and not selects(line.category, line.sku))):
+                    or (selects is not None and not selects(line.category, line.sku))
+
+                    or (rule is not None
+                        and not rule.counts_line(line.amount_minor, line.quantity_milli))):
                 continue
             weights[line.sku] = 1 if rule is None else rule.refund_weight(line.category)
         base = sum(line.amount_minor * weights[line.sku] for line in self.lines

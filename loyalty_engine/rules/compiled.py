@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from loyalty_engine.domain.decisions import Evaluation, IssueVoucher, ProgressDelta
 from loyalty_engine.domain.money import currency_exponent, to_minor
-from loyalty_engine.domain.periods import MEMBERSHIP_YEAR, add_months
+from loyalty_engine.domain.periods import MEMBERSHIP_YEAR, add_months, day_in_period
 from loyalty_engine.domain.purchases import LineItem
 from loyalty_engine.rules.compiled_membership import (
     CompiledClub,
@@ -215,6 +215,11 @@ class RuleBase(ABC):
     def refund_weight(self, category: str) -> int:
         """The weight of a line of this category in the share a refund takes back."""
         return 1
+
+    def counts_line(self, amount_minor: int, quantity_milli: int) -> bool:
+        """Whether a line the condition selects counts for the rule at all (a stamp card's
+        minimum item price): a refund of a line that did not count takes nothing back."""
+        return True
 
     @property
     def conditions(self) -> tuple[CompiledCondition, ...]:
@@ -450,18 +455,37 @@ class _OncePerPeriod(RuleBase):
 class NthVisit(_OncePerPeriod):
     kind: Literal["nth_visit"]
     visit: int
+    distinct_days: bool = False  # the purchases of one local day are one visit
 
     @classmethod
     def from_definition(cls, rule: NthVisitRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, visit=rule.visit, period=period_name(rule.period),
-                   points=rule.points, at_period_end=rule.award == "at_period_end")
+                   points=rule.points, at_period_end=rule.award == "at_period_end",
+                   distinct_days=rule.count == "distinct_days")
+
+    @property
+    def day_counter(self) -> str:
+        """Purchases per local day (count: distinct_days). A count (its name ends in
+        ':visits'): a refund takes a purchase back from its day only when in full, so a day
+        stays a visit while one of its purchases stands."""
+        return f"{self.rule_id}:days:visits"
+
+    def _visit_days(self, ctx: Earning, period: str) -> int:
+        counter = self.day_counter
+        return sum(1 for (name, day), value in ctx.progress.items()
+                   if name == counter and value > 0
+                   and day_in_period(self.period, period, date.fromisoformat(day)))
 
     def earn(self, ctx: Earning, items: Sequence[LineItem], spend: int) -> Earned | None:
         period = ctx.period_key(self.period)
         if period is None:
             return None  # no membership year of that club then: nothing to count in
-        visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
+        if self.distinct_days:
+            ctx.advance(self.day_counter, ctx.day.isoformat(), 1)
+            visits = self._visit_days(ctx, period)
+        else:
+            visits = ctx.advance(f"{self.rule_id}:visits", period, 1)
         if self.at_period_end:
             return None  # counted now, awarded by the scheduler once the period has ended
         # Once per period: after a refund of an earlier visit, the count can reach N again.
@@ -518,13 +542,25 @@ class StampCard(RuleBase):
     card_size: int
     reward_id: str
     stamps_expire: Expiry
+    min_item_minor: int | None = None  # least unit price an item must have to count
+    distinct_days: bool = False  # per visit: one stamp per local day
 
     @classmethod
     def from_definition(cls, rule: StampCardRule, base: dict[str, Any], minor: Minor,
                         exponent: int) -> Self:
         return cls(**base, kind=rule.kind, stamp_per=rule.stamp_per,
                    card_size=rule.card_size, reward_id=rule.reward,
-                   stamps_expire=_expiry(rule.stamps_expire))
+                   stamps_expire=_expiry(rule.stamps_expire),
+                   min_item_minor=None if rule.min_item_price is None else minor(
+                       rule.min_item_price),
+                   distinct_days=rule.count == "distinct_days")
+
+    def counts_line(self, amount_minor: int, quantity_milli: int) -> bool:
+        # Unit price at least the minimum: amount / (quantity_milli / 1000) >= min, in
+        # integers (a line of 2 x 2.00 is 4.00 for 2000 milli: 2.00 each).
+        least = self.min_item_minor
+        return least is None or (quantity_milli > 0
+                                 and amount_minor * 1000 >= least * quantity_milli)
 
     @property
     def jobs(self) -> frozenset[str]:
@@ -539,9 +575,16 @@ class StampCard(RuleBase):
         """Add the purchase's stamps (dated by local day), repay a stamp debt first, and
         turn every full card of unexpired stamps into a voucher, oldest stamps first."""
         per_item = self.stamp_per == "item"
+        if self.min_item_minor is not None:
+            items = [i for i in items if self.counts_line(i.amount_minor, i.quantity_milli)]
+            if not items:
+                return None  # nothing reaches the price: no stamp, not even for the visit
         stamps = sum(i.quantity_milli for i in items) // 1000 if per_item else 1
         if stamps <= 0:
             return None
+        if self.distinct_days and ctx.advance(f"{self.rule_id}:days:visits",
+                                              ctx.day.isoformat(), 1) > 1:
+            return None  # the day's visit has its stamp already (a count: see NthVisit)
         counter = self.counter
         debt = ctx.progress.get((counter, "debt"), 0)
         if debt < 0:
@@ -757,6 +800,9 @@ class CompiledProgram:
     # The whole balance lapses this long after the member's last earning from a purchase
     # or redemption (kind "months"; "never": no inactivity expiry).
     inactivity: Expiry = Expiry("never")
+    # The file's language level: what purchase.total and an item's amount mean (1 minor
+    # units, 2 the currency) in its expressions' context.
+    cel_language: int = 1
 
 
     @property
@@ -860,6 +906,7 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             getattr(r, "period", "") == MEMBERSHIP_YEAR
             or any(p == MEMBERSHIP_YEAR for p, _ in r.caps) for r in ordered),
         inactivity=_inactivity(definition.points.expiry),
+        cel_language=definition.language or 1,
     )
 
 

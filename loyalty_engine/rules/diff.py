@@ -115,8 +115,8 @@ class ProgramDiff:
 
 def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff:
     """Compare two definitions; rules and rewards are matched by id, values by meaning."""
-    before = _plain_dict(old.model_dump(mode="python"))
-    after = _plain_dict(new.model_dump(mode="python"))
+    before = _plain_dict(old.meaning())
+    after = _plain_dict(new.meaning())
     old_rules, new_rules = _entries(before.pop("rules")), _entries(after.pop("rules"))
     old_rewards, new_rewards = _entries(before.pop("rewards")), _entries(after.pop("rewards"))
 

@@ -24,7 +24,7 @@ UNKNOWN = MAX_ITEMS
 CONTEXT_SIZES: dict[str, tuple[int, int]] = {  # name -> (length, length of an element)
     "purchase.categories": (MAX_ITEMS, 0),
     "purchase.skus": (MAX_ITEMS, 0),
-    "purchase.items": (MAX_ITEMS, 4),  # sku, category, quantity_milli, amount
+    "purchase.items": (MAX_ITEMS, 5),  # sku, category, quantity_milli, amount_minor, amount
     "member.attributes": (50, 0),  # scalar values; 50 attributes at most (api/schemas.py)
     "member.consents": (50, 0),
 }
@@ -43,6 +43,7 @@ class Node:
     parts: dict[str, Node] = field(default_factory=dict)
     accu: str = ""
     function: str = ""
+    test_only: bool = False  # a select inside has(): tests presence, reads nothing
 
 
 # --- protobuf wire form -------------------------------------------------------------------
@@ -109,6 +110,34 @@ def parse_checked(serialized: bytes) -> tuple[Node, dict[int, int]]:
     return root, positions
 
 
+# cel.expr.Type: which field of its oneof is set, and PrimitiveType's values.
+_TYPE_KINDS = {1: "dyn", 2: "null", 4: "wrapper", 5: "well_known", 6: "list", 7: "map",
+               8: "function", 9: "message", 10: "type_param", 11: "type", 12: "error",
+               14: "abstract"}
+_PRIMITIVES = {1: "bool", 2: "int", 3: "uint", 4: "double", 5: "string", 6: "bytes"}
+
+
+def checked_types(serialized: bytes) -> dict[int, str]:
+    """Each node's type as the checker worked it out (int, double, string, dyn, list ...)."""
+    checked = b""
+    for number, _, value in _fields(serialized):  # google.protobuf.Any
+        if number == 2:
+            checked = _bytes(value)
+    kinds: dict[int, str] = {}
+    for number, _, value in _fields(checked):
+        if number != 3:  # CheckedExpr.type_map: map<int64, Type>
+            continue
+        pair = dict((k, v) for k, _, v in _fields(_bytes(value)))
+        key, kind = pair.get(1, 0), pair.get(2, b"")
+        assert isinstance(key, int)
+        name = "dyn"
+        for n, _, v in _fields(_bytes(kind)):
+            name = _PRIMITIVES.get(v, "dyn") if n == 3 and isinstance(v, int) else (
+                _TYPE_KINDS.get(n, "dyn"))
+        kinds[key] = name
+    return kinds
+
+
 def _expr(data: bytes) -> Node:
     node_id = 0
     for number, _, value in _fields(data):
@@ -127,12 +156,16 @@ def _expr(data: bytes) -> Node:
         elif number == 5:
             operand: list[Node] = []
             name = ""
+            test_only = False
             for n, _, v in _fields(_bytes(value)):
                 if n == 1:
                     operand.append(_expr(_bytes(v)))
                 elif n == 2:
                     name = _bytes(v).decode()
-            return Node(node_id, "select", name=name, children=tuple(operand))
+                elif n == 3:
+                    test_only = bool(v)
+            return Node(node_id, "select", name=name, children=tuple(operand),
+                        test_only=test_only)
         elif number == 6:
             target: list[Node] = []
             args: list[Node] = []

@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
+from loyalty_engine.rules.expressions import LEVELS, language_level
 from loyalty_engine.rules.multipliers import program_warnings
 from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
 
@@ -115,17 +116,22 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
             [Problem(name, 1, 1, "a program file must be a mapping with keys such as "
                                  "'program', 'name', 'currency' and 'rules'")]
         )
-    try:
-        definition = ProgramDefinition.model_validate(data)
-    except ValidationError as exc:
-        problems = [_problem_from_error(name, data, error) for error in exc.errors()]
-        problems.sort(key=lambda p: (p.line, p.column))
-        raise ProgramFileError(problems) from None
+    declared = data.get("language")
+    # Expressions are compiled at the file's language level (a bad value is refused by the
+    # schema; until then the expressions are read as a file that declares none).
+    with language_level(declared if declared in LEVELS else None):
+        try:
+            definition = ProgramDefinition.model_validate(data)
+        except ValidationError as exc:
+            problems = [_problem_from_error(name, data, error) for error in exc.errors()]
+            problems.sort(key=lambda p: (p.line, p.column))
+            raise ProgramFileError(problems) from None
+        compiled = compile_program(definition)
     return LoadedProgram(
         path=name,
         source_text=text,
         definition=definition,
-        compiled=compile_program(definition),
+        compiled=compiled,
         content_hash=content_hash(definition),
         warnings=tuple(
             Problem(name, *_locate(data, loc, "value"), f"warning: {_dotted(loc)}: {message}")
@@ -191,8 +197,9 @@ def _bounded_digits(node: Any) -> None:
 
 def content_hash(definition: ProgramDefinition) -> str:
     """SHA-256 of the program's meaning: comments, layout and key order do not change it."""
+    meaning = definition.meaning()
     canonical = json.dumps(
-        definition.model_dump(mode="python"), sort_keys=True, default=_canonical,
+        meaning, sort_keys=True, default=_canonical,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

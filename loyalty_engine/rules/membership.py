@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveInt, Tag, model_validator
 
-from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError, PositiveDecimal, Slug
+from loyalty_engine.rules.values import (
+    DecimalIn,
+    Label,
+    LocatedValueError,
+    PositiveDecimal,
+    Slug,
+    checking_new_file,
+    shortest_months,
+)
 
 
 class _Strict(BaseModel):
@@ -334,6 +342,23 @@ class Club(_Strict):
         if self.join == "first_purchase" and self.kind != "open":
             raise LocatedValueError(("join",), f"a {self.kind} club cannot be joined by a "
                                     "purchase alone; only open clubs enrol on first purchase")
+        return self
+
+    @model_validator(mode="after")
+    def _periods_within_the_term(self) -> Club:
+        # A notice, grace or cooling-off period longer than the term it belongs to: the
+        # notice would come before the term starts, grace would outlast the next term.
+        if self.kind != "fee" or not checking_new_file():
+            return self
+        term = shortest_months(self.term_months)
+        for name in ("renewal_notice_days", "grace_days", "cooling_off_days"):
+            days = getattr(self, name)
+            if days > term:
+                raise LocatedValueError(
+                    (name,), f"{name} {days} is longer than the club's term of "
+                             f"{self.term_months} month{'s' if self.term_months > 1 else ''} "
+                             f"(at least {term} days); give at most {term}, or a longer "
+                             "term_months")
         return self
 
 

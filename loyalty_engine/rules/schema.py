@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -47,6 +47,8 @@ from loyalty_engine.rules.values import (
     LocatedValueError,
     PositiveDecimal,
     Slug,
+    checking_new_file,
+    shortest_months,
 )
 
 __all__ = ["DecimalIn", "Label", "LocatedValueError", "PositiveDecimal", "Slug"]
@@ -364,6 +366,17 @@ class NthVisitRule(_Rule):
     period: VisitPeriod
     points: PositiveInt
     award: Award = _AWARD
+    count: Literal["purchases", "distinct_days"] = Field(
+        default="purchases", description="purchases: every purchase is a visit; "
+        "distinct_days: the purchases of one local day are one visit")
+
+    @model_validator(mode="after")
+    def _days_counted_at_purchase(self) -> NthVisitRule:
+        if self.count == "distinct_days" and self.award == "at_period_end":
+            raise LocatedValueError(("count",), "visits counted as distinct days are awarded "
+                                    "at the purchase that reaches them: drop award: "
+                                    "at_period_end, or count: purchases")
+        return self
 
 
 class SpendThresholdRule(_Rule):
@@ -387,6 +400,20 @@ class StampCardRule(_Rule):
     card_size: Annotated[int, Field(ge=2, le=1000)]
     reward: Slug
     stamps_expire: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
+    min_item_price: Annotated[Money, Field(gt=0)] | None = Field(
+        default=None, description="only items whose unit price (amount / quantity) is at "
+        "least this earn stamps (a free drink earns none); per visit: the visit counts "
+        "when some counted item reaches it")
+    count: Literal["purchases", "distinct_days"] = Field(
+        default="purchases", description="stamp_per visit: purchases (each earns a stamp) or "
+        "distinct_days (one stamp per local day)")
+
+    @model_validator(mode="after")
+    def _days_are_visits(self) -> StampCardRule:
+        if self.count == "distinct_days" and self.stamp_per != "visit":
+            raise LocatedValueError(("count",), "count: distinct_days counts visits; use it "
+                                    "with stamp_per: visit (per item, every item earns)")
+        return self
 
     @field_validator("stamps_expire")
     @classmethod
@@ -439,6 +466,30 @@ class PointsPolicy(_Strict):
         description="a refund takes back points already spent: the balance goes negative, "
                     "or the balance stops at zero and the rest is a debt repaid from new points",
     )
+
+    @model_validator(mode="after")
+    def _expiry_after_pending(self) -> PointsPolicy:
+        # Points that lapse before they could be spent: some or all never become usable.
+        pending, expiry = self.pending_days, self.expiry
+        if not pending or not checking_new_file():
+            return self
+        if expiry.after_days is not None and expiry.after_days <= pending:
+            raise LocatedValueError(
+                ("expiry", "after_days"), f"points would expire after {expiry.after_days} "
+                f"days, before their pending_days ({pending}) end, so they could never be "
+                f"spent; give after_days above {pending}, or fewer pending_days")
+        if expiry.after_months is not None and shortest_months(expiry.after_months) <= pending:
+            raise LocatedValueError(
+                ("expiry", "after_months"), f"after_months {expiry.after_months} can be as "
+                f"little as {shortest_months(expiry.after_months)} days, not more than "
+                f"pending_days ({pending}): points would expire before they could be spent; "
+                "give more months, or fewer pending_days")
+        if expiry.end_of is not None:
+            raise LocatedValueError(
+                ("expiry", "end_of"), f"points earned near the end of the {expiry.end_of} "
+                f"expire before their pending_days ({pending}) end, so they could never be "
+                "spent; use after_months (or after_days) with pending_days, or pending_days: 0")
+        return self
 
 
 class RedemptionPolicy(_Strict):
@@ -507,11 +558,22 @@ class Schedule(_Strict):
         return {name: getattr(self, name) or spec.default_cron for name, spec in JOBS.items()}
 
 
+# Keys added since programs were first stored count (in the content hash, in a diff) only
+# when given a value other than their default: an unchanged file keeps the hash of the
+# version stored before them, and a diff does not list a default nobody wrote.
+_LATER_KEYS: dict[str, object] = {"language": None}
+_LATER_RULE_KEYS: dict[str, object] = {"count": "purchases", "min_item_price": None}
+
+
 class ProgramDefinition(_Strict):
     """One loyalty program: the root of a file under rules/."""
 
     program: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    language: Literal[1, 2] | None = Field(default=None, description=(
+        "what amounts without a unit in their name mean in expressions (purchase.total, "
+        "purchase.eligible_spend, an item's amount): 1 minor units (cents), 2 the currency "
+        "(euros); absent: the file may not use them (stored versions without it: 1)"))
     currency: CurrencyCode
     timezone: str
     enrolment: Literal["open", "explicit"] = Field(description=(
@@ -532,6 +594,19 @@ class ProgramDefinition(_Strict):
     clubs: list[Club] = []
     schedule: Schedule = Field(default_factory=lambda: Schedule())
     rules: Annotated[list[Rule], Field(min_length=1)]
+
+    def meaning(self) -> dict[str, Any]:
+        """The definition as plain data, keys added since programs were first stored left
+        out while at their default (what the content hash and a diff compare)."""
+        meaning = self.model_dump(mode="python")
+        for key, default in _LATER_KEYS.items():
+            if key in meaning and meaning[key] == default:
+                del meaning[key]
+        for rule in meaning.get("rules", []):
+            for key, default in _LATER_RULE_KEYS.items():
+                if key in rule and rule[key] == default:
+                    del rule[key]
+        return meaning
 
     @field_validator("timezone")
     @classmethod
@@ -655,6 +730,9 @@ class ProgramDefinition(_Strict):
                         (index, "caps"), f"a cap of {smallest} is below the rule's "
                                          f"{rule.points} points, so it could never be awarded "
                                          "in full")
+        program_caps: Caps | None = info.data.get("caps")
+        if program_caps is not None and checking_new_file():
+            _check_program_caps(rules, program_caps)
         for group, members in groups.items():
             if len(members) == 1:
                 raise LocatedValueError((members[0], "group"), f"group {group!r} has only this "
@@ -683,6 +761,25 @@ def _check_club_year(rule: Rule, info: ValidationInfo, index: int) -> None:
         raise LocatedValueError(where, f"club {found.id!r} is {found.kind}: only a fee club has "
                                        "terms to follow; write 'period: membership_year' for "
                                        "a year from the enrolment")
+
+
+def _check_program_caps(rules: list[Rule], caps: Caps) -> None:
+    """A program-wide cap below a rule's fixed award: the award could never be given whole."""
+    limits = [(name, value) for name in ("per_day", "per_week", "per_month", "per_year")
+              if (value := getattr(caps, name)) is not None]
+    if not limits:
+        return
+    name, smallest = min(limits, key=lambda limit: limit[1])
+    for index, rule in enumerate(rules):
+        fixed = isinstance(rule, FixedBonusRule | NthVisitRule | SpendThresholdRule)
+        if not fixed or getattr(rule, "award", "on_purchase") != "on_purchase":
+            continue  # (awards at period end are not capped)
+        points: int = getattr(rule, "points")  # noqa: B009  (the three kinds all have it)
+        if points > smallest:
+            raise LocatedValueError(
+                (index, "points"), f"{points} points is more than the program's caps."
+                f"{name} of {smallest}, so this award could never be given whole; raise "
+                f"caps.{name} to at least {points}, or award at most {smallest}")
 
 
 def _known(used: list[str], known: set[str] | None, what: str,
@@ -731,7 +828,7 @@ def _unique_ids(items: Sequence[Reward | _Rule | Perk | Group | Club], what: str
 
 def _money_fields(rule: _Rule) -> list[tuple[tuple[str | int, ...], Decimal]]:
     found: list[tuple[tuple[str | int, ...], Decimal]] = []
-    for name in ("minimum_purchase", "threshold", "cap"):
+    for name in ("minimum_purchase", "threshold", "cap", "min_item_price"):
         value = getattr(rule, name, None)
         if isinstance(value, Decimal):
             found.append(((name,), value))
@@ -744,10 +841,19 @@ def _check_money(info: ValidationInfo, value: Decimal, where: tuple[str | int, .
     currency = info.data.get("currency")
     if currency is None:  # already reported as a currency error
         return
+    exponent = currency_exponent(currency)
     try:
-        to_minor(value, currency_exponent(currency), "amount", currency)
+        to_minor(value, exponent, "amount", currency)
     except MoneyError as exc:
         raise LocatedValueError(where, str(exc)) from None
+    written = value.as_tuple().exponent
+    if isinstance(written, int) and -written > exponent and checking_new_file():
+        # "350.00" for yen is exact, but says the program manager thinks in cents.
+        whole = format(value.quantize(Decimal(1).scaleb(-exponent)), "f")
+        places = f"{exponent} decimal{'s' if exponent != 1 else ''}" if exponent else (
+            "no decimals")
+        raise LocatedValueError(where, f"amount {value} is written with more decimals than "
+                                f"{currency} has ({places}); write {whole}")
 
 
 def _check_tier_selections(tiers: Tiers, info: ValidationInfo) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
 from loyalty_engine.domain.money import MoneyError, parse_decimal
+from loyalty_engine.domain.periods import add_months
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
@@ -40,3 +44,24 @@ class LocatedValueError(ValueError):
     def __init__(self, where: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.where = where
+
+
+# Set while programs already stored are compiled again (rules.expressions.stored_programs):
+# they were accepted by the validation of their day, and the checks added since (slips a
+# program manager makes) must not refuse one and with it every purchase.
+STORED: ContextVar[bool] = ContextVar("stored_programs", default=False)
+
+
+def checking_new_file() -> bool:
+    """Whether the file being validated is new (not a stored version compiled again)."""
+    return not STORED.get()
+
+
+@lru_cache(maxsize=256)
+def shortest_months(months: int) -> int:
+    """The fewest days `months` months after a date can be (from 31 January one month is
+    28 days): over a whole 400-year cycle of start dates the leap years repeat, so over
+    four years of starts from a leap year's first day every case is seen."""
+    start = date(2000, 1, 1)
+    return min((add_months(day, months) - day).days
+               for day in (start + timedelta(days=n) for n in range(4 * 366)))

@@ -139,7 +139,8 @@ def apply_refund(conn: Connection, catalog: ProgramCatalog, event: RefundEvent,
         items = _check_items(conn, purchase.id, event, exponent, purchase.currency)
     shares = RefundShares(
         [Line(*row) for row in conn.execute(
-            select(_items.c.sku, _items.c.category, _items.c.amount_minor)
+            select(_items.c.sku, _items.c.category, _items.c.amount_minor,
+                   _items.c.quantity_milli)
             .where(_items.c.purchase_id == purchase.id).order_by(_items.c.line_no))],
         purchase.total_minor,
         [Refunded(row.amount_minor, _listed(row.items)) for row in conn.execute(

@@ -58,7 +58,7 @@ CASES: dict[str, tuple[str, list[tuple[str, list[Any]]], list[int], dict[str, in
   - id: big-basket
     kind: fixed_bonus
     points: 25
-    when: "purchase.eligible_spend >= 4000 && local.hour < 13"
+    when: "purchase.eligible_spend_minor >= 4000 && local.hour < 13"
 """,
         [("2026-03-02T09:00:00+01:00", [SHOP]), ("2026-03-02T15:00:00+01:00", [SHOP]),
          ("2026-03-03T09:00:00+01:00", [CUP])],
@@ -171,7 +171,7 @@ FAILING = """\
   - id: city-bonus
     kind: fixed_bonus
     points: 10
-    when: 'member.attributes.city == "Utrecht"'
+    when: 'purchase.total_minor / (purchase.item_count - 1) > 100'
   - id: spend
     kind: points_per_spend
     points_per_unit: 1

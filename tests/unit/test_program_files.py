@@ -14,6 +14,7 @@ from loyalty_engine.rules import (
     load_program_text,
 )
 from loyalty_engine.rules.compiled import PointsPerSpend, StampCard
+from loyalty_engine.rules.expressions import stored_programs
 from loyalty_engine.services.program_files import load_program_file
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
@@ -356,8 +357,15 @@ def test_minimum_purchase_with_too_many_decimals_points_at_its_line() -> None:
 
 def test_minimum_purchase_decimals_follow_the_currency() -> None:
     jpy = replace_once(GOOD, "currency: EUR", "currency: JPY")
-    # "2.00" is 2 yen written with zeros: fine. "2.50" is not a yen amount.
-    assert load_program_text(jpy).compiled.rules[0].minimum_minor == 2
+    # "2.00" is 2 yen written with zeros: a new file is told to write 2 (issue 16: the
+    # zeros say the manager thinks in cents); a version stored before still loads as 2.
+    problem = only_problem(jpy)
+    assert problem.message.endswith("amount 2.00 is written with more decimals than JPY "
+                                    "has (no decimals); write 2")
+    with stored_programs():
+        assert load_program_text(jpy).compiled.rules[0].minimum_minor == 2
+    assert load_program_text(replace_once(jpy, '"2.00"', '"2"')).compiled.rules[
+        0].minimum_minor == 2
     problem = only_problem(replace_once(jpy, '"2.00"', '"2.50"'))
     assert "more decimals than JPY allows (0)" in problem.message
 

@@ -11,6 +11,7 @@ import pytest
 
 from loyalty_engine.rules import Problem, ProgramFileError, load_program_text
 from loyalty_engine.rules.compiled import Expiry, StampCard
+from loyalty_engine.rules.expressions import stored_programs
 
 REWARDS = """\
 rewards:
@@ -410,7 +411,7 @@ EVERY_KIND = program_text("""\
     - id: early-bird
       kind: fixed_bonus
       points: 10
-      when: "local.hour < 9 && purchase.total >= 500"
+      when: "local.hour < 9 && purchase.total_minor >= 500"
       group: morning
     - id: morning-coffee
       kind: fixed_bonus
@@ -471,15 +472,15 @@ def test_a_program_using_every_rule_kind_loads() -> None:
 
 
 def test_when_shorthand_is_a_cel_expression() -> None:
-    text = program_text(fixed_bonus('  when: "purchase.total > 1000"\n'))
+    text = program_text(fixed_bonus('  when: "purchase.total_minor > 1000"\n'))
     loaded = load_program_text(text, "cafe.yaml")
     assert loaded.definition.rules[0].when is not None
-    assert loaded.definition.rules[0].when.expression == "purchase.total > 1000"
+    assert loaded.definition.rules[0].when.expression == "purchase.total_minor > 1000"
     compiled_when = loaded.compiled.rules[0].when
     assert compiled_when is not None
-    assert compiled_when.expression_source == "purchase.total > 1000"
+    assert compiled_when.expression_source == "purchase.total_minor > 1000"
     # The same rule written out in full means the same thing.
-    longhand = program_text(fixed_bonus('  when: {expression: "purchase.total > 1000"}\n'))
+    longhand = program_text(fixed_bonus('  when: {expression: "purchase.total_minor > 1000"}\n'))
     assert load_program_text(longhand).content_hash == loaded.content_hash
 
 
@@ -576,7 +577,7 @@ TEN = "[0,1,2,3,4,5,6,7,8,9]"
          "1,001,000 steps"),
         (f"{TEN}.all(a, {TEN}.all(b, {TEN}.all(c, {TEN}.all(d, a + b + c + d >= 0))))",
          "11,110 steps"),
-        ("purchase.items.filter(i, i.amount > 0).exists(i, purchase.skus.all(s, s != ''))",
+        ("purchase.items.filter(i, i.amount_minor > 0).exists(i, purchase.skus.all(s, s != ''))",
          "1,002,000 steps"),
         ("(purchase.skus + purchase.categories).all(x, member.consents.all(c, c != x))",
          "102,000 steps"),
@@ -769,3 +770,292 @@ def test_bad_tier_measure_is_refused_at_the_mistake(name: str) -> None:
         assert problem.message.startswith(case.prefix), problem.message
     for fragment in case.contains:
         assert fragment in problem.message, problem.message
+
+
+# --- issue 16: slips a program manager makes, and CEL that cannot mean cents ------------------
+
+def yen(text: str) -> str:
+    return text.replace("currency: EUR", "currency: JPY")
+
+
+def fee_club(extra: str) -> str:
+    return ("clubs:\n  - id: wine-club\n    name: Wine club\n    kind: fee\n"
+            "    levels:\n      - {id: classic, fee: 25}\n" + extra)
+
+
+ATTRIBUTE_FIX = ("member.attributes.city fails for every member without that attribute (and "
+                 "with it the purchase, and an import file); write has(member.attributes.city)"
+                 " && member.attributes.city ... (or has(member.attributes.city) ? ... : false)")
+
+SLIPS = {
+    "program cap below a fixed bonus": Bad(
+        program_text(fixed_bonus(""), before_rewards="caps: {per_day: 40, per_week: 200}\n"),
+        at="points: 50", col="50",
+        message="rules[0].points: 50 points is more than the program's caps.per_day of 40, so "
+                "this award could never be given whole; raise caps.per_day to at least 50, "
+                "or award at most 40",
+    ),
+    "program cap below an nth visit award": Bad(
+        program_text("- {id: fifth, kind: nth_visit, visit: 5, period: month, points: 300}\n",
+                     before_rewards="caps: {per_month: 250}\n"),
+        at="points: 300", col="300",
+        prefix="rules[0].points: 300 points is more than the program's caps.per_month of 250",
+    ),
+    "program cap below a spend threshold award": Bad(
+        program_text("- {id: big, kind: spend_threshold, threshold: 200, period: quarter, "
+                     "points: 500}\n", before_rewards="caps: {per_year: 400}\n"),
+        at="points: 500", col="500",
+        contains=("caps.per_year of 400", "raise caps.per_year to at least 500"),
+    ),
+    "yen threshold written with cents": Bad(
+        yen(program_text('- {id: big, kind: spend_threshold, threshold: "350.00", '
+                         "period: month, points: 5}\n")),
+        at='"350.00"', col='"350.00"',
+        message="rules[0].threshold: amount 350.00 is written with more decimals than JPY has "
+                "(no decimals); write 350",
+    ),
+    "yen minimum purchase as a YAML float": Bad(
+        yen(program_text(PER_EURO + "  minimum_purchase: 500.0\n")),
+        at="minimum_purchase", col="500.0",
+        message="rules[0].minimum_purchase: amount 500.0 is written with more decimals than "
+                "JPY has (no decimals); write 500",
+    ),
+    "euro reward amount with a third decimal zero": Bad(
+        program_text(PER_EURO, rewards=REWARDS + "  - id: five-off\n    name: Five off\n"
+                     "    kind: fixed_amount\n    amount: \"5.000\"\n"),
+        at='amount: "5.000"', col='"5.000"',
+        message="rewards[1].amount: amount 5.000 is written with more decimals than EUR has "
+                "(2 decimals); write 5.00",
+    ),
+    "points expiring in days before pending ends": Bad(
+        program_text(PER_EURO, before_rewards="points:\n  pending_days: 30\n"
+                                              "  expiry: {after_days: 30}\n"),
+        at="after_days: 30", col="30",
+        message="points.expiry.after_days: points would expire after 30 days, before their "
+                "pending_days (30) end, so they could never be spent; give after_days above "
+                "30, or fewer pending_days",
+    ),
+    "points expiring a month later, pending four weeks": Bad(
+        # 31 January + 1 month is 28 February: 28 days.
+        program_text(PER_EURO, before_rewards="points:\n  pending_days: 28\n"
+                                              "  expiry: {after_months: 1}\n"),
+        at="after_months: 1", col="1}",
+        prefix="points.expiry.after_months: after_months 1 can be as little as 28 days",
+    ),
+    "points expiring at the end of the month while pending": Bad(
+        program_text(PER_EURO, before_rewards="points:\n  pending_days: 14\n"
+                                              "  expiry: {end_of: month}\n"),
+        at="end_of: month", col="month",
+        prefix="points.expiry.end_of: points earned near the end of the month expire before "
+               "their pending_days (14) end",
+    ),
+    "renewal notice longer than a monthly term": Bad(
+        program_text(PER_EURO, before_rewards=fee_club(
+            "    term_months: 1\n    renewal_notice_days: 30\n")),
+        at="renewal_notice_days: 30", col="30",
+        message="clubs[0].renewal_notice_days: renewal_notice_days 30 is longer than the "
+                "club's term of 1 month (at least 28 days); give at most 28, or a longer "
+                "term_months",
+    ),
+    "grace longer than a quarter's term": Bad(
+        program_text(PER_EURO, before_rewards=fee_club(
+            "    term_months: 3\n    renewal_notice_days: 10\n    grace_days: 100\n")),
+        at="grace_days: 100", col="100",
+        contains=("term of 3 months (at least 89 days)", "give at most 89"),
+    ),
+    "cooling off longer than a monthly term": Bad(
+        program_text(PER_EURO, before_rewards=fee_club(
+            "    term_months: 1\n    renewal_notice_days: 7\n    cooling_off_days: 31\n")),
+        at="cooling_off_days: 31", col="31",
+        prefix="clubs[0].cooling_off_days: cooling_off_days 31 is longer",
+    ),
+    "unguarded attribute": Bad(
+        program_text(fixed_bonus("  when: 'member.attributes.city == \"Paris\"'\n")),
+        at="member.attributes.city", col="'member",
+        message=f"rules[0].when.expression: CEL: at 1:18: {ATTRIBUTE_FIX}",
+    ),
+    "unguarded attribute after an unrelated guard": Bad(
+        program_text(fixed_bonus("  when: 'has(member.attributes.town) && "
+                                 "member.attributes.city == \"Paris\"'\n")),
+        at="member.attributes.city", col="'has",
+        message=f"rules[0].when.expression: CEL: at 1:49: {ATTRIBUTE_FIX}",
+    ),
+    "unguarded attribute in a multiplier": Bad(
+        program_text(PER_EURO + "  multipliers:\n    - id: paris\n"
+                     "      when: 'member.attributes.city == \"Paris\" || "
+                     "has(member.attributes.city)'\n      factor: 2\n"),
+        at="member.attributes.city", col="'member",
+        message=f"rules[0].multipliers[0].when.expression: CEL: at 1:18: {ATTRIBUTE_FIX}",
+    ),
+    "unguarded attribute by index": Bad(
+        program_text(fixed_bonus("  when: 'member.attributes[\"city\"] == \"Paris\"'\n")),
+        at="member.attributes", col="'member",
+        message='rules[0].when.expression: CEL: at 1:18: member.attributes["city"] fails for '
+                "every member without that attribute (and with it the purchase, and an import "
+                'file); write "city" in member.attributes && member.attributes["city"] ...',
+    ),
+    "attribute guarded only where the guard is false": Bad(
+        program_text(fixed_bonus("  when: 'has(member.attributes.city) ? true : "
+                                 "member.attributes.city == \"Paris\"'\n")),
+        at="member.attributes.city", col="'has",
+        prefix="rules[0].when.expression: CEL: at 1:55: member.attributes.city fails",
+    ),
+    "purchase total without a language level": Bad(
+        program_text(fixed_bonus('  when: "purchase.total >= 50"\n')),
+        at="purchase.total", col='"purchase',
+        message="rules[0].when.expression: CEL: at 1:9: purchase.total says no unit: add "
+                "`language: 2` at the top of the file to write it in the currency "
+                "(purchase.total >= 50 is 50 euros), or name the minor units "
+                "(purchase.total_minor >= 5000 is in cents); a file written before levels "
+                "existed means cents: `language: 1` keeps that",
+    ),
+    "item amount without a language level": Bad(
+        program_text(fixed_bonus('  when: "purchase.items.exists(i, i.amount >= 5)"\n')),
+        at="purchase.items", col='"purchase',
+        prefix="rules[0].when.expression: CEL: at 1:27: an item amount says no unit",
+    ),
+    "amount in euros times a whole number": Bad(
+        "language: 2\n" + program_text(fixed_bonus('  when: "purchase.total * 2 >= 50"\n')),
+        at="purchase.total", col='"purchase',
+        message="rules[0].when.expression: CEL: at 1:16: an amount in the currency is a "
+                "decimal: CEL does not mix it with a whole number (int) in arithmetic; write "
+                "the number with a decimal point (2.0, not 2)",
+    ),
+    "amount in euros compared with text": Bad(
+        "language: 2\n" + program_text(fixed_bonus("  when: \"purchase.total > '50'\"\n")),
+        at="purchase.total", col='"purchase',
+        message="rules[0].when.expression: CEL: at 1:16: an amount in the currency is a "
+                "number; it cannot be compared with a string (write a number, e.g. "
+                "purchase.total >= 50)",
+    ),
+    "distinct days awarded at period end": Bad(
+        program_text("- {id: third, kind: nth_visit, visit: 3, period: month, points: 5, "
+                     "award: at_period_end, count: distinct_days}\n"),
+        at="count: distinct_days", col="distinct_days",
+        message="rules[0].count: visits counted as distinct days are awarded at the purchase "
+                "that reaches them: drop award: at_period_end, or count: purchases",
+    ),
+    "stamps per distinct day per item": Bad(
+        program_text(stamp_card("  count: distinct_days\n")),
+        at="count: distinct_days", col="distinct_days",
+        message="rules[0].count: count: distinct_days counts visits; use it with stamp_per: "
+                "visit (per item, every item earns)",
+    ),
+    "stamp price with a tenth of a cent": Bad(
+        program_text(stamp_card('  min_item_price: "2.005"\n')),
+        at="min_item_price", col='"2.005"',
+        message="rules[0].min_item_price: amount 2.005 has more decimals than EUR allows (2)",
+    ),
+    "a free stamp price": Bad(
+        program_text(stamp_card('  min_item_price: "0.00"\n')),
+        at="min_item_price", col='"0.00"',
+        prefix="rules[0].min_item_price: Input should be greater than 0",
+    ),
+    "an unknown language level": Bad(
+        "language: 3\n" + program_text(PER_EURO),
+        at="language: 3", col="3",
+        prefix="language: Input should be 1 or 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SLIPS))
+def test_a_slip_is_refused_at_the_mistake_with_the_fix(name: str) -> None:
+    case = SLIPS[name]
+    problem = only_problem(case.text)
+    assert (problem.line, problem.column) == expected_position(case), str(problem)
+    if case.message is not None:
+        assert problem.message == case.message
+    if case.prefix is not None:
+        assert problem.message.startswith(case.prefix), problem.message
+    for fragment in case.contains:
+        assert fragment in problem.message, problem.message
+
+
+@pytest.mark.parametrize("text", [
+    # A cap at the award exactly lets it be given whole; awards at period end are not capped.
+    program_text(fixed_bonus(""), before_rewards="caps: {per_day: 50}\n"),
+    program_text("- {id: fifth, kind: nth_visit, visit: 5, period: month, points: 300, "
+                 "award: at_period_end}\n", before_rewards="caps: {per_month: 250}\n"),
+    yen(program_text('- {id: big, kind: spend_threshold, threshold: "350", period: month, '
+                     "points: 5}\n")),
+    program_text(PER_EURO + '  minimum_purchase: "5.10"\n'),
+    program_text(PER_EURO, before_rewards="points:\n  pending_days: 27\n"
+                                          "  expiry: {after_months: 1}\n"),
+    program_text(PER_EURO, before_rewards="points:\n  pending_days: 0\n"
+                                          "  expiry: {end_of: month}\n"),
+    program_text(PER_EURO, before_rewards=fee_club("    term_months: 1\n"
+                                                   "    renewal_notice_days: 28\n")),
+], ids=["cap equal to the award", "period-end award above the cap", "whole yen",
+        "euro cents", "expiry a day after pending", "no pending", "notice within the term"])
+def test_what_is_no_slip_loads(text: str) -> None:
+    load_program_text(text, "cafe.yaml")
+
+
+@pytest.mark.parametrize("expression", [
+    "has(member.attributes.city) && member.attributes.city == 'Paris'",
+    "local.hour < 9 && has(member.attributes.city) && member.attributes.city == 'Paris'",
+    "member.attributes.city == 'Paris' && has(member.attributes.city)",  # CEL's && commutes
+    "'city' in member.attributes && member.attributes['city'] == 'Paris'",
+    "has(member.attributes.city) && member.attributes['city'] == 'Paris'",
+    "has(member.attributes.city) ? member.attributes.city == 'Paris' : false",
+    "!has(member.attributes.city) || member.attributes.city != 'Paris'",
+    "'member.attributes.city == 1' != local.date",  # the text in a string reads nothing
+    "member.attributes.exists(k, k == 'city')",
+    "member.segment == 'student'",
+    "member.birthday_month == local.month && local.weekday_number <= 5",
+    "days_between(local.date, '2026-12-25') < 30 && month_of(local.date) == 12",
+    "has(member.attributes.enrolled) && days_between(member.attributes.enrolled, "
+    "local.date) >= 365",
+])
+def test_guarded_attributes_and_date_helpers_load(expression: str) -> None:
+    load_program_text(program_text(fixed_bonus(f'  when: "{expression}"\n')), "cafe.yaml")
+
+
+@pytest.mark.parametrize(("level", "expression"), [
+    ("language: 2\n", "purchase.total >= 50"),
+    ("language: 2\n", "purchase.total * 2.0 >= 50.5 && purchase.eligible_spend < 1000"),
+    ("language: 2\n", "purchase.items.exists(i, i.amount >= 2 && i.amount_minor >= 200)"),
+    ("language: 1\n", "purchase.total >= 5000 && purchase.items.exists(i, i.amount > 100)"),
+    ("", "purchase.total_minor >= 5000 && purchase.eligible_spend_minor > 0"),
+])
+def test_amount_names_each_level_accepts(level: str, expression: str) -> None:
+    load_program_text(level + program_text(fixed_bonus(f'  when: "{expression}"\n')))
+
+
+def test_a_stored_version_keeps_its_cents_and_skips_the_new_checks() -> None:
+    # Versions applied before issue 16 were validated by the rules of their day: compiled
+    # again, they are read as language 1 and the slips found since do not refuse them.
+    text = yen(program_text(fixed_bonus(
+        "  when: 'purchase.total >= 5000 && member.attributes.city == \"Paris\"'\n"
+    ), before_rewards="caps: {per_day: 40}\npoints:\n  pending_days: 14\n"
+                      "  expiry: {end_of: year}\n"))
+    with stored_programs():
+        loaded = load_program_text(text, "cafe.yaml")
+    assert loaded.compiled.cel_language == 1
+    with pytest.raises(ProgramFileError) as info:  # as a new file: each slip is refused
+        load_program_text(text, "cafe.yaml")
+    assert sorted(p.message.split(":")[0] for p in info.value.problems) == [
+        # (the cap below the bonus's 50 points is reported once the expression is fixed)
+        "points.expiry.end_of", "rules[0].when.expression"]
+
+
+def test_a_language_level_changes_the_content_hash_and_absence_keeps_it() -> None:
+    text = program_text(PER_EURO)
+    plain = load_program_text(text).content_hash
+    assert load_program_text("language: 1\n" + text).content_hash != plain
+    assert load_program_text("language: 2\n" + text).content_hash != plain
+
+
+def test_the_counting_keys_hash_only_when_they_change_the_meaning() -> None:
+    # Omitted or written at their defaults, the keys of issue 16 leave the hash a stored
+    # version has, so applying an unchanged file again makes no new version.
+    visits = "- {id: third, kind: nth_visit, visit: 3, period: month, points: 5}\n"
+    plain = load_program_text(program_text(visits)).content_hash
+    same = program_text(visits.replace("points: 5}", "points: 5, count: purchases}"))
+    days = program_text(visits.replace("points: 5}", "points: 5, count: distinct_days}"))
+    assert load_program_text(same).content_hash == plain
+    assert load_program_text(days).content_hash != plain
+    card = load_program_text(program_text(stamp_card())).content_hash
+    priced = load_program_text(program_text(stamp_card('  min_item_price: "2.00"\n')))
+    assert priced.content_hash != card

@@ -20,6 +20,7 @@ from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.engine.earning import Progress, RuleFailed, evaluate
 from loyalty_engine.rules import CompiledProgram, load_program_text
 from loyalty_engine.rules.compiled import StampCard
+from loyalty_engine.rules.expressions import stored_programs
 
 from .builders import Line, purchase
 
@@ -52,6 +53,14 @@ def program_text(rules: str, extra: str = "") -> str:
 def program(rules: str, extra: str = "") -> CompiledProgram:
     """A compiled program with these rules (a YAML list) and extra top-level sections."""
     return load_program_text(program_text(rules, extra), "test.yaml").compiled
+
+
+def stored_program(rules: str) -> CompiledProgram:
+    """A program as an earlier release stored it: validation then let an unguarded
+    attribute through, which fails at evaluation (new files are refused, see
+    test_program_language.py)."""
+    with stored_programs():
+        return program(rules)
 
 
 _transactions = itertools.count(1)
@@ -270,7 +279,7 @@ def test_fixed_bonus_is_awarded_once_per_purchase_whatever_the_basket() -> None:
     - id: big-basket
       kind: fixed_bonus
       points: 40
-      when: "purchase.eligible_spend >= 5000"
+      when: "purchase.eligible_spend_minor >= 5000"
     """
     evaluations = run(program(rules), [
         buy(coffee("50.00")),
@@ -778,15 +787,15 @@ FAILING = """\
     [
         ("member.attributes.segment == 'student'", MEMBER, "segment"),
         ("member.attributes.segment == 'student'", None, "segment"),
-        ("purchase.total / (purchase.item_count - 1) > 100", MEMBER, "divide by zero"),
-        ("purchase.items[3].amount > 100", MEMBER, "index"),
+        ("purchase.total_minor / (purchase.item_count - 1) > 100", MEMBER, "divide by zero"),
+        ("purchase.items[3].amount_minor > 100", MEMBER, "index"),
     ],
     ids=["missing attribute", "anonymous", "division by zero", "no such item"],
 )
 def test_a_failing_condition_names_the_rule_and_leaves_progress_as_it_was(
     expression: str, member: MemberView | None, fragment: str,
 ) -> None:
-    compiled = program(FAILING.replace("{expression}", expression))
+    compiled = stored_program(FAILING.replace("{expression}", expression))
     progress: Progress = {
         ("fifth-visit:visits", "2026-03"): 1,
         ("spend-200:spend", "2026-Q1"): 1500,
@@ -804,7 +813,8 @@ def test_a_failing_condition_names_the_rule_and_leaves_progress_as_it_was(
 
 
 def test_a_failing_condition_leaves_no_new_counters_behind() -> None:
-    compiled = program(FAILING.replace("{expression}", "member.attributes.segment == 'x'"))
+    compiled = stored_program(FAILING.replace("{expression}",
+                                              "member.attributes.segment == 'x'"))
     progress: Progress = {("coffee-card:stamps", "2026-03-01"): 1}
     with pytest.raises(RuleFailed):
         evaluate(compiled, buy(coffee("10.00")), MEMBER, progress)
@@ -822,7 +832,7 @@ def test_a_failing_multiplier_condition_fails_its_rule() -> None:
           factor: 2
     """
     with pytest.raises(RuleFailed) as info:
-        evaluate(program(rules), buy(), MEMBER, {})
+        evaluate(stored_program(rules), buy(), MEMBER, {})
     assert info.value.rule_id == "per-euro"
 
 

@@ -78,8 +78,8 @@ CASES: list[tuple[str, str, list[Row]]] = [
      [("~rule", "coffee-card", "when.categories", ["coffee"], ["tea"])]),
     ("condition expression", edited(
         ("when: {categories: [coffee]}",
-         'when: {categories: [coffee], expression: "purchase.total > 500"}')),
-     [("~rule", "coffee-card", "when.expression", None, "purchase.total > 500")]),
+         'when: {categories: [coffee], expression: "purchase.total_minor > 500"}')),
+     [("~rule", "coffee-card", "when.expression", None, "purchase.total_minor > 500")]),
     ("multiplier factor", edited(("factor: 2", "factor: 1.5")),
      [("~rule", "points-per-euro", "multipliers[double-tuesday].factor", "2", "1.5")]),
     ("multiplier days", edited(("days: [tuesday]", "days: [tuesday, friday]")),
