@@ -101,11 +101,13 @@ def save_membership(conn: Connection, member_id: str, program_id: str, club_id: 
             _memberships.c.club_id == club_id).values(**values))
 
 
-def term_end(club: CompiledClub, start: datetime, zone: ZoneInfo) -> datetime:
+def term_end(club: CompiledClub, start: datetime, zone: ZoneInfo,
+             months: int | None = None) -> datetime:
     """The end of a term that starts at `start`: the same wall time in program time, N
-    months later (a year from 28 February 23:30 UTC is 1 March in Berlin, not 29 Feb)."""
+    months later (a year from 28 February 23:30 UTC is 1 March in Berlin, not 29 Feb).
+    months: a term of another length than the club's (a trial)."""
     local = start.astimezone(zone)
-    shifted = add_months(local.date(), club.term_months)
+    shifted = add_months(local.date(), club.term_months if months is None else months)
     return datetime.combine(shifted, local.time(), zone).astimezone(start.tzinfo)
 
 
@@ -129,6 +131,16 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
     if status == "due":
         record_events(conn, [fee_due_event(row)], now)
     return row
+
+
+def new_to_club(conn: Connection, member_id: str, program_id: str, club_id: str) -> bool:
+    """Whether the member never had a membership of the club (nor a charge of it): only
+    such a member gets a level's trial and introductory fee."""
+    if membership(conn, member_id, program_id, club_id) is not None:
+        return False
+    return conn.execute(select(_charges.c.id).where(
+        _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+        _charges.c.club_id == club_id).limit(1)).first() is None
 
 
 def fee_due_event(row: Any) -> Event:

@@ -157,6 +157,13 @@ class ClubStep:
     points_price: int | None
     multiplier: Fraction | None
     perks: frozenset[str]
+    intro_fee_minor: int | None = None  # the first paid term's fee for a new member
+    trial_months: int | None = None  # a new member's first term, when the level has one
+    trial_fee_minor: int = 0
+
+    def first_fee(self) -> int:
+        """What a member new to the club pays for their first paid term."""
+        return self.fee_minor if self.intro_fee_minor is None else self.intro_fee_minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +184,7 @@ class CompiledClub:
     grace_days: int
     cooling_off_days: int
     waiver_minor: int | None
+    upgrade_price: Literal["prorated", "full_difference"] = "prorated"
 
     def level(self, level_id: str) -> ClubStep | None:
         """The paid level with this id."""
@@ -254,12 +262,16 @@ def compile_club(club: Club, minor: Any) -> CompiledClub:
             ClubStep(level.id, level.name or level.id, rank, minor(level.fee), level.fee_sku,
                      level.points_price,
                      None if level.multiplier is None else Fraction(level.multiplier),
-                     frozenset(level.perks))
+                     frozenset(level.perks),
+                     None if level.intro_fee is None else minor(level.intro_fee),
+                     None if level.trial is None else level.trial.months,
+                     0 if level.trial is None else minor(level.trial.fee))
             for rank, level in enumerate(club.levels)),
         term_months=club.term_months, auto_renew=club.auto_renew,
         renewal_notice_days=club.renewal_notice_days, grace_days=club.grace_days,
         cooling_off_days=club.cooling_off_days,
         waiver_minor=None if club.waiver is None else minor(club.waiver.min_spend_last_year),
+        upgrade_price=club.upgrade_price,
     )
 
 

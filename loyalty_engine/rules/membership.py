@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -74,6 +75,14 @@ class Tiers(_Strict):
         return self
 
 
+class Trial(_Strict):
+    """A first term for members new to the club: shorter than a term, free or discounted."""
+
+    months: Annotated[int, Field(ge=1, le=120)]
+    fee: Annotated[DecimalIn, Field(ge=0)] = Field(
+        default=Decimal(0), description="what the trial costs; 0 (the default) is free")
+
+
 class ClubLevel(_Strict):
     """A paid level of a fee club: its yearly (per term) fee and its benefits."""
 
@@ -86,6 +95,23 @@ class ClubLevel(_Strict):
         default=None, description="points that pay the fee instead of money; absent: cannot")
     multiplier: PositiveDecimal | None = None
     perks: list[Slug] = []
+    trial: Trial | None = Field(
+        default=None, description="a first term for members new to the club (never for "
+                                  "someone who was a member before), then the paid terms")
+    intro_fee: Annotated[DecimalIn, Field(gt=0)] | None = Field(
+        default=None, description="the first paid term's fee for a member new to the club")
+
+    @model_validator(mode="after")
+    def _prices(self) -> ClubLevel:
+        if self.intro_fee is not None and self.intro_fee > self.fee:
+            raise LocatedValueError(("intro_fee",), f"the introductory fee {self.intro_fee} "
+                                    f"is above the level's fee {self.fee}; an introductory "
+                                    "price is a discount on the fee")
+        if self.trial is not None and self.trial.fee > (self.intro_fee or self.fee):
+            raise LocatedValueError(("trial", "fee"), f"the trial fee {self.trial.fee} is "
+                                    f"above the first paid term's fee "
+                                    f"{self.intro_fee or self.fee}; a trial is a discount")
+        return self
 
 
 class Waiver(_Strict):
@@ -114,6 +140,9 @@ class Club(_Strict):
     grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     cooling_off_days: Annotated[int, Field(ge=0, le=365)] = 14
     waiver: Waiver | None = None
+    upgrade_price: Literal["prorated", "full_difference"] = Field(
+        default="prorated", description="an upgrade mid-term costs the difference in fees "
+        "for the time left of the term (prorated) or the whole difference")
 
     @model_validator(mode="after")
     def _shape(self) -> Club:
@@ -143,6 +172,17 @@ class Club(_Strict):
         elif self.levels:
             raise LocatedValueError(("levels",), f"only fee clubs have paid levels, not a "
                                     f"{self.kind} club")
+        if "upgrade_price" in self.model_fields_set and len(self.levels) < 2:
+            raise LocatedValueError(("upgrade_price",), "upgrade_price needs a club with two "
+                                    "or more paid levels to upgrade between; this one has "
+                                    f"{len(self.levels)}: remove upgrade_price")
+        for index, level in enumerate(self.levels):
+            if level.trial is not None and level.trial.months > self.term_months:
+                raise LocatedValueError(
+                    ("levels", index, "trial", "months"),
+                    f"a trial of {level.trial.months} months is longer than the club's "
+                    f"term of {self.term_months} months; shorten the trial or lengthen "
+                    "term_months")
         if self.join == "first_purchase" and self.kind != "open":
             raise LocatedValueError(("join",), f"a {self.kind} club cannot be joined by a "
                                     "purchase alone; only open clubs enrol on first purchase")

@@ -436,6 +436,12 @@ class ProgramDefinition(_Strict):
             for l_index, level in enumerate(club.levels):
                 _known(level.perks, perks, "perk", (index, "levels", l_index, "perks"))
                 _check_money(info, level.fee, (index, "levels", l_index, "fee"))
+                if level.intro_fee is not None:
+                    _check_money(info, level.intro_fee,
+                                 (index, "levels", l_index, "intro_fee"))
+                if level.trial is not None:
+                    _check_money(info, level.trial.fee,
+                                 (index, "levels", l_index, "trial", "fee"))
                 if level.fee_sku is not None:
                     if level.fee_sku in skus:
                         raise LocatedValueError((index, "levels", l_index, "fee_sku"),

@@ -84,6 +84,9 @@ def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
         if row.kind == "upgrade":
             raise FeeError(f"charge {charge_id} is a prorated upgrade; it is paid in "
                            "money, not points")
+        if row.kind == "trial":
+            raise FeeError(f"charge {charge_id} is a trial; it is paid in money, not "
+                           "points")
         points = level.points_price
         detail["from_lots"] = pay_fee_points(conn, row, version.id, points, at, now)
         detail["program_version_id"] = version.id

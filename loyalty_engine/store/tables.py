@@ -410,7 +410,7 @@ class FeeCharge(Base):
     program_id: Mapped[str] = mapped_column(String(64))
     club_id: Mapped[str] = mapped_column(String(64))
     level: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # join | renewal | upgrade
+    kind: Mapped[str] = mapped_column(String(16))  # join | renewal | upgrade | trial
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     term_start: Mapped[datetime]
