@@ -181,8 +181,8 @@ class Club(_Strict):
                 raise LocatedValueError(
                     ("levels", index, "trial", "months"),
                     f"a trial of {level.trial.months} months is longer than the club's "
-                    f"term of {self.term_months} months; shorten the trial or lengthen "
-                    "term_months")
+                    f"term (term_months: {self.term_months}); shorten the trial or "
+                    "lengthen term_months")
         if self.join == "first_purchase" and self.kind != "open":
             raise LocatedValueError(("join",), f"a {self.kind} club cannot be joined by a "
                                     "purchase alone; only open clubs enrol on first purchase")
