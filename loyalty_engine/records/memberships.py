@@ -4,6 +4,7 @@ writing memberships and charges inside the caller's transaction."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,12 @@ from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, insert_if_absent, insert_rows
+from loyalty_engine.store.bulk import (
+    Converters,
+    insert_if_absent,
+    insert_rows,
+    select_typed_by_keys,
+)
 
 _members = tables.members
 _enrolments = tables.enrolments
@@ -235,3 +241,92 @@ def membership_json(row: Any) -> dict[str, Any]:
         "joined_at": row.joined_at, "term_start": row.term_start, "term_end": row.term_end,
         "auto_renew": bool(row.auto_renew), "ended_at": row.ended_at,
     }
+
+
+# --- households: secondary members sharing a primary's fee-club membership --------------
+
+_households = tables.household_members
+
+
+def live_household(conn: Connection, program_id: str, club_id: str, *,
+                   primary: str | None = None, secondary: str | None = None) -> list[Any]:
+    """Household rows not removed whose primary's membership is still the one they were
+    added to and has not ended (pending, active or grace, joined before the row)."""
+    h, m = _households, _memberships
+    query = select(h).join(m, (m.c.member_id == h.c.primary_member_id)
+                           & (m.c.program_id == h.c.program_id)
+                           & (m.c.club_id == h.c.club_id)).where(
+        h.c.program_id == program_id, h.c.club_id == club_id, h.c.removed_at.is_(None),
+        m.c.status.in_(LIVE), m.c.joined_at <= h.c.added_at)
+    if primary is not None:
+        query = query.where(h.c.primary_member_id == primary)
+    if secondary is not None:
+        query = query.where(h.c.member_id == secondary)
+    return list(conn.execute(query.order_by(h.c.added_at, h.c.member_id)))
+
+
+def add_household_row(conn: Connection, secondary: str, program_id: str, club_id: str,
+                      primary: str, at: datetime, now: datetime) -> None:
+    """A new stint of a secondary in a primary's household, from `at`."""
+    conn.execute(_households.insert().values(
+        member_id=secondary, program_id=program_id, club_id=club_id, added_at=at,
+        primary_member_id=primary, removed_at=None, updated_at=now))
+
+
+def end_household_row(conn: Connection, row: Any, at: datetime, now: datetime) -> None:
+    """End a secondary's stint at `at`."""
+    h = _households
+    conn.execute(h.update().where(
+        h.c.member_id == row.member_id, h.c.program_id == row.program_id,
+        h.c.club_id == row.club_id, h.c.added_at == row.added_at,
+    ).values(removed_at=at, updated_at=now))
+
+
+def close_ended_households(conn: Connection, program_id: str, club_id: str,
+                           now: datetime, primary: str | None = None) -> int:
+    """Close, at the primary's end, the household rows of memberships that have ended
+    (lapsed, cancelled): one statement for the club. Benefits already stop at the
+    primary's end when purchases are judged; this records it, so a primary who joins
+    again starts with an empty household."""
+    h, m = _households, _memberships
+    primary_of = ((m.c.member_id == h.c.primary_member_id) & (m.c.program_id == h.c.program_id)
+                  & (m.c.club_id == h.c.club_id))
+    ended = select(m.c.ended_at).where(primary_of).scalar_subquery()
+    query = h.update().where(
+        h.c.program_id == program_id, h.c.club_id == club_id, h.c.removed_at.is_(None),
+        select(m.c.member_id).where(primary_of, m.c.status.not_in(LIVE),
+                                    m.c.ended_at.is_not(None)).exists())
+    if primary is not None:
+        query = query.where(h.c.primary_member_id == primary)
+    return conn.execute(query.values(removed_at=ended, updated_at=now)).rowcount
+
+
+def household_owners(conn: Connection, program_id: str, rows: Sequence[Any],
+                     period_of: Any) -> list[tuple[str, str, int]]:
+    """Rebate spend (member, period, spend) with each secondary's spend moved to the
+    primary whose household they were in during that period (a stint from added_at to
+    removed_at, in period keys from period_of(instant)), summed per (member, period) and
+    in (period, member) order. Programs without households come back as they were."""
+    found = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+    members = sorted({member for member, _, _ in found})
+    if not members:
+        return found
+    h = _households
+    stints: dict[str, list[tuple[str, str | None, str]]] = {}
+    for secondary, added_at, removed_at, primary in select_typed_by_keys(
+            conn, h, ("member_id",), [(m,) for m in members],
+            ("member_id", "added_at", "removed_at", "primary_member_id")):
+        stints.setdefault(secondary, []).append(
+            (period_of(added_at), None if removed_at is None else period_of(removed_at),
+             primary))
+    if not stints:
+        return found
+    totals: dict[tuple[str, str], int] = {}
+    for member, period, value in found:
+        owner = member
+        for first, last, primary in sorted(stints.get(member, [])):
+            if first <= period and (last is None or period <= last):
+                owner = primary  # the latest stint reaching into the period
+        totals[(owner, period)] = totals.get((owner, period), 0) + value
+    return [(member, period, value) for (member, period), value
+            in sorted(totals.items(), key=lambda item: (item[0][1], item[0][0]))]

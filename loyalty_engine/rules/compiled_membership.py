@@ -8,7 +8,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from loyalty_engine.domain.periods import add_months
-from loyalty_engine.rules.membership import Club, Group, Tiers
+from loyalty_engine.rules.membership import Club, Group, Household, Tiers
 
 # The counters tier credit (and a waiver's spend) are kept in, by local date (YYYY-MM-DD).
 CREDIT_COUNTERS = {"spend": "*:spend", "visits": "*:visits", "points": "*:points"}
@@ -160,6 +160,7 @@ class ClubStep:
     intro_fee_minor: int | None = None  # the first paid term's fee for a new member
     trial_months: int | None = None  # a new member's first term, when the level has one
     trial_fee_minor: int = 0
+    household_max: int = 0  # secondary members a membership at this level may have
 
     def first_fee(self) -> int:
         """What a member new to the club pays for their first paid term."""
@@ -265,7 +266,8 @@ def compile_club(club: Club, minor: Any) -> CompiledClub:
                      frozenset(level.perks),
                      None if level.intro_fee is None else minor(level.intro_fee),
                      None if level.trial is None else level.trial.months,
-                     0 if level.trial is None else minor(level.trial.fee))
+                     0 if level.trial is None else minor(level.trial.fee),
+                     _household_max(level.household or club.household))
             for rank, level in enumerate(club.levels)),
         term_months=club.term_months, auto_renew=club.auto_renew,
         renewal_notice_days=club.renewal_notice_days, grace_days=club.grace_days,
@@ -273,6 +275,10 @@ def compile_club(club: Club, minor: Any) -> CompiledClub:
         waiver_minor=None if club.waiver is None else minor(club.waiver.min_spend_last_year),
         upgrade_price=club.upgrade_price,
     )
+
+
+def _household_max(household: Household | None) -> int:
+    return 0 if household is None else household.max_members
 
 
 def compile_group(group: Group) -> CompiledGroup:

@@ -83,6 +83,14 @@ class Trial(_Strict):
         default=Decimal(0), description="what the trial costs; 0 (the default) is free")
 
 
+class Household(_Strict):
+    """Secondary members who share a membership: one fee, their own cards (member ids)."""
+
+    max_members: Annotated[int, Field(ge=1, le=20)] = Field(
+        description="how many secondary members one membership may have, besides the "
+                    "primary who pays")
+
+
 class ClubLevel(_Strict):
     """A paid level of a fee club: its yearly (per term) fee and its benefits."""
 
@@ -100,6 +108,9 @@ class ClubLevel(_Strict):
                                   "someone who was a member before), then the paid terms")
     intro_fee: Annotated[DecimalIn, Field(gt=0)] | None = Field(
         default=None, description="the first paid term's fee for a member new to the club")
+    household: Household | None = Field(
+        default=None, description="secondary members at this level (instead of the "
+                                  "club's household)")
 
     @model_validator(mode="after")
     def _prices(self) -> ClubLevel:
@@ -140,6 +151,8 @@ class Club(_Strict):
     grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     cooling_off_days: Annotated[int, Field(ge=0, le=365)] = 14
     waiver: Waiver | None = None
+    household: Household | None = Field(
+        default=None, description="fee clubs: secondary members who share a membership")
     upgrade_price: Literal["prorated", "full_difference"] = Field(
         default="prorated", description="an upgrade mid-term costs the difference in fees "
         "for the time left of the term (prorated) or the whole difference")
@@ -172,6 +185,10 @@ class Club(_Strict):
         elif self.levels:
             raise LocatedValueError(("levels",), f"only fee clubs have paid levels, not a "
                                     f"{self.kind} club")
+        if self.household is not None and self.kind != "fee":
+            raise LocatedValueError(("household",), f"only fee clubs have households (one "
+                                    f"membership, paid once, shared); each member joins "
+                                    f"a {self.kind} club on their own: remove household")
         if "upgrade_price" in self.model_fields_set and len(self.levels) < 2:
             raise LocatedValueError(("upgrade_price",), "upgrade_price needs a club with two "
                                     "or more paid levels to upgrade between; this one has "

@@ -17,10 +17,14 @@ from loyalty_engine.records.fee_points import refund_fee_points
 from loyalty_engine.records.memberships import (
     CHARGE_KEY,
     LIVE,
+    add_household_row,
     charge_json,
+    close_ended_households,
+    end_household_row,
     ensure_member,
     fee_due_event,
     find_club,
+    live_household,
     membership,
     membership_json,
     new_charge,
@@ -77,6 +81,11 @@ def join_club(conn: Connection, member_id: str, club_id: str, at: datetime, now:
                         + ")" + ("; use `loyalty clubs upgrade` for a higher level"
                                  if club.kind == "fee" else ""))
     if club.kind == "fee":
+        for row in live_household(conn, version.program_id, club_id, secondary=member_id):
+            raise ClubError(f"member {member_id!r} shares the membership of "
+                            f"{row.primary_member_id!r} in club {club_id!r} as a household "
+                            f"member; remove them with `loyalty clubs remove-member "
+                            f"{row.primary_member_id} {club_id} {member_id}` first")
         return _join_fee_club(conn, member_id, version, club, level, at, now)
     if level is not None:
         raise ClubError(f"club {club_id!r} has no levels; leave out --level")
@@ -231,6 +240,15 @@ def leave_club(conn: Connection, member_id: str, club_id: str, at: datetime, now
 
 def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
             current: Any, at: datetime, now: datetime) -> ClubOutcome:
+    outcome = _cancel_membership(conn, member_id, version, club, current, at, now)
+    # A membership that ended now ends its household's benefits at the same instant.
+    close_ended_households(conn, version.program_id, club.club_id, now, primary=member_id)
+    return outcome
+
+
+def _cancel_membership(conn: Connection, member_id: str, version: VersionInForce,
+                       club: CompiledClub, current: Any, at: datetime,
+                       now: datetime) -> ClubOutcome:
     program_id = version.program_id
     unpaid = open_charges(conn, member_id, program_id, club.club_id)
     for row in unpaid:  # nothing is owed for a membership that will not run
@@ -373,6 +391,83 @@ def upgrade_club(conn: Connection, member_id: str, club_id: str, level_id: str, 
                                + ("the full difference)" if full else "prorated)"))
 
 
+@write_use_case
+def add_household_member(conn: Connection, primary: str, club_id: str, secondary: str,
+                         at: datetime, now: datetime,
+                         program_id: str | None = None) -> ClubOutcome:
+    """Add a secondary member (their own member id and card) to the primary's active
+    fee-club membership: one fee, the membership's benefits from `at` while it lasts."""
+
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if club.kind != "fee":
+        raise ClubError(f"club {club_id!r} is a {club.kind} club: only fee clubs share a "
+                        "membership with household members")
+    if primary == secondary:
+        raise ClubError(f"member {primary!r} cannot be a household member of their own "
+                        "membership")
+    if not lock_member(conn, primary):
+        raise NotFoundError(f"there is no member {primary!r}")
+    current = membership(conn, primary, version.program_id, club_id)
+    if current is None or current.status not in ("active", "grace"):
+        state = "not a member" if current is None else current.status
+        raise ClubError(f"member {primary!r} has no active membership of club {club_id!r} "
+                        f"to share ({state})")
+    level = club.level(current.level)
+    allowed = 0 if level is None else level.household_max
+    if allowed == 0:
+        raise ClubError(f"level {current.level!r} of club {club_id!r} has no household "
+                        "members (the program file gives it no household: max_members)")
+    ensure_member(conn, secondary, version.program_id, at, now)
+    lock_member(conn, secondary)
+    own = membership(conn, secondary, version.program_id, club_id)
+    if own is not None and own.status in LIVE:
+        raise ClubError(f"member {secondary!r} has a membership of club {club_id!r} of "
+                        f"their own ({own.status}); a household member shares someone "
+                        "else's: they leave theirs first")
+    for row in live_household(conn, version.program_id, club_id, secondary=secondary):
+        raise ClubError(f"member {secondary!r} is already a household member of "
+                        f"{row.primary_member_id!r}'s membership of club {club_id!r}; "
+                        "a member shares one membership at a time")
+    household = live_household(conn, version.program_id, club_id, primary=primary)
+    if len(household) >= allowed:
+        names = ", ".join(repr(r.member_id) for r in household)
+        raise ClubError(f"the membership of {primary!r} in club {club_id!r} already has "
+                        f"{len(household)} household member(s) ({names}), the most its "
+                        f"level allows (max_members: {allowed}); remove one first")
+    if at < current.joined_at:
+        raise ClubError(f"--at {at.isoformat()} is before member {primary!r} joined club "
+                        f"{club_id!r} ({current.joined_at.isoformat()})")
+    add_household_row(conn, secondary, version.program_id, club_id, primary, at, now)
+    return ClubOutcome(_membership(conn, primary, version, club_id),
+                       message=f"{secondary} shares the {club.name} membership of "
+                               f"{primary} from {at.isoformat()}")
+
+
+@write_use_case
+def remove_household_member(conn: Connection, primary: str, club_id: str, secondary: str,
+                            at: datetime, now: datetime,
+                            program_id: str | None = None) -> ClubOutcome:
+    """Remove a secondary member from the primary's household: their benefits end at `at`."""
+
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if not lock_member(conn, primary):
+        raise NotFoundError(f"there is no member {primary!r}")
+    found = [r for r in live_household(conn, version.program_id, club_id, primary=primary)
+             if r.member_id == secondary]
+    if not found:
+        raise ClubError(f"member {secondary!r} is not a household member of {primary!r}'s "
+                        f"membership of club {club_id!r}")
+    if at < found[0].added_at:
+        raise ClubError(f"--at {at.isoformat()} is before {secondary!r} was added "
+                        f"({found[0].added_at.isoformat()})")
+    end_household_row(conn, found[0], at, now)
+    return ClubOutcome(_membership(conn, primary, version, club_id),
+                       message=f"{secondary} no longer shares the {club.name} membership "
+                               f"of {primary} from {at.isoformat()}")
+
+
 def _paid_terms(conn: Connection, current: Any, at: datetime) -> tuple[datetime, datetime, int]:
     """The paid (or waived) term of a membership running at `at`, and how many later
     terms are already paid for."""
@@ -404,6 +499,7 @@ class ClubStepResult:
     grace: int = 0
     lapsed: int = 0
     ended: int = 0
+    households_ended: int = 0
     eligibility_lapsed: int = 0
     memberships_lapsed_by_eligibility: int = 0
     charges: list[int] = field(default_factory=list)
@@ -412,6 +508,7 @@ class ClubStepResult:
         """Plain data for --json."""
         return {"renewal_charges": self.renewals, "renewals_waived": self.waived,
                 "entered_grace": self.grace, "lapsed": self.lapsed, "ended": self.ended,
+                "household_members_ended": self.households_ended,
                 "verifications_lapsed": self.eligibility_lapsed,
                 "memberships_lapsed_by_eligibility": self.memberships_lapsed_by_eligibility}
 
@@ -430,6 +527,9 @@ def advance_clubs(conn: Connection, as_of: datetime, now: datetime,
             if club.kind == "fee":
                 _renew(conn, version, club, as_of, now, result)
                 _grace_and_lapse(conn, version, club, as_of, now, result)
+                if any(level.household_max for level in club.levels):
+                    result.households_ended += close_ended_households(
+                        conn, version.program_id, club.club_id, now)
         lapsed = lapse_eligibility(conn, version, as_of, now)
         result.eligibility_lapsed += lapsed.verifications
         result.memberships_lapsed_by_eligibility += lapsed.memberships

@@ -16,6 +16,7 @@ from loyalty_engine.records.memberships import (
     LIVE,
     charge,
     charge_json,
+    close_ended_households,
     membership,
     membership_json,
     open_charges,
@@ -235,6 +236,8 @@ def _end_membership(conn: Connection, current: Any, at: datetime, now: datetime)
                    detail={**(unpaid.detail or {}), "waived": "membership ended by a return"})
     save_membership(conn, current.member_id, current.program_id, current.club_id, now,
                     status="cancelled", ended_at=at, term_end=at, auto_renew=False)
+    close_ended_households(conn, current.program_id, current.club_id, now,
+                           primary=current.member_id)
     return refunded
 
 

@@ -4,6 +4,7 @@ of its spend becomes a voucher, capped, exactly once (the voucher code is its na
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from loyalty_engine.domain.periods import period_end, period_key, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
+from loyalty_engine.records.memberships import household_owners
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
@@ -91,7 +93,13 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
             if since is not None:
                 query = query.where(_counters.c.period >= period_key(
                     rule.period, local_day(program, since)))
-            rows = conn.execute(query).all()
+            rows: Sequence[Any] = conn.execute(query).all()
+            if any(lv.household_max for c in program.clubs.values() for lv in c.levels):
+                # A household's secondaries accrue their spend to the primary's rebate.
+                rows = household_owners(
+                    conn, version.program_id, rows,
+                    lambda instant, period=rule.period, here=program: period_key(
+                        period, local_day(here, instant)))
             vouchers = []
             for member_id, period, spend in rows:
                 amount = rule.rebate(int(spend))
