@@ -148,9 +148,10 @@ def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None =
     console.print(
         f"{result.renewals} renewal charge(s) ({result.waived} waived), {result.grace} "
         f"entered grace, {result.lapsed} lapsed, {result.ended} ended, "
-        f"{result.households_ended} household member(s) ended with them, "
         f"{result.eligibility_lapsed} verification(s) lapsed, "
-        f"{result.memberships_lapsed_by_eligibility} membership(s) lapsed with them",
+        f"{result.memberships_lapsed_by_eligibility} membership(s) lapsed with them"
+        + (f", {result.households_ended} household member(s) ended with their primary"
+           if result.households_ended else ""),
         markup=False)
 
 

@@ -401,8 +401,8 @@ def add_household_member(conn: Connection, primary: str, club_id: str, secondary
     catalog = load_catalog(conn)
     version, club = find_club(catalog, club_id, program_id, at)
     if club.kind != "fee":
-        raise ClubError(f"club {club_id!r} is a {club.kind} club: only fee clubs share a "
-                        "membership with household members")
+        raise ClubError(f"club {club_id!r} is not a fee club ({club.kind}): only fee clubs "
+                        "share a membership with household members")
     if primary == secondary:
         raise ClubError(f"member {primary!r} cannot be a household member of their own "
                         "membership")
@@ -440,7 +440,7 @@ def add_household_member(conn: Connection, primary: str, club_id: str, secondary
                         f"{club_id!r} ({current.joined_at.isoformat()})")
     add_household_row(conn, secondary, version.program_id, club_id, primary, at, now)
     return ClubOutcome(_membership(conn, primary, version, club_id),
-                       message=f"{secondary} shares the {club.name} membership of "
+                       message=f"{secondary} shares the {club.name} of "
                                f"{primary} from {at.isoformat()}")
 
 
@@ -464,7 +464,7 @@ def remove_household_member(conn: Connection, primary: str, club_id: str, second
                         f"({found[0].added_at.isoformat()})")
     end_household_row(conn, found[0], at, now)
     return ClubOutcome(_membership(conn, primary, version, club_id),
-                       message=f"{secondary} no longer shares the {club.name} membership "
+                       message=f"{secondary} no longer shares the {club.name} "
                                f"of {primary} from {at.isoformat()}")
 
 
@@ -508,7 +508,6 @@ class ClubStepResult:
         """Plain data for --json."""
         return {"renewal_charges": self.renewals, "renewals_waived": self.waived,
                 "entered_grace": self.grace, "lapsed": self.lapsed, "ended": self.ended,
-                "household_members_ended": self.households_ended,
                 "verifications_lapsed": self.eligibility_lapsed,
                 "memberships_lapsed_by_eligibility": self.memberships_lapsed_by_eligibility}
 
