@@ -188,7 +188,7 @@ class Club(_Strict):
         if self.household is not None and self.kind != "fee":
             raise LocatedValueError(("household",), f"only fee clubs have households (one "
                                     f"membership, paid once, shared); each member joins "
-                                    f"a {self.kind} club on their own: remove household")
+                                    f"an {self.kind} club on their own: remove household")
         if "upgrade_price" in self.model_fields_set and len(self.levels) < 2:
             raise LocatedValueError(("upgrade_price",), "upgrade_price needs a club with two "
                                     "or more paid levels to upgrade between; this one has "

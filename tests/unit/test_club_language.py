@@ -87,6 +87,14 @@ BAD = {
         program(ONE_LEVEL), "upgrade_price: full_difference", "full_difference",
         ("upgrade_price needs a club with two or more paid levels", "has 1",
          "remove upgrade_price")),
+    "household on an open club": (
+        program("- id: app\n  name: App\n  kind: open\n  household: {max_members: 2}\n"),
+        "household: {max_members: 2}", "household",
+        ("only fee clubs have households", "joins an open club on their own",
+         "remove household")),
+    "household of no members": (
+        program(two_levels("household: {max_members: 0}")), "household: {max_members: 0}",
+        "0}", ("greater than or equal to 1",)),
     "upgrade_price spelled wrong": (
         program(two_levels("upgrade_price: full")), "upgrade_price: full", "full",
         ("full_difference",)),
@@ -123,3 +131,9 @@ def test_new_keys_compile_to_minor_units_and_default_to_todays_behaviour() -> No
     free = load_program_text(program(two_levels(level_extra="trial: {months: 12}")),
                              "shop.yaml").compiled.clubs["plus"].levels[0]
     assert (free.trial_months, free.trial_fee_minor) == (12, 0)  # as long as the term: fine
+    shared = load_program_text(program(two_levels(
+        "household: {max_members: 1}", "household: {max_members: 3}")),
+        "shop.yaml").compiled.clubs["plus"]
+    # The level's household replaces the club's; a level without one has the club's.
+    assert [lv.household_max for lv in shared.levels] == [3, 1]
+    assert [lv.household_max for lv in plain.levels] == [0, 0]  # no household: none
