@@ -41,6 +41,7 @@ def shop(engine: Engine, tx: str, member: str, when: str, amount: str) -> int:
 
 
 def club(engine: Engine, member: str, club_id: str) -> dict[str, Any]:
+    found: dict[str, Any]
     [found] = [c for c in member_clubs(engine, member, NOW)["clubs"]
                if c["club_id"] == club_id]
     return found

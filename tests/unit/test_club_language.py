@@ -4,10 +4,12 @@ the slips refused at file:line:col with what to change, and what a good file com
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 import pytest
 
 from loyalty_engine.rules import ProgramFileError, load_program_text
+from loyalty_engine.rules.diff import diff_programs
 
 
 def program(clubs: str, currency: str = "EUR") -> str:
@@ -137,3 +139,20 @@ def test_new_keys_compile_to_minor_units_and_default_to_todays_behaviour() -> No
     # The level's household replaces the club's; a level without one has the club's.
     assert [lv.household_max for lv in shared.levels] == [3, 1]
     assert [lv.household_max for lv in plain.levels] == [0, 0]  # no household: none
+
+
+def test_the_rules_diff_names_each_new_club_key() -> None:
+    before = program(two_levels("household: {max_members: 1}"))
+    after = program(two_levels("upgrade_price: full_difference",
+                               'intro_fee: "30.00"\n      trial: {months: 1}'))
+    diff = diff_programs(load_program_text(before, "a.yaml").definition,
+                         load_program_text(after, "b.yaml").definition)
+    settings: Any = diff.to_plain()["settings"]
+    changes = {c["path"]: (c["before"], c["after"]) for c in settings}
+    assert changes == {
+        "clubs[plus].levels[basic].trial.months": (None, 1),
+        "clubs[plus].levels[basic].trial.fee": (None, "0"),  # free: the default fee
+        "clubs[plus].levels[basic].intro_fee": (None, "30"),
+        "clubs[plus].household.max_members": (1, None),
+        "clubs[plus].upgrade_price": ("prorated", "full_difference"),
+    }
