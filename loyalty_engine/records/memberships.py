@@ -19,6 +19,7 @@ from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     Converters,
+    chunked,
     insert_if_absent,
     insert_rows,
     select_typed_by_keys,
@@ -313,12 +314,13 @@ def household_owners(conn: Connection, program_id: str, rows: Sequence[Any],
         return found
     h = _households
     stints: dict[str, list[tuple[str, str | None, str]]] = {}
-    for secondary, added_at, removed_at, primary in select_typed_by_keys(
-            conn, h, ("member_id",), [(m,) for m in members],
-            ("member_id", "added_at", "removed_at", "primary_member_id")):
-        stints.setdefault(secondary, []).append(
-            (period_of(added_at), None if removed_at is None else period_of(removed_at),
-             primary))
+    for part in chunked(members):
+        for secondary, added_at, removed_at, primary in select_typed_by_keys(
+                conn, h, ("member_id",), [(m,) for m in part],
+                ("member_id", "added_at", "removed_at", "primary_member_id")):
+            stints.setdefault(secondary, []).append(
+                (period_of(added_at), None if removed_at is None else period_of(removed_at),
+                 primary))
     if not stints:
         return found
     totals: dict[tuple[str, str], int] = {}

@@ -14,6 +14,7 @@ from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.records.memberships import (
+    live_household,
     membership,
     new_charge,
     new_to_club,
@@ -72,6 +73,10 @@ def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line
         raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r} again: an "
                        f"earlier fee line already made member {member_id!r} a member")
     if current is None or current.status not in ("pending", "active", "grace"):
+        for shared in live_household(conn, line.program_id, line.club_id, secondary=member_id):
+            raise FeeError(f"line {line.sku!r} would make member {member_id!r} a member of "
+                           f"club {club.name!r}, but they share the membership of "
+                           f"{shared.primary_member_id!r} as a household member")
         level = club.level(line.level_id)
         assert level is not None
         # A member new to the club joins at the introductory fee (a trial is joined

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from loyalty_engine.domain.errors import ClubError
+from loyalty_engine.domain.errors import ClubError, PurchaseRejectedError
 from loyalty_engine.services.clubs import (
     add_household_member,
     advance_clubs,
@@ -222,3 +222,18 @@ def test_household_mistakes_are_refused_in_one_sentence(engine: Engine, name: st
     with read_transaction(engine) as conn:
         rows = conn.execute(select(func.count()).select_from(h)).scalar_one()
     assert rows == len(before)
+
+
+def test_a_household_member_cannot_join_at_the_till_either(engine: Engine) -> None:
+    _setup(engine)
+    add(engine, "P-2", "S-1", "2027-01-06 10:00")
+    with pytest.raises(PurchaseRejectedError, match=r"line 'BBF-FEE-BASIC' would make member "
+                       r"'S-1' a member of club .*they share the membership of 'P-2'"):
+        buy(engine, "F01", "2027-01-07", [("BBF-FEE-BASIC", "fees", "1", "60.00")],
+            member="S-1", store="BB-01")
+    assert fee_charges(engine, "S-1") == 0
+    # A member outside any household joins at the till as before (the fee line earns
+    # nothing; there is nothing else on the receipt).
+    assert buy(engine, "F02", "2027-01-07", [("BBF-FEE-BASIC", "fees", "1", "60.00")],
+               member="S-2", store="BB-01").points == 0
+    assert fee_charges(engine, "S-2") == 1
