@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from loyalty_engine.domain.errors import ClubError, PurchaseRejectedError
+from loyalty_engine.domain.errors import ClubError, FeeError, PurchaseRejectedError
 from loyalty_engine.services.clubs import join_club, leave_club, upgrade_club
 from loyalty_engine.services.fees import pay_charge
 
@@ -40,6 +40,11 @@ clubs:
       - id: plus
         name: Plus
         fee: "120.00"
+        points_price: 12000
+        trial: {{months: 2, fee: "1.00"}}
+      - id: premium
+        name: Premium
+        fee: "200.00"
 rules:
   - id: per-euro
     kind: points_per_spend
@@ -89,9 +94,9 @@ def test_an_upgrade_costs_the_prorated_or_the_full_difference(
 def test_the_introductory_fee_is_for_a_member_new_to_the_club(
         engine: Engine, tmp_path: Path) -> None:
     setup(engine, tmp_path)
-    # New: the first paid term at 30.00; Plus has no intro_fee, so 120.00.
+    # New: the first paid term at 30.00; Premium has no intro_fee (nor trial): 200.00.
     assert paid_member(engine, "M-1", "2027-01-04 10:00") == 3000
-    assert paid_member(engine, "M-2", "2027-01-04 10:00", "plus") == 12000
+    assert paid_member(engine, "M-2", "2027-01-04 10:00", "premium") == 20000
     # M-1 cancels in the cooling-off period (30.00 back) and comes back: the full 60.00.
     left = leave_club(engine, "M-1", "club", t("2027-01-05 10:00"), NOW)
     assert left.refunded is not None and left.refunded["refunded_minor"] == 3000
@@ -122,3 +127,30 @@ def test_the_till_takes_the_introductory_fee_only_from_new_members(
         with pytest.raises(PurchaseRejectedError,
                            match=rf"pays {line} EUR but the Basic fee .* is {expected} EUR"):
             buy(engine, "T1", "2027-02-01", items, member=member, store="SC-01")
+
+
+def test_a_discounted_trial_waits_for_its_payment_and_refunds_nothing(
+        engine: Engine, tmp_path: Path) -> None:
+    setup(engine, tmp_path)
+    joined = join_club(engine, "M-1", "club", t("2027-01-04 10:00"), NOW, level="plus")
+    assert joined.membership["status"] == "pending"
+    assert joined.charge is not None and (joined.charge["kind"], joined.charge["amount_minor"],
+                                          joined.charge["status"]) == ("trial", 100, "due")
+    with pytest.raises(FeeError, match="is a trial; it is paid in money, not points"):
+        pay_charge(engine, joined.charge["charge_id"], t("2027-01-05 10:00"), NOW,
+                   in_points=True)
+    # Paid on 6 Jan: the two months run from the payment, to 6 Mar at the same time.
+    paid = pay_charge(engine, joined.charge["charge_id"], t("2027-01-06 10:00"), NOW)
+    assert paid.membership is not None
+    assert (paid.membership["status"], paid.membership["term_start"],
+            paid.membership["term_end"]) == ("active", t("2027-01-06 10:00"),
+                                             t("2027-03-06 10:00"))
+    assert buy(engine, "P1", "2027-01-07", [("GOODS", "groceries", "1", "10.00")],
+               member="M-1", store="SC-01").points == 10  # a member's point per euro
+    with pytest.raises(ClubError, match="is on a trial of level 'plus'"):
+        upgrade_club(engine, "M-1", "club", "premium", t("2027-01-07 10:00"), NOW)
+    # Leaving two days in, inside the 14 days of cooling-off: the 1.00 is not refunded.
+    left = leave_club(engine, "M-1", "club", t("2027-01-08 10:00"), NOW)
+    assert left.refunded is None and "nothing is refunded" in left.message
+    assert left.membership["auto_renew"] is False
+    assert left.membership["term_end"] == t("2027-03-06 10:00")
