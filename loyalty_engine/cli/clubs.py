@@ -101,7 +101,8 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
 
 def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> None:
     """Tables of memberships, charges and verifications, times in each program's zone."""
-    if not data["clubs"] and not data["charges"] and not data["verifications"]:
+    if not (data["clubs"] or data["charges"] or data["verifications"]
+            or data.get("households")):
         console.print("no clubs, fee charges or verifications")
         return
     if data["clubs"]:
@@ -121,6 +122,15 @@ def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> N
                           money(f["amount_minor"], f["currency"]), when(f["due_at"], here),
                           f["status"], f"{when(f['paid_at'], here)} {f['paid_via'] or ''}"
                           .strip())
+        console.print(table)
+    if data.get("households"):
+        table = Table("program", "club", "primary", "household member", "from", "until",
+                      title="households")
+        for h in data["households"]:
+            here = zone(h["program_id"])
+            table.add_row(h["program_id"], h["club_id"], escape(h["primary_member_id"]),
+                          escape(h["member_id"]), when(h["added_at"], here),
+                          when(h["removed_at"], here))
         console.print(table)
     if data["verifications"]:
         table = Table("program", "group", "evidence", "valid until", "re-verify from",

@@ -332,3 +332,14 @@ def household_owners(conn: Connection, program_id: str, rows: Sequence[Any],
         totals[(owner, period)] = totals.get((owner, period), 0) + value
     return [(member, period, value) for (member, period), value
             in sorted(totals.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+
+def household_rows(conn: Connection, member_id: str) -> list[dict[str, Any]]:
+    """Household stints a member is in, as the secondary or the primary, oldest first."""
+    h = _households
+    return [{"primary_member_id": r.primary_member_id, "member_id": r.member_id,
+             "program_id": r.program_id, "club_id": r.club_id, "added_at": r.added_at,
+             "removed_at": r.removed_at}
+            for r in conn.execute(select(h).where(
+                (h.c.member_id == member_id) | (h.c.primary_member_id == member_id))
+                .order_by(h.c.added_at, h.c.member_id))]

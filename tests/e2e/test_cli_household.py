@@ -36,6 +36,12 @@ def test_household_members_through_the_cli(sqlite_db_url: str, tmp_path: Path) -
     removed = cli.json("clubs", "remove-member", "P-1", "warehouse", "S-1",
                        "--at", "2027-02-01T10:00:00+01:00")
     assert removed["message"].startswith("S-1 no longer shares")
+    [stint] = cli.json("clubs", "show", "S-1")["households"]
+    assert (stint["primary_member_id"], stint["member_id"], stint["added_at"],
+            stint["removed_at"]) == ("P-1", "S-1", "2027-01-05T09:00:00+00:00",
+                                     "2027-02-01T09:00:00+00:00")
+    shown = cli.ok("clubs", "show", "P-1")
+    assert "households" in shown.stdout and "S-1" in shown.stdout
     again = cli.run("clubs", "remove-member", "P-1", "warehouse", "S-1",
                     "--at", "2027-02-02T10:00:00+01:00")
     assert_one_sentence_error(again, "'S-1' is not a household member of 'P-1'")

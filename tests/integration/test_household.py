@@ -119,6 +119,10 @@ def test_a_household_shares_one_membership_its_benefits_and_its_rebate(
     # Balances: P-1 300; S-1 200 + 150 + 10 + 10 = 370; S-2 50 + 40 = 90.
     assert [points(engine, PROGRAM, m) for m in ("P-1", "S-1", "S-2")] == [
         (300, 0), (370, 0), (90, 0)]
+    # Both stints are on record: S-2's ended by removal, S-1's with the lapse.
+    assert [(h["member_id"], h["removed_at"]) for h in member_clubs(engine, "P-1", NOW)[
+        "households"]] == [("S-1", t("2028-02-03 10:00")),
+                           ("S-2", t("2027-06-01T10:00:00+02:00"))]
     # The household is over: S-1 may now join on their own.
     own = join_club(engine, "S-1", CLUB, t("2028-02-04 10:00"), NOW, level="basic")
     assert own.charge is not None and own.charge["amount_minor"] == 6000
