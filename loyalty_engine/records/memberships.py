@@ -141,13 +141,19 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
 
 
 def new_to_club(conn: Connection, member_id: str, program_id: str, club_id: str) -> bool:
-    """Whether the member never had a membership of the club (nor a charge of it): only
-    such a member gets a level's trial and introductory fee."""
+    """Whether the member never had a membership of the club (nor a charge of it, nor a
+    place in a household of it): only such a member gets a level's trial and introductory
+    fee."""
     if membership(conn, member_id, program_id, club_id) is not None:
         return False
-    return conn.execute(select(_charges.c.id).where(
-        _charges.c.member_id == member_id, _charges.c.program_id == program_id,
-        _charges.c.club_id == club_id).limit(1)).first() is None
+    if conn.execute(select(_charges.c.id).where(
+            _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+            _charges.c.club_id == club_id).limit(1)).first() is not None:
+        return False
+    h = tables.household_members
+    return conn.execute(select(h.c.member_id).where(
+        h.c.member_id == member_id, h.c.program_id == program_id,
+        h.c.club_id == club_id).limit(1)).first() is None
 
 
 def fee_due_event(row: Any) -> Event:

@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import Engine
 
 from loyalty_engine.domain.errors import ClubError, FeeError, PurchaseRejectedError
-from loyalty_engine.services.clubs import join_club, leave_club, upgrade_club
+from loyalty_engine.services.clubs import (
+    add_household_member,
+    join_club,
+    leave_club,
+    remove_household_member,
+    upgrade_club,
+)
 from loyalty_engine.services.fees import pay_charge
 
 from .walk import RECORDED_AT, apply_text, at, buy
@@ -30,6 +36,7 @@ clubs:
     kind: fee
     term_months: 12
     cooling_off_days: 14
+    household: {{max_members: 1}}
     {upgrade_price}
     levels:
       - id: basic
@@ -154,3 +161,14 @@ def test_a_discounted_trial_waits_for_its_payment_and_refunds_nothing(
     assert left.refunded is None and "nothing is refunded" in left.message
     assert left.membership["auto_renew"] is False
     assert left.membership["term_end"] == t("2027-03-06 10:00")
+
+
+def test_a_former_household_member_is_not_new_to_the_club(
+        engine: Engine, tmp_path: Path) -> None:
+    setup(engine, tmp_path)
+    assert paid_member(engine, "M-1", "2027-01-04 10:00") == 3000  # new: intro 30.00
+    add_household_member(engine, "M-1", "club", "S-1", t("2027-01-05 10:00"), NOW)
+    remove_household_member(engine, "M-1", "club", "S-1", t("2027-02-01 10:00"), NOW)
+    # S-1 shared a membership of the club: on their own they pay the full 60.00.
+    assert paid_member(engine, "S-1", "2027-02-02 10:00") == 6000
+    assert paid_member(engine, "N-1", "2027-02-02 10:00") == 3000  # new: 30.00
