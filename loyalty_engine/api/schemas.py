@@ -313,7 +313,7 @@ class Ready(BaseModel):
     """The database answers and its schema is current."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "status": "ready", "database": "postgresql", "schema_revision": "0014"}]})
+        "status": "ready", "database": "postgresql", "schema_revision": "0013"}]})
 
     status: str
     database: str

@@ -17,9 +17,11 @@ from loyalty_engine.cli.options import ALLOW_FUTURE, AS_OF, AT, JSON, PROGRAM
 from loyalty_engine.cli.output import console, emit_json, membership_line, money, when
 from loyalty_engine.services.clubs import (
     ClubOutcome,
+    add_household_member,
     advance_clubs,
     join_club,
     leave_club,
+    remove_household_member,
     upgrade_club,
 )
 from loyalty_engine.services.enrolment import member_clubs
@@ -54,10 +56,36 @@ def leave(ctx: typer.Context, member_id: str, club_id: str, program: str | None 
 @app.command()
 def upgrade(ctx: typer.Context, member_id: str, club_id: str, level: str,
             program: str | None = PROGRAM, at: str | None = AT, json_out: bool = JSON) -> None:
-    """Move a paid membership up a level for the prorated difference of the fees."""
+    """Move a paid membership up a level for the difference of the fees.
+
+    Prorated to the time left of the term, or the whole difference where the club's
+    upgrade_price says full_difference."""
     at_ = instant(ctx, at, "--at", program) or now()
     _show(ctx, upgrade_club(engine_for(ctx), member_id, club_id, level, at_, now(), program),
           json_out)
+
+
+@app.command("add-member")
+def add_member(ctx: typer.Context, primary: str, club_id: str, secondary: str,
+               program: str | None = PROGRAM, at: str | None = AT,
+               json_out: bool = JSON) -> None:
+    """Add a household member to a primary's active fee-club membership.
+
+    One fee: the secondary (their own member id and card) has the membership's benefits
+    while it is active or in grace, up to the level's household max_members."""
+    at_ = instant(ctx, at, "--at", program) or now()
+    _show(ctx, add_household_member(engine_for(ctx), primary, club_id, secondary, at_, now(),
+                                    program), json_out)
+
+
+@app.command("remove-member")
+def remove_member(ctx: typer.Context, primary: str, club_id: str, secondary: str,
+                  program: str | None = PROGRAM, at: str | None = AT,
+                  json_out: bool = JSON) -> None:
+    """Remove a household member: their benefits end at that instant."""
+    at_ = instant(ctx, at, "--at", program) or now()
+    _show(ctx, remove_household_member(engine_for(ctx), primary, club_id, secondary, at_,
+                                       now(), program), json_out)
 
 
 @app.command()
@@ -73,7 +101,8 @@ def show(ctx: typer.Context, member_id: str, as_of: str | None = AS_OF,
 
 def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> None:
     """Tables of memberships, charges and verifications, times in each program's zone."""
-    if not data["clubs"] and not data["charges"] and not data["verifications"]:
+    if not (data["clubs"] or data["charges"] or data["verifications"]
+            or data.get("households")):
         console.print("no clubs, fee charges or verifications")
         return
     if data["clubs"]:
@@ -93,6 +122,15 @@ def print_clubs(data: dict[str, Any], zone: Callable[[str | None], tzinfo]) -> N
                           money(f["amount_minor"], f["currency"]), when(f["due_at"], here),
                           f["status"], f"{when(f['paid_at'], here)} {f['paid_via'] or ''}"
                           .strip())
+        console.print(table)
+    if data.get("households"):
+        table = Table("program", "club", "primary", "household member", "from", "until",
+                      title="households")
+        for h in data["households"]:
+            here = zone(h["program_id"])
+            table.add_row(h["program_id"], h["club_id"], escape(h["primary_member_id"]),
+                          escape(h["member_id"]), when(h["added_at"], here),
+                          when(h["removed_at"], here))
         console.print(table)
     if data["verifications"]:
         table = Table("program", "group", "evidence", "valid until", "re-verify from",
@@ -121,7 +159,9 @@ def advance(ctx: typer.Context, as_of: str | None = AS_OF, program: str | None =
         f"{result.renewals} renewal charge(s) ({result.waived} waived), {result.grace} "
         f"entered grace, {result.lapsed} lapsed, {result.ended} ended, "
         f"{result.eligibility_lapsed} verification(s) lapsed, "
-        f"{result.memberships_lapsed_by_eligibility} membership(s) lapsed with them",
+        f"{result.memberships_lapsed_by_eligibility} membership(s) lapsed with them"
+        + (f", {result.households_ended} household member(s) ended with their primary"
+           if result.households_ended else ""),
         markup=False)
 
 

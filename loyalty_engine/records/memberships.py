@@ -4,6 +4,7 @@ writing memberships and charges inside the caller's transaction."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,13 @@ from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled_membership import SPEND_COUNTER, CompiledClub
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, insert_if_absent, insert_rows
+from loyalty_engine.store.bulk import (
+    Converters,
+    chunked,
+    insert_if_absent,
+    insert_rows,
+    select_typed_by_keys,
+)
 
 _members = tables.members
 _enrolments = tables.enrolments
@@ -101,11 +108,13 @@ def save_membership(conn: Connection, member_id: str, program_id: str, club_id: 
             _memberships.c.club_id == club_id).values(**values))
 
 
-def term_end(club: CompiledClub, start: datetime, zone: ZoneInfo) -> datetime:
+def term_end(club: CompiledClub, start: datetime, zone: ZoneInfo,
+             months: int | None = None) -> datetime:
     """The end of a term that starts at `start`: the same wall time in program time, N
-    months later (a year from 28 February 23:30 UTC is 1 March in Berlin, not 29 Feb)."""
+    months later (a year from 28 February 23:30 UTC is 1 March in Berlin, not 29 Feb).
+    months: a term of another length than the club's (a trial)."""
     local = start.astimezone(zone)
-    shifted = add_months(local.date(), club.term_months)
+    shifted = add_months(local.date(), club.term_months if months is None else months)
     return datetime.combine(shifted, local.time(), zone).astimezone(start.tzinfo)
 
 
@@ -129,6 +138,22 @@ def new_charge(conn: Connection, member_id: str, version: VersionInForce, club: 
     if status == "due":
         record_events(conn, [fee_due_event(row)], now)
     return row
+
+
+def new_to_club(conn: Connection, member_id: str, program_id: str, club_id: str) -> bool:
+    """Whether the member never had a membership of the club (nor a charge of it, nor a
+    place in a household of it): only such a member gets a level's trial and introductory
+    fee."""
+    if membership(conn, member_id, program_id, club_id) is not None:
+        return False
+    if conn.execute(select(_charges.c.id).where(
+            _charges.c.member_id == member_id, _charges.c.program_id == program_id,
+            _charges.c.club_id == club_id).limit(1)).first() is not None:
+        return False
+    h = tables.household_members
+    return conn.execute(select(h.c.member_id).where(
+        h.c.member_id == member_id, h.c.program_id == program_id,
+        h.c.club_id == club_id).limit(1)).first() is None
 
 
 def fee_due_event(row: Any) -> Event:
@@ -223,3 +248,104 @@ def membership_json(row: Any) -> dict[str, Any]:
         "joined_at": row.joined_at, "term_start": row.term_start, "term_end": row.term_end,
         "auto_renew": bool(row.auto_renew), "ended_at": row.ended_at,
     }
+
+
+# --- households: secondary members sharing a primary's fee-club membership --------------
+
+_households = tables.household_members
+
+
+def live_household(conn: Connection, program_id: str, club_id: str, *,
+                   primary: str | None = None, secondary: str | None = None) -> list[Any]:
+    """Household rows not removed whose primary's membership is still the one they were
+    added to and has not ended (pending, active or grace, joined before the row)."""
+    h, m = _households, _memberships
+    query = select(h).join(m, (m.c.member_id == h.c.primary_member_id)
+                           & (m.c.program_id == h.c.program_id)
+                           & (m.c.club_id == h.c.club_id)).where(
+        h.c.program_id == program_id, h.c.club_id == club_id, h.c.removed_at.is_(None),
+        m.c.status.in_(LIVE), m.c.joined_at <= h.c.added_at)
+    if primary is not None:
+        query = query.where(h.c.primary_member_id == primary)
+    if secondary is not None:
+        query = query.where(h.c.member_id == secondary)
+    return list(conn.execute(query.order_by(h.c.added_at, h.c.member_id)))
+
+
+def add_household_row(conn: Connection, secondary: str, program_id: str, club_id: str,
+                      primary: str, at: datetime, now: datetime) -> None:
+    """A new stint of a secondary in a primary's household, from `at`."""
+    conn.execute(_households.insert().values(
+        member_id=secondary, program_id=program_id, club_id=club_id, added_at=at,
+        primary_member_id=primary, removed_at=None, updated_at=now))
+
+
+def end_household_row(conn: Connection, row: Any, at: datetime, now: datetime) -> None:
+    """End a secondary's stint at `at`."""
+    h = _households
+    conn.execute(h.update().where(
+        h.c.member_id == row.member_id, h.c.program_id == row.program_id,
+        h.c.club_id == row.club_id, h.c.added_at == row.added_at,
+    ).values(removed_at=at, updated_at=now))
+
+
+def close_ended_households(conn: Connection, program_id: str, club_id: str,
+                           now: datetime, primary: str | None = None) -> int:
+    """Close, at the primary's end, the household rows of memberships that have ended
+    (lapsed, cancelled): one statement for the club. Benefits already stop at the
+    primary's end when purchases are judged; this records it, so a primary who joins
+    again starts with an empty household."""
+    h, m = _households, _memberships
+    primary_of = ((m.c.member_id == h.c.primary_member_id) & (m.c.program_id == h.c.program_id)
+                  & (m.c.club_id == h.c.club_id))
+    ended = select(m.c.ended_at).where(primary_of).scalar_subquery()
+    query = h.update().where(
+        h.c.program_id == program_id, h.c.club_id == club_id, h.c.removed_at.is_(None),
+        select(m.c.member_id).where(primary_of, m.c.status.not_in(LIVE),
+                                    m.c.ended_at.is_not(None)).exists())
+    if primary is not None:
+        query = query.where(h.c.primary_member_id == primary)
+    return conn.execute(query.values(removed_at=ended, updated_at=now)).rowcount
+
+
+def household_owners(conn: Connection, program_id: str, rows: Sequence[Any],
+                     period_of: Any) -> list[tuple[str, str, int]]:
+    """Rebate spend (member, period, spend) with each secondary's spend moved to the
+    primary whose household they were in during that period (a stint from added_at to
+    removed_at, in period keys from period_of(instant)), summed per (member, period) and
+    in (period, member) order. Programs without households come back as they were."""
+    found = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+    members = sorted({member for member, _, _ in found})
+    if not members:
+        return found
+    h = _households
+    stints: dict[str, list[tuple[str, str | None, str]]] = {}
+    for part in chunked(members):
+        for secondary, added_at, removed_at, primary in select_typed_by_keys(
+                conn, h, ("member_id",), [(m,) for m in part],
+                ("member_id", "added_at", "removed_at", "primary_member_id")):
+            stints.setdefault(secondary, []).append(
+                (period_of(added_at), None if removed_at is None else period_of(removed_at),
+                 primary))
+    if not stints:
+        return found
+    totals: dict[tuple[str, str], int] = {}
+    for member, period, value in found:
+        owner = member
+        for first, last, primary in sorted(stints.get(member, [])):
+            if first <= period and (last is None or period <= last):
+                owner = primary  # the latest stint reaching into the period
+        totals[(owner, period)] = totals.get((owner, period), 0) + value
+    return [(member, period, value) for (member, period), value
+            in sorted(totals.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+
+def household_rows(conn: Connection, member_id: str) -> list[dict[str, Any]]:
+    """Household stints a member is in, as the secondary or the primary, oldest first."""
+    h = _households
+    return [{"primary_member_id": r.primary_member_id, "member_id": r.member_id,
+             "program_id": r.program_id, "club_id": r.club_id, "added_at": r.added_at,
+             "removed_at": r.removed_at}
+            for r in conn.execute(select(h).where(
+                (h.c.member_id == member_id) | (h.c.primary_member_id == member_id))
+                .order_by(h.c.added_at, h.c.member_id))]

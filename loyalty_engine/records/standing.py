@@ -20,6 +20,7 @@ from loyalty_engine.store.bulk import Converters, chunked, insert_rows, select_t
 _status = tables.tier_status
 _history = tables.tier_history
 _memberships = tables.club_memberships
+_households = tables.household_members
 _verifications = tables.group_verifications
 _consents = tables.member_consents
 _enrolments = tables.enrolments
@@ -36,6 +37,7 @@ class StandingNeeds:
     verifications: bool = False
     consents: bool = False
     enrolments: bool = False  # a program enrols explicitly: who is enrolled, who is known
+    households: bool = False  # a fee club's level shares its membership with secondaries
 
     @property
     def any(self) -> bool:
@@ -53,7 +55,9 @@ class StandingNeeds:
             clubs=any(p.clubs for p in found),
             verifications=any(g.verified for p in found for g in p.groups.values()),
             consents=any(p.reads_consents for p in found),
-            enrolments=any(p.enrolment == "explicit" for p in found))
+            enrolments=any(p.enrolment == "explicit" for p in found),
+            households=any(level.household_max for p in found for c in p.clubs.values()
+                           for level in c.levels))
 
 
 def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],
@@ -69,6 +73,8 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
             _load_tiers(conn, keys, members, zones)
         if needs.clubs:
             _load_clubs(conn, keys, members)
+            if needs.households:
+                _load_households(conn, keys, members)
         if needs.verifications:
             # Lapsed ones too: the verification's own end decides what a purchase made
             # under it earns (a late-posted one), not whether the clubs job has run.
@@ -144,6 +150,53 @@ def _load_clubs(conn: Connection, keys: list[tuple[str]],
                 standing.club_since[club_id] = since
             if status not in ACTIVE and ended_at is not None:
                 standing.club_until[club_id] = ended_at
+
+
+def _load_households(conn: Connection, keys: list[tuple[str]],
+                     members: dict[str, MemberView]) -> None:
+    """A household secondary holds the primary's membership (its level and benefits) from
+    being added until removed or the primary's membership ends, whichever is first: the
+    latest such stint of each club. Two statements per chunk, whatever the households."""
+    stints: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
+    for member_id, program_id, club_id, added_at, removed_at, primary in \
+            select_typed_by_keys(conn, _households, ("member_id",), keys,
+                                 ("member_id", "program_id", "club_id", "added_at",
+                                  "removed_at", "primary_member_id")):
+        key = (member_id, program_id, club_id)
+        if key not in stints or added_at > stints[key][0]:
+            stints[key] = (added_at, removed_at, primary)
+    if not stints:
+        return
+    primaries = sorted({(primary,) for _, _, primary in stints.values()})
+    memberships = {
+        (member_id, program_id, club_id): (level, status, joined_at, term_start, ended_at)
+        for member_id, program_id, club_id, level, status, joined_at, term_start, ended_at
+        in select_typed_by_keys(
+            conn, _memberships, ("member_id",), primaries,
+            ("member_id", "program_id", "club_id", "level", "status", "joined_at",
+             "term_start", "ended_at"))}
+    for (member_id, program_id, club_id), (added_at, removed_at, primary) in stints.items():
+        found = memberships.get((primary, program_id, club_id))
+        if found is None:
+            continue
+        level, status, joined_at, term_start, ended_at = found
+        if term_start is None or joined_at > added_at:
+            continue  # never paid, or a later membership than the one they were added to
+        if status not in ACTIVE and ended_at is None:
+            continue
+        ends = [e for e in (removed_at, None if status in ACTIVE else ended_at)
+                if e is not None]
+        since = max(added_at, term_start)
+        standing = _view(members, member_id).standing(program_id)
+        own = standing.club_since.get(club_id)
+        if club_id in standing.clubs and own is not None and own > since:
+            continue  # their own later membership of the club decides
+        standing.clubs[club_id] = level
+        standing.club_since[club_id] = since
+        if ends:
+            standing.club_until[club_id] = min(ends)
+        else:
+            standing.club_until.pop(club_id, None)
 
 
 def _view(members: dict[str, MemberView], member_id: str) -> MemberView:

@@ -14,8 +14,10 @@ from loyalty_engine.domain.money import format_money
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.planning import FeeLine, PurchasePlan
 from loyalty_engine.records.memberships import (
+    live_household,
     membership,
     new_charge,
+    new_to_club,
     open_charges,
     save_membership,
     set_charge,
@@ -28,9 +30,10 @@ def apply_payment(conn: Connection, row: Any, version: VersionInForce, club: Com
                   at: datetime, now: datetime) -> None:
     """What a paid charge does to its membership."""
     member_id, program_id = row.member_id, row.program_id
-    if row.kind == "join":
+    if row.kind in ("join", "trial"):
         # The term runs from the payment: benefits apply only while paid.
-        end = term_end(club, at, version.program.timezone)
+        months = (row.detail or {}).get("trial_months") if row.kind == "trial" else None
+        end = term_end(club, at, version.program.timezone, months)
         set_charge(conn, row.id, now, term_start=at, term_end=end)
         save_membership(conn, member_id, program_id, club.club_id, now, status="active",
                         level=row.level, term_start=at, term_end=end)
@@ -70,13 +73,21 @@ def _till_action(conn: Connection, catalog: ProgramCatalog, member_id: str, line
         raise FeeError(f"line {line.sku!r} would pay a fee of club {club.name!r} again: an "
                        f"earlier fee line already made member {member_id!r} a member")
     if current is None or current.status not in ("pending", "active", "grace"):
+        for shared in live_household(conn, line.program_id, line.club_id, secondary=member_id):
+            raise FeeError(f"line {line.sku!r} would make member {member_id!r} a member of "
+                           f"club {club.name!r}, but they share the membership of "
+                           f"{shared.primary_member_id!r} as a household member")
         level = club.level(line.level_id)
         assert level is not None
-        if line.amount_minor != level.fee_minor:
+        # A member new to the club joins at the introductory fee (a trial is joined
+        # explicitly: a till line pays a term, not a trial).
+        fee = (level.first_fee() if new_to_club(conn, member_id, line.program_id,
+                                                line.club_id) else level.fee_minor)
+        if line.amount_minor != fee:
             currency = version.program.currency
             raise FeeError(f"line {line.sku!r} pays {format_money(line.amount_minor, currency)}"
                            f" but the {level.name} fee of club {club.name!r} is "
-                           f"{format_money(level.fee_minor, currency)}")
+                           f"{format_money(fee, currency)}")
         return "join", None
     for row in open_charges(conn, member_id, line.program_id, line.club_id):
         if batch is not None and row.id in batch.paid:

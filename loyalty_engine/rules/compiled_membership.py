@@ -8,7 +8,14 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from loyalty_engine.domain.periods import add_months
-from loyalty_engine.rules.membership import Club, CombinedMeasure, Group, Tiers, measure_kind
+from loyalty_engine.rules.membership import (
+    Club,
+    CombinedMeasure,
+    Group,
+    Household,
+    Tiers,
+    measure_kind,
+)
 
 # The counters tier credit (and a waiver's spend) are kept in, by local date (YYYY-MM-DD).
 # A days counter holds the day's purchases with eligible spend (a day counts while above
@@ -235,6 +242,14 @@ class ClubStep:
     points_price: int | None
     multiplier: Fraction | None
     perks: frozenset[str]
+    intro_fee_minor: int | None = None  # the first paid term's fee for a new member
+    trial_months: int | None = None  # a new member's first term, when the level has one
+    trial_fee_minor: int = 0
+    household_max: int = 0  # secondary members a membership at this level may have
+
+    def first_fee(self) -> int:
+        """What a member new to the club pays for their first paid term."""
+        return self.fee_minor if self.intro_fee_minor is None else self.intro_fee_minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +270,7 @@ class CompiledClub:
     grace_days: int
     cooling_off_days: int
     waiver_minor: int | None
+    upgrade_price: Literal["prorated", "full_difference"] = "prorated"
 
     def level(self, level_id: str) -> ClubStep | None:
         """The paid level with this id."""
@@ -358,13 +374,22 @@ def compile_club(club: Club, minor: Any) -> CompiledClub:
             ClubStep(level.id, level.name or level.id, rank, minor(level.fee), level.fee_sku,
                      level.points_price,
                      None if level.multiplier is None else Fraction(level.multiplier),
-                     frozenset(level.perks))
+                     frozenset(level.perks),
+                     None if level.intro_fee is None else minor(level.intro_fee),
+                     None if level.trial is None else level.trial.months,
+                     0 if level.trial is None else minor(level.trial.fee),
+                     _household_max(level.household or club.household))
             for rank, level in enumerate(club.levels)),
         term_months=club.term_months, auto_renew=club.auto_renew,
         renewal_notice_days=club.renewal_notice_days, grace_days=club.grace_days,
         cooling_off_days=club.cooling_off_days,
         waiver_minor=None if club.waiver is None else minor(club.waiver.min_spend_last_year),
+        upgrade_price=club.upgrade_price,
     )
+
+
+def _household_max(household: Household | None) -> int:
+    return 0 if household is None else household.max_members
 
 
 def compile_group(group: Group) -> CompiledGroup:

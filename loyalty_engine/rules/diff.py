@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import TypeAlias, TypeGuard
 
 from loyalty_engine.rules.schema import ExpiryPolicy, ProgramDefinition
+from loyalty_engine.rules.values import with_every_key
 
 # A value as JSON would hold it: decimals are normalised strings ("2", "0.5"), dates ISO text.
 Plain: TypeAlias = "str | int | bool | list[Plain] | dict[str, Plain] | None"
@@ -115,8 +116,9 @@ class ProgramDiff:
 
 def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff:
     """Compare two definitions; rules and rewards are matched by id, values by meaning."""
-    before = _plain_dict(old.meaning())
-    after = _plain_dict(new.meaning())
+    with with_every_key():  # a key at its default still means something to compare
+        before = _plain_dict(old.model_dump(mode="python"))
+        after = _plain_dict(new.model_dump(mode="python"))
     old_rules, new_rules = _entries(before.pop("rules")), _entries(after.pop("rules"))
     old_rewards, new_rewards = _entries(before.pop("rewards")), _entries(after.pop("rewards"))
 

@@ -197,7 +197,7 @@ def _bounded_digits(node: Any) -> None:
 
 def content_hash(definition: ProgramDefinition) -> str:
     """SHA-256 of the program's meaning: comments, layout and key order do not change it."""
-    meaning = definition.meaning()
+    meaning = definition.model_dump(mode="python")
     canonical = json.dumps(
         meaning, sort_keys=True, default=_canonical,
         separators=(",", ":"),

@@ -13,8 +13,10 @@ from loyalty_engine.rules.values import (
     LocatedValueError,
     PositiveDecimal,
     Slug,
+    at_default,
     checking_new_file,
     shortest_months,
+    unused,
 )
 
 
@@ -41,7 +43,8 @@ class TierLevel(_Strict):
         description="spend in the program currency, or a number of visits, days, points or "
                     "items (a ladder of one measure)")
     thresholds: dict[Slug, Annotated[DecimalIn, Field(ge=0)]] | None = Field(
-        default=None, description="a ladder of several measures: a threshold per measure name")
+        default=None, exclude_if=unused,
+        description="a ladder of several measures: a threshold per measure name")
     multiplier: PositiveDecimal | None = Field(
         default=None, description="multiplies points_per_spend rules while the tier is held")
     perks: list[Slug] = []
@@ -133,10 +136,12 @@ class RollingWindow(_Strict):
 
     rolling_months: Annotated[int, Field(ge=1, le=120)]
     review: Literal["monthly", "quarterly", "yearly"] = Field(
-        default="monthly", description="the 1st of every month; 1 January, April, July and "
+        default="monthly", exclude_if=at_default("monthly"),
+        description="the 1st of every month; 1 January, April, July and "
                                        "October; or once a year on review_on")
     review_on: Annotated[str, Field(pattern=r"^\d\d-\d\d$")] | None = Field(
-        default=None, description="yearly reviews: the day (MM-DD, default 01-01)")
+        default=None, exclude_if=unused,
+        description="yearly reviews: the day (MM-DD, default 01-01)")
 
     @model_validator(mode="after")
     def _review_day(self) -> RollingWindow:
@@ -270,6 +275,22 @@ class Tiers(_Strict):
                 "one must increase)")
 
 
+class Trial(_Strict):
+    """A first term for members new to the club: shorter than a term, free or discounted."""
+
+    months: Annotated[int, Field(ge=1, le=120)]
+    fee: Annotated[DecimalIn, Field(ge=0)] = Field(
+        default=Decimal(0), description="what the trial costs; 0 (the default) is free")
+
+
+class Household(_Strict):
+    """Secondary members who share a membership: one fee, their own cards (member ids)."""
+
+    max_members: Annotated[int, Field(ge=1, le=20)] = Field(
+        description="how many secondary members one membership may have, besides the "
+                    "primary who pays")
+
+
 class ClubLevel(_Strict):
     """A paid level of a fee club: its yearly (per term) fee and its benefits."""
 
@@ -282,6 +303,29 @@ class ClubLevel(_Strict):
         default=None, description="points that pay the fee instead of money; absent: cannot")
     multiplier: PositiveDecimal | None = None
     perks: list[Slug] = []
+    trial: Trial | None = Field(
+        default=None, exclude_if=unused,
+        description="a first term for members new to the club (never for "
+                                  "someone who was a member before), then the paid terms")
+    intro_fee: Annotated[DecimalIn, Field(gt=0)] | None = Field(
+        default=None, exclude_if=unused,
+        description="the first paid term's fee for a member new to the club")
+    household: Household | None = Field(
+        default=None, exclude_if=unused,
+        description="secondary members at this level (instead of the "
+                                  "club's household)")
+
+    @model_validator(mode="after")
+    def _prices(self) -> ClubLevel:
+        if self.intro_fee is not None and self.intro_fee > self.fee:
+            raise LocatedValueError(("intro_fee",), f"the introductory fee {self.intro_fee} "
+                                    f"is above the level's fee {self.fee}; an introductory "
+                                    "price is a discount on the fee")
+        if self.trial is not None and self.trial.fee > (self.intro_fee or self.fee):
+            raise LocatedValueError(("trial", "fee"), f"the trial fee {self.trial.fee} is "
+                                    f"above the first paid term's fee "
+                                    f"{self.intro_fee or self.fee}; a trial is a discount")
+        return self
 
 
 class Waiver(_Strict):
@@ -310,6 +354,13 @@ class Club(_Strict):
     grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     cooling_off_days: Annotated[int, Field(ge=0, le=365)] = 14
     waiver: Waiver | None = None
+    household: Household | None = Field(
+        default=None, exclude_if=unused,
+        description="fee clubs: secondary members who share a membership")
+    upgrade_price: Literal["prorated", "full_difference"] = Field(
+        default="prorated", exclude_if=at_default("prorated"),
+        description="an upgrade mid-term costs the difference in fees "
+        "for the time left of the term (prorated) or the whole difference")
 
     @model_validator(mode="after")
     def _shape(self) -> Club:
@@ -339,6 +390,21 @@ class Club(_Strict):
         elif self.levels:
             raise LocatedValueError(("levels",), f"only fee clubs have paid levels, not a "
                                     f"{self.kind} club")
+        if self.household is not None and self.kind != "fee":
+            raise LocatedValueError(("household",), f"only fee clubs have households (one "
+                                    f"membership, paid once, shared); each member joins "
+                                    f"an {self.kind} club on their own: remove household")
+        if "upgrade_price" in self.model_fields_set and len(self.levels) < 2:
+            raise LocatedValueError(("upgrade_price",), "upgrade_price needs a club with two "
+                                    "or more paid levels to upgrade between; this one has "
+                                    f"{len(self.levels)}: remove upgrade_price")
+        for index, level in enumerate(self.levels):
+            if level.trial is not None and level.trial.months > self.term_months:
+                raise LocatedValueError(
+                    ("levels", index, "trial", "months"),
+                    f"a trial of {level.trial.months} months is longer than the club's "
+                    f"term (term_months: {self.term_months}); shorten the trial or "
+                    "lengthen term_months")
         if self.join == "first_purchase" and self.kind != "open":
             raise LocatedValueError(("join",), f"a {self.kind} club cannot be joined by a "
                                     "purchase alone; only open clubs enrol on first purchase")

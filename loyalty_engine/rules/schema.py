@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -15,11 +15,9 @@ from pydantic import (
     Discriminator,
     Field,
     PositiveInt,
-    SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -47,8 +45,10 @@ from loyalty_engine.rules.values import (
     LocatedValueError,
     PositiveDecimal,
     Slug,
+    at_default,
     checking_new_file,
     shortest_months,
+    unused,
 )
 
 __all__ = ["DecimalIn", "Label", "LocatedValueError", "PositiveDecimal", "Slug"]
@@ -70,11 +70,6 @@ class Exclusions(_Strict):
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Period = Literal["day", "week", "month", "quarter", "year"]
 Money = DecimalIn  # an amount in the program's currency; precision checked per program
-
-
-def _unused(value: object) -> bool:
-    """A key left at its default (None or empty): not in the dump the content hash is of."""
-    return value is None or value == [] or value == {}
 
 
 def _expression_shorthand(value: object) -> object:
@@ -109,10 +104,10 @@ class Condition(_Strict):
                                   "these consents (e.g. marketing)")
     # Keys added after programs were stored leave the dump (so the content hash of a file
     # that does not use them) as it was when left out.
-    tenders: list[Tender] = Field(default=[], exclude_if=_unused, description="the purchase "
+    tenders: list[Tender] = Field(default=[], exclude_if=unused, description="the purchase "
                                   "was paid with one of these (card, app, cash, gift_card, "
                                   "points)")
-    channels: list[Channel] = Field(default=[], exclude_if=_unused, description="the "
+    channels: list[Channel] = Field(default=[], exclude_if=unused, description="the "
                                     "purchase was made in one of these channels (store, "
                                     "web, app)")
     expression: str | None = Field(
@@ -186,24 +181,13 @@ class ExpiryPolicy(_Strict):
     after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
     after_months: Annotated[int, Field(ge=1, le=1200)] | None = None
     end_of: Literal["month", "year"] | None = None
-    then: Literal["end_of_month"] | None = None
-    inactive_months: int | None = None
+    then: Literal["end_of_month"] | None = Field(default=None, exclude_if=unused)
+    inactive_months: int | None = Field(default=None, exclude_if=unused)
 
     @model_validator(mode="before")
     @classmethod
     def _never(cls, value: object) -> object:
         return {} if value == "never" else value
-
-    @model_serializer(mode="wrap")
-    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> object:
-        # then and inactive_months came later: left out when unused, a program that does
-        # not use them keeps its content hash (re-applying it is no new version).
-        data = handler(self)
-        if isinstance(data, dict):
-            for key in ("then", "inactive_months"):
-                if data.get(key) is None:
-                    data.pop(key, None)
-        return data
 
     @model_validator(mode="after")
     def _one_way(self) -> ExpiryPolicy:
@@ -261,10 +245,10 @@ class Multiplier(_Strict):
     when: When
     factor: PositiveDecimal
     group: Slug | None = Field(
-        default=None, exclude_if=_unused, description="a group of multipliers combined as "
+        default=None, exclude_if=unused, description="a group of multipliers combined as "
         "the rule's multiplier_groups says (max: only the largest counts)")
     excludes: list[Slug] = Field(
-        default=[], exclude_if=_unused, description="ids of the rule's multipliers that do "
+        default=[], exclude_if=unused, description="ids of the rule's multipliers that do "
                                                     "not apply where this one does")
 
 
@@ -299,10 +283,10 @@ class PointsPerSpendRule(_Rule):
     category_multipliers: dict[Label, PositiveDecimal] = {}
     multipliers: list[Multiplier] = []
     multiplier_groups: dict[Slug, Combine] = Field(
-        default={}, exclude_if=_unused, description="how the multipliers of each group "
+        default={}, exclude_if=unused, description="how the multipliers of each group "
         "combine: max (only the largest that applies counts) or multiply (the default)")
     max_factor: PositiveDecimal | None = Field(
-        default=None, exclude_if=_unused, description="the most the multipliers should "
+        default=None, exclude_if=unused, description="the most the multipliers should "
         "multiply to together; validation warns about multipliers that can go beyond it")
 
     @model_validator(mode="after")
@@ -367,7 +351,8 @@ class NthVisitRule(_Rule):
     points: PositiveInt
     award: Award = _AWARD
     count: Literal["purchases", "distinct_days"] = Field(
-        default="purchases", description="purchases: every purchase is a visit; "
+        default="purchases", exclude_if=at_default("purchases"),
+        description="purchases: every purchase is a visit; "
         "distinct_days: the purchases of one local day are one visit")
 
     @model_validator(mode="after")
@@ -401,11 +386,13 @@ class StampCardRule(_Rule):
     reward: Slug
     stamps_expire: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy())
     min_item_price: Annotated[Money, Field(gt=0)] | None = Field(
-        default=None, description="only items whose unit price (amount / quantity) is at "
+        default=None, exclude_if=unused,
+        description="only items whose unit price (amount / quantity) is at "
         "least this earn stamps (a free drink earns none); per visit: the visit counts "
         "when some counted item reaches it")
     count: Literal["purchases", "distinct_days"] = Field(
-        default="purchases", description="stamp_per visit: purchases (each earns a stamp) or "
+        default="purchases", exclude_if=at_default("purchases"),
+        description="stamp_per visit: purchases (each earns a stamp) or "
         "distinct_days (one stamp per local day)")
 
     @model_validator(mode="after")
@@ -558,19 +545,12 @@ class Schedule(_Strict):
         return {name: getattr(self, name) or spec.default_cron for name, spec in JOBS.items()}
 
 
-# Keys added since programs were first stored count (in the content hash, in a diff) only
-# when given a value other than their default: an unchanged file keeps the hash of the
-# version stored before them, and a diff does not list a default nobody wrote.
-_LATER_KEYS: dict[str, object] = {"language": None}
-_LATER_RULE_KEYS: dict[str, object] = {"count": "purchases", "min_item_price": None}
-
-
 class ProgramDefinition(_Strict):
     """One loyalty program: the root of a file under rules/."""
 
     program: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    language: Literal[1, 2] | None = Field(default=None, description=(
+    language: Literal[1, 2] | None = Field(default=None, exclude_if=unused, description=(
         "what amounts without a unit in their name mean in expressions (purchase.total, "
         "purchase.eligible_spend, an item's amount): 1 minor units (cents), 2 the currency "
         "(euros); absent: the file may not use them (stored versions without it: 1)"))
@@ -594,19 +574,6 @@ class ProgramDefinition(_Strict):
     clubs: list[Club] = []
     schedule: Schedule = Field(default_factory=lambda: Schedule())
     rules: Annotated[list[Rule], Field(min_length=1)]
-
-    def meaning(self) -> dict[str, Any]:
-        """The definition as plain data, keys added since programs were first stored left
-        out while at their default (what the content hash and a diff compare)."""
-        meaning = self.model_dump(mode="python")
-        for key, default in _LATER_KEYS.items():
-            if key in meaning and meaning[key] == default:
-                del meaning[key]
-        for rule in meaning.get("rules", []):
-            for key, default in _LATER_RULE_KEYS.items():
-                if key in rule and rule[key] == default:
-                    del rule[key]
-        return meaning
 
     @field_validator("timezone")
     @classmethod
@@ -666,6 +633,12 @@ class ProgramDefinition(_Strict):
             for l_index, level in enumerate(club.levels):
                 _known(level.perks, perks, "perk", (index, "levels", l_index, "perks"))
                 _check_money(info, level.fee, (index, "levels", l_index, "fee"))
+                if level.intro_fee is not None:
+                    _check_money(info, level.intro_fee,
+                                 (index, "levels", l_index, "intro_fee"))
+                if level.trial is not None:
+                    _check_money(info, level.trial.fee,
+                                 (index, "levels", l_index, "trial", "fee"))
                 if level.fee_sku is not None:
                     if level.fee_sku in skus:
                         raise LocatedValueError((index, "levels", l_index, "fee_sku"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, timedelta
 from decimal import Decimal
@@ -65,3 +67,31 @@ def shortest_months(months: int) -> int:
     start = date(2000, 1, 1)
     return min((add_months(day, months) - day).days
                for day in (start + timedelta(days=n) for n in range(4 * 366)))
+
+
+# Inside with_every_key(), dumps keep the later keys at their default too: a diff compares
+# what two versions mean (review: monthly -> quarterly), a hash only what was written.
+_EVERY_KEY: ContextVar[bool] = ContextVar("every_key", default=False)
+
+
+def unused(value: object) -> bool:
+    """`exclude_if` of a key added after programs were first stored, whose default is None
+    or empty: left out of the dump (and so of the content hash) while unused, so that an
+    unchanged file keeps the hash of the version stored before the key existed and
+    applying it again is no new version."""
+    return not _EVERY_KEY.get() and (value is None or value == [] or value == {})
+
+
+def at_default(default: object) -> Callable[[object], bool]:
+    """`exclude_if` of such a key with another default: left out while at it."""
+    return lambda value: not _EVERY_KEY.get() and value == default
+
+
+@contextmanager
+def with_every_key() -> Iterator[None]:
+    """Dumps made inside keep every key, the later ones at their default too."""
+    token = _EVERY_KEY.set(True)
+    try:
+        yield
+    finally:
+        _EVERY_KEY.reset(token)

@@ -17,13 +17,18 @@ from loyalty_engine.records.fee_points import refund_fee_points
 from loyalty_engine.records.memberships import (
     CHARGE_KEY,
     LIVE,
+    add_household_row,
     charge_json,
+    close_ended_households,
+    end_household_row,
     ensure_member,
     fee_due_event,
     find_club,
+    live_household,
     membership,
     membership_json,
     new_charge,
+    new_to_club,
     open_charges,
     prorated,
     save_membership,
@@ -31,7 +36,7 @@ from loyalty_engine.records.memberships import (
     spend_before,
     term_end,
 )
-from loyalty_engine.rules.compiled_membership import CompiledClub
+from loyalty_engine.rules.compiled_membership import ClubStep, CompiledClub
 from loyalty_engine.services.groups import eligible, lapse_eligibility
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
@@ -76,6 +81,11 @@ def join_club(conn: Connection, member_id: str, club_id: str, at: datetime, now:
                         + ")" + ("; use `loyalty clubs upgrade` for a higher level"
                                  if club.kind == "fee" else ""))
     if club.kind == "fee":
+        for row in live_household(conn, version.program_id, club_id, secondary=member_id):
+            raise ClubError(f"member {member_id!r} shares the membership of "
+                            f"{row.primary_member_id!r} in club {club_id!r} as a household "
+                            f"member; remove them with `loyalty clubs remove-member "
+                            f"{row.primary_member_id} {club_id} {member_id}` first")
         return _join_fee_club(conn, member_id, version, club, level, at, now)
     if level is not None:
         raise ClubError(f"club {club_id!r} has no levels; leave out --level")
@@ -120,9 +130,16 @@ def _join_fee_club(conn: Connection, member_id: str, version: VersionInForce,
         raise ClubError(f"club {club.club_id!r} has no level {level_id!r} (levels: {levels})")
     end = term_end(club, at, version.program.timezone)
     waived = _waiver(conn, member_id, version, club, at)
+    new = new_to_club(conn, member_id, version.program_id, club.club_id)
+    if new and waived is None and level.trial_months is not None:
+        return _start_trial(conn, member_id, version, club, level, at, now)
     status = "waived" if waived is not None else "due"
-    row = new_charge(conn, member_id, version, club, level.level_id, "join", level.fee_minor,
-                     at, end, at, now, status=status, detail=waived)
+    # A member new to the club pays the introductory fee for the first paid term.
+    amount = level.first_fee() if new else level.fee_minor
+    detail = waived if amount == level.fee_minor else {
+        **(waived or {}), "intro_fee_minor": amount, "fee_minor": level.fee_minor}
+    row = new_charge(conn, member_id, version, club, level.level_id, "join", amount,
+                     at, end, at, now, status=status, detail=detail)
     if row is None:
         raise ClubError(f"member {member_id!r} already has a joining charge of club "
                         f"{club.club_id!r} at {at.isoformat()}; join at another instant")
@@ -141,6 +158,49 @@ def _join_fee_club(conn: Connection, member_id: str, version: VersionInForce,
                    f"{row.id} is paid")
     return ClubOutcome(_membership(conn, member_id, version, club.club_id), charge_json(row),
                        message=message)
+
+
+def _start_trial(conn: Connection, member_id: str, version: VersionInForce,
+                 club: CompiledClub, level: ClubStep, at: datetime,
+                 now: datetime) -> ClubOutcome:
+    """A new member's trial term: a free one starts at once (its charge is waived); a
+    discounted one is pending until its charge is paid, and runs from the payment. At its
+    end the renewal (at the introductory fee, if any) carries the membership on."""
+    assert level.trial_months is not None
+    months = level.trial_months
+    end = term_end(club, at, version.program.timezone, months)
+    free = level.trial_fee_minor == 0
+    row = new_charge(conn, member_id, version, club, level.level_id, "trial",
+                     level.trial_fee_minor, at, end, at, now,
+                     status="waived" if free else "due",
+                     detail={"trial_months": months, **({"waived": "free trial"}
+                                                         if free else {})})
+    if row is None:
+        raise ClubError(f"member {member_id!r} already has a trial charge of club "
+                        f"{club.club_id!r} at {at.isoformat()}; join at another instant")
+    save_membership(conn, member_id, version.program_id, club.club_id, now,
+                    level=level.level_id, status="active" if free else "pending",
+                    source="explicit", joined_at=at, term_start=at if free else None,
+                    term_end=end if free else None, auto_renew=club.auto_renew,
+                    ended_at=None)
+    if free:
+        message = (f"joined {club.name} ({level.name}) on a free {months}-month trial "
+                   f"until {end.isoformat()}")
+    else:
+        message = (f"the {months}-month trial of {club.name} ({level.name}) is pending "
+                   f"until charge {row.id} is paid")
+    return ClubOutcome(_membership(conn, member_id, version, club.club_id), charge_json(row),
+                       message=message)
+
+
+def _in_trial(conn: Connection, current: Any, at: datetime) -> Any:
+    """The trial charge whose term runs at `at` in the current membership, or None."""
+    c = _charges
+    return conn.execute(select(c).where(
+        c.c.member_id == current.member_id, c.c.program_id == current.program_id,
+        c.c.club_id == current.club_id, c.c.kind == "trial",
+        c.c.status.in_(("paid", "waived")), c.c.term_start >= current.joined_at,
+        c.c.term_start <= at, c.c.term_end > at)).first()
 
 
 def _waiver(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
@@ -180,6 +240,15 @@ def leave_club(conn: Connection, member_id: str, club_id: str, at: datetime, now
 
 def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: CompiledClub,
             current: Any, at: datetime, now: datetime) -> ClubOutcome:
+    outcome = _cancel_membership(conn, member_id, version, club, current, at, now)
+    # A membership that ended now ends its household's benefits at the same instant.
+    close_ended_households(conn, version.program_id, club.club_id, now, primary=member_id)
+    return outcome
+
+
+def _cancel_membership(conn: Connection, member_id: str, version: VersionInForce,
+                       club: CompiledClub, current: Any, at: datetime,
+                       now: datetime) -> ClubOutcome:
     program_id = version.program_id
     unpaid = open_charges(conn, member_id, program_id, club.club_id)
     for row in unpaid:  # nothing is owed for a membership that will not run
@@ -237,6 +306,11 @@ def _cancel(conn: Connection, member_id: str, version: VersionInForce, club: Com
                                    f"cooling-off period; charge(s) "
                                    f"{', '.join(map(str, refunded))} refunded")
     save_membership(conn, member_id, program_id, club.club_id, now, auto_renew=False)
+    if _in_trial(conn, current, at) is not None:
+        # A trial has no cooling-off refund: it runs to its end and is not converted.
+        return ClubOutcome(_membership(conn, member_id, version, club.club_id),
+                           message=f"the trial ends on {current.term_end.isoformat()} and "
+                                   "will not convert to a paid term; nothing is refunded")
     return ClubOutcome(_membership(conn, member_id, version, club.club_id),
                        message=f"will end on {current.term_end.isoformat()} at the end of the "
                                "paid term (the cooling-off period is over); it will not renew")
@@ -277,6 +351,10 @@ def upgrade_club(conn: Connection, member_id: str, club_id: str, level_id: str, 
         raise ClubError(f"{level_id!r} is below {current.level!r}: a membership only "
                         "moves up mid-term; leave and join again at renewal to go "
                         "down")
+    if _in_trial(conn, current, at) is not None:
+        raise ClubError(f"member {member_id!r} is on a trial of level {current.level!r} of "
+                        f"club {club_id!r} until {current.term_end.isoformat()}; upgrade "
+                        "once the trial has converted to a paid term")
     if any(row.kind == "upgrade" for row in open_charges(
             conn, member_id, version.program_id, club_id)):
         raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} "
@@ -284,15 +362,19 @@ def upgrade_club(conn: Connection, member_id: str, club_id: str, level_id: str, 
     old_fee = 0 if held is None else held.fee_minor
     difference = target.fee_minor - old_fee
     start, end, ahead = _paid_terms(conn, current, at)
-    # The time left of the term running now, and every term already paid ahead.
-    amount = prorated(difference, at, start, end) + difference * ahead
+    # The time left of the term running now (or all of it: full_difference), and every
+    # term already paid ahead.
+    full = club.upgrade_price == "full_difference"
+    amount = (difference if full else prorated(difference, at, start, end)) \
+        + difference * ahead
     row = new_charge(conn, member_id, version, club, level_id, "upgrade", amount, at,
                      current.term_end, at, now,
                      detail={"from_level": current.level, "to_level": level_id,
                              "fee_difference_minor": difference,
                              "term_start": start.isoformat(),
                              "term_end": end.isoformat(),
-                             "terms_paid_ahead": ahead})
+                             "terms_paid_ahead": ahead,
+                             "upgrade_price": club.upgrade_price})
     if row is None:
         raise ClubError(f"an upgrade of member {member_id!r} in club {club_id!r} was "
                         f"already charged at {at.isoformat()}")
@@ -306,7 +388,84 @@ def upgrade_club(conn: Connection, member_id: str, club_id: str, level_id: str, 
                        charge_json(row),
                        message=f"upgrade to {target.name} waits for charge {row.id} "
                                f"({format_money(amount, row.currency)}, "
-                               "prorated)")
+                               + ("the full difference)" if full else "prorated)"))
+
+
+@write_use_case
+def add_household_member(conn: Connection, primary: str, club_id: str, secondary: str,
+                         at: datetime, now: datetime,
+                         program_id: str | None = None) -> ClubOutcome:
+    """Add a secondary member (their own member id and card) to the primary's active
+    fee-club membership: one fee, the membership's benefits from `at` while it lasts."""
+
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if club.kind != "fee":
+        raise ClubError(f"club {club_id!r} is not a fee club ({club.kind}): only fee clubs "
+                        "share a membership with household members")
+    if primary == secondary:
+        raise ClubError(f"member {primary!r} cannot be a household member of their own "
+                        "membership")
+    if not lock_member(conn, primary):
+        raise NotFoundError(f"there is no member {primary!r}")
+    current = membership(conn, primary, version.program_id, club_id)
+    if current is None or current.status not in ("active", "grace"):
+        state = "not a member" if current is None else current.status
+        raise ClubError(f"member {primary!r} has no active membership of club {club_id!r} "
+                        f"to share ({state})")
+    level = club.level(current.level)
+    allowed = 0 if level is None else level.household_max
+    if allowed == 0:
+        raise ClubError(f"level {current.level!r} of club {club_id!r} has no household "
+                        "members (the program file gives it no household: max_members)")
+    ensure_member(conn, secondary, version.program_id, at, now)
+    lock_member(conn, secondary)
+    own = membership(conn, secondary, version.program_id, club_id)
+    if own is not None and own.status in LIVE:
+        raise ClubError(f"member {secondary!r} has a membership of club {club_id!r} of "
+                        f"their own ({own.status}); a household member shares someone "
+                        "else's: they leave theirs first")
+    for row in live_household(conn, version.program_id, club_id, secondary=secondary):
+        raise ClubError(f"member {secondary!r} is already a household member of "
+                        f"{row.primary_member_id!r}'s membership of club {club_id!r}; "
+                        "a member shares one membership at a time")
+    household = live_household(conn, version.program_id, club_id, primary=primary)
+    if len(household) >= allowed:
+        names = ", ".join(repr(r.member_id) for r in household)
+        raise ClubError(f"the membership of {primary!r} in club {club_id!r} already has "
+                        f"{len(household)} household member(s) ({names}), the most its "
+                        f"level allows (max_members: {allowed}); remove one first")
+    if at < current.joined_at:
+        raise ClubError(f"--at {at.isoformat()} is before member {primary!r} joined club "
+                        f"{club_id!r} ({current.joined_at.isoformat()})")
+    add_household_row(conn, secondary, version.program_id, club_id, primary, at, now)
+    return ClubOutcome(_membership(conn, primary, version, club_id),
+                       message=f"{secondary} shares the {club.name} of "
+                               f"{primary} from {at.isoformat()}")
+
+
+@write_use_case
+def remove_household_member(conn: Connection, primary: str, club_id: str, secondary: str,
+                            at: datetime, now: datetime,
+                            program_id: str | None = None) -> ClubOutcome:
+    """Remove a secondary member from the primary's household: their benefits end at `at`."""
+
+    catalog = load_catalog(conn)
+    version, club = find_club(catalog, club_id, program_id, at)
+    if not lock_member(conn, primary):
+        raise NotFoundError(f"there is no member {primary!r}")
+    found = [r for r in live_household(conn, version.program_id, club_id, primary=primary)
+             if r.member_id == secondary]
+    if not found:
+        raise ClubError(f"member {secondary!r} is not a household member of {primary!r}'s "
+                        f"membership of club {club_id!r}")
+    if at < found[0].added_at:
+        raise ClubError(f"--at {at.isoformat()} is before {secondary!r} was added "
+                        f"({found[0].added_at.isoformat()})")
+    end_household_row(conn, found[0], at, now)
+    return ClubOutcome(_membership(conn, primary, version, club_id),
+                       message=f"{secondary} no longer shares the {club.name} "
+                               f"of {primary} from {at.isoformat()}")
 
 
 def _paid_terms(conn: Connection, current: Any, at: datetime) -> tuple[datetime, datetime, int]:
@@ -340,6 +499,7 @@ class ClubStepResult:
     grace: int = 0
     lapsed: int = 0
     ended: int = 0
+    households_ended: int = 0
     eligibility_lapsed: int = 0
     memberships_lapsed_by_eligibility: int = 0
     charges: list[int] = field(default_factory=list)
@@ -366,6 +526,9 @@ def advance_clubs(conn: Connection, as_of: datetime, now: datetime,
             if club.kind == "fee":
                 _renew(conn, version, club, as_of, now, result)
                 _grace_and_lapse(conn, version, club, as_of, now, result)
+                if any(level.household_max for level in club.levels):
+                    result.households_ended += close_ended_households(
+                        conn, version.program_id, club.club_id, now)
         lapsed = lapse_eligibility(conn, version, as_of, now)
         result.eligibility_lapsed += lapsed.verifications
         result.memberships_lapsed_by_eligibility += lapsed.memberships
@@ -388,21 +551,29 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
         return
     spend = (spend_before(conn, [r.member_id for r in due], version.program_id, version,
                           as_of) if club.waiver_minor is not None else {})
+    trials = _trials_ending(conn, version, club, [r.member_id for r in due])
     rows = []
     for row in due:
         level = club.level(row.level) or club.levels[0]
         start = row.term_end
         spent = spend.get(row.member_id, 0)
         waived = club.waiver_minor is not None and spent >= club.waiver_minor
+        # The term after a trial is the member's first paid one: the introductory fee.
+        converts = (row.member_id, row.term_end) in trials
+        amount = level.first_fee() if converts else level.fee_minor
+        detail: dict[str, Any] = {"after_trial": True, "fee_minor": level.fee_minor} \
+            if converts else {}
+        if waived:
+            detail.update({"waived": "min_spend_last_year", "spend_minor": spent,
+                           "threshold_minor": club.waiver_minor})
         rows.append({
             "member_id": row.member_id, "program_id": version.program_id,
             "club_id": club.club_id, "level": level.level_id, "kind": "renewal",
-            "amount_minor": level.fee_minor, "currency": version.program.currency,
+            "amount_minor": amount, "currency": version.program.currency,
             "term_start": start,
             "term_end": term_end(club, start, version.program.timezone), "due_at": start,
             "status": "waived" if waived else "due",
-            "detail": {"waived": "min_spend_last_year", "spend_minor": spent,
-                       "threshold_minor": club.waiver_minor} if waived else {},
+            "detail": detail,
             "created_at": now, "updated_at": now})
     inserted = insert_if_absent(conn, _charges, rows, CHARGE_KEY)
     result.renewals += len(inserted)
@@ -420,6 +591,19 @@ def _renew(conn: Connection, version: VersionInForce, club: CompiledClub, as_of:
             m.c.program_id == version.program_id, m.c.club_id == club.club_id,
             m.c.status.in_(("active", "grace")), extended.is_not(None),
         ).values(term_end=extended, updated_at=now))
+
+
+def _trials_ending(conn: Connection, version: VersionInForce, club: CompiledClub,
+                   member_ids: list[str]) -> set[tuple[str, datetime]]:
+    """(member, end) of the trial terms of these members: one read for the club."""
+    if not member_ids or all(lv.trial_months is None for lv in club.levels):
+        return set()
+    c = _charges
+    return {(r.member_id, r.term_end) for r in conn.execute(select(
+        c.c.member_id, c.c.term_end).where(
+        c.c.program_id == version.program_id, c.c.club_id == club.club_id,
+        c.c.kind == "trial", c.c.status.in_(("paid", "waived")),
+        c.c.member_id.in_(member_ids)))}
 
 
 def _grace_and_lapse(conn: Connection, version: VersionInForce, club: CompiledClub,

@@ -14,6 +14,7 @@ from loyalty_engine.records.memberships import (
     MEMBER_ID,
     charge_json,
     ensure_member,
+    household_rows,
     refuse_erased,
 )
 from loyalty_engine.services.clubs import club_rows
@@ -106,7 +107,8 @@ def _member_data(conn: Any, member_id: str) -> dict[str, Any]:
 
 @read_use_case
 def member_clubs(conn: Connection, member_id: str, as_of: datetime) -> dict[str, Any]:
-    """A member's club memberships, fee charges (newest first) and group verifications."""
+    """A member's club memberships, fee charges (newest first), group verifications and
+    household stints (as the secondary, or of their secondaries as the primary)."""
     if conn.execute(select(_members.c.member_id).where(
             _members.c.member_id == member_id)).first() is None:
         raise NotFoundError(f"there is no member {member_id!r}")
@@ -117,4 +119,5 @@ def member_clubs(conn: Connection, member_id: str, as_of: datetime) -> dict[str,
         select(_charges).where(_charges.c.member_id == member_id)
         .order_by(_charges.c.id.desc()))]
     return {"member_id": member_id, "clubs": club_rows(conn, member_id),
-            "charges": charges, "verifications": verification_rows(conn, member_id, days)}
+            "charges": charges, "verifications": verification_rows(conn, member_id, days),
+            "households": household_rows(conn, member_id)}

@@ -16,6 +16,7 @@ from loyalty_engine.records.memberships import (
     LIVE,
     charge,
     charge_json,
+    close_ended_households,
     membership,
     membership_json,
     open_charges,
@@ -84,6 +85,9 @@ def pay_charge(conn: Connection, charge_id: int, at: datetime, now: datetime,
         if row.kind == "upgrade":
             raise FeeError(f"charge {charge_id} is a prorated upgrade; it is paid in "
                            "money, not points")
+        if row.kind == "trial":
+            raise FeeError(f"charge {charge_id} is a trial; it is paid in money, not "
+                           "points")
         points = level.points_price
         detail["from_lots"] = pay_fee_points(conn, row, version.id, points, at, now)
         detail["program_version_id"] = version.id
@@ -232,6 +236,8 @@ def _end_membership(conn: Connection, current: Any, at: datetime, now: datetime)
                    detail={**(unpaid.detail or {}), "waived": "membership ended by a return"})
     save_membership(conn, current.member_id, current.program_id, current.club_id, now,
                     status="cancelled", ended_at=at, term_end=at, auto_renew=False)
+    close_ended_households(conn, current.program_id, current.club_id, now,
+                           primary=current.member_id)
     return refunded
 
 

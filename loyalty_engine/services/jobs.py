@@ -163,7 +163,8 @@ class Clubs(Job):
     def run(self, conn: Connection, version: VersionInForce, due: Due,
             now: datetime) -> Outcome:
         done = advance_clubs(conn, due.fire, now, due.program_id, versions=list(due.versions))
-        return Outcome(done.as_json(), [])
+        return Outcome({**done.as_json(), "household_members_ended": done.households_ended},
+                       [])
 
 
 class Notices(Job):

@@ -6,6 +6,7 @@ replaced by a smaller one, a used one leaves a rebate debt that the next rebate 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from loyalty_engine.domain.periods import (
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
+from loyalty_engine.records.memberships import household_owners
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
@@ -100,7 +102,15 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
             query = query.where(*ended_periods(_counters.c.period, rule.period, today,
                                                None if since is None
                                                else local_day(program, since)))
-            rows = read_with_members_locked(conn, query)
+            rows: Sequence[Any] = read_with_members_locked(conn, query)
+            households = any(lv.household_max for c in program.clubs.values() for lv in c.levels)
+            if households and not is_membership_year(rule.period):
+                # A household's secondaries accrue their spend to the primary's rebate (on
+                # calendar periods: a membership year is each member's own).
+                rows = household_owners(
+                    conn, version.program_id, rows,
+                    lambda instant, period=rule.period, here=program: period_key(
+                        period, local_day(here, instant)))
             owed = _owed(conn, version.program_id, rule.rule_id,
                          sorted({r.member_id for r in rows}))
             vouchers = []

@@ -427,6 +427,25 @@ class ClubMembership(Base):
     updated_at: Mapped[datetime]
 
 
+class HouseholdMember(Base):
+    """A secondary member sharing a primary's fee-club membership, from added_at until
+    removed_at (or the primary's membership's end). Keyed by the secondary: one row per
+    stint, so a purchase is judged by the stint it was made in."""
+
+    __tablename__ = "household_members"
+    __table_args__ = (
+        Index(None, "program_id", "club_id", "primary_member_id"),
+    )
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    club_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(primary_key=True)
+    primary_member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    removed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
 class FeeCharge(Base):
     """A club fee the member owes or paid; the engine keeps charges, it moves no money."""
 
@@ -445,7 +464,7 @@ class FeeCharge(Base):
     program_id: Mapped[str] = mapped_column(String(64))
     club_id: Mapped[str] = mapped_column(String(64))
     level: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # join | renewal | upgrade
+    kind: Mapped[str] = mapped_column(String(16))  # join | renewal | upgrade | trial
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     term_start: Mapped[datetime]
@@ -639,6 +658,7 @@ tier_status = cast(Table, TierStatus.__table__)
 tier_history = cast(Table, TierHistory.__table__)
 club_memberships = cast(Table, ClubMembership.__table__)
 fee_charges = cast(Table, FeeCharge.__table__)
+household_members = cast(Table, HouseholdMember.__table__)
 group_verifications = cast(Table, GroupVerification.__table__)
 member_consents = cast(Table, MemberConsent.__table__)
 scheduler_watermarks = cast(Table, SchedulerWatermark.__table__)

@@ -107,6 +107,7 @@ CASES: list[tuple[str, str, list[Row]]] = [
       ("~rule", "coffee-card", "card_size", 9, None),
       ("~rule", "coffee-card", "reward", "free-coffee", None),
       ("~rule", "coffee-card", "stamps_expire.after_months", 6, None),
+      ("~rule", "coffee-card", "count", "purchases", None),
       ("~rule", "coffee-card", "points", None, 5)]),
     ("reward changed", edited(("cost_points: 250", "cost_points: 300"),
                               ('amount: "5.00"', "amount: 5")),

@@ -1,8 +1,8 @@
 """Rebate debts: money a refund should have taken back from a rebate voucher already used,
 owed by the member and taken from their next rebate of the same rule.
 
-Revision ID: 0012
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 13:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from loyalty_engine.store.types import UTCDateTime
 
 
-revision: str = '0012'
+revision: str = '0011'
 down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

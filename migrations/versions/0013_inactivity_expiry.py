@@ -1,8 +1,8 @@
 """Inactivity expiry: each balance's last activity, the instant it lapses without another,
 and the last lapse that came before one.
 
-Revision ID: 0014
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-03 13:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from loyalty_engine.store.types import UTCDateTime
 
 
-revision: str = '0014'
+revision: str = '0013'
 down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
