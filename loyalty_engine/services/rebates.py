@@ -112,7 +112,7 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
                     lambda instant, period=rule.period, here=program: period_key(
                         period, local_day(here, instant)))
             owed = _owed(conn, version.program_id, rule.rule_id,
-                         sorted({r.member_id for r in rows}))
+                         sorted({member for member, _, _ in rows}))
             vouchers = []
             repaying: dict[str, list[tuple[int, int]]] = {}
             for member_id, period, spend in rows:
