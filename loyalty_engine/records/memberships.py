@@ -253,6 +253,7 @@ def membership_json(row: Any) -> dict[str, Any]:
 # --- households: secondary members sharing a primary's fee-club membership --------------
 
 _households = tables.household_members
+_INSTANT = timedelta(microseconds=1)  # the smallest step of a stored instant
 
 
 def live_household(conn: Connection, program_id: str, club_id: str, *,
@@ -311,33 +312,56 @@ def close_ended_households(conn: Connection, program_id: str, club_id: str,
 def household_owners(conn: Connection, program_id: str, rows: Sequence[Any],
                      period_of: Any) -> list[tuple[str, str, int]]:
     """Rebate spend (member, period, spend) with each secondary's spend moved to the
-    primary whose household they were in during that period (a stint from added_at to
-    removed_at, in period keys from period_of(instant)), summed per (member, period) and
-    in (period, member) order. Programs without households come back as they were."""
+    primary whose household of this program they were in during that period (a stint from
+    added_at up to, not including, removed_at, in period keys from period_of(instant)),
+    summed per (member, period) and in (period, member) order. Programs without households
+    come back as they were."""
     found = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
     members = sorted({member for member, _, _ in found})
     if not members:
         return found
     h = _households
-    stints: dict[str, list[tuple[str, str | None, str]]] = {}
+    stints: dict[str, list[tuple[datetime, str, str | None, str]]] = {}
     for part in chunked(members):
         for secondary, added_at, removed_at, primary in select_typed_by_keys(
-                conn, h, ("member_id",), [(m,) for m in part],
+                conn, h, ("program_id", "member_id"), [(program_id, m) for m in part],
                 ("member_id", "added_at", "removed_at", "primary_member_id")):
+            # The stint's last instant is just before its removal: removed at 1 February
+            # 00:00, none of February is the household's.
+            last = None if removed_at is None else period_of(removed_at - _INSTANT)
             stints.setdefault(secondary, []).append(
-                (period_of(added_at), None if removed_at is None else period_of(removed_at),
-                 primary))
+                (added_at, period_of(added_at), last, primary))
     if not stints:
         return found
     totals: dict[tuple[str, str], int] = {}
     for member, period, value in found:
         owner = member
-        for first, last, primary in sorted(stints.get(member, [])):
+        # In the order they began: the latest stint reaching into the period owns it.
+        for _, first, last, primary in sorted(stints.get(member, []), key=lambda s: s[0]):
             if first <= period and (last is None or period <= last):
-                owner = primary  # the latest stint reaching into the period
+                owner = primary
         totals[(owner, period)] = totals.get((owner, period), 0) + value
     return [(member, period, value) for (member, period), value
             in sorted(totals.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+
+def household_spend(conn: Connection, program_id: str, counter: str, period: str,
+                    member_id: str, period_of: Any) -> tuple[str, int]:
+    """Whose rebate a member's spend of a period counts for (the primary of the household
+    they were in then, or themselves) and that owner's whole spend of the period: their
+    own and every household member's that the period moves to them."""
+    [(owner, _, _)] = household_owners(conn, program_id, [(member_id, period, 0)],
+                                       period_of)
+    h, c = _households, tables.progress_counters
+    members = {owner, *(r.member_id for r in conn.execute(
+        select(h.c.member_id).where(h.c.program_id == program_id,
+                                    h.c.primary_member_id == owner)))}
+    rows = conn.execute(select(c.c.member_id, c.c.period, c.c.value).where(
+        c.c.program_id == program_id, c.c.counter == counter, c.c.period == period,
+        c.c.member_id.in_(sorted(members)))).all()
+    spend = sum(value for who, _, value in household_owners(conn, program_id, rows, period_of)
+                if who == owner)
+    return owner, spend
 
 
 def household_rows(conn: Connection, member_id: str) -> list[dict[str, Any]]:

@@ -334,26 +334,7 @@ class PointsPerSpend(RuleBase):
             points = round_points(numerator, self.denominator, self.rounding)
         if points <= 0:
             return None
-        reason: dict[str, Any] = {
-            "eligible_spend_minor": spend,
-            "excluded_items": ctx.excluded_items,
-            "points_per_unit": str(self.points_per_unit),
-            "rounding": self.rounding,
-        }
-        if multiplied:
-            reason["multipliers"] = {
-                category: {"spend_minor": s,
-                           "multiplier": str(self.category_multipliers[category])}
-                for category, s in sorted(multiplied.items())
-            }
-        if boosted:
-            benefits = {k: v for k, v in boosted.items() if k.startswith(("tier:", "club:"))}
-            boosts = {k: v for k, v in boosted.items() if k not in benefits}
-            if boosts:
-                reason["boosts"] = dict(sorted(boosts.items()))
-            if benefits:
-                reason["benefits"] = dict(sorted(benefits.items()))
-        return points, reason
+        return points, self._reason(ctx, spend, multiplied, boosted)
 
     def _earn_planned(self, ctx: Earning, items: Sequence[LineItem], spend: int,
                       factors: list[tuple[str, CompiledCondition, Fraction]]) -> Earned | None:
@@ -387,6 +368,14 @@ class PointsPerSpend(RuleBase):
                               self.rounding)
         if points <= 0:
             return None
+        return points, self._reason(ctx, spend, multiplied, boosted, set_aside)
+
+    def _reason(self, ctx: Earning, spend: int, multiplied: dict[str, int],
+                boosted: dict[str, str], set_aside: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+        """The ledger entry's reason: the spend, the category multipliers per category, the
+        boosts and benefits that counted and (with exclusions or best-of groups) those that
+        held but counted on no line, and why: "why 340 points?"."""
         reason: dict[str, Any] = {
             "eligible_spend_minor": spend,
             "excluded_items": ctx.excluded_items,
@@ -405,11 +394,10 @@ class PointsPerSpend(RuleBase):
             reason["boosts"] = dict(sorted(boosts.items()))
         if benefits:
             reason["benefits"] = dict(sorted(benefits.items()))
-        # Multipliers that held but counted on no line, and why: "why 340 points?"
-        aside = {k: v for k, v in set_aside.items() if k not in boosted}
+        aside = {k: v for k, v in (set_aside or {}).items() if k not in boosted}
         if aside:
             reason["set_aside"] = dict(sorted(aside.items()))
-        return points, reason
+        return reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ from loyalty_engine.domain.periods import (
 from loyalty_engine.engine.catalog import ProgramCatalog, VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
-from loyalty_engine.records.memberships import household_owners
+from loyalty_engine.records.memberships import household_owners, household_spend
 from loyalty_engine.rules.compiled import PeriodicRebate
 from loyalty_engine.services.programs import versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import chunked, insert_if_absent
-from loyalty_engine.store.locks import read_with_members_locked
+from loyalty_engine.store.locks import lock_member, read_with_members_locked
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _counters = tables.progress_counters
@@ -264,9 +264,17 @@ def settle_rebate_refund(conn: Connection, catalog: ProgramCatalog, member_id: s
         if delta >= 0 or not counter.endswith(":spend"):
             continue
         rule_id = counter.rsplit(":", 1)[0]
+        # A household member's spend counts for the primary's rebate: the return settles
+        # the primary's voucher, on the whole household's spend of the period.
+        owner, household = member_id, _household_spend(conn, catalog, program_id, counter,
+                                                        period, member_id)
+        if household is not None:
+            owner, _ = household
+            if owner != member_id:
+                lock_member(conn, owner)  # two returns settle one voucher one at a time
         live = [v for v in conn.execute(
             select(_vouchers).where(
-                _vouchers.c.member_id == member_id, _vouchers.c.program_id == program_id,
+                _vouchers.c.member_id == owner, _vouchers.c.program_id == program_id,
                 _vouchers.c.rule_id == rule_id, _vouchers.c.source == "rebate",
                 _vouchers.c.status.in_(("issued", "redeemed")))
             .order_by(_vouchers.c.issued_at, _vouchers.c.code))
@@ -277,9 +285,10 @@ def settle_rebate_refund(conn: Connection, catalog: ProgramCatalog, member_id: s
         rule = catalog.version(voucher.program_version_id).program.rule(rule_id)
         if not isinstance(rule, PeriodicRebate):
             continue
-        spend = int(conn.execute(select(func.coalesce(func.sum(_counters.c.value), 0)).where(
-            _counters.c.member_id == member_id, _counters.c.program_id == program_id,
-            _counters.c.counter == counter, _counters.c.period == period)).scalar_one())
+        spend = household[1] if household is not None else int(conn.execute(
+            select(func.coalesce(func.sum(_counters.c.value), 0)).where(
+                _counters.c.member_id == member_id, _counters.c.program_id == program_id,
+                _counters.c.counter == counter, _counters.c.period == period)).scalar_one())
         repaid = int((voucher.consumed or {}).get("debt_repaid_minor", 0))
         due = max(0, rule.rebate(max(0, spend)) - repaid)
         amount = int(voucher.amount_minor or 0)
@@ -302,14 +311,35 @@ def settle_rebate_refund(conn: Connection, catalog: ProgramCatalog, member_id: s
             continue
         already = int(conn.execute(
             select(func.coalesce(func.sum(_debts.c.amount_minor), 0)).where(
-                _debts.c.member_id == member_id, _debts.c.program_id == program_id,
+                _debts.c.member_id == owner, _debts.c.program_id == program_id,
                 _debts.c.rule_id == rule_id, _debts.c.period == period)).scalar_one())
         owed = amount - due - already
         if owed <= 0:
             continue
         conn.execute(_debts.insert().values(
-            member_id=member_id, program_id=program_id, rule_id=rule_id, period=period,
+            member_id=owner, program_id=program_id, rule_id=rule_id, period=period,
             voucher_code=voucher.code, refund_id=refund_pk, amount_minor=owed,
             outstanding_minor=owed, created_at=now, repaid_by=None))
         result.owed_minor[label] = result.owed_minor.get(label, 0) + owed
     return result
+
+
+def _household_spend(conn: Connection, catalog: ProgramCatalog, program_id: str,
+                     counter: str, period: str, member_id: str) -> tuple[str, int] | None:
+    """(owner, the owner's whole spend of the period) when the program has households and
+    the rule a calendar period (as issue_rebates shares it); None otherwise."""
+    rule_id = counter.rsplit(":", 1)[0]
+    for version in reversed(catalog.versions(program_id)):
+        program = version.program
+        rule = next((r for r in program.rules_of(PeriodicRebate) if r.rule_id == rule_id),
+                    None)
+        if rule is None:
+            continue
+        households = any(lv.household_max for c in program.clubs.values() for lv in c.levels)
+        if not households or is_membership_year(rule.period):
+            return None
+        return household_spend(
+            conn, program_id, counter, period, member_id,
+            lambda instant, kind=rule.period, here=program: period_key(
+                kind, local_day(here, instant)))
+    return None

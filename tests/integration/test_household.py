@@ -31,7 +31,17 @@ from loyalty_engine.services.rebates import issue_rebates
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction
 
-from .walk import RECORDED_AT, apply_files, assert_ledger_exact, at, buy, points, state
+from .walk import (
+    RECORDED_AT,
+    apply_files,
+    assert_ledger_exact,
+    at,
+    buy,
+    points,
+    rebate_vouchers,
+    refund,
+    state,
+)
 
 FAMILY = (Path(__file__).resolve().parents[1] / "fixtures" / "programs"
           / "warehouse-household.yaml")
@@ -241,3 +251,33 @@ def test_a_household_member_cannot_join_at_the_till_either(engine: Engine) -> No
     assert buy(engine, "F02", "2027-01-07", [("BBF-FEE-BASIC", "fees", "1", "60.00")],
                member="S-2", store="BB-01").points == 0
     assert fee_charges(engine, "S-2") == 1
+
+
+def test_a_household_members_return_settles_the_primarys_rebate(engine: Engine) -> None:
+    apply_files(engine, FAMILY)
+    member_of(engine, "P-1", "executive", "2027-01-04 10:00")
+    add(engine, "P-1", "S-1", "2027-01-05 10:00")
+    shop(engine, "R01", "S-1", "2027-02-01", "200.00")
+    shop(engine, "R02", "P-1", "2027-02-02", "300.00")
+    # S-1 leaves on 1 March and comes back on 20 March, the same year: two stints that
+    # begin in one period (the job sorted them by period and crashed comparing their ends).
+    remove_household_member(engine, "P-1", CLUB, "S-1", t("2027-03-01 10:00"), NOW)
+    add(engine, "P-1", "S-1", "2027-03-20 10:00")
+    shop(engine, "R03", "S-1", "2027-04-01T12:00:00+02:00", "100.00")
+    # 2027: 200.00 + 300.00 + 100.00 = 600.00 of the household; 2 % = 12.00 to P-1.
+    issued = issue_rebates(engine, t("2028-01-01 00:30"), NOW)
+    assert issued.amount_minor(PROGRAM) == 1200
+    assert rebate_vouchers(engine, "P-1") == [
+        ("big-box-family-executive-rebate-2027-P-1", "issued", 1200)]
+
+    # S-1 returns the 200.00 in full: the household's year is 400.00, 2 % = 8.00; the
+    # primary's unused voucher is replaced by one of 8.00 (S-1 has no voucher to change).
+    back = refund(engine, "RF1", "R01", "2028-01-10", "200.00", store="BB-01")
+    assert back.vouchers_voided == ["big-box-family-executive-rebate-2027-P-1"]
+    # The primary returns 100.00 of their 300.00: 300.00 left, 2 % = 6.00, judged on the
+    # household's spend (not 200.00 of their own, which would be 4.00).
+    refund(engine, "RF2", "R02", "2028-01-11", "100.00", store="BB-01")
+    assert [(status, amount) for _, status, amount in rebate_vouchers(engine, "P-1")] == [
+        ("void", 1200), ("void", 800), ("issued", 600)]
+    assert rebate_vouchers(engine, "S-1") == []
+    assert_ledger_exact(engine)
