@@ -41,7 +41,7 @@ from loyalty_engine.services.groups import eligible, lapse_eligibility
 from loyalty_engine.services.programs import load_catalog, versions_in_force
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import insert_if_absent
-from loyalty_engine.store.locks import lock_member
+from loyalty_engine.store.locks import lock_member, lock_members
 from loyalty_engine.store.unit_of_work import write_use_case
 
 _memberships = tables.club_memberships
@@ -406,7 +406,8 @@ def add_household_member(conn: Connection, primary: str, club_id: str, secondary
     if primary == secondary:
         raise ClubError(f"member {primary!r} cannot be a household member of their own "
                         "membership")
-    if not lock_member(conn, primary):
+    ensure_member(conn, secondary, version.program_id, at, now)
+    if primary not in lock_members(conn, [primary, secondary]):
         raise NotFoundError(f"there is no member {primary!r}")
     current = membership(conn, primary, version.program_id, club_id)
     if current is None or current.status not in ("active", "grace"):
@@ -418,8 +419,6 @@ def add_household_member(conn: Connection, primary: str, club_id: str, secondary
     if allowed == 0:
         raise ClubError(f"level {current.level!r} of club {club_id!r} has no household "
                         "members (the program file gives it no household: max_members)")
-    ensure_member(conn, secondary, version.program_id, at, now)
-    lock_member(conn, secondary)
     own = membership(conn, secondary, version.program_id, club_id)
     if own is not None and own.status in LIVE:
         raise ClubError(f"member {secondary!r} has a membership of club {club_id!r} of "
@@ -452,7 +451,7 @@ def remove_household_member(conn: Connection, primary: str, club_id: str, second
 
     catalog = load_catalog(conn)
     version, club = find_club(catalog, club_id, program_id, at)
-    if not lock_member(conn, primary):
+    if primary not in lock_members(conn, [primary, secondary]):
         raise NotFoundError(f"there is no member {primary!r}")
     found = [r for r in live_household(conn, version.program_id, club_id, primary=primary)
              if r.member_id == secondary]

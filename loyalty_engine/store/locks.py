@@ -37,3 +37,14 @@ def read_with_members_locked(conn: Connection,
         return rows
     lock_rows(conn, _members, "member_id", sorted({r.member_id for r in rows}))
     return conn.execute(query).all()
+
+
+def lock_members(conn: Connection, member_ids: Sequence[str]) -> set[str]:
+    """Lock these members' rows in member-id order until the transaction ends (PostgreSQL),
+    as every writer of several members does, so two such writers wait for each other rather
+    than deadlock; the ids that exist."""
+    query = (select(_members.c.member_id).where(_members.c.member_id.in_(sorted(set(member_ids))))
+             .order_by(_members.c.member_id))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.member_id for row in conn.execute(query)}
