@@ -164,3 +164,10 @@ def end_inactivity_deadlines(conn: Connection, program_id: str, from_: datetime)
         .values(lapsed_at=case((_balances.c.lapses_at <= from_, _balances.c.lapses_at),
                                else_=_balances.c.lapsed_at),
                 lapses_at=None))
+
+
+def has_inactivity_deadlines(conn: Connection, program_id: str) -> bool:
+    """Whether any balance of the program has an inactivity deadline still ahead."""
+    return conn.execute(select(_balances.c.member_id).where(
+        _balances.c.program_id == program_id, _balances.c.lapses_at.is_not(None))
+        .limit(1)).first() is not None

@@ -201,6 +201,13 @@ def _apply_one(
                      .values(name=loaded.definition.name))
         if loaded.compiled.inactivity.kind == "never":
             # Inactivity expiry dropped (or never used: then no balance has a deadline).
+            # Dropped from a later date, the deadlines that purchases under the version in
+            # force write until then would outlive it: such a version takes effect now.
+            if start > now and ledger.has_inactivity_deadlines(conn, pid):
+                raise ProgramApplyError(
+                    f"{loaded.path}: version {version} of {pid!r} drops inactive_months, "
+                    f"which ends the members' inactivity deadlines; apply it to take effect "
+                    f"now, not from {start.isoformat()}")
             ledger.end_inactivity_deadlines(conn, pid, start)
     conn.execute(
         _versions.insert().values(

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from loyalty_engine.api.app import create_app
-from loyalty_engine.domain.errors import RedemptionRejectedError
+from loyalty_engine.domain.errors import ProgramApplyError, RedemptionRejectedError
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.importing import import_purchases
 from loyalty_engine.services.members import list_members, show_member
@@ -270,3 +270,24 @@ def test_dropping_inactive_months_ends_the_deadlines_still_ahead(
     assert expire_points(engine, at(asked)).points == 40 - expected
     assert points(engine, "idle-shop") == (expected, 0)
     assert_ledger_exact(engine)
+
+
+def test_dropping_inactive_months_from_a_later_date_is_refused(
+        engine: Engine, tmp_path: Path) -> None:
+    # Dropped from 1 July 2027 while it is 1 June: purchases under version 1 until then
+    # would write deadlines that outlive it (a balance lapsing under version 2, which has no
+    # inactivity expiry). Such a version must take effect now; nothing is stored.
+    _apply(engine, tmp_path, "idle-shop", IDLE)
+    buy(engine, "T-1", "2027-03-10", _basket("40.00"))  # lapses 10 March 2028 without more
+    path = tmp_path / "idle-shop-v2.yaml"
+    path.write_text(PROGRAM.format(program="idle-shop", expiry="never", pending=0),
+                    encoding="utf-8")
+    with pytest.raises(ProgramApplyError, match=r"drops inactive_months.*take effect now"):
+        apply_program_files(engine, [path], NOW, at("2027-07-01"))
+    with read_transaction(engine) as conn:
+        versions = conn.execute(select(tables.program_versions.c.version).where(
+            tables.program_versions.c.program_id == "idle-shop")).scalars().all()
+    assert versions == [1]
+    [applied] = apply_program_files(engine, [path], NOW)  # from now: taken
+    assert (applied.version, applied.created) == (2, True)
+    assert _shown(engine, "2028-04-01") == [("idle-shop", 40, 0)]
