@@ -56,8 +56,7 @@ class StandingNeeds:
             verifications=any(g.verified for p in found for g in p.groups.values()),
             consents=any(p.reads_consents for p in found),
             enrolments=any(p.enrolment == "explicit" for p in found),
-            households=any(level.household_max for p in found for c in p.clubs.values()
-                           for level in c.levels))
+            households=any(p.has_households for p in found))
 
 
 def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],

@@ -813,6 +813,11 @@ class CompiledProgram:
         return tuple(r for r in self.rules if isinstance(r, kind))
 
     @property
+    def has_households(self) -> bool:
+        """Whether some club of the program takes household members."""
+        return any(club.has_households for club in self.clubs.values())
+
+    @property
     def rule_jobs(self) -> frozenset[str]:
         """The scheduler jobs some rule has something to do for."""
         return frozenset().union(*(r.jobs for r in self.rules))

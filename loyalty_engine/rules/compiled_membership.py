@@ -272,6 +272,11 @@ class CompiledClub:
     waiver_minor: int | None
     upgrade_price: Literal["prorated", "full_difference"] = "prorated"
 
+    @property
+    def has_households(self) -> bool:
+        """Whether some level takes household members."""
+        return any(level.household_max for level in self.levels)
+
     def level(self, level_id: str) -> ClubStep | None:
         """The paid level with this id."""
         return next((lv for lv in self.levels if lv.level_id == level_id), None)

@@ -525,7 +525,7 @@ def advance_clubs(conn: Connection, as_of: datetime, now: datetime,
             if club.kind == "fee":
                 _renew(conn, version, club, as_of, now, result)
                 _grace_and_lapse(conn, version, club, as_of, now, result)
-                if any(level.household_max for level in club.levels):
+                if club.has_households:
                     result.households_ended += close_ended_households(
                         conn, version.program_id, club.club_id, now)
         lapsed = lapse_eligibility(conn, version, as_of, now)

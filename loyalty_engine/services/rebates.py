@@ -103,8 +103,7 @@ def issue_rebates(conn: Connection, as_of: datetime, now: datetime,
                                                None if since is None
                                                else local_day(program, since)))
             rows: Sequence[Any] = read_with_members_locked(conn, query)
-            households = any(lv.household_max for c in program.clubs.values() for lv in c.levels)
-            if households and not is_membership_year(rule.period):
+            if program.has_households and not is_membership_year(rule.period):
                 # A household's secondaries accrue their spend to the primary's rebate (on
                 # calendar periods: a membership year is each member's own).
                 rows = household_owners(
@@ -335,8 +334,7 @@ def _household_spend(conn: Connection, catalog: ProgramCatalog, program_id: str,
                     None)
         if rule is None:
             continue
-        households = any(lv.household_max for c in program.clubs.values() for lv in c.levels)
-        if not households or is_membership_year(rule.period):
+        if not program.has_households or is_membership_year(rule.period):
             return None
         return household_spend(
             conn, program_id, counter, period, member_id,

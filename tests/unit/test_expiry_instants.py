@@ -23,8 +23,7 @@ from loyalty_engine.services.jobs import Expire, Notices
 from tests.unit.test_program_language import (
     PER_EURO,
     Bad,
-    expected_position,
-    only_problem,
+    assert_refused_as,
     program_text,
     stamp_card,
 )
@@ -174,14 +173,7 @@ BAD = {
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_expiry_is_refused_at_the_mistake(name: str) -> None:
     case = BAD[name]
-    problem = only_problem(case.text)
-    assert (problem.line, problem.column) == expected_position(case), str(problem)
-    if case.message is not None:
-        assert problem.message == case.message
-    if case.prefix is not None:
-        assert problem.message.startswith(case.prefix), problem.message
-    for fragment in case.contains:
-        assert fragment in problem.message, problem.message
+    assert_refused_as(case)
 
 
 @pytest.mark.parametrize(("before", "after", "settings"), [

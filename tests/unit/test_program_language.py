@@ -334,11 +334,10 @@ def expected_position(case: Bad) -> tuple[int, int]:
     return hits[-1], line.index(needle) + 1
 
 
-@pytest.mark.parametrize("name", list(BAD))
-def test_bad_program_is_refused_at_the_mistake(name: str) -> None:
-    case = BAD[name]
+def assert_refused_as(case: Bad) -> Problem:
+    """The file's only problem is the case's: at its position, with its message (whole, its
+    beginning, or fragments of it)."""
     problem = only_problem(case.text)
-    assert problem.path == "cafe.yaml"
     assert (problem.line, problem.column) == expected_position(case), str(problem)
     if case.message is not None:
         assert problem.message == case.message
@@ -346,6 +345,14 @@ def test_bad_program_is_refused_at_the_mistake(name: str) -> None:
         assert problem.message.startswith(case.prefix), problem.message
     for fragment in case.contains:
         assert fragment in problem.message, problem.message
+    return problem
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_program_is_refused_at_the_mistake(name: str) -> None:
+    case = BAD[name]
+    problem = assert_refused_as(case)
+    assert problem.path == "cafe.yaml"
     assert str(problem) == f"cafe.yaml:{problem.line}:{problem.column}: {problem.message}"
 
 
@@ -762,14 +769,7 @@ BAD_TIERS = {
 @pytest.mark.parametrize("name", list(BAD_TIERS))
 def test_bad_tier_measure_is_refused_at_the_mistake(name: str) -> None:
     case = BAD_TIERS[name]
-    problem = only_problem(case.text)
-    assert (problem.line, problem.column) == expected_position(case), str(problem)
-    if case.message is not None:
-        assert problem.message == case.message
-    if case.prefix is not None:
-        assert problem.message.startswith(case.prefix), problem.message
-    for fragment in case.contains:
-        assert fragment in problem.message, problem.message
+    assert_refused_as(case)
 
 
 # --- issue 16: slips a program manager makes, and CEL that cannot mean cents ------------------
@@ -962,14 +962,7 @@ SLIPS = {
 @pytest.mark.parametrize("name", list(SLIPS))
 def test_a_slip_is_refused_at_the_mistake_with_the_fix(name: str) -> None:
     case = SLIPS[name]
-    problem = only_problem(case.text)
-    assert (problem.line, problem.column) == expected_position(case), str(problem)
-    if case.message is not None:
-        assert problem.message == case.message
-    if case.prefix is not None:
-        assert problem.message.startswith(case.prefix), problem.message
-    for fragment in case.contains:
-        assert fragment in problem.message, problem.message
+    assert_refused_as(case)
 
 
 @pytest.mark.parametrize("text", [
