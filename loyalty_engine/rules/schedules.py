@@ -30,6 +30,8 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
             "fee renewals, grace and lapse; affinity eligibility lapse"),
     JobSpec("notices", "0 9 * * *", True,
             "advance notices: points expiring, tiers that will drop, verifications due"),
+    JobSpec("rfm_snapshot", "0 5 * * mon", False,
+            "RFM scores and segments stored per member once per run date; moves as events"),
 )}
 
 _NUMERIC_WEEKDAY = re.compile(r"\d")

@@ -529,11 +529,13 @@ class Schedule(_Strict):
     review_tiers: Cron | None = None
     clubs: Cron | None = None
     notices: Cron | None = None
+    # Added after programs were stored: absent, it leaves their content hash as it was.
+    rfm_snapshot: Cron | None = Field(default=None, exclude_if=unused)
     notice_days: Annotated[int, Field(ge=1, le=366)] = Field(
         default=30, description="how far ahead advance notices look")
 
     @field_validator("activate", "expire", "period_bonuses", "rebates", "review_tiers",
-                     "clubs", "notices")
+                     "clubs", "notices", "rfm_snapshot")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is not None:

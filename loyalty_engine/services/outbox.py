@@ -14,6 +14,8 @@ _events = tables.member_events
 
 # What each kind means, for the docs and `loyalty events list --help`.
 KINDS = {
+    "segment_changed": "the RFM snapshot moved the member to another segment (data: program, "
+                       "from, to, as_of, r, f, m)",
     "tier_upgraded": "the member moved up a tier (a purchase, a review, an operator)",
     "tier_downgraded": "the member moved down a tier (a review, a refund, a floor's end)",
     "fee_due": "a club fee charge was raised and is due",

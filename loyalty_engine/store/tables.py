@@ -14,10 +14,12 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -635,6 +637,67 @@ class AuditRecord(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class RfmSnapshot(Base):
+    """A member's relationship measures in one program as of one run date (program time):
+    recency, frequency and monetary value net of refunds, their 1-5 scores, the segment
+    the program's map gives them, and the CLV model's figures when it could be fitted.
+    Written once per (member, program, date) by the rfm_snapshot job; a purchase reads the
+    latest one taken at or before it (member.segment)."""
+
+    __tablename__ = "rfm_snapshots"
+    __table_args__ = (
+        Index(None, "program_id", "as_of_date"),
+    )
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of_date: Mapped[date] = mapped_column(primary_key=True)
+    taken_at: Mapped[datetime]  # the instant the figures are as of (UTC)
+    recency_days: Mapped[int]
+    frequency: Mapped[int]  # purchases, net of those refunded in full
+    monetary_minor: Mapped[int] = mapped_column(BigInteger)
+    r: Mapped[int] = mapped_column(SmallInteger)
+    f: Mapped[int] = mapped_column(SmallInteger)
+    m: Mapped[int] = mapped_column(SmallInteger)
+    segment: Mapped[str] = mapped_column(String(64))
+    clv_minor: Mapped[int | None] = mapped_column(BigInteger)
+    p_alive: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime]
+
+
+class WalletTotal(Base):
+    """A member's total spend in a category and period at every supplier, from a survey or
+    a data provider (loyalty analytics wallet import): the denominator of share of wallet."""
+
+    __tablename__ = "wallet_totals"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)  # 2026, 2026-Q1, 2026-03
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime]
+
+
+class MemberSurvey(Base):
+    """An attitudinal answer of a member: an NPS score (0-10) or a commitment score (1-7),
+    dated; the latest answer of a kind is the member's attitude."""
+
+    __tablename__ = "member_surveys"
+    __table_args__ = (
+        UniqueConstraint("member_id", "kind", "answered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    kind: Mapped[str] = mapped_column(String(16))  # nps | commitment
+    score: Mapped[int] = mapped_column(SmallInteger)
+    answered_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime]
+
+
 metadata = Base.metadata
 
 # The tables as Core objects, for the set-based SQL of services.
@@ -669,3 +732,6 @@ api_responses = cast(Table, ApiResponse.__table__)
 job_failures = cast(Table, JobFailure.__table__)
 member_events = cast(Table, MemberEvent.__table__)
 audit_records = cast(Table, AuditRecord.__table__)
+rfm_snapshots = cast(Table, RfmSnapshot.__table__)
+wallet_totals = cast(Table, WalletTotal.__table__)
+member_surveys = cast(Table, MemberSurvey.__table__)
