@@ -17,6 +17,7 @@ from loyalty_engine.domain.decisions import Evaluation, IssueVoucher, ProgressDe
 from loyalty_engine.domain.money import currency_exponent, to_minor
 from loyalty_engine.domain.periods import MEMBERSHIP_YEAR, add_months, day_in_period
 from loyalty_engine.domain.purchases import LineItem
+from loyalty_engine.rules.compiled_insights import ProgramInsights
 from loyalty_engine.rules.compiled_membership import (
     CompiledClub,
     CompiledGroup,
@@ -791,7 +792,8 @@ class CompiledProgram:
     # The file's language level: what purchase.total and an item's amount mean (1 minor
     # units, 2 the currency) in its expressions' context.
     cel_language: int = 1
-
+    # How the analytics measure its members (economics:, analytics:, segments:).
+    insights: ProgramInsights = field(default_factory=ProgramInsights)
 
     @property
     def has_standing(self) -> bool:
