@@ -1,0 +1,182 @@
+"""The BG/NBD model of repeat buying (Fader, Hardie and Lee, "Counting Your Customers the
+Easy Way", Marketing Science 24(2), 2005), written from the paper.
+
+While alive a customer buys as a Poisson process of rate lambda ~ Gamma(r, alpha); after
+each purchase they drop out with probability p ~ Beta(a, b). A customer is summarised by
+x (repeat purchases: distinct purchase days after the first), t_x (time of the last
+purchase, from the first) and T (time from the first purchase to the end of calibration),
+all in the same time unit (weeks here).
+
+The likelihood (eq. 3 of the paper), in logs:
+    L = A1 * A2 * (A3 + [x > 0] * A4)
+    ln A1 = ln G(r + x) - ln G(r) + r ln alpha
+    ln A2 = ln B(a, b + x) - ln B(a, b)
+    ln A3 = -(r + x) ln(alpha + T)
+    ln A4 = ln a - ln(b + x - 1) - (r + x) ln(alpha + t_x)
+Fitted by maximum likelihood over the logs of the four parameters (so they stay positive),
+over the distinct (x, t_x, T) rows weighted by how many customers share each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize  # type: ignore[import-untyped]
+from scipy.special import betaln, gammaln, hyp2f1  # type: ignore[import-untyped]
+
+Array = NDArray[np.float64]
+
+
+class FitError(ValueError):
+    """The data cannot be fitted (too few customers, or the optimiser did not converge)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BgNbdParams:
+    """The fitted BG/NBD parameters and the log-likelihood at them."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Customers as arrays: repeat purchases, recency, age (one entry per customer, or per
+    distinct row with `weights` customers each)."""
+
+    x: Array
+    t_x: Array
+    T: Array
+    weights: Array
+
+
+def summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Summary:
+    """Checked arrays, identical rows grouped with their counts (a fit over a hundred
+    thousand customers evaluates the likelihood over far fewer rows)."""
+    xs = np.asarray(x, dtype=np.float64)
+    txs = np.asarray(t_x, dtype=np.float64)
+    Ts = np.asarray(T, dtype=np.float64)
+    if not (xs.shape == txs.shape == Ts.shape) or xs.ndim != 1:
+        raise ValueError("x, t_x and T must be one-dimensional arrays of the same length")
+    if xs.size and (np.any(xs < 0) or np.any(xs != np.floor(xs))):
+        raise ValueError("x must be whole numbers at or above 0")
+    if xs.size and (np.any(txs < 0) or np.any(txs > Ts + 1e-9)):
+        raise ValueError("t_x must lie between 0 and T")
+    if xs.size and np.any((xs == 0) & (txs != 0)):
+        raise ValueError("t_x must be 0 where x is 0")
+    rows = np.stack([xs, txs, Ts], axis=1)
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    return Summary(unique[:, 0], unique[:, 1], unique[:, 2], counts.astype(np.float64))
+
+
+def log_likelihoods(r: float, alpha: float, a: float, b: float,
+                    x: Array, t_x: Array, T: Array) -> Array:
+    """Each customer's log-likelihood (eq. 3)."""
+    ln_a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    ln_a2 = betaln(a, b + x) - betaln(a, b)
+    ln_a3 = -(r + x) * np.log(alpha + T)
+    repeat = x > 0
+    # ln A4 only where x > 0 (b + x - 1 may be negative at x = 0)
+    ln_a4 = np.full_like(x, -np.inf)
+    xr = x[repeat]
+    ln_a4[repeat] = (np.log(a) - np.log(b + xr - 1)
+                     - (r + xr) * np.log(alpha + t_x[repeat]))
+    return np.asarray(ln_a1 + ln_a2 + np.logaddexp(ln_a3, ln_a4), dtype=np.float64)
+
+
+def log_likelihood(params: BgNbdParams | tuple[float, float, float, float],
+                   data: Summary) -> float:
+    """The sample's log-likelihood at the parameters."""
+    r, alpha, a, b = (params.r, params.alpha, params.a, params.b) \
+        if isinstance(params, BgNbdParams) else params
+    return float(np.dot(data.weights, log_likelihoods(r, alpha, a, b,
+                                                      data.x, data.t_x, data.T)))
+
+
+def fit(data: Summary) -> BgNbdParams:
+    """Maximum-likelihood parameters (Nelder-Mead on the logs, then refined by L-BFGS-B).
+
+    Time is rescaled to the sample's mean T while fitting (alpha is a time scale, so it is
+    scaled back), which keeps the optimiser's start point sensible in any unit."""
+    n = float(data.weights.sum())
+    if n < 2 or not np.any(data.x > 0):
+        raise FitError("BG/NBD needs customers with repeat purchases to fit")
+    scale = float(np.dot(data.weights, data.T) / n) or 1.0
+    t_x, T = data.t_x / scale, data.T / scale
+
+    def objective(theta: Array) -> float:
+        r, alpha, a, b = np.exp(theta)
+        value = -float(np.dot(data.weights,
+                              log_likelihoods(r, alpha, a, b, data.x, t_x, T))) / n
+        return value if np.isfinite(value) else 1e100
+
+    start = np.zeros(4)
+    first = minimize(objective, start, method="Nelder-Mead",
+                     options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10})
+    best = minimize(objective, first.x, method="L-BFGS-B",
+                    bounds=[(-12.0, 12.0)] * 4)
+    theta = best.x if best.fun <= first.fun else first.x
+    if not np.all(np.isfinite(theta)) or min(best.fun, first.fun) >= 1e99:
+        raise FitError("the BG/NBD fit did not converge")
+    r, alpha, a, b = (float(v) for v in np.exp(theta))
+    alpha *= scale
+    return BgNbdParams(r, alpha, a, b,
+                       log_likelihood((r, alpha, a, b), data))
+
+
+def _odds_dead(p: BgNbdParams, x: Array, t_x: Array, T: Array) -> Array:
+    """[x > 0] * a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x)."""
+    odds = np.zeros_like(x)
+    repeat = x > 0
+    xr = x[repeat]
+    odds[repeat] = np.exp(np.log(p.a) - np.log(p.b + xr - 1)
+                          + (p.r + xr) * (np.log(p.alpha + T[repeat])
+                                          - np.log(p.alpha + t_x[repeat])))
+    return odds
+
+
+def probability_alive(p: BgNbdParams, x: ArrayLike, t_x: ArrayLike,
+                      T: ArrayLike) -> Array:
+    """P(alive | x, t_x, T) = 1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) /
+    (alpha + t_x))^(r + x)): 1 for a customer with no repeat purchase, since the model lets
+    a customer drop out only just after a purchase."""
+    xs, txs, Ts = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    return np.asarray(1.0 / (1.0 + _odds_dead(p, xs, txs, Ts)), dtype=np.float64)
+
+
+def expected_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
+                       t_x: ArrayLike, T: ArrayLike) -> Array:
+    """E[Y(t) | x, t_x, T]: a customer's expected purchases in the next t (eq. 10):
+
+        (a + b + x - 1) / (a - 1)
+        * [1 - ((alpha + T) / (alpha + T + t))^(r + x)
+               * 2F1(r + x, b + x; a + b + x - 1; t / (alpha + T + t))]
+        / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x))
+
+    `t` broadcasts against the customers (a column of horizons gives a table)."""
+    xs, txs, Ts = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    ts = np.asarray(t, dtype=np.float64)
+    if np.any(ts < 0):
+        raise ValueError("the horizon t must be at or above 0")
+    if abs(p.a - 1.0) < 1e-9:
+        raise FitError("a = 1 makes the BG/NBD prediction undefined")
+    rx = p.r + xs
+    z = ts / (p.alpha + Ts + ts)
+    hyp = hyp2f1(rx, p.b + xs, p.a + p.b + xs - 1, z)
+    power = np.exp(rx * (np.log(p.alpha + Ts) - np.log(p.alpha + Ts + ts)))
+    head = (p.a + p.b + xs - 1) / (p.a - 1)
+    value = head * (1.0 - power * hyp) / (1.0 + _odds_dead(p, xs, txs, Ts))
+    return np.asarray(value, dtype=np.float64)
+
+
+def population_expected_purchases(p: BgNbdParams, t: ArrayLike | float) -> Array:
+    """E[X(t)] for a customer just acquired (eq. 7):
+    (a + b - 1) / (a - 1) [1 - (alpha / (alpha + t))^r 2F1(r, b; a + b - 1; t / (alpha + t))]."""
+    ts = np.asarray(t, dtype=np.float64)
+    hyp = hyp2f1(p.r, p.b, p.a + p.b - 1, ts / (p.alpha + ts))
+    value = (p.a + p.b - 1) / (p.a - 1) * (1 - (p.alpha / (p.alpha + ts)) ** p.r * hyp)
+    return np.asarray(value, dtype=np.float64)
