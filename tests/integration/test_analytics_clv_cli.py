@@ -1,0 +1,91 @@
+"""`loyalty analytics clv` on both databases, through its register() on a group of its own
+(the `loyalty analytics` group wires it the same way): JSON with the method and the model,
+CSV per member, the offer's cost in major units, the CLV distribution as PNG and SVG, and
+refusals in one sentence."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from loyalty_engine.cli.analytics_clv import CSV_COLUMNS, register
+from loyalty_engine.domain.errors import LoyaltyError
+
+from .test_analytics_clv import _history
+
+group = typer.Typer()
+
+
+@group.callback()
+def _analytics() -> None:
+    """The analytics group, as cli/analytics.py declares it."""
+
+
+register(group)
+
+ARGS = ["clv", "--program", "corner-shop", "--as-of", "2026-07-15T00:00:00+00:00",
+        "--calibration-end", "2026-06-30T12:00:00+02:00"]
+
+
+def _run(db_url: str, *args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(group, list(args), env={"LOYALTY_DATABASE_URL": db_url,
+                                                        "COLUMNS": "200"})
+    return result.exit_code, result.stdout, result.exception
+
+
+def test_json_csv_and_the_offer(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    _history(engine, tmp_path)
+    code, out, error = _run(db_url, *ARGS, "--offer-cost", "0.50", "--json")
+    assert (code, error) == (0, None), out
+    data = json.loads(out)
+    assert data["method"] == "retention"
+    assert data["model"]["bgnbd"] is None and data["model"]["gamma_gamma"] is None
+    assert data["base_value_minor"] == 194  # worked out in test_analytics_clv
+    assert data["offer"]["cost_minor"] == 50 and data["offer"]["worth"] == 2
+    assert [m["member_id"] for m in data["members"]] == ["M-1", "M-2", "M-3"]
+
+    code, out, error = _run(db_url, *ARGS, "--csv")
+    assert (code, error) == (0, None), out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["member_id"], r["x"], r["spend_minor"], r["clv_minor"], r["p_alive"])
+            for r in rows] == [("M-1", "3", "1900", "97", ""), ("M-2", "0", "400", "0", ""),
+                               ("M-3", "2", "1200", "97", "")]
+
+    code, out, error = _run(db_url, *ARGS, "--offer-cost", "0.50")
+    assert (code, error) == (0, None), out
+    assert "customer base value 1.94 EUR (3 members)" in out
+    assert "only 2 members bought again" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_the_clv_distribution_chart(engine: Engine, db_url: str, tmp_path: Path,
+                                    suffix: str) -> None:
+    _history(engine, tmp_path)
+    chart = tmp_path / f"clv{suffix}"
+    code, out, error = _run(db_url, *ARGS, "--chart", str(chart), "--json")
+    assert (code, error) == (0, None), out
+    written = chart.read_bytes()
+    if suffix == ".png":
+        assert written.startswith(b"\x89PNG\r\n\x1a\n")
+    else:
+        assert b"<svg" in written[:1000] and b"CLV distribution" in written
+
+
+def test_refusals(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    _history(engine, tmp_path)
+    code, _, error = _run(db_url, *ARGS, "--chart", str(tmp_path / "clv.pdf"))
+    assert code != 0 and isinstance(error, LoyaltyError)
+    assert str(error).endswith("must name a .png or .svg file")
+    code, _, error = _run(db_url, "clv", "--program", "nope", "--offer-cost", "1.00")
+    assert isinstance(error, LoyaltyError)
+    assert str(error) == "there is no program 'nope' (programs: corner-shop)"
+    code, _, error = _run(db_url, *ARGS, "--offer-cost", "0.505")
+    assert code != 0 and "more decimals than EUR allows" in str(error)
