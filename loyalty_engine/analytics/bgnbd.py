@@ -18,6 +18,7 @@ over the distinct (x, t_x, T) rows weighted by how many customers share each."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +99,7 @@ def log_likelihood(params: BgNbdParams | tuple[float, float, float, float],
 
 
 def fit(data: Summary) -> BgNbdParams:
-    """Maximum-likelihood parameters (Nelder-Mead on the logs, then refined by L-BFGS-B).
+    """Maximum-likelihood parameters (over the logs: `optimise`).
 
     Time is rescaled to the sample's mean T while fitting (alpha is a time scale, so it is
     scaled back), which keeps the optimiser's start point sensible in any unit."""
@@ -114,18 +115,36 @@ def fit(data: Summary) -> BgNbdParams:
                               log_likelihoods(r, alpha, a, b, data.x, t_x, T))) / n
         return value if np.isfinite(value) else 1e100
 
-    start = np.zeros(4)
-    first = minimize(objective, start, method="Nelder-Mead",
-                     options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10})
-    best = minimize(objective, first.x, method="L-BFGS-B",
-                    bounds=[(-12.0, 12.0)] * 4)
-    theta = best.x if best.fun <= first.fun else first.x
-    if not np.all(np.isfinite(theta)) or min(best.fun, first.fun) >= 1e99:
-        raise FitError("the BG/NBD fit did not converge")
+    theta = optimise(objective, 4, "BG/NBD")
     r, alpha, a, b = (float(v) for v in np.exp(theta))
     alpha *= scale
     return BgNbdParams(r, alpha, a, b,
                        log_likelihood((r, alpha, a, b), data))
+
+
+# Bounds on the logs of the parameters (of data rescaled to a unit mean). A likelihood that
+# keeps rising towards a bound is the data approaching one of the model's limits (a and b
+# growing together: everyone drops out with the same probability; r and alpha together:
+# everyone buys at the same rate); the bound stops there, at a finite stand-in for the
+# limit whose predictions are the limit's to many digits.
+LOG_BOUND = 9.0
+
+
+def optimise(objective: Callable[[Array], float], size: int, model: str) -> Array:
+    """The logs of the parameters that minimise `objective`, within +-LOG_BOUND: L-BFGS-B
+    from 0 (tens of evaluations, which matters over a hundred thousand customers), and
+    Nelder-Mead from its end point when it stops without converging. Raises FitError when
+    no finite optimum is found."""
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * size
+    found = minimize(objective, np.zeros(size), method="L-BFGS-B", bounds=bounds,
+                     options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
+    if not found.success:
+        found = minimize(objective, found.x, method="Nelder-Mead", bounds=bounds,
+                         options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12})
+    theta = np.asarray(found.x, dtype=np.float64)
+    if not np.all(np.isfinite(theta)) or found.fun >= 1e99:
+        raise FitError(f"the {model} fit did not converge")
+    return theta
 
 
 def _odds_dead(p: BgNbdParams, x: Array, t_x: Array, T: Array) -> Array:
@@ -148,6 +167,22 @@ def probability_alive(p: BgNbdParams, x: ArrayLike, t_x: ArrayLike,
     return np.asarray(1.0 / (1.0 + _odds_dead(p, xs, txs, Ts)), dtype=np.float64)
 
 
+def gauss_hypergeometric(a: ArrayLike, b: ArrayLike, c: ArrayLike, z: ArrayLike) -> Array:
+    """2F1(a, b; c; z) for 0 <= z < 1 (c not 0 or a negative whole number). Where scipy
+    gives no finite value (z near 1 with c - a - b a whole number, a case its
+    transformations divide by zero on, though the function is continuous there), the mean
+    of its values at c (1 +- 1e-7): continuous in c, and both sides are accurate."""
+    a_, b_, c_, z_ = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                           for v in (a, b, c, z)))
+    value = np.array(hyp2f1(a_, b_, c_, z_), dtype=np.float64, ndmin=1)
+    bad = ~np.isfinite(value)
+    if np.any(bad):
+        a1, b1, c1, z1 = (v.reshape(value.shape)[bad] for v in (a_, b_, c_, z_))
+        step = 1e-7 * np.maximum(1.0, np.abs(c1))
+        value[bad] = (hyp2f1(a1, b1, c1 + step, z1) + hyp2f1(a1, b1, c1 - step, z1)) / 2
+    return value.reshape(a_.shape)
+
+
 def expected_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
                        t_x: ArrayLike, T: ArrayLike) -> Array:
     """E[Y(t) | x, t_x, T]: a customer's expected purchases in the next t (eq. 10):
@@ -162,21 +197,31 @@ def expected_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
     ts = np.asarray(t, dtype=np.float64)
     if np.any(ts < 0):
         raise ValueError("the horizon t must be at or above 0")
-    if abs(p.a - 1.0) < 1e-9:
-        raise FitError("a = 1 makes the BG/NBD prediction undefined")
+    _check_predictable(p)
     rx = p.r + xs
     z = ts / (p.alpha + Ts + ts)
-    hyp = hyp2f1(rx, p.b + xs, p.a + p.b + xs - 1, z)
+    hyp = gauss_hypergeometric(rx, p.b + xs, p.a + p.b + xs - 1, z)
     power = np.exp(rx * (np.log(p.alpha + Ts) - np.log(p.alpha + Ts + ts)))
     head = (p.a + p.b + xs - 1) / (p.a - 1)
     value = head * (1.0 - power * hyp) / (1.0 + _odds_dead(p, xs, txs, Ts))
     return np.asarray(value, dtype=np.float64)
 
 
+def _check_predictable(p: BgNbdParams) -> None:
+    """The prediction divides by a - 1 and, for x = 0, takes 2F1 at c = a + b - 1: at a = 1
+    or a + b = 1 it has only a limit, which this does not compute (a fit lands there with
+    probability 0)."""
+    if abs(p.a - 1.0) < 1e-9:
+        raise FitError("a = 1 makes the BG/NBD prediction undefined")
+    if abs(p.a + p.b - 1.0) < 1e-9:
+        raise FitError("a + b = 1 makes the BG/NBD prediction undefined")
+
+
 def population_expected_purchases(p: BgNbdParams, t: ArrayLike | float) -> Array:
     """E[X(t)] for a customer just acquired (eq. 7):
     (a + b - 1) / (a - 1) [1 - (alpha / (alpha + t))^r 2F1(r, b; a + b - 1; t / (alpha + t))]."""
+    _check_predictable(p)
     ts = np.asarray(t, dtype=np.float64)
-    hyp = hyp2f1(p.r, p.b, p.a + p.b - 1, ts / (p.alpha + ts))
+    hyp = gauss_hypergeometric(p.r, p.b, p.a + p.b - 1, ts / (p.alpha + ts))
     value = (p.a + p.b - 1) / (p.a - 1) * (1 - (p.alpha / (p.alpha + ts)) ** p.r * hyp)
     return np.asarray(value, dtype=np.float64)

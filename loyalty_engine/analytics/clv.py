@@ -135,7 +135,7 @@ def choose_method(repeat_members: int, min_repeat_members: int) -> MethodChoice:
 def fit_models(x: ArrayLike, t_x: ArrayLike, T: ArrayLike,
                mean_repeat_spend: ArrayLike) -> tuple[BgNbdParams, GammaGammaParams]:
     """BG/NBD over every customer, Gamma-Gamma over those with x > 0 and a positive mean
-    repeat spend. Raises FitError when either cannot be fitted or predicts nothing (a = 1,
+    repeat spend. Raises FitError when either cannot be fitted or predicts nothing (a = 1
     or q <= 1: an infinite mean spend)."""
     xs = np.asarray(x, dtype=np.float64)
     zs = np.asarray(mean_repeat_spend, dtype=np.float64)
@@ -144,8 +144,9 @@ def fit_models(x: ArrayLike, t_x: ArrayLike, T: ArrayLike,
     gg = gamma_gamma.fit(xs[repeat], zs[repeat])
     if gg.q <= 1:
         raise FitError("the Gamma-Gamma fit gives an infinite mean spend (q <= 1)")
-    if abs(bg.a - 1.0) < 1e-9:
-        raise FitError("the BG/NBD fit has a = 1, where its prediction is undefined")
+    if abs(bg.a - 1.0) < 1e-9 or abs(bg.a + bg.b - 1.0) < 1e-9:
+        raise FitError("the BG/NBD fit has a = 1 or a + b = 1, where its prediction is "
+                       "undefined")
     return bg, gg
 
 

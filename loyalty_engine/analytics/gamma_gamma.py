@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize  # type: ignore[import-untyped]
 from scipy.special import gammaln  # type: ignore[import-untyped]
 
-from loyalty_engine.analytics.bgnbd import FitError
+from loyalty_engine.analytics.bgnbd import FitError, optimise
 
 Array = NDArray[np.float64]
 
@@ -80,12 +79,7 @@ def fit(x: ArrayLike, zbar: ArrayLike) -> GammaGammaParams:
         value = -float(np.dot(w, log_likelihoods(p, q, gamma, ux, uzs))) / n
         return value if np.isfinite(value) else 1e100
 
-    first = minimize(objective, np.zeros(3), method="Nelder-Mead",
-                     options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12})
-    best = minimize(objective, first.x, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 3)
-    theta = best.x if best.fun <= first.fun else first.x
-    if min(best.fun, first.fun) >= 1e99:
-        raise FitError("the Gamma-Gamma fit did not converge")
+    theta = optimise(objective, 3, "Gamma-Gamma")
     p, q, gamma = (float(v) for v in np.exp(theta))
     gamma *= scale
     ll = float(np.dot(w, log_likelihoods(p, q, gamma, ux, uz)))

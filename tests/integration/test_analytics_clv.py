@@ -155,26 +155,44 @@ def test_an_as_of_before_any_purchase_is_a_clear_error(engine: Engine,
         clv_report(engine, "corner-shop", AS_OF, None, CALIBRATION_END)
 
 
+def _visits(members: int, seed: int) -> dict[str, list[tuple[date, int]]]:
+    """A history drawn the way the models tell it (seeded): each member starts on a day of
+    January to March, returns after gaps of mean 1 / rate weeks (rates vary across
+    members), after each visit stops coming with a probability of their own, and buys a
+    number of lattes around a level of their own."""
+    rng = np.random.default_rng(seed)
+    plan: dict[str, list[tuple[date, int]]] = {}
+    for k in range(members):
+        day = date(2026, 1, 1).toordinal() + int(rng.integers(0, 90))
+        rate, stop, level = rng.gamma(2.0, 0.25), rng.beta(1.0, 3.0), rng.gamma(2.0, 1.0)
+        visits = [(day, 1 + int(rng.poisson(level)))]
+        while rng.random() >= stop:
+            day += max(1, round(7 * rng.exponential(1 / rate)))
+            if day > date(2026, 6, 30).toordinal():
+                break
+            visits.append((day, 1 + int(rng.poisson(level))))
+        plan[f"M-{k:02d}"] = [(date.fromordinal(d), q) for d, q in visits]
+    return plan
+
+
 def test_enough_repeat_customers_fit_the_models(engine: Engine, tmp_path: Path) -> None:
     apply_text(engine, tmp_path, PROGRAM)
-    # 44 members from January to June: member k first buys on day k of January, then
-    # returns every (k % 5 + 2) weeks up to (k % 4) times; every other one buys a snack too
-    for k in range(44):
-        member = f"M-{k:02d}"
-        first = date(2026, 1, 1 + k % 28)
-        for visit in range(k % 4 + 1):
-            day = date.fromordinal(first.toordinal() + visit * 7 * (k % 5 + 2))
-            items = [COFFEE, SNACK] if (k + visit) % 2 else [COFFEE]
-            buy(engine, f"T-{k}-{visit}", day.isoformat(), items, member=member)
+    plan = _visits(48, seed=1717)
+    repeaters = sum(1 for visits in plan.values() if len({d for d, _ in visits}) > 1)
+    assert repeaters >= 30  # enough to fit (the program's default minimum)
+    for member, visits in plan.items():
+        for n, (day, lattes) in enumerate(visits):
+            buy(engine, f"T-{member}-{n}", day.isoformat(),
+                [("LATTE", "coffee", str(lattes), "4.00")], member=member)
     report = clv_report(engine, "corner-shop", CALIBRATION_END, 26, AS_OF)
     assert (report.method, report.reason) == (
-        "bgnbd+gamma_gamma", "33 members bought again (at least 30 are needed to fit the "
-                             "models)")
+        "bgnbd+gamma_gamma",
+        f"{repeaters} members bought again (at least 30 are needed to fit the models)")
     assert report.bgnbd is not None and report.gamma_gamma is not None
     with read_transaction(engine) as conn:
         program = load_catalog(conn).versions("corner-shop")[-1].program
         inputs = clv_inputs(conn, program, CALIBRATION_END, AS_OF)
-    assert inputs.repeat_members == 33  # k % 4 != 0
+    assert inputs.repeat_members == repeaters
     # the figures are the core's on the stored inputs: 30 % margin, 10 % a year, 26 weeks
     expected = clv.model_clv(report.bgnbd, report.gamma_gamma, inputs.x, inputs.t_x,
                              inputs.T, inputs.mean_repeat_spend_minor, 0.3, 26, 0.1)
@@ -189,5 +207,5 @@ def test_enough_repeat_customers_fit_the_models(engine: Engine, tmp_path: Path) 
     assert np.isfinite(data["model"]["bgnbd"]["log_likelihood"])
     # member_clv: calibrated to as_of, over the program's 52 weeks, keyed by member
     values = member_clv(engine, "corner-shop", AS_OF)
-    assert len(values) == 44 and {v.model for v in values.values()} == {"bgnbd+gamma_gamma"}
+    assert len(values) == 48 and {v.model for v in values.values()} == {"bgnbd+gamma_gamma"}
     assert all(v.clv_minor >= 0 and v.expected_purchases >= 0 for v in values.values())

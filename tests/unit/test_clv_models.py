@@ -177,6 +177,10 @@ def test_bad_inputs_are_refused() -> None:
         bgnbd.fit(bgnbd.summary([0, 0, 0], [0, 0, 0], [10, 20, 30]))
     with pytest.raises(ValueError, match="x > 0"):
         gamma_gamma.fit([0, 2], [0.0, 10.0])
+    with pytest.raises(FitError, match="a = 1 makes"):
+        bgnbd.expected_purchases(BgNbdParams(0.5, 4.0, 1.0, 2.0, 0.0), 10, 1, 5.0, 20.0)
+    with pytest.raises(FitError, match="a \\+ b = 1 makes"):
+        bgnbd.expected_purchases(BgNbdParams(0.5, 4.0, 0.5, 0.5, 0.0), 10, 0, 0.0, 20.0)
     with pytest.raises(FitError, match="q <= 1"):
         gamma_gamma.expected_spend(GammaGammaParams(2.0, 0.9, 1.0, 0.0), [1], [10.0])
 
@@ -186,8 +190,9 @@ def test_bad_inputs_are_refused() -> None:
 params = st.builds(
     BgNbdParams,
     r=st.floats(0.05, 5.0), alpha=st.floats(0.1, 50.0),
-    a=st.floats(0.05, 5.0).filter(lambda a: abs(a - 1.0) > 1e-3), b=st.floats(0.05, 10.0),
-    log_likelihood=st.just(0.0))
+    a=st.floats(0.05, 5.0), b=st.floats(0.05, 10.0), log_likelihood=st.just(0.0),
+).filter(lambda p: abs(p.a - 1.0) > 1e-3 and abs(p.a + p.b - 1.0) > 1e-3)
+# (at a = 1, and at a + b = 1 for x = 0, the prediction has only a limit: refused)
 
 
 @st.composite
@@ -235,3 +240,23 @@ def test_a_new_customer_is_expected_to_buy_what_the_population_does(
     conditional = float(bgnbd.expected_purchases(p, t, 0, 0.0, 0.0))
     assert conditional == pytest.approx(float(bgnbd.population_expected_purchases(p, t)),
                                         rel=1e-9, abs=1e-12)
+
+
+def _series(a: float, b: float, c: float, z: float, terms: int = 200_000) -> float:
+    """The hypergeometric series summed term by term: sum (a)_n (b)_n / ((c)_n n!) z^n."""
+    total, term = 0.0, 1.0
+    for n in range(terms):
+        total += term
+        term *= (a + n) * (b + n) / ((c + n) * (n + 1)) * z
+    return total
+
+
+@pytest.mark.parametrize(("a", "b", "z"), [(1.9, 1.4208498666045901, 0.99),
+                                           (0.1, 5.0, 0.998), (2.3, 0.7, 0.95)])
+def test_the_hypergeometric_function_where_scipys_transformations_divide_by_zero(
+        a: float, b: float, z: float) -> None:
+    # c - a - b = -1 exactly: the case BG/NBD meets at r = a (x = 0), where scipy answers
+    # inf or nan though the series converges
+    c = a + b - 1
+    assert float(bgnbd.gauss_hypergeometric(a, b, c, z)) == pytest.approx(
+        _series(a, b, c, z), rel=1e-6)
