@@ -7,7 +7,9 @@ for a program with enough."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,10 @@ from sqlalchemy import Engine, insert
 
 from loyalty_engine.analytics import clv
 from loyalty_engine.domain.errors import LoyaltyError
-from loyalty_engine.records.clv_inputs import clv_inputs
+from loyalty_engine.records.clv_inputs import clv_inputs, member_margins
+from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.rules.compiled_insights import Economics
+from loyalty_engine.services import analytics_clv
 from loyalty_engine.services.analytics_clv import clv_report, member_clv
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
@@ -209,3 +214,29 @@ def test_enough_repeat_customers_fit_the_models(engine: Engine, tmp_path: Path) 
     values = member_clv(engine, "corner-shop", AS_OF)
     assert len(values) == 48 and {v.model for v in values.values()} == {"bgnbd+gamma_gamma"}
     assert all(v.clv_minor >= 0 and v.expected_purchases >= 0 for v in values.values())
+
+
+def _with_margins(program: CompiledProgram) -> CompiledProgram:
+    economics = Economics(margin=Fraction(3, 10), category_margins={"food": Fraction(1, 2)})
+    return replace(program, insights=replace(program.insights, economics=economics))
+
+
+def test_margins_by_category_weigh_each_members_spend(engine: Engine, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    _history(engine, tmp_path)
+    with read_transaction(engine) as conn:
+        program = _with_margins(load_catalog(conn).versions("corner-shop")[-1].program)
+        margins = member_margins(conn, program, CALIBRATION_END, AS_OF)
+    # M-1's counted lines up to 30 June: coffee 4.00 + 2.50 + 2.50 + 4.00 + 4.00 = 17.00 at
+    # 30 %, the 2.00 snack (food) at 50 %: (510 + 100) / 1900 = 61/190; the others only
+    # bought coffee (the tobacco is excluded, not weighed at the default)
+    assert margins == {"M-1": Fraction(61, 190), "M-2": Fraction(3, 10),
+                       "M-3": Fraction(3, 10)}
+    # and the CLV uses it: m = 400 x 52/12 x 61/190 = 556.49 cents a year;
+    # 556.49 x 0.172559 / (1.1 - 0.172559) = 103.54 -> 104 (M-3 as before: 97)
+    monkeypatch.setattr(analytics_clv, "_program", lambda conn, program_id, as_of: program)
+    report = clv_report(engine, "corner-shop", CALIBRATION_END, None, AS_OF)
+    assert {m.member_id: m.clv_minor for m in report.members} == {"M-1": 104, "M-2": 0,
+                                                                  "M-3": 97}
+    assert report.members[0].margin == pytest.approx(61 / 190)
