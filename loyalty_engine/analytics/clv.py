@@ -57,7 +57,9 @@ def discounted_purchases(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: A
         cumulative = bgnbd.expected_purchases(params, weeks, block[:, 0], block[:, 1],
                                               block[:, 2])
         total[start:start + _CHUNK] = cumulative[-1]
-        discounted[start:start + _CHUNK] = factors @ np.diff(cumulative, axis=0)
+        # einsum rather than a BLAS product (see bgnbd.weighted_sum)
+        discounted[start:start + _CHUNK] = np.einsum("k,kn->n", factors,
+                                                     np.diff(cumulative, axis=0))
     return total[back], discounted[back]
 
 

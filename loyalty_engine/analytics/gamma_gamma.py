@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import gammaln  # type: ignore[import-untyped]
+from scipy.special import digamma, gammaln  # type: ignore[import-untyped]
 
-from loyalty_engine.analytics.bgnbd import FitError, optimise
+from loyalty_engine.analytics.bgnbd import FitError, optimise, weighted_sum
 
 Array = NDArray[np.float64]
 
@@ -61,6 +61,51 @@ def log_likelihoods(p: float, q: float, gamma: float, x: Array, zbar: Array) -> 
     return np.asarray(value, dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class Likelihood:
+    """The weighted log-likelihood of rows (x, zbar) and its gradient in (ln p, ln q,
+    ln gamma), with the terms in x alone summed once per distinct x:
+        d/dp     = sum x (psi(p x + q) - psi(p x) + ln x + ln zbar - ln(gamma + x zbar))
+        d/dq     = sum psi(p x + q) - psi(q) + ln gamma - ln(gamma + x zbar)
+        d/dgamma = sum q / gamma - (p x + q) / (gamma + x zbar)"""
+
+    x: Array
+    zbar: Array
+    weights: Array
+    values: Array  # the distinct x
+    value_weights: Array
+    ln_x: Array  # of the distinct x
+    sum_ln_z: float  # sum w ln zbar
+    sum_x_ln_z: float  # sum w x ln zbar
+
+    @classmethod
+    def of(cls, x: Array, zbar: Array, weights: Array) -> Likelihood:
+        values, index = np.unique(x, return_inverse=True)
+        value_weights = np.asarray(np.bincount(index.reshape(-1), weights=weights),
+                                   dtype=np.float64)
+        ln_z = np.log(zbar)
+        return cls(x, zbar, weights, values, value_weights, np.log(values),
+                   weighted_sum(weights, ln_z), weighted_sum(weights, x * ln_z))
+
+    def evaluate(self, theta: Array) -> tuple[float, Array]:
+        p, q, gamma = np.exp(theta)
+        xv, wv, w = self.values, self.value_weights, self.weights
+        n = float(wv.sum())
+        pxv = p * xv
+        ln_mix = np.log(gamma + self.x * self.zbar)
+        value = (weighted_sum(wv, gammaln(pxv + q) - gammaln(pxv) + pxv * self.ln_x)
+                 + n * (q * np.log(gamma) - gammaln(q)) + p * self.sum_x_ln_z - self.sum_ln_z
+                 - weighted_sum(w, (p * self.x + q) * ln_mix))
+        psi_v = digamma(pxv + q)
+        d_p = (weighted_sum(wv, xv * (psi_v - digamma(pxv) + self.ln_x)) + self.sum_x_ln_z
+               - weighted_sum(w, self.x * ln_mix))
+        d_q = weighted_sum(wv, psi_v) + n * (np.log(gamma) - digamma(q)) - weighted_sum(w,
+                                                                                     ln_mix)
+        d_gamma = n * q / gamma - weighted_sum(w, (p * self.x + q) / (gamma + self.x
+                                                                       * self.zbar))
+        return value, np.array([p * d_p, q * d_q, gamma * d_gamma])
+
+
 def fit(x: ArrayLike, zbar: ArrayLike) -> GammaGammaParams:
     """Maximum-likelihood parameters over customers with x > 0 (zbar rescaled to its mean
     while fitting, gamma scaled back: gamma is a spend scale)."""
@@ -74,15 +119,18 @@ def fit(x: ArrayLike, zbar: ArrayLike) -> GammaGammaParams:
     uzs = uz / scale
     n = float(w.sum())
 
-    def objective(theta: Array) -> float:
-        p, q, gamma = np.exp(theta)
-        value = -float(np.dot(w, log_likelihoods(p, q, gamma, ux, uzs))) / n
-        return value if np.isfinite(value) else 1e100
+    likelihood = Likelihood.of(ux, uzs, w)
 
-    theta = optimise(objective, 3, "Gamma-Gamma")
+    def objective(theta: Array) -> tuple[float, Array]:
+        value, gradient = likelihood.evaluate(theta)
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return 1e100, np.zeros(3)
+        return -value / n, -gradient / n
+
+    theta = optimise(objective, 3, "Gamma-Gamma", gradient=True)
     p, q, gamma = (float(v) for v in np.exp(theta))
     gamma *= scale
-    ll = float(np.dot(w, log_likelihoods(p, q, gamma, ux, uz)))
+    ll = float(weighted_sum(w, log_likelihoods(p, q, gamma, ux, uz)))
     return GammaGammaParams(p, q, gamma, ll)
 
 

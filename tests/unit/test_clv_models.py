@@ -168,6 +168,45 @@ def test_grouping_identical_rows_keeps_the_likelihood() -> None:
     assert bgnbd.log_likelihood((0.5, 4.0, 0.8, 2.0), grouped) == pytest.approx(by_row)
 
 
+@PROPERTY
+@given(st.lists(st.floats(-2.0, 2.0), min_size=4, max_size=4))
+def test_the_likelihoods_gradient_is_its_derivative(theta: list[float]) -> None:
+    # central differences of the likelihood on the CDNOW sample, in the logs
+    x, t_x, T, _ = _cdnow()
+    data = bgnbd.summary(x, t_x / 38.86, T / 38.86)
+    point = np.array(theta)
+
+    def ll(at: np.ndarray) -> float:
+        return bgnbd.log_likelihood(tuple(np.exp(at)), data)  # type: ignore[arg-type]
+
+    value, gradient = bgnbd.log_likelihood_gradient(point, data.x, data.t_x, data.T,
+                                                    data.weights)
+    assert value == pytest.approx(ll(point), rel=1e-12)
+    h = 1e-5
+    numeric = [(ll(point + h * e) - ll(point - h * e)) / (2 * h) for e in np.eye(4)]
+    assert gradient.tolist() == pytest.approx(numeric, rel=1e-5, abs=1e-4)
+
+
+@PROPERTY
+@given(st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3))
+def test_the_gamma_gamma_gradient_is_its_derivative(theta: list[float]) -> None:
+    x, _, _, zbar = _cdnow()
+    repeat = x > 0
+    xs, zs = x[repeat], zbar[repeat] / zbar[repeat].mean()
+    likelihood = gamma_gamma.Likelihood.of(xs, zs, np.ones(xs.size))
+    point = np.array(theta)
+
+    def ll(at: np.ndarray) -> float:
+        p, q, g = np.exp(at)
+        return float(np.sum(gamma_gamma.log_likelihoods(p, q, g, xs, zs)))
+
+    value, gradient = likelihood.evaluate(point)
+    assert value == pytest.approx(ll(point), rel=1e-10)
+    h = 1e-5
+    numeric = [(ll(point + h * e) - ll(point - h * e)) / (2 * h) for e in np.eye(3)]
+    assert gradient.tolist() == pytest.approx(numeric, rel=1e-5, abs=1e-4)
+
+
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="t_x must lie between 0 and T"):
         bgnbd.summary([1], [50], [40])
