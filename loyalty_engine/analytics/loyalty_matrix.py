@@ -35,7 +35,7 @@ def check_score(kind: str, score: int) -> None:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(SURVEY_KINDS)}")
     low, high = SCORE_RANGES[kind]
     if not low <= score <= high:
-        raise ValueError(f"a {kind} score is {low} to {high}, not {score}")
+        raise ValueError(f"{kind} scores are {low} to {high}, not {score}")
 
 
 @dataclass(frozen=True, slots=True)
