@@ -11,17 +11,38 @@ count?)."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import Connection, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, cast, func, select
 
-from loyalty_engine.analytics.wallet import parse_period
-from loyalty_engine.domain.errors import ImportFileError
+from loyalty_engine.analytics.loyalty_matrix import (
+    CELLS,
+    Answer,
+    MatrixCounts,
+    MemberLoyalty,
+    classify,
+    count,
+    latest_answers,
+)
+from loyalty_engine.analytics.wallet import (
+    PERIOD_HELP,
+    ProgramShare,
+    WalletPeriod,
+    WalletShare,
+    WalletTotal,
+    growth_ranking,
+    latest_member_shares,
+    member_shares,
+    parse_period,
+    program_shares,
+)
+from loyalty_engine.domain.errors import ImportFileError, LoyaltyError
 from loyalty_engine.domain.events import Identifier, describe_errors
 from loyalty_engine.domain.money import (
     CurrencyCode,
@@ -30,7 +51,11 @@ from loyalty_engine.domain.money import (
     parse_decimal,
     to_minor,
 )
+from loyalty_engine.records.counted_purchases import counted_lines
+from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.rules.compiled_insights import MatrixThresholds
 from loyalty_engine.services.importing import MAX_LINE_BYTES, LineError
+from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     IN_CHUNK,
@@ -39,11 +64,13 @@ from loyalty_engine.store.bulk import (
     insert_rows,
     select_by_keys,
 )
-from loyalty_engine.store.unit_of_work import write_use_case
+from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 WALLET_COLUMNS = ("member_id", "category", "period", "currency", "amount")
 _wallets = tables.wallet_totals
 _members = tables.members
+_enrolments = tables.enrolments
+_surveys = tables.member_surveys
 SOURCE_LENGTH = 200
 
 
@@ -289,3 +316,199 @@ def _upsert_totals(conn: Connection, rows: list[dict[str, Any]]) -> None:
                             "amount_minor": "excluded.amount_minor",
                             "source": "excluded.source",
                             "recorded_at": "excluded.recorded_at"})
+
+
+# --- the reports ------------------------------------------------------------------------
+
+class WalletReportError(LoyaltyError):
+    """A wallet or loyalty-matrix report that cannot be made as asked (a bad period)."""
+
+
+def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
+    """The program's version in force at as_of; before its first version, the first (whose
+    settings then say how its later purchases would count)."""
+    catalog = load_catalog(conn)
+    require_program(catalog, program_id)
+    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
+    return version.program
+
+
+def _enrolled(program: CompiledProgram, as_of: datetime) -> Any:
+    """The ids of the program's members enrolled by as_of, as a subquery."""
+    return select(_enrolments.c.member_id).where(
+        _enrolments.c.program_id == program.program_id, _enrolments.c.enrolled_at <= as_of)
+
+
+def _wallet_rows(conn: Connection, program: CompiledProgram, as_of: datetime,
+                 period: WalletPeriod | None) -> tuple[list[WalletShare], int]:
+    """The program members' wallet totals in its currency (of one period when given) with
+    the program's counted spend in each, and how many totals were in other currencies. Two
+    statements: the totals, and one grouped pass over the counted lines by member, category
+    and local month."""
+    where: list[ColumnElement[bool]] = [_wallets.c.member_id.in_(_enrolled(program, as_of))]
+    if period is not None:
+        where.append(_wallets.c.period == period.key)
+    totals, other = [], 0
+    for row in conn.execute(
+            select(_wallets.c.member_id, _wallets.c.category, _wallets.c.period,
+                   _wallets.c.currency, _wallets.c.amount_minor).where(*where)
+            .order_by(_wallets.c.member_id, _wallets.c.category, _wallets.c.period)):
+        if row.currency != program.currency:
+            other += 1
+            continue
+        totals.append(WalletTotal(row.member_id, row.category, row.period, row.currency,
+                                  int(row.amount_minor)))
+    if not totals:
+        return [], other
+    lines = counted_lines(conn, program, as_of)
+    month = func.substr(lines.c.local_day, 1, 7)
+    query = (select(lines.c.member_id, lines.c.category, month.label("month"),
+                    cast(func.sum(lines.c.net_minor), BigInteger).label("spend"))
+             .where(lines.c.member_id.in_(
+                 select(_wallets.c.member_id).where(*where,
+                                                    _wallets.c.currency == program.currency)))
+             .group_by(lines.c.member_id, lines.c.category, month))
+    if period is not None:
+        query = query.where(month.in_(period.months))
+    spend: dict[tuple[str, str], dict[str, int]] = {}
+    for member_id, category, month_key, minor in conn.execute(query):
+        spend.setdefault((member_id, category), {})[month_key] = int(minor)
+    return member_shares(totals, spend), other
+
+
+def _share_json(share: Fraction | None) -> float | None:
+    return None if share is None else round(float(share), 6)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletReport:
+    """The program's share of its members' wallets as of an instant."""
+
+    program_id: str
+    currency: str
+    as_of: datetime
+    as_of_day: date
+    period: str | None
+    rows: list[WalletShare]  # by member, category, period
+    by_category: list[ProgramShare]  # per category and period
+    by_period: list[ProgramShare]  # per period, every category together
+    ranking: list[WalletShare]  # growth potential, largest first
+    other_currency: int  # totals left out: not in the program's currency
+
+    def complete(self, period: str) -> bool:
+        """Whether the period has ended by the as-of day (its spend is then final)."""
+        return parse_period(period).end <= self.as_of_day
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as `--json` prints it (amounts in minor units of `currency`)."""
+        def member(row: WalletShare) -> dict[str, Any]:
+            return {"member_id": row.member_id, "category": row.category,
+                    "period": row.period, "complete": self.complete(row.period),
+                    "spend_minor": row.spend_minor, "wallet_minor": row.wallet_minor,
+                    "share": _share_json(row.share), "growth_minor": row.growth_minor,
+                    "exceeds_wallet": row.exceeds_wallet}
+
+        def program(row: ProgramShare) -> dict[str, Any]:
+            return {"category": row.category, "period": row.period,
+                    "complete": self.complete(row.period), "members": row.members,
+                    "spend_minor": row.spend_minor, "wallet_minor": row.wallet_minor,
+                    "share": _share_json(row.share), "growth_minor": row.growth_minor}
+
+        return {"program": self.program_id, "currency": self.currency,
+                "as_of": self.as_of, "as_of_day": self.as_of_day, "period": self.period,
+                "program_share": [program(p) for p in self.by_period],
+                "by_category": [program(p) for p in self.by_category],
+                "members": [member(r) for r in self.rows],
+                "growth_ranking": [{"rank": i, **member(r)}
+                                   for i, r in enumerate(self.ranking, start=1)],
+                "other_currency_totals": self.other_currency}
+
+
+def _period(period: str | None) -> WalletPeriod | None:
+    if period is None:
+        return None
+    try:
+        return parse_period(period)
+    except ValueError as exc:
+        raise WalletReportError(f"{exc}; give {PERIOD_HELP}") from None
+
+
+@read_use_case
+def wallet_report(conn: Connection, program_id: str, as_of: datetime,
+                  period: str | None = None) -> WalletReport:
+    """Per member and category, the program's counted spend in each wallet total's period
+    (net of refunds by as_of, in the program's zone and currency, its exclusions applied)
+    over that total; the program's share per category and period and per period; and the
+    growth potential (wallet - spend) as a ranking. Only totals in the program's currency
+    count (the others are counted apart); of one period when given."""
+    program = _program(conn, program_id, as_of)
+    rows, other = _wallet_rows(conn, program, as_of, _period(period))
+    as_of_day = as_of.astimezone(program.timezone).date()
+    return WalletReport(program_id, program.currency, as_of, as_of_day, period, rows,
+                        program_shares(rows), program_shares(rows, by_category=False),
+                        growth_ranking(rows), other)
+
+
+# The F score (1-5) of each member with purchases, as of an instant: RFM's
+# (services/analytics_members.rfm_scores), or a test's own.
+FScores = Callable[[Connection, str, datetime], Mapping[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixReport:
+    """Behavioural x attitudinal loyalty of a program's members as of an instant."""
+
+    program_id: str
+    as_of: datetime
+    thresholds: MatrixThresholds
+    counts: MatrixCounts
+    members: list[MemberLoyalty]  # by member id
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as `--json` prints it."""
+        t = self.thresholds
+        limit = t.wallet_share_at_least
+        return {
+            "program": self.program_id, "as_of": self.as_of,
+            "thresholds": {"f_at_least": t.f_at_least,
+                           "wallet_share_at_least": _share_json(limit),
+                           "nps_at_least": t.nps_at_least,
+                           "commitment_at_least": t.commitment_at_least},
+            "cells": {cell: getattr(self.counts, cell) for cell in CELLS},
+            "shares": {cell: _share_json(self.counts.share(cell)) for cell in CELLS},
+            "unknown_attitude": {"behavioural": self.counts.unknown_behavioural,
+                                 "not_behavioural": self.counts.unknown_not_behavioural},
+            "members": [{"member_id": m.member_id, "f": m.f,
+                         "wallet_share": _share_json(m.wallet_share), "nps": m.nps,
+                         "commitment": m.commitment, "behavioural": m.behavioural,
+                         "attitudinal": m.attitudinal, "type": m.type}
+                        for m in self.members],
+        }
+
+
+@read_use_case
+def loyalty_matrix_report(conn: Connection, program_id: str, as_of: datetime,
+                          f_scores: FScores) -> MatrixReport:
+    """Every member enrolled in the program by as_of in the 2x2 (analytics/loyalty_matrix):
+    behaviour from their F score (0 without purchases) and, when the program sets
+    `wallet_share_at_least`, their share of wallet (their latest period begun by as_of,
+    every category of it); attitude from their latest NPS and commitment answers given by
+    as_of. Thresholds from the program's `insights.matrix`."""
+    program = _program(conn, program_id, as_of)
+    thresholds = program.insights.matrix
+    members = list(conn.execute(_enrolled(program, as_of)
+                                .order_by(_enrolments.c.member_id)).scalars())
+    scores = f_scores(conn, program_id, as_of)
+    shares: dict[str, Fraction | None] = {}
+    if thresholds.wallet_share_at_least is not None:
+        rows, _ = _wallet_rows(conn, program, as_of, None)
+        shares = latest_member_shares(rows, as_of.astimezone(program.timezone).date())
+    answers = latest_answers(
+        (Answer(r.member_id, r.kind, int(r.score), r.answered_at) for r in conn.execute(
+            select(_surveys.c.member_id, _surveys.c.kind, _surveys.c.score,
+                   _surveys.c.answered_at)
+            .where(_surveys.c.member_id.in_(_enrolled(program, as_of)),
+                   _surveys.c.answered_at <= as_of))), as_of)
+    placed = [classify(m, scores.get(m, 0), shares.get(m), answers.get(m, {}).get("nps"),
+                       answers.get(m, {}).get("commitment"), thresholds) for m in members]
+    return MatrixReport(program_id, as_of, thresholds, count(placed), placed)
