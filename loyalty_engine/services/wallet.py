@@ -320,8 +320,8 @@ def _upsert_totals(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 # --- the reports ------------------------------------------------------------------------
 
-class WalletReportError(LoyaltyError):
-    """A wallet or loyalty-matrix report that cannot be made as asked (a bad period)."""
+class WalletPeriodError(LoyaltyError):
+    """A wallet report asked for a period that is not a year, a quarter or a month."""
 
 
 def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
@@ -430,7 +430,7 @@ def _period(period: str | None) -> WalletPeriod | None:
     try:
         return parse_period(period)
     except ValueError as exc:
-        raise WalletReportError(f"{exc}; give {PERIOD_HELP}") from None
+        raise WalletPeriodError(f"{exc}; give {PERIOD_HELP}") from None
 
 
 @read_use_case

@@ -45,7 +45,7 @@ from loyalty_engine.services import wallet as wallet_service
 from loyalty_engine.services.enrolment import enrol_member
 from loyalty_engine.services.surveys import import_surveys
 from loyalty_engine.services.wallet import (
-    WalletReportError,
+    WalletPeriodError,
     import_wallet,
     loyalty_matrix_report,
     wallet_report,
@@ -168,7 +168,7 @@ def test_the_wallet_report_as_of_an_earlier_instant(shop: Engine) -> None:
 
 
 def test_a_bad_period_is_refused(shop: Engine) -> None:
-    with pytest.raises(WalletReportError, match="period 2026-Q7: a quarter is Q1 to Q4"):
+    with pytest.raises(WalletPeriodError, match="period 2026-Q7: a quarter is Q1 to Q4"):
         wallet_report(shop, "corner-shop", AS_OF, period="2026-Q7")
 
 
