@@ -6,14 +6,10 @@ the `loyalty analytics` group."""
 from __future__ import annotations
 
 import csv
-import html
-import io
-import re
 import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -26,13 +22,8 @@ from loyalty_engine.cli.output import CommandRefused, console, emit_json, err_co
 from loyalty_engine.services.importing import LineError
 from loyalty_engine.services.wallet import WalletReport, import_wallet, wallet_report
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 PROGRAM = typer.Option(..., "--program", help="The program to measure.")
 CSV = typer.Option(False, "--csv", help="Print CSV (one header line, then the rows).")
-CHART = typer.Option(None, "--chart", metavar="FILE", help="Also draw the report to FILE: "
-                     ".png, .svg, or .html (a page with the chart and its numbers).")
 
 wallet_app = typer.Typer(help="Share of wallet: members' wallet totals and the program's "
                          "share.", no_args_is_help=True)
@@ -45,15 +36,9 @@ def register(app: typer.Typer) -> None:
 
 # --- output helpers -----------------------------------------------------------------------
 
-_CHART_SUFFIXES = (".png", ".svg", ".html")
-
-
-def _mode(json_out: bool, csv_out: bool, chart: Path | None = None) -> str:
+def _mode(json_out: bool, csv_out: bool) -> str:
     if json_out and csv_out:
         raise CommandRefused("give --json or --csv, not both")
-    if chart is not None and chart.suffix.lower() not in _CHART_SUFFIXES:
-        raise CommandRefused(f"cannot write a chart to {str(chart)!r}: give a file name "
-                             "ending in .png, .svg or .html")
     return "json" if json_out else "csv" if csv_out else "table"
 
 
@@ -170,51 +155,4 @@ def _wallet_tables(ctx: typer.Context, report: WalletReport, top: int) -> None:
         notes.append(f"{report.other_currency} total(s) in another currency than {cur} left "
                      "out")
     console.print("; ".join(notes), markup=False)
-
-
-# --- the chart file -------------------------------------------------------------------------
-
-def _figure(width: float, height: float) -> Figure:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "loyalty-engine"  # the same ids every time
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-_SVG_METADATA: dict[str, str | None] = {"Date": None, "Creator": None, "Format": None,
-                                        "Type": None}
-
-
-def _write_chart(figure: Figure, path: Path, title: str,
-                 columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """PNG or SVG by the suffix, or HTML: a page with the SVG inline and the numbers as a
-    table (no external address). (The same as cli/charts.write_chart, kept here until that
-    module is on main.)"""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".png":
-            figure.savefig(path, format="png", metadata={"Software": None})
-        elif suffix == ".svg":
-            figure.savefig(path, format="svg", metadata=_SVG_METADATA)
-        else:
-            out = io.StringIO()
-            figure.savefig(out, format="svg", metadata=_SVG_METADATA)
-            svg = out.getvalue()
-            svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg[svg.index("<svg"):], count=2)
-            svg = svg.replace("xlink:href=", "href=")
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-            body = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
-                             + "</tr>" for row in rows)
-            shown = html.escape(title)
-            path.write_text(
-                f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-                f"<title>{shown}</title>\n</head>\n<body>\n<h1>{shown}</h1>\n<figure>\n"
-                f"{svg}\n</figure>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-                f"{body}\n</tbody>\n</table>\n</body>\n</html>\n", encoding="utf-8")
-    except OSError as error:
-        raise CommandRefused(f"cannot write the chart to {str(path)!r}: "
-                             f"{error.strerror or error}") from None
 
