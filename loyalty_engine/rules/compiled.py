@@ -27,6 +27,7 @@ from loyalty_engine.rules.compiled_membership import (
     compile_tiers,
 )
 from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.insights_schema import compile_insights
 from loyalty_engine.rules.multipliers import MultiplierPlan, plan_of
 from loyalty_engine.rules.schema import (
     Caps,
@@ -902,6 +903,8 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             or any(p == MEMBERSHIP_YEAR for p, _ in r.caps) for r in ordered),
         inactivity=_inactivity(definition.points.expiry),
         cel_language=definition.language or 1,
+        insights=compile_insights(definition.economics, definition.analytics,
+                                  definition.segments, minor),
     )
 
 
