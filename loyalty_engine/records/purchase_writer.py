@@ -356,7 +356,9 @@ class PurchaseWriter:
                 ):
                     book.members[member_id] = MemberView(member_id, dict(attributes or {}))
         if needs.any:
-            load_standings(self.conn, self.catalog, member_ids, book.members, needs)
+            load_standings(self.conn, self.catalog, member_ids, book.members, needs,
+                           during=(min(p.occurred_at for p in purchases),
+                                   max(p.occurred_at for p in purchases)))
         for member_id in unknown:
             book.member(member_id).unknown = True
         return book

@@ -33,6 +33,7 @@ from loyalty_engine.rules.compiled_insights import (
     ProgramInsights,
     RfmSettings,
 )
+from loyalty_engine.rules.expressions import compile_expression, segment_constants
 from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError, Slug
 
 _ECONOMICS = Economics()
@@ -278,6 +279,35 @@ def segment_map(segments: Segments | None) -> SegmentMap:
         return DEFAULT_SEGMENTS
     return SegmentMap(tuple((name, tuple(box.scores() for box in boxes))
                             for name, boxes in segments.items()))
+
+
+def segment_warnings(rules: Sequence[Any], names: Sequence[str], default: bool
+                     ) -> list[tuple[tuple[str | int, ...], str]]:
+    """Expressions (of a definition's rules and multipliers) comparing member.segment with
+    a name that is no segment of the program's map: they never match. member.segment was
+    the `segment` attribute before segments existed, so this is most likely a rule written
+    for the attribute (compiled at the file's language level: call it inside it)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    whose = "the default map" if default else "the program's map"
+    for index, rule in enumerate(rules):
+        conditions: list[tuple[tuple[str | int, ...], Any]] = [
+            (("rules", index, "when", "expression"), rule.when)]
+        conditions += [(("rules", index, "multipliers", m_index, "when", "expression"),
+                        multiplier.when)
+                       for m_index, multiplier in enumerate(getattr(rule, "multipliers", ()))]
+        for where, when in conditions:
+            if when is None or when.expression is None:
+                continue
+            for name, _ in segment_constants(compile_expression(when.expression)):
+                if name in names or name == "":
+                    continue
+                found.append((where, (
+                    f"member.segment is the member's RFM segment (of the snapshot in force "
+                    f"at the purchase) and {name!r} is no segment of {whose} "
+                    f"({', '.join(names)}), so this comparison never matches; for the "
+                    f"member's `segment` attribute write has(member.attributes.segment) && "
+                    f"member.attributes.segment == {name!r}")))
+    return found
 
 
 # --- compiled ------------------------------------------------------------------------------
