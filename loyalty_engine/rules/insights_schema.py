@@ -10,6 +10,7 @@ box takes are named at the `segments:` key, as boxes that could be pasted into t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
@@ -34,7 +35,7 @@ from loyalty_engine.rules.compiled_insights import (
     RfmSettings,
 )
 from loyalty_engine.rules.expressions import compile_expression, segment_constants
-from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError, Slug
+from loyalty_engine.rules.values import DecimalIn, Label, LocatedValueError
 
 _ECONOMICS = Economics()
 _LAPSE = LapseRule()
@@ -177,8 +178,10 @@ Score = Annotated[int, AfterValidator(_score)]
 
 
 def _span_shorthand(value: object) -> object:
-    # `r: 5` is short for `r: [5, 5]`.
-    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+    # `r: 5` is short for `r: [5, 5]` (its score checked once, as written).
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [_score(value)] * 2
+    return value
 
 
 Span = Annotated[tuple[Score, Score], BeforeValidator(_span_shorthand)]
@@ -206,7 +209,17 @@ class SegmentBox(_Strict):
         return ScoreRange(r=self.r, f=self.f, m=self.m)
 
 
-Segments = dict[Slug, Annotated[list[SegmentBox], Field(min_length=1)]]
+SEGMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+Segments = dict[str, Annotated[list[SegmentBox], Field(min_length=1)]]
+
+
+def check_segment_names(segments: Segments) -> None:
+    """Names as ids are written (a rule's `segments:` and member.segment compare them)."""
+    for name in segments:
+        if not SEGMENT_NAME.fullmatch(name):
+            raise LocatedValueError((name,), f"segment name {name!r} is not an id: lower-case "
+                                    "letters, digits, '_', '.' and '-', starting with a letter "
+                                    "or digit, at most 64 (e.g. at_risk)")
 
 
 def check_segment_map(segments: SegmentMap) -> None:

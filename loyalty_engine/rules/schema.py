@@ -34,6 +34,7 @@ from loyalty_engine.rules.insights_schema import (
     EconomicsIn,
     Segments,
     check_segment_map,
+    check_segment_names,
     money_fields,
     segment_map,
 )
@@ -621,6 +622,7 @@ class ProgramDefinition(_Strict):
     @classmethod
     def _whole_map(cls, value: Segments | None) -> Segments | None:
         if value is not None:
+            check_segment_names(value)
             check_segment_map(segment_map(value))
         return value
 
