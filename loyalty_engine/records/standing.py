@@ -153,7 +153,8 @@ def _load_snapshots(conn: Connection, member_ids: Sequence[str],
     """Members' RFM snapshots per program, oldest first, so that each purchase finds the one
     in force at its own time (Standing.snapshot_at). Only those a purchase of the batch can
     see: per member and program, the latest taken by the batch's first purchase and every
-    later one taken by its last. One statement per chunk (the PK leads with member_id)."""
+    later one taken by its last. One statement per chunk: an IN list of the chunk on the
+    one column the primary key leads with (index probes), the correlated maximum on it too."""
     s = _snapshots
     query = select(s.c.member_id, s.c.program_id, s.c.taken_at, s.c.as_of_date, s.c.r,
                    s.c.f, s.c.m, s.c.segment, s.c.clv_minor, s.c.p_alive).where(
