@@ -50,10 +50,11 @@ class _Strict(BaseModel):
 def _percent(what: str, above_zero: bool = False) -> Callable[[Decimal], Decimal]:
     def check(value: Decimal) -> Decimal:
         if value > 100:
-            raise ValueError(f"{what} {value} is above 100 %: it is a percentage, 0 to 100")
+            raise ValueError(f"{what} {value} % is above 100 %: it is a percentage, 0 to 100")
         if value < 0 or (above_zero and value == 0):
             low = "above 0" if above_zero else "0"
-            raise ValueError(f"{what} {value} is a percentage from {low} to 100")
+            raise ValueError(f"{what} {value} % is out of range: it is a percentage, {low} "
+                             "to 100")
         return value
     return check
 
@@ -62,7 +63,7 @@ def _as_percent(share: Fraction) -> Decimal:
     return Decimal(share.numerator * 100) / Decimal(share.denominator)
 
 
-MarginPercent = Annotated[DecimalIn, AfterValidator(_percent("a gross margin"))]
+MarginPercent = Annotated[DecimalIn, AfterValidator(_percent("gross margin"))]
 
 
 def _margin_shorthand(value: object) -> object:

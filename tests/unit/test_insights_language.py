@@ -126,22 +126,23 @@ def test_the_new_keys_leave_the_hash_of_a_file_that_does_not_use_them() -> None:
 BAD: dict[str, Bad] = {
     "margin above 100": Bad(
         text("economics:\n  margin: 120\n"), at="margin: 120", col="120",
-        message="economics.margin.default: a gross margin 120 is above 100 %: it is a "
+        message="economics.margin.default: gross margin 120 % is above 100 %: it is a "
                 "percentage, 0 to 100"),
     "category margin above 100": Bad(
         text("economics:\n  margin: {default: 30, categories: {coffee: 100.5}}\n"),
         at="coffee: 100.5", col="100.5",
-        message="economics.margin.categories.coffee: a gross margin 100.5 is above 100 %: it "
+        message="economics.margin.categories.coffee: gross margin 100.5 % is above 100 %: it "
                 "is a percentage, 0 to 100"),
     "negative margin": Bad(
         text("economics:\n  margin: -5\n"), at="margin: -5", col="-5",
-        message="economics.margin.default: a gross margin -5 is a percentage from 0 to 100"),
+        message="economics.margin.default: gross margin -5 % is out of range: it is a "
+                "percentage, 0 to 100"),
     "margin by category without a default": Bad(
         text("economics:\n  margin: {categories: {coffee: 50}}\n"), at="margin:",
         col="margin", message="economics.margin: missing required key 'default'"),
     "discount rate above 100": Bad(
         text("economics:\n  discount_rate: 101\n"), at="discount_rate", col="101",
-        message="economics.discount_rate: discount_rate 101 is above 100 %: it is a "
+        message="economics.discount_rate: discount_rate 101 % is above 100 %: it is a "
                 "percentage, 0 to 100"),
     "point value zero": Bad(
         text("economics:\n  point_value: 0\n"), at="point_value", col="0",
@@ -198,8 +199,8 @@ BAD: dict[str, Bad] = {
     "wallet share of 0": Bad(
         text("analytics:\n  loyalty_matrix: {wallet_share_at_least: 0}\n"),
         at="wallet_share_at_least", col="0}",
-        message="analytics.loyalty_matrix.wallet_share_at_least: wallet_share_at_least 0 is "
-                "a percentage from above 0 to 100"),
+        message="analytics.loyalty_matrix.wallet_share_at_least: wallet_share_at_least 0 % is "
+                "out of range: it is a percentage, above 0 to 100"),
     "score of 6": Bad(
         text("segments:\n  everyone: [{r: [1, 6]}]\n"), at="everyone", col="6",
         message="segments.everyone[0].r[1]: score 6 is out of range: R, F and M scores are 1 "
