@@ -6,13 +6,19 @@ counts), and the splits read from snapshots, tiers and clubs."""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from sqlalchemy import Engine, insert
 
+from loyalty_engine.cli import app as cli_app
+from loyalty_engine.cli.analytics_retention import register
 from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.services.analytics_retention import (
     NoPurchasesError,
@@ -205,3 +211,94 @@ def test_unknown_program_and_an_as_of_before_any_purchase(engine: Engine,
     for report in (retention_report, cohort_report, lapsed_members):
         with pytest.raises(NoPurchasesError, match="no counted purchase by 2025-10-01"):
             report(engine, "corner-shop", before)
+
+
+# --- the commands, through the console script's own main() (errors as one sentence) ----
+
+def _loyalty(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+             db_url: str, *args: str) -> tuple[int, str, str]:
+    """Run `loyalty --database URL analytics ARGS` in-process: the root command's options
+    and error handling, with these commands registered on an `analytics` group (as the
+    integrator wires them into cli/analytics.py)."""
+    analytics = typer.Typer(no_args_is_help=True)
+    register(analytics)
+    root = typer.Typer(pretty_exceptions_enable=False)
+    root.callback()(cli_app.root)
+    root.add_typer(analytics, name="analytics")
+    monkeypatch.setattr(cli_app, "app", root)
+    monkeypatch.setattr(sys, "argv", ["loyalty", "--database", db_url, "analytics", *args])
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/loyalty-test-config")
+    monkeypatch.delenv("LOYALTY_CONFIG", raising=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        cli_app.main()
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(done.value.code or 0), out, err
+
+
+def test_the_commands_print_json_csv_tables_and_charts(
+        engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _post(engine, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    as_of = ("--as-of", "2026-05-01")  # a date: its midnight in Amsterdam, as AS_OF
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "retention", "--program",
+                            "corner-shop", *as_of, "--periods", "4", "--json")
+    assert code == 0
+    assert [p["retention"] for p in json.loads(out)["periods"]] == [None, 0.4, 0.5, 0.4]
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "retention", "--program",
+                            "corner-shop", *as_of, "--periods", "2", "--csv")
+    assert out.splitlines() == [
+        "group,period,start,end,partial,at_start,at_end,new,first_time,returning,retained,"
+        "lost,retention,defection",
+        ",2026-03,2026-03-01,2026-04-01,False,4,5,3,1,2,2,2,0.5,0.5",
+        ",2026-04,2026-04-01,2026-05-01,False,5,4,2,1,1,2,3,0.4,0.6"]
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "retention", "--program",
+                            "corner-shop", *as_of, "--periods", "4")
+    assert code == 0 and "40.0%" in out and "90-179 days" in out
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
+                            "corner-shop", *as_of, "--months", "4", "--csv")
+    assert out.splitlines()[:3] == ["cohort,size,k,active,share", "2026-01,5,0,5,1.0",
+                                    "2026-01,5,1,2,0.4"]
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
+                            "corner-shop", *as_of, "--months", "4")
+    assert code == 0 and "2026-02" in out and "50%" in out
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "lapsed", "--program",
+                            "corner-shop", *as_of, "--csv")
+    assert out.splitlines()[1:] == [
+        "C,gap,101,,90.0,,101 days since the last purchase is more than the default 90 "
+        "days (one purchase day)"]
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "lapsed", "--program",
+                            "corner-shop", *as_of)
+    assert code == 0 and "1 of 10 member(s) lapsed" in " ".join(out.split())
+    for name, args in (("curve", ("retention", "--by", "tier")), ("heatmap", ("cohorts",))):
+        for suffix in (".png", ".svg", ".html"):
+            chart = tmp_path / f"{name}{suffix}"
+            code, _, err = _loyalty(monkeypatch, capsys, db_url, *args, "--program",
+                                    "corner-shop", *as_of, "--chart", str(chart))
+            assert code == 0, err
+            data = chart.read_bytes()
+            assert data.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in data
+            if suffix == ".html":  # offline: nothing loaded from elsewhere
+                assert not re.search(rb"(src|href)=\"https?:|url\(https?:|<script|<link",
+                                     data)
+
+
+def test_the_commands_refuse_in_one_sentence(
+        engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _post(engine, tmp_path)
+    code, _, err = _loyalty(monkeypatch, capsys, db_url, "retention", "--program", "nope")
+    assert code == 1
+    assert err.startswith("error: there is no program 'nope'") and len(err.splitlines()) == 1
+    for command in ("retention", "cohorts", "lapsed"):
+        code, _, err = _loyalty(monkeypatch, capsys, db_url, command, "--program",
+                                "corner-shop", "--as-of", "2025-10-01")
+        assert code == 1, command
+        assert " ".join(err.split()) == (
+            "error: program corner-shop has no counted purchase by 2025-10-01T00:00:00+02:00;"
+            " give a later --as-of")
+    code, _, err = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
+                            "corner-shop", "--json", "--csv")
+    assert code == 1 and "at most one of --json, --csv and --chart" in err
