@@ -140,8 +140,11 @@ def _bought_matrix(activity: Mapping[str, Collection[str]], members: list[str],
     first period (their first counted purchase month's)."""
     bought = np.zeros((len(members), hi - lo + 1), dtype=bool)
     first = np.zeros(len(members), dtype=np.int64)
+    known: dict[str, int] = {}  # month -> period index, worked out once per month
     for row, member in enumerate(members):
-        indexes = [period_index(period, month) for month in activity[member]]
+        indexes = [known[month] if month in known
+                   else known.setdefault(month, period_index(period, month))
+                   for month in activity[member]]
         first[row] = min(indexes) if indexes else hi + 1
         for index in indexes:
             if lo <= index <= hi:
@@ -235,8 +238,10 @@ def cohort_matrix(activity: Mapping[str, Collection[str]], first_month: str,
         raise ValueError(f"the cohorts end ({last_month}) before they begin ({first_month})")
     counts = np.zeros((hi - lo + 1, hi - lo + 1), dtype=np.int64)  # cohort x k
     sizes = np.zeros(hi - lo + 1, dtype=np.int64)
+    known: dict[str, int] = {}  # month -> index, worked out once per month
     for months in activity.values():
-        indexes = {month_index(month) for month in months}
+        indexes = {known[month] if month in known
+                   else known.setdefault(month, month_index(month)) for month in months}
         if not indexes:
             continue
         cohort = min(indexes)

@@ -156,6 +156,9 @@ def _print_cohorts(report: CohortReport) -> None:
         cells = [f"{s:.0%}" for s in c.shares]
         table.add_row(c.month, str(c.size), *cells, *([""] * (width - len(cells))))
     console.print(table)
+    if report.partial and report.cohorts:
+        console.print(f"{report.cohorts[-1].month} is not over yet: its column holds the "
+                      "purchases so far", markup=False)
 
 
 def lapsed(ctx: typer.Context, program: str = PROGRAM, as_of: str | None = AS_OF,

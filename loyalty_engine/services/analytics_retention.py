@@ -100,10 +100,12 @@ class CohortReport:
     timezone: str
     months: int
     cohorts: list[Cohort]
+    partial: bool  # the last month is not over at as_of
 
     def as_json(self) -> dict[str, Any]:
         return {"program": self.program_id, "as_of": self.as_of.isoformat(),
                 "timezone": self.timezone, "months": self.months,
+                "last_month_partial": self.partial,
                 "cohorts": [c.as_json() for c in self.cohorts]}
 
 
@@ -159,6 +161,14 @@ def _last_month(program: CompiledProgram, as_of: datetime) -> str:
         .isoformat()[:7]
 
 
+def _partial(program: CompiledProgram, as_of: datetime, period: Period, last: int) -> bool:
+    """Whether the last period is not over at as_of: it is complete when as_of is its end
+    (the next period's first midnight, program time)."""
+    end = datetime.combine(period_bounds(period, last)[1], datetime.min.time(),
+                           program.timezone)
+    return as_of < end
+
+
 def _as_of_day(program: CompiledProgram, as_of: datetime) -> date:
     return as_of.astimezone(program.timezone).date()
 
@@ -168,9 +178,10 @@ def retention_report(conn: Connection, program_id: str, as_of: datetime,
                      period: Period = "month", periods: int = 12,
                      split: Split | None = None, window: int = 1) -> RetentionReport:
     """Retention and defection for the `periods` calendar periods up to the one holding
-    as_of (program time; that last one is partial unless as_of is its end), by the
-    definitions in analytics/retention.py; split by each member's segment (latest RFM
-    snapshot by as_of), stored tier, or the clubs they were in at as_of."""
+    the instant just before as_of (program time; that last one is partial unless as_of is
+    its end), by the definitions in analytics/retention.py; split by each member's segment
+    (latest RFM snapshot taken by as_of), stored tier, or the clubs they were in at as_of:
+    the groups as of as_of, for every period shown."""
     if period not in PERIODS:
         raise ValueError(f"unknown period {period!r}")
     if periods < 1 or window < 1:
@@ -179,10 +190,7 @@ def retention_report(conn: Connection, program_id: str, as_of: datetime,
     found = _activity(conn, program, as_of)
     months = {member_id: set(m.months) for member_id, m in found.items()}
     last = period_index(period, _last_month(program, as_of))
-    # The last period is complete when as_of is its end (the next one's first midnight).
-    end = datetime.combine(period_bounds(period, last)[1], datetime.min.time(),
-                           program.timezone)
-    partial = as_of < end
+    partial = _partial(program, as_of, period, last)
     overall = retention_by_period(months, period, last, periods, window, partial)
     groups: dict[str, list[PeriodRetention]] = {}
     if split is not None:
@@ -220,7 +228,8 @@ def cohort_report(conn: Connection, program_id: str, as_of: datetime,
     first = month_key(month_index(last) - months + 1)
     cohorts = cohort_matrix({member_id: set(m.months) for member_id, m in found.items()},
                             first, last)
-    return CohortReport(program_id, as_of, program.timezone.key, months, cohorts)
+    return CohortReport(program_id, as_of, program.timezone.key, months, cohorts,
+                        _partial(program, as_of, "month", month_index(last)))
 
 
 @read_use_case

@@ -107,7 +107,9 @@ def test_retention_cohorts_and_tenure_from_the_database(engine: Engine,
         ("2026-Q1", 1, 9, 8, 8, 0, 1, 0), ("2026-Q2", 9, 4, 1, 1, 0, 3, 6)]
     assert quarters["periods"][-1]["partial"]
 
-    cohorts = cohort_report(engine, "corner-shop", AS_OF, 4).as_json()["cohorts"]
+    found = cohort_report(engine, "corner-shop", AS_OF, 4).as_json()
+    cohorts = found["cohorts"]
+    assert not found["last_month_partial"]
     assert [(c["month"], c["size"], c["active"], c["shares"]) for c in cohorts] == [
         ("2026-01", 5, [5, 2, 2, 2], [1.0, 0.4, 0.4, 0.4]),
         ("2026-02", 2, [2, 1, 0], [1.0, 0.5, 0.0]),
@@ -120,6 +122,8 @@ def test_retention_cohorts_and_tenure_from_the_database(engine: Engine,
     # S = bought in March = {A, B, D, F, I}; E so far = {A (10th), F (5th)}; N = 0.
     assert _figures(april["periods"][0])[:8] == ("2026-04", 5, 2, 0, 0, 0, 2, 3)
     assert april["periods"][0]["partial"]
+    assert cohort_report(engine, "corner-shop", mid_april, 1).as_json()[
+        "last_month_partial"]
 
 
 def test_lapse_by_the_gap_rule_from_the_database(engine: Engine, tmp_path: Path) -> None:
