@@ -5,10 +5,12 @@ by segment, tier or club) with the relationship length, the monthly acquisition 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,8 @@ from loyalty_engine.services.analytics_retention import (
 
 PROGRAM = typer.Option(..., "--program", help="The program to report on.")
 CSV = typer.Option(False, "--csv", help="Print CSV.")
-CHART = typer.Option(None, "--chart", metavar="FILE",
-                     help="Write a chart to FILE (.png, .svg or .html).")
+CHART = typer.Option(None, "--chart", metavar="FILE", help="Also draw the report to FILE: "
+                     ".png, .svg, or .html (a page with the chart and its numbers).")
 CHART_SUFFIXES = (".png", ".svg", ".html")
 
 
@@ -45,10 +47,25 @@ def register(app: typer.Typer) -> None:
 
 
 def _one_output(json_out: bool, csv_out: bool, chart: Path | None) -> None:
-    if sum((json_out, csv_out, chart is not None)) > 1:
-        raise CommandRefused("give at most one of --json, --csv and --chart")
+    """--json and --csv exclude each other; a chart file of a format not written is
+    refused before any work."""
+    if json_out and csv_out:
+        raise CommandRefused("give --json or --csv, not both")
     if chart is not None and chart.suffix.lower() not in CHART_SUFFIXES:
-        raise CommandRefused(f"--chart {chart} must end in .png, .svg or .html")
+        raise CommandRefused(f"cannot write a chart to {str(chart)!r}: give a file name "
+                             "ending in .png, .svg or .html")
+
+
+def _print(json_out: bool, csv_out: bool, chart: Path | None, as_json: Any,
+           as_csv: Callable[[], None], as_tables: Callable[[], None]) -> None:
+    if json_out:
+        emit_json(as_json())
+    elif csv_out:
+        as_csv()
+    else:
+        as_tables()
+        if chart is not None:
+            console.print(f"chart written to {chart}", markup=False)
 
 
 def retention(
@@ -71,15 +88,10 @@ def retention(
         raise typer.BadParameter("use segment, tier or club", param_hint="--by")
     report = retention_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                               period, periods, by, window)  # type: ignore[arg-type]
-    if json_out:
-        emit_json(report.as_json())
-    elif csv_out:
-        _write_csv(*_retention_rows(report))
-    elif chart is not None:
-        _write_chart(_retention_figure(report), chart)
-        console.print(f"wrote {chart}", markup=False)
-    else:
-        _print_retention(report)
+    if chart is not None:
+        _write_chart(*_retention_chart(report), path=chart)
+    _print(json_out, csv_out, chart, report.as_json,
+           lambda: _write_csv(*_retention_rows(report)), lambda: _print_retention(report))
 
 
 RETENTION_COLUMNS = ("group", "period", "start", "end", "partial", "at_start", "at_end",
@@ -133,17 +145,16 @@ def cohorts(
     _one_output(json_out, csv_out, chart)
     report = cohort_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                            months)
-    if json_out:
-        emit_json(report.as_json())
-    elif csv_out:
-        _write_csv(("cohort", "size", "k", "active", "share"),
-                   [[c.month, c.size, k, n, share] for c in report.cohorts
-                    for k, (n, share) in enumerate(zip(c.active, c.shares, strict=True))])
-    elif chart is not None:
-        _write_chart(_cohort_figure(report), chart)
-        console.print(f"wrote {chart}", markup=False)
-    else:
-        _print_cohorts(report)
+    if chart is not None:
+        _write_chart(*_cohort_chart(report), path=chart)
+    _print(json_out, csv_out, chart, report.as_json,
+           lambda: _write_csv(("cohort", "size", "k", "active", "share"), _cohort_rows(report)),
+           lambda: _print_cohorts(report))
+
+
+def _cohort_rows(report: CohortReport) -> list[list[Any]]:
+    return [[c.month, c.size, k, n, share] for c in report.cohorts
+            for k, (n, share) in enumerate(zip(c.active, c.shares, strict=True))]
 
 
 def _print_cohorts(report: CohortReport) -> None:
@@ -167,15 +178,13 @@ def lapsed(ctx: typer.Context, program: str = PROGRAM, as_of: str | None = AS_OF
     their last purchase over a multiple of their own usual gap."""
     _one_output(json_out, csv_out, None)
     report = lapsed_members(engine_for(ctx), program, as_of_option(ctx, as_of, program))
-    if json_out:
-        emit_json(report.as_json())
-    elif csv_out:
-        _write_csv(("member_id", "rule", "gap_days", "mean_gap_days", "threshold_days",
-                    "p_alive", "reason"),
-                   [[v.member_id, v.rule, v.gap_days, v.mean_gap_days, v.threshold_days,
-                     v.p_alive, v.reason] for v in report.lapsed])
-    else:
-        _print_lapsed(report)
+    _print(json_out, csv_out, None, report.as_json,
+           lambda: _write_csv(("member_id", "rule", "gap_days", "mean_gap_days",
+                               "threshold_days", "p_alive", "reason"),
+                              [[v.member_id, v.rule, v.gap_days, v.mean_gap_days,
+                                v.threshold_days, v.p_alive, v.reason]
+                               for v in report.lapsed]),
+           lambda: _print_lapsed(report))
 
 
 def _print_lapsed(report: LapseReport) -> None:
@@ -202,13 +211,30 @@ def _write_csv(header: Sequence[str], rows: list[list[Any]]) -> None:
     sys.stdout.write(buffer.getvalue())
 
 
-# Charts. matplotlib is imported when a chart is asked for (it is slow to import), and
-# figures are drawn without pyplot, so no display or GUI backend is ever involved.
+# Charts, drawn with matplotlib (imported only when a chart is asked for) on figures made
+# without pyplot, so no display or GUI backend is ever involved.
+# For the integrator: _ChartTable, _new_figure and _write_chart have the shape of
+# cli/charts.py's ChartTable, new_figure and write_chart(figure, path, title, tables);
+# use those once both are on one branch.
 
-def _retention_figure(report: RetentionReport) -> Any:
+@dataclass(frozen=True, slots=True)
+class _ChartTable:
+    """Numbers shown beside an HTML chart: a caption, the column names and the rows."""
+
+    caption: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[object]]
+
+
+def _new_figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _retention_chart(report: RetentionReport) -> tuple[Any, str, list[_ChartTable]]:
+    """The retention curve: the retention rate per period, a line per group when split."""
+    figure = _new_figure(9, 4.5)
     axes = figure.add_subplot()
     series = report.groups if report.split else {"all members": report.periods}
     keys = [p.period for p in report.periods]  # every series has these periods, in order
@@ -220,25 +246,31 @@ def _retention_figure(report: RetentionReport) -> Any:
     axes.set_ylim(-2, 102)
     axes.set_ylabel("retention (E - N) / S, %")
     axes.set_xlabel(report.period)
-    axes.set_title(f"{report.program_id}: retention per {report.period} as of "
-                   f"{_local(report.as_of, report.timezone)}")
+    title = (f"{report.program_id}: retention per {report.period} as of "
+             f"{_local(report.as_of, report.timezone)}")
+    axes.set_title(title)
     axes.tick_params(axis="x", labelrotation=45)
     axes.grid(True, alpha=0.3)
-    if len(series) > 1 or report.split:
+    if report.split:
         axes.legend(title=report.split)
-    return figure
+    columns, rows = _retention_rows(report)
+    tables = [_ChartTable("Retention: S at the start, E at the end, N new or returning",
+                          columns, rows),
+              _ChartTable(f"Relationship length of {report.members} member(s)",
+                          ("relationship length", "members", "share"),
+                          [[b.label, b.members, f"{b.share:.1%}"] for b in report.tenure])]
+    return figure, title, tables
 
 
-def _cohort_figure(report: CohortReport) -> Any:
+def _cohort_chart(report: CohortReport) -> tuple[Any, str, list[_ChartTable]]:
+    """The cohort heatmap: a row per cohort, a column per month after, the share in each."""
     import numpy as np
-    from matplotlib.figure import Figure
 
     width = max((len(c.active) for c in report.cohorts), default=1)
     matrix = np.full((len(report.cohorts), width), np.nan)
     for row, c in enumerate(report.cohorts):
         matrix[row, :len(c.shares)] = c.shares
-    figure = Figure(figsize=(1.5 + 0.6 * width, 1.2 + 0.4 * len(report.cohorts)),
-                    layout="constrained")
+    figure = _new_figure(1.5 + 0.6 * width, 1.2 + 0.4 * len(report.cohorts))
     axes = figure.add_subplot()
     image = axes.imshow(matrix * 100, cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for row, c in enumerate(report.cohorts):
@@ -250,10 +282,15 @@ def _cohort_figure(report: CohortReport) -> Any:
                     [f"{c.month} ({c.size})" for c in report.cohorts])
     axes.set_xlabel("months after the first purchase")
     axes.set_ylabel("cohort (members)")
-    axes.set_title(f"{report.program_id}: cohort retention as of "
-                   f"{_local(report.as_of, report.timezone)}")
+    title = (f"{report.program_id}: cohort retention as of "
+             f"{_local(report.as_of, report.timezone)}")
+    axes.set_title(title)
     figure.colorbar(image, ax=axes, label="% of the cohort buying")
-    return figure
+    table = _ChartTable("Share of each cohort buying k months after its first purchase",
+                        ("cohort", "size", *(f"+{k}" for k in range(width))),
+                        [[c.month, c.size, *(f"{s:.0%}" for s in c.shares)]
+                         for c in report.cohorts])
+    return figure, title, [table]
 
 
 def _local(instant: datetime, zone: str) -> str:
@@ -261,19 +298,35 @@ def _local(instant: datetime, zone: str) -> str:
     return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
-def _write_chart(figure: Any, path: Path) -> None:
-    """A figure to PNG or SVG by the file's suffix, or to a self-contained HTML page with
-    the SVG inline (no external URL). The same signature as cli/charts.write_chart."""
+def _write_chart(figure: Any, title: str = "", tables: Sequence[_ChartTable] = (), *,
+                 path: Path) -> None:
+    """A figure to PNG or SVG by the file's suffix, or to a self-contained HTML page: the
+    title, the SVG inline and the tables (nothing fetched from elsewhere)."""
     suffix = path.suffix.lower()
-    if suffix in (".png", ".svg"):
-        figure.savefig(path, format=suffix[1:])
-        return
-    if suffix != ".html":
-        raise CommandRefused(f"--chart {path} must end in .png, .svg or .html")
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    svg = svg[svg.index("<svg"):]
-    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>loyalty analytics"
-            "</title></head>\n<body>\n" + svg + "\n</body></html>\n")
-    path.write_text(page, encoding="utf-8")
+    metadata = {"Software": None} if suffix == ".png" else {"Date": None, "Creator": None}
+    try:
+        if suffix in (".png", ".svg"):
+            figure.savefig(path, format=suffix[1:], metadata=metadata)
+            return
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata=metadata)
+        svg = buffer.getvalue()
+        svg = svg[svg.index("<svg"):]
+        parts = "\n".join(_html_table(t) for t in tables)
+        shown = html.escape(title)
+        path.write_text(
+            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{shown}</title>\n</head>\n<body>\n<h1>{shown}</h1>\n{svg}\n{parts}\n"
+            "</body>\n</html>\n", encoding="utf-8")
+    except OSError as error:
+        raise CommandRefused(f"cannot write the chart to {str(path)!r}: "
+                             f"{error.strerror or error}") from None
+
+
+def _html_table(table: _ChartTable) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>"
+                                     for v in row)
+                     + "</tr>" for row in table.rows)
+    return (f"<table>\n<caption>{html.escape(table.caption)}</caption>\n"
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")

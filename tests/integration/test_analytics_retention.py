@@ -279,14 +279,22 @@ def test_the_commands_print_json_csv_tables_and_charts(
     for name, args in (("curve", ("retention", "--by", "tier")), ("heatmap", ("cohorts",))):
         for suffix in (".png", ".svg", ".html"):
             chart = tmp_path / f"{name}{suffix}"
-            code, _, err = _loyalty(monkeypatch, capsys, db_url, *args, "--program",
-                                    "corner-shop", *as_of, "--chart", str(chart))
+            code, out, err = _loyalty(monkeypatch, capsys, db_url, *args, "--program",
+                                      "corner-shop", *as_of, "--chart", str(chart))
             assert code == 0, err
+            assert f"chart written to {chart}" in "".join(out.split("\n"))
             data = chart.read_bytes()
             assert data.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in data
-            if suffix == ".html":  # offline: nothing loaded from elsewhere
+            if suffix == ".html":  # offline: nothing loaded from elsewhere; the numbers
                 assert not re.search(rb"(src|href)=\"https?:|url\(https?:|<script|<link",
                                      data)
+                assert b"<table>" in data
+    # Under --json the chart is written and standard output stays JSON.
+    code, out, _ = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
+                            "corner-shop", *as_of, "--months", "4", "--json", "--chart",
+                            str(tmp_path / "again.svg"))
+    assert code == 0 and json.loads(out)["cohorts"][0]["size"] == 5
+    assert (tmp_path / "again.svg").read_bytes().startswith(b"<?xml")
 
 
 def test_the_commands_refuse_in_one_sentence(
@@ -305,4 +313,7 @@ def test_the_commands_refuse_in_one_sentence(
             " give a later --as-of")
     code, _, err = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
                             "corner-shop", "--json", "--csv")
-    assert code == 1 and "at most one of --json, --csv and --chart" in err
+    assert code == 1 and "give --json or --csv, not both" in err
+    code, _, err = _loyalty(monkeypatch, capsys, db_url, "cohorts", "--program",
+                            "corner-shop", "--chart", "heat.gif")
+    assert code == 1 and "give a file name ending in .png, .svg or .html" in err
