@@ -72,6 +72,9 @@ def _post(engine: Engine, tmp_path: Path) -> None:
     # C buys in February and returns everything: C did not buy in February.
     buy(engine, "C-back", "2026-02-20", [COFFEE], member="C")
     refund(engine, "C-back-r", "C-back", "2026-02-21", "4.00")
+    # K's only purchase is returned in full: K is in no period, cohort or lapse list.
+    buy(engine, "K-0", "2026-01-15", [COFFEE], member="K")
+    refund(engine, "K-0-r", "K-0", "2026-01-16", "4.00")
     # B's March purchase is half returned: still a purchase in March.
     refund(engine, "B-1-r", "B-1", "2026-03-16", "4.00")
     # E buys only tobacco in March (excluded), and coffee at a store of no program.
@@ -96,7 +99,7 @@ def test_retention_cohorts_and_tenure_from_the_database(engine: Engine,
         ("2026-04", 5, 4, 2, 1, 1, 2, 3, 0.4, 0.6),
     ]
     assert not report["periods"][-1]["partial"]
-    assert report["members"] == 10
+    assert report["members"] == 10  # not K
     # Relationship length as of 1 May (local): one day more than the unit test's as of
     # 30 April, in the same buckets: H; D, E, F; A, B, C, G, J; I.
     assert [(b["label"], b["members"]) for b in report["tenure"][:4]] == [

@@ -3,7 +3,7 @@ small data set (the arithmetic is in the comments), and their properties."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from itertools import pairwise
 
 import pytest
@@ -256,3 +256,17 @@ def test_tenure_buckets_hold_every_member_once(days: list[int]) -> None:
     assert len(buckets) == len(TENURE_BUCKETS)
     if days:
         assert sum(b.share for b in buckets) == pytest.approx(1.0)
+
+
+@PROPERTY
+@given(st.dates(date(2020, 1, 1), date(2026, 12, 31)), st.integers(0, 900),
+       st.integers(1, 40), st.integers(0, 900), st.integers(0, 400))
+def test_a_lapsed_member_stays_lapsed_while_they_do_not_buy(
+        first: date, span: int, days: int, wait: int, more: int) -> None:
+    days = min(days, span + 1)  # no more distinct days than the span holds
+    member = Activity("M", first, first + timedelta(days=span), days)
+    as_of = member.last_day + timedelta(days=wait)
+    now, later = judge(member, as_of, RULE), judge(member, as_of + timedelta(days=more), RULE)
+    assert not now.lapsed or later.lapsed
+    assert now.threshold_days == pytest.approx(
+        RULE.default_gap_days if days == 1 else RULE.gap_multiple * span / (days - 1))
