@@ -186,6 +186,8 @@ def retention_report(conn: Connection, program_id: str, as_of: datetime,
         raise ValueError(f"unknown period {period!r}")
     if periods < 1 or window < 1:
         raise ValueError("periods and the window must be at least 1")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (segment, tier or club)")
     program = _program(conn, program_id, as_of)
     found = _activity(conn, program, as_of)
     months = {member_id: set(m.months) for member_id, m in found.items()}
@@ -210,8 +212,6 @@ def _groups(conn: Connection, program_id: str, as_of: datetime,
         "tier": lambda: tier_groups(conn, program_id),
         "club": lambda: club_groups(conn, program_id, as_of),
     }
-    if split not in readers:
-        raise ValueError(f"unknown split {split!r} (segment, tier or club)")
     return readers[split]()
 
 
