@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -63,7 +63,8 @@ class MemberSummaries:
 
     def as_json(self) -> dict[str, Any]:
         """The report as `loyalty analytics members --json` prints it."""
-        return {"program": self.program_id, "currency": self.currency, "as_of": self.as_of,
+        return {"program": self.program_id, "currency": self.currency,
+                "as_of": self.as_of.astimezone(UTC),
                 "as_of_day": self.as_of_day.isoformat(), "sort": self.sort,
                 "segment": self.segment, "total": self.total,
                 "members": [row.as_json() for row in self.members]}
@@ -81,7 +82,7 @@ class RfmReport:
 
     def as_json(self) -> dict[str, Any]:
         """The report as `loyalty analytics rfm --json` prints it."""
-        return {"program": self.program_id, "as_of": self.as_of,
+        return {"program": self.program_id, "as_of": self.as_of.astimezone(UTC),
                 "as_of_day": self.as_of_day.isoformat(), "scoring": self.scoring,
                 **self.grid.as_json()}
 
@@ -190,8 +191,8 @@ def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: 
     once: when the program has a snapshot of that date already, nothing is written (a
     second run of the same date, whatever it would find now, changes nothing). For each
     member whose segment differs from their previous snapshot's (the latest before
-    run_date), a segment_changed event
-    under `segment_changed:<program>:<member>:<run_date>`; a first snapshot is no move.
+    run_date), a segment_changed event under `segment_changed:<program>:<member>:
+    <run_date>`; a member's first snapshot is no move.
     clv_minor and p_alive are left empty (no CLV model is wired to the snapshot yet).
     versions: the version to score with (the scheduler's choice), else the one in force."""
     taken = conn.execute(select(func.count()).select_from(_snapshots).where(
