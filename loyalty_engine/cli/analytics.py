@@ -173,7 +173,7 @@ def _rfm_chart(report: RfmReport, path: Path) -> None:
     axes = figure.add_subplot()
     counts = [[report.grid.cells[(r, f)] for f in SCORES] for r in SCORES]
     mesh = axes.pcolormesh([f - 0.5 for f in (*SCORES, 6)], [r - 0.5 for r in (*SCORES, 6)],
-                           counts, cmap="Blues", edgecolors="white", linewidth=1)
+                           counts, cmap="Blues", vmin=0, edgecolors="white", linewidth=1)
     top = max(max(row) for row in counts) or 1
     for r in SCORES:
         for f in SCORES:
