@@ -214,3 +214,18 @@ def test_bad_survey_lines_are_each_named_and_nothing_is_written(members: Engine,
              "score 7, not 8; an answer cannot be changed by sending it again"),
     ]
     assert [a[0] for a in _answers(members)] == ["M-3"]
+
+
+def test_many_totals_in_one_file(members: Engine, tmp_path: Path) -> None:
+    # More rows than a few: the batched insert path (arrays on PostgreSQL).
+    rows = [f"M-{1 + n % 3},cat-{n},2026-{1 + n % 12:02d},{n}.25,EUR" for n in range(40)]
+    report = import_wallet(members, _file(tmp_path, "many.csv", WALLET_HEADER, rows), NOW)
+    assert (report.committed, report.added) == (True, 40)
+    stored = _wallets(members)
+    assert len(stored) == 40
+    assert sum(amount for *_, amount, _ in stored) == sum(n * 100 + 25 for n in range(40))
+    changed = [row.replace(".25,", ".50,") if i % 2 else row for i, row in enumerate(rows)]
+    again = import_wallet(members, _file(tmp_path, "again.csv", WALLET_HEADER, changed), NOW)
+    assert (again.added, again.replaced, again.unchanged) == (0, 20, 20)
+    assert sum(amount for *_, amount, _ in _wallets(members)) == sum(
+        n * 100 + (50 if n % 2 else 25) for n in range(40))
