@@ -334,19 +334,23 @@ def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProg
     return version.program
 
 
-def _enrolled(program: CompiledProgram, as_of: datetime) -> Any:
-    """The ids of the program's members enrolled by as_of, as a subquery."""
-    return select(_enrolments.c.member_id).where(
+def _enrolled(program: CompiledProgram, as_of: datetime, member_id: str | None = None) -> Any:
+    """The ids of the program's members enrolled by as_of (of one member when given), as
+    a subquery."""
+    query = select(_enrolments.c.member_id).where(
         _enrolments.c.program_id == program.program_id, _enrolments.c.enrolled_at <= as_of)
+    return query if member_id is None else query.where(_enrolments.c.member_id == member_id)
 
 
 def _wallet_rows(conn: Connection, program: CompiledProgram, as_of: datetime,
-                 period: WalletPeriod | None) -> tuple[list[WalletShare], int]:
-    """The program members' wallet totals in its currency (of one period when given) with
-    the program's counted spend in each, and how many totals were in other currencies. Two
-    statements: the totals, and one grouped pass over the counted lines by member, category
-    and local month."""
-    where: list[ColumnElement[bool]] = [_wallets.c.member_id.in_(_enrolled(program, as_of))]
+                 period: WalletPeriod | None, member_id: str | None = None
+                 ) -> tuple[list[WalletShare], int]:
+    """The program members' wallet totals in its currency (of one period, or one member,
+    when given) with the program's counted spend in each, and how many totals were in other
+    currencies. Two statements: the totals, and one grouped pass over the counted lines by
+    member, category and local month."""
+    where: list[ColumnElement[bool]] = [
+        _wallets.c.member_id.in_(_enrolled(program, as_of, member_id))]
     if period is not None:
         where.append(_wallets.c.period == period.key)
     totals, other = [], 0
@@ -492,29 +496,46 @@ class MatrixReport:
         }
 
 
-@read_use_case
-def loyalty_matrix_report(conn: Connection, program_id: str, as_of: datetime,
-                          f_scores: FScores = rfm_f_scores) -> MatrixReport:
-    """Every member enrolled in the program by as_of in the 2x2 (analytics/loyalty_matrix):
-    behaviour from their F score (0 without purchases) and, when the program sets
-    `wallet_share_at_least`, their share of wallet (their latest period begun by as_of,
-    every category of it); attitude from their latest NPS and commitment answers given by
-    as_of. Thresholds from the program's `insights.matrix`."""
-    program = _program(conn, program_id, as_of)
+def _place(conn: Connection, program: CompiledProgram, as_of: datetime,
+           f_scores: Mapping[str, int], member_id: str | None = None) -> list[MemberLoyalty]:
+    """The program's members enrolled by as_of (or the one given) placed in the matrix:
+    three statements (members, wallet totals with the counted spend, answers)."""
     thresholds = program.insights.matrix
-    members = list(conn.execute(_enrolled(program, as_of)
+    members = list(conn.execute(_enrolled(program, as_of, member_id)
                                 .order_by(_enrolments.c.member_id)).scalars())
-    scores = f_scores(conn, program_id, as_of)
-    shares: dict[str, Fraction | None] = {}
-    if thresholds.wallet_share_at_least is not None:
-        rows, _ = _wallet_rows(conn, program, as_of, None)
-        shares = latest_member_shares(rows, as_of.astimezone(program.timezone).date())
+    rows, _ = _wallet_rows(conn, program, as_of, None, member_id)
+    shares = latest_member_shares(rows, as_of.astimezone(program.timezone).date())
     answers = latest_answers(
         (Answer(r.member_id, r.kind, int(r.score), r.answered_at) for r in conn.execute(
             select(_surveys.c.member_id, _surveys.c.kind, _surveys.c.score,
                    _surveys.c.answered_at)
-            .where(_surveys.c.member_id.in_(_enrolled(program, as_of)),
+            .where(_surveys.c.member_id.in_(_enrolled(program, as_of, member_id)),
                    _surveys.c.answered_at <= as_of))), as_of)
-    placed = [classify(m, scores.get(m, 0), shares.get(m), answers.get(m, {}).get("nps"),
-                       answers.get(m, {}).get("commitment"), thresholds) for m in members]
-    return MatrixReport(program_id, as_of, thresholds, count(placed), placed)
+    return [classify(m, f_scores.get(m, 0), shares.get(m), answers.get(m, {}).get("nps"),
+                     answers.get(m, {}).get("commitment"), thresholds) for m in members]
+
+
+@read_use_case
+def loyalty_matrix_report(conn: Connection, program_id: str, as_of: datetime,
+                          f_scores: FScores = rfm_f_scores) -> MatrixReport:
+    """Every member enrolled in the program by as_of in the 2x2 (analytics/loyalty_matrix):
+    behaviour from their F score (0 without purchases) or, when the program sets
+    `wallet_share_at_least`, their share of wallet (their latest period begun by as_of,
+    every category of it; shown for every member); attitude from their latest NPS and
+    commitment answers given by as_of. Thresholds from the program's `insights.matrix`.
+    The F scores are RFM's unless others are given."""
+    program = _program(conn, program_id, as_of)
+    placed = _place(conn, program, as_of, f_scores(conn, program_id, as_of))
+    return MatrixReport(program_id, as_of, program.insights.matrix, count(placed), placed)
+
+
+@read_use_case
+def member_loyalty(conn: Connection, program_id: str, member_id: str, as_of: datetime,
+                   f_score: int) -> MemberLoyalty | None:
+    """One member's share of wallet, latest answers and loyalty type as of an instant (for
+    a member's insights), given their F score (RFM's, which is ranked over the program);
+    None when they are not enrolled in the program by then. The same figures as their row
+    of loyalty_matrix_report, in three statements about them alone."""
+    program = _program(conn, program_id, as_of)
+    placed = _place(conn, program, as_of, {member_id: f_score}, member_id)
+    return placed[0] if placed else None

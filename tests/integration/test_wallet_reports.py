@@ -48,6 +48,7 @@ from loyalty_engine.services.wallet import (
     WalletPeriodError,
     import_wallet,
     loyalty_matrix_report,
+    member_loyalty,
     wallet_report,
 )
 
@@ -220,6 +221,9 @@ def test_the_matrix_by_hand(surveyed: Engine) -> None:
         ("A", 5, 10, None, "true"), ("B", 2, 9, None, "latent"),
         ("C", 0, None, None, "unknown"), ("E", 4, None, 2, "spurious"),
         ("F", 1, 5, None, "none")]
+    # The share of wallet is shown whether or not it counts as behaviour (see below).
+    assert {m["member_id"]: m["wallet_share"] for m in data["members"]} == {
+        "A": 0.14, "B": 0.15, "C": 0.0, "E": None, "F": None}
     assert data["cells"] == {"true": 1, "latent": 1, "spurious": 1, "none": 1}
     assert data["shares"] == {"true": 0.25, "latent": 0.25, "spurious": 0.25, "none": 0.25}
     assert data["unknown_attitude"] == {"behavioural": 0, "not_behavioural": 1}
@@ -255,3 +259,13 @@ def test_share_of_wallet_as_behaviour_when_the_program_sets_it(
         "A": (0.14, "true"), "B": (0.15, "true"), "C": (0.0, "unknown"),
         "E": (None, "spurious"), "F": (None, "none")}
     assert data["cells"] == {"true": 2, "latent": 0, "spurious": 1, "none": 1}
+
+
+def test_one_members_loyalty_is_their_row_of_the_matrix(surveyed: Engine) -> None:
+    report = loyalty_matrix_report(surveyed, "corner-shop", AS_OF, _f_scores)
+    for row in report.members:
+        alone = member_loyalty(surveyed, "corner-shop", row.member_id, AS_OF,
+                               F.get(row.member_id, 0))
+        assert alone == row
+    # D is a member, but not of the program.
+    assert member_loyalty(surveyed, "corner-shop", "D", AS_OF, 0) is None
