@@ -27,6 +27,8 @@ from datetime import date
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loyalty_engine.analytics.wallet import (
     WalletShare,
@@ -157,3 +159,25 @@ def test_period_bounds() -> None:
 def test_bad_periods_say_why(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_period(text)
+
+
+_amounts = st.integers(min_value=0, max_value=10**9)
+
+
+@given(st.lists(st.tuples(_amounts, _amounts), min_size=1, max_size=30))
+def test_shares_are_between_zero_and_one_and_growth_is_what_is_left(
+        pairs: list[tuple[int, int]]) -> None:
+    rows = [WalletShare(f"M{i}", "x", "2026", "EUR", spend, wallet)
+            for i, (spend, wallet) in enumerate(pairs)]
+    for row in rows:
+        assert row.share is None or 0 <= row.share <= 1
+        assert row.counted_minor + row.growth_minor == row.wallet_minor
+        assert row.growth_minor >= 0
+    (program,) = program_shares(rows)
+    known = [r.share for r in rows if r.share is not None]
+    if program.share is not None:
+        # The program's share is a weighted mean of the members' shares.
+        assert min(known) <= program.share <= max(known)
+    ranked = growth_ranking(rows)
+    assert [r.growth_minor for r in ranked] == sorted(
+        (r.growth_minor for r in rows if r.growth_minor), reverse=True)
