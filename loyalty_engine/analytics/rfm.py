@@ -72,19 +72,34 @@ def recency_scores(days: Sequence[int], cuts: Sequence[int] | None = None) -> li
     return quintile_scores([-d for d in days])
 
 
+def scores(recency_days: Sequence[int], frequency: Sequence[int],
+           monetary_minor: Sequence[int], settings: RfmSettings
+           ) -> tuple[list[int], list[int], list[int]]:
+    """R, F and M scores of members given as three parallel sequences: each measure by its
+    fixed boundaries when the settings give them, else by quintiles."""
+    r = recency_scores(recency_days, settings.recency_days)
+    f = (fixed_scores(frequency, settings.frequency) if settings.frequency is not None
+         else quintile_scores(frequency))
+    m = (fixed_scores(monetary_minor, settings.monetary_minor)
+         if settings.monetary_minor is not None else quintile_scores(monetary_minor))
+    return r, f, m
+
+
+def segment_table(segments: SegmentMap) -> dict[tuple[int, int, int], str]:
+    """The segment of every one of the 125 score triples, looked up once."""
+    return {(r, f, m): segments.segment_of(r, f, m)
+            for r in SCORES for f in SCORES for m in SCORES}
+
+
 def score_members(figures: Sequence[MemberFigures], settings: RfmSettings,
                   segments: SegmentMap) -> dict[str, RfmRow]:
     """Every member's scores and segment, by member id (members with at least one
     purchase: those the figures hold): recency = recency_days, frequency = purchases,
     monetary = spend_minor."""
-    r = recency_scores([x.recency_days for x in figures], settings.recency_days)
-    frequency = [x.purchases for x in figures]
-    f = (fixed_scores(frequency, settings.frequency) if settings.frequency is not None
-         else quintile_scores(frequency))
-    money = [x.spend_minor for x in figures]
-    m = (fixed_scores(money, settings.monetary_minor) if settings.monetary_minor is not None
-         else quintile_scores(money))
-    return {x.member_id: RfmRow(x, r[i], f[i], m[i], segments.segment_of(r[i], f[i], m[i]))
+    r, f, m = scores([x.recency_days for x in figures], [x.purchases for x in figures],
+                     [x.spend_minor for x in figures], settings)
+    table = segment_table(segments)
+    return {x.member_id: RfmRow(x, r[i], f[i], m[i], table[(r[i], f[i], m[i])])
             for i, x in enumerate(figures)}
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from loyalty_engine.analytics.figures import MemberFigures
 from loyalty_engine.analytics.rfm import RfmGrid, RfmRow, grid_of, score_members
@@ -18,11 +18,10 @@ from loyalty_engine.domain.errors import LoyaltyError, NotFoundError
 from loyalty_engine.domain.periods import add_months, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.records.events import Event, record_events
-from loyalty_engine.records.member_figures import local_day, member_figures
+from loyalty_engine.records.member_figures import local_day, member_figures, write_snapshot
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import Converters, insert_rows
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 __all__ = ["SORTS", "MemberSummaries", "NoPurchasesError", "RfmReport", "RfmRow",
@@ -63,7 +62,8 @@ class MemberSummaries:
 
     def as_json(self) -> dict[str, Any]:
         """The report as `loyalty analytics members --json` prints it."""
-        return {"program": self.program_id, "currency": self.currency, "as_of": self.as_of,
+        return {"program": self.program_id, "currency": self.currency,
+                "as_of": self.as_of.astimezone(UTC),
                 "as_of_day": self.as_of_day.isoformat(), "sort": self.sort,
                 "segment": self.segment, "total": self.total,
                 "members": [row.as_json() for row in self.members]}
@@ -81,7 +81,7 @@ class RfmReport:
 
     def as_json(self) -> dict[str, Any]:
         """The report as `loyalty analytics rfm --json` prints it."""
-        return {"program": self.program_id, "as_of": self.as_of,
+        return {"program": self.program_id, "as_of": self.as_of.astimezone(UTC),
                 "as_of_day": self.as_of_day.isoformat(), "scoring": self.scoring,
                 **self.grid.as_json()}
 
@@ -190,8 +190,8 @@ def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: 
     once: when the program has a snapshot of that date already, nothing is written (a
     second run of the same date, whatever it would find now, changes nothing). For each
     member whose segment differs from their previous snapshot's (the latest before
-    run_date), a segment_changed event
-    under `segment_changed:<program>:<member>:<run_date>`; a first snapshot is no move.
+    run_date), a segment_changed event under `segment_changed:<program>:<member>:
+    <run_date>`; a member's first snapshot is no move.
     clv_minor and p_alive are left empty (no CLV model is wired to the snapshot yet).
     versions: the version to score with (the scheduler's choice), else the one in force."""
     taken = conn.execute(select(func.count()).select_from(_snapshots).where(
@@ -201,38 +201,32 @@ def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: 
         return SnapshotCounts(program_id, run_date, int(taken), 0, 0)
     program = _program(conn, program_id, as_of, versions)
     recorded = now or as_of
-    scores = _scores(conn, program, as_of, points=False)
-    new = list(scores.values())
-    convert = Converters(conn)
-    day = run_date.isoformat() if convert.sqlite else run_date
-    written = insert_rows(
-        conn, _snapshots,
-        ("member_id", "program_id", "as_of_date", "taken_at", "recency_days", "frequency",
-         "monetary_minor", "r", "f", "m", "segment", "recorded_at"),
-        [(row.figures.member_id, program_id, day, convert.when(as_of),
-          row.figures.recency_days, row.figures.purchases, row.figures.spend_minor,
-          row.r, row.f, row.m, row.segment, convert.when(recorded)) for row in new],
-        on_conflict=["member_id", "program_id", "as_of_date"])
-    before = _previous_segments(conn, program_id, run_date)
-    moves = [Event(f"segment_changed:{program_id}:{row.figures.member_id}:{run_date}",
-                   "segment_changed", row.figures.member_id, program_id, as_of,
-                   {"program": program_id, "from": before[row.figures.member_id],
-                    "to": row.segment, "as_of": run_date.isoformat(),
-                    "r": row.r, "f": row.f, "m": row.m})
-             for row in new
-             if row.figures.member_id in before and before[row.figures.member_id] != row.segment]
+    written = write_snapshot(conn, program, as_of, run_date, recorded, _since(program, as_of))
+    moves = [Event(f"segment_changed:{program_id}:{member}:{run_date}", "segment_changed",
+                   member, program_id, as_of,
+                   {"program": program_id, "from": before, "to": after,
+                    "as_of": run_date.isoformat(), "r": r, "f": f, "m": m})
+             for member, before, after, r, f, m in _moves(conn, program_id, run_date)]
     moved = record_events(conn, moves, recorded)
-    return SnapshotCounts(program_id, run_date, len(scores), max(written, 0), moved)
+    return SnapshotCounts(program_id, run_date, written, written, moved)
 
 
-def _previous_segments(conn: Connection, program_id: str, run_date: date) -> dict[str, str]:
-    """Each member's segment in their latest snapshot of the program before run_date."""
-    latest = (select(_snapshots.c.member_id, func.max(_snapshots.c.as_of_date).label("day"))
-              .where(_snapshots.c.program_id == program_id,
-                     _snapshots.c.as_of_date < run_date)
-              .group_by(_snapshots.c.member_id).subquery("latest"))
-    return {member: segment for member, segment in conn.execute(
-        select(_snapshots.c.member_id, _snapshots.c.segment)
-        .join(latest, (latest.c.member_id == _snapshots.c.member_id)
-              & (latest.c.day == _snapshots.c.as_of_date))
-        .where(_snapshots.c.program_id == program_id))}
+def _moves(conn: Connection, program_id: str, run_date: date
+           ) -> list[tuple[str, str, str, int, int, int]]:
+    """(member, previous segment, segment, r, f, m) of each member whose snapshot of
+    run_date puts them in another segment than their latest snapshot before it."""
+    s = _snapshots
+    latest = (select(s.c.member_id, func.max(s.c.as_of_date).label("day"))
+              .where(s.c.program_id == program_id, s.c.as_of_date < run_date)
+              .group_by(s.c.member_id).subquery("latest"))
+    before = s.alias("before")
+    query = (
+        select(s.c.member_id, before.c.segment, s.c.segment, s.c.r, s.c.f, s.c.m)
+        .join(latest, latest.c.member_id == s.c.member_id)
+        .join(before, and_(before.c.member_id == s.c.member_id,
+                           before.c.program_id == program_id,
+                           before.c.as_of_date == latest.c.day))
+        .where(s.c.program_id == program_id, s.c.as_of_date == run_date,
+               before.c.segment != s.c.segment)
+        .order_by(s.c.member_id))
+    return [(m, b, a, r, f, mm) for m, b, a, r, f, mm in conn.execute(query)]

@@ -5,20 +5,28 @@ run date with an event for each member who moved, and the scheduler running it."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import random
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
+from loyalty_engine.analytics.rfm import score_members
+from loyalty_engine.analytics.segments import ScoreRange, SegmentMap
 from loyalty_engine.domain.errors import NotFoundError
+from loyalty_engine.records.member_figures import member_figures, write_snapshot
+from loyalty_engine.rules.compiled_insights import ProgramInsights, RfmSettings
 from loyalty_engine.services.analytics_members import (
     NoPurchasesError,
+    _since,
     member_summaries,
     rfm_grid,
     rfm_scores,
     take_snapshot,
 )
+from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.redemptions import reverse_redemption
 from loyalty_engine.services.scheduling import run_tick
 from loyalty_engine.store import tables
@@ -212,3 +220,51 @@ def test_the_scheduler_takes_the_snapshot_every_monday_at_five(
     # Nothing more is due the same morning.
     assert run_tick(engine, at("2026-04-13T07:00:00+02:00"), lambda: RECORDED,
                     job="rfm_snapshot").runs == []
+
+
+# A map that splits on M as well, so that the snapshot's segment CASE reads all three.
+BY_MONEY = SegmentMap((
+    ("big_recent", (ScoreRange(r=(4, 5), m=(4, 5)),)),
+    ("recent", (ScoreRange(r=(4, 5)),)),
+    ("big", (ScoreRange(m=(3, 5)), ScoreRange(f=(5, 5)))),
+    ("rest", (ScoreRange(),)),
+))
+
+
+@pytest.mark.parametrize("insights", [
+    ProgramInsights(),
+    ProgramInsights(rfm=RfmSettings(recency_days=(7, 30, 60, 120), frequency=(1, 2, 3, 5),
+                                    monetary_minor=(500, 1500, 3000, 6000)),
+                    segments=BY_MONEY),
+    ProgramInsights(rfm=RfmSettings(frequency=(1, 2, 3, 5), window_months=2)),
+], ids=["quintiles", "fixed", "window"])
+def test_the_snapshot_scores_members_as_the_core_does(
+    engine: Engine, tmp_path: Path, insights: ProgramInsights,
+) -> None:
+    """The snapshot scores in SQL (one INSERT ... SELECT); the reports score in Python
+    (analytics/rfm.py). On 60 members with many ties (few distinct days and amounts) and a
+    refund, both give every member the same measures, scores and segment."""
+    apply_text(engine, tmp_path, SHOP)
+    rng = random.Random(5)
+    for n in range(60):
+        for k in range(rng.choice((1, 1, 2, 3, 5, 8))):
+            day = date(2026, 1, 5) + timedelta(days=rng.choice((0, 7, 30, 45, 60, 61, 90)))
+            buy(engine, f"T{n}-{k}", day.isoformat(),
+                _goods(rng.choice(("5.00", "10.00", "10.00", "25.00", "40.00"))),
+                member=f"M-{n:02d}")
+    refund(engine, "R-1", "T0-0", "2026-04-09", "2.50")
+    with engine.begin() as conn:
+        stored = load_catalog(conn).in_force("rfm-shop", APRIL)
+        assert stored is not None
+        program = replace(stored.program, insights=insights)
+        since = _since(program, APRIL)
+        expected = score_members(member_figures(conn, program, APRIL, since), insights.rfm,
+                                 insights.segments)
+        written = write_snapshot(conn, program, APRIL, date(2026, 4, 10), RECORDED, since)
+        s = tables.rfm_snapshots
+        rows = {r.member_id: (r.recency_days, r.frequency, r.monetary_minor, r.r, r.f, r.m,
+                              r.segment) for r in conn.execute(select(s))}
+    assert written == len(expected) == len(rows)
+    assert rows == {m: (x.figures.recency_days, x.figures.purchases, x.figures.spend_minor,
+                        x.r, x.f, x.m, x.segment) for m, x in expected.items()}
+    assert len({x.segment for x in expected.values()}) > 2
