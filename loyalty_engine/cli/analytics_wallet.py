@@ -6,20 +6,17 @@ the `loyalty analytics` group."""
 from __future__ import annotations
 
 import csv
-import html
-import io
-import re
 import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.analytics.loyalty_matrix import CELLS, LoyaltyType
+from loyalty_engine.cli.charts import ChartTable, check_chart_path, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, now, program_zone
 from loyalty_engine.cli.options import AS_OF, JSON
@@ -32,9 +29,6 @@ from loyalty_engine.services.wallet import (
     loyalty_matrix_report,
     wallet_report,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 PROGRAM = typer.Option(..., "--program", help="The program to measure.")
 CSV = typer.Option(False, "--csv", help="Print CSV (one header line, then the rows).")
@@ -53,15 +47,11 @@ def register(app: typer.Typer) -> None:
 
 # --- output helpers -----------------------------------------------------------------------
 
-_CHART_SUFFIXES = (".png", ".svg", ".html")
-
-
 def _mode(json_out: bool, csv_out: bool, chart: Path | None = None) -> str:
     if json_out and csv_out:
         raise CommandRefused("give --json or --csv, not both")
-    if chart is not None and chart.suffix.lower() not in _CHART_SUFFIXES:
-        raise CommandRefused(f"cannot write a chart to {str(chart)!r}: give a file name "
-                             "ending in .png, .svg or .html")
+    if chart is not None:
+        check_chart_path(chart)
     return "json" if json_out else "csv" if csv_out else "table"
 
 
@@ -180,54 +170,6 @@ def _wallet_tables(ctx: typer.Context, report: WalletReport, top: int) -> None:
     console.print("; ".join(notes), markup=False)
 
 
-# --- the chart file -------------------------------------------------------------------------
-
-def _figure(width: float, height: float) -> Figure:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "loyalty-engine"  # the same ids every time
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-_SVG_METADATA: dict[str, str | None] = {"Date": None, "Creator": None, "Format": None,
-                                        "Type": None}
-
-
-def _write_chart(figure: Figure, path: Path, title: str,
-                 columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """PNG or SVG by the suffix, or HTML: a page with the SVG inline and the numbers as a
-    table (no external address). (The same as cli/charts.write_chart, kept here until that
-    module is on main.)"""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".png":
-            figure.savefig(path, format="png", metadata={"Software": None})
-        elif suffix == ".svg":
-            figure.savefig(path, format="svg", metadata=_SVG_METADATA)
-        else:
-            out = io.StringIO()
-            figure.savefig(out, format="svg", metadata=_SVG_METADATA)
-            svg = out.getvalue()
-            svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg[svg.index("<svg"):], count=2)
-            svg = svg.replace("xlink:href=", "href=")
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-            body = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
-                             + "</tr>" for row in rows)
-            shown = html.escape(title)
-            path.write_text(
-                f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-                f"<title>{shown}</title>\n</head>\n<body>\n<h1>{shown}</h1>\n<figure>\n"
-                f"{svg}\n</figure>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-                f"{body}\n</tbody>\n</table>\n</body>\n</html>\n", encoding="utf-8")
-    except OSError as error:
-        raise CommandRefused(f"cannot write the chart to {str(path)!r}: "
-                             f"{error.strerror or error}") from None
-
-
-
 # --- the loyalty matrix ---------------------------------------------------------------------
 
 MATRIX_COLUMNS = ("member_id", "f", "wallet_share", "nps", "commitment", "behavioural",
@@ -286,7 +228,7 @@ def _cell(members: int, share: Fraction | None, cell: LoyaltyType) -> str:
 
 def _matrix_chart(report: MatrixReport, path: Path) -> None:
     c = report.counts
-    figure = _figure(6.4, 5.2)
+    figure = new_figure(6.4, 5.2)
     axes = figure.subplots()
     grid = [[c.latent, c.true], [c.none, c.spurious]]  # rows: attitude yes, no
     highest = max(1, c.true, c.latent, c.spurious, c.none)
@@ -312,5 +254,5 @@ def _matrix_chart(report: MatrixReport, path: Path) -> None:
             for cell in CELLS]
     rows += [["attitude unknown, behaving", c.unknown_behavioural, "-"],
              ["attitude unknown, not behaving", c.unknown_not_behavioural, "-"]]
-    _write_chart(figure, path, f"Loyalty matrix of {report.program_id}",
-                 ("type", "members", "share"), rows)
+    write_chart(figure, path, f"Loyalty matrix of {report.program_id}",
+                [ChartTable("members by loyalty type", ("type", "members", "share"), rows)])
