@@ -2,8 +2,8 @@
 them, on both databases: file:line errors on standard error and nothing imported, a
 re-import replacing a total, the report as a table, JSON and CSV.
 
-Until `loyalty analytics` is wired into the root command (cli/app.py), the commands run
-through a script that registers cli/analytics_wallet on a local `analytics` group of the
+Until cli/analytics_wallet is wired into `loyalty analytics`, the commands run through a
+script that registers it on that group (or on a local one, before the group exists) of the
 same root app, with the same error handling (cli/app.main)."""
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ import typer
 from loyalty_engine.cli import app as root
 from loyalty_engine.cli.analytics_wallet import register
 
-if "analytics" not in {{group.name for group in root.app.registered_groups}}:
+groups = {{group.name: group.typer_instance for group in root.app.registered_groups}}
+analytics = groups.get("analytics")
+if analytics is None:
     analytics = typer.Typer(help="Know the members.", no_args_is_help=True)
-    register(analytics)
     root.app.add_typer(analytics, name="analytics")
+if "wallet" not in {{group.name for group in analytics.registered_groups}}:
+    register(analytics)
 root.main()
 """
 
