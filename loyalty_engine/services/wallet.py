@@ -54,6 +54,7 @@ from loyalty_engine.domain.money import (
 from loyalty_engine.records.counted_purchases import counted_lines
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import MatrixThresholds
+from loyalty_engine.services.analytics_members import rfm_scores
 from loyalty_engine.services.importing import MAX_LINE_BYTES, LineError
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
@@ -458,6 +459,11 @@ def wallet_report(conn: Connection, program_id: str, as_of: datetime,
 FScores = Callable[[Connection, str, datetime], Mapping[str, int]]
 
 
+def rfm_f_scores(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
+    """Each purchasing member's F score as of an instant, as RFM scores it."""
+    return {member: row.f for member, row in rfm_scores(conn, program_id, as_of).items()}
+
+
 @dataclass(frozen=True, slots=True)
 class MatrixReport:
     """Behavioural x attitudinal loyalty of a program's members as of an instant."""
@@ -511,12 +517,13 @@ def _place(conn: Connection, program: CompiledProgram, as_of: datetime,
 
 @read_use_case
 def loyalty_matrix_report(conn: Connection, program_id: str, as_of: datetime,
-                          f_scores: FScores) -> MatrixReport:
+                          f_scores: FScores = rfm_f_scores) -> MatrixReport:
     """Every member enrolled in the program by as_of in the 2x2 (analytics/loyalty_matrix):
     behaviour from their F score (0 without purchases) or, when the program sets
     `wallet_share_at_least`, their share of wallet (their latest period begun by as_of,
     every category of it; shown for every member); attitude from their latest NPS and
-    commitment answers given by as_of. Thresholds from the program's `insights.matrix`."""
+    commitment answers given by as_of. Thresholds from the program's `insights.matrix`.
+    The F scores are RFM's unless others are given."""
     program = _program(conn, program_id, as_of)
     placed = _place(conn, program, as_of, f_scores(conn, program_id, as_of))
     return MatrixReport(program_id, as_of, program.insights.matrix, count(placed), placed)

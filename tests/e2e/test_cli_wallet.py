@@ -161,3 +161,64 @@ def test_survey_import(shop: str, tmp_path: Path) -> None:
         "bad.csv:2: score: nps scores are 0 to 10, not 12",
         "bad.csv:3: member_id: no member with id 'Q' (enrol them first, or correct the id)",
         "2 bad line(s); no answer was imported (fix them and import the file again)"]
+
+
+def _matrix_purchases() -> str:
+    """A buys 5 times, B 4, C 3, D 2, E once (all coffee, in April): RFM's quintiles over
+    five members give F = 5, 4, 3, 2, 1."""
+    rows = ["transaction_id,store_id,member_id,occurred_at,currency,total,sku,category,"
+            "quantity,unit_price"]
+    for member, times in (("A", 5), ("B", 4), ("C", 3), ("D", 2), ("E", 1)):
+        for n in range(times):
+            rows.append(f"{member}{n},AMS-01,{member},2026-04-{n + 1:02d}T10:00:00+02:00,EUR,"
+                        "3.00,LATTE,coffee,1,3.00")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_loyalty_matrix(db_url: str, tmp_path: Path, loyalty: Path) -> None:
+    """| member | F | answer | type |
+    |---|---|---|---|
+    | A | 5 | nps 10 | true |
+    | B | 4 | nps 3 | spurious |
+    | C | 3 | commitment 6 | latent |
+    | D | 2 | nps 7 | none |
+    | E | 1 | none | unknown (not behaving) |
+    | X | 0 (no purchases) | nps 9 | latent |"""
+    ok("db", "upgrade", database=db_url, cwd=tmp_path)
+    (tmp_path / "shop.yaml").write_text(PROGRAM, encoding="utf-8")
+    ok("rules", "apply", "shop.yaml", database=db_url, cwd=tmp_path)
+    (tmp_path / "purchases.csv").write_text(_matrix_purchases(), encoding="utf-8")
+    ok("purchases", "import", "purchases.csv", database=db_url, cwd=tmp_path)
+    ok("members", "enrol", "X", "--program", "corner-shop", "--at",
+       "2026-04-01T00:00:00+02:00", database=db_url, cwd=tmp_path)
+    (tmp_path / "surveys.csv").write_text(
+        "member_id,kind,score,answered_at\n"
+        "A,nps,10,2026-05-01T10:00:00+02:00\n"
+        "B,nps,3,2026-05-01T10:00:00+02:00\n"
+        "C,commitment,6,2026-05-01T10:00:00+02:00\n"
+        "D,nps,7,2026-05-01T10:00:00+02:00\n"
+        "X,nps,9,2026-05-01T10:00:00+02:00\n", encoding="utf-8")
+    ok("members", "survey-import", "surveys.csv", database=db_url, cwd=tmp_path)
+    args = ("analytics", "loyalty-matrix", "--program", "corner-shop", "--as-of", AS_OF)
+    data = ok(*args, "--json", "--chart", "matrix.html", database=db_url, cwd=tmp_path,
+              program=loyalty).json()
+    assert {m["member_id"]: (m["f"], m["type"]) for m in data["members"]} == {
+        "A": (5, "true"), "B": (4, "spurious"), "C": (3, "latent"), "D": (2, "none"),
+        "E": (1, "unknown"), "X": (0, "latent")}
+    assert data["cells"] == {"true": 1, "latent": 2, "spurious": 1, "none": 1}
+    assert data["unknown_attitude"] == {"behavioural": 0, "not_behavioural": 1}
+    page = (tmp_path / "matrix.html").read_text(encoding="utf-8")
+    assert "<svg" in page and "<td>latent loyalty</td><td>2</td><td>40.0 %</td>" in page
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
+    rows = list(csv.DictReader(io.StringIO(ok(*args, "--csv", database=db_url, cwd=tmp_path,
+                                              program=loyalty).stdout)))
+    assert [(r["member_id"], r["type"]) for r in rows] == [
+        ("A", "true"), ("B", "spurious"), ("C", "latent"), ("D", "none"), ("E", "unknown"),
+        ("X", "latent")]
+    table = ok(*args, "--chart", "matrix.png", database=db_url, cwd=tmp_path,
+               program=loyalty)
+    assert "true loyalty: 1 (20.0 %)" in table.out_flat, str(table)
+    assert "1 without an answer" in table.out_flat
+    assert (tmp_path / "matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_sentence_error(run(*args, "--chart", "matrix.gif", database=db_url,
+                                  cwd=tmp_path, program=loyalty), "matrix.gif")
