@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from loyalty_engine.cli import (
+    analytics,
     apikeys,
     clubs,
     db,
@@ -60,6 +61,7 @@ app.add_typer(rebates.app, name="rebates")
 app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(apikeys.app, name="apikeys")
+app.add_typer(analytics.app, name="analytics")
 app.command()(demo)
 app.command()(serve)
 
