@@ -7,19 +7,23 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from matplotlib.figure import Figure
 from rich.table import Table
 
+from loyalty_engine.cli.charts import ChartTable, check_chart_path, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant
 from loyalty_engine.cli.options import AS_OF, JSON
-from loyalty_engine.cli.output import CommandRefused, console, emit_json, money
+from loyalty_engine.cli.output import console, emit_json, money
 from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.domain.money import currency_exponent, parse_decimal, to_minor
 from loyalty_engine.services.analytics_clv import ClvReport, clv_report
 from loyalty_engine.services.programs import program_currencies
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CSV_COLUMNS = ("member_id", "segment", "x", "t_x", "T", "first_day", "last_day",
                "spend_minor", "mean_repeat_spend_minor", "margin", "p_alive",
@@ -47,7 +51,7 @@ def clv(
     json_out: bool = JSON,
     csv_out: bool = typer.Option(False, "--csv", help="Print the members as CSV."),
     chart: Path | None = typer.Option(None, "--chart", help="Write the CLV distribution to "
-                                      "this file (.png or .svg)."),
+                                      "this file (.png, .svg or .html)."),
     limit: int = typer.Option(20, "--limit", min=0, help="Members in the table, highest "
                               "CLV first (0: all)."),
 ) -> None:
@@ -64,11 +68,11 @@ def clv(
         currency = currencies[program]
         cost = to_minor(parse_decimal(offer_cost, "--offer-cost"),
                         currency_exponent(currency), "--offer-cost", currency)
-    if chart is not None and chart.suffix.lower() not in (".png", ".svg"):
-        raise CommandRefused(f"--chart {chart} must name a .png or .svg file")
+    if chart is not None:
+        check_chart_path(chart)
     report = clv_report(engine, program, end, horizon_weeks, at, offer_cost_minor=cost)
     if chart is not None:
-        clv_figure(report).savefig(chart, format=chart.suffix.lower().lstrip("."))
+        _chart(report, chart)
     if json_out:
         emit_json(report.as_json())
     elif csv_out:
@@ -77,21 +81,41 @@ def clv(
         _print(report, limit)
 
 
-def clv_figure(report: ClvReport) -> Figure:
+def clv_figure(report: ClvReport) -> tuple[Figure, list[tuple[float, float, int]]]:
     """The CLV distribution: a histogram of the members' CLV in major units, the base value
-    and the method in the title (drawn with matplotlib, no display needed)."""
+    and the method in the title; with the bins (from, to, members) it drew."""
     exponent = currency_exponent(report.currency)
     values = [m.clv_minor / 10**exponent for m in report.members]
-    figure = Figure(figsize=(8, 4.5))
-    axes = figure.subplots()
-    axes.hist(values, bins=min(40, max(5, len(values) // 5)), color="#3b6ea8")
+    figure = new_figure(8, 4.5)
+    axes = figure.add_subplot()
+    counts, edges, _ = axes.hist(values, bins=min(40, max(5, len(values) // 5)),
+                                 color="#3b6ea8")
     axes.set_xlabel(f"CLV over {report.horizon_weeks} weeks ({report.currency})"
                     if report.method != "retention" else f"CLV ({report.currency})")
     axes.set_ylabel("members")
-    axes.set_title(f"{report.program_id}: CLV distribution, base value "
-                   f"{money(report.base_value_minor, report.currency)} ({report.method})")
-    figure.tight_layout()
-    return figure
+    axes.set_title(_title(report))
+    bins = [(float(edges[k]), float(edges[k + 1]), int(counts[k])) for k in range(len(counts))]
+    return figure, bins
+
+
+def _title(report: ClvReport) -> str:
+    return (f"{report.program_id}: CLV distribution, base value "
+            f"{money(report.base_value_minor, report.currency)} ({report.method})")
+
+
+def _chart(report: ClvReport, path: Path) -> None:
+    figure, bins = clv_figure(report)
+    cur = report.currency
+    tables = [ChartTable(f"Members by CLV ({cur})", ("from", "to", "members"),
+                         [[f"{low:.2f}", f"{high:.2f}", n] for low, high, n in bins])]
+    if report.offer_cost_minor is not None:
+        tables.append(ChartTable(
+            f"An offer of {money(report.offer_cost_minor, cur)} by segment",
+            ("segment", "members", "CLV", "worth the offer", "their CLV", "offer cost", "net"),
+            [[s.segment or "(none)", s.members, money(s.clv_minor, cur), s.worth,
+              money(s.worth_clv_minor, cur), money(s.offer_cost_minor, cur),
+              money(s.net_minor, cur)] for s in report.segments]))
+    write_chart(figure, path, _title(report), tables)
 
 
 def _write_csv(report: ClvReport) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_json_csv_and_the_offer(engine: Engine, db_url: str, tmp_path: Path) -> 
     assert "only 2 members bought again" in " ".join(out.split())
 
 
-@pytest.mark.parametrize("suffix", [".png", ".svg"])
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".html"])
 def test_the_clv_distribution_chart(engine: Engine, db_url: str, tmp_path: Path,
                                     suffix: str) -> None:
     _history(engine, tmp_path)
@@ -75,15 +76,21 @@ def test_the_clv_distribution_chart(engine: Engine, db_url: str, tmp_path: Path,
     written = chart.read_bytes()
     if suffix == ".png":
         assert written.startswith(b"\x89PNG\r\n\x1a\n")
-    else:
+    elif suffix == ".svg":
         assert b"<svg" in written[:1000] and b"CLV distribution" in written
+    else:
+        page = written.decode("utf-8")
+        assert "<svg" in page and "Members by CLV (EUR)" in page
+        # the three members' CLV, 0.97, 0.00 and 0.97 EUR, fall in the histogram's bins
+        assert sum(int(n) for n in re.findall(r"<td>\d+\.\d\d</td><td>\d+\.\d\d</td>"
+                                              r"<td>(\d+)</td>", page)) == 3
 
 
 def test_refusals(engine: Engine, db_url: str, tmp_path: Path) -> None:
     _history(engine, tmp_path)
     code, _, error = _run(db_url, *ARGS, "--chart", str(tmp_path / "clv.pdf"))
     assert code != 0 and isinstance(error, LoyaltyError)
-    assert str(error).endswith("must name a .png or .svg file")
+    assert str(error).endswith("give a file name ending in .png, .svg or .html")
     code, _, error = _run(db_url, "clv", "--program", "nope", "--offer-cost", "1.00")
     assert isinstance(error, LoyaltyError)
     assert str(error) == "there is no program 'nope' (programs: corner-shop)"
