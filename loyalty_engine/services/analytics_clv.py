@@ -26,6 +26,7 @@ from loyalty_engine.records.clv_inputs import (
     segments_in_force,
 )
 from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.services.analytics_members import NoPurchasesError
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store.unit_of_work import read_use_case
 
@@ -191,7 +192,7 @@ def _compute(conn: Connection, program: CompiledProgram, end: datetime, horizon:
              inputs: ClvInputs | None = None) -> ClvReport:
     data = clv_inputs(conn, program, end, as_of) if inputs is None else inputs
     if not data.member_ids:
-        raise LoyaltyError(f"program {program.program_id!r} has no counted purchase by "
+        raise NoPurchasesError(f"program {program.program_id!r} has no counted purchase by "
                            f"{end.isoformat()}; give a later --as-of or --calibration-end")
     economics = program.insights.economics
     margins = member_margins(conn, program, end, as_of)

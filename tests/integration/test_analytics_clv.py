@@ -23,6 +23,7 @@ from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import Economics
 from loyalty_engine.services import analytics_clv
 from loyalty_engine.services.analytics_clv import clv_report, member_clv
+from loyalty_engine.services.analytics_members import NoPurchasesError
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store import tables
 from loyalty_engine.store.database import read_transaction, write_transaction
@@ -153,7 +154,7 @@ def test_an_as_of_before_any_purchase_is_a_clear_error(engine: Engine,
                                                        tmp_path: Path) -> None:
     _history(engine, tmp_path)
     early = datetime(2025, 12, 1, tzinfo=UTC)
-    with pytest.raises(LoyaltyError, match="has no counted purchase by 2025-12-01"):
+    with pytest.raises(NoPurchasesError, match="has no counted purchase by 2025-12-01"):
         clv_report(engine, "corner-shop", None, None, early)
     assert member_clv(engine, "corner-shop", early) == {}
     with pytest.raises(LoyaltyError, match="after the as-of instant"):
