@@ -23,12 +23,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, literal, select
 
 from loyalty_engine.finance.values import ReportError
-from loyalty_engine.records.ledger_reports import balance_totals
+from loyalty_engine.records.ledger_reports import Months, balance_totals
 from loyalty_engine.services.adjustments import Adjustment, adjust_points
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.points import activate_pending
@@ -41,6 +42,7 @@ from loyalty_engine.services.reports import (
     roll_forward_report,
 )
 from loyalty_engine.store.database import read_transaction
+from loyalty_engine.store.types import UTCDateTime
 
 from .walk import apply_text, assert_ledger_exact, at, buy, refund, spend
 
@@ -180,3 +182,20 @@ def test_a_period_in_the_future_or_backwards_is_refused(engine: Engine,
     with pytest.raises(ReportError, match="after --to"):
         roll_forward_report(engine, END_OF_MARCH, "month", at("2026-03-01"),
                             at("2026-02-01"))
+
+
+def test_local_months_on_both_sides_of_a_clock_change(engine: Engine) -> None:
+    zone = ZoneInfo("Europe/Amsterdam")
+    instants = {
+        datetime(2026, 1, 31, 22, 59, tzinfo=UTC): "2026-01",  # 23:59 +01:00
+        datetime(2026, 1, 31, 23, 0, tzinfo=UTC): "2026-02",  # midnight +01:00
+        datetime(2026, 3, 31, 21, 59, tzinfo=UTC): "2026-03",  # 23:59 +02:00 (summer)
+        datetime(2026, 3, 31, 22, 0, tzinfo=UTC): "2026-04",
+        datetime(2026, 10, 31, 22, 59, tzinfo=UTC): "2026-10",  # 23:59 +01:00 (winter)
+        datetime(2026, 10, 31, 23, 0, tzinfo=UTC): "2026-11",
+    }
+    with read_transaction(engine) as conn:
+        months = Months(conn, zone, min(instants), max(instants))
+        found = {at: conn.execute(select(months.of(literal(at, UTCDateTime())))).scalar_one()
+                 for at in instants}
+    assert found == instants
