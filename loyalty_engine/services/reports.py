@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.periods import add_months, period_end, period_key
-from loyalty_engine.finance import breakage, ifrs15
+from loyalty_engine.finance import breakage, revenue
 from loyalty_engine.finance.liability import Liability
 from loyalty_engine.finance.rollforward import Period, roll_forward
 from loyalty_engine.finance.values import (
@@ -259,7 +259,7 @@ class Ifrs15Report:
     program_id: str
     currency: str
     rows: list[dict[str, Any]]  # per month, all cohorts together
-    lines: list[ifrs15.JournalLine]
+    lines: list[revenue.JournalLine]
 
     def as_json(self) -> dict[str, Any]:
         exponent = currency_exponent(self.currency)
@@ -304,23 +304,23 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
         if not price or not points:
             continue
         rate = projections[cohort].ultimate_rate
-        ssp = ifrs15.points_ssp(points, per_point, Fraction(1) if rate is None else rate)
-        allocated = ifrs15.allocate(price, price, ssp).points_minor
+        ssp = revenue.points_ssp(points, per_point, Fraction(1) if rate is None else rate)
+        allocated = revenue.allocate(price, price, ssp).points_minor
         steps = []
         for m in months[months.index(cohort):]:
             age = breakage.month_index(m) - breakage.month_index(cohort)
             expected = projections[m].ultimate.get(cohort, (Fraction(0), Fraction(0)))[0]
-            steps.append(ifrs15.Step(m, allocated if m == cohort else 0,
+            steps.append(revenue.Step(m, allocated if m == cohort else 0,
                                      flows.moved.get((cohort, m, "redeemed"), 0), expected,
                                      cells[(cohort, age)].outstanding <= 0))
-        schedule = ifrs15.recognise(steps)
+        schedule = revenue.recognise(steps)
         for r in schedule:
             t = totals[r.period]
             t["allocated_minor"] += r.allocated_minor
             t["revenue_minor"] += r.revenue_minor
             t["catch_up_minor"] += r.catch_up_minor
             t["liability_minor"] += r.liability_minor
-        for line in ifrs15.journal(schedule, {m: _last_day(m) for m in months}):
+        for line in revenue.journal(schedule, {m: _last_day(m) for m in months}):
             key = (line.period, line.account)
             memos.setdefault(key, line.memo.split(" (points issued")[0])
             total = lines.setdefault(key, [0, 0])
@@ -333,7 +333,7 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
     for (period, account), (debit, credit) in sorted(lines.items()):
         if first <= period <= upto and debit != credit:
             net_debit, net_credit = max(debit - credit, 0), max(credit - debit, 0)
-            journal.append(ifrs15.JournalLine(period, _last_day(period), account,
+            journal.append(revenue.JournalLine(period, _last_day(period), account,
                                               net_debit, net_credit,
                                               memos[(period, account)]))
     rows = [{"month": m, **totals[m]} for m in keep]

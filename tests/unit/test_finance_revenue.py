@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from loyalty_engine.finance.ifrs15 import (
+from loyalty_engine.finance.revenue import (
     CATCH_UP,
     LIABILITY,
     REDEEMED,
