@@ -167,8 +167,14 @@ def test_ifrs15_schedule_from_the_ledger(engine: Engine, tmp_path: Path) -> None
     # March: 30.00 earned 30 points; expected redemption at the end of March 8/31: SSP
     # 30 x 8/31 = 7.74 cents; to points 3,000 x 7.74 / 3,007.74 = 7.72 -> 8.
     assert months["2026-03"]["allocated_minor"] == 8
-    # January's cohort is exhausted in March: all 149 recognised by then.
-    assert sum(r["revenue_minor"] for r in report.rows) == 149
+    # January's cohort: at the end of January the estimate is all 150 redeemed; at the end
+    # of February (40 redeemed, 20 refunded, 90 out, no expiry seen yet) 40 + 90 = 130:
+    # cumulative 149 x 40 / 130 = 45.85 -> 46, of which 46 - 149 x 40 / 150 (39.73 -> 40)
+    # = 6 catch-up. In March nothing of it is left (90 expired): the remaining 103.
+    assert [(m, r["allocated_minor"], r["revenue_minor"], r["catch_up_minor"],
+             r["liability_minor"]) for m, r in months.items()] == [
+        ("2026-01", 149, 0, 0, 149), ("2026-02", 0, 46, 6, 103),
+        ("2026-03", 8, 103, 0, 8)]
     debits = sum(line.debit_minor for line in report.lines)
     assert debits == sum(line.credit_minor for line in report.lines)
 
@@ -199,3 +205,38 @@ def test_local_months_on_both_sides_of_a_clock_change(engine: Engine) -> None:
         found = {at: conn.execute(select(months.of(literal(at, UTCDateTime())))).scalar_one()
                  for at in instants}
     assert found == instants
+
+
+@pytest.mark.parametrize("policy", ["negative_balance", "debt"])
+def test_a_refund_of_spent_points_ties_and_is_cancelled_from_the_next_lot(
+        engine: Engine, tmp_path: Path, policy: str) -> None:
+    # M-3 buys 40.00 on 10 January (40 points), spends them on 5 February and returns the
+    # whole purchase on 10 February: 40 points owed. Her 60.00 on 1 March earns 60, of
+    # which 40 repay the debt: 20 left.
+    text = PROGRAM.replace("  expiry: {after_months: 2}",
+                           f"  expiry: {{after_months: 2}}\n  refund_shortfall: {policy}")
+    apply_text(engine, tmp_path, text)
+    buy(engine, "Q1", "2026-01-10", [("BOOK", "books", "1", "40.00")], member="M-3")
+    activate_pending(engine, at("2026-02-05"))
+    spend(engine, "S1", "2026-02-05", "finance-shop", member="M-3", points=40)
+    refund(engine, "G1", "Q1", "2026-02-10", "40.00")
+    buy(engine, "Q2", "2026-03-01", [("BOOK", "books", "1", "60.00")], member="M-3")
+    activate_pending(engine, at("2026-03-25"))
+    [report] = roll_forward_report(engine, END_OF_MARCH, "month")
+    # negative_balance books the refund at once (-40 in February, the balance below zero);
+    # debt books it when the March earning repays it (a debt entry).
+    refunded = (40, 0) if policy == "negative_balance" else (0, 40)
+    assert [(p.key, p.movements["redeemed"], p.movements["refunded"], p.closing)
+            for p in report.periods] == [
+        ("2026-01", 0, 0, 40), ("2026-02", 40, refunded[0], 40 - 40 - refunded[0]),
+        ("2026-03", 0, refunded[1], 20)]
+    assert report.balances == 20
+    assert_ledger_exact(engine)
+    [triangle] = breakage_report(engine, END_OF_MARCH)
+    cells = {(c.month, cell.age): (cell.redeemed, cell.expired, cell.cancelled,
+                                   cell.outstanding)
+             for c in triangle.cohorts for cell in c.cells}
+    assert cells[("2026-01", 2)] == (40, 0, 0, 0)
+    assert cells[("2026-03", 0)] == (0, 0, 40, 20)  # 40 of the 60 repaid the debt
+    [owed] = liability(engine, END_OF_MARCH)
+    assert owed.outstanding == 20
