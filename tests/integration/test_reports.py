@@ -240,3 +240,33 @@ def test_a_refund_of_spent_points_ties_and_is_cancelled_from_the_next_lot(
     assert cells[("2026-03", 0)] == (0, 0, 40, 20)  # 40 of the 60 repaid the debt
     [owed] = liability(engine, END_OF_MARCH)
     assert owed.outstanding == 20
+
+
+@pytest.mark.parametrize("value", ["0", "-0.01"])
+def test_a_point_value_not_above_zero_refuses_every_report(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    # Until the program language carries economics: (the program file refuses it there
+    # too), the programs' compiled settings are swapped for one worth nothing.
+    import dataclasses
+
+    from loyalty_engine.engine.catalog import ProgramCatalog
+    from loyalty_engine.rules.compiled_insights import Economics, ProgramInsights
+    from loyalty_engine.services import reports
+
+    _history(engine, tmp_path)
+    real = reports.load_catalog
+
+    def worthless(conn: object) -> ProgramCatalog:
+        catalog = real(conn)  # type: ignore[arg-type]
+        return ProgramCatalog([
+            dataclasses.replace(v, program=dataclasses.replace(v.program, insights=(
+                ProgramInsights(economics=Economics(point_value=Decimal(value))))))
+            for pid in catalog.program_ids for v in catalog.versions(pid)])
+
+    monkeypatch.setattr(reports, "load_catalog", worthless)
+    for report in (lambda: liability(engine, END_OF_MARCH),
+                   lambda: breakage_report(engine, END_OF_MARCH),
+                   lambda: roll_forward_report(engine, END_OF_MARCH),
+                   lambda: ifrs15_report(engine, END_OF_MARCH, "finance-shop")):
+        with pytest.raises(ReportError, match="must be above zero"):
+            report()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from loyalty_engine.finance.breakage import Flows, history, project, triangle
 
 
@@ -73,3 +76,36 @@ def test_how_the_estimate_moved() -> None:
     assert (moved[1].ultimate_rate, moved[1].outstanding) == (1, 1050)
     assert moved[2].ultimate_rate == Fraction(4349, 6209)
     assert moved[2].outstanding == 800
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> Flows:
+    """Cohorts over six months, each point going one way at most once, at or after its
+    issue month."""
+    flows = Flows()
+    for cohort in range(draw(st.integers(1, 6))):
+        month = f"2026-{cohort + 1:02d}"
+        issued = draw(st.integers(0, 1000))
+        flows.issued[month] = issued
+        left = issued
+        for later in range(cohort, 6):
+            for category in ("redeemed", "expired", "cancelled"):
+                points = draw(st.integers(0, left))
+                left -= points
+                flows.add(month, f"2026-{later + 1:02d}", category, points)
+    return flows
+
+
+@given(_histories())
+def test_the_projection_stays_within_the_points(flows: Flows) -> None:
+    cohorts = triangle(flows, "2026-06")
+    found = project(cohorts)
+    for g, e, c in found.ratios:
+        assert sum(x or 0 for x in (g, e, c)) <= 1
+    for cohort in cohorts:
+        redeemed, cancelled = found.ultimate[cohort.month]
+        latest = cohort.latest
+        assert latest.redeemed <= redeemed <= cohort.issued - cancelled
+        assert latest.cancelled <= cancelled
+    for rate in (found.ultimate_rate, found.outstanding_rate):
+        assert rate is None or 0 <= rate <= 1
