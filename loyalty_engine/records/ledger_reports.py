@@ -84,16 +84,17 @@ def first_entry(conn: Connection, program_id: str) -> datetime | None:
     return found
 
 
-def kind_sums(conn: Connection, program_id: str, months: Months, until: datetime
-              ) -> dict[tuple[str, str], int]:
-    """The ledger's signed sums per (local month, kind) of the entries dated by `until`."""
+def kind_sums(conn: Connection, program_id: str, months: Months,
+              until: datetime | None = None) -> dict[tuple[str, str], int]:
+    """The ledger's signed sums per (local month, kind) of the entries dated by `until`
+    (every entry when None)."""
     month = months.of(_ledger.c.occurred_at).label("month")
-    rows = conn.execute(
-        select(month, _ledger.c.kind,
-               cast(func.sum(_ledger.c.points), BigInteger).label("points"))
-        .where(_ledger.c.program_id == program_id, _ledger.c.occurred_at <= until)
-        .group_by(month, _ledger.c.kind)
-    ).all()
+    query = (select(month, _ledger.c.kind,
+                    cast(func.sum(_ledger.c.points), BigInteger).label("points"))
+             .where(_ledger.c.program_id == program_id).group_by(month, _ledger.c.kind))
+    if until is not None:
+        query = query.where(_ledger.c.occurred_at <= until)
+    rows = conn.execute(query).all()
     return {(r.month, r.kind): int(r.points) for r in rows}
 
 

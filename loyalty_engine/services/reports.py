@@ -206,7 +206,9 @@ def local_month_of(day: date) -> str:
 def _periods(conn: Connection, program: CompiledProgram, period: str,
              start: datetime | None, end: datetime | None, as_of: datetime) -> list[Period]:
     keys = _window(program, conn, period, start, end, as_of)
-    sums = reads.kind_sums(conn, program.program_id, _months(conn, program, as_of), as_of)
+    # A period's movements are all its entries, those dated later today included (a
+    # purchase posted ahead of the clock): the current period's closing is the balances.
+    sums = reads.kind_sums(conn, program.program_id, _months(conn, program, as_of))
     first_key, last_key = keys[0], keys[-1]
     opening = 0
     within: dict[tuple[str, str], int] = {}
@@ -224,7 +226,8 @@ def roll_forward_report(conn: Connection, as_of: datetime, period: str = "month"
                         start: datetime | None = None, end: datetime | None = None,
                         program_id: str | None = None) -> list[RollForward]:
     """Per program and period: opening, the movements by kind, closing, exactly from the
-    ledger dated by as_of; with what the balances show, to tie the last closing to."""
+    ledger (a period's movements are the entries dated in it); with what the balances
+    show, to tie the last closing to. Periods after the one holding as_of are refused."""
     totals = reads.balance_totals(conn)
     return [RollForward(p.program_id, p.currency, str(p.insights.economics.point_value),
                         period, _periods(conn, p, period, start, end, as_of),
