@@ -154,6 +154,13 @@ def _csv(rows: Sequence[dict[str, Any]]) -> None:
     writer.writerows(rows)
 
 
+def _one_program(found: Sequence[Any], chart: Path | None) -> None:
+    """A chart draws one program: refused (nothing written) when several would be meant."""
+    if chart is not None and len(found) > 1:
+        raise CommandRefused(f"there are {len(found)} programs and a chart draws one; give "
+                             "--program")
+
+
 def _one_format(json_out: bool, csv_out: bool) -> None:
     if json_out and csv_out:
         raise CommandRefused("--json and --csv ask for two formats; give one")
@@ -202,6 +209,7 @@ def breakage_command(ctx: typer.Context, program: str | None = PROGRAM,
     chart = _chart_path(chart)
     at = as_of_option(ctx, as_of, program)
     found = reports.breakage_report(engine_for(ctx), at, program)
+    _one_program(found, chart)
     if chart is not None:
         figure = _figure()
         for report in found[:1]:
@@ -242,6 +250,7 @@ def roll_forward_command(ctx: typer.Context, period: str = PERIOD,
     chart = _chart_path(chart)
     frm, to = _instants(ctx, program, start, end)
     found = reports.roll_forward_report(engine_for(ctx), now(), period, frm, to, program)
+    _one_program(found, chart)
     if chart is not None:
         figure = _figure()
         for report in found[:1]:
@@ -271,6 +280,7 @@ def earn_burn_command(ctx: typer.Context, period: str = PERIOD,
     _one_format(json_out, csv_out)
     chart = _chart_path(chart)
     found = reports.earn_burn(engine_for(ctx), now(), period, None, None, program)
+    _one_program(found, chart)
     if chart is not None and found:
         figure = _figure()
         axes = figure.add_subplot()
