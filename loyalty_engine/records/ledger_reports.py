@@ -47,6 +47,7 @@ _ledger = tables.ledger_entries
 _lots = tables.point_lots
 _balances = tables.balances
 _purchases = tables.purchases
+_refunds = tables.refunds
 _tiers = tables.tier_status
 
 SPENDS = ("redeem", "fee", "refund", "adjust")  # entries whose reason lists from_lots
@@ -252,18 +253,32 @@ def lot_flows(conn: Connection, program_id: str, months: Months, as_of: datetime
 
 def sales(conn: Connection, program_id: str, months: Months, as_of: datetime
           ) -> dict[str, tuple[int, int]]:
-    """Per local month of purchase: (the purchases' total price, the points they earned in
-    the program), for purchases by as_of that earned points in it."""
-    per = (select(_ledger.c.purchase_id,
-                  cast(func.sum(_ledger.c.points), BigInteger).label("points"))
-           .where(_ledger.c.program_id == program_id, _ledger.c.kind == "earn",
-                  _ledger.c.purchase_id.is_not(None), _ledger.c.occurred_at <= as_of)
-           .group_by(_ledger.c.purchase_id).subquery("earned"))
+    """Per local month of purchase: (the price, the points earned in the program) of the
+    purchases by as_of that earned points in it, both net of what their refunds by as_of
+    gave back (the money returned, the points a refund's entries took back)."""
+    mine = and_(_ledger.c.program_id == program_id, _ledger.c.occurred_at <= as_of)
+    earned = (select(_ledger.c.purchase_id,
+                     cast(func.sum(_ledger.c.points), BigInteger).label("points"))
+              .where(mine, _ledger.c.kind == "earn", _ledger.c.purchase_id.is_not(None))
+              .group_by(_ledger.c.purchase_id).subquery("earned"))
+    of_purchase = _json_int(conn, "purchase_id")
+    taken = (select(of_purchase.label("purchase_id"),
+                    cast(func.sum(_ledger.c.points), BigInteger).label("points"))
+             .where(mine, _ledger.c.kind == "refund", of_purchase.is_not(None))
+             .group_by(of_purchase).subquery("taken"))
+    returned = (select(_refunds.c.purchase_id,
+                       cast(func.sum(_refunds.c.amount_minor), BigInteger).label("money"))
+                .where(_refunds.c.occurred_at <= as_of)
+                .group_by(_refunds.c.purchase_id).subquery("returned"))
     month = months.of(_purchases.c.occurred_at).label("month")
+    price = _purchases.c.total_minor - func.coalesce(returned.c.money, 0)
+    points = earned.c.points + func.coalesce(taken.c.points, 0)
     rows = conn.execute(
-        select(month, cast(func.sum(_purchases.c.total_minor), BigInteger).label("price"),
-               cast(func.sum(per.c.points), BigInteger).label("points"))
-        .select_from(per).join(_purchases, _purchases.c.id == per.c.purchase_id)
+        select(month, cast(func.sum(price), BigInteger).label("price"),
+               cast(func.sum(points), BigInteger).label("points"))
+        .select_from(earned).join(_purchases, _purchases.c.id == earned.c.purchase_id)
+        .outerjoin(taken, taken.c.purchase_id == earned.c.purchase_id)
+        .outerjoin(returned, returned.c.purchase_id == earned.c.purchase_id)
         .group_by(month)
     ).all()
     return {r.month: (int(r.price), int(r.points)) for r in rows}

@@ -161,20 +161,22 @@ def test_ifrs15_schedule_from_the_ledger(engine: Engine, tmp_path: Path) -> None
     _history(engine, tmp_path)
     report = ifrs15_report(engine, END_OF_MARCH, "finance-shop")
     months = {r["month"]: r for r in report.rows}
-    # January: 150.00 of sales earned 150 points at 1 cent, no development yet (all points
-    # expected redeemed): SSP 150 cents; to points 15,000 x 150 / 15,150 = 148.51 -> 149.
-    assert months["2026-01"]["allocated_minor"] == 149
+    # January: 150.00 of sales earned 150 points; net of the return (20.00 and its 20
+    # points) 130.00 and 130 points at 1 cent, with no development at the end of January
+    # (all points expected redeemed): SSP 130 cents; to points 13,000 x 130 / 13,130 =
+    # 128.71 -> 129.
+    assert months["2026-01"]["allocated_minor"] == 129
     # March: 30.00 earned 30 points; expected redemption at the end of March 8/31: SSP
     # 30 x 8/31 = 7.74 cents; to points 3,000 x 7.74 / 3,007.74 = 7.72 -> 8.
     assert months["2026-03"]["allocated_minor"] == 8
     # January's cohort: at the end of January the estimate is all 150 redeemed; at the end
     # of February (40 redeemed, 20 refunded, 90 out, no expiry seen yet) 40 + 90 = 130:
-    # cumulative 149 x 40 / 130 = 45.85 -> 46, of which 46 - 149 x 40 / 150 (39.73 -> 40)
-    # = 6 catch-up. In March nothing of it is left (90 expired): the remaining 103.
+    # cumulative 129 x 40 / 130 = 39.69 -> 40, of which 40 - 129 x 40 / 150 (34.4 -> 34)
+    # = 6 catch-up. In March nothing of it is left (90 expired): the remaining 89.
     assert [(m, r["allocated_minor"], r["revenue_minor"], r["catch_up_minor"],
              r["liability_minor"]) for m, r in months.items()] == [
-        ("2026-01", 149, 0, 0, 149), ("2026-02", 0, 46, 6, 103),
-        ("2026-03", 8, 103, 0, 8)]
+        ("2026-01", 129, 0, 0, 129), ("2026-02", 0, 40, 6, 89),
+        ("2026-03", 8, 89, 0, 8)]
     debits = sum(line.debit_minor for line in report.lines)
     assert debits == sum(line.credit_minor for line in report.lines)
 
