@@ -272,3 +272,25 @@ def test_a_point_value_not_above_zero_refuses_every_report(
                    lambda: ifrs15_report(engine, END_OF_MARCH, "finance-shop")):
         with pytest.raises(ReportError, match="must be above zero"):
             report()
+
+
+def test_a_reversal_after_the_points_lapsed_gives_nothing_back(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    # M-1's 100 points of 10 January (lapse 10 March): 60 redeemed on 5 February, the
+    # redemption reversed on 15 March, after the lapse: the 60 stay gone (redeemed), the
+    # expiry run takes the other 40.
+    apply_text(engine, tmp_path, PROGRAM)
+    buy(engine, "P1", "2026-01-10", [("BOOK", "books", "1", "100.00")])
+    activate_pending(engine, at("2026-02-05"))
+    spend(engine, "R1", "2026-02-05", "finance-shop", points=60)
+    expire_due(engine, at("2026-03-12"), NOW)
+    reverse_redemption(engine, "R1", at("2026-03-15"), at("2026-03-15"))
+    [report] = breakage_report(engine, END_OF_MARCH)
+    [january] = report.cohorts
+    assert [(c.redeemed, c.expired, c.outstanding) for c in january.cells] == [
+        (0, 0, 100), (60, 0, 40), (60, 40, 0)]
+    [rolled] = roll_forward_report(engine, END_OF_MARCH)
+    assert [(p.key, p.movements["redeemed"], p.movements["reversed"],
+             p.movements["expired"], p.closing) for p in rolled.periods] == [
+        ("2026-01", 0, 0, 0, 100), ("2026-02", 60, 0, 0, 40), ("2026-03", 0, 0, 40, 0)]
+    assert rolled.balances == 0
