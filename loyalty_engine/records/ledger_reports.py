@@ -33,13 +33,13 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
+    or_,
     select,
     true,
     union_all,
 )
 
-from loyalty_engine.ledger.lots import active_at, expired_by, expiry_column
+from loyalty_engine.ledger.lots import expired_by, expiry_column
 from loyalty_engine.records.counted_purchases import offsets
 from loyalty_engine.store import tables
 
@@ -202,8 +202,11 @@ def lot_flows(conn: Connection, program_id: str, months: Months, as_of: datetime
     """Two grouped statements: the lots earned by as_of by (issue month, state at as_of,
     expiry month when expired), and their recorded moves by the same and (month,
     category, dated after as_of)."""
-    state = case((expired_by(as_of), literal("expired")),
-                 (not_(active_at(as_of)), literal("pending")),
+    # Held at as_of: in its return window and not activated by then (NULL-safe, unlike
+    # the negation of active_at).
+    held = and_(_lots.c.pending_until.is_not(None),
+                or_(_lots.c.activated_at.is_(None), _lots.c.activated_at > as_of))
+    state = case((expired_by(as_of), literal("expired")), (held, literal("pending")),
                  else_=literal("active")).label("state")
     gone = case((expired_by(as_of), months.of(expiry_column())), else_=literal("")
                 ).label("gone")

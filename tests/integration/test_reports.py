@@ -44,7 +44,7 @@ from loyalty_engine.services.reports import (
 from loyalty_engine.store.database import read_transaction
 from loyalty_engine.store.types import UTCDateTime
 
-from .walk import apply_text, assert_ledger_exact, at, buy, refund, spend
+from .walk import apply_text, assert_ledger_exact, at, buy, points, refund, spend
 
 PROGRAM = (Path(__file__).resolve().parents[1] / "fixtures" / "programs"
            / "finance-shop.yaml").read_text(encoding="utf-8")
@@ -52,7 +52,8 @@ NOW = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
 END_OF_MARCH = at("2026-03-31T12:00:00+02:00")
 
 
-def _history(engine: Engine, tmp_path: Path, *, expire: bool = True) -> None:
+def _history(engine: Engine, tmp_path: Path, *, expire: bool = True,
+             activate: bool = True) -> None:
     apply_text(engine, tmp_path, PROGRAM)
     buy(engine, "P1", "2026-01-10", [("BOOK", "books", "1", "100.00")])
     buy(engine, "P2", "2026-01-20", [("PEN", "office", "2", "25.00")], member="M-2")
@@ -64,7 +65,8 @@ def _history(engine: Engine, tmp_path: Path, *, expire: bool = True) -> None:
     adjust_points(engine, Adjustment("goodwill-1", "M-2", "finance-shop", 25, "late parcel",
                                      "goodwill", "ops", at("2026-02-15")), at("2026-02-15"))
     buy(engine, "P3", "2026-03-01", [("BOOK", "books", "1", "30.00")])
-    activate_pending(engine, at("2026-03-25"))
+    if activate:
+        activate_pending(engine, at("2026-03-25"))
     if expire:
         expire_due(engine, at("2026-03-25"), NOW)
 
@@ -294,3 +296,12 @@ def test_a_reversal_after_the_points_lapsed_gives_nothing_back(engine: Engine,
              p.movements["expired"], p.closing) for p in rolled.periods] == [
         ("2026-01", 0, 0, 0, 100), ("2026-02", 60, 0, 0, 40), ("2026-03", 0, 0, 40, 0)]
     assert rolled.balances == 0
+
+
+def test_points_not_yet_activated_are_pending(engine: Engine, tmp_path: Path) -> None:
+    # Without the activation step after 15 March, D's 30 points are still pending, as the
+    # balances show them.
+    _history(engine, tmp_path, activate=False)
+    [owed] = liability(engine, END_OF_MARCH)
+    assert (owed.spendable, owed.pending, owed.outstanding) == (25, 30, 55)
+    assert points(engine, "finance-shop", "M-1") == (0, 30)
