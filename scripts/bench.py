@@ -3,6 +3,7 @@
     python scripts/bench.py ingest [--database URL] [--n N] [--json]
     python scripts/bench.py scheduler [--database URL] [--members N] [--json]
     python scripts/bench.py api [--database URL] [--requests N] [--concurrency C] [--json]
+    python scripts/bench.py analytics [--database URL] [--members N] [--json]
 
 ingest: imports N purchases (two items each) from a JSON Lines file through the engine
 (parse, validate, evaluate, write purchases, items, ledger entries, lots and balances), then
@@ -34,6 +35,17 @@ a side, or stored rows that do not match the 2xx count, fail the run (exit statu
 the figures. Servers are stopped with SIGTERM (SIGKILL if they linger), also on failure,
 Ctrl-C or SIGTERM.
 
+analytics: applies a one-rule program without exclusions to an empty database and bulk-loads
+N members, enrolled, with 5 to 15 purchases each (about ten) over 2025 and 2026, one line
+each (not through the engine). Then times the RFM snapshot of all members
+(services/analytics_members.take_snapshot as of Monday 4 January 2027: the grouped pass over
+the counted purchases, the scores, the rows written) against a bare GROUP BY of the same
+three figures (max(occurred_at), count(*), sum(total_minor) per member over purchases),
+fetched into Python (the faster of two runs, one before and one after the snapshot).
+ratio = snapshot time / GROUP BY time; the target is <= 2. The CLV fit and prediction for
+all members (services/analytics_clv.member_clv) is timed too where that module exists
+(clv_seconds; null otherwise); its target is under 30 s.
+
 --database names where to run: a SQLite URL (its file, and for ingest a sibling .raw file,
 for api a sibling .bare file, are created and removed) or a PostgreSQL server URL
 (throw-away databases, two for ingest and api and one for scheduler, are created there and
@@ -43,6 +55,7 @@ dropped). The default is SQLite in a temporary directory.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import random
@@ -77,15 +90,19 @@ from bench_api import (  # noqa: E402
 
 from loyalty_engine.domain.events import PurchaseEvent  # noqa: E402
 from loyalty_engine.rules.compiled_membership import TierLadder  # noqa: E402
+from loyalty_engine.services.analytics_members import take_snapshot  # noqa: E402
 from loyalty_engine.services.apikeys import create_api_key  # noqa: E402
 from loyalty_engine.services.importing import import_purchases  # noqa: E402
 from loyalty_engine.services.programs import apply_program_files, load_catalog  # noqa: E402
 from loyalty_engine.services.tiers import review_tiers  # noqa: E402
 from loyalty_engine.store import migrate, tables  # noqa: E402
+from loyalty_engine.store.bulk import Converters, insert_rows  # noqa: E402
 from loyalty_engine.store.database import open_engine, resolve_url, write_transaction  # noqa: E402
 
 TARGET_INGEST = 0.5
 TARGET_SCHEDULER = 3.0
+TARGET_ANALYTICS = 2.0
+TARGET_CLV_SECONDS = 30.0
 BATCH = 2000
 EVENT_SPACING = timedelta(seconds=97)  # between consecutive purchases of _events
 SKUS = [("FLAT-WHITE", "coffee", "3.60"), ("CROISSANT", "pastry", "2.20"),
@@ -395,6 +412,150 @@ def bench_scheduler(url: str | None, n: int) -> dict[str, object]:
     }
 
 
+# --- analytics ----------------------------------------------------------------------------------
+
+ANALYTICS_PROGRAM = "bench-rfm"
+ANALYTICS_YAML = f"""\
+program: {ANALYTICS_PROGRAM}
+name: Bench RFM
+currency: EUR
+timezone: Europe/Amsterdam
+enrolment: open
+rules:
+  - id: per-euro
+    kind: points_per_spend
+    points_per_unit: 1
+"""
+SNAPSHOT_AS_OF = datetime(2027, 1, 4, 5, 0, tzinfo=timezone(timedelta(hours=1)))
+HISTORY_START = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
+HISTORY_DAYS = 730
+
+
+def _load_purchasers(engine: Engine, n: int, seed: int = 13) -> int:
+    """Bulk-insert n enrolled members with 5 to 15 one-line purchases each; returns the
+    purchases."""
+    rng = random.Random(seed)
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    purchase_id, next_report = 0, max(1, n // 10)
+    started = time.perf_counter()
+    with write_transaction(engine) as conn:
+        convert = Converters(conn)
+        recorded = convert.when(now)
+        members: list[tuple[object, ...]] = []
+        enrolments: list[tuple[object, ...]] = []
+        purchases: list[tuple[object, ...]] = []
+        items: list[tuple[object, ...]] = []
+        for i in range(n):
+            member_id = f"M{i:07d}"
+            days = sorted(rng.sample(range(HISTORY_DAYS), rng.randint(5, 15)))
+            first = HISTORY_START + timedelta(days=days[0])
+            members.append((member_id, recorded, "{}"))
+            enrolments.append((member_id, ANALYTICS_PROGRAM, convert.when(first), "auto"))
+            for day in days:
+                purchase_id += 1
+                amount = rng.randint(150, 9000)
+                at = HISTORY_START + timedelta(days=day, minutes=rng.randrange(600))
+                purchases.append((purchase_id, f"AMS-{purchase_id % 25:02d}",
+                                  f"T{purchase_id:09d}", member_id, convert.when(at), "EUR",
+                                  amount, f"{purchase_id:064x}", recorded))
+                items.append((purchase_id, member_id, 1, "BAG", "goods", 1000, amount, amount))
+            if len(purchases) >= LOAD_CHUNK or i == n - 1:
+                for table, columns, rows in (
+                        (tables.members, ("member_id", "created_at", "attributes"), members),
+                        (tables.enrolments, ("member_id", "program_id", "enrolled_at",
+                                             "source"), enrolments),
+                        (tables.purchases, ("id", "store_id", "transaction_id", "member_id",
+                                            "occurred_at", "currency", "total_minor",
+                                            "body_hash", "recorded_at"), purchases),
+                        (tables.purchase_items, ("purchase_id", "member_id", "line_no", "sku",
+                                                 "category", "quantity_milli",
+                                                 "unit_price_minor", "amount_minor"), items)):
+                    insert_rows(conn, table, columns, rows)
+                members, enrolments, purchases, items = [], [], [], []
+                if i + 1 >= next_report:
+                    next_report += max(1, n // 10)
+                    print(f"  built {i + 1}/{n} members, {purchase_id} purchases "
+                          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('purchases', 'id'), "
+                                 f"{purchase_id})")
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return purchase_id
+
+
+def _time_bare_rfm(conn: Connection) -> tuple[float, int]:
+    """The bare GROUP BY of the snapshot's three figures, every row fetched into Python."""
+    query = text("SELECT member_id, MAX(occurred_at), COUNT(*), SUM(total_minor) "
+                 "FROM purchases GROUP BY member_id")
+    started = time.perf_counter()
+    figures = {m: (last, int(count), int(total)) for m, last, count, total in
+               conn.execute(query)}
+    return time.perf_counter() - started, len(figures)
+
+
+def _time_clv(engine: Engine, program_id: str, as_of: datetime) -> float | None:
+    """Seconds for the CLV fit and prediction for all members of the program
+    (services/analytics_clv.member_clv), or None where that module does not exist."""
+    try:
+        clv = importlib.import_module("loyalty_engine.services.analytics_clv")
+    except ModuleNotFoundError:
+        return None
+    started = time.perf_counter()
+    clv.member_clv(engine, program_id, as_of)
+    return time.perf_counter() - started
+
+
+def bench_analytics(url: str | None, n: int) -> dict[str, object]:
+    """Run the analytics (RFM snapshot) benchmark and return its figures."""
+    with tempfile.TemporaryDirectory(prefix="loyalty-bench-data-") as tmp, \
+            _databases(url, ("engine",)) as (engine_url,):
+        engine = open_engine(engine_url)
+        migrate.upgrade(engine)
+        program_file = Path(tmp) / f"{ANALYTICS_PROGRAM}.yaml"
+        program_file.write_text(ANALYTICS_YAML, encoding="utf-8")
+        apply_program_files(engine, [program_file], datetime(2024, 12, 1, tzinfo=UTC))
+        print(f"building {n} members on {engine.dialect.name}...", file=sys.stderr)
+        started = time.perf_counter()
+        purchases = _load_purchasers(engine, n)
+        build_seconds = time.perf_counter() - started
+        print(f"  built in {build_seconds:.1f} s", file=sys.stderr)
+        with engine.connect() as conn:
+            before, rows = _time_bare_rfm(conn)
+        if rows != n:
+            raise SystemExit(f"GROUP BY found {rows} members, not {n}")
+        started = time.perf_counter()
+        done = take_snapshot(engine, ANALYTICS_PROGRAM, SNAPSHOT_AS_OF,
+                             SNAPSHOT_AS_OF.date(), datetime.now(UTC))
+        snapshot_seconds = time.perf_counter() - started
+        with engine.connect() as conn:
+            after, _ = _time_bare_rfm(conn)
+        clv_seconds = _time_clv(engine, ANALYTICS_PROGRAM, SNAPSHOT_AS_OF)
+        engine.dispose()
+    if done.written != n:
+        raise SystemExit(f"the snapshot wrote {done.written} of {n} members")
+    group_by_seconds = min(before, after)
+    ratio = snapshot_seconds / group_by_seconds
+    return {
+        "benchmark": "analytics",
+        "database": make_url(engine_url).get_backend_name(),
+        "members": n,
+        "purchases": purchases,
+        "build_seconds": round(build_seconds, 3),
+        "snapshot_seconds": round(snapshot_seconds, 3),
+        "group_by_seconds": round(group_by_seconds, 3),
+        "group_by_runs": [round(before, 3), round(after, 3)],
+        "written": done.written,
+        "ratio": round(ratio, 3),
+        "target": TARGET_ANALYTICS,
+        "meets_target": ratio <= TARGET_ANALYTICS,
+        "clv_seconds": None if clv_seconds is None else round(clv_seconds, 3),
+        "clv_target_seconds": TARGET_CLV_SECONDS,
+        "clv_meets_target": None if clv_seconds is None else clv_seconds < TARGET_CLV_SECONDS,
+    }
+
+
 # --- api ----------------------------------------------------------------------------------------
 
 TARGET_API = 0.5
@@ -536,6 +697,13 @@ def main() -> None:
     scheduler.add_argument("--members", type=int, default=100_000,
                            help="members (about ten purchase days each)")
     scheduler.add_argument("--json", action="store_true", help="print one JSON object")
+    analytics = sub.add_parser("analytics", help="RFM snapshot of all members vs a bare "
+                               "GROUP BY (and the CLV fit, where it exists)")
+    analytics.add_argument("--database", default=None,
+                           help="SQLite URL or PostgreSQL server URL")
+    analytics.add_argument("--members", type=int, default=100_000,
+                           help="members (about ten purchases each)")
+    analytics.add_argument("--json", action="store_true", help="print one JSON object")
     api = sub.add_parser("api", help="POST /v1/purchases to the engine vs a bare FastAPI app")
     api.add_argument("--database", default=None, help="SQLite URL or PostgreSQL server URL")
     api.add_argument("--requests", type=int, default=2000, help="purchases to post per server")
@@ -555,6 +723,22 @@ def main() -> None:
             _print_api(result)
         if result["problems"]:
             sys.exit("the comparison is broken:\n  " + "\n  ".join(result["problems"]))
+        return
+    if args.benchmark == "analytics":
+        result = bench_analytics(args.database, args.members)
+        if args.json:
+            print(json.dumps(result))
+            return
+        print(f"analytics on {result['database']}: {result['members']} members, "
+              f"{result['purchases']} purchases (built in {result['build_seconds']} s)")
+        print(f"  snapshot: {result['snapshot_seconds']} s ({result['written']} written)")
+        print(f"  group by: {result['group_by_seconds']} s")
+        print(f"  ratio snapshot/group by: {result['ratio']} (target <= {result['target']}: "
+              f"{'met' if result['meets_target'] else 'NOT met'})")
+        clv = result["clv_seconds"]
+        print("  clv fit + prediction: " + ("not available (no services/analytics_clv)"
+                                            if clv is None else
+                                            f"{clv} s (target < {TARGET_CLV_SECONDS} s)"))
         return
     if args.benchmark == "scheduler":
         result = bench_scheduler(args.database, args.members)

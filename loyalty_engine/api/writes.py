@@ -1,16 +1,19 @@
-"""The write endpoints: purchases, refunds, enrolment, redemptions, fee payments. Each is
-idempotent on its natural key (api/idempotency.py), and each request is one unit of work:
-the service's writes and the stored response commit together, retried whole after a deadlock."""
+"""The write endpoints: purchases, refunds, enrolment, redemptions, fee payments, survey
+answers. Each is idempotent on its natural key (api/idempotency.py), and each request is one
+unit of work: the service's writes and the stored response commit together, retried whole
+after a deadlock."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 from sqlalchemy import Connection, Engine
 
+from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
 from loyalty_engine.api.auth import (
     Caller,
     require_admin,
@@ -31,6 +34,9 @@ from loyalty_engine.api.schemas import (
     RedemptionDone,
     RefundRecorded,
     ReverseRequest,
+    _hash,
+    _Request,
+    _utc,
 )
 from loyalty_engine.domain.errors import (
     NotFoundError,
@@ -39,7 +45,7 @@ from loyalty_engine.domain.errors import (
     RedemptionConflictError,
     RefundConflictError,
 )
-from loyalty_engine.domain.events import ID_PATTERN, PurchaseEvent
+from loyalty_engine.domain.events import ID_PATTERN, Instant, PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.records.purchase_writer import prefetched, prefetches
@@ -53,6 +59,7 @@ from loyalty_engine.services.fees import pay_charge
 from loyalty_engine.services.purchases import record_purchase
 from loyalty_engine.services.redemptions import RedemptionOutcome, redeem, reverse_redemption
 from loyalty_engine.services.refunds import record_refund
+from loyalty_engine.services.surveys import SurveyAnswer, SurveyConflictError, record_survey
 
 router = APIRouter(prefix="/v1")
 # How far ahead of the server's clock an event may be dated (a till's clock may run fast).
@@ -264,3 +271,84 @@ def post_fee_payment(charge_id: Annotated[int, Path(ge=1, le=2**62)], key: Calle
     return send(answer_once(
         engine, "fee-payments", str(charge_id), body.request_hash(), effect, now,
         f"charge {charge_id} was already paid through the API with other details"))
+
+
+class SurveyRequest(_Request):
+    """An attitudinal answer of a member: an NPS score (0-10) or a commitment score (1-7)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"kind": "nps", "score": 9, "answered_at": "2026-05-30T18:20:00+02:00"},
+        {"kind": "commitment", "score": 6, "answered_at": "2026-05-30T18:20:00+02:00"}]})
+
+    kind: Literal["nps", "commitment"] = Field(description="nps: would recommend us, 0-10; "
+                                               "commitment: feels committed to us, 1-7")
+    score: StrictInt = Field(description="a whole number in the kind's range")
+    answered_at: Instant = Field(description="when the member answered; with the member "
+                                 "and the kind, the answer's natural key")
+
+    @field_validator("score")
+    @classmethod
+    def _in_range(cls, value: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")
+        if kind in SCORE_RANGES:
+            check_score(kind, value)
+        return value
+
+    def request_hash(self) -> str:
+        """Hash of the normalised request."""
+        return _hash(self.kind, self.score, _utc(self.answered_at))
+
+
+class SurveyRecorded(BaseModel):
+    """An answer as stored."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 17, "member_id": "M-42", "kind": "nps", "score": 9,
+        "answered_at": "2026-05-30T16:20:00Z", "source": "api:till-ams"}]})
+
+    id: int
+    member_id: str
+    kind: str
+    score: int
+    answered_at: datetime
+    source: str = Field(description="where it came from: api:<key name>, or file:<name> "
+                        "for an import")
+
+
+SurveyMember = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+
+@router.post("/members/{member_id}/surveys", status_code=201, response_model=SurveyRecorded,
+             summary="Record a member's NPS or commitment answer (idempotent on member, "
+                     "kind and answered_at)",
+             responses={200: {"model": SurveyRecorded,
+                              "description": "already recorded (imported, say)"},
+                        **problems(400, 401, 403, 404, 409, 413, 415, 422)})
+def post_survey(member_id: SurveyMember, body: SurveyRequest, key: Caller,
+                request: Request) -> Response:
+    """The latest answer of each kind is the member's attitude in the loyalty matrix
+    (`loyalty analytics loyalty-matrix`). The same answer again is a replay; the same
+    member, kind and `answered_at` with another score is 409; an unknown member is 404."""
+    now = _now(request)
+    _not_ahead(body.answered_at, now, "answered_at")
+    engine = _engine(request)
+    require_member_seen(key, programs_out_of_reach(engine, key),
+                        member_programs(engine, member_id), member_id)
+    answer = SurveyAnswer(member_id=member_id, kind=body.kind, score=body.score,
+                          answered_at=body.answered_at)
+    article = "an" if body.kind == "nps" else "a"
+    conflict = (f"member {member_id!r} already has {article} {body.kind} answer at "
+                f"{_utc(body.answered_at)} with another score; an answer cannot be changed "
+                "by sending it again")
+
+    def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
+        try:
+            outcome = record_survey(conn, answer, f"api:{key.name}"[:100], now)
+        except SurveyConflictError as exc:  # imported with another score
+            raise Problem(409, "conflict", str(exc)) from None
+        body_out = SurveyRecorded.model_validate(outcome.as_json()).model_dump_json()
+        return (200 if outcome.replayed else 201), body_out, outcome.replayed
+
+    return send(answer_once(
+        engine, "surveys", _SEP.join((member_id, body.kind, str(_utc(body.answered_at)))),
+        body.request_hash(), effect, now, conflict))

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from loyalty_engine.cli import (
+    analytics,
     apikeys,
     clubs,
     db,
@@ -61,6 +62,7 @@ app.add_typer(rebates.app, name="rebates")
 app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(apikeys.app, name="apikeys")
+app.add_typer(analytics.app, name="analytics")
 app.add_typer(reports.app, name="reports")
 app.command()(demo)
 app.command()(serve)

@@ -1,4 +1,5 @@
-"""`loyalty members ...`: list members, show one, explain every point of their ledger."""
+"""`loyalty members ...`: list members, show one, explain every point of their ledger, import
+their survey answers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from loyalty_engine.cli.output import (
     confirm,
     console,
     emit_json,
+    err_console,
     fail,
     json_default,
     money,
@@ -30,6 +32,7 @@ from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.groups import reverifications_due, verify_member
 from loyalty_engine.services.members import explain_member, list_members, show_member
 from loyalty_engine.services.privacy import erase_member, export_member
+from loyalty_engine.services.surveys import import_surveys
 
 app = typer.Typer(help="Look at members, their balances and their ledger.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
@@ -346,3 +349,29 @@ def erase(
     console.print(f"erased {member_id}: {len(removed['attributes'])} attribute(s), "
                   f"{removed['consents']} consent(s), {removed['verification_evidence']} "
                   "verification evidence; the ledger and purchases are kept", markup=False)
+
+
+@app.command("survey-import")
+def survey_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A CSV file: member_id,kind,score,answered_at "
+                                "(kind nps 0-10 or commitment 1-7; answered_at with an "
+                                "offset)."),
+    json_out: bool = JSON,
+) -> None:
+    """Import members' NPS and commitment answers, all or nothing."""
+    report = import_surveys(engine_for(ctx), file, now())
+    if json_out:
+        emit_json(report.as_json())
+        if not report.committed:
+            raise SystemExit(1)
+        return
+    if not report.committed:
+        for error in report.errors:
+            err_console.print(f"{file}:{error.line}: {error.reason}", markup=False,
+                              soft_wrap=True)
+        err_console.print(f"{len(report.errors)} bad line(s); no answer was imported (fix "
+                          "them and import the file again)", markup=False)
+        raise SystemExit(1)
+    console.print(f"{report.read} answer(s) read: {report.recorded} recorded, "
+                  f"{report.already} already recorded", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -65,6 +66,20 @@ class Evaluation:
     tier_change: TierChange | None = None
 
 
+class Snapshot(NamedTuple):
+    """A member's stored RFM snapshot in one program (rfm_snapshots): in force from the
+    instant its figures are as of until the next one's."""
+
+    taken_at: datetime
+    as_of_date: date
+    r: int
+    f: int
+    m: int
+    segment: str
+    clv_minor: int | None  # None: no figure (the CLV part did not value the member)
+    p_alive: float | None
+
+
 @dataclass(slots=True)
 class Standing:
     """A member's place in one program: tier, clubs and verified groups.
@@ -89,6 +104,14 @@ class Standing:
     # When each verification ends (absent: never). Its benefits stop then, whether or not
     # the clubs job has recorded the lapse yet; a purchase made before still had them.
     verified_until: dict[str, datetime] = field(default_factory=dict)
+    # The member's RFM snapshots in the program, by taken_at (loaded only for programs
+    # that read them): each purchase sees the one in force when it was made.
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def snapshot_at(self, at: datetime) -> Snapshot | None:
+        """The snapshot in force at an instant: the latest taken at or before it."""
+        index = bisect_right(self.snapshots, at, key=lambda s: s.taken_at)
+        return self.snapshots[index - 1] if index else None
 
 
 @dataclass(slots=True)

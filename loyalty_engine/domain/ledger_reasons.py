@@ -91,7 +91,7 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
     elif "category" in reason:
         parts.append(f"first purchase in {reason['category']}")
     if reason.get("because"):
-        parts.append("because " + ", ".join(f"{k} {v}" for k, v in reason["because"].items()))
+        parts.append("because " + _because(reason["because"]))
     if reason.get("group"):
         parts.append(f"best of group {reason['group']}")
     if reason.get("capped"):
@@ -106,6 +106,23 @@ def _earned(reason: Mapping[str, Any], money: _Money) -> str:
     if rest:
         parts.append(_plain(rest, money))
     return "; ".join(parts) or "fixed bonus"
+
+
+def _because(met: Mapping[str, Any]) -> str:
+    """What of the member's standing met the condition: `tier gold`, `segment at_risk (RFM
+    snapshot of 2026-03-02)`, or `no segment` for a member without a snapshot."""
+    parts = []
+    for key, value in met.items():
+        if key == "segment_as_of":
+            continue
+        if key == "segment":
+            text = f"segment {value}" if value else "no segment (no RFM snapshot yet)"
+            if met.get("segment_as_of"):
+                text += f" (RFM snapshot of {met['segment_as_of']})"
+            parts.append(text)
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
 
 
 def describe_fields(data: Mapping[str, Any], currency: str | None) -> str:

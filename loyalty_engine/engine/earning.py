@@ -15,6 +15,7 @@ from loyalty_engine.domain.decisions import (
     Evaluation,
     MemberView,
     ProgressDelta,
+    Snapshot,
 )
 from loyalty_engine.domain.periods import (
     is_membership_year,
@@ -67,6 +68,7 @@ class _Facts:
 
     __slots__ = (
         "_data",
+        "_snapshot",
         "_standing",
         "day",
         "eligible",
@@ -95,6 +97,7 @@ class _Facts:
         ]
         self.eligible_minor = sum(item.amount_minor for item in self.eligible)
         self._standing: MemberFacts | None = NOBODY if member is None else None
+        self._snapshot: tuple[Snapshot | None] | None = None  # (found,) once looked up
         self._data: dict[str, Any] | None = None
 
     @property
@@ -136,6 +139,33 @@ class _Facts:
                                           self.purchase.occurred_at, self.day)
         return self._standing
 
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The member's RFM snapshot in force when the purchase was made (None: none)."""
+        if self._snapshot is None:
+            standing = None if self.member is None else self.member.standings.get(
+                self.program.program_id)
+            self._snapshot = (None if standing is None
+                              else standing.snapshot_at(self.purchase.occurred_at),)
+        return self._snapshot[0]
+
+    @property
+    def segment(self) -> str:
+        """The member's segment then ('' without a snapshot)."""
+        snapshot = self.snapshot
+        return "" if snapshot is None else snapshot.segment
+
+    def tenure_days(self) -> int:
+        """Days from the member's enrolment (local date) to the purchase's local date; a
+        member enrolled by this very purchase (an open program's first) has 0, as has one
+        whose purchase predates the enrolment."""
+        if self.member is None:
+            return 0
+        standing = self.member.standing(self.program.program_id)
+        if standing.enrolled_on is None:
+            standing.enrolled_on = self.day  # (as member_period_key: enrolled on this day)
+        return max(0, (self.day - standing.enrolled_on).days)
+
     def data(self) -> dict[str, Any]:
         """The CEL context (see rules/expressions.CONTEXT), built on first use."""
         if self._data is None:
@@ -147,6 +177,9 @@ class _Facts:
             def amount(minor: int) -> int | float:
                 # Level 2 reads amounts in the currency; level 1 (stored programs) in cents.
                 return expressions.major(minor, exponent) if level == 2 else minor
+
+            snapshot = self.snapshot
+            clv = 0 if snapshot is None or snapshot.clv_minor is None else snapshot.clv_minor
 
             self._data = {
                 "purchase.total": amount(p.total_minor),
@@ -167,7 +200,15 @@ class _Facts:
                 "member.id": "" if m is None else m.member_id,
                 "member.attributes": attributes,
                 **fact_data(self.standing),
-                "member.segment": str(attributes.get("segment", "")),
+                "member.segment": self.segment,
+                "member.rfm": ({"r": 0, "f": 0, "m": 0} if snapshot is None else
+                               {"r": snapshot.r, "f": snapshot.f, "m": snapshot.m}),
+                "member.clv": amount(clv),
+                "member.clv_minor": clv,
+                "member.p_alive": (-1.0 if snapshot is None or snapshot.p_alive is None
+                                   else float(snapshot.p_alive)),
+                # Only where some condition reads it: otherwise its enrolment is not loaded.
+                "member.tenure_days": self.tenure_days() if self.program.reads_tenure else 0,
                 "member.birthday_month": month,
                 "member.birthday": birthday,
                 "store.id": p.store_id,
@@ -256,6 +297,8 @@ def _evaluate_rules(program: CompiledProgram, facts: _Facts, progress: Progress,
         if found is not None:
             if rule.when is not None and rule.when.reads_standing:
                 found[1]["because"] = _standing_met(rule.when, facts.standing)
+            if _counted_snapshot(rule, found[1]):
+                found[1].setdefault("because", {}).update(_segment_met(facts))
             candidates.append((rule, found[0], found[1]))
     taken: set[str] = set()
     for rule, points, reason in candidates:
@@ -296,6 +339,25 @@ def _standing_met(when: CompiledCondition, standing: MemberFacts) -> dict[str, A
     return met
 
 
+def _counted_snapshot(rule: CompiledRule, reason: dict[str, Any]) -> bool:
+    """Whether the member's RFM snapshot decided the points: the rule's condition reads it,
+    or a multiplier that counted does."""
+    if rule.when is not None and rule.when.reads_snapshot:
+        return True
+    boosted = reason.get("boosts") or {}
+    return any(name in boosted and condition.reads_snapshot
+               for name, condition, _ in getattr(rule, "multipliers", ()))
+
+
+def _segment_met(facts: _Facts) -> dict[str, Any]:
+    """The segment a ledger entry owes its points to, and the snapshot it is from: every
+    entry that a segment changed says so."""
+    snapshot = facts.snapshot
+    if snapshot is None:
+        return {"segment": ""}
+    return {"segment": snapshot.segment, "segment_as_of": snapshot.as_of_date.isoformat()}
+
+
 def _matching_items(when: CompiledCondition | None, facts: _Facts) -> list[LineItem] | None:
     """The eligible items a rule looks at; None when it selects items and none match."""
     if when is None or not when.item_scoped:
@@ -334,6 +396,8 @@ def _holds(program: CompiledProgram, rule_id: str, when: CompiledCondition | Non
     if when.groups and when.groups.isdisjoint(facts.standing.groups):
         return False
     if when.consents and not when.consents <= facts.standing.consents:
+        return False
+    if when.segments and facts.segment not in when.segments:
         return False
     if when.expression is not None:
         try:

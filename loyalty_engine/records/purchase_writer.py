@@ -356,7 +356,10 @@ class PurchaseWriter:
                 ):
                     book.members[member_id] = MemberView(member_id, dict(attributes or {}))
         if needs.any:
-            load_standings(self.conn, self.catalog, member_ids, book.members, needs)
+            # The RFM snapshots in force over the batch (only read where a program does).
+            during = ((min(p.occurred_at for p in purchases),
+                       max(p.occurred_at for p in purchases)) if needs.insights else None)
+            load_standings(self.conn, self.catalog, member_ids, book.members, needs, during)
         for member_id in unknown:
             book.member(member_id).unknown = True
         return book

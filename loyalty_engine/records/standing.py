@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
-from loyalty_engine.domain.decisions import MemberView, TierChange
+from loyalty_engine.domain.decisions import MemberView, Snapshot, TierChange
 from loyalty_engine.engine.catalog import ProgramCatalog
 from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.rules.compiled import CompiledProgram
@@ -24,6 +24,7 @@ _households = tables.household_members
 _verifications = tables.group_verifications
 _consents = tables.member_consents
 _enrolments = tables.enrolments
+_snapshots = tables.rfm_snapshots
 
 ACTIVE = ("active", "grace")  # club states whose benefits apply
 
@@ -38,12 +39,14 @@ class StandingNeeds:
     consents: bool = False
     enrolments: bool = False  # a program enrols explicitly: who is enrolled, who is known
     households: bool = False  # a fee club's level shares its membership with secondaries
+    insights: bool = False  # a condition reads the RFM snapshot (member.segment, segments:)
+    tenure: bool = False  # a condition reads member.tenure_days: the enrolment dates
 
     @property
     def any(self) -> bool:
         """Whether anything needs loading at all."""
         return (self.tiers or self.clubs or self.verifications or self.consents
-                or self.enrolments)
+                or self.enrolments or self.insights or self.tenure)
 
     @staticmethod
     def of(programs: Iterable[CompiledProgram]) -> StandingNeeds:
@@ -56,12 +59,17 @@ class StandingNeeds:
             verifications=any(g.verified for p in found for g in p.groups.values()),
             consents=any(p.reads_consents for p in found),
             enrolments=any(p.enrolment == "explicit" for p in found),
-            households=any(p.has_households for p in found))
+            households=any(p.has_households for p in found),
+            insights=any(p.reads_insights for p in found),
+            tenure=any(p.reads_tenure for p in found))
 
 
 def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequence[str],
-                   members: dict[str, MemberView], needs: StandingNeeds) -> None:
-    """Fill members' standings and consents, as far as the programs need them.
+                   members: dict[str, MemberView], needs: StandingNeeds,
+                   during: tuple[datetime, datetime] | None = None) -> None:
+    """Fill members' standings and consents, as far as the programs need them; during:
+    the first and last purchase instants of the batch (the RFM snapshots in force over
+    them are loaded; None: every snapshot).
 
     One statement per table and chunk of members (joined against the keys, not an IN
     list), whatever the number of members."""
@@ -70,6 +78,10 @@ def load_standings(conn: Connection, catalog: ProgramCatalog, member_ids: Sequen
         keys = [(m,) for m in part]
         if needs.tiers:
             _load_tiers(conn, keys, members, zones)
+        elif needs.tenure:
+            _load_enrolment_dates(conn, keys, members, zones)
+        if needs.insights:
+            _load_snapshots(conn, part, members, during)
         if needs.clubs:
             _load_clubs(conn, keys, members)
             if needs.households:
@@ -120,7 +132,12 @@ def _load_tiers(conn: Connection, keys: list[tuple[str]], members: dict[str, Mem
         standing.manual_until = manual_until
         standing.has_tier_row = True
         standing.enrolled_on = enrolled_on
-    # Anniversaries count from the enrolment, for members without a tier row yet.
+    _load_enrolment_dates(conn, keys, members, zones)
+
+
+def _load_enrolment_dates(conn: Connection, keys: list[tuple[str]],
+                          members: dict[str, MemberView], zones: dict[str, Any]) -> None:
+    # Anniversaries (and tenure) count from the enrolment, for members without a tier row.
     for member_id, program_id, enrolled_at in select_typed_by_keys(
         conn, _enrolments, ("member_id",), keys, ("member_id", "program_id", "enrolled_at"),
     ):
@@ -128,6 +145,34 @@ def _load_tiers(conn: Connection, keys: list[tuple[str]], members: dict[str, Mem
         zone = zones.get(program_id)
         if standing.enrolled_on is None and zone is not None:
             standing.enrolled_on = enrolled_at.astimezone(zone).date()
+
+
+def _load_snapshots(conn: Connection, member_ids: Sequence[str],
+                    members: dict[str, MemberView],
+                    during: tuple[datetime, datetime] | None) -> None:
+    """Members' RFM snapshots per program, oldest first, so that each purchase finds the one
+    in force at its own time (Standing.snapshot_at). Only those a purchase of the batch can
+    see: per member and program, the latest taken by the batch's first purchase and every
+    later one taken by its last. One statement per chunk: an IN list of the chunk on the
+    one column the primary key leads with (index probes), the correlated maximum on it too."""
+    s = _snapshots
+    query = select(s.c.member_id, s.c.program_id, s.c.taken_at, s.c.as_of_date, s.c.r,
+                   s.c.f, s.c.m, s.c.segment, s.c.clv_minor, s.c.p_alive).where(
+        s.c.member_id.in_(list(member_ids)))
+    if during is not None:
+        first, last = during
+        older = _snapshots.alias("older")
+        in_force = (select(func.max(older.c.taken_at))
+                    .where(older.c.member_id == s.c.member_id,
+                           older.c.program_id == s.c.program_id, older.c.taken_at <= first)
+                    .scalar_subquery())
+        query = query.where(s.c.taken_at <= last,
+                            s.c.taken_at >= func.coalesce(in_force, first))
+    rows = conn.execute(query.order_by(s.c.member_id, s.c.program_id, s.c.taken_at))
+    for (member_id, program_id, taken_at, as_of_date, r, f, m, segment, clv_minor,
+         p_alive) in rows:
+        _view(members, member_id).standing(program_id).snapshots.append(Snapshot(
+            taken_at, as_of_date, r, f, m, segment, clv_minor, p_alive))
 
 
 def _load_clubs(conn: Connection, keys: list[tuple[str]],

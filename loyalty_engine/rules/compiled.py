@@ -26,7 +26,13 @@ from loyalty_engine.rules.compiled_membership import (
     compile_group,
     compile_tiers,
 )
-from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.expressions import (
+    SNAPSHOT_NAMES,
+    TENURE,
+    compile_expression,
+    reads,
+)
+from loyalty_engine.rules.insights_schema import compile_insights
 from loyalty_engine.rules.multipliers import MultiplierPlan, plan_of
 from loyalty_engine.rules.schema import (
     Caps,
@@ -68,12 +74,21 @@ class CompiledCondition:
     consents: frozenset[str] = frozenset()
     tenders: frozenset[str] = frozenset()  # the purchase's tender is one of these
     channels: frozenset[str] = frozenset()  # its channel is one of these
+    segments: frozenset[str] = frozenset()  # the member's segment then is one of these
+    # Its expression reads the member's RFM snapshot (member.segment, .rfm, .clv, .p_alive),
+    # or member.tenure_days.
+    snapshot_reads: bool = False
+    tenure_reads: bool = False
 
     @property
     def reads_standing(self) -> bool:
         """Whether it tests the member's tier, perks, clubs, groups or consents."""
         return bool(self.tiers or self.perks or self.clubs or self.groups or self.consents)
 
+    @property
+    def reads_snapshot(self) -> bool:
+        """Whether it tests the member's RFM snapshot (`segments:`, or an expression)."""
+        return bool(self.segments) or self.snapshot_reads
 
     def covers(self, store_id: str) -> bool:
         """Whether the store is listed (exactly, or by a 'PREFIX*' entry)."""
@@ -794,6 +809,10 @@ class CompiledProgram:
     cel_language: int = 1
     # How the analytics measure its members (economics:, analytics:, segments:).
     insights: ProgramInsights = field(default_factory=ProgramInsights)
+    # Some condition reads the members' RFM snapshots (loaded with each batch only then),
+    # or their tenure (their enrolment dates, loaded as for tiers).
+    reads_insights: bool = False
+    reads_tenure: bool = False
 
     @property
     def has_standing(self) -> bool:
@@ -902,10 +921,16 @@ def compile_program(definition: ProgramDefinition) -> CompiledProgram:
             or any(p == MEMBERSHIP_YEAR for p, _ in r.caps) for r in ordered),
         inactivity=_inactivity(definition.points.expiry),
         cel_language=definition.language or 1,
+        insights=compile_insights(definition.economics, definition.analytics,
+                                  definition.segments, minor),
+        reads_insights=any(c.reads_snapshot for c in conditions),
+        reads_tenure=any(c.tenure_reads for c in conditions),
     )
 
 
 def _condition(when: Condition, minor: Any) -> CompiledCondition:
+    expression = None if when.expression is None else compile_expression(when.expression)
+    read = frozenset() if expression is None else reads(expression)
     return CompiledCondition(
         categories=frozenset(when.categories),
         skus=frozenset(when.skus),
@@ -922,8 +947,11 @@ def _condition(when: Condition, minor: Any) -> CompiledCondition:
         consents=frozenset(when.consents),
         tenders=frozenset(when.tenders),
         channels=frozenset(when.channels),
-        expression=None if when.expression is None else compile_expression(when.expression),
+        segments=frozenset(when.segments),
+        expression=expression,
         expression_source=when.expression,
+        snapshot_reads=bool(read & SNAPSHOT_NAMES),
+        tenure_reads=TENURE in read,
     )
 
 

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeAlias, TypeGuard
 
+from loyalty_engine.rules.insights_schema import describe_box, segment_map
 from loyalty_engine.rules.schema import ExpiryPolicy, ProgramDefinition
 from loyalty_engine.rules.values import with_every_key
 
@@ -124,6 +125,8 @@ def diff_programs(old: ProgramDefinition, new: ProgramDefinition) -> ProgramDiff
 
     _readable_measure(before)
     _readable_measure(after)
+    _readable_segments(before, old)
+    _readable_segments(after, new)
     settings: list[Change] = []
     _walk("", before, after, settings)
     order = _evaluation_order_change(old, new)
@@ -153,6 +156,14 @@ def _readable_measure(program: dict[str, Plain]) -> None:
         named = measure.get(combine)
         if isinstance(named, dict):
             tiers["measure"] = {"combine": combine, **named}
+
+
+def _readable_segments(program: dict[str, Plain], definition: ProgramDefinition) -> None:
+    """The segment map as each segment's boxes written as the file writes them, so that a
+    box moved reads `segments.at_risk: added {r: 1, f: [3, 4]}; removed ...`; a file
+    without one has the shipped default map (what it means)."""
+    program["segments"] = {name: [describe_box(box) for box in boxes]
+                           for name, boxes in segment_map(definition.segments).segments}
 
 
 def show(value: Plain) -> str:

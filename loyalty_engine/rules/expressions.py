@@ -58,7 +58,16 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "member.perks": (_T.List(_T.STRING), "perks the member holds (tier and clubs)"),
     "member.groups": (_T.List(_T.STRING), "affinity groups the member belongs to"),
     "member.consents": (_T.List(_T.STRING), "consents given and not withdrawn"),
-    "member.segment": (_T.STRING, "the 'segment' attribute, '' if absent"),
+    "member.segment": (_T.STRING, "the RFM segment of the member's snapshot in force at the "
+                                  "purchase (the latest taken at or before it); '' without "
+                                  "one. The `segment` attribute is member.attributes.segment"),
+    "member.rfm": (_T.Map(_T.STRING, _T.INT), "that snapshot's scores {r, f, m}, 1-5 each; 0 "
+                                              "without a snapshot"),
+    "member.clv_minor": (_T.INT, "that snapshot's lifetime value in minor units; 0 without "
+                                 "a figure"),
+    "member.p_alive": (_T.DOUBLE, "that snapshot's P(alive), 0.0-1.0; -1.0 without a figure"),
+    "member.tenure_days": (_T.INT, "days from the member's enrolment in the program (local "
+                                   "date) to the purchase's local date; 0 when unknown"),
     "member.birthday_month": (_T.INT, "1-12 from the date_of_birth attribute (YYYY-MM-DD); 0 "
                                       "when absent or malformed"),
     "member.birthday": (_T.STRING, "MM-DD from the date_of_birth attribute; '' when absent or "
@@ -84,7 +93,15 @@ AMOUNTS: dict[str, dict[int, tuple[Any, str]]] = {
     "purchase.eligible_spend": {
         1: (_T.INT, "eligible spend in minor units (cents)"),
         2: (_T.DYN, "eligible spend in the currency (euros, a decimal)")},
+    "member.clv": {
+        1: (_T.INT, "the snapshot's lifetime value in minor units (cents); 0 without one"),
+        2: (_T.DYN, "the snapshot's lifetime value in the currency (euros, a decimal); 0 "
+                    "without one")},
 }
+# What a member's RFM snapshot answers (loaded with a batch only for programs that read it).
+SNAPSHOT_NAMES = frozenset({"member.segment", "member.rfm", "member.clv", "member.clv_minor",
+                            "member.p_alive"})
+TENURE = "member.tenure_days"
 ITEM_AMOUNT = "amount"  # an item's amount: minor at level 1, major at level 2
 
 
@@ -402,6 +419,47 @@ def _attribute_read(node: Node, present: frozenset[str],
                 f"purchase, and an import file); write {shown} in member.attributes && "
                 f"{read} ...", where)
     return None
+
+
+def _nodes(root: Node) -> Iterator[Node]:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(_children(node))
+
+
+def reads(compiled: Any) -> frozenset[str]:
+    """The context names a compiled expression reads (member.segment, purchase.total ...)."""
+    root, _ = parse_checked(compiled.serialize())
+    return frozenset(node.name for node in _nodes(root) if node.kind == "ident"
+                     and (node.name in CONTEXT or node.name in AMOUNTS))
+
+
+_SEGMENT = "member.segment"
+
+
+def segment_constants(compiled: Any) -> list[tuple[str, int]]:
+    """The strings an expression compares member.segment with (==, !=, in a list), with
+    their source offsets: a name that is no segment of the map can never match."""
+    root, positions = parse_checked(compiled.serialize())
+    found: list[tuple[str, int]] = []
+
+    def segment(node: Node) -> bool:
+        return node.kind == "ident" and node.name == _SEGMENT
+
+    for node in _nodes(root):
+        if node.kind != "call" or len(node.children) != 2:
+            continue
+        left, right = node.children
+        others: tuple[Node, ...] = ()
+        if node.function in ("_==_", "_!=_"):
+            others = (right,) if segment(left) else (left,) if segment(right) else ()
+        elif node.function == "@in" and segment(left) and right.kind == "list":
+            others = right.children
+        found.extend((other.string, positions.get(other.id, 0)) for other in others
+                     if other.kind == "const" and other.string is not None)
+    return sorted(found, key=lambda pair: pair[1])
 
 
 def _place(source: str, offset: int) -> str:

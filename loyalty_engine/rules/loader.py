@@ -20,6 +20,7 @@ from ruamel.yaml.reader import ReaderError
 
 from loyalty_engine.rules.compiled import CompiledProgram, compile_program
 from loyalty_engine.rules.expressions import LEVELS, language_level
+from loyalty_engine.rules.insights_schema import segment_warnings
 from loyalty_engine.rules.multipliers import program_warnings
 from loyalty_engine.rules.schema import LocatedValueError, ProgramDefinition
 
@@ -127,6 +128,8 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
             problems.sort(key=lambda p: (p.line, p.column))
             raise ProgramFileError(problems) from None
         compiled = compile_program(definition)
+        warnings = [*program_warnings(definition.rules), *segment_warnings(
+            definition.rules, compiled.insights.segments.names, definition.segments is None)]
     return LoadedProgram(
         path=name,
         source_text=text,
@@ -135,7 +138,7 @@ def load_program_text(text: str, name: str = "<text>") -> LoadedProgram:
         content_hash=content_hash(definition),
         warnings=tuple(
             Problem(name, *_locate(data, loc, "value"), f"warning: {_dotted(loc)}: {message}")
-            for loc, message in program_warnings(definition.rules)),
+            for loc, message in warnings),
     )
 
 

@@ -29,6 +29,15 @@ from loyalty_engine.domain.money import (
     to_minor,
 )
 from loyalty_engine.rules.expressions import compile_expression
+from loyalty_engine.rules.insights_schema import (
+    AnalyticsIn,
+    EconomicsIn,
+    Segments,
+    check_segment_map,
+    check_segment_names,
+    money_fields,
+    segment_map,
+)
 from loyalty_engine.rules.membership import (
     Club,
     CombinedMeasure,
@@ -110,6 +119,9 @@ class Condition(_Strict):
     channels: list[Channel] = Field(default=[], exclude_if=unused, description="the "
                                     "purchase was made in one of these channels (store, "
                                     "web, app)")
+    segments: list[Slug] = Field(default=[], exclude_if=unused, description="the member's "
+                                 "RFM segment (of the snapshot in force at the purchase) is "
+                                 "one of these")
     expression: str | None = Field(
         default=None, min_length=1, max_length=2000,
         description="a CEL expression over the declared context; must be a bool",
@@ -575,6 +587,16 @@ class ProgramDefinition(_Strict):
     groups: list[Group] = []
     clubs: list[Club] = []
     schedule: Schedule = Field(default_factory=lambda: Schedule())
+    # Measuring members (added after programs were stored: at their defaults they leave
+    # the dump, and so the content hash, as it was). Before `rules`, whose conditions
+    # name the map's segments.
+    economics: EconomicsIn = Field(default_factory=lambda: EconomicsIn(),
+                                   exclude_if=at_default(EconomicsIn()))
+    analytics: AnalyticsIn = Field(default_factory=lambda: AnalyticsIn(),
+                                   exclude_if=at_default(AnalyticsIn()))
+    segments: Segments | None = Field(
+        default=None, exclude_if=unused, description="the segment map: name -> boxes of "
+        "R, F and M scores; absent: the shipped default (analytics/segments.py)")
     rules: Annotated[list[Rule], Field(min_length=1)]
 
     @field_validator("timezone")
@@ -586,6 +608,22 @@ class ProgramDefinition(_Strict):
             raise ValueError(
                 f"{value!r} is not an IANA time zone such as 'Europe/Amsterdam'"
             ) from None
+        return value
+
+    @field_validator("economics", "analytics")
+    @classmethod
+    def _insight_money(cls, value: EconomicsIn | AnalyticsIn, info: ValidationInfo
+                       ) -> EconomicsIn | AnalyticsIn:
+        for where, amount in money_fields(value):
+            _check_money(info, amount, where)
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _whole_map(cls, value: Segments | None) -> Segments | None:
+        if value is not None:
+            check_segment_names(value)
+            check_segment_map(segment_map(value))
         return value
 
     @field_validator("rewards")
@@ -790,6 +828,16 @@ def _check_references(when: Condition, info: ValidationInfo,
     _known(when.perks, _defined(info, "perks"), "perk", (*where, "perks"))
     _known(when.clubs, _defined(info, "clubs"), "club", (*where, "clubs"))
     _known(when.groups, _defined(info, "groups"), "group", (*where, "groups"))
+    if when.segments and "segments" in info.data:  # (a map that failed is reported there)
+        declared: Segments | None = info.data["segments"]
+        names = segment_map(declared).names
+        for index, name in enumerate(when.segments):
+            if name not in names:
+                whose = "the program's segments" if declared is not None else (
+                    "the default map's segments (the file declares no segments:)")
+                raise LocatedValueError((*where, "segments", index),
+                                        f"unknown segment {name!r} ({whose}: "
+                                        f"{', '.join(names)})")
 
 
 def _unique_ids(items: Sequence[Reward | _Rule | Perk | Group | Club], what: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.schedules import JOBS, JobSpec
+from loyalty_engine.services.analytics_members import take_snapshot
 from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.expiry import expire_due
 from loyalty_engine.services.notices import send_notices
@@ -183,6 +184,25 @@ class Notices(Job):
         return Outcome(dict(done.recorded), [])
 
 
+class RfmSnapshot(Job):
+    """Every purchasing member's RFM scores and segment stored under the fire's local date,
+    once per date; a member whose segment moved since their previous snapshot gets a
+    segment_changed event. Every program has members to measure."""
+
+    name = "rfm_snapshot"
+
+    def applies(self, program: CompiledProgram) -> bool:
+        return True
+
+    def run(self, conn: Connection, version: VersionInForce, due: Due,
+            now: datetime) -> Outcome:
+        run_date = due.fire.astimezone(version.program.timezone).date()
+        done = take_snapshot(conn, due.program_id, due.fire, run_date, now,
+                             versions=list(due.versions) or None)
+        return Outcome(done.as_json(), [])
+
+
 # Every job by name, in the order jobs run when they are due at the same instant.
 BY_NAME: dict[str, Job] = {job.name: job for job in (
-    Activate(), Expire(), PeriodBonuses(), Rebates(), ReviewTiers(), Clubs(), Notices())}
+    Activate(), Expire(), PeriodBonuses(), Rebates(), ReviewTiers(), Clubs(), Notices(),
+    RfmSnapshot())}

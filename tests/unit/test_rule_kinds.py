@@ -836,7 +836,22 @@ def test_a_failing_multiplier_condition_fails_its_rule() -> None:
     assert info.value.rule_id == "per-euro"
 
 
-def test_member_segment_is_safe_when_the_attribute_is_missing() -> None:
+def test_the_segment_attribute_is_read_as_an_attribute_and_is_safe_when_missing() -> None:
+    # member.segment is the RFM segment since member insights (issue 17); the attribute
+    # of that name is read like any other, guarded.
+    rules = """\
+    - id: students
+      kind: fixed_bonus
+      points: 20
+      when: "has(member.attributes.segment) && member.attributes.segment == 'student'"
+    """
+    compiled = program(rules)
+    results = [earned(run(compiled, [buy()], member=m)[0]) for m in (
+        MemberView("M-1", {"segment": "student"}), MemberView("M-1"), None)]
+    assert results == [{"students": 20}, {}, {}]
+
+
+def test_member_segment_no_longer_reads_the_segment_attribute() -> None:
     rules = """\
     - id: students
       kind: fixed_bonus
@@ -846,7 +861,7 @@ def test_member_segment_is_safe_when_the_attribute_is_missing() -> None:
     compiled = program(rules)
     results = [earned(run(compiled, [buy()], member=m)[0]) for m in (
         MemberView("M-1", {"segment": "student"}), MemberView("M-1"), None)]
-    assert results == [{"students": 20}, {}, {}]
+    assert results == [{}, {}, {}]
 
 
 # --- anonymous purchases ---------------------------------------------------------------------
