@@ -1,16 +1,15 @@
 """`loyalty reports ...`: what a program owes. The liability, breakage, the roll-forward,
 earn and burn, the IFRS 15 journal and a one-page program report (docs/reports.md).
 
-Money in major units with the currency, months in the program's zone. Charts with
-matplotlib (Agg): a file's suffix says its format (.png, .svg, or .html: the SVG inline in
-a page with no external reference)."""
+Money in major units with the currency, months in the program's zone. Charts through
+cli/charts.py (matplotlib, no display): a file's suffix says its format (.png, .svg, or
+.html: the SVG inline with the numbers); the program page puts several on one page with
+no external reference."""
 
 from __future__ import annotations
 
 import csv
 import html
-import io
-import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,6 +19,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from loyalty_engine.cli.charts import (
+    ChartTable,
+    check_chart_path,
+    inline_svg,
+    new_figure,
+    write_chart,
+)
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant, now, program_zone
 from loyalty_engine.cli.options import AS_OF, JSON, PROGRAM
@@ -39,54 +45,19 @@ PERIOD = typer.Option("month", "--period", help="month, quarter or year.")
 FROM = typer.Option(None, "--from", help="From the period holding this instant (ISO 8601; "
                     "a date is its midnight in the program's zone); default the first entry.")
 TO = typer.Option(None, "--to", help="To the period holding this instant; default now.")
-CHART_SUFFIXES = (".png", ".svg", ".html")
 
 
-# -- charts ---------------------------------------------------------------------------------
+# -- charts (cli/charts.py draws and writes them) --------------------------------------------
 
 def _chart_path(path: Path | None) -> Path | None:
     """A chart file, its suffix checked before anything is computed or written."""
-    if path is not None and path.suffix.lower() not in CHART_SUFFIXES:
-        raise CommandRefused(f"{path} is not a .png, .svg or .html file; a chart's suffix "
-                             "says its format")
+    if path is not None:
+        check_chart_path(path)
     return path
 
 
 def _figure() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small, searchable
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(8, 4.2), layout="constrained")
-
-
-def svg_of(figure: Any) -> str:
-    """A figure as an <svg> element for a page: no XML prolog, DOCTYPE, metadata or
-    namespace URLs (HTML parses inline SVG without them)."""
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = re.sub(r"<\?xml[^>]*\?>\s*", "", text)
-    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    return re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
-
-
-def write_chart(figure: Any, path: Path) -> None:
-    """Write a figure by the file's suffix: .png, .svg, or .html (one page, SVG inline).
-    (cli/charts.write_chart, of the analytics work, has this signature and will replace
-    this one.)"""
-    suffix = path.suffix.lower()
-    if suffix == ".html":
-        page = _page("chart", [svg_of(figure)])
-        path.write_text(page, encoding="utf-8")
-    elif suffix in (".png", ".svg"):
-        figure.savefig(path, format=suffix[1:], metadata={"Date": None} if suffix == ".svg"
-                       else None)
-    else:
-        raise CommandRefused(f"{path} is not a .png, .svg or .html file")
+    return new_figure(8, 4.2)
 
 
 def _page(title: str, parts: Sequence[str]) -> str:
@@ -212,9 +183,17 @@ def breakage_command(ctx: typer.Context, program: str | None = PROGRAM,
     _one_program(found, chart)
     if chart is not None:
         figure = _figure()
+        tables = []
         for report in found[:1]:
             _breakage_curves(figure, report)
-        write_chart(figure, chart)
+            ages = max((len(c.cells) for c in report.cohorts), default=0)
+            tables.append(ChartTable(
+                "cumulative share redeemed by age", ["issued", "points",
+                                                     *(f"age {k}" for k in range(ages))],
+                [[c["cohort"], c["issued"], *(a["redeemed_share"] for a in c["ages"])]
+                 for c in report.as_json()["triangle"]]))
+        write_chart(figure, chart, f"{found[0].program_id}: breakage" if found else "",
+                    tables)
     if json_out:
         emit_json([r.as_json() for r in found])
         return
@@ -253,9 +232,16 @@ def roll_forward_command(ctx: typer.Context, period: str = PERIOD,
     _one_program(found, chart)
     if chart is not None:
         figure = _figure()
+        tables = []
         for report in found[:1]:
             _waterfall_of(figure, report)
-        write_chart(figure, chart)
+            tables.append(ChartTable(
+                f"points roll-forward by {period}",
+                ["period", "opening", *(c for c, _ in COLUMNS), "closing"],
+                [[p.key, p.opening, *(p.movements[c] for c, _ in COLUMNS), p.closing]
+                 for p in report.periods]))
+        write_chart(figure, chart, f"{found[0].program_id}: roll-forward" if found else "",
+                    tables)
     if json_out:
         emit_json([r.as_json() for r in found])
         return
@@ -294,7 +280,11 @@ def earn_burn_command(ctx: typer.Context, period: str = PERIOD,
         axes.set_ylabel("points")
         axes.legend(fontsize="small")
         axes.tick_params(axis="x", labelrotation=30)
-        write_chart(figure, chart)
+        write_chart(figure, chart, f"{found[0]['program_id']}: earn and burn", [ChartTable(
+            f"points by {period}", ["period", "issued", "redeemed", "expired",
+                                    "redemption rate"],
+            [[r["period"], r["issued"], r["redeemed"], r["expired"],
+              r["redemption_rate"] or "-"] for r in rows])])
     if json_out:
         emit_json(found)
         return
@@ -383,13 +373,13 @@ def program_command(ctx: typer.Context, program: str,
     axes.set_title("liability at the point value, end of each month")
     axes.set_ylabel(currency)
     axes.tick_params(axis="x", labelrotation=30)
-    parts += ["<h2>Liability over time</h2>", svg_of(figure)]
+    parts += ["<h2>Liability over time</h2>", inline_svg(figure)]
     report = reports.RollForward(program, currency, str(owed.point_value), "month",
                                  found["periods"], 0)
     if report.periods:
         figure = _figure()
         _waterfall_of(figure, report)
-        parts += ["<h2>Roll-forward</h2>", svg_of(figure)]
+        parts += ["<h2>Roll-forward</h2>", inline_svg(figure)]
     figure = _figure()
     _breakage_curves(figure, found["breakage"])
     data = found["breakage"].as_json()
@@ -397,7 +387,7 @@ def program_command(ctx: typer.Context, program: str,
               f"<p>Projected ultimate redemption rate "
               f"{html.escape(str(data['ultimate_redemption_rate']))}; of the points "
               f"outstanding {html.escape(str(data['outstanding_redemption_rate']))}.</p>",
-              svg_of(figure)]
+              inline_svg(figure)]
     tiers = found["tiers"]
     if tiers:
         figure = _figure()
@@ -406,7 +396,7 @@ def program_command(ctx: typer.Context, program: str,
         axes.bar([n or "(none)" for n in names], [tiers[n] for n in names],
                  color="#8172b2")
         axes.set_title("members by tier")
-        parts += ["<h2>Tier mix</h2>", svg_of(figure)]
+        parts += ["<h2>Tier mix</h2>", inline_svg(figure)]
     else:
         parts += ["<h2>Tier mix</h2>", "<p>The program has no tiers.</p>"]
     html_file.write_text(_page(f"{program} report", parts), encoding="utf-8")

@@ -111,3 +111,11 @@ def test_bad_input_is_one_sentence_and_writes_nothing(db_url: str, tmp_path: Pat
     assert_one_sentence_error(cli.run("reports", "roll-forward", "--period", "week"),
                               "month, quarter or year")
     assert not any(tmp_path.glob("w.png")) and not any(tmp_path.glob("curves.*"))
+    # A point worth nothing, or less, is refused where the program is read.
+    for value in ("0", "-0.01"):
+        (tmp_path / "worthless.yaml").write_text(PROGRAM.replace(
+            "rules:", f"economics: {{point_value: {value}}}\nrules:"), encoding="utf-8")
+        refused = cli.run("rules", "apply", "worthless.yaml")
+        assert refused.code == 1, refused
+        assert "economics.point_value: Input should be greater than 0" in refused.stdout \
+            + refused.stderr, refused

@@ -53,8 +53,8 @@ END_OF_MARCH = at("2026-03-31T12:00:00+02:00")
 
 
 def _history(engine: Engine, tmp_path: Path, *, expire: bool = True,
-             activate: bool = True) -> None:
-    apply_text(engine, tmp_path, PROGRAM)
+             activate: bool = True, program: str = PROGRAM) -> None:
+    apply_text(engine, tmp_path, program)
     buy(engine, "P1", "2026-01-10", [("BOOK", "books", "1", "100.00")])
     buy(engine, "P2", "2026-01-20", [("PEN", "office", "2", "25.00")], member="M-2")
     activate_pending(engine, at("2026-02-05"))
@@ -305,3 +305,13 @@ def test_points_not_yet_activated_are_pending(engine: Engine, tmp_path: Path) ->
     [owed] = liability(engine, END_OF_MARCH)
     assert (owed.spendable, owed.pending, owed.outstanding) == (25, 30, 55)
     assert points(engine, "finance-shop", "M-1") == (0, 30)
+
+
+def test_the_point_value_comes_from_the_program_file(engine: Engine, tmp_path: Path) -> None:
+    # economics: {point_value: "0.02"}: 55 points worth 1.10 EUR; expected cost 55 x 48/385
+    # x 2 cents = 13.71 -> 14 cents.
+    _history(engine, tmp_path, program=PROGRAM.replace(
+        "rules:", 'economics: {point_value: "0.02"}\nrules:'))
+    [owed] = liability(engine, END_OF_MARCH)
+    assert owed.point_value == Decimal("0.02")
+    assert (owed.value_minor, owed.expected_cost_minor) == (110, 14)
