@@ -25,6 +25,7 @@ from loyalty_engine.cli import (
     purchases,
     rebates,
     redemptions,
+    reports,
     rules,
     scheduler,
     tiers,
@@ -62,6 +63,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(apikeys.app, name="apikeys")
 app.add_typer(analytics.app, name="analytics")
+app.add_typer(reports.app, name="reports")
 app.command()(demo)
 app.command()(serve)
 

@@ -3,11 +3,13 @@ every relationship measure (RFM, retention, cohorts, CLV, share of wallet) group
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     ColumnElement,
     Connection,
     Select,
@@ -43,9 +45,11 @@ def counted_purchases(conn: Connection, program: CompiledProgram, as_of: datetim
     up), as it takes back points by the lines they were earned on; a purchase refunded in
     full, or with nothing counted, is left out, so it counts nowhere."""
     counted, refunded, total, base = _base(conn, program, as_of, since)
-    net = counted - _share(counted, refunded, total)
-    query = base.add_columns(net.label("net_minor")).where(
-        refunded < total, net > 0)
+    if isinstance(refunded, BindParameter):  # no refund by as_of: nothing to net
+        query = base.add_columns(counted.label("net_minor")).where(counted > 0)
+    else:
+        net = counted - _share(counted, refunded, total)
+        query = base.add_columns(net.label("net_minor")).where(refunded < total, net > 0)
     return query.subquery("counted_purchases")
 
 
@@ -59,31 +63,32 @@ def counted_lines(conn: Connection, program: CompiledProgram, as_of: datetime,
     net = _i.c.amount_minor - _share(_i.c.amount_minor, paid, _p.c.total_minor)
     query = (
         select(_p.c.member_id, _p.c.id.label("purchase_id"), _p.c.occurred_at,
-               _local_day(conn, program.timezone, _p.c.occurred_at, as_of).label("local_day"),
+               local_day_column(conn, program.timezone, _p.c.occurred_at, as_of).label("local_day"),
                _i.c.category, _i.c.sku, net.label("net_minor"))
         .select_from(_p)
-        .join(_e, and_(_e.c.member_id == _p.c.member_id, _e.c.program_id == program.program_id))
         .join(_i, _i.c.purchase_id == _p.c.id)
         .outerjoin(refunded, refunded.c.purchase_id == _p.c.id)
         .where(*_purchase_filters(program, as_of, since), paid < _p.c.total_minor,
                ~_excluded(program), net > 0)
     )
-    return query.subquery("counted_lines")
+    return _members_of(conn, program, query).subquery("counted_lines")
 
 
 def _base(conn: Connection, program: CompiledProgram, as_of: datetime,
           since: datetime | None) -> tuple[ColumnElement[int], ColumnElement[int],
                                            ColumnElement[int], Select[tuple[object, ...]]]:
-    refunded = _refunded(as_of)
-    paid: ColumnElement[int] = func.coalesce(refunded.c.refunded_minor, 0)
     query = (
         select(_p.c.member_id, _p.c.id.label("purchase_id"), _p.c.occurred_at,
-               _local_day(conn, program.timezone, _p.c.occurred_at, as_of).label("local_day"))
+               local_day_column(conn, program.timezone, _p.c.occurred_at, as_of).label("local_day"))
         .select_from(_p)
-        .join(_e, and_(_e.c.member_id == _p.c.member_id, _e.c.program_id == program.program_id))
-        .outerjoin(refunded, refunded.c.purchase_id == _p.c.id)
         .where(*_purchase_filters(program, as_of, since))
     )
+    query = _members_of(conn, program, query)
+    paid: ColumnElement[int] = literal(0, BigInteger)
+    if _any_refund(conn, as_of):  # most reads of a quiet history skip the join
+        refunded = _refunded(as_of)
+        paid = func.coalesce(refunded.c.refunded_minor, 0)
+        query = query.outerjoin(refunded, refunded.c.purchase_id == _p.c.id)
     if not program.excluded_categories and not program.excluded_skus:
         return _p.c.total_minor, paid, _p.c.total_minor, query  # every line counts
     lines = (
@@ -96,6 +101,26 @@ def _base(conn: Connection, program: CompiledProgram, as_of: datetime,
     )
     query = query.join(lines, lines.c.purchase_id == _p.c.id)
     return lines.c.counted_minor, paid, _p.c.total_minor, query
+
+
+def _members_of(conn: Connection, program: CompiledProgram,
+                query: Select[tuple[object, ...]]) -> Select[tuple[object, ...]]:
+    """Only the program's members' purchases. An open program enrols every member whose
+    purchase it covers while in force, so there the purchases since its first version are
+    its members' (no join per purchase); an explicit one joins the enrolments."""
+    if program.enrolment == "open":
+        versions = tables.program_versions
+        start = conn.execute(select(func.min(versions.c.effective_from)).where(
+            versions.c.program_id == program.program_id)).scalar_one_or_none()
+        return query.where(false()) if start is None else query.where(
+            _p.c.occurred_at >= start)
+    return query.join(_e, and_(_e.c.member_id == _p.c.member_id,
+                               _e.c.program_id == program.program_id))
+
+
+def _any_refund(conn: Connection, as_of: datetime) -> bool:
+    return conn.execute(select(_r.c.id).where(_r.c.occurred_at <= as_of).limit(1)
+                        ).first() is not None
 
 
 def _refunded(as_of: datetime) -> Subquery:
@@ -137,21 +162,31 @@ def _excluded(program: CompiledProgram) -> ColumnElement[bool]:
     return or_(*parts) if parts else false()
 
 
-def _local_day(conn: Connection, zone: ZoneInfo, column: ColumnElement[datetime],
+def local_day_column(conn: Connection, zone: ZoneInfo, column: ColumnElement[datetime],
                as_of: datetime) -> ColumnElement[str]:
     """The local date of an instant column as 'YYYY-MM-DD'. PostgreSQL converts with the
     zone itself; SQLite, which has no zones, shifts each instant by the offset in force,
     from the zone's transitions (latest first: most rows are recent)."""
     if conn.dialect.name == "postgresql":
         return func.to_char(func.timezone(zone.key, column), "YYYY-MM-DD")
-    first = conn.execute(select(func.min(_p.c.occurred_at))).scalar_one_or_none()
-    changes = offsets(zone, first or as_of, as_of)
+    changes = _offsets_to(zone, as_of.date())
     if len(changes) == 1:
         return func.date(column, literal(_modifier(changes[0][1])))
     whens = [(column >= start, func.date(column, literal(_modifier(seconds))))
              for start, seconds in reversed(changes[1:])]
     return cast(case(*whens, else_=func.date(column, literal(_modifier(changes[0][1])))),
                 String)
+
+
+# Offsets are worked out from this instant on; an instant before it is shifted by the
+# offset in force then (zones' rules before 1990 are not worth a branch per row).
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=64)
+def _offsets_to(zone: ZoneInfo, day: date) -> tuple[tuple[datetime, int], ...]:
+    # The offsets up to the end of the as-of day's year: one list per zone and year.
+    return tuple(offsets(zone, EARLIEST, datetime(day.year + 1, 1, 1, tzinfo=UTC)))
 
 
 def _modifier(seconds: int) -> str:

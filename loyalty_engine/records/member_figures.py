@@ -35,8 +35,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.analytics.figures import MemberFigures
 from loyalty_engine.analytics.segments import SegmentMap
-from loyalty_engine.records.counted_purchases import _local_day as local_day_of
 from loyalty_engine.records.counted_purchases import counted_purchases
+from loyalty_engine.records.counted_purchases import local_day_column as local_day_of
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.store import tables
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "loyalty_engine"
-CORE = ("rules", "engine", "domain", "analytics")
+CORE = ("rules", "engine", "domain", "analytics", "finance")
 # Frameworks, the scheduler, the database and its drivers: adapters' business, not the core's.
 NOT_IN_CORE = ("sqlalchemy", "alembic", "apscheduler", "psycopg", "psycopg2", "sqlite3",
                "fastapi", "starlette", "uvicorn", "typer", "rich", "anyio", "httpx")
