@@ -94,8 +94,8 @@ def test_the_stored_version_reproduces_the_live_ledger(engine: Engine) -> None:
     assert live.tier_mix == {"member": 1, "silver": 1}
     with read_transaction(engine) as conn:  # the live tiers, after the live reviews
         t = tier_status
-        assert dict(conn.execute(select(t.c.member_id, t.c.tier))
-                    .tuples().all()) == {"A": "member", "B": "silver"}
+        assert {m: tier for m, tier in conn.execute(select(t.c.member_id, t.c.tier))} == {
+            "A": "member", "B": "silver"}
     assert live.vouchers == {"points": (1, 1000)}
     # 290 - 30 = 260 points at the default 0.01 euro: 2.60 euros.
     assert live.cost_minor == 260
