@@ -50,7 +50,7 @@ from loyalty_engine.records.history import (
     voucher_origins,
 )
 from loyalty_engine.records.purchase_writer import PurchaseWriter
-from loyalty_engine.rules import LoadedProgram
+from loyalty_engine.rules import CompiledProgram, LoadedProgram
 from loyalty_engine.scheduler.cron import cron_trigger, fire_times
 from loyalty_engine.services.jobs import BY_NAME
 from loyalty_engine.services.programs import load_catalog
@@ -163,6 +163,8 @@ class Simulation:
     not_replayed: dict[str, int]
     verified: list[Mismatch] | None = None  # None: the self-check was not asked for
     seconds: float = 0.0
+    # Where the time went: reading the history, the warm-up, each side's window, totals.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def rule_deltas(self) -> dict[str, int]:
@@ -200,6 +202,7 @@ class Simulation:
                 "matches": not self.verified,
                 "mismatches": [m.as_json() for m in self.verified]},
             "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -346,7 +349,8 @@ def _fires(catalog: ProgramCatalog, program_id: str, after: datetime,
         if stop <= start:
             continue
         for name, job in BY_NAME.items():
-            if not job.applies(version.program):
+            if not job.applies(version.program) or (
+                    name == "clubs" and not _clocked_clubs(version.program)):
                 continue
             cron = version.program.schedule.get(name, job.spec.default_cron)
             trigger = cron_trigger(cron, version.program.timezone)
@@ -354,6 +358,13 @@ def _fires(catalog: ProgramCatalog, program_id: str, after: datetime,
             found.update(f for f in fire_times(trigger, start, stop, limit=10**7)
                          if f < stop or stop == until)
     return sorted(each), sorted(coalescing)
+
+
+def _clocked_clubs(program: CompiledProgram) -> bool:
+    """Whether the clubs job has anything to move for the program: fee clubs (renewals,
+    grace, lapse) or affinity groups (eligibility lapse). Open clubs have no clock, so a
+    replay does not tick daily for them."""
+    return bool(program.groups) or any(c.kind == "fee" for c in program.clubs.values())
 
 
 def _ticks(fires: tuple[list[datetime], list[datetime]], events: list[_Event],
@@ -631,6 +642,8 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
     if start > end:
         raise LoyaltyError(f"--from {start.isoformat()} is after --to {end.isoformat()}; "
                            "give a window that runs forwards")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     history = _read_history(conn, pid, covers, end, chosen, stored)
     in_window = sum(1 for p in history.purchases if p.purchase.occurred_at >= start)
     if in_window == 0:
@@ -642,10 +655,12 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
         history.purchases = [p for p in history.purchases if p.purchase.occurred_at >= start]
         history.refunds = [r for r in history.refunds if r.event.occurred_at >= start]
     events = _events(history)
+    timings["read"] = time.perf_counter() - clock
     with _folder(workdir) as folder:
         live_engine = _throwaway(folder / "live.db")
         candidate_engine: Engine | None = None
         try:
+            clock = time.perf_counter()
             _seed(live_engine, history)
             first = events[0][0] - timedelta(microseconds=1)
             live = _Replay(live_engine, pid, history.vouchers)
@@ -653,23 +668,30 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
                 live_fires = _ticks(_fires(load_catalog(replay_conn), pid, first, end),
                                     events, end)
             live.run(events, live_fires, until=start)  # the warm-up
+            timings["warm_up"] = time.perf_counter() - clock
             candidate_engine = _copy_file(live_engine, folder / "live.db",
                                           folder / "candidate.db")
             live_engine = _reopen(folder / "live.db")
             live.engine = live_engine
             _install_candidate(candidate_engine, candidate, start, as_new)
             window = [e for e in events if e[0] >= start]
+            with read_transaction(candidate_engine) as replay_conn:
+                # Compiles the candidate (as applying it would), before the replays.
+                cand_fires = _ticks(_fires(load_catalog(replay_conn), pid,
+                                           start - timedelta(microseconds=1), end),
+                                    window, end)
             cand = _Replay(candidate_engine, pid, history.vouchers)
             # The warm-up's purchases have the same ids in the copy.
             cand.replay_ids, cand.live_keys = dict(live.replay_ids), dict(live.live_keys)
             cand.done = set(live.done)
+            clock = time.perf_counter()
             live.run(window, [f for f in live_fires if f >= start], until=None)
-            with read_transaction(candidate_engine) as replay_conn:
-                cand_fires = _ticks(_fires(load_catalog(replay_conn), pid,
-                                           start - timedelta(microseconds=1), end),
-                                    window, end)
+            timings["live_replay"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             # A fire time at the window's start itself is the candidate's.
             cand.run(window, [f for f in cand_fires if f >= start], until=None)
+            timings["candidate_replay"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             live_totals, live_rules, live_tiers = _side(live_engine, live, pid, start, end,
                                                         chosen)
             cand_totals, cand_rules, cand_tiers = _side(candidate_engine, cand, pid, start,
@@ -699,7 +721,8 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
         sorted((d for d in changed if d.delta < 0), key=lambda d: (d.delta, d.member_id))
         [:TOP_MEMBERS],
         [d for d in deltas if (d.live_tier or "") != (d.candidate_tier or "")],
-        len(changed), history.not_replayed, verified, time.perf_counter() - started)
+        len(changed), history.not_replayed, verified, time.perf_counter() - started,
+        {**timings, "compare": time.perf_counter() - clock})
 
 
 def _span(conn: Connection, covers: Any, members: frozenset[str] | None) -> datetime | None:
