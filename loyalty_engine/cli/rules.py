@@ -215,8 +215,10 @@ def simulate(
                                        help="Write a self-contained HTML report."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Replay stored purchases, refunds, redemptions and the scheduler's jobs under a
-    candidate version, in throw-away databases, and compare with the stored versions."""
+    """Backtest a candidate version on stored history, compared with the stored ones.
+
+    Replays the stored purchases, refunds, redemptions and the scheduler's jobs of the
+    window under both, in throw-away databases: nothing live is written."""
     from loyalty_engine.cli.simulation import print_summary, verify_lines, write_report
 
     try:
