@@ -152,26 +152,39 @@ def stored_redemptions(conn: Connection, program_id: str, until: datetime,
 def copied_rows(conn: Connection, program_id: str | None,
                 members: Iterable[str]) -> dict[Table, list[dict[str, Any]]]:
     """What a replay copies as it is: the program's row and stored versions, the members
-    (attributes as they are now), their consents and their explicit enrolments in it."""
-    wanted = sorted(set(members))
+    (attributes as they are now), their consents and explicit enrolments, and their club
+    memberships, household stints, fee charges and group verifications in the program as
+    they stand now (dated rows: a membership counts from its start to its end)."""
+    wanted = set(members)
     copied: dict[Table, list[dict[str, Any]]] = {}
-    program_where = (tables.programs.c.program_id == program_id)
     copied[tables.programs] = [dict(r._mapping) for r in conn.execute(
-        select(tables.programs).where(program_where))]
+        select(tables.programs).where(tables.programs.c.program_id == program_id))]
     copied[tables.program_versions] = [dict(r._mapping) for r in conn.execute(
         select(tables.program_versions).where(tables.program_versions.c.program_id == program_id)
         .order_by(tables.program_versions.c.id))]
-    for table, extra in ((tables.members, true()), (tables.member_consents, true()),
-                         (tables.enrolments, tables.enrolments.c.source != "auto")):
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(wanted), 5000):
-            part = wanted[start:start + 5000]
-            where = and_(table.c.member_id.in_(part), extra)
-            if table is tables.enrolments:
-                where = and_(where, table.c.program_id == program_id)
-            rows += [dict(r._mapping) for r in conn.execute(select(table).where(where))]
-        copied[table] = rows
+    households = _by_members(conn, tables.household_members, sorted(wanted),
+                             tables.household_members.c.program_id == program_id)
+    # A household's primary is copied with its secondaries (the stint names them).
+    wanted |= {row["primary_member_id"] for row in households}
+    ordered = sorted(wanted)
+    copied[tables.members] = _by_members(conn, tables.members, ordered, true())
+    copied[tables.member_consents] = _by_members(conn, tables.member_consents, ordered, true())
+    for table, extra in ((tables.enrolments, tables.enrolments.c.source != "auto"),
+                         (tables.club_memberships, true()), (tables.fee_charges, true()),
+                         (tables.group_verifications, true())):
+        copied[table] = _by_members(conn, table, ordered,
+                                    and_(table.c.program_id == program_id, extra))
+    copied[tables.household_members] = households
     return copied
+
+
+def _by_members(conn: Connection, table: Table, members: list[str],
+                where: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(members), 5000):
+        rows += [dict(r._mapping) for r in conn.execute(select(table).where(
+            table.c.member_id.in_(members[start:start + 5000]), where))]
+    return rows
 
 
 def ledger_by_rule(conn: Connection, program_id: str, start: datetime, end: datetime,

@@ -243,8 +243,6 @@ def _not_replayed(conn: Connection, program_id: str, end: datetime,
     ledger = tables.ledger_entries
     found = {
         "adjustments": count(ledger, ledger.c.kind == "adjust", ledger.c.occurred_at <= end),
-        "club_memberships": count(tables.club_memberships),
-        "group_verifications": count(tables.group_verifications),
         "manual_tiers": count(tables.tier_status, tables.tier_status.c.manual_tier.is_not(None)),
     }
     return {k: v for k, v in found.items() if v}
@@ -287,7 +285,9 @@ def _reopen(path: Path) -> Engine:
 def _seed(engine: Engine, history: _History) -> None:
     with write_transaction(engine) as conn:
         for table in (tables.programs, tables.program_versions, tables.members,
-                      tables.member_consents, tables.enrolments):
+                      tables.member_consents, tables.enrolments, tables.club_memberships,
+                      tables.household_members, tables.fee_charges,
+                      tables.group_verifications):
             rows = history.copied.get(table) or []
             for start in range(0, len(rows), 5000):
                 conn.execute(table.insert(), rows[start:start + 5000])
