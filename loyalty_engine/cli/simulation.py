@@ -86,6 +86,10 @@ def summary_lines(result: Simulation, zone: tzinfo | None) -> list[str]:
         if totals.job_failures:
             lines.append(f"  scheduler job runs that failed under the {side}: "
                          f"{totals.job_failures:,}")
+    if result.out_of_order:
+        lines.append(f"  {result.out_of_order:,} purchases were recorded after a later "
+                     "purchase of the same member; the replay counts them in time order (a "
+                     "reason the self-check can differ)")
     if result.not_replayed:
         lines.append("  not replayed (docs/simulate.md): " + ", ".join(
             f"{n:,} {what.replace('_', ' ')}" for what, n in sorted(result.not_replayed.items())))
@@ -100,6 +104,9 @@ def verify_lines(result: Simulation) -> list[str]:
                 f"ledger of {result.program_id} exactly (per member, rule and kind)"]
     lines = [f"self-check FAILED: {len(found):,} (member, rule, kind) differ between the live "
              "ledger and the replay under the stored versions:"]
+    if result.out_of_order:
+        lines.append(f"  ({result.out_of_order:,} purchases were recorded out of time order: "
+                     "the live system counted them as they came, a replay in time order)")
     lines += [f"  {m.member_id} {m.rule_id or '-'} {m.kind}: live {m.live:,}, replayed "
               f"{m.replayed:,}" for m in found[:50]]
     if any(m.kind == "expire" for m in found):
@@ -182,7 +189,7 @@ def report_html(result: Simulation, zone: tzinfo | None) -> str:
             f"<p>{e(line)}</p>" for line in verify_lines(result)))
     extra = summary_lines(result, zone)
     notes = [line.strip() for line in extra if line.strip().startswith(
-        ("refused in the replay", "scheduler job runs", "not replayed"))]
+        ("refused in the replay", "scheduler job runs", "not replayed", "purchases were"))]
     if notes:
         parts.append("<h2>Notes</h2>" + "".join(f"<p class=note>{e(n)}</p>" for n in notes))
     parts.append("<p class=note>Replayed in throw-away databases; nothing live was written. "

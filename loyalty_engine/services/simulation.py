@@ -165,6 +165,9 @@ class Simulation:
     seconds: float = 0.0
     # Where the time went: reading the history, the warm-up, each side's window, totals.
     timings: dict[str, float] = field(default_factory=dict)
+    # Purchases recorded after a later purchase of the same member: the live system counted
+    # them in that order, a replay counts them in time order (docs/simulate.md, limits).
+    out_of_order: int = 0
 
     @property
     def rule_deltas(self) -> dict[str, int]:
@@ -198,6 +201,7 @@ class Simulation:
             "largest_losses": [m.as_json() for m in self.losses],
             "tier_changes": [m.as_json() for m in self.tier_changes],
             "not_replayed": self.not_replayed,
+            "recorded_out_of_order": self.out_of_order,
             "verify": None if self.verified is None else {
                 "matches": not self.verified,
                 "mismatches": [m.as_json() for m in self.verified]},
@@ -722,7 +726,32 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
         [:TOP_MEMBERS],
         [d for d in deltas if (d.live_tier or "") != (d.candidate_tier or "")],
         len(changed), history.not_replayed, verified, time.perf_counter() - started,
-        {**timings, "compare": time.perf_counter() - clock})
+        {**timings, "compare": time.perf_counter() - clock}, _out_of_order(history.purchases))
+
+
+def _out_of_order(purchases: list[StoredPurchase]) -> int:
+    """How many purchases were recorded after (at a later instant than) a later purchase of
+    the same member. Purchases recorded together (one import) are not compared: the writer
+    counts each batch in time order."""
+    latest: dict[str | None, datetime] = {}
+    found = 0
+    ordered = sorted(purchases, key=lambda p: (p.recorded_at, p.live_id))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j].recorded_at == ordered[i].recorded_at:
+            j += 1
+        group = ordered[i:j]
+        for p in group:
+            seen = latest.get(p.purchase.member_id)
+            if seen is not None and p.purchase.occurred_at < seen:
+                found += 1
+        for p in group:
+            member, at = p.purchase.member_id, p.purchase.occurred_at
+            if member not in latest or latest[member] < at:
+                latest[member] = at
+        i = j
+    return found
 
 
 def _span(conn: Connection, covers: Any, members: frozenset[str] | None) -> datetime | None:

@@ -223,3 +223,20 @@ def test_the_year_walks_replay_to_their_live_ledgers(engine: Engine, module: str
     assert result.candidate.as_json() == result.live.as_json()
     assert result.live.issued > 0
     assert row_counts(engine) == before
+
+
+def test_purchases_recorded_out_of_time_order_are_counted(engine: Engine) -> None:
+    from loyalty_engine.domain.events import PurchaseEvent
+    from loyalty_engine.services.purchases import record_purchase
+
+    live_history(engine)
+    # A till that was offline posts A's purchase of 5 January months later: the live
+    # system counted it after everything else, a replay counts it first.
+    late = PurchaseEvent.model_validate({
+        "transaction_id": "LATE", "store_id": "SIM-01", "member_id": "A",
+        "occurred_at": at("2026-01-05"), "currency": "EUR", "total": "10.00",
+        "items": [{"sku": "ITEM", "category": "goods", "quantity": "1", "unit_price": "10.00"}]})
+    record_purchase(engine, late, datetime.fromisoformat("2027-07-01T12:00:00+02:00"))
+    result = simulate(engine, load_program_file(LIVE), None, END, verify=True)
+    assert result.out_of_order == 1
+    assert result.purchases == 6
