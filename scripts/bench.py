@@ -4,6 +4,7 @@
     python scripts/bench.py scheduler [--database URL] [--members N] [--json]
     python scripts/bench.py api [--database URL] [--requests N] [--concurrency C] [--json]
     python scripts/bench.py analytics [--database URL] [--members N] [--json]
+    python scripts/bench.py simulate [--database URL] [--n N] [--json]
 
 ingest: imports N purchases (two items each) from a JSON Lines file through the engine
 (parse, validate, evaluate, write purchases, items, ledger entries, lots and balances), then
@@ -45,6 +46,16 @@ fetched into Python (the faster of two runs, one before and one after the snapsh
 ratio = snapshot time / GROUP BY time; the target is <= 2. The CLV fit and prediction for
 all members (services/analytics_clv.member_clv) is timed too where that module exists
 (clv_seconds; null otherwise); its target is under 30 s.
+
+simulate: applies rules/bean-there-coffee.yaml alone to an empty database, imports N
+purchases (those of ingest) through the engine, timed, then backtests a candidate (the same
+program earning 2 points per euro instead of 1) over the whole history with `rules
+simulate`'s use case: the history read once, then replayed in throw-away SQLite files under
+the stored version and under the candidate. ratio = candidate replay rate (N / the seconds
+of the candidate's replay: purchases planned and written, the scheduler's jobs at their fire
+times) / import rate; the target is >= 1 (a replay writes nothing live). The whole
+simulation's time (reading, migrating the throw-away files, both replays, the comparison)
+is reported beside it, as `whole_ratio`.
 
 --database names where to run: a SQLite URL (its file, and for ingest a sibling .raw file,
 for api a sibling .bare file, are created and removed) or a PostgreSQL server URL
@@ -103,6 +114,7 @@ TARGET_INGEST = 0.5
 TARGET_SCHEDULER = 3.0
 TARGET_ANALYTICS = 2.0
 TARGET_CLV_SECONDS = 30.0
+TARGET_SIMULATE = 1.0
 BATCH = 2000
 EVENT_SPACING = timedelta(seconds=97)  # between consecutive purchases of _events
 SKUS = [("FLAT-WHITE", "coffee", "3.60"), ("CROISSANT", "pastry", "2.20"),
@@ -683,6 +695,71 @@ def _print_api(result: dict[str, Any]) -> None:
           f"{'met' if result['met'] else 'NOT met'})")
 
 
+# --- simulate -----------------------------------------------------------------------------------
+
+SIMULATED = ROOT / "rules" / "bean-there-coffee.yaml"
+
+
+def bench_simulate(url: str | None, n: int) -> dict[str, object]:
+    """Run the simulate benchmark and return its figures."""
+    from loyalty_engine.services.program_files import load_program_file
+    from loyalty_engine.services.simulation import simulate
+
+    with tempfile.TemporaryDirectory(prefix="loyalty-bench-data-") as tmp, \
+            _databases(url, ("engine",)) as (engine_url,):
+        data = Path(tmp) / "purchases.jsonl"
+        with data.open("w") as out:
+            for event in _events(n):
+                out.write(json.dumps(event) + "\n")
+        source = SIMULATED.read_text(encoding="utf-8")
+        doubled = source.replace("    points_per_unit: 1\n", "    points_per_unit: 2\n", 1)
+        if doubled == source:
+            raise SystemExit(f"{SIMULATED}: found no 'points_per_unit: 1' to double")
+        candidate_path = Path(tmp) / "candidate.yaml"
+        candidate_path.write_text(doubled, encoding="utf-8")
+        engine = open_engine(engine_url)
+        migrate.upgrade(engine)
+        now = datetime.now(UTC)
+        apply_program_files(engine, [SIMULATED], now)
+        started = time.perf_counter()
+        report = import_purchases(engine, data, now)
+        import_seconds = time.perf_counter() - started
+        if not report.committed or report.recorded != n:
+            raise SystemExit(f"engine import failed: {report.errors[:3]}")
+        candidate = load_program_file(candidate_path)
+        end = _events_end(n)
+        result = simulate(engine, candidate, None, end)
+        engine.dispose()
+    replay_seconds = result.timings["candidate_replay"]
+    if result.purchases != n:
+        raise SystemExit(f"the simulation replayed {result.purchases} of {n} purchases")
+    import_rate, replay_rate = n / import_seconds, n / replay_seconds
+    ratio = replay_rate / import_rate
+    return {
+        "benchmark": "simulate",
+        "database": make_url(engine_url).get_backend_name(),
+        "purchases": n,
+        "import_seconds": round(import_seconds, 3),
+        "import_per_second": round(import_rate),
+        "replay_seconds": round(replay_seconds, 3),
+        "replay_per_second": round(replay_rate),
+        "simulation_seconds": round(result.seconds, 3),
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "job_ticks": result.ticks,
+        "points_live": result.live.issued,
+        "points_candidate": result.candidate.issued,
+        "ratio": round(ratio, 3),
+        "whole_ratio": round((n / result.seconds) / import_rate, 3),
+        "target": TARGET_SIMULATE,
+        "meets_target": ratio >= TARGET_SIMULATE,
+    }
+
+
+def _events_end(n: int) -> datetime:
+    """An instant just after the last purchase of _events(n)."""
+    return datetime(2025, 1, 1, tzinfo=UTC) + n * EVENT_SPACING
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -709,7 +786,27 @@ def main() -> None:
     api.add_argument("--requests", type=int, default=2000, help="purchases to post per server")
     api.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     api.add_argument("--json", action="store_true", help="print one JSON object")
+    simulate = sub.add_parser("simulate",
+                              help="replaying stored purchases under a candidate vs importing")
+    simulate.add_argument("--database", default=None,
+                          help="SQLite URL or PostgreSQL server URL")
+    simulate.add_argument("--n", type=int, default=200_000, help="purchases (two items each)")
+    simulate.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.benchmark == "simulate":
+        found = bench_simulate(args.database, args.n)
+        if args.json:
+            print(json.dumps(found))
+            return
+        print(f"simulate on {found['database']}: {found['purchases']} purchases")
+        print(f"  import: {found['import_per_second']}/s ({found['import_seconds']} s)")
+        print(f"  replay: {found['replay_per_second']}/s ({found['replay_seconds']} s, "
+              f"{found['job_ticks']} scheduler ticks)")
+        print(f"  whole simulation: {found['simulation_seconds']} s {found['timings']}")
+        print(f"  ratio replay/import: {found['ratio']} (target >= {found['target']}: "
+              f"{'met' if found['meets_target'] else 'NOT met'}); whole simulation/import: "
+              f"{found['whole_ratio']}")
+        return
     if args.benchmark == "api":
         if args.requests < 1 or args.concurrency < 1:
             parser.error("--requests and --concurrency must be at least 1")

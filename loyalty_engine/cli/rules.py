@@ -3,7 +3,8 @@ the example programs that ship with the engine."""
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,16 +12,23 @@ import typer
 
 from loyalty_engine.cli.context import engine_for, now, parse_instant
 from loyalty_engine.cli.output import console, emit_json, err_console, fail, when
+from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.rules import LoadedProgram, Problem, ProgramFileError
 from loyalty_engine.rules.diff import CollectionDiff, ProgramDiff, diff_programs
+from loyalty_engine.rules.expressions import stored_programs
+from loyalty_engine.rules.loader import load_program_text
 from loyalty_engine.services.program_files import load_program_file
 from loyalty_engine.services.programs import (
     BEGINNING_OF_TIME,
     apply_program_files,
     list_versions,
+    stored_version,
     validate_program_files,
 )
+from loyalty_engine.services.simulation import Simulation, program_history_span
+from loyalty_engine.services.simulation import simulate as run_simulation
 from loyalty_engine.shipped import copy_examples, example_programs
+from loyalty_engine.store.unit_of_work import in_read_unit
 
 app = typer.Typer(help="Validate, compare and apply program definitions (YAML files).",
                   no_args_is_help=True)
@@ -90,6 +98,11 @@ def apply(
              "programs' time zone). Default: now; a first version is in force from the start.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Store nothing: print what changes in meaning against the stored version and, "
+             "for a program with purchases in the last 90 days, what they would have earned "
+             "under the new version (a simulation, as `rules simulate`)."),
 ) -> None:
     """Store a new version of each changed program; unchanged content is a no-op."""
     try:
@@ -97,6 +110,9 @@ def apply(
         loaded = validate_program_files(paths)
         start = parse_instant(effective_from, "--effective-from",
                               _one_zone(loaded, effective_from))
+        if dry_run:
+            _dry_run(ctx, loaded, json_out)
+            return
         results = apply_program_files(engine_for(ctx), paths, now(), start)
     except ProgramFileError as exc:
         _report(exc)
@@ -116,6 +132,149 @@ def apply(
         else:
             console.print(f"{r.program_id}: unchanged (version {r.version}, "
                           f"{r.content_hash[:12]})", markup=False)
+
+
+DRY_RUN_DAYS = 90
+
+
+def _dry_run(ctx: typer.Context, loaded: list[LoadedProgram], json_out: bool) -> None:
+    """`apply --dry-run`: per file, the semantic diff against the stored version and the
+    simulation of the last 90 days; nothing is stored."""
+    from loyalty_engine.cli.simulation import summary_lines
+
+    engine = engine_for(ctx)
+    current = now()
+    answers: list[dict[str, object]] = []
+    for program in loaded:
+        pid = program.definition.program
+        zone = ZoneInfo(program.definition.timezone)
+        try:
+            stored = stored_version(engine, pid)
+        except NotFoundError:
+            answers.append({"file": program.path, "program": pid, "new": True, "diff": None,
+                            "simulation": None})
+            if not json_out:
+                console.print(f"{pid}: a new program; applying it would store version 1 "
+                              f"({program.content_hash[:12]}); nothing was stored", markup=False)
+            continue
+        with stored_programs():
+            before = load_program_text(stored.source_text, stored.source_path).definition
+        result = diff_programs(before, program.definition)
+        simulation: Simulation | None = None
+        note = None
+        if not result.identical:
+            span = in_read_unit(engine, partial(program_history_span, program_id=pid))
+            since = current - timedelta(days=DRY_RUN_DAYS)
+            if span is not None and span[1] >= since:
+                simulation = run_simulation(engine, program, since, current)
+            else:
+                note = f"no purchases in the last {DRY_RUN_DAYS} days to simulate"
+        answers.append({"file": program.path, "program": pid, "new": False,
+                        "stored_version": stored.version, "diff": result.to_plain(),
+                        "simulation": None if simulation is None else simulation.as_json(),
+                        **({"note": note} if note else {})})
+        if json_out:
+            continue
+        for line in _diff_lines(result):
+            console.print(line, markup=False)
+        if simulation is not None:
+            console.print(f"the last {DRY_RUN_DAYS} days under this version, had it been in "
+                          "force:", markup=False)
+            for line in summary_lines(simulation, zone):
+                console.print(line, markup=False)
+        elif note:
+            console.print(f"{pid}: {note}", markup=False)
+        console.print(f"{pid}: dry run, nothing was stored (stored: version {stored.version})",
+                      markup=False)
+    if json_out:
+        emit_json({"dry_run": True, "programs": answers})
+
+
+def _members(given: list[str] | None) -> list[str] | None:
+    found = [m.strip() for value in given or [] for m in value.split(",") if m.strip()]
+    return found or None
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    candidate: Path = typer.Argument(..., metavar="CANDIDATE.yaml",
+                                     help="The program file to backtest."),
+    from_: str | None = typer.Option(
+        None, "--from", help="Start of the window (ISO 8601; a date is its midnight in the "
+                             "program's zone). Default: the program's first stored purchase."),
+    to: str | None = typer.Option(None, "--to", help="End of the window. Default: now."),
+    members: list[str] | None = typer.Option(
+        None, "--members", help="Only these members (repeat, or separate with commas)."),
+    as_new: bool = typer.Option(False, "--as-new",
+                                help="Simulate a program that was never applied as new."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also check that replaying the stored versions reproduces "
+                                "the live ledger exactly; exit 1 if it does not."),
+    report: Path | None = typer.Option(None, "--report", metavar="FILE.html",
+                                       help="Write a self-contained HTML report."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Backtest a candidate version on stored history, compared with the stored ones.
+
+    Replays the stored purchases, refunds, redemptions and the scheduler's jobs of the
+    window under both, in throw-away databases: nothing live is written."""
+    from loyalty_engine.cli.simulation import print_summary, verify_lines, write_report
+
+    try:
+        loaded = load_program_file(candidate)
+    except ProgramFileError as exc:
+        if json_out:
+            _problems_json(exc)
+        _report(exc)
+        return
+    zone = ZoneInfo(loaded.definition.timezone)
+    start = parse_instant(from_, "--from", zone)
+    end = parse_instant(to, "--to", zone) or now()
+    if report is not None and not report.parent.is_dir():
+        fail(f"cannot write the report to {report}: the folder {report.parent} does not exist")
+    result = run_simulation(engine_for(ctx), loaded, start, end, _members(members),
+                            as_new=as_new, verify=verify)
+    if report is not None:
+        try:
+            write_report(report, result, zone)
+        except OSError as exc:
+            fail(f"cannot write the report to {report}: {exc.strerror or exc}")
+    if json_out:
+        emit_json(result.as_json())
+    else:
+        _warn([loaded])
+        print_summary(result, zone)
+        if report is not None:
+            console.print(f"report written to {report}", markup=False)
+        if verify:
+            for line in verify_lines(result):
+                console.print(line, markup=False)
+    if verify and result.verified:
+        raise SystemExit(1)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    program: str = typer.Argument(..., metavar="PROGRAM", help="The program's id."),
+    version: int | None = typer.Option(None, "--version", min=1,
+                                       help="Which version (default: the newest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print a stored version's source as it was applied."""
+    found = stored_version(engine_for(ctx), program, version)
+    if json_out:
+        emit_json({"program": found.program_id, "version": found.version,
+                   "content_hash": found.content_hash, "effective_from": found.effective_from,
+                   "from_the_start": found.effective_from == BEGINNING_OF_TIME,
+                   "applied_at": found.applied_at, "source_path": found.source_path,
+                   "source": found.source_text})
+        return
+    import sys
+
+    sys.stdout.write(found.source_text if found.source_text.endswith("\n")
+                     else found.source_text + "\n")
 
 
 @app.command()

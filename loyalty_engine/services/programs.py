@@ -259,3 +259,37 @@ def versions_in_force(conn: Connection, at: datetime, program_id: str | None = N
     require_program(catalog, program_id)
     return [v for v in catalog.all_in_force(at)
             if program_id is None or v.program_id == program_id]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """A stored version with its source text as it was applied."""
+
+    program_id: str
+    version: int
+    content_hash: str
+    effective_from: datetime
+    applied_at: datetime
+    source_path: str
+    source_text: str
+
+
+@read_use_case
+def stored_version(conn: Connection, program_id: str, version: int | None = None
+                   ) -> StoredVersion:
+    """A program's stored version (the newest when none is named), source included."""
+    query = select(_versions).where(_versions.c.program_id == program_id)
+    found = conn.execute(query.where(_versions.c.version == version) if version is not None
+                         else query.order_by(_versions.c.version.desc()).limit(1)).first()
+    if found is None:
+        if conn.execute(select(_programs.c.program_id)
+                        .where(_programs.c.program_id == program_id)).first() is None:
+            known = ", ".join(load_catalog(conn).program_ids) or "none has been applied"
+            raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")
+        newest = conn.execute(select(func.max(_versions.c.version))
+                              .where(_versions.c.program_id == program_id)).scalar_one()
+        raise NotFoundError(f"program {program_id!r} has no version {version} (versions 1 to "
+                            f"{newest})")
+    return StoredVersion(found.program_id, found.version, found.content_hash,
+                         found.effective_from, found.applied_at, found.source_path,
+                         found.source_text)
