@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from loyalty_engine.api import docs_assets, limits, observe, operator, problems, reads, writes
+from loyalty_engine.api import (
+    docs_assets,
+    insights,
+    limits,
+    observe,
+    operator,
+    problems,
+    reads,
+    writes,
+)
 from loyalty_engine.api.auth import Authenticate
 from loyalty_engine.api.request_shape import RequestBody
 from loyalty_engine.store.database import open_engine
@@ -47,7 +56,8 @@ def create_app(engine: Engine | None = None, clock: Clock | None = None,
     # its shape: media type, encoding).
     app.add_middleware(RequestBody)
     app.add_middleware(Authenticate)
-    routers = [writes.router, reads.router, operator.router, docs_assets.router]
+    routers = [writes.router, reads.router, insights.router, operator.router,
+               docs_assets.router]
     if observe.metrics_enabled(metrics):
         routers.append(observe.router)
     # Outermost: it sees every answer, 401s too, and names their routes by template.

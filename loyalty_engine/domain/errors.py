@@ -87,6 +87,11 @@ class RedemptionConflictError(LoyaltyError):
         )
 
 
+class NoPurchasesError(LoyaltyError):
+    """A relationship measure asked for as of an instant before the program's first counted
+    purchase (nothing to measure yet)."""
+
+
 class NotFoundError(LoyaltyError):
     """Something asked for by id does not exist."""
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from loyalty_engine.analytics import clv
 from loyalty_engine.analytics.bgnbd import BgNbdParams, FitError
 from loyalty_engine.analytics.gamma_gamma import GammaGammaParams
-from loyalty_engine.domain.errors import LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError, NoPurchasesError
 from loyalty_engine.records.clv_inputs import (
     ClvInputs,
     clv_inputs,
@@ -26,7 +26,6 @@ from loyalty_engine.records.clv_inputs import (
     segments_in_force,
 )
 from loyalty_engine.rules.compiled import CompiledProgram
-from loyalty_engine.services.analytics_members import NoPurchasesError
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store.unit_of_work import read_use_case
 

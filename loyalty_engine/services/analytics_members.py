@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from loyalty_engine.analytics.figures import MemberFigures
 from loyalty_engine.analytics.rfm import RfmGrid, RfmRow, grid_of, score_members
-from loyalty_engine.domain.errors import LoyaltyError, NotFoundError
+from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
 from loyalty_engine.domain.periods import add_months, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.records.member_figures import local_day, member_figures, write_snapshot
 from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.services.analytics_clv import member_clv
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
@@ -28,10 +29,6 @@ __all__ = ["SORTS", "MemberSummaries", "NoPurchasesError", "RfmReport", "RfmRow"
            "SnapshotCounts", "member_summaries", "rfm_grid", "rfm_scores", "take_snapshot"]
 
 _snapshots = tables.rfm_snapshots
-
-
-class NoPurchasesError(LoyaltyError):
-    """A report asked for as of an instant before the program's first counted purchase."""
 
 
 # The sort keys of member_summaries: each a key function and whether it runs highest first.
@@ -185,14 +182,17 @@ def rfm_grid(conn: Connection, program_id: str, as_of: datetime) -> RfmReport:
 @write_use_case
 def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: date,
                   now: datetime | None = None,
-                  versions: list[VersionInForce] | None = None) -> SnapshotCounts:
+                  versions: list[VersionInForce] | None = None,
+                  with_clv: bool = True) -> SnapshotCounts:
     """Store every purchasing member's scores and segment as of an instant under run_date,
     once: when the program has a snapshot of that date already, nothing is written (a
     second run of the same date, whatever it would find now, changes nothing). For each
     member whose segment differs from their previous snapshot's (the latest before
     run_date), a segment_changed event under `segment_changed:<program>:<member>:
     <run_date>`; a member's first snapshot is no move.
-    clv_minor and p_alive are left empty (no CLV model is wired to the snapshot yet).
+    Each row also gets the member's CLV and P(alive) from the CLV model fitted as of then
+    (services/analytics_clv.member_clv; P(alive) empty under the simple retention model),
+    unless with_clv is False (the benchmark times the RFM part alone).
     versions: the version to score with (the scheduler's choice), else the one in force."""
     taken = conn.execute(select(func.count()).select_from(_snapshots).where(
         _snapshots.c.program_id == program_id, _snapshots.c.as_of_date == run_date)
@@ -202,6 +202,17 @@ def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: 
     program = _program(conn, program_id, as_of, versions)
     recorded = now or as_of
     written = write_snapshot(conn, program, as_of, run_date, recorded, _since(program, as_of))
+    if with_clv and written:
+        values = member_clv(conn, program_id, as_of)
+        if values:
+            conn.execute(
+                update(_snapshots)
+                .where(_snapshots.c.member_id == bindparam("member"),
+                       _snapshots.c.program_id == program_id,
+                       _snapshots.c.as_of_date == run_date)
+                .values(clv_minor=bindparam("clv"), p_alive=bindparam("alive")),
+                [{"member": member, "clv": figures.clv_minor, "alive": figures.p_alive}
+                 for member, figures in sorted(values.items())])
     moves = [Event(f"segment_changed:{program_id}:{member}:{run_date}", "segment_changed",
                    member, program_id, as_of,
                    {"program": program_id, "from": before, "to": after,

@@ -29,7 +29,7 @@ from loyalty_engine.analytics.retention import (
     retention_by_period,
     tenure_distribution,
 )
-from loyalty_engine.domain.errors import LoyaltyError
+from loyalty_engine.domain.errors import NoPurchasesError
 from loyalty_engine.records.activity import (
     MemberMonths,
     club_groups,
@@ -38,15 +38,12 @@ from loyalty_engine.records.activity import (
     tier_groups,
 )
 from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.services.analytics_clv import member_clv
 from loyalty_engine.services.programs import load_catalog, require_program
 from loyalty_engine.store.unit_of_work import read_use_case
 
 Split = Literal["segment", "tier", "club"]
 SPLITS: tuple[Split, ...] = ("segment", "tier", "club")
-
-
-class NoPurchasesError(LoyaltyError):
-    """A report asked for as of an instant before the program's first counted purchase."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +233,21 @@ def cohort_report(conn: Connection, program_id: str, as_of: datetime,
 def lapsed_members(conn: Connection, program_id: str, as_of: datetime,
                    p_alive: Mapping[str, float] | None = None) -> LapseReport:
     """The members lapsed as of as_of by the program's lapse rule (program.insights.lapse):
-    by P(alive) when the caller gives each member's (from the CLV model) and the program
-    has at least min_repeat_members repeat customers, else by the gap rule."""
+    by P(alive) when the program has at least min_repeat_members repeat customers and the
+    CLV model gives it (services/analytics_clv.member_clv, fitted as of then, unless the
+    caller gives each member's), else by the gap rule."""
     program = _program(conn, program_id, as_of)
     rule = program.insights.lapse
     found = _activity(conn, program, as_of)
     repeat = sum(1 for m in found.values() if m.days >= 2)
+    if p_alive is None and repeat >= rule.min_repeat_members:
+        p_alive = {member: figures.p_alive for member, figures
+                   in member_clv(conn, program_id, as_of).items()
+                   if figures.p_alive is not None} or None
     if p_alive is None:
         chosen: Literal["p_alive", "gap"] = "gap"
-        why = "no P(alive) was given (no CLV model figures), so the gap rule decides"
+        why = ("the BG/NBD model gives no P(alive) here (too few repeat customers, or no "
+               "fit), so the gap rule decides")
     elif repeat < rule.min_repeat_members:
         chosen = "gap"
         why = (f"only {repeat} member(s) bought on two days or more, fewer than the "
