@@ -24,6 +24,9 @@ from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.records.purchase_writer import PurchaseWriter
+from loyalty_engine.services.analytics_clv import clv_report
+from loyalty_engine.services.analytics_members import take_snapshot
+from loyalty_engine.services.analytics_retention import retention_report
 from loyalty_engine.services.clubs import advance_clubs
 from loyalty_engine.services.points import activate_pending
 from loyalty_engine.services.programs import apply_program_files, load_catalog
@@ -31,7 +34,14 @@ from loyalty_engine.services.redemptions import redeem
 from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.services.tiers import review_tiers
 from loyalty_engine.store.database import read_transaction, write_transaction
-from loyalty_engine.store.tables import Balance, ClubMembership, LedgerEntry, TierStatus, Voucher
+from loyalty_engine.store.tables import (
+    Balance,
+    ClubMembership,
+    LedgerEntry,
+    RfmSnapshot,
+    TierStatus,
+    Voucher,
+)
 from loyalty_engine.store.tables import Purchase as PurchaseRow
 
 # sku, category, unit price in cents: what a coffee bar sells.
@@ -93,6 +103,13 @@ class DemoSummary:
     tier_review_seconds: float = 0.0
     tier_review_days: list[str] = field(default_factory=list)
     club_members: int = 0
+    # What the engine knows about Bean There's members at the year's end (its RFM snapshot,
+    # retention, lifetime value): segment -> members, the last complete quarter's retention
+    # (its label and rate), the customer base value and how it was worked out.
+    segment_mix: dict[str, int] = field(default_factory=dict)
+    retention: tuple[str, float | None] | None = None
+    base_value_minor: int = 0
+    clv_method: str = ""
 
     def money(self, minor: int) -> str:
         """Minor units in the demo's currency."""
@@ -187,6 +204,7 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
         again = writer.write([(i, p) for i, (_, p) in enumerate(generated)])
         changed = sum(1 for _, outcome in again.outcomes if not outcome.replayed)
     extras = _after_the_year(engine, generated, as_of, seed)
+    extras.update(_know_the_members(engine, as_of))
     with read_transaction(engine) as conn:
         # The three members with the most spendable points in each program.
         ranked = select(Balance.program_id, Balance.member_id, Balance.points,
@@ -209,6 +227,28 @@ def run_demo(engine: Engine, rules_dir: Path, as_of: datetime, seed: int,
         points={pid: int(n) for pid, n in points.items()}, currency="EUR", segments=stats,
         top=[(pid, m, int(p)) for pid, m, p in top], replay_changed=changed, **extras,
     )
+
+
+def _know_the_members(engine: Engine, as_of: datetime) -> dict[str, Any]:
+    """Bean There's members measured at the year's end, as the weekly rfm_snapshot job
+    would: the snapshot (segments, CLV), retention by quarter, the customer base value."""
+    program = "bean-there"
+    with read_transaction(engine) as conn:
+        zone = load_catalog(conn).versions(program)[-1].program.timezone
+    run_date = as_of.astimezone(zone).date()
+    take_snapshot(engine, program, as_of, run_date, as_of)
+    with read_transaction(engine) as conn:
+        mix = {segment: int(n) for segment, n in conn.execute(
+            select(RfmSnapshot.segment, func.count())
+            .where(RfmSnapshot.program_id == program, RfmSnapshot.as_of_date == run_date)
+            .group_by(RfmSnapshot.segment).order_by(func.count().desc(),
+                                                    RfmSnapshot.segment))}
+    quarters = retention_report(engine, program, as_of, period="quarter", periods=4)
+    complete = [p for p in quarters.periods if not p.partial and p.at_start]
+    value = clv_report(engine, program, None, None, as_of)
+    return {"segment_mix": mix,
+            "retention": (complete[-1].period, complete[-1].retention) if complete else None,
+            "base_value_minor": value.base_value_minor, "clv_method": value.method}
 
 
 def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of: datetime,

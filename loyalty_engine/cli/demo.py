@@ -108,6 +108,18 @@ def demo(
                       f"{summary.tier_review_seconds:.3f} s.")
     console.print(f"{summary.club_members} members joined the Bean Club with their first "
                   "purchase.")
+    if summary.segment_mix:
+        mix = ", ".join(f"{segment} {n}" for segment, n in summary.segment_mix.items())
+        console.print(f"Bean There's members by RFM segment at the year's end: {mix}.",
+                      markup=False)
+    if summary.retention is not None:
+        quarter, rate = summary.retention
+        shown = "n/a" if rate is None else f"{rate:.1%}"
+        console.print(f"Retention in {quarter} (members buying in the quarter before who "
+                      f"bought again in it): {shown}.", markup=False)
+    console.print(f"Customer base value (the sum of members' lifetime values, "
+                  f"{summary.clv_method}): {summary.money(summary.base_value_minor)}.",
+                  markup=False)
     first = summary.top[0][1] if summary.top else "M00001"
     console.print(f"\nNext: [bold]{_this_command()} --database {database} members explain "
                   f"{first}[/]")

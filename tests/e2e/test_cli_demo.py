@@ -24,6 +24,19 @@ def test_demo_on_sqlite(tmp_path: Path) -> None:
     counts = dict(part.rsplit(" ", 1) for part in tiers.group(1).split(", "))
     assert set(counts) <= {"blush", "glow", "radiant"} and int(tiers.group(2)) > 0
     assert "40 members joined the Bean Club with their first purchase." in summary
+    # What the engine knows about the members: every one of the 40 in a segment (the year's
+    # regulars, the ones who drifted, the ones who stopped), a retention rate, a base value.
+    mix = re.search(r"Bean There's members by RFM segment at the year's end: (.*?)\.",
+                    summary)
+    assert mix, str(demo)
+    segments = {name: int(n) for name, n in
+                (part.rsplit(" ", 1) for part in mix.group(1).split(", "))}
+    assert sum(segments.values()) == 40 and {"champions", "at_risk"} <= set(segments)
+    assert set(segments) & {"lost", "hibernating"}
+    retention = re.search(r"Retention in 2026-Q1 \(.*?\): (\d+\.\d)%\.", summary)
+    assert retention and 0 < float(retention.group(1)) <= 100, str(demo)
+    assert re.search(r"Customer base value \(the sum of members' lifetime values, "
+                     r"(bgnbd\+gamma_gamma|retention)\): \d+\.\d\d EUR\.", summary), str(demo)
     stored = re.search(r"(\d+) purchases stored \((\d+) anonymous, which earn nothing\); "
                        r"points in the ledger: bean-there (\d+), glow-beauty (\d+)\.", summary)
     assert stored, str(demo)
