@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from loyalty_engine.api.auth import Caller, require_admin, require_member_seen
 from loyalty_engine.api.problems import Problem
 from loyalty_engine.api.responses import problems
 from loyalty_engine.domain.events import ID_PATTERN
+from loyalty_engine.domain.plain_json import dumps
 from loyalty_engine.services.access import member_programs, programs_out_of_reach
 from loyalty_engine.services.analytics_clv import clv_report
 from loyalty_engine.services.analytics_members import member_summaries, rfm_grid
@@ -38,6 +39,11 @@ def _instant(request: Request, value: datetime | None) -> datetime:
     return request.app.state.clock() if value is None else value
 
 
+def _json(data: Any) -> Response:
+    # The CLI's --json text (instants with their offset, decimals as strings).
+    return Response(dumps(data), media_type="application/json")
+
+
 def _retention_period(value: str | None) -> Literal["month", "quarter", "year"]:
     if value in (None, "month"):
         return "month"
@@ -55,7 +61,7 @@ def _retention_period(value: str | None) -> Literal["month", "quarter", "year"]:
 def get_insights(member_id: MemberId, key: Caller, request: Request,
                  as_of: Annotated[AwareDatetime | None, Query(description=(
                      "the instant (with offset) the figures are as of; default now"))] = None
-                 ) -> JSONResponse:
+                 ) -> Response:
     """Per program (a pos key: those its stores take part in): the snapshot in force (the
     weekly rfm_snapshot job's), tenure from the enrolment, share of wallet from imported
     totals, and the behavioural x attitudinal loyalty type."""
@@ -63,7 +69,7 @@ def get_insights(member_id: MemberId, key: Caller, request: Request,
     unreached = programs_out_of_reach(engine, key)
     require_member_seen(key, unreached, member_programs(engine, member_id), member_id)
     found = member_insights(engine, member_id, _instant(request, as_of), unreached)
-    return JSONResponse(found)
+    return _json(found)
 
 
 @router.get("/analytics/{report}",
@@ -87,7 +93,7 @@ def get_analytics(
     months: Annotated[int, Query(ge=1, le=120, description="cohorts: how many")] = 12,
     calibration_end: Annotated[AwareDatetime | None, Query(description="clv")] = None,
     horizon_weeks: Annotated[int | None, Query(ge=1, le=520, description="clv")] = None,
-) -> JSONResponse:
+) -> Response:
     """The same figures, the same JSON as the CLI's --json: members, rfm, retention,
     cohorts, lapsed, clv, wallet, loyalty-matrix."""
     require_admin(key, "reading analytics")
@@ -107,4 +113,4 @@ def get_analytics(
         "wallet": lambda: wallet_report(engine, program, at, period=period),
         "loyalty-matrix": lambda: loyalty_matrix_report(engine, program, at),
     }
-    return JSONResponse(reports[report]().as_json())
+    return _json(reports[report]().as_json())

@@ -23,10 +23,10 @@ from loyalty_engine.cli.output import (
     emit_json,
     err_console,
     fail,
-    json_default,
     money,
     when,
 )
+from loyalty_engine.domain.plain_json import json_default
 from loyalty_engine.records.audit import operator_name
 from loyalty_engine.services.enrolment import enrol_member, set_consent
 from loyalty_engine.services.groups import reverifications_due, verify_member

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, date, datetime, tzinfo
-from decimal import Decimal
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import typer
@@ -13,6 +11,7 @@ from rich.console import Console
 
 from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.money import format_money
+from loyalty_engine.domain.plain_json import dumps
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
 # Piped output is read by scripts and people alike: wide enough that tables never cut a
@@ -22,17 +21,9 @@ console = Console(highlight=False, soft_wrap=True,
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def json_default(value: object) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
 def emit_json(data: Any) -> None:
     """Write data as indented JSON to standard output."""
-    sys.stdout.write(json.dumps(data, default=json_default, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(dumps(data, indent=2) + "\n")
 
 
 def fail(message: str) -> None:
