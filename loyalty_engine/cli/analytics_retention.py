@@ -140,8 +140,10 @@ def cohorts(
                                "up to the one holding --as-of."),
     json_out: bool = JSON, csv_out: bool = CSV, chart: Path | None = CHART,
 ) -> None:
-    """Monthly acquisition cohorts: the share of each first-purchase month's members who
-    buy in each month after it."""
+    """Monthly cohorts: the share of each month's new members who buy later.
+
+    Each first-purchase month's members, and the share of them who buy in each month after
+    it."""
     _one_output(json_out, csv_out, chart)
     report = cohort_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                            months)
@@ -174,8 +176,10 @@ def _print_cohorts(report: CohortReport) -> None:
 
 def lapsed(ctx: typer.Context, program: str = PROGRAM, as_of: str | None = AS_OF,
            json_out: bool = JSON, csv_out: bool = CSV) -> None:
-    """Members who have lapsed: P(alive) below the program's threshold, or a gap since
-    their last purchase over a multiple of their own usual gap."""
+    """Members who have lapsed: P(alive) low, or a gap far over their own usual gap.
+
+    P(alive) below the program's threshold, or a gap since their last purchase over a
+    multiple of their own usual gap."""
     _one_output(json_out, csv_out, None)
     report = lapsed_members(engine_for(ctx), program, as_of_option(ctx, as_of, program))
     _print(json_out, csv_out, None, report.as_json,
