@@ -18,8 +18,7 @@ from loyalty_engine.cli.charts import ChartTable, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, now, program_zone
 from loyalty_engine.cli.options import AS_OF, JSON
-from loyalty_engine.cli.output import console, emit_json, err_console, money, when
-from loyalty_engine.services.importing import LineError
+from loyalty_engine.cli.output import console, emit_json, money, print_line_errors, when
 from loyalty_engine.services.wallet import (
     MatrixReport,
     WalletReport,
@@ -48,14 +47,6 @@ def _ratio(share: Fraction | None) -> float | None:
     return None if share is None else round(float(share), 6)
 
 
-def _import_errors(path: Path, errors: list[LineError], what: str) -> None:
-    for error in errors:
-        err_console.print(f"{path}:{error.line}: {error.reason}", markup=False,
-                          soft_wrap=True)
-    err_console.print(f"{len(errors)} bad line(s); no {what} was imported (fix them and "
-                      "import the file again)", markup=False)
-
-
 # --- wallet ---------------------------------------------------------------------------------
 
 @wallet_app.command("import")
@@ -73,7 +64,7 @@ def wallet_import(
             raise SystemExit(1)
         return
     if not report.committed:
-        _import_errors(file, report.errors, "total")
+        print_line_errors(file, report.errors, "total")
         raise SystemExit(1)
     console.print(f"{report.read} wallet total(s) read: {report.added} added, "
                   f"{report.replaced} replaced, {report.unchanged} unchanged", markup=False)
