@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize  # type: ignore[import-untyped]
-from scipy.special import betaln, digamma, gammaln, hyp2f1  # type: ignore[import-untyped]
+from scipy.optimize import minimize
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 Array = NDArray[np.float64]
 

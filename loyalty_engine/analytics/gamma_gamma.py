@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import digamma, gammaln  # type: ignore[import-untyped]
+from scipy.special import digamma, gammaln
 
 from loyalty_engine.analytics.bgnbd import FitError, optimise, weighted_sum
 

@@ -4,15 +4,14 @@ segments a retention offer is worth; the CLV distribution as a chart."""
 
 from __future__ import annotations
 
-import csv
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from loyalty_engine.cli.charts import ChartTable, check_chart_path, new_figure, write_chart
+from loyalty_engine.cli.analytics import CHART, CSV, PROGRAM, emit_csv, output_mode
+from loyalty_engine.cli.charts import ChartTable, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, instant
 from loyalty_engine.cli.options import AS_OF, JSON
@@ -37,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 def clv(
     ctx: typer.Context,
-    program: str = typer.Option(..., "--program", help="The program."),
+    program: str = PROGRAM,
     as_of: str | None = AS_OF,
     calibration_end: str | None = typer.Option(
         None, "--calibration-end", help="Fit on purchases up to this instant (ISO 8601; a "
@@ -49,13 +48,13 @@ def clv(
         None, "--offer-cost", help="A retention offer's cost per member (major units, e.g. "
         "5.00): who and which segments it is worth."),
     json_out: bool = JSON,
-    csv_out: bool = typer.Option(False, "--csv", help="Print the members as CSV."),
-    chart: Path | None = typer.Option(None, "--chart", help="Write the CLV distribution to "
-                                      "this file (.png, .svg or .html)."),
+    csv_out: bool = CSV,
+    chart: Path | None = CHART,
     limit: int = typer.Option(20, "--limit", min=0, help="Members in the table, highest "
                               "CLV first (0: all)."),
 ) -> None:
     """Customer lifetime value: BG/NBD and Gamma-Gamma (or the simple retention CLV)."""
+    mode = output_mode(json_out, csv_out, chart)
     at = as_of_option(ctx, as_of, program)
     end = instant(ctx, calibration_end, "--calibration-end", program)
     engine = engine_for(ctx)
@@ -68,15 +67,13 @@ def clv(
         currency = currencies[program]
         cost = to_minor(parse_decimal(offer_cost, "--offer-cost"),
                         currency_exponent(currency), "--offer-cost", currency)
-    if chart is not None:
-        check_chart_path(chart)
     report = clv_report(engine, program, end, horizon_weeks, at, offer_cost_minor=cost)
     if chart is not None:
         _chart(report, chart)
-    if json_out:
+    if mode == "json":
         emit_json(report.as_json())
-    elif csv_out:
-        _write_csv(report)
+    elif mode == "csv":
+        emit_csv(CSV_COLUMNS, [[getattr(m, c) for c in CSV_COLUMNS] for m in report.members])
     else:
         _print(report, limit)
 
@@ -116,13 +113,6 @@ def _chart(report: ClvReport, path: Path) -> None:
               money(s.worth_clv_minor, cur), money(s.offer_cost_minor, cur),
               money(s.net_minor, cur)] for s in report.segments]))
     write_chart(figure, path, _title(report), tables)
-
-
-def _write_csv(report: ClvReport) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for m in report.members:
-        writer.writerow(["" if getattr(m, c) is None else getattr(m, c) for c in CSV_COLUMNS])
 
 
 def _print(report: ClvReport, limit: int) -> None:

@@ -4,25 +4,22 @@ by segment, tier or club) with the relationship length, the monthly acquisition 
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import math
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
+from loyalty_engine.cli.analytics import CHART, CSV, PROGRAM, emit_csv, output_mode
+from loyalty_engine.cli.charts import ChartTable, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for
 from loyalty_engine.cli.options import AS_OF, JSON
-from loyalty_engine.cli.output import CommandRefused, console, emit_json, when
+from loyalty_engine.cli.output import console, emit_json, when
 from loyalty_engine.services.analytics_retention import (
     CohortReport,
     LapseReport,
@@ -32,11 +29,9 @@ from loyalty_engine.services.analytics_retention import (
     retention_report,
 )
 
-PROGRAM = typer.Option(..., "--program", help="The program to report on.")
-CSV = typer.Option(False, "--csv", help="Print CSV.")
-CHART = typer.Option(None, "--chart", metavar="FILE", help="Also draw the report to FILE: "
-                     ".png, .svg, or .html (a page with the chart and its numbers).")
-CHART_SUFFIXES = (".png", ".svg", ".html")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 
 def register(app: typer.Typer) -> None:
@@ -44,16 +39,6 @@ def register(app: typer.Typer) -> None:
     app.command("retention")(retention)
     app.command("cohorts")(cohorts)
     app.command("lapsed")(lapsed)
-
-
-def _one_output(json_out: bool, csv_out: bool, chart: Path | None) -> None:
-    """--json and --csv exclude each other; a chart file of a format not written is
-    refused before any work."""
-    if json_out and csv_out:
-        raise CommandRefused("give --json or --csv, not both")
-    if chart is not None and chart.suffix.lower() not in CHART_SUFFIXES:
-        raise CommandRefused(f"cannot write a chart to {str(chart)!r}: give a file name "
-                             "ending in .png, .svg or .html")
 
 
 def _print(json_out: bool, csv_out: bool, chart: Path | None, as_json: Any,
@@ -81,7 +66,7 @@ def retention(
     json_out: bool = JSON, csv_out: bool = CSV, chart: Path | None = CHART,
 ) -> None:
     """Retention and defection per period: (E - N) / S, and the relationship length."""
-    _one_output(json_out, csv_out, chart)
+    output_mode(json_out, csv_out, chart)
     if period not in ("month", "quarter", "year"):
         raise typer.BadParameter("use month, quarter or year", param_hint="--period")
     if by not in (None, "segment", "tier", "club"):
@@ -89,9 +74,9 @@ def retention(
     report = retention_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                               period, periods, by, window)  # type: ignore[arg-type]
     if chart is not None:
-        _write_chart(*_retention_chart(report), path=chart)
+        write_chart(*_retention_chart(report, chart))
     _print(json_out, csv_out, chart, report.as_json,
-           lambda: _write_csv(*_retention_rows(report)), lambda: _print_retention(report))
+           lambda: emit_csv(*_retention_rows(report)), lambda: _print_retention(report))
 
 
 RETENTION_COLUMNS = ("group", "period", "start", "end", "partial", "at_start", "at_end",
@@ -140,15 +125,17 @@ def cohorts(
                                "up to the one holding --as-of."),
     json_out: bool = JSON, csv_out: bool = CSV, chart: Path | None = CHART,
 ) -> None:
-    """Monthly acquisition cohorts: the share of each first-purchase month's members who
-    buy in each month after it."""
-    _one_output(json_out, csv_out, chart)
+    """Monthly cohorts: the share of each month's new members who buy later.
+
+    Each first-purchase month's members, and the share of them who buy in each month after
+    it."""
+    output_mode(json_out, csv_out, chart)
     report = cohort_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                            months)
     if chart is not None:
-        _write_chart(*_cohort_chart(report), path=chart)
+        write_chart(*_cohort_chart(report, chart))
     _print(json_out, csv_out, chart, report.as_json,
-           lambda: _write_csv(("cohort", "size", "k", "active", "share"), _cohort_rows(report)),
+           lambda: emit_csv(("cohort", "size", "k", "active", "share"), _cohort_rows(report)),
            lambda: _print_cohorts(report))
 
 
@@ -174,12 +161,14 @@ def _print_cohorts(report: CohortReport) -> None:
 
 def lapsed(ctx: typer.Context, program: str = PROGRAM, as_of: str | None = AS_OF,
            json_out: bool = JSON, csv_out: bool = CSV) -> None:
-    """Members who have lapsed: P(alive) below the program's threshold, or a gap since
-    their last purchase over a multiple of their own usual gap."""
-    _one_output(json_out, csv_out, None)
+    """Members who have lapsed: P(alive) low, or a gap far over their own usual gap.
+
+    P(alive) below the program's threshold, or a gap since their last purchase over a
+    multiple of their own usual gap."""
+    output_mode(json_out, csv_out)
     report = lapsed_members(engine_for(ctx), program, as_of_option(ctx, as_of, program))
     _print(json_out, csv_out, None, report.as_json,
-           lambda: _write_csv(("member_id", "rule", "gap_days", "mean_gap_days",
+           lambda: emit_csv(("member_id", "rule", "gap_days", "mean_gap_days",
                                "threshold_days", "p_alive", "reason"),
                               [[v.member_id, v.rule, v.gap_days, v.mean_gap_days,
                                 v.threshold_days, v.p_alive, v.reason]
@@ -203,38 +192,13 @@ def _print_lapsed(report: LapseReport) -> None:
     console.print(table)
 
 
-def _write_csv(header: Sequence[str], rows: list[list[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
-    sys.stdout.write(buffer.getvalue())
-
-
 # Charts, drawn with matplotlib (imported only when a chart is asked for) on figures made
 # without pyplot, so no display or GUI backend is ever involved.
-# For the integrator: _ChartTable, _new_figure and _write_chart have the shape of
-# cli/charts.py's ChartTable, new_figure and write_chart(figure, path, title, tables);
-# use those once both are on one branch.
 
-@dataclass(frozen=True, slots=True)
-class _ChartTable:
-    """Numbers shown beside an HTML chart: a caption, the column names and the rows."""
-
-    caption: str
-    columns: Sequence[str]
-    rows: Sequence[Sequence[object]]
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _retention_chart(report: RetentionReport) -> tuple[Any, str, list[_ChartTable]]:
+def _retention_chart(report: RetentionReport, path: Path
+                     ) -> tuple[Figure, Path, str, list[ChartTable]]:
     """The retention curve: the retention rate per period, a line per group when split."""
-    figure = _new_figure(9, 4.5)
+    figure = new_figure(9, 4.5)
     axes = figure.add_subplot()
     series = report.groups if report.split else {"all members": report.periods}
     keys = [p.period for p in report.periods]  # every series has these periods, in order
@@ -254,15 +218,16 @@ def _retention_chart(report: RetentionReport) -> tuple[Any, str, list[_ChartTabl
     if report.split:
         axes.legend(title=report.split)
     columns, rows = _retention_rows(report)
-    tables = [_ChartTable("Retention: S at the start, E at the end, N new or returning",
+    tables = [ChartTable("Retention: S at the start, E at the end, N new or returning",
                           columns, rows),
-              _ChartTable(f"Relationship length of {report.members} member(s)",
+              ChartTable(f"Relationship length of {report.members} member(s)",
                           ("relationship length", "members", "share"),
                           [[b.label, b.members, f"{b.share:.1%}"] for b in report.tenure])]
-    return figure, title, tables
+    return figure, path, title, tables
 
 
-def _cohort_chart(report: CohortReport) -> tuple[Any, str, list[_ChartTable]]:
+def _cohort_chart(report: CohortReport, path: Path
+                  ) -> tuple[Figure, Path, str, list[ChartTable]]:
     """The cohort heatmap: a row per cohort, a column per month after, the share in each."""
     import numpy as np
 
@@ -270,7 +235,7 @@ def _cohort_chart(report: CohortReport) -> tuple[Any, str, list[_ChartTable]]:
     matrix = np.full((len(report.cohorts), width), np.nan)
     for row, c in enumerate(report.cohorts):
         matrix[row, :len(c.shares)] = c.shares
-    figure = _new_figure(1.5 + 0.6 * width, 1.2 + 0.4 * len(report.cohorts))
+    figure = new_figure(1.5 + 0.6 * width, 1.2 + 0.4 * len(report.cohorts))
     axes = figure.add_subplot()
     image = axes.imshow(matrix * 100, cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for row, c in enumerate(report.cohorts):
@@ -286,47 +251,13 @@ def _cohort_chart(report: CohortReport) -> tuple[Any, str, list[_ChartTable]]:
              f"{_local(report.as_of, report.timezone)}")
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label="% of the cohort buying")
-    table = _ChartTable("Share of each cohort buying k months after its first purchase",
+    table = ChartTable("Share of each cohort buying k months after its first purchase",
                         ("cohort", "size", *(f"+{k}" for k in range(width))),
                         [[c.month, c.size, *(f"{s:.0%}" for s in c.shares)]
                          for c in report.cohorts])
-    return figure, title, [table]
+    return figure, path, title, [table]
 
 
 def _local(instant: datetime, zone: str) -> str:
     """An instant as people in the program's zone read it, to the minute."""
     return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
-
-
-def _write_chart(figure: Any, title: str = "", tables: Sequence[_ChartTable] = (), *,
-                 path: Path) -> None:
-    """A figure to PNG or SVG by the file's suffix, or to a self-contained HTML page: the
-    title, the SVG inline and the tables (nothing fetched from elsewhere)."""
-    suffix = path.suffix.lower()
-    metadata = {"Software": None} if suffix == ".png" else {"Date": None, "Creator": None}
-    try:
-        if suffix in (".png", ".svg"):
-            figure.savefig(path, format=suffix[1:], metadata=metadata)
-            return
-        buffer = io.StringIO()
-        figure.savefig(buffer, format="svg", metadata=metadata)
-        svg = buffer.getvalue()
-        svg = svg[svg.index("<svg"):]
-        parts = "\n".join(_html_table(t) for t in tables)
-        shown = html.escape(title)
-        path.write_text(
-            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{shown}</title>\n</head>\n<body>\n<h1>{shown}</h1>\n{svg}\n{parts}\n"
-            "</body>\n</html>\n", encoding="utf-8")
-    except OSError as error:
-        raise CommandRefused(f"cannot write the chart to {str(path)!r}: "
-                             f"{error.strerror or error}") from None
-
-
-def _html_table(table: _ChartTable) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = "\n".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>"
-                                     for v in row)
-                     + "</tr>" for row in table.rows)
-    return (f"<table>\n<caption>{html.escape(table.caption)}</caption>\n"
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")

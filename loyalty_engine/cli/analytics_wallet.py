@@ -5,9 +5,6 @@ the `loyalty analytics` group."""
 
 from __future__ import annotations
 
-import csv
-import sys
-from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,12 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.analytics.loyalty_matrix import CELLS, LoyaltyType
-from loyalty_engine.cli.charts import ChartTable, check_chart_path, new_figure, write_chart
+from loyalty_engine.cli.analytics import CHART, CSV, PROGRAM, emit_csv, output_mode
+from loyalty_engine.cli.charts import ChartTable, new_figure, write_chart
 from loyalty_engine.cli.context import as_of as as_of_option
 from loyalty_engine.cli.context import engine_for, now, program_zone
 from loyalty_engine.cli.options import AS_OF, JSON
-from loyalty_engine.cli.output import CommandRefused, console, emit_json, err_console, money, when
-from loyalty_engine.services.importing import LineError
+from loyalty_engine.cli.output import console, emit_json, money, print_line_errors, when
 from loyalty_engine.services.wallet import (
     MatrixReport,
     WalletReport,
@@ -29,11 +26,6 @@ from loyalty_engine.services.wallet import (
     loyalty_matrix_report,
     wallet_report,
 )
-
-PROGRAM = typer.Option(..., "--program", help="The program to measure.")
-CSV = typer.Option(False, "--csv", help="Print CSV (one header line, then the rows).")
-CHART = typer.Option(None, "--chart", metavar="FILE", help="Also draw the report to FILE: "
-                     ".png, .svg, or .html (a page with the chart and its numbers).")
 
 wallet_app = typer.Typer(help="Share of wallet: members' wallet totals and the program's "
                          "share.", no_args_is_help=True)
@@ -47,34 +39,12 @@ def register(app: typer.Typer) -> None:
 
 # --- output helpers -----------------------------------------------------------------------
 
-def _mode(json_out: bool, csv_out: bool, chart: Path | None = None) -> str:
-    if json_out and csv_out:
-        raise CommandRefused("give --json or --csv, not both")
-    if chart is not None:
-        check_chart_path(chart)
-    return "json" if json_out else "csv" if csv_out else "table"
-
-
-def _csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
-
-
 def _percent(share: Fraction | None) -> str:
     return "-" if share is None else f"{float(share) * 100:.1f} %"
 
 
 def _ratio(share: Fraction | None) -> float | None:
     return None if share is None else round(float(share), 6)
-
-
-def _import_errors(path: Path, errors: list[LineError], what: str) -> None:
-    for error in errors:
-        err_console.print(f"{path}:{error.line}: {error.reason}", markup=False,
-                          soft_wrap=True)
-    err_console.print(f"{len(errors)} bad line(s); no {what} was imported (fix them and "
-                      "import the file again)", markup=False)
 
 
 # --- wallet ---------------------------------------------------------------------------------
@@ -94,7 +64,7 @@ def wallet_import(
             raise SystemExit(1)
         return
     if not report.committed:
-        _import_errors(file, report.errors, "total")
+        print_line_errors(file, report.errors, "total")
         raise SystemExit(1)
     console.print(f"{report.read} wallet total(s) read: {report.added} added, "
                   f"{report.replaced} replaced, {report.unchanged} unchanged", markup=False)
@@ -118,7 +88,7 @@ def wallet_show(
     csv_out: bool = CSV,
 ) -> None:
     """Share of wallet per member and category, the program's share, growth potential."""
-    mode = _mode(json_out, csv_out)
+    mode = output_mode(json_out, csv_out)
     report = wallet_report(engine_for(ctx), program, as_of_option(ctx, as_of, program),
                            period)
     if mode == "json":
@@ -126,7 +96,7 @@ def wallet_show(
     elif mode == "csv":
         ranks = {(r.member_id, r.category, r.period): i
                  for i, r in enumerate(report.ranking, start=1)}
-        _csv(WALLET_COLUMNS, [
+        emit_csv(WALLET_COLUMNS, [
             [r.member_id, r.category, r.period, report.complete(r.period), r.spend_minor,
              r.wallet_minor, _ratio(r.share), r.growth_minor, r.exceeds_wallet,
              ranks.get((r.member_id, r.category, r.period)), r.currency]
@@ -187,7 +157,7 @@ def loyalty_matrix(
     chart: Path | None = CHART,
 ) -> None:
     """Behavioural x attitudinal loyalty: true, latent, spurious and none, with counts."""
-    mode = _mode(json_out, csv_out, chart)
+    mode = output_mode(json_out, csv_out, chart)
     report = loyalty_matrix_report(engine_for(ctx), program,
                                    as_of_option(ctx, as_of, program))
     if chart is not None:
@@ -195,7 +165,7 @@ def loyalty_matrix(
     if mode == "json":
         emit_json(report.as_json())
     elif mode == "csv":
-        _csv(MATRIX_COLUMNS, [[m[c] for c in MATRIX_COLUMNS]
+        emit_csv(MATRIX_COLUMNS, [[m[c] for c in MATRIX_COLUMNS]
                               for m in report.as_json()["members"]])
     else:
         _matrix_table(ctx, report, chart)

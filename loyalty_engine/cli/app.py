@@ -15,6 +15,9 @@ from rich.text import Text
 
 from loyalty_engine.cli import (
     analytics,
+    analytics_clv,
+    analytics_retention,
+    analytics_wallet,
     apikeys,
     clubs,
     db,
@@ -63,6 +66,11 @@ app.add_typer(events.app, name="events")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(apikeys.app, name="apikeys")
 app.add_typer(analytics.app, name="analytics")
+# The report modules add their commands to the group (here, not in cli/analytics.py: they
+# import its shared options, so registering there would be an import cycle).
+analytics_retention.register(analytics.app)
+analytics_clv.register(analytics.app)
+analytics_wallet.register(analytics.app)
 app.add_typer(reports.app, name="reports")
 app.command()(demo)
 app.command()(serve)

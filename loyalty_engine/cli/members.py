@@ -21,9 +21,9 @@ from loyalty_engine.cli.output import (
     confirm,
     console,
     emit_json,
-    err_console,
     fail,
     money,
+    print_line_errors,
     when,
 )
 from loyalty_engine.domain.plain_json import json_default
@@ -367,11 +367,7 @@ def survey_import(
             raise SystemExit(1)
         return
     if not report.committed:
-        for error in report.errors:
-            err_console.print(f"{file}:{error.line}: {error.reason}", markup=False,
-                              soft_wrap=True)
-        err_console.print(f"{len(report.errors)} bad line(s); no answer was imported (fix "
-                          "them and import the file again)", markup=False)
+        print_line_errors(file, report.errors, "answer")
         raise SystemExit(1)
     console.print(f"{report.read} answer(s) read: {report.recorded} recorded, "
                   f"{report.already} already recorded", markup=False)

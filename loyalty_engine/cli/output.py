@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +14,9 @@ from rich.console import Console
 from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.money import format_money
 from loyalty_engine.domain.plain_json import dumps
+
+if TYPE_CHECKING:
+    from loyalty_engine.services.importing import LineError
 
 # soft_wrap: long lines stay whole when piped, so scripts and grep see one line per record.
 # Piped output is read by scripts and people alike: wide enough that tables never cut a
@@ -67,3 +72,14 @@ class CommandRefused(LoyaltyError):
     """A command that stops before doing anything (declined, or refused as asked)."""
 
     code = "refused"
+
+
+def print_line_errors(path: Path, errors: Sequence[LineError], what: str) -> None:
+    """An all-or-nothing import refused: each bad line as `file:line: reason` on standard
+    error, then how many and that nothing (no `what`) was imported."""
+    for error in errors:
+        err_console.print(f"{path}:{error.line}: {error.reason}", markup=False,
+                          soft_wrap=True)
+    err_console.print(f"{len(errors)} bad line(s); no {what} was imported (fix them and "
+                      "import the file again)", markup=False)
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import html
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from loyalty_engine.cli.analytics import CHART, CSV, emit_csv, output_mode
 from loyalty_engine.cli.charts import (
     ChartTable,
-    check_chart_path,
     inline_svg,
     new_figure,
     write_chart,
@@ -38,9 +37,6 @@ from loyalty_engine.services import reports
 app = typer.Typer(help="What programs owe: liability, breakage, roll-forward, IFRS 15.",
                   no_args_is_help=True)
 
-CSV = typer.Option(False, "--csv", help="Print CSV.")
-CHART = typer.Option(None, "--chart", help="Write a chart to this file (.png, .svg or "
-                     ".html).")
 PERIOD = typer.Option("month", "--period", help="month, quarter or year.")
 FROM = typer.Option(None, "--from", help="From the period holding this instant (ISO 8601; "
                     "a date is its midnight in the program's zone); default the first entry.")
@@ -48,13 +44,6 @@ TO = typer.Option(None, "--to", help="To the period holding this instant; defaul
 
 
 # -- charts (cli/charts.py draws and writes them) --------------------------------------------
-
-def _chart_path(path: Path | None) -> Path | None:
-    """A chart file, its suffix checked before anything is computed or written."""
-    if path is not None:
-        check_chart_path(path)
-    return path
-
 
 def _figure() -> Any:
     return new_figure(8, 4.2)
@@ -120,9 +109,7 @@ def _breakage_curves(figure: Any, report: reports.BreakageReport) -> None:
 def _csv(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    emit_csv(list(rows[0]), [list(row.values()) for row in rows])
 
 
 def _one_program(found: Sequence[Any], chart: Path | None) -> None:
@@ -130,11 +117,6 @@ def _one_program(found: Sequence[Any], chart: Path | None) -> None:
     if chart is not None and len(found) > 1:
         raise CommandRefused(f"there are {len(found)} programs and a chart draws one; give "
                              "--program")
-
-
-def _one_format(json_out: bool, csv_out: bool) -> None:
-    if json_out and csv_out:
-        raise CommandRefused("--json and --csv ask for two formats; give one")
 
 
 def _instants(ctx: typer.Context, program: str | None, start: str | None,
@@ -149,7 +131,7 @@ def liability_command(ctx: typer.Context, as_of: str | None = AS_OF,
                       program: str | None = PROGRAM, json_out: bool = JSON,
                       csv_out: bool = CSV) -> None:
     """Points outstanding, their value, and the expected breakage and cost."""
-    _one_format(json_out, csv_out)
+    output_mode(json_out, csv_out)
     at = as_of_option(ctx, as_of, program)
     found = reports.liability(engine_for(ctx), at, program)
     rows = [{"as_of": at, **o.as_json()} for o in found]
@@ -176,8 +158,7 @@ def breakage_command(ctx: typer.Context, program: str | None = PROGRAM,
                      as_of: str | None = AS_OF, json_out: bool = JSON, csv_out: bool = CSV,
                      chart: Path | None = CHART) -> None:
     """The development triangle by issue month and the projected ultimate redemption."""
-    _one_format(json_out, csv_out)
-    chart = _chart_path(chart)
+    output_mode(json_out, csv_out, chart)
     at = as_of_option(ctx, as_of, program)
     found = reports.breakage_report(engine_for(ctx), at, program)
     _one_program(found, chart)
@@ -225,8 +206,7 @@ def roll_forward_command(ctx: typer.Context, period: str = PERIOD,
     """Points opening, earned, redeemed, expired, adjusted and closing by period.
 
     Exactly from the ledger; the last closing ties to the balances."""
-    _one_format(json_out, csv_out)
-    chart = _chart_path(chart)
+    output_mode(json_out, csv_out, chart)
     frm, to = _instants(ctx, program, start, end)
     found = reports.roll_forward_report(engine_for(ctx), now(), period, frm, to, program)
     _one_program(found, chart)
@@ -263,8 +243,7 @@ def earn_burn_command(ctx: typer.Context, period: str = PERIOD,
                       program: str | None = PROGRAM, json_out: bool = JSON,
                       csv_out: bool = CSV, chart: Path | None = CHART) -> None:
     """Points issued, redeemed and expired per period, and the redemption rate."""
-    _one_format(json_out, csv_out)
-    chart = _chart_path(chart)
+    output_mode(json_out, csv_out, chart)
     found = reports.earn_burn(engine_for(ctx), now(), period, None, None, program)
     _one_program(found, chart)
     if chart is not None and found:

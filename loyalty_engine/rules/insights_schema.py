@@ -79,15 +79,29 @@ class Margins(_Strict):
     categories: dict[Label, MarginPercent] = {}
 
 
+POINT_VALUE_PLACES = 6  # a point is often worth a fraction of a cent (0.005 EUR)
+
+
+def _point_value(value: Decimal) -> Decimal:
+    """A point value kept exact, to at most POINT_VALUE_PLACES decimal places (not bound to
+    the currency's minor unit)."""
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > POINT_VALUE_PLACES:
+        raise ValueError(f"point_value {value:f} has more than {POINT_VALUE_PLACES} decimal "
+                         "places")
+    return value
+
+
 class EconomicsIn(_Strict):
     """What spend and points are worth to the program (`economics:`)."""
 
     margin: Annotated[Margins, BeforeValidator(_margin_shorthand)] = Field(
         default_factory=lambda: Margins(default=_as_percent(_ECONOMICS.margin)),
         description="gross margin in percent (0-100), or {default: N, categories: {cat: N}}")
-    point_value: Annotated[DecimalIn, Field(gt=0)] | None = Field(
-        default=None, description="what one point costs the program, in its currency; "
-        f"absent: {_ECONOMICS.point_value}")
+    point_value: Annotated[DecimalIn, Field(gt=0), AfterValidator(_point_value)] | None = Field(
+        default=None, description="what one point costs the program, in its currency (up to "
+        f"{POINT_VALUE_PLACES} decimal places: often a fraction of the minor unit); absent: "
+        f"{_ECONOMICS.point_value}")
     discount_rate: Annotated[DecimalIn, AfterValidator(_percent("discount_rate"))] = Field(
         default=_as_percent(_ECONOMICS.annual_discount_rate),
         description="annual discount rate in percent, for lifetime values")
@@ -375,9 +389,9 @@ def _four(values: Sequence[int] | None) -> tuple[int, int, int, int] | None:
 def money_fields(section: EconomicsIn | AnalyticsIn
                  ) -> list[tuple[tuple[str | int, ...], Decimal]]:
     """The amounts in the program's currency a section writes, with where they are below
-    it (their precision is checked by the program, which knows the currency)."""
+    it (their precision is checked by the program, which knows the currency); the point
+    value is not one of them: it may be finer than the currency's minor unit."""
     if isinstance(section, EconomicsIn):
-        value = section.point_value
-        return [] if value is None else [(("point_value",), value)]
+        return []  # point_value may be a fraction of the minor unit (_point_value checks it)
     return [(("rfm", "boundaries", "monetary", index), value)
             for index, value in enumerate(section.rfm.boundaries.monetary or ())]

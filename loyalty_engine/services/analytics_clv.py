@@ -26,7 +26,7 @@ from loyalty_engine.records.clv_inputs import (
     segments_in_force,
 )
 from loyalty_engine.rules.compiled import CompiledProgram
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store.unit_of_work import read_use_case
 
 
@@ -151,7 +151,7 @@ def clv_report(conn: Connection, program_id: str, calibration_end: datetime | No
     (default as_of) and predicted over `horizon_weeks` (default the program's), net of
     refunds known by as_of; the per-member figures, the base value and, given an offer's
     cost, who and which segments it is worth."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     end = as_of if calibration_end is None else calibration_end
     if end > as_of:
         raise LoyaltyError(f"the calibration end {end.isoformat()} is after the as-of "
@@ -169,7 +169,7 @@ def member_clv(conn: Connection, program_id: str, as_of: datetime) -> dict[str, 
     """Each purchasing member's CLV as of an instant (calibrated up to it, over the
     program's horizon): what the RFM snapshot stores and rules read as member.clv. Empty
     when the program has no counted purchase by then."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     inputs = clv_inputs(conn, program, as_of, as_of)
     if not inputs.member_ids:
         return {}
@@ -177,13 +177,6 @@ def member_clv(conn: Connection, program_id: str, as_of: datetime) -> dict[str, 
                       None, inputs=inputs)
     return {m.member_id: MemberClv(m.clv_minor, m.p_alive, m.expected_purchases,
                                    report.method) for m in report.members}
-
-
-def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
-    catalog = load_catalog(conn)
-    require_program(catalog, program_id)
-    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
-    return version.program
 
 
 def _compute(conn: Connection, program: CompiledProgram, end: datetime, horizon: int,

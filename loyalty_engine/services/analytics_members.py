@@ -21,7 +21,7 @@ from loyalty_engine.records.events import Event, record_events
 from loyalty_engine.records.member_figures import local_day, member_figures, write_snapshot
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_clv import member_clv
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
@@ -105,10 +105,7 @@ def _program(conn: Connection, program_id: str, as_of: datetime,
     version, the first (whose settings then say how its later purchases would count)."""
     if versions:
         return versions[0].program
-    catalog = load_catalog(conn)
-    require_program(catalog, program_id)
-    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
-    return version.program
+    return program_as_of(conn, program_id, as_of)
 
 
 def _since(program: CompiledProgram, as_of: datetime) -> datetime | None:

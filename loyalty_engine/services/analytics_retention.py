@@ -39,7 +39,7 @@ from loyalty_engine.records.activity import (
 )
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_clv import member_clv
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store.unit_of_work import read_use_case
 
 Split = Literal["segment", "tier", "club"]
@@ -132,14 +132,6 @@ class LapseReport:
                 "lapsed": [v.as_json() for v in self.lapsed]}
 
 
-def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
-    """The program's version in force at as_of (its first version before it began)."""
-    catalog = load_catalog(conn)
-    require_program(catalog, program_id)
-    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
-    return version.program
-
-
 def _activity(conn: Connection, program: CompiledProgram,
               as_of: datetime) -> dict[str, MemberMonths]:
     found = member_months(conn, program, as_of)
@@ -185,7 +177,7 @@ def retention_report(conn: Connection, program_id: str, as_of: datetime,
         raise ValueError("periods and the window must be at least 1")
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (segment, tier or club)")
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     found = _activity(conn, program, as_of)
     months = {member_id: set(m.months) for member_id, m in found.items()}
     last = period_index(period, _last_month(program, as_of))
@@ -219,7 +211,7 @@ def cohort_report(conn: Connection, program_id: str, as_of: datetime,
     time), each with the share of its members buying in each month after it."""
     if months < 1:
         raise ValueError("months must be at least 1")
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     found = _activity(conn, program, as_of)
     last = _last_month(program, as_of)
     first = month_key(month_index(last) - months + 1)
@@ -236,7 +228,7 @@ def lapsed_members(conn: Connection, program_id: str, as_of: datetime,
     by P(alive) when the program has at least min_repeat_members repeat customers and the
     CLV model gives it (services/analytics_clv.member_clv, fitted as of then, unless the
     caller gives each member's), else by the gap rule."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     rule = program.insights.lapse
     found = _activity(conn, program, as_of)
     repeat = sum(1 for m in found.values() if m.days >= 2)

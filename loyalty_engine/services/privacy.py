@@ -18,6 +18,8 @@ _members = tables.members
 _consents = tables.member_consents
 _verifications = tables.group_verifications
 _responses = tables.api_responses
+_surveys = tables.member_surveys
+_wallet = tables.wallet_totals
 _SEP = "\x1f"  # as api/writes.py joins the parts of an idempotency key
 ERASED_EVIDENCE = "(erased)"
 
@@ -91,8 +93,14 @@ def _erase(conn: Connection, member_id: str, actor: str, reason: str,
     ).rowcount
     responses = conn.execute(delete(_responses).where(_enrolment_responses(member_id))
                              ).rowcount
+    # Attitudes (NPS, commitment) and spend elsewhere (wallet totals) are personal data of
+    # the member's own, not the program's books: they go.
+    surveys = conn.execute(delete(_surveys).where(_surveys.c.member_id == member_id)
+                           ).rowcount
+    wallet = conn.execute(delete(_wallet).where(_wallet.c.member_id == member_id)).rowcount
     removed = {"attributes": sorted(attributes), "consents": consents,
-               "verification_evidence": evidence, "stored_responses": responses}
+               "verification_evidence": evidence, "stored_responses": responses,
+               "survey_answers": surveys, "wallet_totals": wallet}
     # The audit record names what kinds of data went, never their values.
     record_audit(conn, now, actor, "member_erased", member_id, None, reason,
                  {"removed": removed})

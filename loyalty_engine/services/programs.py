@@ -248,6 +248,16 @@ def require_program(catalog: ProgramCatalog, program_id: str | None) -> None:
         raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")
 
 
+def program_as_of(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
+    """The program's version in force at as_of; before its first version, the first (whose
+    settings then say how its later purchases would count). An unknown program is a
+    NotFoundError naming the programs there are."""
+    catalog = load_catalog(conn)
+    require_program(catalog, program_id)
+    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
+    return version.program
+
+
 def versions_in_force(conn: Connection, at: datetime, program_id: str | None = None,
                       versions: list[VersionInForce] | None = None) -> list[VersionInForce]:
     """The versions a step works on: those given (the scheduler's job passes the one its

@@ -56,7 +56,7 @@ from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import MatrixThresholds
 from loyalty_engine.services.analytics_members import rfm_scores
 from loyalty_engine.services.importing import MAX_LINE_BYTES, LineError
-from loyalty_engine.services.programs import load_catalog, require_program
+from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
     IN_CHUNK,
@@ -325,15 +325,6 @@ class WalletPeriodError(LoyaltyError):
     """A wallet report asked for a period that is not a year, a quarter or a month."""
 
 
-def _program(conn: Connection, program_id: str, as_of: datetime) -> CompiledProgram:
-    """The program's version in force at as_of; before its first version, the first (whose
-    settings then say how its later purchases would count)."""
-    catalog = load_catalog(conn)
-    require_program(catalog, program_id)
-    version = catalog.in_force(program_id, as_of) or catalog.versions(program_id)[0]
-    return version.program
-
-
 def _enrolled(program: CompiledProgram, as_of: datetime, member_id: str | None = None) -> Any:
     """The ids of the program's members enrolled by as_of (of one member when given), as
     a subquery."""
@@ -446,7 +437,7 @@ def wallet_report(conn: Connection, program_id: str, as_of: datetime,
     over that total; the program's share per category and period and per period; and the
     growth potential (wallet - spend) as a ranking. Only totals in the program's currency
     count (the others are counted apart); of one period when given."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     rows, other = _wallet_rows(conn, program, as_of, _period(period))
     as_of_day = as_of.astimezone(program.timezone).date()
     return WalletReport(program_id, program.currency, as_of, as_of_day, period, rows,
@@ -524,7 +515,7 @@ def loyalty_matrix_report(conn: Connection, program_id: str, as_of: datetime,
     every category of it; shown for every member); attitude from their latest NPS and
     commitment answers given by as_of. Thresholds from the program's `insights.matrix`.
     The F scores are RFM's unless others are given."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     placed = _place(conn, program, as_of, f_scores(conn, program_id, as_of))
     return MatrixReport(program_id, as_of, program.insights.matrix, count(placed), placed)
 
@@ -536,6 +527,6 @@ def member_loyalty(conn: Connection, program_id: str, member_id: str, as_of: dat
     a member's insights), given their F score (RFM's, which is ranked over the program);
     None when they are not enrolled in the program by then. The same figures as their row
     of loyalty_matrix_report, in three statements about them alone."""
-    program = _program(conn, program_id, as_of)
+    program = program_as_of(conn, program_id, as_of)
     placed = _place(conn, program, as_of, {member_id: f_score}, member_id)
     return placed[0] if placed else None

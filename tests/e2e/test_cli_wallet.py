@@ -1,16 +1,11 @@
 """`loyalty analytics wallet import|show` and `loyalty members survey-import` as a user runs
 them, on both databases: file:line errors on standard error and nothing imported, a
-re-import replacing a total, the report as a table, JSON and CSV.
-
-Until cli/analytics_wallet is wired into `loyalty analytics`, the commands run through a
-script that registers it on that group (or on a local one, before the group exists) of the
-same root app, with the same error handling (cli/app.main)."""
+re-import replacing a total, the report as a table, JSON and CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,31 +41,6 @@ A,coffee,2026-Q1,100.00,EUR
 B,coffee,2026-Q1,40.00,EUR
 """
 AS_OF = "2026-06-01T12:00:00+00:00"
-WRAPPER = """\
-#!{python}
-import typer
-
-from loyalty_engine.cli import app as root
-from loyalty_engine.cli.analytics_wallet import register
-
-groups = {{group.name: group.typer_instance for group in root.app.registered_groups}}
-analytics = groups.get("analytics")
-if analytics is None:
-    analytics = typer.Typer(help="Know the members.", no_args_is_help=True)
-    root.app.add_typer(analytics, name="analytics")
-if "wallet" not in {{group.name for group in analytics.registered_groups}}:
-    register(analytics)
-root.main()
-"""
-
-
-@pytest.fixture
-def loyalty(tmp_path: Path) -> Path:
-    """The console script with `analytics wallet` registered."""
-    script = tmp_path / "loyalty-with-analytics"
-    script.write_text(WRAPPER.format(python=sys.executable), encoding="utf-8")
-    script.chmod(0o755)
-    return script
 
 
 @pytest.fixture
@@ -83,13 +53,12 @@ def shop(db_url: str, tmp_path: Path) -> str:
     return db_url
 
 
-def test_wallet_import_then_show(shop: str, tmp_path: Path, loyalty: Path) -> None:
+def test_wallet_import_then_show(shop: str, tmp_path: Path) -> None:
     (tmp_path / "wallet.csv").write_text(WALLET, encoding="utf-8")
-    done = ok("analytics", "wallet", "import", "wallet.csv", database=shop, cwd=tmp_path,
-              program=loyalty)
+    done = ok("analytics", "wallet", "import", "wallet.csv", database=shop, cwd=tmp_path)
     assert done.out_flat == "2 wallet total(s) read: 2 added, 0 replaced, 0 unchanged"
     shown = ok("analytics", "wallet", "show", "--program", "corner-shop", "--as-of", AS_OF,
-               "--json", database=shop, cwd=tmp_path, program=loyalty).json()
+               "--json", database=shop, cwd=tmp_path).json()
     assert [(m["member_id"], m["spend_minor"], m["wallet_minor"], m["share"],
              m["growth_minor"]) for m in shown["members"]] == [
         ("A", 3000, 10000, 0.3, 7000), ("B", 3000, 4000, 0.75, 1000)]
@@ -97,29 +66,27 @@ def test_wallet_import_then_show(shop: str, tmp_path: Path, loyalty: Path) -> No
     assert [(p["period"], p["share"]) for p in shown["program_share"]] == [
         ("2026-Q1", round(3 / 7, 6))]
     table = ok("analytics", "wallet", "show", "--program", "corner-shop", "--as-of", AS_OF,
-               database=shop, cwd=tmp_path, program=loyalty)
+               database=shop, cwd=tmp_path)
     assert "42.9 %" in table.out_flat and "70.00 EUR" in table.out_flat, str(table)
     rows = list(csv.DictReader(io.StringIO(ok(
         "analytics", "wallet", "show", "--program", "corner-shop", "--as-of", AS_OF, "--csv",
-        database=shop, cwd=tmp_path, program=loyalty).stdout)))
+        database=shop, cwd=tmp_path).stdout)))
     assert [(r["member_id"], r["share"], r["growth_rank"]) for r in rows] == [
         ("A", "0.3", "1"), ("B", "0.75", "2")]
     # A corrected figure replaces the stored one.
     (tmp_path / "again.csv").write_text(WALLET.replace("100.00", "60.00"), encoding="utf-8")
-    again = ok("analytics", "wallet", "import", "again.csv", database=shop, cwd=tmp_path,
-               program=loyalty)
+    again = ok("analytics", "wallet", "import", "again.csv", database=shop, cwd=tmp_path)
     assert again.out_flat == "2 wallet total(s) read: 0 added, 1 replaced, 1 unchanged"
     shown = ok("analytics", "wallet", "show", "--program", "corner-shop", "--as-of", AS_OF,
-               "--json", database=shop, cwd=tmp_path, program=loyalty).json()
+               "--json", database=shop, cwd=tmp_path).json()
     assert shown["members"][0]["share"] == 0.5
 
 
 def test_a_bad_wallet_file_names_each_line_and_imports_nothing(
-        shop: str, tmp_path: Path, loyalty: Path) -> None:
+        shop: str, tmp_path: Path) -> None:
     (tmp_path / "wallet.csv").write_text(WALLET + "Z,coffee,2026-Q1,5,EUR\n"
                                          "A,tea,2026-Q1,-1,EUR\n", encoding="utf-8")
-    bad = run("analytics", "wallet", "import", "wallet.csv", database=shop, cwd=tmp_path,
-              program=loyalty)
+    bad = run("analytics", "wallet", "import", "wallet.csv", database=shop, cwd=tmp_path)
     assert bad.code == 1 and bad.stdout == "", str(bad)
     assert bad.err_lines == [
         "wallet.csv:4: member_id: no member with id 'Z' (enrol them first, or correct the id)",
@@ -127,18 +94,18 @@ def test_a_bad_wallet_file_names_each_line_and_imports_nothing(
         "member spends in all",
         "2 bad line(s); no total was imported (fix them and import the file again)"]
     shown = ok("analytics", "wallet", "show", "--program", "corner-shop", "--as-of", AS_OF,
-               "--json", database=shop, cwd=tmp_path, program=loyalty).json()
+               "--json", database=shop, cwd=tmp_path).json()
     assert shown["members"] == []
     (tmp_path / "header.csv").write_text("member_id,category,amount\n", encoding="utf-8")
     assert_one_sentence_error(run("analytics", "wallet", "import", "header.csv",
-                                  database=shop, cwd=tmp_path, program=loyalty),
+                                  database=shop, cwd=tmp_path),
                               "header.csv:1: missing column(s): period, currency")
 
 
-def test_a_bad_period_is_one_sentence(shop: str, tmp_path: Path, loyalty: Path) -> None:
+def test_a_bad_period_is_one_sentence(shop: str, tmp_path: Path) -> None:
     assert_one_sentence_error(run(
         "analytics", "wallet", "show", "--program", "corner-shop", "--period", "2026-Q9",
-        database=shop, cwd=tmp_path, program=loyalty), "period 2026-Q9: a quarter is Q1 to Q4")
+        database=shop, cwd=tmp_path), "period 2026-Q9: a quarter is Q1 to Q4")
 
 
 def test_survey_import(shop: str, tmp_path: Path) -> None:
@@ -175,7 +142,7 @@ def _matrix_purchases() -> str:
     return "\n".join(rows) + "\n"
 
 
-def test_the_loyalty_matrix(db_url: str, tmp_path: Path, loyalty: Path) -> None:
+def test_the_loyalty_matrix(db_url: str, tmp_path: Path) -> None:
     """| member | F | answer | type |
     |---|---|---|---|
     | A | 5 | nps 10 | true |
@@ -200,8 +167,7 @@ def test_the_loyalty_matrix(db_url: str, tmp_path: Path, loyalty: Path) -> None:
         "X,nps,9,2026-05-01T10:00:00+02:00\n", encoding="utf-8")
     ok("members", "survey-import", "surveys.csv", database=db_url, cwd=tmp_path)
     args = ("analytics", "loyalty-matrix", "--program", "corner-shop", "--as-of", AS_OF)
-    data = ok(*args, "--json", "--chart", "matrix.html", database=db_url, cwd=tmp_path,
-              program=loyalty).json()
+    data = ok(*args, "--json", "--chart", "matrix.html", database=db_url, cwd=tmp_path).json()
     assert {m["member_id"]: (m["f"], m["type"]) for m in data["members"]} == {
         "A": (5, "true"), "B": (4, "spurious"), "C": (3, "latent"), "D": (2, "none"),
         "E": (1, "unknown"), "X": (0, "latent")}
@@ -210,15 +176,14 @@ def test_the_loyalty_matrix(db_url: str, tmp_path: Path, loyalty: Path) -> None:
     page = (tmp_path / "matrix.html").read_text(encoding="utf-8")
     assert "<svg" in page and "<td>latent loyalty</td><td>2</td><td>40.0 %</td>" in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
-    rows = list(csv.DictReader(io.StringIO(ok(*args, "--csv", database=db_url, cwd=tmp_path,
-                                              program=loyalty).stdout)))
+    rows = list(csv.DictReader(io.StringIO(
+        ok(*args, "--csv", database=db_url, cwd=tmp_path).stdout)))
     assert [(r["member_id"], r["type"]) for r in rows] == [
         ("A", "true"), ("B", "spurious"), ("C", "latent"), ("D", "none"), ("E", "unknown"),
         ("X", "latent")]
-    table = ok(*args, "--chart", "matrix.png", database=db_url, cwd=tmp_path,
-               program=loyalty)
+    table = ok(*args, "--chart", "matrix.png", database=db_url, cwd=tmp_path)
     assert "true loyalty: 1 (20.0 %)" in table.out_flat, str(table)
     assert "1 without an answer" in table.out_flat
     assert (tmp_path / "matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_one_sentence_error(run(*args, "--chart", "matrix.gif", database=db_url,
-                                  cwd=tmp_path, program=loyalty), "matrix.gif")
+                                  cwd=tmp_path), "matrix.gif")

@@ -236,7 +236,7 @@ def test_margins_by_category_weigh_each_members_spend(engine: Engine, tmp_path: 
                        "M-3": Fraction(3, 10)}
     # and the CLV uses it: m = 400 x 52/12 x 61/190 = 556.49 cents a year;
     # 556.49 x 0.172559 / (1.1 - 0.172559) = 103.54 -> 104 (M-3 as before: 97)
-    monkeypatch.setattr(analytics_clv, "_program", lambda conn, program_id, as_of: program)
+    monkeypatch.setattr(analytics_clv, "program_as_of", lambda conn, program_id, as_of: program)
     report = clv_report(engine, "corner-shop", CALIBRATION_END, None, AS_OF)
     assert {m.member_id: m.clv_minor for m in report.members} == {"M-1": 104, "M-2": 0,
                                                                   "M-3": 97}

@@ -1,7 +1,6 @@
-"""`loyalty analytics clv` on both databases, through its register() on a group of its own
-(the `loyalty analytics` group wires it the same way): JSON with the method and the model,
-CSV per member, the offer's cost in major units, the CLV distribution as PNG and SVG, and
-refusals in one sentence."""
+"""`loyalty analytics clv` on both databases, through the real `loyalty` command: JSON with
+the method and the model, CSV per member, the offer's cost in major units, the CLV
+distribution as PNG and SVG, and refusals in one sentence."""
 
 from __future__ import annotations
 
@@ -12,31 +11,21 @@ import re
 from pathlib import Path
 
 import pytest
-import typer
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from loyalty_engine.cli.analytics_clv import CSV_COLUMNS, register
+from loyalty_engine.cli.analytics_clv import CSV_COLUMNS
+from loyalty_engine.cli.app import app
 from loyalty_engine.domain.errors import LoyaltyError
 
 from .test_analytics_clv import _history
 
-group = typer.Typer()
-
-
-@group.callback()
-def _analytics() -> None:
-    """The analytics group, as cli/analytics.py declares it."""
-
-
-register(group)
-
-ARGS = ["clv", "--program", "corner-shop", "--as-of", "2026-07-15T00:00:00+00:00",
+ARGS = ["analytics", "clv", "--program", "corner-shop", "--as-of", "2026-07-15T00:00:00+00:00",
         "--calibration-end", "2026-06-30T12:00:00+02:00"]
 
 
 def _run(db_url: str, *args: str) -> tuple[int, str, BaseException | None]:
-    result = CliRunner().invoke(group, list(args), env={"LOYALTY_DATABASE_URL": db_url,
+    result = CliRunner().invoke(app, list(args), env={"LOYALTY_DATABASE_URL": db_url,
                                                         "COLUMNS": "200"})
     return result.exit_code, result.stdout, result.exception
 
@@ -91,7 +80,7 @@ def test_refusals(engine: Engine, db_url: str, tmp_path: Path) -> None:
     code, _, error = _run(db_url, *ARGS, "--chart", str(tmp_path / "clv.pdf"))
     assert code != 0 and isinstance(error, LoyaltyError)
     assert str(error).endswith("give a file name ending in .png, .svg or .html")
-    code, _, error = _run(db_url, "clv", "--program", "nope", "--offer-cost", "1.00")
+    code, _, error = _run(db_url, "analytics", "clv", "--program", "nope", "--offer-cost", "1.00")
     assert isinstance(error, LoyaltyError)
     assert str(error) == "there is no program 'nope' (programs: corner-shop)"
     code, _, error = _run(db_url, *ARGS, "--offer-cost", "0.505")

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from sqlalchemy import Engine, insert
 
 from loyalty_engine.cli import app as cli_app
-from loyalty_engine.cli.analytics_retention import register
 from loyalty_engine.domain.errors import NotFoundError
 from loyalty_engine.services.analytics_retention import (
     NoPurchasesError,
@@ -224,15 +222,8 @@ def test_unknown_program_and_an_as_of_before_any_purchase(engine: Engine,
 
 def _loyalty(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
              db_url: str, *args: str) -> tuple[int, str, str]:
-    """Run `loyalty --database URL analytics ARGS` in-process: the root command's options
-    and error handling, with these commands registered on an `analytics` group (as the
-    integrator wires them into cli/analytics.py)."""
-    analytics = typer.Typer(no_args_is_help=True)
-    register(analytics)
-    root = typer.Typer(pretty_exceptions_enable=False)
-    root.callback()(cli_app.root)
-    root.add_typer(analytics, name="analytics")
-    monkeypatch.setattr(cli_app, "app", root)
+    """Run `loyalty --database URL analytics ARGS` in-process: the real `loyalty` command,
+    its root options and error handling."""
     monkeypatch.setattr(sys, "argv", ["loyalty", "--database", db_url, "analytics", *args])
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/loyalty-test-config")
     monkeypatch.delenv("LOYALTY_CONFIG", raising=False)

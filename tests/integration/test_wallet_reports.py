@@ -245,7 +245,7 @@ def test_share_of_wallet_as_behaviour_when_the_program_sets_it(
     """With wallet_share_at_least 1/10, B's share (the year 2026, the longest of the
     periods begun by 1 June that begin latest: 3000 / 20000 = 0.15) makes B behaviourally
     loyal: latent becomes true. A's latest period is 2026-04 (700 / 5000 = 0.14)."""
-    chosen = wallet_service._program
+    chosen = wallet_service.program_as_of
 
     def with_wallet_threshold(conn: Connection, program_id: str, as_of: datetime) -> Any:
         program = chosen(conn, program_id, as_of)
@@ -253,7 +253,7 @@ def test_share_of_wallet_as_behaviour_when_the_program_sets_it(
             wallet_share_at_least=Fraction(1, 10)))
         return dataclasses.replace(program, insights=insights)
 
-    monkeypatch.setattr(wallet_service, "_program", with_wallet_threshold)
+    monkeypatch.setattr(wallet_service, "program_as_of", with_wallet_threshold)
     data = loyalty_matrix_report(surveyed, "corner-shop", AS_OF, _f_scores).as_json()
     assert {m["member_id"]: (m["wallet_share"], m["type"]) for m in data["members"]} == {
         "A": (0.14, "true"), "B": (0.15, "true"), "C": (0.0, "unknown"),

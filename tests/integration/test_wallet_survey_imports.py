@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from loyalty_engine.domain.errors import ImportFileError
 from loyalty_engine.services.enrolment import enrol_member
-from loyalty_engine.services.privacy import erase_member
+from loyalty_engine.services.privacy import erase_member, export_member
 from loyalty_engine.services.surveys import import_surveys
 from loyalty_engine.services.wallet import import_wallet
 from loyalty_engine.store import tables
@@ -129,6 +129,30 @@ def test_an_erased_member_takes_no_wallet_total(members: Engine, tmp_path: Path)
     assert [(e.line, e.reason) for e in report.errors] == [
         (2, "member_id: member 'M-3' was erased and takes no new personal data")]
     assert _wallets(members) == []
+
+
+def test_erasure_removes_a_members_attitudes_and_outside_spend_and_export_shows_them(
+        members: Engine, tmp_path: Path) -> None:
+    # Survey answers (attitudes) and wallet totals (what they spend elsewhere) are personal
+    # data: the export holds them, and erasure removes them (M-1's only; M-2's stay).
+    import_wallet(members, _file(tmp_path, "w.csv", WALLET_HEADER, [
+        "M-1,coffee,2026-Q1,100.00,EUR", "M-1,tea,2026-Q1,20.00,EUR",
+        "M-2,coffee,2026-Q1,40.00,EUR"]), NOW)
+    import_surveys(members, _file(tmp_path, "s.csv", SURVEY_HEADER, [
+        "M-1,nps,9,2026-03-01T10:00:00+01:00", "M-2,commitment,6,2026-03-01T10:00:00+01:00"]),
+        NOW)
+    exported = export_member(members, "M-1", NOW)["tables"]
+    assert [(r["category"], r["amount_minor"]) for r in exported["wallet_totals"]] == [
+        ("coffee", 10000), ("tea", 2000)]
+    assert [(r["kind"], r["score"]) for r in exported["member_surveys"]] == [("nps", 9)]
+    erased = erase_member(members, "M-1", "test", "asked", NOW)
+    assert erased["removed"]["survey_answers"] == 1
+    assert erased["removed"]["wallet_totals"] == 2
+    assert [w[0] for w in _wallets(members)] == ["M-2"]
+    with read_transaction(members) as conn:
+        assert [r.member_id for r in conn.execute(select(tables.member_surveys))] == ["M-2"]
+    after = export_member(members, "M-1", NOW)["tables"]
+    assert after["wallet_totals"] == [] and after["member_surveys"] == []
 
 
 @pytest.mark.parametrize(("content", "message"), [

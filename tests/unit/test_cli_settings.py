@@ -125,6 +125,7 @@ def test_every_error_class_has_a_stable_code() -> None:
         "VerificationError": "verification", "MemberError": "member", "ApiKeyError": "api_key",
         "AdjustmentRejectedError": "adjustment_rejected",
         "AdjustmentConflictError": "adjustment_conflict", "MemberErasedError": "member_erased",
+        "NoPurchasesError": "no_purchases",
     }
 
 

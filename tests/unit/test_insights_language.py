@@ -74,6 +74,14 @@ segments:
 """
 
 
+def test_a_point_value_may_be_a_fraction_of_the_minor_unit() -> None:
+    for written, exact in (('"0.005"', Decimal("0.005")), ('"0.000001"', Decimal("0.000001")),
+                           ("0.0125", Decimal("0.0125"))):
+        economics = load_program_text(text(f"economics:\n  point_value: {written}\n"),
+                                      "cafe.yaml").compiled.insights.economics
+        assert economics.point_value == exact and isinstance(economics.point_value, Decimal)
+
+
 def test_every_new_key_is_accepted_and_compiled() -> None:
     insights = load_program_text(text(EVERY_KEY), "cafe.yaml").compiled.insights
     assert insights == ProgramInsights(
@@ -147,9 +155,16 @@ BAD: dict[str, Bad] = {
     "point value zero": Bad(
         text("economics:\n  point_value: 0\n"), at="point_value", col="0",
         message="economics.point_value: Input should be greater than 0"),
-    "point value finer than the currency": Bad(
-        text("economics:\n  point_value: \"0.005\"\n"), at="point_value", col='"0.005"',
-        message="economics.point_value: amount 0.005 has more decimals than EUR allows (2)"),
+    "point value below zero": Bad(
+        text("economics:\n  point_value: -1\n"), at="point_value", col="-1",
+        message="economics.point_value: Input should be greater than 0"),
+    # A point is often worth a fraction of a cent (0.005 EUR: accepted, below); seven
+    # decimal places is past what any program prices a point at.
+    "point value finer than six places": Bad(
+        text("economics:\n  point_value: \"0.0000001\"\n"), at="point_value",
+        col='"0.0000001"',
+        message="economics.point_value: point_value 0.0000001 has more than 6 decimal "
+                "places"),
     "unknown economics key": Bad(
         text("economics:\n  margins: 30\n"), at="margins", col="margins",
         message="economics: unknown key 'margins'"),
