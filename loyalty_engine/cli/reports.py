@@ -323,9 +323,10 @@ def program_command(ctx: typer.Context, program: str,
                     html_file: Path = typer.Option(..., "--html", help="Write the page to "
                                                    "this file."),
                     as_of: str | None = AS_OF) -> None:
-    """One self-contained HTML page of a program's liability, breakage and tiers.
+    """One self-contained HTML page of a program's liability, breakage, tiers and members.
 
-    Liability over time, the roll-forward waterfall, the breakage curves, the tier mix."""
+    Liability over time, the roll-forward waterfall, the breakage curves, the tier mix, the
+    segment mix of the latest RFM snapshot and the monthly retention trend."""
     if html_file.suffix.lower() not in (".html", ".htm"):
         raise CommandRefused(f"{html_file} is not an .html file")
     at = as_of_option(ctx, as_of, program)
@@ -378,5 +379,28 @@ def program_command(ctx: typer.Context, program: str,
         parts += ["<h2>Tier mix</h2>", inline_svg(figure)]
     else:
         parts += ["<h2>Tier mix</h2>", "<p>The program has no tiers.</p>"]
+    segments = found["segments"]
+    if segments:
+        figure = _figure()
+        axes = figure.add_subplot()
+        names = sorted(segments, key=lambda n: (-segments[n], n))
+        axes.barh(names[::-1], [segments[n] for n in names[::-1]], color="#4c72b0")
+        axes.set_title("members by RFM segment (latest snapshot)")
+        parts += ["<h2>Segment mix</h2>", inline_svg(figure)]
+    else:
+        parts += ["<h2>Segment mix</h2>", "<p>No RFM snapshot yet: the scheduler's "
+                  "rfm_snapshot job takes one every week.</p>"]
+    trend = [(key, rate) for key, rate in found["retention"] if rate is not None]
+    if trend:
+        figure = _figure()
+        axes = figure.add_subplot()
+        axes.plot([k for k, _ in trend], [100 * r for _, r in trend], marker="o")
+        axes.set_ylim(0, 100)
+        axes.set_ylabel("%")
+        axes.set_title("monthly retention (E - N) / S")
+        axes.tick_params(axis="x", labelrotation=30)
+        parts += ["<h2>Retention</h2>", inline_svg(figure)]
+    else:
+        parts += ["<h2>Retention</h2>", "<p>Not enough history for a retention rate.</p>"]
     html_file.write_text(_page(f"{program} report", parts), encoding="utf-8")
     console.print(f"report of {program} written to {html_file}", markup=False)

@@ -187,3 +187,16 @@ def write_snapshot(conn: Connection, program: CompiledProgram, as_of: datetime,
     return int(conn.execute(select(func.count()).select_from(snapshots).where(
         snapshots.c.program_id == program.program_id, snapshots.c.as_of_date == run_date,
         snapshots.c.recorded_at == recorded)).scalar_one())
+
+
+def segment_mix(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
+    """Members per RFM segment in the latest snapshot taken by as_of (empty before one)."""
+    s = tables.rfm_snapshots
+    day = conn.execute(select(func.max(s.c.as_of_date)).where(
+        s.c.program_id == program_id, s.c.taken_at <= as_of)).scalar_one_or_none()
+    if day is None:
+        return {}
+    return {segment: int(n) for segment, n in conn.execute(
+        select(s.c.segment, func.count()).where(s.c.program_id == program_id,
+                                                s.c.as_of_date == day)
+        .group_by(s.c.segment).order_by(s.c.segment))}

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from loyalty_engine.domain.errors import NotFoundError
+from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.periods import add_months, period_end, period_key
 from loyalty_engine.finance import breakage, revenue
@@ -28,7 +28,9 @@ from loyalty_engine.finance.values import (
     value_minor,
 )
 from loyalty_engine.records import ledger_reports as reads
+from loyalty_engine.records.member_figures import segment_mix
 from loyalty_engine.rules.compiled import CompiledProgram
+from loyalty_engine.services.analytics_retention import retention_report
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.store.unit_of_work import read_use_case
 
@@ -358,4 +360,16 @@ def program_report(conn: Connection, as_of: datetime, program_id: str) -> dict[s
     return {"program": program, "liability": owed, "periods": periods,
             "liability_by_month": [(p.key, value_minor(p.closing, per_point))
                                    for p in periods],
-            "breakage": report, "tiers": reads.tier_mix(conn, program_id)}
+            "breakage": report, "tiers": reads.tier_mix(conn, program_id),
+            "segments": segment_mix(conn, program_id, as_of),
+            "retention": _retention_trend(conn, program_id, as_of)}
+
+
+def _retention_trend(conn: Connection, program_id: str, as_of: datetime
+                     ) -> list[tuple[str, float | None]]:
+    """The monthly retention rate of the twelve months up to as_of (none before a purchase)."""
+    try:
+        found = retention_report(conn, program_id, as_of, period="month", periods=12)
+    except NoPurchasesError:
+        return []
+    return [(p.period, p.retention) for p in found.periods]

@@ -85,9 +85,16 @@ def test_reports_as_json_charts_and_page(db_url: str, tmp_path: Path) -> None:
     cli.ok("reports", "earn-burn", "--chart", "burn.html")
     assert "<svg" in (tmp_path / "burn.html").read_text(encoding="utf-8")
 
+    cli.ok("reports", "program", "finance-shop", "--html", "before.html")
+    page = (tmp_path / "before.html").read_text(encoding="utf-8")
+    assert "No RFM snapshot yet" in page  # says what to do instead of an empty chart
+    cli.ok("scheduler", "tick", "--job", "rfm_snapshot")  # now: this week's snapshot
     cli.ok("reports", "program", "finance-shop", "--html", "report.html")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert page.count("<svg") == 3  # liability, waterfall, breakage (no tiers)
+    # liability, waterfall, breakage and the segment mix (no tiers); the retention trend
+    # when a month had customers at its start
+    assert page.count("<svg") == 4 + ("<h2>Retention</h2><svg" in page.replace("\n", ""))
+    assert "<h2>Segment mix</h2>" in page and "No RFM snapshot yet" not in page
     assert "http" not in page.lower()  # self-contained: no URL to anywhere
     assert "1.40 EUR" in page
 
