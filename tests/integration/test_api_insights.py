@@ -153,3 +153,27 @@ def test_the_analytics_reports_are_the_clis_json_for_admin_keys(api: Api) -> Non
     unknown = report("rfm", program="no-such-program")
     assert unknown.status_code in (404, 422), unknown.text
     assert unknown.headers["content-type"] == "application/problem+json"
+
+
+def test_every_report_before_any_purchase_or_for_an_unknown_program_is_a_problem(
+        api: Api) -> None:
+    _history(api)
+    for name in ("members", "rfm", "retention", "cohorts", "lapsed", "clv", "wallet",
+                 "loyalty-matrix"):
+        for program, as_of in (("bean-there", "2026-01-01T00:00:00+01:00"),
+                               ("no-such-program", "2026-05-28T12:00:00+02:00")):
+            answered = api.client.get(f"/v1/analytics/{name}",
+                                      params={"program": program, "as_of": as_of},
+                                      headers=bearer(api.keys.admin))
+            # Figures of nothing may be empty reports, never a server error.
+            assert answered.status_code in (200, 404, 422), (name, program, answered.text)
+            if answered.status_code != 200:
+                assert answered.headers["content-type"] == "application/problem+json", name
+                assert answered.json()["detail"], (name, answered.text)
+            else:
+                assert program == "bean-there", (name, answered.text)
+        naive = api.client.get(f"/v1/analytics/{name}", params={
+            "program": "bean-there", "as_of": "2026-05-28T12:00:00"},
+            headers=bearer(api.keys.admin))
+        assert naive.status_code == 422, (name, naive.text)
+        assert [e["field"] for e in naive.json()["errors"]] == ["as_of"], naive.text
