@@ -323,7 +323,7 @@ def program_command(ctx: typer.Context, program: str,
                     html_file: Path = typer.Option(..., "--html", help="Write the page to "
                                                    "this file."),
                     as_of: str | None = AS_OF) -> None:
-    """One self-contained HTML page of a program's liability, breakage, tiers and members.
+    """One self-contained HTML page: liability, breakage, tiers, segments, retention.
 
     Liability over time, the roll-forward waterfall, the breakage curves, the tier mix, the
     segment mix of the latest RFM snapshot and the monthly retention trend."""
