@@ -268,6 +268,16 @@ def expected_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
 
     `t` broadcasts against the customers (a column of horizons gives a table)."""
     xs, txs, Ts = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    value = if_alive_purchases(p, t, xs, Ts) * probability_alive(p, xs, txs, Ts)
+    return np.asarray(value, dtype=np.float64)
+
+
+def if_alive_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
+                       T: ArrayLike) -> Array:
+    """The numerator of eq. 10, (a + b + x - 1) / (a - 1) * [1 - ((alpha + T) / (alpha + T
+    + t))^(r + x) 2F1(...)]: E[Y(t) | x, t_x, T] is this times P(alive). It depends on x
+    and T alone, not on t_x, so customers sharing (x, T) share its 2F1 evaluations."""
+    xs, Ts = (np.asarray(v, dtype=np.float64) for v in (x, T))
     ts = np.asarray(t, dtype=np.float64)
     if np.any(ts < 0):
         raise ValueError("the horizon t must be at or above 0")
@@ -277,8 +287,7 @@ def expected_purchases(p: BgNbdParams, t: ArrayLike | float, x: ArrayLike,
     hyp = gauss_hypergeometric(rx, p.b + xs, p.a + p.b + xs - 1, z)
     power = np.exp(rx * (np.log(p.alpha + Ts) - np.log(p.alpha + Ts + ts)))
     head = (p.a + p.b + xs - 1) / (p.a - 1)
-    value = head * (1.0 - power * hyp) / (1.0 + _odds_dead(p, xs, txs, Ts))
-    return np.asarray(value, dtype=np.float64)
+    return np.asarray(head * (1.0 - power * hyp), dtype=np.float64)
 
 
 def _check_predictable(p: BgNbdParams) -> None:

@@ -39,13 +39,15 @@ def discounted_purchases(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: A
     """Per customer: (expected purchases in the next `horizon_weeks`, the same with week k's
     expected purchases, E[Y(k)] - E[Y(k - 1)], discounted by (1 + d)^k at the weekly rate d).
 
-    Identical (x, t_x, T) rows are predicted once."""
+    E[Y(t) | x, t_x, T] is the (x, T) part of eq. 10 times P(alive | x, t_x, T), which
+    does not change with t: the week-by-week table is built once per distinct (x, T) (the
+    costly 2F1 evaluations) and each customer's row is that table's times their P(alive)."""
     if horizon_weeks < 1:
         raise ValueError("the horizon must be at least one week")
     xs, txs, Ts = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
     if xs.size == 0:
         return np.zeros(0), np.zeros(0)
-    rows = np.stack([xs, txs, Ts], axis=1)
+    rows = np.stack([xs, Ts], axis=1)
     unique, back = np.unique(rows, axis=0, return_inverse=True)
     back = back.reshape(-1)
     weeks = np.arange(horizon_weeks + 1, dtype=np.float64)[:, None]
@@ -54,13 +56,13 @@ def discounted_purchases(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: A
     discounted = np.empty(unique.shape[0])
     for start in range(0, unique.shape[0], _CHUNK):
         block = unique[start:start + _CHUNK]
-        cumulative = bgnbd.expected_purchases(params, weeks, block[:, 0], block[:, 1],
-                                              block[:, 2])
+        cumulative = bgnbd.if_alive_purchases(params, weeks, block[:, 0], block[:, 1])
         total[start:start + _CHUNK] = cumulative[-1]
         # einsum rather than a BLAS product (see bgnbd.weighted_sum)
         discounted[start:start + _CHUNK] = np.einsum("k,kn->n", factors,
                                                      np.diff(cumulative, axis=0))
-    return total[back], discounted[back]
+    alive = bgnbd.probability_alive(params, xs, txs, Ts)
+    return total[back] * alive, discounted[back] * alive
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,3 +138,20 @@ def test_model_figures_broadcast_a_margin_per_member() -> None:
     result = clv.model_clv(PUBLISHED_BG, PUBLISHED_GG, [2, 2], [30.43, 30.43],
                            [38.86, 38.86], [22.35, 22.35], np.array([0.3, 0.6]), 52, 0.1)
     assert float(result.clv[1]) == pytest.approx(2 * float(result.clv[0]))
+
+
+def test_the_table_shared_by_x_and_T_gives_each_customers_own_prediction() -> None:
+    """Customers sharing (x, T) but not t_x share the 2F1 table; each still gets eq. 10 of
+    their own, week by week, discounted (computed here one customer at a time)."""
+    x = np.array([0.0, 2.0, 2.0, 2.0, 7.0])
+    t_x = np.array([0.0, 5.0, 20.0, 30.0, 28.5])
+    T = np.array([39.0, 30.0, 30.0, 30.0, 38.86])
+    total, discounted = clv.discounted_purchases(PUBLISHED_BG, x, t_x, T, 52, 0.1)
+    d = (1.1 ** (1 / 52)) - 1
+    for i in range(len(x)):
+        weekly = [float(bgnbd.expected_purchases(PUBLISHED_BG, k, x[i], t_x[i], T[i]))
+                  for k in range(53)]
+        assert total[i] == pytest.approx(weekly[52], rel=1e-12)
+        assert discounted[i] == pytest.approx(
+            sum((weekly[k] - weekly[k - 1]) / (1 + d) ** k for k in range(1, 53)), rel=1e-10)
+    assert len({round(float(v), 9) for v in total[1:4]}) == 3  # t_x still tells them apart
