@@ -90,10 +90,14 @@ def test_the_future_is_refused_unless_rehearsed_and_a_rewind_undoes_a_mistake(
     rehearsed = cli.json("scheduler", "tick", "--allow-future", "--as-of", ahead)
     assert rehearsed["failed"] == 0 and rehearsed["runs"], rehearsed
     moved = _marks(cli)
-    assert all(mark is not None and mark > datetime.now(UTC).isoformat()
-               for mark in moved.values()), moved
+    assert all(mark is not None for mark in moved.values()), moved
+    # The jobs that fire at least daily ran past now; the weekly rfm_snapshot ran to its
+    # latest Monday, which may be before now.
+    past_now = {k: m for k, m in moved.items() if m > datetime.now(UTC).isoformat()}
+    assert {job for _, job in moved} - {job for _, job in past_now} <= {"rfm_snapshot"}, moved
     now_tick = cli.json("scheduler", "tick")
-    assert now_tick["runs"] == [] and len(now_tick["ahead"]) == len(moved), now_tick
+    assert len(now_tick["ahead"]) == len(past_now), now_tick
+    assert all(run["job"] == "rfm_snapshot" for run in now_tick["runs"]), now_tick
     text = cli.ok("scheduler", "tick")
     assert "have already run past now" in text.out_flat and "rewind" in text.out_flat, text
     # An instant asked for behind the watermark is still an error: it cannot go back.
@@ -106,16 +110,19 @@ def test_the_future_is_refused_unless_rehearsed_and_a_rewind_undoes_a_mistake(
     asked = cli.run("scheduler", "rewind", "--to", to)
     assert asked.code == 1 and asked.stdout == "", str(asked)
     # Each watermark it would move, then the sentence that it did not.
-    assert len(asked.err_lines) == 4 and asked.err_lines[0].startswith("activate of "), asked
-    assert asked.err_lines[-1].startswith("error: This moves 3 watermark(s) back"), asked
+    assert len(asked.err_lines) == len(past_now) + 1, asked
+    assert asked.err_lines[0].startswith("activate of "), asked
+    assert asked.err_lines[-1].startswith(
+        f"error: This moves {len(past_now)} watermark(s) back"), asked
     assert "pass --yes" in asked.err_lines[-1], str(asked)
     assert _marks(cli) == moved
     only_one = cli.json("scheduler", "rewind", "--to", to, "--job", "activate", "--yes")
     assert [r["job"] for r in only_one["rewound"]] == ["activate"], only_one
     rewound = cli.json("scheduler", "rewind", "--to", to, "--yes")
-    assert {(r["program_id"], r["job"]) for r in rewound["rewound"]} == set(moved) - {
+    assert {(r["program_id"], r["job"]) for r in rewound["rewound"]} == set(past_now) - {
         ("bean-there", "activate")}
-    assert set(_marks(cli).values()) == {datetime.fromisoformat(to).isoformat()}
+    assert {k: m for k, m in _marks(cli).items() if k in past_now} == {
+        k: datetime.fromisoformat(to).isoformat() for k in past_now}
     again = cli.ok("scheduler", "rewind", "--to", to, "--yes")
     assert "nothing to rewind" in again.out_flat, str(again)
     # From there the scheduler runs again up to now, writing nothing twice.
