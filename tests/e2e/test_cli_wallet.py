@@ -12,20 +12,9 @@ import pytest
 
 from tests.e2e.cli import assert_one_sentence_error, ok, run
 
-PROGRAM = """\
-program: corner-shop
-name: Corner Shop
-currency: EUR
-timezone: Europe/Amsterdam
-enrolment: open
-stores: [AMS-*]
-exclude:
-  categories: [tobacco]
-rules:
-  - id: per-euro
-    kind: points_per_spend
-    points_per_unit: "1"
-"""
+# The small shop of the analytics tests (one euro one point; tobacco excluded).
+PROGRAM = (Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "programs"
+           / "corner-shop.yaml").read_text(encoding="utf-8")
 # A: coffee 10.00 in January and 20.00 in March, tobacco (excluded) 5.00; B: coffee 30.00.
 PURCHASES = """\
 transaction_id,store_id,member_id,occurred_at,currency,total,sku,category,quantity,unit_price

@@ -17,20 +17,9 @@ from loyalty_engine.store.database import read_transaction
 
 from .walk import apply_text, buy, refund
 
-PROGRAM = """\
-program: corner-shop
-name: Corner Shop
-currency: EUR
-timezone: Europe/Amsterdam
-enrolment: open
-stores: [AMS-*]
-exclude:
-  categories: [tobacco]
-rules:
-  - id: per-euro
-    kind: points_per_spend
-    points_per_unit: "1"
-"""
+# The small shop of the analytics tests (one euro one point; tobacco excluded).
+PROGRAM = (Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "programs"
+           / "corner-shop.yaml").read_text(encoding="utf-8")
 COFFEE = ("LATTE", "coffee", "1", "4.00")
 TOBACCO = ("CIGS", "tobacco", "1", "6.00")
 

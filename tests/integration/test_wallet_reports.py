@@ -54,20 +54,9 @@ from loyalty_engine.services.wallet import (
 
 from .walk import apply_text, buy, refund
 
-PROGRAM = """\
-program: corner-shop
-name: Corner Shop
-currency: EUR
-timezone: Europe/Amsterdam
-enrolment: open
-stores: [AMS-*]
-exclude:
-  categories: [tobacco]
-rules:
-  - id: per-euro
-    kind: points_per_spend
-    points_per_unit: "1"
-"""
+# The small shop of the analytics tests (one euro one point; tobacco excluded).
+PROGRAM = (Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "programs"
+           / "corner-shop.yaml").read_text(encoding="utf-8")
 AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 WALLET = """\
 member_id,category,period,amount,currency
