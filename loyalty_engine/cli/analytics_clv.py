@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.cli.analytics import CHART, CSV, PROGRAM, emit_csv, output_mode
@@ -150,7 +151,7 @@ def _print(report: ClvReport, limit: int) -> None:
     table = Table("member", "segment", "x", "t_x", "T", "P(alive)", "expected purchases",
                   "CLV")
     for m in rows[:limit] if limit else rows:
-        table.add_row(m.member_id, m.segment or "-", str(m.x), f"{m.t_x:.1f}", f"{m.T:.1f}",
+        table.add_row(escape(m.member_id), m.segment or "-", str(m.x), f"{m.t_x:.1f}", f"{m.T:.1f}",
                       "-" if m.p_alive is None else f"{m.p_alive:.3f}",
                       f"{m.expected_purchases:.2f}", money(m.clv_minor, cur))
     console.print(table)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.cli.analytics import CHART, CSV, PROGRAM, emit_csv, output_mode
@@ -106,7 +107,7 @@ def _print_retention(report: RetentionReport) -> None:
     series = report.groups if report.split else {"": report.periods}
     for name, periods in series.items():
         for p in periods:
-            table.add_row(*((name or "(none)",) if report.split else ()),
+            table.add_row(*((escape(name) or "(none)",) if report.split else ()),
                           p.period + (" (so far)" if p.partial else ""), str(p.at_start),
                           str(p.at_end), str(p.new), str(p.first_time), str(p.returning),
                           str(p.retained), str(p.lost), _rate(p.retention),
@@ -185,7 +186,7 @@ def _print_lapsed(report: LapseReport) -> None:
         return
     table = Table("member", "days since", "mean gap", "limit", "P(alive)", "why")
     for v in report.lapsed:
-        table.add_row(v.member_id, str(v.gap_days),
+        table.add_row(escape(v.member_id), str(v.gap_days),
                       "-" if v.mean_gap_days is None else f"{v.mean_gap_days:.1f}",
                       "-" if v.threshold_days is None else f"{v.threshold_days:.1f}",
                       "-" if v.p_alive is None else f"{v.p_alive:.3f}", v.reason)

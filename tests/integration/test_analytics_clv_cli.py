@@ -85,3 +85,20 @@ def test_refusals(engine: Engine, db_url: str, tmp_path: Path) -> None:
     assert str(error) == "there is no program 'nope' (programs: corner-shop)"
     code, _, error = _run(db_url, *ARGS, "--offer-cost", "0.505")
     assert code != 0 and "more decimals than EUR allows" in str(error)
+
+
+def test_member_ids_that_look_like_markup_are_printed_as_they_are(
+        engine: Engine, db_url: str, tmp_path: Path) -> None:
+    """Ids may hold '[' (ID_PATTERN allows it): the tables print them, they do not parse
+    them as rich markup (a '[/]' used to end the command with a markup error)."""
+    from .walk import buy  # the CLV history's own helper
+
+    _history(engine, tmp_path)
+    buy(engine, "X1", "2026-06-01", [("LATTE", "coffee", "1", "4.00")], member="M-[/]x")
+    code, out, error = _run(db_url, *ARGS)
+    assert (code, error) == (0, None), out
+    assert "M-[/]x" in out
+    code, out, error = _run(db_url, "analytics", "lapsed", "--program", "corner-shop",
+                            "--as-of", "2026-12-31T00:00:00+00:00")
+    assert (code, error) == (0, None), out
+    assert "M-[/]x" in out
