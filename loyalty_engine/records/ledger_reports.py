@@ -3,9 +3,9 @@ sums by local month and kind (the roll-forward, earn and burn), the lots' flows 
 month (the breakage triangle, the pending points at an instant), the purchases that earned
 points (IFRS 15's transaction price), the tier mix, the balances' totals.
 
-Months are the program's local months: PostgreSQL converts with the zone
-(`timezone(zone, col)`); SQLite, which has no zones, shifts each instant by the offset in
-force (the zone's changes from records/counted_purchases.offsets). Every read is set based:
+Months are the program's local months, as records/counted_purchases.local_day_column
+gives them: PostgreSQL converts with the zone (`timezone(zone, col)`); SQLite, which has no
+zones, shifts each instant by the offset in force. Every read is set based:
 one grouped statement (two for the lots), whatever the number of members.
 
 Where each point of a lot went is read from the entries that moved it: spends, refunds and
@@ -26,7 +26,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    String,
     and_,
     case,
     cast,
@@ -40,7 +39,7 @@ from sqlalchemy import (
 )
 
 from loyalty_engine.ledger.lots import expired_by, expiry_column
-from loyalty_engine.records.counted_purchases import offsets
+from loyalty_engine.records.counted_purchases import local_day_column
 from loyalty_engine.store import tables
 
 _ledger = tables.ledger_entries
@@ -56,25 +55,18 @@ RESTORES = ("unredeem", "fee_refund")  # entries whose reason lists to_lots
 
 class Months:
     """The local month ('YYYY-MM') of instant columns in a program's zone, on either
-    database; on SQLite for instants between start and end (the offsets in force then)."""
+    database: records/counted_purchases.local_day_column's month (on SQLite the zone's
+    offsets up to the end of as_of's year, worked out once per zone and year)."""
 
-    def __init__(self, conn: Connection, zone: ZoneInfo, start: datetime,
-                 end: datetime) -> None:
-        self.postgres = conn.dialect.name == "postgresql"
+    def __init__(self, conn: Connection, zone: ZoneInfo, as_of: datetime) -> None:
+        self.conn = conn
         self.zone = zone
-        self.changes = [] if self.postgres else offsets(zone, min(start, end), end)
+        self.as_of = as_of
 
     def of(self, column: ColumnElement[datetime] | ColumnElement[datetime | None]
            ) -> ColumnElement[str]:
-        if self.postgres:
-            return func.to_char(func.timezone(self.zone.key, column), "YYYY-MM")
-        first = func.strftime("%Y-%m", column, literal(f"{self.changes[0][1]:+d} seconds"))
-        if len(self.changes) == 1:
-            return first
-        whens = [(column >= start, func.strftime("%Y-%m", column,
-                                                 literal(f"{seconds:+d} seconds")))
-                 for start, seconds in reversed(self.changes[1:])]
-        return cast(case(*whens, else_=first), String)
+        return local_day_column(self.conn, self.zone, column,  # type: ignore[arg-type]
+                                self.as_of, "month")
 
 
 def first_entry(conn: Connection, program_id: str) -> datetime | None:

@@ -56,8 +56,7 @@ def _programs(conn: Connection, as_of: datetime, program_id: str | None
 
 
 def _months(conn: Connection, program: CompiledProgram, as_of: datetime) -> reads.Months:
-    first = reads.first_entry(conn, program.program_id) or as_of
-    return reads.Months(conn, program.timezone, first, as_of)
+    return reads.Months(conn, program.timezone, as_of)
 
 
 def local_month(program: CompiledProgram, at: datetime) -> str:
