@@ -16,7 +16,14 @@ from sqlalchemy import Connection
 
 from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
 from loyalty_engine.domain.money import currency_exponent, format_minor
-from loyalty_engine.domain.periods import add_months, period_end, period_key
+from loyalty_engine.domain.periods import (
+    month_index,
+    months_between,
+    period_end,
+    period_key,
+    period_start,
+)
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.finance import breakage, revenue
 from loyalty_engine.finance.liability import Liability
 from loyalty_engine.finance.rollforward import Period, roll_forward
@@ -60,8 +67,7 @@ def _months(conn: Connection, program: CompiledProgram, as_of: datetime) -> read
 
 
 def local_month(program: CompiledProgram, at: datetime) -> str:
-    local = at.astimezone(program.timezone)
-    return f"{local.year:04d}-{local.month:02d}"
+    return period_key("month", local_day(program, at))
 
 
 def _flows(found: reads.LotFlows) -> breakage.Flows:
@@ -140,7 +146,7 @@ def _breakage(conn: Connection, program: CompiledProgram, as_of: datetime
     flows = _flows(lots)
     last = local_month(program, as_of)
     cohorts = breakage.triangle(flows, last)
-    months = breakage.months_between(min(flows.issued), last) if flows.issued else []
+    months = months_between(min(flows.issued), last) if flows.issued else []
     return BreakageReport(program.program_id, as_of, cohorts, breakage.project(cohorts),
                           breakage.history(flows, months)), flows
 
@@ -155,11 +161,6 @@ def breakage_report(conn: Connection, as_of: datetime, program_id: str | None = 
 
 
 # -- roll-forward, earn and burn ------------------------------------------------------------
-
-def _month_date(key: str) -> date:
-    year, month = key.split("-")
-    return date(int(year), int(month), 1)
-
 
 @dataclass(frozen=True, slots=True)
 class RollForward:
@@ -189,19 +190,13 @@ def _window(program: CompiledProgram, conn: Connection, period: str, start: date
     if start is not None and end is not None and start > end:
         raise ReportError(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     first = start or reads.first_entry(conn, program.program_id) or as_of
-    last_month = local_month(program, end or as_of)
-    month = local_month(program, min(first, end or as_of))
     keys: list[str] = []
-    while month <= last_month:
-        key = period_key(period, _month_date(month))
+    for month in months_between(local_month(program, min(first, end or as_of)),
+                                local_month(program, end or as_of)):
+        key = period_key(period, period_start("month", month))
         if not keys or keys[-1] != key:
             keys.append(key)
-        month = local_month_of(add_months(_month_date(month), 1))
     return keys
-
-
-def local_month_of(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 def _periods(conn: Connection, program: CompiledProgram, period: str,
@@ -214,7 +209,7 @@ def _periods(conn: Connection, program: CompiledProgram, period: str,
     opening = 0
     within: dict[tuple[str, str], int] = {}
     for (month, kind), points in sums.items():
-        key = period_key(period, _month_date(month))
+        key = period_key(period, period_start("month", month))
         if key < first_key:
             opening += points
         elif key <= last_key:
@@ -294,7 +289,7 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
     report, flows = _breakage(conn, program, as_of)
     sold = reads.sales(conn, program.program_id, months_reader, as_of)
     last = local_month(program, as_of)
-    months = breakage.months_between(min(flows.issued), last) if flows.issued else []
+    months = months_between(min(flows.issued), last) if flows.issued else []
     projections = {m: breakage.project(breakage.triangle(flows, m)) for m in months}
     cells = {(c.month, cell.age): cell for c in report.cohorts for cell in c.cells}
     per_point = minor_per_point(program.insights.economics.point_value, program.currency)
@@ -312,7 +307,7 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
         allocated = revenue.allocate(price, price, ssp).points_minor
         steps = []
         for m in months[months.index(cohort):]:
-            age = breakage.month_index(m) - breakage.month_index(cohort)
+            age = month_index(m) - month_index(cohort)
             expected = projections[m].ultimate.get(cohort, (Fraction(0), Fraction(0)))[0]
             steps.append(revenue.Step(m, allocated if m == cohort else 0,
                                      flows.moved.get((cohort, m, "redeemed"), 0), expected,
