@@ -70,13 +70,6 @@ def local_month(program: CompiledProgram, at: datetime) -> str:
     return period_key("month", local_day(program, at))
 
 
-def _flows(found: reads.LotFlows) -> breakage.Flows:
-    flows = breakage.Flows(issued=dict(found.issued))
-    for (cohort, month, category), points in found.moved.items():
-        flows.add(cohort, month, category, points)
-    return flows
-
-
 def _rate(projection: breakage.Projection) -> tuple[Fraction, str]:
     if projection.outstanding_rate is None:
         return Fraction(1), "nothing outstanding in lots: every point assumed redeemed"
@@ -96,7 +89,7 @@ def liability(conn: Connection, as_of: datetime, program_id: str | None = None
     for program in _programs(conn, as_of, program_id):
         pid = program.program_id
         lots = reads.lot_flows(conn, pid, _months(conn, program, as_of), as_of)
-        projection = breakage.project(breakage.triangle(_flows(lots),
+        projection = breakage.project(breakage.triangle(lots.flows,
                                                         local_month(program, as_of)))
         rate, basis = _rate(projection)
         total = reads.ledger_total(conn, pid, as_of) - lots.unrecorded_expiry
@@ -143,7 +136,7 @@ class BreakageReport:
 def _breakage(conn: Connection, program: CompiledProgram, as_of: datetime
               ) -> tuple[BreakageReport, breakage.Flows]:
     lots = reads.lot_flows(conn, program.program_id, _months(conn, program, as_of), as_of)
-    flows = _flows(lots)
+    flows = lots.flows
     last = local_month(program, as_of)
     cohorts = breakage.triangle(flows, last)
     months = months_between(min(flows.issued), last) if flows.issued else []
