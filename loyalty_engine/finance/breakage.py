@@ -165,18 +165,25 @@ class Estimate:
     """The projection as it stood at the end of a month."""
 
     month: str
-    ultimate_rate: Fraction | None
-    outstanding_rate: Fraction | None
+    projection: Projection
     outstanding: int
+
+    @property
+    def ultimate_rate(self) -> Fraction | None:
+        return self.projection.ultimate_rate
+
+    @property
+    def outstanding_rate(self) -> Fraction | None:
+        return self.projection.outstanding_rate
 
 
 def history(flows: Flows, months: Iterable[str]) -> list[Estimate]:
-    """The estimate at the end of each month: the projection of the triangle as it was."""
+    """The estimate at the end of each month: the projection of the triangle as it was
+    (each kept, for the schedules that need the estimate month by month)."""
     found = []
     for month in months:
         cohorts = triangle(flows, month)
-        projection = project(cohorts)
-        found.append(Estimate(month, projection.ultimate_rate, projection.outstanding_rate,
+        found.append(Estimate(month, project(cohorts),
                               sum(c.latest.outstanding for c in cohorts)))
     return found
 

@@ -79,6 +79,21 @@ def _rate(projection: breakage.Projection) -> tuple[Fraction, str]:
 
 # -- liability ------------------------------------------------------------------------------
 
+def _lots(conn: Connection, program: CompiledProgram, as_of: datetime) -> reads.LotFlows:
+    return reads.lot_flows(conn, program.program_id, _months(conn, program, as_of), as_of)
+
+
+def _owed(conn: Connection, program: CompiledProgram, as_of: datetime,
+          lots: reads.LotFlows, projection: breakage.Projection) -> Liability:
+    """The liability from the lots as of the instant and the projection of their
+    triangle."""
+    rate, basis = _rate(projection)
+    total = reads.ledger_total(conn, program.program_id, as_of) - lots.unrecorded_expiry
+    return Liability(program.program_id, program.currency,
+                     program.insights.economics.point_value, total - lots.pending,
+                     lots.pending, rate, basis, lots.unrecorded_expiry)
+
+
 @read_use_case
 def liability(conn: Connection, as_of: datetime, program_id: str | None = None
               ) -> list[Liability]:
@@ -87,15 +102,10 @@ def liability(conn: Connection, as_of: datetime, program_id: str | None = None
     valued at the point value, with the breakage and cost the history projects."""
     found = []
     for program in _programs(conn, as_of, program_id):
-        pid = program.program_id
-        lots = reads.lot_flows(conn, pid, _months(conn, program, as_of), as_of)
+        lots = _lots(conn, program, as_of)
         projection = breakage.project(breakage.triangle(lots.flows,
                                                         local_month(program, as_of)))
-        rate, basis = _rate(projection)
-        total = reads.ledger_total(conn, pid, as_of) - lots.unrecorded_expiry
-        found.append(Liability(pid, program.currency, program.insights.economics.point_value,
-                               total - lots.pending, lots.pending, rate, basis,
-                               lots.unrecorded_expiry))
+        found.append(_owed(conn, program, as_of, lots, projection))
     return found
 
 
@@ -133,15 +143,15 @@ class BreakageReport:
         }
 
 
-def _breakage(conn: Connection, program: CompiledProgram, as_of: datetime
-              ) -> tuple[BreakageReport, breakage.Flows]:
-    lots = reads.lot_flows(conn, program.program_id, _months(conn, program, as_of), as_of)
-    flows = lots.flows
+def _breakage(program: CompiledProgram, as_of: datetime, flows: breakage.Flows
+              ) -> BreakageReport:
+    """The triangle as of the instant, its projection, and the projection at the end of
+    each month from the first issue month on."""
     last = local_month(program, as_of)
     cohorts = breakage.triangle(flows, last)
     months = months_between(min(flows.issued), last) if flows.issued else []
     return BreakageReport(program.program_id, as_of, cohorts, breakage.project(cohorts),
-                          breakage.history(flows, months)), flows
+                          breakage.history(flows, months))
 
 
 @read_use_case
@@ -149,7 +159,7 @@ def breakage_report(conn: Connection, as_of: datetime, program_id: str | None = 
                     ) -> list[BreakageReport]:
     """Per program: the development triangle by issue month as of the instant, the
     projection and how the estimate moved month by month."""
-    return [_breakage(conn, program, as_of)[0]
+    return [_breakage(program, as_of, _lots(conn, program, as_of).flows)
             for program in _programs(conn, as_of, program_id)]
 
 
@@ -279,11 +289,13 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
     [program] = _programs(conn, as_of, program_id)
     _window(program, conn, "month", start, end, as_of)
     months_reader = _months(conn, program, as_of)
-    report, flows = _breakage(conn, program, as_of)
+    flows = reads.lot_flows(conn, program.program_id, months_reader, as_of).flows
+    report = _breakage(program, as_of, flows)
     sold = reads.sales(conn, program.program_id, months_reader, as_of)
     last = local_month(program, as_of)
-    months = months_between(min(flows.issued), last) if flows.issued else []
-    projections = {m: breakage.project(breakage.triangle(flows, m)) for m in months}
+    # The estimate at the end of each month from the first issue month on: the history's.
+    projections = {e.month: e.projection for e in report.moves}
+    months = list(projections)
     cells = {(c.month, cell.age): cell for c in report.cohorts for cell in c.cells}
     per_point = minor_per_point(program.insights.economics.point_value, program.currency)
     totals: dict[str, dict[str, int]] = {m: {"allocated_minor": 0, "revenue_minor": 0,
@@ -340,10 +352,11 @@ def program_report(conn: Connection, as_of: datetime, program_id: str) -> dict[s
     roll-forward's closings at the point value), the roll-forward, the breakage curves and
     the tier mix."""
     [program] = _programs(conn, as_of, program_id)
-    [owed] = liability(conn, as_of, program_id)
+    lots = _lots(conn, program, as_of)  # read once: the liability and the breakage
+    report = _breakage(program, as_of, lots.flows)
+    owed = _owed(conn, program, as_of, lots, report.projection)
     periods = _periods(conn, program, "month", None, None, as_of)
     per_point = minor_per_point(program.insights.economics.point_value, program.currency)
-    report, _flows_found = _breakage(conn, program, as_of)
     return {"program": program, "liability": owed, "periods": periods,
             "liability_by_month": [(p.key, value_minor(p.closing, per_point))
                                    for p in periods],
