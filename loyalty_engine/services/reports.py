@@ -2,8 +2,9 @@
 projection, the roll-forward, earn and burn, and the IFRS 15 schedule (docs/reports.md).
 
 Each reads the program's version in force at the instant (its zone, currency and point
-value; the newest when none is yet), groups the ledger and the lots with a few set-based
-statements (records/ledger_reports.py) and computes in the pure core (finance/)."""
+value; the first when none is yet, as services/programs.program_as_of gives it), groups
+the ledger and the lots with a few set-based statements (records/ledger_reports.py) and
+computes in the pure core (finance/)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
+from loyalty_engine.domain.errors import NoPurchasesError
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.periods import (
     month_index,
@@ -38,7 +39,7 @@ from loyalty_engine.records import ledger_reports as reads
 from loyalty_engine.records.member_figures import segment_mix
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_retention import retention_report
-from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.programs import load_catalog, program_as_of
 from loyalty_engine.store.unit_of_work import read_use_case
 
 PERIODS = ("month", "quarter", "year")
@@ -46,17 +47,12 @@ PERIODS = ("month", "quarter", "year")
 
 def _programs(conn: Connection, as_of: datetime, program_id: str | None
               ) -> list[CompiledProgram]:
-    catalog = load_catalog(conn)
-    ids = catalog.program_ids
-    if program_id is not None:
-        if program_id not in ids:
-            known = ", ".join(ids) or "none"
-            raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")
-        ids = [program_id]
+    """The programs reported on (every one, or the one named: an unknown one is a
+    NotFoundError), each as services/programs.program_as_of gives it."""
+    ids = load_catalog(conn).program_ids if program_id is None else [program_id]
     found = []
     for pid in ids:
-        version = catalog.in_force(pid, as_of) or catalog.versions(pid)[-1]
-        program = version.program
+        program = program_as_of(conn, pid, as_of)
         check_point_value(program.insights.economics.point_value, pid)
         found.append(program)
     return found
