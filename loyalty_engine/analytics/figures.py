@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from fractions import Fraction
+
+from loyalty_engine.finance.values import round_half_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,4 @@ class MemberFigures:
 def half_up(numerator: int, denominator: int) -> int:
     """numerator / denominator rounded half up (half away from zero), exactly; 0 when the
     denominator is 0."""
-    if denominator == 0:
-        return 0
-    sign = -1 if (numerator < 0) != (denominator < 0) else 1
-    n, d = abs(numerator), abs(denominator)
-    return sign * ((2 * n + d) // (2 * d))
+    return 0 if denominator == 0 else round_half_up(Fraction(numerator, denominator))

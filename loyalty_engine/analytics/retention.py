@@ -41,54 +41,44 @@ from typing import Literal
 
 import numpy as np
 
+# month_index and month_key are re-exported: callers of the retention arithmetic use them.
+from loyalty_engine.domain.periods import month_index as month_index
+from loyalty_engine.domain.periods import month_key as month_key
+from loyalty_engine.domain.periods import period_end, period_start
+from loyalty_engine.domain.periods import period_key as calendar_key
+
 Period = Literal["month", "quarter", "year"]
 PERIODS: tuple[Period, ...] = ("month", "quarter", "year")
 NO_GROUP = ""  # the group of a member the grouping does not place
+_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}  # months per period
 
 
-def month_index(month: str) -> int:
-    """A 'YYYY-MM' month as a count of months (consecutive months differ by one)."""
-    year, number = month.split("-")
-    return int(year) * 12 + int(number) - 1
-
-
-def month_key(index: int) -> str:
-    """The 'YYYY-MM' key of a month index."""
-    year, month = divmod(index, 12)
-    return f"{year:04d}-{month + 1:02d}"
+def _months_in(period: Period) -> int:
+    if period not in _MONTHS:
+        raise ValueError(f"unknown period {period!r}")
+    return _MONTHS[period]
 
 
 def period_index(period: Period, month: str) -> int:
     """The index of the period of a kind that holds a 'YYYY-MM' month (consecutive periods
     differ by one)."""
-    index = month_index(month)
-    if period == "month":
-        return index
-    if period == "quarter":
-        return index // 3
-    if period == "year":
-        return index // 12
-    raise ValueError(f"unknown period {period!r}")
+    return month_index(month) // _months_in(period)
+
+
+def _first_day(period: Period, index: int) -> date:
+    return period_start("month", month_key(index * _months_in(period)))
 
 
 def period_key(period: Period, index: int) -> str:
-    """A period's key: 2026-03 (month), 2026-Q1 (quarter), 2026 (year)."""
-    if period == "month":
-        return month_key(index)
-    if period == "quarter":
-        year, quarter = divmod(index, 4)
-        return f"{year:04d}-Q{quarter + 1}"
-    if period == "year":
-        return f"{index:04d}"
-    raise ValueError(f"unknown period {period!r}")
+    """A period's key (domain/periods.period_key): 2026-03 (month), 2026-Q1 (quarter),
+    2026 (year)."""
+    return calendar_key(period, _first_day(period, index))
 
 
 def period_bounds(period: Period, index: int) -> tuple[date, date]:
     """A period's first local day and the first local day after it."""
-    months = {"month": 1, "quarter": 3, "year": 12}[period]
-    first = index * months
-    after = first + months
-    return (date(first // 12, first % 12 + 1, 1), date(after // 12, after % 12 + 1, 1))
+    start = _first_day(period, index)
+    return start, period_end(period, calendar_key(period, start))
 
 
 @dataclass(frozen=True, slots=True)

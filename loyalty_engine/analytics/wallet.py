@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
-from loyalty_engine.domain.periods import add_months
+from loyalty_engine.domain.periods import add_months, period_end, period_start
 
 PERIOD_HELP = "a year (2026), a quarter (2026-Q1) or a month (2026-03)"
 _PERIOD = re.compile(r"(?P<year>[0-9]{4})(?:-Q(?P<quarter>[0-9])|-(?P<month>[0-9]{2}))?",
@@ -58,19 +58,16 @@ def parse_period(text: str) -> WalletPeriod:
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise ValueError(f"period {text}: the year must be between {FIRST_YEAR} and "
                          f"{LAST_YEAR}")
+    kind = "year"
     if found["quarter"] is not None:
-        quarter = int(found["quarter"])
-        if not 1 <= quarter <= 4:
+        kind = "quarter"
+        if not 1 <= int(found["quarter"]) <= 4:
             raise ValueError(f"period {text}: a quarter is Q1 to Q4")
-        start = date(year, 3 * (quarter - 1) + 1, 1)
-        return WalletPeriod(text, "quarter", start, add_months(start, 3))
-    if found["month"] is not None:
-        month = int(found["month"])
-        if not 1 <= month <= 12:
+    elif found["month"] is not None:
+        kind = "month"
+        if not 1 <= int(found["month"]) <= 12:
             raise ValueError(f"period {text}: a month is 01 to 12")
-        start = date(year, month, 1)
-        return WalletPeriod(text, "month", start, add_months(start, 1))
-    return WalletPeriod(text, "year", date(year, 1, 1), date(year + 1, 1, 1))
+    return WalletPeriod(text, kind, period_start(kind, text), period_end(kind, text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,23 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, last))
 
 
+def month_index(key: str) -> int:
+    """A 'YYYY-MM' month as a count of months (consecutive months differ by one)."""
+    year, month = key.split("-")
+    return int(year) * 12 + int(month) - 1
+
+
+def month_key(index: int) -> str:
+    """The 'YYYY-MM' key of a month index."""
+    year, month = divmod(index, 12)
+    return f"{year:04d}-{month + 1:02d}"
+
+
+def months_between(first: str, last: str) -> list[str]:
+    """The 'YYYY-MM' months from first to last, both included (none when last is earlier)."""
+    return [month_key(i) for i in range(month_index(first), month_index(last) + 1)]
+
+
 def period_key(period: str, day: date) -> str:
     """A sortable, readable key of the calendar period that holds a local date.
 
@@ -31,6 +48,24 @@ def period_key(period: str, day: date) -> str:
     if period == "year":
         return str(day.year)
     raise ValueError(f"unknown period {period!r}")
+
+
+def period_start(period: str, key: str) -> date:
+    """The first local date of the period a key names (2026-Q2 -> 2026-04-01)."""
+    if period == "day":
+        return date.fromisoformat(key)
+    if period == "week":
+        iso_year, iso_week = key.split("-W")
+        return date.fromisocalendar(int(iso_year), int(iso_week), 1)
+    if period == "month":
+        year, month = (int(part) for part in key.split("-"))
+        return date(year, month, 1)
+    if period == "quarter":
+        year_text, quarter = key.split("-Q")
+        return date(int(year_text), 3 * (int(quarter) - 1) + 1, 1)
+    if period == "year":
+        return date(int(key), 1, 1)
+    raise ValueError(f"no start for a {period!r} period")
 
 
 def period_end(period: str, key: str) -> date:

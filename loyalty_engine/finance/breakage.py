@@ -36,20 +36,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from loyalty_engine.domain.periods import month_index
 from loyalty_engine.finance.values import decimal_of, share
 
 CATEGORIES = ("redeemed", "expired", "cancelled")
-
-
-def month_index(key: str) -> int:
-    """'2026-03' -> a month count (consecutive months differ by one)."""
-    year, month = key.split("-")
-    return int(year) * 12 + int(month) - 1
-
-
-def month_key(index: int) -> str:
-    year, month = divmod(index, 12)
-    return f"{year:04d}-{month + 1:02d}"
 
 
 @dataclass(slots=True)
@@ -175,24 +165,27 @@ class Estimate:
     """The projection as it stood at the end of a month."""
 
     month: str
-    ultimate_rate: Fraction | None
-    outstanding_rate: Fraction | None
+    projection: Projection
     outstanding: int
+
+    @property
+    def ultimate_rate(self) -> Fraction | None:
+        return self.projection.ultimate_rate
+
+    @property
+    def outstanding_rate(self) -> Fraction | None:
+        return self.projection.outstanding_rate
 
 
 def history(flows: Flows, months: Iterable[str]) -> list[Estimate]:
-    """The estimate at the end of each month: the projection of the triangle as it was."""
+    """The estimate at the end of each month: the projection of the triangle as it was
+    (each kept, for the schedules that need the estimate month by month)."""
     found = []
     for month in months:
         cohorts = triangle(flows, month)
-        projection = project(cohorts)
-        found.append(Estimate(month, projection.ultimate_rate, projection.outstanding_rate,
+        found.append(Estimate(month, project(cohorts),
                               sum(c.latest.outstanding for c in cohorts)))
     return found
-
-
-def months_between(first: str, last: str) -> list[str]:
-    return [month_key(i) for i in range(month_index(first), month_index(last) + 1)]
 
 
 def triangle_json(cohorts: list[Cohort]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import BigInteger, Connection, and_, case, cast, func, literal, select
 
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.counted_purchases import counted_lines, counted_purchases
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.store import tables
@@ -81,7 +82,7 @@ def clv_inputs(conn: Connection, program: CompiledProgram, calibration_end: date
         .group_by(daily.c.member_id)
         .order_by(daily.c.member_id)
     ).all()
-    calibration_day = calibration_end.astimezone(program.timezone).date()
+    calibration_day = local_day(program, calibration_end)
     firsts = [date.fromisoformat(row.first) for row in rows]
     lasts = [date.fromisoformat(row.last) for row in rows]
     first_ordinal = np.array([d.toordinal() for d in firsts], dtype=np.float64)
@@ -155,7 +156,7 @@ def retention_period_weeks(first_day: date, calibration_day: date) -> int:
 def retention_inputs(conn: Connection, program: CompiledProgram, calibration_end: datetime,
                      as_of: datetime, period_weeks: int) -> RetentionInputs:
     """One grouped pass over the counted purchases of the two periods."""
-    calibration_day = calibration_end.astimezone(program.timezone).date()
+    calibration_day = local_day(program, calibration_end)
     start = calibration_day - timedelta(days=7 * period_weeks - 1)
     before = start - timedelta(days=7 * period_weeks)
     counted = counted_purchases(conn, program, as_of)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -163,19 +164,26 @@ def _excluded(program: CompiledProgram) -> ColumnElement[bool]:
 
 
 def local_day_column(conn: Connection, zone: ZoneInfo, column: ColumnElement[datetime],
-               as_of: datetime) -> ColumnElement[str]:
-    """The local date of an instant column as 'YYYY-MM-DD'. PostgreSQL converts with the
-    zone itself; SQLite, which has no zones, shifts each instant by the offset in force,
-    from the zone's transitions (latest first: most rows are recent)."""
+                     as_of: datetime, unit: Literal["day", "month"] = "day"
+                     ) -> ColumnElement[str]:
+    """The local date of an instant column as 'YYYY-MM-DD' (unit "month": its month,
+    'YYYY-MM'). PostgreSQL converts with the zone itself; SQLite, which has no zones,
+    shifts each instant by the offset in force, from the zone's transitions (latest first:
+    most rows are recent)."""
     if conn.dialect.name == "postgresql":
-        return func.to_char(func.timezone(zone.key, column), "YYYY-MM-DD")
+        return func.to_char(func.timezone(zone.key, column),
+                            "YYYY-MM-DD" if unit == "day" else "YYYY-MM")
+
+    def shifted(seconds: int) -> ColumnElement[str]:
+        if unit == "day":
+            return func.date(column, literal(_modifier(seconds)))
+        return func.strftime("%Y-%m", column, literal(_modifier(seconds)))
+
     changes = _offsets_to(zone, as_of.date())
     if len(changes) == 1:
-        return func.date(column, literal(_modifier(changes[0][1])))
-    whens = [(column >= start, func.date(column, literal(_modifier(seconds))))
-             for start, seconds in reversed(changes[1:])]
-    return cast(case(*whens, else_=func.date(column, literal(_modifier(changes[0][1])))),
-                String)
+        return shifted(changes[0][1])
+    whens = [(column >= start, shifted(seconds)) for start, seconds in reversed(changes[1:])]
+    return cast(case(*whens, else_=shifted(changes[0][1])), String)
 
 
 # Offsets are worked out from this instant on; an instant before it is shifted by the

@@ -3,9 +3,9 @@ sums by local month and kind (the roll-forward, earn and burn), the lots' flows 
 month (the breakage triangle, the pending points at an instant), the purchases that earned
 points (IFRS 15's transaction price), the tier mix, the balances' totals.
 
-Months are the program's local months: PostgreSQL converts with the zone
-(`timezone(zone, col)`); SQLite, which has no zones, shifts each instant by the offset in
-force (the zone's changes from records/counted_purchases.offsets). Every read is set based:
+Months are the program's local months, as records/counted_purchases.local_day_column
+gives them: PostgreSQL converts with the zone (`timezone(zone, col)`); SQLite, which has no
+zones, shifts each instant by the offset in force. Every read is set based:
 one grouped statement (two for the lots), whatever the number of members.
 
 Where each point of a lot went is read from the entries that moved it: spends, refunds and
@@ -26,7 +26,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    String,
     and_,
     case,
     cast,
@@ -39,8 +38,9 @@ from sqlalchemy import (
     union_all,
 )
 
+from loyalty_engine.finance.breakage import Flows
 from loyalty_engine.ledger.lots import expired_by, expiry_column
-from loyalty_engine.records.counted_purchases import offsets
+from loyalty_engine.records.counted_purchases import local_day_column
 from loyalty_engine.store import tables
 
 _ledger = tables.ledger_entries
@@ -56,25 +56,18 @@ RESTORES = ("unredeem", "fee_refund")  # entries whose reason lists to_lots
 
 class Months:
     """The local month ('YYYY-MM') of instant columns in a program's zone, on either
-    database; on SQLite for instants between start and end (the offsets in force then)."""
+    database: records/counted_purchases.local_day_column's month (on SQLite the zone's
+    offsets up to the end of as_of's year, worked out once per zone and year)."""
 
-    def __init__(self, conn: Connection, zone: ZoneInfo, start: datetime,
-                 end: datetime) -> None:
-        self.postgres = conn.dialect.name == "postgresql"
+    def __init__(self, conn: Connection, zone: ZoneInfo, as_of: datetime) -> None:
+        self.conn = conn
         self.zone = zone
-        self.changes = [] if self.postgres else offsets(zone, min(start, end), end)
+        self.as_of = as_of
 
     def of(self, column: ColumnElement[datetime] | ColumnElement[datetime | None]
            ) -> ColumnElement[str]:
-        if self.postgres:
-            return func.to_char(func.timezone(self.zone.key, column), "YYYY-MM")
-        first = func.strftime("%Y-%m", column, literal(f"{self.changes[0][1]:+d} seconds"))
-        if len(self.changes) == 1:
-            return first
-        whens = [(column >= start, func.strftime("%Y-%m", column,
-                                                 literal(f"{seconds:+d} seconds")))
-                 for start, seconds in reversed(self.changes[1:])]
-        return cast(case(*whens, else_=first), String)
+        return local_day_column(self.conn, self.zone, column,  # type: ignore[arg-type]
+                                self.as_of, "month")
 
 
 def first_entry(conn: Connection, program_id: str) -> datetime | None:
@@ -85,17 +78,15 @@ def first_entry(conn: Connection, program_id: str) -> datetime | None:
     return found
 
 
-def kind_sums(conn: Connection, program_id: str, months: Months,
-              until: datetime | None = None) -> dict[tuple[str, str], int]:
-    """The ledger's signed sums per (local month, kind) of the entries dated by `until`
-    (every entry when None)."""
+def kind_sums(conn: Connection, program_id: str, months: Months
+              ) -> dict[tuple[str, str], int]:
+    """The ledger's signed sums per (local month, kind) of every entry."""
     month = months.of(_ledger.c.occurred_at).label("month")
-    query = (select(month, _ledger.c.kind,
-                    cast(func.sum(_ledger.c.points), BigInteger).label("points"))
-             .where(_ledger.c.program_id == program_id).group_by(month, _ledger.c.kind))
-    if until is not None:
-        query = query.where(_ledger.c.occurred_at <= until)
-    rows = conn.execute(query).all()
+    rows = conn.execute(
+        select(month, _ledger.c.kind,
+               cast(func.sum(_ledger.c.points), BigInteger).label("points"))
+        .where(_ledger.c.program_id == program_id).group_by(month, _ledger.c.kind)
+    ).all()
     return {(r.month, r.kind): int(r.points) for r in rows}
 
 
@@ -182,19 +173,13 @@ def _moves(conn: Connection, program_id: str) -> Select[tuple[object, ...]]:
 
 @dataclass(slots=True)
 class LotFlows:
-    """The program's lots as of an instant, by issue month: points issued, where they went
-    by local month and category, and what was outstanding then (pending apart)."""
+    """The program's lots as of an instant: the breakage flows by issue month (points
+    issued, where they went by local month and category), and what was outstanding then
+    (pending apart)."""
 
-    issued: dict[str, int] = field(default_factory=dict)
-    moved: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    flows: Flows = field(default_factory=Flows)
     pending: int = 0  # outstanding in lots held (pending) at the instant
     unrecorded_expiry: int = 0  # outstanding in lots expired by then, the step not yet run
-    expired_at: dict[tuple[str, str], int] = field(default_factory=dict)  # not recorded
-
-    def add(self, cohort: str, month: str, category: str, points: int) -> None:
-        if points:
-            key = (cohort, max(month, cohort), category)
-            self.moved[key] = self.moved.get(key, 0) + points
 
 
 def lot_flows(conn: Connection, program_id: str, months: Months, as_of: datetime
@@ -235,22 +220,22 @@ def lot_flows(conn: Connection, program_id: str, months: Months, as_of: datetime
         recorded[group] = recorded.get(group, 0) + int(r.points)
         if r.later:
             after[group] = after.get(group, 0) + int(r.points)
-        else:
-            found.add(r.cohort, r.month, r.category, int(r.points))
+        elif r.points:
+            found.flows.add(r.cohort, r.month, r.category, int(r.points))
     for r in lots:
         group = (r.cohort, r.state, r.gone)
-        found.issued[r.cohort] = found.issued.get(r.cohort, 0) + int(r.points)
+        issued = found.flows.issued
+        issued[r.cohort] = issued.get(r.cohort, 0) + int(r.points)
         # Not explained by a recorded move: repaying a debt the balance showed, at issue.
-        found.add(r.cohort, r.cohort, "cancelled",
-                  int(r.points) - int(r.remaining) - recorded.get(group, 0))
+        unexplained = int(r.points) - int(r.remaining) - recorded.get(group, 0)
+        if unexplained:
+            found.flows.add(r.cohort, r.cohort, "cancelled", unexplained)
         outstanding = int(r.remaining) + after.get(group, 0)
         if r.state == "pending":
             found.pending += outstanding
         elif r.state == "expired" and outstanding:
             found.unrecorded_expiry += outstanding
-            found.add(r.cohort, r.gone, "expired", outstanding)
-            key = (r.cohort, r.gone)
-            found.expired_at[key] = found.expired_at.get(key, 0) + outstanding
+            found.flows.add(r.cohort, r.gone, "expired", outstanding)
     return found
 
 

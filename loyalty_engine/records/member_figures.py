@@ -12,7 +12,7 @@ instant)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalty_engine.analytics.figures import MemberFigures
 from loyalty_engine.analytics.segments import SegmentMap
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.counted_purchases import counted_purchases
 from loyalty_engine.records.counted_purchases import local_day_column as local_day_of
 from loyalty_engine.rules.compiled import CompiledProgram
@@ -43,11 +44,6 @@ from loyalty_engine.store import tables
 _ledger = tables.ledger_entries
 
 TAKEN_BACK = ("refund", "debt")
-
-
-def local_day(at: datetime, zone: tzinfo) -> date:
-    """An instant's date in a time zone."""
-    return at.astimezone(zone).date()
 
 
 def member_figures(conn: Connection, program: CompiledProgram, as_of: datetime,
@@ -70,7 +66,7 @@ def member_figures(conn: Connection, program: CompiledProgram, as_of: datetime,
                cast(func.sum(counted.c.net_minor), BigInteger).label("spend"))
         .group_by(counted.c.member_id)
     )
-    as_of_day = local_day(as_of, program.timezone)
+    as_of_day = local_day(program, as_of)
     if not points:
         return [MemberFigures(row.member_id, as_of_day, row.first_at, row.last_at,
                               date.fromisoformat(row.first_day),
@@ -148,7 +144,7 @@ def write_snapshot(conn: Connection, program: CompiledProgram, as_of: datetime,
                        func.count().label("frequency"),
                        cast(func.sum(counted.c.net_minor), BigInteger).label("monetary"))
                 .group_by(counted.c.member_id).subquery("measures"))
-    as_of_day = local_day(as_of, program.timezone)
+    as_of_day = local_day(program, as_of)
     last_day = local_day_of(conn, program.timezone, measures.c.last_at, as_of)
     recency: ColumnElement[int]
     if conn.dialect.name == "sqlite":

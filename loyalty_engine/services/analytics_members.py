@@ -17,8 +17,9 @@ from loyalty_engine.analytics.rfm import RfmGrid, RfmRow, grid_of, score_members
 from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
 from loyalty_engine.domain.periods import add_months, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
-from loyalty_engine.records.member_figures import local_day, member_figures, write_snapshot
+from loyalty_engine.records.member_figures import member_figures, write_snapshot
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_clv import member_clv
 from loyalty_engine.services.programs import program_as_of
@@ -113,7 +114,7 @@ def _since(program: CompiledProgram, as_of: datetime) -> datetime | None:
     months = program.insights.rfm.window_months
     if months is None:
         return None
-    return start_of_day(add_months(local_day(as_of, program.timezone), -months),
+    return start_of_day(add_months(local_day(program, as_of), -months),
                         program.timezone)
 
 
@@ -158,7 +159,7 @@ def member_summaries(conn: Connection, program_id: str, as_of: datetime, sort: s
     rows.sort(key=lambda row: row.figures.member_id)
     rows.sort(key=lambda row: key(row.figures), reverse=highest_first)
     return MemberSummaries(program_id, program.currency, as_of,
-                           local_day(as_of, program.timezone), sort, segment, len(rows),
+                           local_day(program, as_of), sort, segment, len(rows),
                            rows if limit is None else rows[:limit])
 
 
@@ -172,7 +173,7 @@ def rfm_grid(conn: Connection, program_id: str, as_of: datetime) -> RfmReport:
     scoring = {measure: "quintiles" if cuts is None else "fixed" for measure, cuts in (
         ("recency", settings.recency_days), ("frequency", settings.frequency),
         ("monetary", settings.monetary_minor))}
-    return RfmReport(program_id, as_of, local_day(as_of, program.timezone), scoring,
+    return RfmReport(program_id, as_of, local_day(program, as_of), scoring,
                      grid_of(list(scores.values()), program.insights.segments))
 
 

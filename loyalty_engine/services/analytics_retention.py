@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection
@@ -30,6 +30,8 @@ from loyalty_engine.analytics.retention import (
     tenure_distribution,
 )
 from loyalty_engine.domain.errors import NoPurchasesError
+from loyalty_engine.domain.periods import start_of_day
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.activity import (
     MemberMonths,
     club_groups,
@@ -153,13 +155,7 @@ def _last_month(program: CompiledProgram, as_of: datetime) -> str:
 def _partial(program: CompiledProgram, as_of: datetime, period: Period, last: int) -> bool:
     """Whether the last period is not over at as_of: it is complete when as_of is its end
     (the next period's first midnight, program time)."""
-    end = datetime.combine(period_bounds(period, last)[1], datetime.min.time(),
-                           program.timezone)
-    return as_of < end
-
-
-def _as_of_day(program: CompiledProgram, as_of: datetime) -> date:
-    return as_of.astimezone(program.timezone).date()
+    return as_of < start_of_day(period_bounds(period, last)[1], program.timezone)
 
 
 @read_use_case
@@ -187,7 +183,7 @@ def retention_report(conn: Connection, program_id: str, as_of: datetime,
     if split is not None:
         groups = retention_by_group(months, _groups(conn, program_id, as_of, split),
                                     period, last, periods, window, partial)
-    day = _as_of_day(program, as_of)
+    day = local_day(program, as_of)
     return RetentionReport(
         program_id, as_of, program.timezone.key, period, window, split, len(found),
         overall, groups, tenure_distribution((day - m.first_day).days
@@ -251,7 +247,7 @@ def lapsed_members(conn: Connection, program_id: str, as_of: datetime,
                "decides (the gap rule for members the model gives no figure)")
     activity = [Activity(m.member_id, m.first_day, m.last_day, m.days)
                 for m in found.values()]
-    verdicts = judge_all(activity, _as_of_day(program, as_of), rule,
+    verdicts = judge_all(activity, local_day(program, as_of), rule,
                          p_alive if chosen == "p_alive" else None)
     lapsed = sorted((v for v in verdicts.values() if v.lapsed),
                     key=lambda v: (-v.gap_days, v.member_id))

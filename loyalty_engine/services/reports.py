@@ -2,8 +2,9 @@
 projection, the roll-forward, earn and burn, and the IFRS 15 schedule (docs/reports.md).
 
 Each reads the program's version in force at the instant (its zone, currency and point
-value; the newest when none is yet), groups the ledger and the lots with a few set-based
-statements (records/ledger_reports.py) and computes in the pure core (finance/)."""
+value; the first when none is yet, as services/programs.program_as_of gives it), groups
+the ledger and the lots with a few set-based statements (records/ledger_reports.py) and
+computes in the pure core (finance/)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from loyalty_engine.domain.errors import NoPurchasesError, NotFoundError
+from loyalty_engine.domain.errors import NoPurchasesError
 from loyalty_engine.domain.money import currency_exponent, format_minor
-from loyalty_engine.domain.periods import add_months, period_end, period_key
+from loyalty_engine.domain.periods import (
+    month_index,
+    months_between,
+    period_end,
+    period_key,
+    period_start,
+)
+from loyalty_engine.engine.earning import local_day
 from loyalty_engine.finance import breakage, revenue
 from loyalty_engine.finance.liability import Liability
 from loyalty_engine.finance.rollforward import Period, roll_forward
@@ -31,7 +39,7 @@ from loyalty_engine.records import ledger_reports as reads
 from loyalty_engine.records.member_figures import segment_mix
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_retention import retention_report
-from loyalty_engine.services.programs import load_catalog
+from loyalty_engine.services.programs import load_catalog, program_as_of
 from loyalty_engine.store.unit_of_work import read_use_case
 
 PERIODS = ("month", "quarter", "year")
@@ -39,37 +47,23 @@ PERIODS = ("month", "quarter", "year")
 
 def _programs(conn: Connection, as_of: datetime, program_id: str | None
               ) -> list[CompiledProgram]:
-    catalog = load_catalog(conn)
-    ids = catalog.program_ids
-    if program_id is not None:
-        if program_id not in ids:
-            known = ", ".join(ids) or "none"
-            raise NotFoundError(f"there is no program {program_id!r} (programs: {known})")
-        ids = [program_id]
+    """The programs reported on (every one, or the one named: an unknown one is a
+    NotFoundError), each as services/programs.program_as_of gives it."""
+    ids = load_catalog(conn).program_ids if program_id is None else [program_id]
     found = []
     for pid in ids:
-        version = catalog.in_force(pid, as_of) or catalog.versions(pid)[-1]
-        program = version.program
+        program = program_as_of(conn, pid, as_of)
         check_point_value(program.insights.economics.point_value, pid)
         found.append(program)
     return found
 
 
 def _months(conn: Connection, program: CompiledProgram, as_of: datetime) -> reads.Months:
-    first = reads.first_entry(conn, program.program_id) or as_of
-    return reads.Months(conn, program.timezone, first, as_of)
+    return reads.Months(conn, program.timezone, as_of)
 
 
 def local_month(program: CompiledProgram, at: datetime) -> str:
-    local = at.astimezone(program.timezone)
-    return f"{local.year:04d}-{local.month:02d}"
-
-
-def _flows(found: reads.LotFlows) -> breakage.Flows:
-    flows = breakage.Flows(issued=dict(found.issued))
-    for (cohort, month, category), points in found.moved.items():
-        flows.add(cohort, month, category, points)
-    return flows
+    return period_key("month", local_day(program, at))
 
 
 def _rate(projection: breakage.Projection) -> tuple[Fraction, str]:
@@ -81,6 +75,21 @@ def _rate(projection: breakage.Projection) -> tuple[Fraction, str]:
 
 # -- liability ------------------------------------------------------------------------------
 
+def _lots(conn: Connection, program: CompiledProgram, as_of: datetime) -> reads.LotFlows:
+    return reads.lot_flows(conn, program.program_id, _months(conn, program, as_of), as_of)
+
+
+def _owed(conn: Connection, program: CompiledProgram, as_of: datetime,
+          lots: reads.LotFlows, projection: breakage.Projection) -> Liability:
+    """The liability from the lots as of the instant and the projection of their
+    triangle."""
+    rate, basis = _rate(projection)
+    total = reads.ledger_total(conn, program.program_id, as_of) - lots.unrecorded_expiry
+    return Liability(program.program_id, program.currency,
+                     program.insights.economics.point_value, total - lots.pending,
+                     lots.pending, rate, basis, lots.unrecorded_expiry)
+
+
 @read_use_case
 def liability(conn: Connection, as_of: datetime, program_id: str | None = None
               ) -> list[Liability]:
@@ -89,15 +98,10 @@ def liability(conn: Connection, as_of: datetime, program_id: str | None = None
     valued at the point value, with the breakage and cost the history projects."""
     found = []
     for program in _programs(conn, as_of, program_id):
-        pid = program.program_id
-        lots = reads.lot_flows(conn, pid, _months(conn, program, as_of), as_of)
-        projection = breakage.project(breakage.triangle(_flows(lots),
+        lots = _lots(conn, program, as_of)
+        projection = breakage.project(breakage.triangle(lots.flows,
                                                         local_month(program, as_of)))
-        rate, basis = _rate(projection)
-        total = reads.ledger_total(conn, pid, as_of) - lots.unrecorded_expiry
-        found.append(Liability(pid, program.currency, program.insights.economics.point_value,
-                               total - lots.pending, lots.pending, rate, basis,
-                               lots.unrecorded_expiry))
+        found.append(_owed(conn, program, as_of, lots, projection))
     return found
 
 
@@ -135,15 +139,15 @@ class BreakageReport:
         }
 
 
-def _breakage(conn: Connection, program: CompiledProgram, as_of: datetime
-              ) -> tuple[BreakageReport, breakage.Flows]:
-    lots = reads.lot_flows(conn, program.program_id, _months(conn, program, as_of), as_of)
-    flows = _flows(lots)
+def _breakage(program: CompiledProgram, as_of: datetime, flows: breakage.Flows
+              ) -> BreakageReport:
+    """The triangle as of the instant, its projection, and the projection at the end of
+    each month from the first issue month on."""
     last = local_month(program, as_of)
     cohorts = breakage.triangle(flows, last)
-    months = breakage.months_between(min(flows.issued), last) if flows.issued else []
+    months = months_between(min(flows.issued), last) if flows.issued else []
     return BreakageReport(program.program_id, as_of, cohorts, breakage.project(cohorts),
-                          breakage.history(flows, months)), flows
+                          breakage.history(flows, months))
 
 
 @read_use_case
@@ -151,16 +155,11 @@ def breakage_report(conn: Connection, as_of: datetime, program_id: str | None = 
                     ) -> list[BreakageReport]:
     """Per program: the development triangle by issue month as of the instant, the
     projection and how the estimate moved month by month."""
-    return [_breakage(conn, program, as_of)[0]
+    return [_breakage(program, as_of, _lots(conn, program, as_of).flows)
             for program in _programs(conn, as_of, program_id)]
 
 
 # -- roll-forward, earn and burn ------------------------------------------------------------
-
-def _month_date(key: str) -> date:
-    year, month = key.split("-")
-    return date(int(year), int(month), 1)
-
 
 @dataclass(frozen=True, slots=True)
 class RollForward:
@@ -190,19 +189,13 @@ def _window(program: CompiledProgram, conn: Connection, period: str, start: date
     if start is not None and end is not None and start > end:
         raise ReportError(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     first = start or reads.first_entry(conn, program.program_id) or as_of
-    last_month = local_month(program, end or as_of)
-    month = local_month(program, min(first, end or as_of))
     keys: list[str] = []
-    while month <= last_month:
-        key = period_key(period, _month_date(month))
+    for month in months_between(local_month(program, min(first, end or as_of)),
+                                local_month(program, end or as_of)):
+        key = period_key(period, period_start("month", month))
         if not keys or keys[-1] != key:
             keys.append(key)
-        month = local_month_of(add_months(_month_date(month), 1))
     return keys
-
-
-def local_month_of(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 def _periods(conn: Connection, program: CompiledProgram, period: str,
@@ -215,7 +208,7 @@ def _periods(conn: Connection, program: CompiledProgram, period: str,
     opening = 0
     within: dict[tuple[str, str], int] = {}
     for (month, kind), points in sums.items():
-        key = period_key(period, _month_date(month))
+        key = period_key(period, period_start("month", month))
         if key < first_key:
             opening += points
         elif key <= last_key:
@@ -292,11 +285,13 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
     [program] = _programs(conn, as_of, program_id)
     _window(program, conn, "month", start, end, as_of)
     months_reader = _months(conn, program, as_of)
-    report, flows = _breakage(conn, program, as_of)
+    flows = reads.lot_flows(conn, program.program_id, months_reader, as_of).flows
+    report = _breakage(program, as_of, flows)
     sold = reads.sales(conn, program.program_id, months_reader, as_of)
     last = local_month(program, as_of)
-    months = breakage.months_between(min(flows.issued), last) if flows.issued else []
-    projections = {m: breakage.project(breakage.triangle(flows, m)) for m in months}
+    # The estimate at the end of each month from the first issue month on: the history's.
+    projections = {e.month: e.projection for e in report.moves}
+    months = list(projections)
     cells = {(c.month, cell.age): cell for c in report.cohorts for cell in c.cells}
     per_point = minor_per_point(program.insights.economics.point_value, program.currency)
     totals: dict[str, dict[str, int]] = {m: {"allocated_minor": 0, "revenue_minor": 0,
@@ -313,7 +308,7 @@ def ifrs15_report(conn: Connection, as_of: datetime, program_id: str,
         allocated = revenue.allocate(price, price, ssp).points_minor
         steps = []
         for m in months[months.index(cohort):]:
-            age = breakage.month_index(m) - breakage.month_index(cohort)
+            age = month_index(m) - month_index(cohort)
             expected = projections[m].ultimate.get(cohort, (Fraction(0), Fraction(0)))[0]
             steps.append(revenue.Step(m, allocated if m == cohort else 0,
                                      flows.moved.get((cohort, m, "redeemed"), 0), expected,
@@ -353,10 +348,11 @@ def program_report(conn: Connection, as_of: datetime, program_id: str) -> dict[s
     roll-forward's closings at the point value), the roll-forward, the breakage curves and
     the tier mix."""
     [program] = _programs(conn, as_of, program_id)
-    [owed] = liability(conn, as_of, program_id)
+    lots = _lots(conn, program, as_of)  # read once: the liability and the breakage
+    report = _breakage(program, as_of, lots.flows)
+    owed = _owed(conn, program, as_of, lots, report.projection)
     periods = _periods(conn, program, "month", None, None, as_of)
     per_point = minor_per_point(program.insights.economics.point_value, program.currency)
-    report, _flows_found = _breakage(conn, program, as_of)
     return {"program": program, "liability": owed, "periods": periods,
             "liability_by_month": [(p.key, value_minor(p.closing, per_point))
                                    for p in periods],

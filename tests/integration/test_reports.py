@@ -205,7 +205,7 @@ def test_local_months_on_both_sides_of_a_clock_change(engine: Engine) -> None:
         datetime(2026, 10, 31, 23, 0, tzinfo=UTC): "2026-11",
     }
     with read_transaction(engine) as conn:
-        months = Months(conn, zone, min(instants), max(instants))
+        months = Months(conn, zone, max(instants))
         found = {at: conn.execute(select(months.of(literal(at, UTCDateTime())))).scalar_one()
                  for at in instants}
     assert found == instants
@@ -255,7 +255,7 @@ def test_a_point_value_not_above_zero_refuses_every_report(
 
     from loyalty_engine.engine.catalog import ProgramCatalog
     from loyalty_engine.rules.compiled_insights import Economics, ProgramInsights
-    from loyalty_engine.services import reports
+    from loyalty_engine.services import programs, reports
 
     _history(engine, tmp_path)
     real = reports.load_catalog
@@ -268,6 +268,7 @@ def test_a_point_value_not_above_zero_refuses_every_report(
             for pid in catalog.program_ids for v in catalog.versions(pid)])
 
     monkeypatch.setattr(reports, "load_catalog", worthless)
+    monkeypatch.setattr(programs, "load_catalog", worthless)  # program_as_of's catalog
     for report in (lambda: liability(engine, END_OF_MARCH),
                    lambda: breakage_report(engine, END_OF_MARCH),
                    lambda: roll_forward_report(engine, END_OF_MARCH),
