@@ -21,11 +21,10 @@ from sqlalchemy import Connection, select
 from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
 from loyalty_engine.domain.errors import LoyaltyError, MemberErasedError
 from loyalty_engine.domain.events import Identifier, Instant, describe_errors
-from loyalty_engine.services.importing import LineError
+from loyalty_engine.services.importing import LineError, csv_file_rows
 from loyalty_engine.services.members import MemberNotFoundError
 from loyalty_engine.services.wallet import (
     SOURCE_LENGTH,
-    csv_rows,
     known_members,
     member_problem,
     source_of,
@@ -141,7 +140,7 @@ def import_surveys(conn: Connection, path: Path, now: datetime) -> SurveyImportR
     report = SurveyImportReport(path=str(path))
     answers: list[tuple[int, SurveyAnswer]] = []
     in_file: dict[Key, tuple[int, int]] = {}
-    for line, record in csv_rows(path, SURVEY_COLUMNS, "survey answers"):
+    for line, record in csv_file_rows(path, SURVEY_COLUMNS, "survey answers"):
         report.read += 1
         if isinstance(record, str):
             report.errors.append(LineError(line, record))

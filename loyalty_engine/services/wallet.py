@@ -10,8 +10,7 @@ count?)."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fractions import Fraction
@@ -42,7 +41,7 @@ from loyalty_engine.analytics.wallet import (
     parse_period,
     program_shares,
 )
-from loyalty_engine.domain.errors import ImportFileError, LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.events import Identifier, describe_errors
 from loyalty_engine.domain.money import (
     CurrencyCode,
@@ -55,7 +54,7 @@ from loyalty_engine.records.counted_purchases import counted_lines
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import MatrixThresholds
 from loyalty_engine.services.analytics_members import rfm_scores
-from loyalty_engine.services.importing import MAX_LINE_BYTES, LineError
+from loyalty_engine.services.importing import LineError, csv_file_rows
 from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
@@ -73,77 +72,6 @@ _members = tables.members
 _enrolments = tables.enrolments
 _surveys = tables.member_surveys
 SOURCE_LENGTH = 200
-
-
-# --- reading a CSV file line by line (shared with the survey import) ----------------------
-
-def _lines(handle: Any, path: Path) -> Iterator[str]:
-    """The file's lines as text, each decoded alone so that an error names its line; a
-    leading UTF-8 byte-order mark dropped; a line over MAX_LINE_BYTES refused."""
-    number = 0
-    while raw := handle.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise ImportFileError(f"{path}:{number}: the line is longer than "
-                                  f"{MAX_LINE_BYTES:,} bytes (1 MiB); it was not read")
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path}:{number}: the file is not UTF-8 text (byte "
-                                  f"{exc.start + 1} of the line)") from None
-
-
-def csv_rows(path: Path, columns: Sequence[str], what: str
-             ) -> Iterator[tuple[int, dict[str, str] | str]]:
-    """(line, {column: stripped cell}) per non-blank row of a CSV file with exactly
-    `columns` as its header (in any order), or (line, problem) for a row of the wrong
-    width. A file that cannot be read, or whose header is wrong, is an ImportFileError
-    naming the line; one without rows says it is empty (`what`: what the rows are)."""
-    if path.is_dir():
-        raise ImportFileError(f"{path} is a directory; import one CSV file at a time")
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
-    with handle:
-        reader = csv.reader(_lines(handle, path))
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ImportFileError(f"{path}: the file is empty; expected a header "
-                                  f"({','.join(columns)}) and {what}") from None
-        except csv.Error as exc:
-            raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
-        names = [h.strip() for h in header]
-        doubled = sorted({n for n in names if names.count(n) > 1})
-        missing = [c for c in columns if c not in names]
-        unknown = [n for n in names if n not in columns]
-        if doubled or missing or unknown:
-            parts = ([f"column(s) named twice: {', '.join(doubled)}"] if doubled else []) + (
-                [f"missing column(s): {', '.join(missing)}"] if missing else []) + (
-                [f"unknown column(s): {', '.join(unknown)}"] if unknown else [])
-            raise ImportFileError(f"{path}:1: " + "; ".join(parts) + " (expected: "
-                                  + ",".join(columns) + ")")
-        index = {name: names.index(name) for name in columns}
-        line = reader.line_num
-        seen = 0
-        try:
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                seen += 1
-                if len(row) != len(names):
-                    yield start, f"expected {len(names)} columns, found {len(row)}"
-                    continue
-                yield start, {name: row[i].strip() for name, i in index.items()}
-        except csv.Error as exc:
-            raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
-        if not seen:
-            raise ImportFileError(f"{path}: the file has a header but no rows; expected "
-                                  f"{what}")
 
 
 def source_of(path: Path) -> str:
@@ -236,7 +164,7 @@ def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportRe
     report = WalletImportReport(path=str(path))
     lines: list[tuple[int, WalletLine, int]] = []
     first_line: dict[tuple[str, str, str], int] = {}
-    for line, record in csv_rows(path, WALLET_COLUMNS, "wallet totals"):
+    for line, record in csv_file_rows(path, WALLET_COLUMNS, "wallet totals"):
         report.read += 1
         if isinstance(record, str):
             report.errors.append(LineError(line, record))
