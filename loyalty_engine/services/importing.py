@@ -50,6 +50,8 @@ BATCH_SIZE = 2000
 # read in pieces of this size so that memory stays bounded (a 74 MB line reached 1.5 GB).
 # A purchase of the most lines allowed (1,000) is about 150 KB as JSON.
 MAX_LINE_BYTES = 1 << 20
+# The longest `source` a row imported from a file keeps (wallet totals, survey answers).
+SOURCE_LENGTH = 200
 
 Progress = Callable[[int, int], None]
 
@@ -533,3 +535,19 @@ def _csv_body(rows: list[dict[str, str]]) -> dict[str, Any]:
         # An empty cell is a purchase that did not say.
         **{name: first[name] for name in OPTIONAL_CSV_COLUMNS if first.get(name)},
     }
+
+
+def source_of(path: Path) -> str:
+    """What a row imported from a file says it came from."""
+    return f"file:{path.name}"[:SOURCE_LENGTH]
+
+
+def member_problem(member_id: str, known: dict[str, bool]) -> str | None:
+    """Why a line's member cannot take new data: unknown, or erased."""
+    if member_id not in known:
+        return (f"member_id: no member with id {member_id!r} (enrol them first, or correct "
+                "the id)")
+    if known[member_id]:
+        return (f"member_id: member {member_id!r} was erased and takes no new personal "
+                "data")
+    return None

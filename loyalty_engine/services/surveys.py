@@ -21,14 +21,15 @@ from sqlalchemy import Connection, select
 from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
 from loyalty_engine.domain.errors import LoyaltyError, MemberErasedError
 from loyalty_engine.domain.events import Identifier, Instant, describe_errors
-from loyalty_engine.services.importing import LineError, csv_file_rows
-from loyalty_engine.services.members import MemberNotFoundError
-from loyalty_engine.services.wallet import (
+from loyalty_engine.services.importing import (
     SOURCE_LENGTH,
-    known_members,
+    LineError,
+    csv_file_rows,
     member_problem,
     source_of,
 )
+from loyalty_engine.services.members import MemberNotFoundError
+from loyalty_engine.services.wallet import known_members
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import IN_CHUNK, chunked, insert_if_absent
 from loyalty_engine.store.locks import lock_member

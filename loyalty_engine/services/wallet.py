@@ -54,7 +54,7 @@ from loyalty_engine.records.counted_purchases import counted_lines
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import MatrixThresholds
 from loyalty_engine.services.analytics_members import rfm_scores
-from loyalty_engine.services.importing import LineError, csv_file_rows
+from loyalty_engine.services.importing import LineError, csv_file_rows, member_problem, source_of
 from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store import tables
 from loyalty_engine.store.bulk import (
@@ -71,12 +71,6 @@ _wallets = tables.wallet_totals
 _members = tables.members
 _enrolments = tables.enrolments
 _surveys = tables.member_surveys
-SOURCE_LENGTH = 200
-
-
-def source_of(path: Path) -> str:
-    """What a row imported from a file says it came from."""
-    return f"file:{path.name}"[:SOURCE_LENGTH]
 
 
 def known_members(conn: Connection, member_ids: set[str]) -> dict[str, bool]:
@@ -90,17 +84,6 @@ def known_members(conn: Connection, member_ids: set[str]) -> dict[str, bool]:
                 .where(_members.c.member_id.in_(part))):
             found[member_id] = erased_at is not None
     return found
-
-
-def member_problem(member_id: str, known: dict[str, bool]) -> str | None:
-    """Why a line's member cannot take new data: unknown, or erased."""
-    if member_id not in known:
-        return (f"member_id: no member with id {member_id!r} (enrol them first, or correct "
-                "the id)")
-    if known[member_id]:
-        return (f"member_id: member {member_id!r} was erased and takes no new personal "
-                "data")
-    return None
 
 
 # --- the wallet import -------------------------------------------------------------------
