@@ -5,7 +5,7 @@ after a deadlock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Request
@@ -45,7 +45,7 @@ from loyalty_engine.domain.errors import (
     RedemptionConflictError,
     RefundConflictError,
 )
-from loyalty_engine.domain.events import ID_PATTERN, Instant, PurchaseEvent
+from loyalty_engine.domain.events import ID_PATTERN, MAX_AHEAD, Instant, PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.records.purchase_writer import prefetched, prefetches
@@ -62,8 +62,6 @@ from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.services.surveys import SurveyAnswer, SurveyConflictError, record_survey
 
 router = APIRouter(prefix="/v1")
-# How far ahead of the server's clock an event may be dated (a till's clock may run fast).
-MAX_AHEAD = timedelta(minutes=15)
 _SEP = "\x1f"  # between the parts of a key (identifiers have no control characters)
 
 

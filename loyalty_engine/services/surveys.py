@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
-from loyalty_engine.domain.errors import LoyaltyError, MemberErasedError
-from loyalty_engine.domain.events import Identifier, Instant, describe_errors
+from loyalty_engine.domain.errors import LoyaltyError
+from loyalty_engine.domain.events import MAX_AHEAD, Identifier, Instant, describe_errors
+from loyalty_engine.records.memberships import refuse_erased
 from loyalty_engine.records.surveys import (
     AnswerKey,
     insert_answers,
@@ -36,14 +37,10 @@ from loyalty_engine.services.importing import (
     source_of,
 )
 from loyalty_engine.services.members import MemberNotFoundError
-from loyalty_engine.store import tables
 from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 SURVEY_COLUMNS = ("member_id", "kind", "score", "answered_at")
-# How far ahead of now an answer may be dated (a tablet's clock may run fast), as the API
-# allows for a till's events.
-MAX_AHEAD = timedelta(minutes=15)
 _INTEGER = re.compile(r"-?[0-9]{1,6}", re.ASCII)
 Key = AnswerKey
 
@@ -228,11 +225,7 @@ def record_survey(conn: Connection, answer: SurveyAnswer, source: str,
         raise SurveyRejectedError(problem)
     if not lock_member(conn, answer.member_id):
         raise MemberNotFoundError(answer.member_id)
-    erased = conn.execute(select(tables.members.c.erased_at).where(
-        tables.members.c.member_id == answer.member_id)).scalar()
-    if erased is not None:
-        raise MemberErasedError(f"member {answer.member_id!r} was erased and takes no new "
-                                "personal data")
+    refuse_erased(conn, answer.member_id)
     inserted = insert_answers(conn, [_row(answer, source, now)])
     if inserted:
         row = inserted[0]
