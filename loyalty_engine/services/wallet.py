@@ -277,8 +277,10 @@ FScores = Callable[[Connection, str, datetime], Mapping[str, int]]
 
 
 def rfm_f_scores(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
-    """Each purchasing member's F score as of an instant, as RFM scores it."""
-    return {member: row.f for member, row in rfm_scores(conn, program_id, as_of).items()}
+    """Each purchasing member's F score as of an instant, as RFM scores it (its points are
+    not read: F does not depend on them)."""
+    return {member: row.f
+            for member, row in rfm_scores(conn, program_id, as_of, points=False).items()}
 
 
 @dataclass(frozen=True, slots=True)
