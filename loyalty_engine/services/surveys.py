@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import Connection
 
 from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
@@ -43,6 +43,16 @@ from loyalty_engine.store.unit_of_work import write_use_case
 SURVEY_COLUMNS = ("member_id", "kind", "score", "answered_at")
 _INTEGER = re.compile(r"-?[0-9]{1,6}", re.ASCII)
 Key = AnswerKey
+
+
+def score_in_kind_range(value: int, info: ValidationInfo) -> int:
+    """A pydantic validator of an answer's `score`, after its `kind`: the score in the
+    kind's range (analytics/loyalty_matrix.SCORE_RANGES). A kind that failed its own check
+    is reported there alone."""
+    kind = info.data.get("kind")
+    if kind in SCORE_RANGES:
+        check_score(kind, value)
+    return value
 
 
 class SurveyConflictError(LoyaltyError):
@@ -77,13 +87,7 @@ class SurveyAnswer(BaseModel):
             raise ValueError("must be a whole number")
         return value
 
-    @field_validator("score")
-    @classmethod
-    def _in_range(cls, value: int, info: Any) -> int:
-        kind = info.data.get("kind")
-        if kind in SCORE_RANGES:
-            check_score(kind, value)
-        return value
+    _in_range = field_validator("score")(score_in_kind_range)
 
     def key(self) -> Key:
         """The answer's natural key (its instant in UTC)."""
