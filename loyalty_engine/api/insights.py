@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from loyalty_engine.api.auth import Caller, require_admin, require_member_seen
 from loyalty_engine.api.problems import Problem
 from loyalty_engine.api.responses import problems
+from loyalty_engine.api.schemas import MemberId
 from loyalty_engine.domain.events import ID_PATTERN
 from loyalty_engine.domain.plain_json import dumps
 from loyalty_engine.services.access import member_programs, programs_out_of_reach
@@ -29,7 +30,6 @@ from loyalty_engine.services.insights import member_insights
 from loyalty_engine.services.wallet import loyalty_matrix_report, wallet_report
 
 router = APIRouter(prefix="/v1")
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Report = Literal["members", "rfm", "retention", "cohorts", "lapsed", "clv", "wallet",
                  "loyalty-matrix"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from loyalty_engine.api.auth import Caller, require_admin
 from loyalty_engine.api.idempotency import answer_once
 from loyalty_engine.api.responses import problems, send
-from loyalty_engine.api.schemas import _hash, _Request, _utc
+from loyalty_engine.api.schemas import MemberId, RequestBody, request_digest, utc_text
 from loyalty_engine.api.writes import _engine, _not_ahead, _now
 from loyalty_engine.domain.events import ID_PATTERN, Identifier, Instant
 from loyalty_engine.services.adjustments import (
@@ -27,13 +27,12 @@ from loyalty_engine.services.members import list_members
 from loyalty_engine.services.privacy import erase_member, export_member
 
 router = APIRouter(prefix="/v1")
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 # A sentence: not blank, no control characters.
 Reason = Annotated[str, Field(min_length=1, max_length=500,
                               pattern=r"^[^\x00-\x1f]*\S[^\x00-\x1f]*$")]
 
 
-class AdjustmentRequest(_Request):
+class AdjustmentRequest(RequestBody):
     """A manual points adjustment: points added (positive) or taken (negative), and why."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
@@ -53,8 +52,8 @@ class AdjustmentRequest(_Request):
 
     def request_hash(self) -> str:
         """Hash of the normalised request."""
-        return _hash(self.adjustment_id, self.member_id, self.program_id, self.points,
-                     self.reason, self.kind, _utc(self.occurred_at))
+        return request_digest(self.adjustment_id, self.member_id, self.program_id, self.points,
+                     self.reason, self.kind, utc_text(self.occurred_at))
 
 
 class AdjustmentDone(BaseModel):
@@ -76,7 +75,7 @@ class AdjustmentDone(BaseModel):
     balance: int = Field(description="the program's spendable points after it")
 
 
-class ErasureRequest(_Request):
+class ErasureRequest(RequestBody):
     """Why a member's personal data is erased."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
@@ -86,7 +85,7 @@ class ErasureRequest(_Request):
 
     def request_hash(self) -> str:
         """Hash of the normalised request."""
-        return _hash(self.reason)
+        return request_digest(self.reason)
 
 
 def _actor(key: Any) -> str:

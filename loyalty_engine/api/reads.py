@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import Engine, text
 
 from loyalty_engine.api.auth import Caller, require_member_seen
@@ -14,13 +14,13 @@ from loyalty_engine.api.schemas import (
     Health,
     LedgerEntry,
     LedgerPage,
+    MemberId,
     MemberView,
     ProgramStanding,
     Ready,
     TierProgress,
     Voucher,
 )
-from loyalty_engine.domain.events import ID_PATTERN
 from loyalty_engine.services.access import member_programs, programs_out_of_reach
 from loyalty_engine.services.members import ledger_page, show_member
 from loyalty_engine.store.database import describe_url
@@ -29,7 +29,6 @@ from loyalty_engine.store.migrate import SCHEMA_REVISION
 from loyalty_engine.store.schema_check import require_current_schema
 
 router = APIRouter(prefix="/v1")
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 @router.get("/members/{member_id}", response_model=MemberView,

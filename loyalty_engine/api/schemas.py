@@ -5,32 +5,40 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic_core import to_json
 
 from loyalty_engine.domain.events import ID_PATTERN, Identifier, Instant
+from loyalty_engine.services.surveys import score_in_kind_range
 
+# A member's id in a URL path.
+MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 ConsentFlag = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 AttributeValue = Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] | Annotated[
     int, Field(ge=-(2**53), le=2**53)] | bool | None
 
 
-def _hash(*parts: Any) -> str:
+def request_digest(*parts: Any) -> str:
+    """The digest of a request's normalised parts (its request_hash)."""
     return hashlib.sha256(to_json(parts)).hexdigest()
 
 
-def _utc(value: datetime | None) -> str | None:
+def utc_text(value: datetime | None) -> str | None:
+    """An instant in UTC as ISO 8601 text, as request hashes and keys hold it."""
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-class _Request(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: no unknown fields, not changed once read."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EnrolRequest(_Request):
+class EnrolRequest(RequestBody):
     """A member to create (or whose attributes and consents to add to)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
@@ -49,11 +57,11 @@ class EnrolRequest(_Request):
 
     def request_hash(self) -> str:
         """Hash of the normalised request, to tell a replay from a reuse of the member id."""
-        return _hash(self.member_id, self.program_id, sorted(self.attributes.items()),
-                     sorted(self.consents.items()), _utc(self.occurred_at))
+        return request_digest(self.member_id, self.program_id, sorted(self.attributes.items()),
+                     sorted(self.consents.items()), utc_text(self.occurred_at))
 
 
-class ReverseRequest(_Request):
+class ReverseRequest(RequestBody):
     """When the reversal happened (default: now)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
@@ -63,10 +71,10 @@ class ReverseRequest(_Request):
 
     def request_hash(self) -> str:
         """Hash of the normalised request."""
-        return _hash(_utc(self.occurred_at))
+        return request_digest(utc_text(self.occurred_at))
 
 
-class FeePayment(_Request):
+class FeePayment(RequestBody):
     """A fee charge paid in money (recorded; the engine moves none) or in points."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
@@ -81,7 +89,43 @@ class FeePayment(_Request):
 
     def request_hash(self) -> str:
         """Hash of the normalised request."""
-        return _hash(_utc(self.paid_at), self.in_points, self.reference)
+        return request_digest(utc_text(self.paid_at), self.in_points, self.reference)
+
+
+class SurveyRequest(RequestBody):
+    """An attitudinal answer of a member: an NPS score (0-10) or a commitment score (1-7)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"kind": "nps", "score": 9, "answered_at": "2026-05-30T18:20:00+02:00"},
+        {"kind": "commitment", "score": 6, "answered_at": "2026-05-30T18:20:00+02:00"}]})
+
+    kind: Literal["nps", "commitment"] = Field(description="nps: would recommend us, 0-10; "
+                                               "commitment: feels committed to us, 1-7")
+    score: StrictInt = Field(description="a whole number in the kind's range")
+    answered_at: Instant = Field(description="when the member answered; with the member "
+                                 "and the kind, the answer's natural key")
+
+    _in_range = field_validator("score")(score_in_kind_range)
+
+    def request_hash(self) -> str:
+        """Hash of the normalised request."""
+        return request_digest(self.kind, self.score, utc_text(self.answered_at))
+
+
+class SurveyRecorded(BaseModel):
+    """An answer as stored."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 17, "member_id": "M-42", "kind": "nps", "score": 9,
+        "answered_at": "2026-05-30T16:20:00Z", "source": "api:till-ams"}]})
+
+    id: int
+    member_id: str
+    kind: str
+    score: int
+    answered_at: datetime
+    source: str = Field(description="where it came from: api:<key name>, or file:<name> "
+                        "for an import")
 
 
 class Award(BaseModel):

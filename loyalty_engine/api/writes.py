@@ -5,15 +5,13 @@ after a deadlock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 from sqlalchemy import Connection, Engine
 
-from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
 from loyalty_engine.api.auth import (
     Caller,
     require_admin,
@@ -30,13 +28,14 @@ from loyalty_engine.api.schemas import (
     FeePaid,
     FeePayment,
     MemberEnrolled,
+    MemberId,
     PurchaseRecorded,
     RedemptionDone,
     RefundRecorded,
     ReverseRequest,
-    _hash,
-    _Request,
-    _utc,
+    SurveyRecorded,
+    SurveyRequest,
+    utc_text,
 )
 from loyalty_engine.domain.errors import (
     NotFoundError,
@@ -45,7 +44,7 @@ from loyalty_engine.domain.errors import (
     RedemptionConflictError,
     RefundConflictError,
 )
-from loyalty_engine.domain.events import ID_PATTERN, Instant, PurchaseEvent
+from loyalty_engine.domain.events import ID_PATTERN, MAX_AHEAD, PurchaseEvent
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
 from loyalty_engine.records.purchase_writer import prefetched, prefetches
@@ -62,8 +61,6 @@ from loyalty_engine.services.refunds import record_refund
 from loyalty_engine.services.surveys import SurveyAnswer, SurveyConflictError, record_survey
 
 router = APIRouter(prefix="/v1")
-# How far ahead of the server's clock an event may be dated (a till's clock may run fast).
-MAX_AHEAD = timedelta(minutes=15)
 _SEP = "\x1f"  # between the parts of a key (identifiers have no control characters)
 
 
@@ -273,58 +270,13 @@ def post_fee_payment(charge_id: Annotated[int, Path(ge=1, le=2**62)], key: Calle
         f"charge {charge_id} was already paid through the API with other details"))
 
 
-class SurveyRequest(_Request):
-    """An attitudinal answer of a member: an NPS score (0-10) or a commitment score (1-7)."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"kind": "nps", "score": 9, "answered_at": "2026-05-30T18:20:00+02:00"},
-        {"kind": "commitment", "score": 6, "answered_at": "2026-05-30T18:20:00+02:00"}]})
-
-    kind: Literal["nps", "commitment"] = Field(description="nps: would recommend us, 0-10; "
-                                               "commitment: feels committed to us, 1-7")
-    score: StrictInt = Field(description="a whole number in the kind's range")
-    answered_at: Instant = Field(description="when the member answered; with the member "
-                                 "and the kind, the answer's natural key")
-
-    @field_validator("score")
-    @classmethod
-    def _in_range(cls, value: int, info: ValidationInfo) -> int:
-        kind = info.data.get("kind")
-        if kind in SCORE_RANGES:
-            check_score(kind, value)
-        return value
-
-    def request_hash(self) -> str:
-        """Hash of the normalised request."""
-        return _hash(self.kind, self.score, _utc(self.answered_at))
-
-
-class SurveyRecorded(BaseModel):
-    """An answer as stored."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": 17, "member_id": "M-42", "kind": "nps", "score": 9,
-        "answered_at": "2026-05-30T16:20:00Z", "source": "api:till-ams"}]})
-
-    id: int
-    member_id: str
-    kind: str
-    score: int
-    answered_at: datetime
-    source: str = Field(description="where it came from: api:<key name>, or file:<name> "
-                        "for an import")
-
-
-SurveyMember = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
-
-
 @router.post("/members/{member_id}/surveys", status_code=201, response_model=SurveyRecorded,
              summary="Record a member's NPS or commitment answer (idempotent on member, "
                      "kind and answered_at)",
              responses={200: {"model": SurveyRecorded,
                               "description": "already recorded (imported, say)"},
                         **problems(400, 401, 403, 404, 409, 413, 415, 422)})
-def post_survey(member_id: SurveyMember, body: SurveyRequest, key: Caller,
+def post_survey(member_id: MemberId, body: SurveyRequest, key: Caller,
                 request: Request) -> Response:
     """The latest answer of each kind is the member's attitude in the loyalty matrix
     (`loyalty analytics loyalty-matrix`). The same answer again is a replay; the same
@@ -338,7 +290,7 @@ def post_survey(member_id: SurveyMember, body: SurveyRequest, key: Caller,
                           answered_at=body.answered_at)
     article = "an" if body.kind == "nps" else "a"
     conflict = (f"member {member_id!r} already has {article} {body.kind} answer at "
-                f"{_utc(body.answered_at)} with another score; an answer cannot be changed "
+                f"{utc_text(body.answered_at)} with another score; an answer cannot be changed "
                 "by sending it again")
 
     def effect(conn: Connection, found: list[list[tuple[Any, ...]]]) -> tuple[int, str, bool]:
@@ -350,5 +302,5 @@ def post_survey(member_id: SurveyMember, body: SurveyRequest, key: Caller,
         return (200 if outcome.replayed else 201), body_out, outcome.replayed
 
     return send(answer_once(
-        engine, "surveys", _SEP.join((member_id, body.kind, str(_utc(body.answered_at)))),
+        engine, "surveys", _SEP.join((member_id, body.kind, str(utc_text(body.answered_at)))),
         body.request_hash(), effect, now, conflict))

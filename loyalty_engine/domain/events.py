@@ -9,7 +9,7 @@ line amounts exactly.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
@@ -37,6 +37,9 @@ from loyalty_engine.domain.money import (
 from loyalty_engine.domain.purchases import LineItem, Purchase
 
 MAX_ITEMS = 1000
+# How far ahead of now an event may be dated (a till's or a tablet's clock may run fast):
+# purchases and the like posted to the API, survey answers posted or imported.
+MAX_AHEAD = timedelta(minutes=15)
 _CACHE = "_purchase"
 MAX_QUANTITY = Decimal(1_000_000)
 

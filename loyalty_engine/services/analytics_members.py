@@ -133,10 +133,12 @@ def _require_purchases(scores: dict[str, RfmRow], program: CompiledProgram,
 
 
 @read_use_case
-def rfm_scores(conn: Connection, program_id: str, as_of: datetime) -> dict[str, RfmRow]:
+def rfm_scores(conn: Connection, program_id: str, as_of: datetime, *,
+               points: bool = True) -> dict[str, RfmRow]:
     """Every purchasing member's figures, R, F and M scores and segment as of an instant,
-    by member id (empty before the first purchase)."""
-    return _scores(conn, _program(conn, program_id, as_of), as_of, points=True)
+    by member id (empty before the first purchase). points=False leaves the ledger unread
+    (the figures' points are then 0): for a caller that needs only the scores."""
+    return _scores(conn, _program(conn, program_id, as_of), as_of, points=points)
 
 
 @read_use_case

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,8 @@ BATCH_SIZE = 2000
 # read in pieces of this size so that memory stays bounded (a 74 MB line reached 1.5 GB).
 # A purchase of the most lines allowed (1,000) is about 150 KB as JSON.
 MAX_LINE_BYTES = 1 << 20
+# The longest `source` a row imported from a file keeps (wallet totals, survey answers).
+SOURCE_LENGTH = 200
 
 Progress = Callable[[int, int], None]
 
@@ -393,15 +395,33 @@ def _decoded_lines(stream: io.BufferedReader[Any], path: Path) -> Iterator[str]:
             ) from None
 
 
-def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]:
+# A CSV row as csv_rows gives it: (line, cells as read, {column: stripped cell}), or
+# (line, cells, problem) for a row of the wrong width.
+CsvRow = tuple[int, list[str], "dict[str, str] | str"]
+
+
+def csv_rows(stream: io.BufferedReader[Any], path: Path, columns: Sequence[str],
+             optional: Sequence[str] = ()) -> Iterator[CsvRow] | None:
+    """The non-blank rows of a CSV file whose header names every one of `columns` and
+    any of `optional` (in any order), read line by line with a bound (MAX_LINE_BYTES), a
+    leading byte-order mark dropped; None for a file without even a header line. The
+    header is checked at once; a file that is not UTF-8 text, malformed CSV, a line too
+    long or a wrong header is an ImportFileError naming the line."""
     reader = csv.reader(_decoded_lines(stream, path))
     try:
         header = next(reader)
     except StopIteration:
-        return
+        return None
     except csv.Error as exc:
         raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
     names = [h.strip() for h in header]
+    _check_header(path, names, columns, optional)
+    index = {name: names.index(name) for name in (*columns, *optional) if name in names}
+    return _rows(reader, path, len(names), index)
+
+
+def _check_header(path: Path, names: list[str], columns: Sequence[str],
+                  optional: Sequence[str]) -> None:
     if len(names) == 1:
         separator = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"))
                           if sep in names[0]), None)
@@ -409,43 +429,77 @@ def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]
             raise ImportFileError(f"{path}:1: the header has one column; the file looks "
                                   f"separated by {separator}: use commas")
     doubled = sorted({n for n in names if names.count(n) > 1})
-    if doubled:
-        raise ImportFileError(f"{path}:1: column(s) named twice: {', '.join(doubled)}")
-    missing = [c for c in CSV_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in CSV_COLUMNS and n not in OPTIONAL_CSV_COLUMNS]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append("missing column(s): " + ", ".join(missing))
-        if unknown:
-            parts.append("unknown column(s): " + ", ".join(unknown))
+    missing = [c for c in columns if c not in names]
+    unknown = [n for n in names if n not in columns and n not in optional]
+    if doubled or missing or unknown:
+        parts = ([f"column(s) named twice: {', '.join(doubled)}"] if doubled else []) + (
+            [f"missing column(s): {', '.join(missing)}"] if missing else []) + (
+            [f"unknown column(s): {', '.join(unknown)}"] if unknown else [])
         raise ImportFileError(f"{path}:1: " + "; ".join(parts) + " (expected: "
-                              + ", ".join(CSV_COLUMNS) + "; optional: "
-                              + ", ".join(OPTIONAL_CSV_COLUMNS) + ")")
-    index = {name: names.index(name) for name in (*CSV_COLUMNS, *OPTIONAL_CSV_COLUMNS)
-             if name in names}
-    group: list[tuple[int, dict[str, str]]] = []
+                              + ",".join(columns)
+                              + (("; optional: " + ",".join(optional)) if optional else "")
+                              + ")")
+
+
+def _rows(reader: Any, path: Path, width: int, index: dict[str, int]) -> Iterator[CsvRow]:
     line = reader.line_num
     try:
         for row in reader:
             start, line = line + 1, reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
-            if len(row) != len(names):
-                if group:
-                    yield _csv_group(group)
-                    group = []
-                yield ("error", start, row, f"expected {len(names)} columns, found {len(row)}")
+            if len(row) != width:
+                yield start, row, f"expected {width} columns, found {len(row)}"
                 continue
-            record = {name: row[i].strip() for name, i in index.items()}
-            if group and (record["store_id"], record["transaction_id"]) != (
-                group[0][1]["store_id"], group[0][1]["transaction_id"]
-            ):
-                yield _csv_group(group)
-                group = []
-            group.append((start, record))
+            yield start, row, {name: row[i].strip() for name, i in index.items()}
     except csv.Error as exc:
         raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+
+
+def csv_file_rows(path: Path, columns: Sequence[str], what: str
+                  ) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """(line, {column: stripped cell}) per non-blank row of a CSV file with exactly
+    `columns` as its header (csv_rows), or (line, problem) for a row of the wrong width.
+    A file that cannot be read, or whose header is wrong, is an ImportFileError naming the
+    line; one without rows says it is empty (`what`: what the rows are)."""
+    if path.is_dir():
+        raise ImportFileError(f"{path} is a directory; import one CSV file at a time")
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
+    with handle:
+        rows = csv_rows(handle, path, columns)
+        if rows is None:
+            raise ImportFileError(f"{path}: the file is empty; expected a header "
+                                  f"({','.join(columns)}) and {what}")
+        seen = 0
+        for line, _, record in rows:
+            seen += 1
+            yield line, record
+        if not seen:
+            raise ImportFileError(f"{path}: the file has a header but no rows; expected "
+                                  f"{what}")
+
+
+def _csv_records(stream: io.BufferedReader[Any], path: Path) -> Iterator[Record]:
+    rows = csv_rows(stream, path, CSV_COLUMNS, OPTIONAL_CSV_COLUMNS)
+    if rows is None:
+        return
+    group: list[tuple[int, dict[str, str]]] = []
+    for start, row, record in rows:
+        if isinstance(record, str):
+            if group:
+                yield _csv_group(group)
+                group = []
+            yield ("error", start, row, record)
+            continue
+        if group and (record["store_id"], record["transaction_id"]) != (
+            group[0][1]["store_id"], group[0][1]["transaction_id"]
+        ):
+            yield _csv_group(group)
+            group = []
+        group.append((start, record))
     if group:
         yield _csv_group(group)
 
@@ -481,3 +535,19 @@ def _csv_body(rows: list[dict[str, str]]) -> dict[str, Any]:
         # An empty cell is a purchase that did not say.
         **{name: first[name] for name in OPTIONAL_CSV_COLUMNS if first.get(name)},
     }
+
+
+def source_of(path: Path) -> str:
+    """What a row imported from a file says it came from."""
+    return f"file:{path.name}"[:SOURCE_LENGTH]
+
+
+def member_problem(member_id: str, known: dict[str, bool]) -> str | None:
+    """Why a line's member cannot take new data: unknown, or erased."""
+    if member_id not in known:
+        return (f"member_id: no member with id {member_id!r} (enrol them first, or correct "
+                "the id)")
+    if known[member_id]:
+        return (f"member_id: member {member_id!r} was erased and takes no new personal "
+                "data")
+    return None

@@ -11,37 +11,48 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import Connection, select
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from sqlalchemy import Connection
 
 from loyalty_engine.analytics.loyalty_matrix import SCORE_RANGES, check_score
-from loyalty_engine.domain.errors import LoyaltyError, MemberErasedError
-from loyalty_engine.domain.events import Identifier, Instant, describe_errors
-from loyalty_engine.services.importing import LineError
-from loyalty_engine.services.members import MemberNotFoundError
-from loyalty_engine.services.wallet import (
+from loyalty_engine.domain.errors import LoyaltyError
+from loyalty_engine.domain.events import MAX_AHEAD, Identifier, Instant, describe_errors
+from loyalty_engine.records.memberships import refuse_erased
+from loyalty_engine.records.surveys import (
+    AnswerKey,
+    insert_answers,
+    stored_answer,
+    stored_scores,
+)
+from loyalty_engine.records.wallet import known_members
+from loyalty_engine.services.importing import (
     SOURCE_LENGTH,
-    csv_rows,
-    known_members,
+    LineError,
+    csv_file_rows,
     member_problem,
     source_of,
 )
-from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import IN_CHUNK, chunked, insert_if_absent
+from loyalty_engine.services.members import MemberNotFoundError
 from loyalty_engine.store.locks import lock_member
 from loyalty_engine.store.unit_of_work import write_use_case
 
 SURVEY_COLUMNS = ("member_id", "kind", "score", "answered_at")
-# How far ahead of now an answer may be dated (a tablet's clock may run fast), as the API
-# allows for a till's events.
-MAX_AHEAD = timedelta(minutes=15)
-_surveys = tables.member_surveys
 _INTEGER = re.compile(r"-?[0-9]{1,6}", re.ASCII)
-Key = tuple[str, str, datetime]
+Key = AnswerKey
+
+
+def score_in_kind_range(value: int, info: ValidationInfo) -> int:
+    """A pydantic validator of an answer's `score`, after its `kind`: the score in the
+    kind's range (analytics/loyalty_matrix.SCORE_RANGES). A kind that failed its own check
+    is reported there alone."""
+    kind = info.data.get("kind")
+    if kind in SCORE_RANGES:
+        check_score(kind, value)
+    return value
 
 
 class SurveyConflictError(LoyaltyError):
@@ -76,13 +87,7 @@ class SurveyAnswer(BaseModel):
             raise ValueError("must be a whole number")
         return value
 
-    @field_validator("score")
-    @classmethod
-    def _in_range(cls, value: int, info: Any) -> int:
-        kind = info.data.get("kind")
-        if kind in SCORE_RANGES:
-            check_score(kind, value)
-        return value
+    _in_range = field_validator("score")(score_in_kind_range)
 
     def key(self) -> Key:
         """The answer's natural key (its instant in UTC)."""
@@ -94,17 +99,6 @@ def _ahead(answered_at: datetime, now: datetime) -> str | None:
         return (f"answered_at: {answered_at.isoformat()} is in the future (now is "
                 f"{now.isoformat(timespec='seconds')}); check the date and its offset")
     return None
-
-
-def _stored_scores(conn: Connection, member_ids: set[str]) -> dict[Key, int]:
-    """The answers held for these members, by key."""
-    found: dict[Key, int] = {}
-    for part in chunked(sorted(member_ids), IN_CHUNK):
-        for member_id, kind, answered_at, score in conn.execute(
-                select(_surveys.c.member_id, _surveys.c.kind, _surveys.c.answered_at,
-                       _surveys.c.score).where(_surveys.c.member_id.in_(part))):
-            found[(member_id, kind, answered_at.astimezone(UTC))] = int(score)
-    return found
 
 
 def _conflict(key: Key, stored: int, given: int) -> str:
@@ -141,7 +135,7 @@ def import_surveys(conn: Connection, path: Path, now: datetime) -> SurveyImportR
     report = SurveyImportReport(path=str(path))
     answers: list[tuple[int, SurveyAnswer]] = []
     in_file: dict[Key, tuple[int, int]] = {}
-    for line, record in csv_rows(path, SURVEY_COLUMNS, "survey answers"):
+    for line, record in csv_file_rows(path, SURVEY_COLUMNS, "survey answers"):
         report.read += 1
         if isinstance(record, str):
             report.errors.append(LineError(line, record))
@@ -168,7 +162,7 @@ def import_surveys(conn: Connection, path: Path, now: datetime) -> SurveyImportR
         answers.append((line, answer))
     members = {a.member_id for _, a in answers}
     known = known_members(conn, members)
-    stored = _stored_scores(conn, members)
+    stored = stored_scores(conn, members)
     rows = []
     for line, answer in answers:
         problem = member_problem(answer.member_id, known)
@@ -188,7 +182,7 @@ def import_surveys(conn: Connection, path: Path, now: datetime) -> SurveyImportR
         return report
     start = conn.begin_nested()
     try:
-        report.recorded = len(_insert(conn, rows))
+        report.recorded = len(insert_answers(conn, rows))
     except BaseException:
         start.rollback()
         raise
@@ -202,14 +196,6 @@ def _row(answer: SurveyAnswer, source: str, now: datetime) -> dict[str, Any]:
     return {"member_id": answer.member_id, "kind": answer.kind, "score": answer.score,
             "answered_at": answer.answered_at, "source": source[:SOURCE_LENGTH],
             "recorded_at": now}
-
-
-def _insert(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
-    inserted: list[Any] = []
-    for part in chunked(rows, 1000):
-        inserted += insert_if_absent(conn, _surveys, list(part),
-                                     ("member_id", "kind", "answered_at"))
-    return inserted
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,20 +229,13 @@ def record_survey(conn: Connection, answer: SurveyAnswer, source: str,
         raise SurveyRejectedError(problem)
     if not lock_member(conn, answer.member_id):
         raise MemberNotFoundError(answer.member_id)
-    erased = conn.execute(select(tables.members.c.erased_at).where(
-        tables.members.c.member_id == answer.member_id)).scalar()
-    if erased is not None:
-        raise MemberErasedError(f"member {answer.member_id!r} was erased and takes no new "
-                                "personal data")
-    inserted = _insert(conn, [_row(answer, source, now)])
+    refuse_erased(conn, answer.member_id)
+    inserted = insert_answers(conn, [_row(answer, source, now)])
     if inserted:
         row = inserted[0]
         return SurveyOutcome(row.id, row.member_id, row.kind, row.score, row.answered_at,
                              row.source, False)
-    member_id, kind, at = answer.key()
-    held = conn.execute(select(_surveys).where(
-        _surveys.c.member_id == member_id, _surveys.c.kind == kind,
-        _surveys.c.answered_at == at)).one()
+    held = stored_answer(conn, answer.key())
     if held.score != answer.score:
         raise SurveyConflictError(_conflict(answer.key(), held.score, answer.score))
     return SurveyOutcome(held.id, held.member_id, held.kind, held.score, held.answered_at,

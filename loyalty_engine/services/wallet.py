@@ -10,8 +10,7 @@ count?)."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fractions import Fraction
@@ -19,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import BigInteger, ColumnElement, Connection, cast, func, select
+from sqlalchemy import Connection
 
 from loyalty_engine.analytics.loyalty_matrix import (
     CELLS,
-    Answer,
     MatrixCounts,
     MemberLoyalty,
     classify,
@@ -35,14 +33,13 @@ from loyalty_engine.analytics.wallet import (
     ProgramShare,
     WalletPeriod,
     WalletShare,
-    WalletTotal,
     growth_ranking,
     latest_member_shares,
     member_shares,
     parse_period,
     program_shares,
 )
-from loyalty_engine.domain.errors import ImportFileError, LoyaltyError
+from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.events import Identifier, describe_errors
 from loyalty_engine.domain.money import (
     CurrencyCode,
@@ -51,128 +48,23 @@ from loyalty_engine.domain.money import (
     parse_decimal,
     to_minor,
 )
-from loyalty_engine.records.counted_purchases import counted_lines
+from loyalty_engine.records.surveys import answers_by
+from loyalty_engine.records.wallet import (
+    enrolled,
+    enrolled_ids,
+    known_members,
+    stored_totals,
+    upsert_totals,
+    wallet_totals,
+)
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.rules.compiled_insights import MatrixThresholds
 from loyalty_engine.services.analytics_members import rfm_scores
-from loyalty_engine.services.importing import MAX_LINE_BYTES, LineError
+from loyalty_engine.services.importing import LineError, csv_file_rows, member_problem, source_of
 from loyalty_engine.services.programs import program_as_of
-from loyalty_engine.store import tables
-from loyalty_engine.store.bulk import (
-    IN_CHUNK,
-    Converters,
-    chunked,
-    insert_rows,
-    select_by_keys,
-)
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 WALLET_COLUMNS = ("member_id", "category", "period", "currency", "amount")
-_wallets = tables.wallet_totals
-_members = tables.members
-_enrolments = tables.enrolments
-_surveys = tables.member_surveys
-SOURCE_LENGTH = 200
-
-
-# --- reading a CSV file line by line (shared with the survey import) ----------------------
-
-def _lines(handle: Any, path: Path) -> Iterator[str]:
-    """The file's lines as text, each decoded alone so that an error names its line; a
-    leading UTF-8 byte-order mark dropped; a line over MAX_LINE_BYTES refused."""
-    number = 0
-    while raw := handle.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise ImportFileError(f"{path}:{number}: the line is longer than "
-                                  f"{MAX_LINE_BYTES:,} bytes (1 MiB); it was not read")
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path}:{number}: the file is not UTF-8 text (byte "
-                                  f"{exc.start + 1} of the line)") from None
-
-
-def csv_rows(path: Path, columns: Sequence[str], what: str
-             ) -> Iterator[tuple[int, dict[str, str] | str]]:
-    """(line, {column: stripped cell}) per non-blank row of a CSV file with exactly
-    `columns` as its header (in any order), or (line, problem) for a row of the wrong
-    width. A file that cannot be read, or whose header is wrong, is an ImportFileError
-    naming the line; one without rows says it is empty (`what`: what the rows are)."""
-    if path.is_dir():
-        raise ImportFileError(f"{path} is a directory; import one CSV file at a time")
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot be read: {exc.strerror}") from None
-    with handle:
-        reader = csv.reader(_lines(handle, path))
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ImportFileError(f"{path}: the file is empty; expected a header "
-                                  f"({','.join(columns)}) and {what}") from None
-        except csv.Error as exc:
-            raise ImportFileError(f"{path}:1: malformed CSV: {exc}") from None
-        names = [h.strip() for h in header]
-        doubled = sorted({n for n in names if names.count(n) > 1})
-        missing = [c for c in columns if c not in names]
-        unknown = [n for n in names if n not in columns]
-        if doubled or missing or unknown:
-            parts = ([f"column(s) named twice: {', '.join(doubled)}"] if doubled else []) + (
-                [f"missing column(s): {', '.join(missing)}"] if missing else []) + (
-                [f"unknown column(s): {', '.join(unknown)}"] if unknown else [])
-            raise ImportFileError(f"{path}:1: " + "; ".join(parts) + " (expected: "
-                                  + ",".join(columns) + ")")
-        index = {name: names.index(name) for name in columns}
-        line = reader.line_num
-        seen = 0
-        try:
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                seen += 1
-                if len(row) != len(names):
-                    yield start, f"expected {len(names)} columns, found {len(row)}"
-                    continue
-                yield start, {name: row[i].strip() for name, i in index.items()}
-        except csv.Error as exc:
-            raise ImportFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
-        if not seen:
-            raise ImportFileError(f"{path}: the file has a header but no rows; expected "
-                                  f"{what}")
-
-
-def source_of(path: Path) -> str:
-    """What a row imported from a file says it came from."""
-    return f"file:{path.name}"[:SOURCE_LENGTH]
-
-
-def known_members(conn: Connection, member_ids: set[str]) -> dict[str, bool]:
-    """Of the ids given, those that are members: id -> whether their data was erased (a
-    few statements of up to IN_CHUNK ids each, whatever the file's size)."""
-    found: dict[str, bool] = {}
-    ordered = sorted(member_ids)
-    for part in chunked(ordered, IN_CHUNK):
-        for member_id, erased_at in conn.execute(
-                select(_members.c.member_id, _members.c.erased_at)
-                .where(_members.c.member_id.in_(part))):
-            found[member_id] = erased_at is not None
-    return found
-
-
-def member_problem(member_id: str, known: dict[str, bool]) -> str | None:
-    """Why a line's member cannot take new data: unknown, or erased."""
-    if member_id not in known:
-        return (f"member_id: no member with id {member_id!r} (enrol them first, or correct "
-                "the id)")
-    if known[member_id]:
-        return (f"member_id: member {member_id!r} was erased and takes no new personal "
-                "data")
-    return None
 
 
 # --- the wallet import -------------------------------------------------------------------
@@ -223,10 +115,6 @@ class WalletImportReport:
                 "errors": [{"line": e.line, "reason": e.reason} for e in self.errors]}
 
 
-_WALLET_WRITE = ("member_id", "category", "period", "currency", "amount_minor", "source",
-                 "recorded_at")
-
-
 @write_use_case
 def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportReport:
     """Import a wallet file (CSV: member_id,category,period,currency,amount) in the caller's
@@ -236,7 +124,7 @@ def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportRe
     report = WalletImportReport(path=str(path))
     lines: list[tuple[int, WalletLine, int]] = []
     first_line: dict[tuple[str, str, str], int] = {}
-    for line, record in csv_rows(path, WALLET_COLUMNS, "wallet totals"):
+    for line, record in csv_file_rows(path, WALLET_COLUMNS, "wallet totals"):
         report.read += 1
         if isinstance(record, str):
             report.errors.append(LineError(line, record))
@@ -266,7 +154,7 @@ def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportRe
     report.errors.sort(key=lambda e: e.line)
     if report.errors:
         return report
-    stored = _stored_totals(conn, [(c.member_id, c.category, c.period) for _, c, _ in lines])
+    stored = stored_totals(conn, [(c.member_id, c.category, c.period) for _, c, _ in lines])
     source = source_of(path)
     rows = []
     for _, checked, minor in lines:
@@ -285,7 +173,7 @@ def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportRe
     # What a failure while writing rolls back to (the caller's transaction stays as it was).
     start = conn.begin_nested()
     try:
-        _upsert_totals(conn, rows)
+        upsert_totals(conn, rows)
     except BaseException:
         start.rollback()
         raise
@@ -294,82 +182,20 @@ def import_wallet(conn: Connection, path: Path, now: datetime) -> WalletImportRe
     return report
 
 
-def _stored_totals(conn: Connection, keys: list[tuple[str, str, str]]
-                   ) -> dict[tuple[str, str, str], tuple[str, int]]:
-    found: dict[tuple[str, str, str], tuple[str, int]] = {}
-    for part in chunked(keys, IN_CHUNK):
-        for member_id, category, period, currency, amount in select_by_keys(
-                conn, _wallets, ("member_id", "category", "period"), list(part),
-                ("member_id", "category", "period", "currency", "amount_minor")):
-            found[(member_id, category, period)] = (currency, int(amount))
-    return found
-
-
-def _upsert_totals(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """New totals inserted, changed ones replaced: one statement per batch."""
-    when = Converters(conn).when
-    values = [tuple(when(r[c]) if c == "recorded_at" else r[c] for c in _WALLET_WRITE)
-              for r in rows]
-    for part in chunked(values, IN_CHUNK // len(_WALLET_WRITE)):
-        insert_rows(conn, _wallets, _WALLET_WRITE, part,
-                    on_conflict=["member_id", "category", "period"],
-                    update={"currency": "excluded.currency",
-                            "amount_minor": "excluded.amount_minor",
-                            "source": "excluded.source",
-                            "recorded_at": "excluded.recorded_at"})
-
-
 # --- the reports ------------------------------------------------------------------------
 
 class WalletPeriodError(LoyaltyError):
     """A wallet report asked for a period that is not a year, a quarter or a month."""
 
 
-def _enrolled(program: CompiledProgram, as_of: datetime, member_id: str | None = None) -> Any:
-    """The ids of the program's members enrolled by as_of (of one member when given), as
-    a subquery."""
-    query = select(_enrolments.c.member_id).where(
-        _enrolments.c.program_id == program.program_id, _enrolments.c.enrolled_at <= as_of)
-    return query if member_id is None else query.where(_enrolments.c.member_id == member_id)
-
-
 def _wallet_rows(conn: Connection, program: CompiledProgram, as_of: datetime,
                  period: WalletPeriod | None, member_id: str | None = None
                  ) -> tuple[list[WalletShare], int]:
-    """The program members' wallet totals in its currency (of one period, or one member,
-    when given) with the program's counted spend in each, and how many totals were in other
-    currencies. Two statements: the totals, and one grouped pass over the counted lines by
-    member, category and local month."""
-    where: list[ColumnElement[bool]] = [
-        _wallets.c.member_id.in_(_enrolled(program, as_of, member_id))]
-    if period is not None:
-        where.append(_wallets.c.period == period.key)
-    totals, other = [], 0
-    for row in conn.execute(
-            select(_wallets.c.member_id, _wallets.c.category, _wallets.c.period,
-                   _wallets.c.currency, _wallets.c.amount_minor).where(*where)
-            .order_by(_wallets.c.member_id, _wallets.c.category, _wallets.c.period)):
-        if row.currency != program.currency:
-            other += 1
-            continue
-        totals.append(WalletTotal(row.member_id, row.category, row.period, row.currency,
-                                  int(row.amount_minor)))
-    if not totals:
-        return [], other
-    lines = counted_lines(conn, program, as_of)
-    month = func.substr(lines.c.local_day, 1, 7)
-    query = (select(lines.c.member_id, lines.c.category, month.label("month"),
-                    cast(func.sum(lines.c.net_minor), BigInteger).label("spend"))
-             .where(lines.c.member_id.in_(
-                 select(_wallets.c.member_id).where(*where,
-                                                    _wallets.c.currency == program.currency)))
-             .group_by(lines.c.member_id, lines.c.category, month))
-    if period is not None:
-        query = query.where(month.in_(period.months))
-    spend: dict[tuple[str, str], dict[str, int]] = {}
-    for member_id, category, month_key, minor in conn.execute(query):
-        spend.setdefault((member_id, category), {})[month_key] = int(minor)
-    return member_shares(totals, spend), other
+    """The program members' wallet shares in its currency (of one period, or one member,
+    when given; records/wallet.wallet_totals), and how many totals were in other
+    currencies."""
+    totals, spend, other = wallet_totals(conn, program, as_of, period, member_id)
+    return (member_shares(totals, spend) if totals else []), other
 
 
 def _share_json(share: Fraction | None) -> float | None:
@@ -451,8 +277,10 @@ FScores = Callable[[Connection, str, datetime], Mapping[str, int]]
 
 
 def rfm_f_scores(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
-    """Each purchasing member's F score as of an instant, as RFM scores it."""
-    return {member: row.f for member, row in rfm_scores(conn, program_id, as_of).items()}
+    """Each purchasing member's F score as of an instant, as RFM scores it (its points are
+    not read: F does not depend on them)."""
+    return {member: row.f
+            for member, row in rfm_scores(conn, program_id, as_of, points=False).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,16 +320,11 @@ def _place(conn: Connection, program: CompiledProgram, as_of: datetime,
     """The program's members enrolled by as_of (or the one given) placed in the matrix:
     three statements (members, wallet totals with the counted spend, answers)."""
     thresholds = program.insights.matrix
-    members = list(conn.execute(_enrolled(program, as_of, member_id)
-                                .order_by(_enrolments.c.member_id)).scalars())
+    members = enrolled_ids(conn, program, as_of, member_id)
     rows, _ = _wallet_rows(conn, program, as_of, None, member_id)
     shares = latest_member_shares(rows, as_of.astimezone(program.timezone).date())
-    answers = latest_answers(
-        (Answer(r.member_id, r.kind, int(r.score), r.answered_at) for r in conn.execute(
-            select(_surveys.c.member_id, _surveys.c.kind, _surveys.c.score,
-                   _surveys.c.answered_at)
-            .where(_surveys.c.member_id.in_(_enrolled(program, as_of, member_id)),
-                   _surveys.c.answered_at <= as_of))), as_of)
+    answers = latest_answers(answers_by(conn, enrolled(program, as_of, member_id), as_of),
+                             as_of)
     return [classify(m, f_scores.get(m, 0), shares.get(m), answers.get(m, {}).get("nps"),
                      answers.get(m, {}).get("commitment"), thresholds) for m in members]
 
