@@ -18,13 +18,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from loyalty_engine.analytics.clv import MODELS, RETENTION
 from loyalty_engine.domain.events import PurchaseEvent
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import Purchase
 from loyalty_engine.domain.redemptions import RedemptionRequest
 from loyalty_engine.domain.refunds import RefundEvent
+from loyalty_engine.records.member_figures import segment_mix, snapshot_clv
 from loyalty_engine.records.purchase_writer import PurchaseWriter
-from loyalty_engine.services.analytics_clv import clv_report
 from loyalty_engine.services.analytics_members import take_snapshot
 from loyalty_engine.services.analytics_retention import retention_report
 from loyalty_engine.services.clubs import advance_clubs
@@ -38,7 +39,6 @@ from loyalty_engine.store.tables import (
     Balance,
     ClubMembership,
     LedgerEntry,
-    RfmSnapshot,
     TierStatus,
     Voucher,
 )
@@ -238,17 +238,17 @@ def _know_the_members(engine: Engine, as_of: datetime) -> dict[str, Any]:
     run_date = as_of.astimezone(zone).date()
     take_snapshot(engine, program, as_of, run_date, as_of)
     with read_transaction(engine) as conn:
-        mix = {segment: int(n) for segment, n in conn.execute(
-            select(RfmSnapshot.segment, func.count())
-            .where(RfmSnapshot.program_id == program, RfmSnapshot.as_of_date == run_date)
-            .group_by(RfmSnapshot.segment).order_by(func.count().desc(),
-                                                    RfmSnapshot.segment))}
+        # Largest segment first.
+        mix = dict(sorted(segment_mix(conn, program, as_of).items(),
+                          key=lambda item: (-item[1], item[0])))
+        # The snapshot stored every member's CLV (Bean There has no RFM window: all its
+        # purchasing members are in it), so the base value is their sum: no second fit.
+        base_value, fitted = snapshot_clv(conn, program, run_date)
     quarters = retention_report(engine, program, as_of, period="quarter", periods=4)
     complete = [p for p in quarters.periods if not p.partial and p.at_start]
-    value = clv_report(engine, program, None, None, as_of)
     return {"segment_mix": mix,
             "retention": (complete[-1].period, complete[-1].retention) if complete else None,
-            "base_value_minor": value.base_value_minor, "clv_method": value.method}
+            "base_value_minor": base_value, "clv_method": MODELS if fitted else RETENTION}
 
 
 def _after_the_year(engine: Engine, generated: list[tuple[str, Purchase]], as_of: datetime,

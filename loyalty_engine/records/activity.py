@@ -9,13 +9,13 @@ from datetime import date, datetime
 from sqlalchemy import Connection, and_, func, or_, select
 
 from loyalty_engine.records.counted_purchases import counted_purchases
+from loyalty_engine.records.member_figures import snapshot_segments
 from loyalty_engine.records.standing import ACTIVE
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.store import tables
 
 _tiers = tables.tier_status
 _clubs = tables.club_memberships
-_snapshots = tables.rfm_snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,7 @@ def club_groups(conn: Connection, program_id: str,
 
 def segment_groups(conn: Connection, program_id: str,
                    as_of: datetime) -> dict[str, tuple[str, ...]]:
-    """member -> (the segment of their latest RFM snapshot taken at or before as_of,)."""
-    latest = (
-        select(_snapshots.c.member_id, func.max(_snapshots.c.as_of_date).label("as_of_date"))
-        .where(_snapshots.c.program_id == program_id, _snapshots.c.taken_at <= as_of)
-        .group_by(_snapshots.c.member_id)
-        .subquery("latest")
-    )
-    return {member_id: (segment,) for member_id, segment in conn.execute(
-        select(_snapshots.c.member_id, _snapshots.c.segment)
-        .join(latest, and_(latest.c.member_id == _snapshots.c.member_id,
-                           latest.c.as_of_date == _snapshots.c.as_of_date))
-        .where(_snapshots.c.program_id == program_id))}
-
+    """member -> (the segment of their RFM snapshot in force at as_of: the latest taken by
+    then,)."""
+    return {member_id: (segment,)
+            for member_id, segment in snapshot_segments(conn, program_id, as_of).items()}

@@ -3,7 +3,8 @@
 currency, stores and time zone): one grouped pass giving per member the distinct purchase
 days, the first and last of them and the spend, with the first day's spend told apart;
 the members' margin when the program declares margins by category; the figures of the
-simple retention-based CLV; the segment of the RFM snapshot in force."""
+simple retention-based CLV (the segment of the RFM snapshot in force:
+records/member_figures.snapshot_segments)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,6 @@ from sqlalchemy import BigInteger, Connection, and_, case, cast, func, literal, 
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.counted_purchases import counted_lines, counted_purchases
 from loyalty_engine.rules.compiled import CompiledProgram
-from loyalty_engine.store import tables
-
-_snapshots = tables.rfm_snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,20 +178,3 @@ def retention_inputs(conn: Connection, program: CompiledProgram, calibration_end
         spend_in_period_minor={row.member_id: int(row.spend) for row in rows if row.days},
         days_in_period={row.member_id: int(row.days) for row in rows if row.days})
 
-
-def segments_in_force(conn: Connection, program_id: str, as_of: datetime) -> dict[str, str]:
-    """Each member's segment in the latest RFM snapshot taken by as_of (members without
-    one are absent)."""
-    latest = (
-        select(_snapshots.c.member_id, func.max(_snapshots.c.as_of_date).label("as_of_date"))
-        .where(_snapshots.c.program_id == program_id, _snapshots.c.taken_at <= as_of)
-        .group_by(_snapshots.c.member_id)
-        .subquery("latest")
-    )
-    rows = conn.execute(
-        select(_snapshots.c.member_id, _snapshots.c.segment)
-        .join(latest, and_(latest.c.member_id == _snapshots.c.member_id,
-                           latest.c.as_of_date == _snapshots.c.as_of_date))
-        .where(_snapshots.c.program_id == program_id)
-    ).all()
-    return {row.member_id: row.segment for row in rows}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,8 +21,10 @@ from sqlalchemy import (
     Connection,
     Date,
     Integer,
+    Row,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     select,
     true,
     type_coerce,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -185,14 +189,92 @@ def write_snapshot(conn: Connection, program: CompiledProgram, as_of: datetime,
         snapshots.c.recorded_at == recorded)).scalar_one())
 
 
-def segment_mix(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
-    """Members per RFM segment in the latest snapshot taken by as_of (empty before one)."""
+def snapshot_size(conn: Connection, program_id: str, run_date: date) -> int:
+    """The members in the program's snapshot of run_date (0 when that date was not taken)."""
     s = tables.rfm_snapshots
-    day = conn.execute(select(func.max(s.c.as_of_date)).where(
-        s.c.program_id == program_id, s.c.taken_at <= as_of)).scalar_one_or_none()
-    if day is None:
-        return {}
-    return {segment: int(n) for segment, n in conn.execute(
-        select(s.c.segment, func.count()).where(s.c.program_id == program_id,
-                                                s.c.as_of_date == day)
-        .group_by(s.c.segment).order_by(s.c.segment))}
+    return int(conn.execute(select(func.count()).select_from(s).where(
+        s.c.program_id == program_id, s.c.as_of_date == run_date)).scalar_one())
+
+
+def store_clv(conn: Connection, program_id: str, run_date: date,
+              values: Sequence[tuple[str, int, float | None]]) -> None:
+    """Set (member, clv_minor, p_alive) on the rows of the program's snapshot of run_date
+    (members without a row there are not added)."""
+    if not values:
+        return
+    s = tables.rfm_snapshots
+    conn.execute(
+        update(s).where(s.c.member_id == bindparam("member"), s.c.program_id == program_id,
+                        s.c.as_of_date == run_date)
+        .values(clv_minor=bindparam("clv"), p_alive=bindparam("alive")),
+        [{"member": member, "clv": clv, "alive": alive} for member, clv, alive in values])
+
+
+def snapshot_clv(conn: Connection, program_id: str, run_date: date) -> tuple[int, bool]:
+    """The CLV the program's snapshot of run_date stored: the sum of its members' clv_minor
+    (the customer base value) and whether P(alive) was stored (the models were fitted; the
+    simple retention-based CLV has none)."""
+    s = tables.rfm_snapshots
+    total, alive = conn.execute(
+        select(cast(func.coalesce(func.sum(s.c.clv_minor), 0), BigInteger),
+               func.count(s.c.p_alive))
+        .where(s.c.program_id == program_id, s.c.as_of_date == run_date)).one()
+    return int(total), bool(alive)
+
+
+def segment_moves(conn: Connection, program_id: str, run_date: date
+                  ) -> list[tuple[str, str, str, int, int, int]]:
+    """(member, previous segment, segment, r, f, m) of each member whose snapshot of
+    run_date puts them in another segment than their latest snapshot before it, by member."""
+    s = tables.rfm_snapshots
+    latest = (select(s.c.member_id, func.max(s.c.as_of_date).label("day"))
+              .where(s.c.program_id == program_id, s.c.as_of_date < run_date)
+              .group_by(s.c.member_id).subquery("latest"))
+    before = s.alias("before")
+    query = (
+        select(s.c.member_id, before.c.segment, s.c.segment, s.c.r, s.c.f, s.c.m)
+        .join(latest, latest.c.member_id == s.c.member_id)
+        .join(before, and_(before.c.member_id == s.c.member_id,
+                           before.c.program_id == program_id,
+                           before.c.as_of_date == latest.c.day))
+        .where(s.c.program_id == program_id, s.c.as_of_date == run_date,
+               before.c.segment != s.c.segment)
+        .order_by(s.c.member_id))
+    return [(m, b, a, r, f, mm) for m, b, a, r, f, mm in conn.execute(query)]
+
+
+def snapshots_in_force(conn: Connection, as_of: datetime, program_id: str | None = None,
+                       members: Sequence[str] | None = None) -> list[Row[Any]]:
+    """The RFM snapshot in force at as_of per member and program: each one's latest taken
+    by then (whole rows; members without one are absent), of one program and of the
+    members given when given. The one definition of "the snapshot in force" that reports,
+    retention groups, the CLV offer and a member's insights read."""
+    s = tables.rfm_snapshots
+    where = [s.c.taken_at <= as_of]
+    if program_id is not None:
+        where.append(s.c.program_id == program_id)
+    if members is not None:
+        where.append(s.c.member_id.in_(sorted(set(members))))
+    latest = (select(s.c.member_id, s.c.program_id, func.max(s.c.as_of_date).label("day"))
+              .where(*where).group_by(s.c.member_id, s.c.program_id).subquery("latest"))
+    return list(conn.execute(
+        select(s).join(latest, and_(latest.c.member_id == s.c.member_id,
+                                    latest.c.program_id == s.c.program_id,
+                                    latest.c.day == s.c.as_of_date))
+        .order_by(s.c.program_id, s.c.member_id)))
+
+
+def snapshot_segments(conn: Connection, program_id: str, as_of: datetime,
+                      members: Sequence[str] | None = None) -> dict[str, str]:
+    """member -> the segment of their RFM snapshot in force at as_of (snapshots_in_force)."""
+    return {row.member_id: row.segment
+            for row in snapshots_in_force(conn, as_of, program_id, members)}
+
+
+def segment_mix(conn: Connection, program_id: str, as_of: datetime) -> dict[str, int]:
+    """Members per RFM segment of the snapshots in force at as_of, by segment name (empty
+    before the first snapshot)."""
+    mix: dict[str, int] = {}
+    for segment in snapshot_segments(conn, program_id, as_of).values():
+        mix[segment] = mix.get(segment, 0) + 1
+    return dict(sorted(mix.items()))

@@ -23,8 +23,8 @@ from loyalty_engine.records.clv_inputs import (
     member_margins,
     retention_inputs,
     retention_period_weeks,
-    segments_in_force,
 )
+from loyalty_engine.records.member_figures import snapshot_segments
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.programs import program_as_of
 from loyalty_engine.store.unit_of_work import read_use_case
@@ -199,7 +199,7 @@ def _compute(conn: Connection, program: CompiledProgram, end: datetime, horizon:
         except FitError as failed:
             choice = clv.MethodChoice(clv.RETENTION, f"the models could not be fitted "
                                       f"({failed}), so the simple retention-based CLV is used")
-    segment_of = segments_in_force(conn, program.program_id, as_of)
+    segment_of = snapshot_segments(conn, program.program_id, as_of)
     if bg is not None and gg is not None:
         rows = _model_rows(data, margin, bg, gg, horizon, discount, segment_of)
         retention = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection
 
 from loyalty_engine.analytics.figures import MemberFigures
 from loyalty_engine.analytics.rfm import RfmGrid, RfmRow, grid_of, score_members
@@ -19,17 +19,20 @@ from loyalty_engine.domain.periods import add_months, start_of_day
 from loyalty_engine.engine.catalog import VersionInForce
 from loyalty_engine.engine.earning import local_day
 from loyalty_engine.records.events import Event, record_events
-from loyalty_engine.records.member_figures import member_figures, write_snapshot
+from loyalty_engine.records.member_figures import (
+    member_figures,
+    segment_moves,
+    snapshot_size,
+    store_clv,
+    write_snapshot,
+)
 from loyalty_engine.rules.compiled import CompiledProgram
 from loyalty_engine.services.analytics_clv import member_clv
 from loyalty_engine.services.programs import program_as_of
-from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case, write_use_case
 
 __all__ = ["SORTS", "MemberSummaries", "NoPurchasesError", "RfmReport", "RfmRow",
            "SnapshotCounts", "member_summaries", "rfm_grid", "rfm_scores", "take_snapshot"]
-
-_snapshots = tables.rfm_snapshots
 
 
 # The sort keys of member_summaries: each a key function and whether it runs highest first.
@@ -194,50 +197,22 @@ def take_snapshot(conn: Connection, program_id: str, as_of: datetime, run_date: 
     (services/analytics_clv.member_clv; P(alive) empty under the simple retention model),
     unless with_clv is False (the benchmark times the RFM part alone).
     versions: the version to score with (the scheduler's choice), else the one in force."""
-    taken = conn.execute(select(func.count()).select_from(_snapshots).where(
-        _snapshots.c.program_id == program_id, _snapshots.c.as_of_date == run_date)
-    ).scalar_one()
+    taken = snapshot_size(conn, program_id, run_date)
     if taken:
-        return SnapshotCounts(program_id, run_date, int(taken), 0, 0)
+        return SnapshotCounts(program_id, run_date, taken, 0, 0)
     program = _program(conn, program_id, as_of, versions)
     recorded = now or as_of
     written = write_snapshot(conn, program, as_of, run_date, recorded, _since(program, as_of))
     if with_clv and written:
         values = member_clv(conn, program_id, as_of)
-        if values:
-            conn.execute(
-                update(_snapshots)
-                .where(_snapshots.c.member_id == bindparam("member"),
-                       _snapshots.c.program_id == program_id,
-                       _snapshots.c.as_of_date == run_date)
-                .values(clv_minor=bindparam("clv"), p_alive=bindparam("alive")),
-                [{"member": member, "clv": figures.clv_minor, "alive": figures.p_alive}
-                 for member, figures in sorted(values.items())])
+        store_clv(conn, program_id, run_date,
+                  [(member, figures.clv_minor, figures.p_alive)
+                   for member, figures in sorted(values.items())])
     moves = [Event(f"segment_changed:{program_id}:{member}:{run_date}", "segment_changed",
                    member, program_id, as_of,
                    {"program": program_id, "from": before, "to": after,
                     "as_of": run_date.isoformat(), "r": r, "f": f, "m": m})
-             for member, before, after, r, f, m in _moves(conn, program_id, run_date)]
+             for member, before, after, r, f, m in segment_moves(conn, program_id, run_date)]
     moved = record_events(conn, moves, recorded)
     return SnapshotCounts(program_id, run_date, written, written, moved)
 
-
-def _moves(conn: Connection, program_id: str, run_date: date
-           ) -> list[tuple[str, str, str, int, int, int]]:
-    """(member, previous segment, segment, r, f, m) of each member whose snapshot of
-    run_date puts them in another segment than their latest snapshot before it."""
-    s = _snapshots
-    latest = (select(s.c.member_id, func.max(s.c.as_of_date).label("day"))
-              .where(s.c.program_id == program_id, s.c.as_of_date < run_date)
-              .group_by(s.c.member_id).subquery("latest"))
-    before = s.alias("before")
-    query = (
-        select(s.c.member_id, before.c.segment, s.c.segment, s.c.r, s.c.f, s.c.m)
-        .join(latest, latest.c.member_id == s.c.member_id)
-        .join(before, and_(before.c.member_id == s.c.member_id,
-                           before.c.program_id == program_id,
-                           before.c.as_of_date == latest.c.day))
-        .where(s.c.program_id == program_id, s.c.as_of_date == run_date,
-               before.c.segment != s.c.segment)
-        .order_by(s.c.member_id))
-    return [(m, b, a, r, f, mm) for m, b, a, r, f, mm in conn.execute(query)]

@@ -7,17 +7,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection
 
 from loyalty_engine.domain.money import currency_exponent, format_minor
-from loyalty_engine.services.members import MemberNotFoundError
+from loyalty_engine.records.insights import enrolled_by
+from loyalty_engine.records.member_figures import snapshots_in_force
+from loyalty_engine.services.members import _require_member
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.wallet import member_loyalty
-from loyalty_engine.store import tables
 from loyalty_engine.store.unit_of_work import read_use_case
-
-_snapshots = tables.rfm_snapshots
-_enrolments = tables.enrolments
 
 
 @read_use_case
@@ -27,21 +25,11 @@ def member_insights(conn: Connection, member_id: str, as_of: datetime,
     the latest snapshot taken by then (segment, scores, the figures they came from, CLV and
     P(alive) when the model could be fitted), tenure in days from the enrolment, and the
     share of wallet and loyalty type. Programs are never added together."""
-    if conn.execute(select(tables.members.c.member_id)
-                    .where(tables.members.c.member_id == member_id)).first() is None:
-        raise MemberNotFoundError(member_id)
-    enrolled = {pid: at for pid, at in conn.execute(
-        select(_enrolments.c.program_id, _enrolments.c.enrolled_at)
-        .where(_enrolments.c.member_id == member_id, _enrolments.c.enrolled_at <= as_of)
-        .order_by(_enrolments.c.program_id)) if pid not in hidden}
-    latest = (select(_snapshots.c.program_id, func.max(_snapshots.c.as_of_date).label("day"))
-              .where(_snapshots.c.member_id == member_id, _snapshots.c.taken_at <= as_of)
-              .group_by(_snapshots.c.program_id).subquery("latest"))
-    snapshots = {row.program_id: row for row in conn.execute(
-        select(_snapshots).join(latest, and_(
-            latest.c.program_id == _snapshots.c.program_id,
-            latest.c.day == _snapshots.c.as_of_date))
-        .where(_snapshots.c.member_id == member_id))}
+    _require_member(conn, member_id)
+    enrolled = {pid: at for pid, at in enrolled_by(conn, member_id, as_of).items()
+                if pid not in hidden}
+    snapshots = {row.program_id: row
+                 for row in snapshots_in_force(conn, as_of, members=[member_id])}
     catalog = load_catalog(conn)
     programs = []
     for program_id, enrolled_at in enrolled.items():
