@@ -4,7 +4,6 @@ the example programs that ship with the engine."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
-from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,10 +24,9 @@ from loyalty_engine.services.programs import (
     stored_version,
     validate_program_files,
 )
-from loyalty_engine.services.simulation import Simulation, program_history_span
+from loyalty_engine.services.simulation import Simulation, history_span
 from loyalty_engine.services.simulation import simulate as run_simulation
 from loyalty_engine.shipped import copy_examples, example_programs
-from loyalty_engine.store.unit_of_work import in_read_unit
 
 app = typer.Typer(help="Validate, compare and apply program definitions (YAML files).",
                   no_args_is_help=True)
@@ -163,7 +161,7 @@ def _dry_run(ctx: typer.Context, loaded: list[LoadedProgram], json_out: bool) ->
         simulation: Simulation | None = None
         note = None
         if not result.identical:
-            span = in_read_unit(engine, partial(program_history_span, program_id=pid))
+            span = history_span(engine, program)
             since = current - timedelta(days=DRY_RUN_DAYS)
             if span is not None and span[1] >= since:
                 simulation = run_simulation(engine, program, since, current)

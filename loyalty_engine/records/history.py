@@ -2,7 +2,8 @@
 their lines, refunds and redemptions of a program's stores up to an instant, and the rows a
 replay copies as they are (programs, versions, members, consents, explicit enrolments).
 
-Set-based: one query per table, whatever the number of members; nothing is written.
+Set-based: one query per table, whatever the number of members. Nothing live is written;
+`install_version` writes only to a replay's throw-away database.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, select, true
+from sqlalchemy import Connection, Table, and_, delete, func, select, true
 
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.domain.purchases import LineItem, Purchase
@@ -214,3 +215,97 @@ def voucher_origins(conn: Connection, codes: Iterable[str]
         ):
             found[code] = (purchase_id, rule_id, source)
     return found
+
+
+def purchase_span(conn: Connection, covers: Callable[[str], bool],
+                  members: frozenset[str] | None) -> tuple[datetime, datetime] | None:
+    """The first and last of the purchases a replay would replay (stored_purchases'
+    filters: members' purchases, of the members given, at the stores `covers` accepts);
+    None without any. Anonymous purchases earn nothing and do not count."""
+    p = _purchases
+    first = last = None
+    for store_id, earliest, latest in conn.execute(
+        select(p.c.store_id, func.min(p.c.occurred_at), func.max(p.c.occurred_at))
+        .where(p.c.member_id.is_not(None), _member_filter(p.c.member_id, members))
+        .group_by(p.c.store_id)
+    ):
+        if covers(store_id):
+            first = earliest if first is None else min(first, earliest)
+            last = latest if last is None else max(last, latest)
+    return None if first is None or last is None else (first, last)
+
+
+def not_replayed(conn: Connection, program_id: str, end: datetime,
+                 members: frozenset[str] | None) -> dict[str, int]:
+    """What the live history holds that a replay does not redo (docs/simulate.md): manual
+    adjustments up to `end` and manual tiers; only the kinds there are."""
+    def count(table: Any, *where: Any) -> int:
+        return int(conn.execute(
+            select(func.count()).select_from(table)
+            .where(table.c.program_id == program_id,
+                   _member_filter(table.c.member_id, members), *where)).scalar_one())
+
+    status = tables.tier_status
+    found = {
+        "adjustments": count(_ledger, _ledger.c.kind == "adjust", _ledger.c.occurred_at <= end),
+        "manual_tiers": count(status, status.c.manual_tier.is_not(None)),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def install_version(conn: Connection, program_id: str, name: str, content_hash: str,
+                    source_path: str, source_text: str, start: datetime,
+                    as_new: bool) -> None:
+    """In a replay's database: the program (created when as_new) gets a version in force
+    from `start`, numbered after the stored ones; the stored versions that would take
+    effect at or after `start` are removed first."""
+    versions = tables.program_versions
+    if as_new:
+        conn.execute(tables.programs.insert().values(
+            program_id=program_id, name=name, created_at=start))
+    conn.execute(delete(versions).where(versions.c.program_id == program_id,
+                                        versions.c.effective_from >= start))
+    latest = conn.execute(select(func.max(versions.c.version))
+                          .where(versions.c.program_id == program_id)).scalar()
+    conn.execute(versions.insert().values(
+        program_id=program_id, version=int(latest or 0) + 1, content_hash=content_hash,
+        effective_from=start, applied_at=start, source_path=source_path,
+        source_text=source_text))
+
+
+def vouchers_issued(conn: Connection, program_id: str, start: datetime, end: datetime,
+                    members: frozenset[str] | None) -> dict[str, tuple[int, int]]:
+    """The program's vouchers issued in [start, end] by source: (count, amount_minor)."""
+    v = tables.vouchers
+    return {source: (int(count), int(amount)) for source, count, amount in conn.execute(
+        select(v.c.source, func.count(), func.coalesce(func.sum(v.c.amount_minor), 0))
+        .where(v.c.program_id == program_id, v.c.issued_at >= start, v.c.issued_at <= end,
+               _member_filter(v.c.member_id, members))
+        .group_by(v.c.source))}
+
+
+def fee_revenue(conn: Connection, program_id: str, start: datetime, end: datetime,
+                members: frozenset[str] | None) -> int:
+    """Club fees paid in [start, end], net of what was refunded of them, in minor units."""
+    f = tables.fee_charges
+    return int(conn.execute(
+        select(func.coalesce(func.sum(f.c.amount_minor - func.coalesce(f.c.refunded_minor, 0)),
+                             0))
+        .where(f.c.program_id == program_id, f.c.paid_at >= start, f.c.paid_at <= end,
+               _member_filter(f.c.member_id, members))).scalar_one())
+
+
+def tiers_of(conn: Connection, program_id: str,
+             members: frozenset[str] | None) -> dict[str, str]:
+    """member -> their stored tier in the program ('' below the lowest)."""
+    t = tables.tier_status
+    return {m: tier for m, tier in conn.execute(
+        select(t.c.member_id, t.c.tier).where(t.c.program_id == program_id,
+                                              _member_filter(t.c.member_id, members)))}
+
+
+def hold_job(conn: Connection, program_id: str, job: str, until: datetime) -> None:
+    """In a replay's database: mark the job as run up to `until`, so that no tick before
+    then runs it (a replay's ticks are not strict: a job ahead of them is skipped)."""
+    conn.execute(tables.scheduler_watermarks.insert().values(
+        program_id=program_id, job=job, ran_to=until, runs=0, updated_at=until))

@@ -27,27 +27,35 @@ import tempfile
 import time
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, func, select, true
+from sqlalchemy import Connection, Engine, event
 
 from loyalty_engine.domain.errors import LoyaltyError, NotFoundError
-from loyalty_engine.domain.money import currency_exponent
 from loyalty_engine.engine.catalog import ProgramCatalog
+from loyalty_engine.finance.values import minor_per_point, value_minor
 from loyalty_engine.records.history import (
     StoredPurchase,
     StoredRedemption,
     StoredRefund,
     copied_rows,
+    fee_revenue,
+    hold_job,
+    install_version,
     ledger_by_rule,
+    not_replayed,
+    purchase_span,
     stored_purchases,
     stored_redemptions,
     stored_refunds,
+    tiers_of,
     voucher_origins,
+    vouchers_issued,
 )
 from loyalty_engine.records.purchase_writer import PurchaseWriter
 from loyalty_engine.rules import CompiledProgram, LoadedProgram
@@ -232,36 +240,14 @@ def _read_history(conn: Connection, program_id: str, covers: Any, end: datetime,
                   | {r.request.member_id for r in redemptions})
     copied = copied_rows(conn, program_id if stored_program else None, member_ids)
     return _History(copied, purchases, refunds, redemptions, voucher_origins(conn, codes),
-                    _not_replayed(conn, program_id, end, members) if stored_program else {})
-
-
-def _not_replayed(conn: Connection, program_id: str, end: datetime,
-                  members: frozenset[str] | None) -> dict[str, int]:
-    """What the live history holds that a replay does not redo (docs/simulate.md)."""
-    def count(table: Any, *where: Any) -> int:
-        member = true() if members is None else table.c.member_id.in_(sorted(members))
-        return int(conn.execute(select(func.count()).select_from(table)
-                                .where(table.c.program_id == program_id, member, *where))
-                   .scalar_one())
-
-    ledger = tables.ledger_entries
-    found = {
-        "adjustments": count(ledger, ledger.c.kind == "adjust", ledger.c.occurred_at <= end),
-        "manual_tiers": count(tables.tier_status, tables.tier_status.c.manual_tier.is_not(None)),
-    }
-    return {k: v for k, v in found.items() if v}
+                    not_replayed(conn, program_id, end, members) if stored_program else {})
 
 
 # --- the throw-away databases ---------------------------------------------------------------
 
 def _throwaway(path: Path) -> Engine:
     """A migrated SQLite file nobody else uses: written without waiting for the disk."""
-    engine = open_engine(f"sqlite:///{path}")
-
-    @event.listens_for(engine, "connect")
-    def _fast(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA synchronous=OFF")
-
+    engine = _reopen(path)
     migrate.upgrade(engine)
     return engine
 
@@ -277,6 +263,7 @@ def _copy_file(source: Engine, source_path: Path, target_path: Path) -> Engine:
 
 
 def _reopen(path: Path) -> Engine:
+    """A throw-away SQLite file opened: written without waiting for the disk."""
     engine = open_engine(f"sqlite:///{path}")
 
     @event.listens_for(engine, "connect")
@@ -286,8 +273,12 @@ def _reopen(path: Path) -> Engine:
     return engine
 
 
-def _seed(engine: Engine, history: _History) -> None:
+def _seed(engine: Engine, history: _History, program_id: str, end: datetime,
+          snapshots: bool) -> None:
+    """The copied rows; without `snapshots`, the rfm_snapshot job held past the end."""
     with write_transaction(engine) as conn:
+        if not snapshots:
+            hold_job(conn, program_id, "rfm_snapshot", end + timedelta(microseconds=1))
         for table in (tables.programs, tables.program_versions, tables.members,
                       tables.member_consents, tables.enrolments, tables.club_memberships,
                       tables.household_members, tables.fee_charges,
@@ -301,20 +292,10 @@ def _install_candidate(engine: Engine, candidate: LoadedProgram, start: datetime
                        as_new: bool) -> None:
     """The candidate as the version in force from `start`, the stored versions that would
     take effect at or after it removed (unused so far: the warm-up stops before it)."""
-    pid = candidate.definition.program
-    versions = tables.program_versions
     with write_transaction(engine) as conn:
-        if as_new:
-            conn.execute(tables.programs.insert().values(
-                program_id=pid, name=candidate.definition.name, created_at=start))
-        conn.execute(delete(versions).where(versions.c.program_id == pid,
-                                            versions.c.effective_from >= start))
-        latest = conn.execute(select(func.max(versions.c.version))
-                              .where(versions.c.program_id == pid)).scalar()
-        conn.execute(versions.insert().values(
-            program_id=pid, version=int(latest or 0) + 1, content_hash=candidate.content_hash,
-            effective_from=start, applied_at=start, source_path=candidate.path,
-            source_text=candidate.source_text))
+        install_version(conn, candidate.definition.program, candidate.definition.name,
+                        candidate.content_hash, candidate.path, candidate.source_text, start,
+                        as_new)
 
 
 # --- one replay -----------------------------------------------------------------------------
@@ -339,9 +320,10 @@ def _events(history: _History) -> list[_Event]:
 
 
 def _fires(catalog: ProgramCatalog, program_id: str, after: datetime,
-           until: datetime) -> tuple[list[datetime], list[datetime]]:
+           until: datetime, snapshots: bool) -> tuple[list[datetime], list[datetime]]:
     """The fire times in (after, until] of every job of every version of the program while
-    that version is in force: (of the jobs that run at each, of those that coalesce)."""
+    that version is in force: (of the jobs that run at each, of those that coalesce).
+    rfm_snapshot only with `snapshots` (see _reads_snapshots)."""
     if program_id not in catalog.program_ids:
         return [], []
     versions = catalog.versions(program_id)
@@ -354,7 +336,8 @@ def _fires(catalog: ProgramCatalog, program_id: str, after: datetime,
             continue
         for name, job in BY_NAME.items():
             if not job.applies(version.program) or (
-                    name == "clubs" and not _clocked_clubs(version.program)):
+                    name == "clubs" and not _clocked_clubs(version.program)) or (
+                    name == "rfm_snapshot" and not snapshots):
                 continue
             cron = version.program.schedule.get(name, job.spec.default_cron)
             trigger = cron_trigger(cron, version.program.timezone)
@@ -369,6 +352,15 @@ def _clocked_clubs(program: CompiledProgram) -> bool:
     grace, lapse) or affinity groups (eligibility lapse). Open clubs have no clock, so a
     replay does not tick daily for them."""
     return bool(program.groups) or any(c.kind == "fee" for c in program.clubs.values())
+
+
+def _reads_snapshots(candidate: LoadedProgram, versions: list[Any]) -> bool:
+    """Whether the replays need the weekly RFM snapshot: only when the candidate or a
+    stored version reads it (member.segment, member.clv, segments:, ...). Otherwise its
+    weekly runs (a CLV fit each) change nothing the replays compare, and both replays hold
+    the job (decided once, for both sides alike)."""
+    return candidate.compiled.reads_insights or any(v.program.reads_insights
+                                                    for v in versions)
 
 
 def _ticks(fires: tuple[list[datetime], list[datetime]], events: list[_Event],
@@ -512,7 +504,9 @@ class _Replay:
 
 def _totals(conn: Connection, program_id: str, start: datetime, end: datetime,
             members: frozenset[str] | None, by_rule: dict[tuple[str, str, str], int],
-            catalog: ProgramCatalog) -> SideTotals:
+            tiers: dict[str, str], catalog: ProgramCatalog) -> SideTotals:
+    """One side's totals: by_rule's points by kind, the vouchers and fees of the window,
+    the tier mix of `tiers` (the members' tiers at the end), the cost at the point value."""
     totals = SideTotals()
     for (_, rule, kind), points in by_rule.items():
         totals.net += points
@@ -528,42 +522,17 @@ def _totals(conn: Connection, program_id: str, start: datetime, end: datetime,
             totals.expired -= points
         else:
             totals.other += points
-    v = tables.vouchers
-    member_of = (lambda t: true()) if members is None else (
-        lambda t: t.c.member_id.in_(sorted(members)))
-    for source, count, amount in conn.execute(
-        select(v.c.source, func.count(), func.coalesce(func.sum(v.c.amount_minor), 0))
-        .where(v.c.program_id == program_id, v.c.issued_at >= start, v.c.issued_at <= end,
-               member_of(v))
-        .group_by(v.c.source)
-    ):
-        totals.vouchers[source] = (int(count), int(amount))
-    f = tables.fee_charges
-    totals.fee_revenue_minor = int(conn.execute(
-        select(func.coalesce(func.sum(f.c.amount_minor - func.coalesce(f.c.refunded_minor, 0)),
-                             0))
-        .where(f.c.program_id == program_id, f.c.paid_at >= start, f.c.paid_at <= end,
-               member_of(f))).scalar_one())
-    t = tables.tier_status
-    for tier, count in conn.execute(
-        select(t.c.tier, func.count()).where(t.c.program_id == program_id, member_of(t))
-        .group_by(t.c.tier)
-    ):
-        totals.tier_mix[tier or "(none)"] = int(count)
+    totals.vouchers = vouchers_issued(conn, program_id, start, end, members)
+    totals.fee_revenue_minor = fee_revenue(conn, program_id, start, end, members)
+    for tier in tiers.values():
+        shown = tier or "(none)"
+        totals.tier_mix[shown] = totals.tier_mix.get(shown, 0) + 1
     version = catalog.in_force(program_id, end)
     if version is not None:
         totals.point_value = version.program.insights.economics.point_value
-        exponent = currency_exponent(version.program.currency)
-        totals.cost_minor = int(((totals.issued - totals.refunded) * totals.point_value
-                                 * (Decimal(10) ** exponent))
-                                .quantize(Decimal(1), ROUND_HALF_UP))
+        totals.cost_minor = value_minor(totals.issued - totals.refunded, minor_per_point(
+            totals.point_value, version.program.currency))
     return totals
-
-
-def _tiers(conn: Connection, program_id: str) -> dict[str, str]:
-    t = tables.tier_status
-    return {m: tier for m, tier in conn.execute(
-        select(t.c.member_id, t.c.tier).where(t.c.program_id == program_id))}
 
 
 def _side(engine: Engine, replay: _Replay | None, program_id: str, start: datetime,
@@ -572,8 +541,8 @@ def _side(engine: Engine, replay: _Replay | None, program_id: str, start: dateti
     with read_transaction(engine) as conn:
         catalog = load_catalog(conn)
         by_rule = ledger_by_rule(conn, program_id, start, end, members)
-        totals = _totals(conn, program_id, start, end, members, by_rule, catalog)
-        tiers = _tiers(conn, program_id)
+        tiers = tiers_of(conn, program_id, members)
+        totals = _totals(conn, program_id, start, end, members, by_rule, tiers, catalog)
     if replay is not None:
         totals.rejected = dict(replay.rejected)
         totals.job_failures = replay.job_failures
@@ -589,22 +558,22 @@ def _net_by_member(by_rule: dict[tuple[str, str, str], int]) -> dict[str, int]:
 
 # --- the use case -----------------------------------------------------------------------------
 
-def program_history_span(conn: Connection, program_id: str) -> tuple[datetime, datetime] | None:
-    """The first and last stored purchase at the program's stores (None without any)."""
-    catalog = load_catalog(conn)
-    if program_id not in catalog.program_ids:
-        return None
-    versions = catalog.versions(program_id)
-    p = tables.purchases
-    first = last = None
-    for store_id, earliest, latest in conn.execute(
-        select(p.c.store_id, func.min(p.c.occurred_at), func.max(p.c.occurred_at))
-        .group_by(p.c.store_id)
-    ):
-        if any(v.program.covers(store_id) for v in versions):
-            first = earliest if first is None else min(first, earliest)
-            last = latest if last is None else max(last, latest)
-    return None if first is None or last is None else (first, last)
+def _covers(catalog: ProgramCatalog, candidate: LoadedProgram) -> Callable[[str], bool]:
+    """Whether a store is one of the candidate's or of a stored version of its program."""
+    pid = candidate.definition.program
+    programs = [v.program for v in catalog.versions(pid)] if pid in catalog.program_ids else []
+    programs.append(candidate.compiled)
+    return lambda store_id: any(p.covers(store_id) for p in programs)
+
+
+@read_use_case
+def history_span(conn: Connection, candidate: LoadedProgram,
+                 members: list[str] | None = None) -> tuple[datetime, datetime] | None:
+    """The first and last purchase a simulation of the candidate would replay (members'
+    purchases, of the members given, at the stores of the candidate or of a stored version
+    of its program); None without any."""
+    return purchase_span(conn, _covers(load_catalog(conn), candidate),
+                         frozenset(members) if members else None)
 
 
 @read_use_case
@@ -630,19 +599,15 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
         raise LoyaltyError(f"program {pid!r} is stored already; simulate it without --as-new "
                            "to compare it with its stored versions")
     versions = catalog.versions(pid) if stored else []
-    covers_any = [v.program for v in versions] + [candidate.compiled]
-
-    def covers(store_id: str) -> bool:
-        return any(p.covers(store_id) for p in covers_any)
-
+    covers = _covers(catalog, candidate)
     chosen = frozenset(members) if members else None
     if start is None:
-        span = _span(conn, covers, chosen)
+        span = purchase_span(conn, covers, chosen)
         if span is None:
             who = f" by members {', '.join(sorted(chosen))}" if chosen else ""
             raise LoyaltyError(f"there are no stored purchases at the stores of program "
                                f"{pid!r}{who} to replay")
-        start = span
+        start = span[0]
     if start > end:
         raise LoyaltyError(f"--from {start.isoformat()} is after --to {end.isoformat()}; "
                            "give a window that runs forwards")
@@ -665,12 +630,13 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
         candidate_engine: Engine | None = None
         try:
             clock = time.perf_counter()
-            _seed(live_engine, history)
+            snapshots = _reads_snapshots(candidate, versions)
+            _seed(live_engine, history, pid, end, snapshots)
             first = events[0][0] - timedelta(microseconds=1)
             live = _Replay(live_engine, pid, history.vouchers)
             with read_transaction(live_engine) as replay_conn:
-                live_fires = _ticks(_fires(load_catalog(replay_conn), pid, first, end),
-                                    events, end)
+                live_fires = _ticks(_fires(load_catalog(replay_conn), pid, first, end,
+                                           snapshots), events, end)
             live.run(events, live_fires, until=start)  # the warm-up
             timings["warm_up"] = time.perf_counter() - clock
             candidate_engine = _copy_file(live_engine, folder / "live.db",
@@ -682,8 +648,8 @@ def simulate(conn: Connection, candidate: LoadedProgram, start: datetime | None,
             with read_transaction(candidate_engine) as replay_conn:
                 # Compiles the candidate (as applying it would), before the replays.
                 cand_fires = _ticks(_fires(load_catalog(replay_conn), pid,
-                                           start - timedelta(microseconds=1), end),
-                                    window, end)
+                                           start - timedelta(microseconds=1), end,
+                                           snapshots), window, end)
             cand = _Replay(candidate_engine, pid, history.vouchers)
             # The warm-up's purchases have the same ids in the copy.
             cand.replay_ids, cand.live_keys = dict(live.replay_ids), dict(live.live_keys)
@@ -752,20 +718,6 @@ def _out_of_order(purchases: list[StoredPurchase]) -> int:
                 latest[member] = at
         i = j
     return found
-
-
-def _span(conn: Connection, covers: Any, members: frozenset[str] | None) -> datetime | None:
-    p = tables.purchases
-    where = [p.c.member_id.is_not(None)]
-    if members is not None:
-        where.append(p.c.member_id.in_(sorted(members)))
-    first = None
-    for store_id, earliest in conn.execute(
-        select(p.c.store_id, func.min(p.c.occurred_at)).where(*where).group_by(p.c.store_id)
-    ):
-        if covers(store_id):
-            first = earliest if first is None else min(first, earliest)
-    return first
 
 
 def _mismatches(live: dict[tuple[str, str, str], int],

@@ -118,6 +118,28 @@ def test_apply_dry_run_diffs_and_simulates_the_last_90_days(db_url: str,
     assert [v["version"] for v in versions] == [1]
 
 
+def test_apply_dry_run_with_only_anonymous_purchases_lately_simulates_nothing(
+        db_url: str, tmp_path: Path) -> None:
+    # A member bought 200 days ago; the last 90 days hold only a walk-in without a card.
+    # A replay leaves anonymous purchases out, so there is nothing to simulate: the dry run
+    # says so (it used to count the walk-in, simulate, and fail on an empty window).
+    now = datetime.now(UTC).replace(microsecond=0)
+    ok("rules", "apply", LIVE, "--effective-from", (now - timedelta(days=300)).isoformat(),
+       database=db_url)
+    walk_in = _buy("W1", "A", (now - timedelta(days=20)).isoformat(), "40.00")
+    walk_in["member_id"] = None
+    ok("purchases", "import", write_jsonl(tmp_path / "old.jsonl", [
+        _buy("O1", "A", (now - timedelta(days=200)).isoformat(), "60.00"), walk_in,
+    ]), database=db_url)
+    shown = ok("rules", "apply", "--dry-run", DOUBLE, "--json", database=db_url).json()
+    [answer] = shown["programs"]
+    assert answer["simulation"] is None
+    assert answer["note"] == "no purchases in the last 90 days to simulate"
+    text = ok("rules", "apply", "--dry-run", DOUBLE, database=db_url).stdout
+    assert "sim-shop: no purchases in the last 90 days to simulate" in text
+    assert "nothing was stored" in text
+
+
 def test_bad_candidates_and_windows(db_url: str, tmp_path: Path) -> None:
     _history(db_url, tmp_path)
     broken = tmp_path / "broken.yaml"
