@@ -99,10 +99,15 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
-def _page(figure: Figure, title: str, tables: Sequence[ChartTable]) -> str:
-    shown = html.escape(title)
-    parts = "\n".join(_table(t) for t in tables)
+def page(title: str, body: str, style: str = _STYLE) -> str:
+    """A self-contained HTML page: the title (escaped), the style inline and the body as
+    given (HTML already). Nothing is fetched: no script, stylesheet, font or image."""
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{shown}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>{shown}</h1>\n<figure>\n{inline_svg(figure)}\n</figure>\n{parts}\n"
-            "</body>\n</html>\n")
+            f"<title>{html.escape(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+            f"{body}\n</body>\n</html>\n")
+
+
+def _page(figure: Figure, title: str, tables: Sequence[ChartTable]) -> str:
+    parts = "\n".join(_table(t) for t in tables)
+    return page(title, f"<h1>{html.escape(title)}</h1>\n<figure>\n{inline_svg(figure)}\n"
+                       f"</figure>\n{parts}")

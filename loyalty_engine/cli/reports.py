@@ -23,6 +23,7 @@ from loyalty_engine.cli.charts import (
     ChartTable,
     inline_svg,
     new_figure,
+    page,
     write_chart,
 )
 from loyalty_engine.cli.context import as_of as as_of_option
@@ -54,10 +55,7 @@ def _page(title: str, parts: Sequence[str]) -> str:
              "table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:right;"
              "border-bottom:1px solid #ddd}th:first-child,td:first-child{text-align:left}"
              "svg{max-width:100%;height:auto}")
-    body = "\n".join(parts)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{style}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")
+    return page(title, "\n".join(parts), style)
 
 
 def _waterfall(figure: Any, title: str, opening: int,

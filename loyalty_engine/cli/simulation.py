@@ -7,6 +7,7 @@ from datetime import tzinfo
 from html import escape
 from pathlib import Path
 
+from loyalty_engine.cli.charts import page
 from loyalty_engine.cli.output import console, money, when
 from loyalty_engine.services.simulation import MemberDelta, SideTotals, Simulation
 
@@ -144,9 +145,6 @@ def report_html(result: Simulation, zone: tzinfo | None) -> str:
     """The backtest as one self-contained HTML page."""
     e = escape
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>Simulation of {e(result.program_id)}</title><style>{_STYLE}</style>",
-        "</head><body>",
         f"<h1>Simulation of {e(result.program_id)}</h1>",
         f"<p>{e(summary_lines(result, zone)[0])}.</p>",
         "<h2>Totals</h2><table><tr><th></th><th>stored versions</th><th>candidate</th>"
@@ -194,8 +192,7 @@ def report_html(result: Simulation, zone: tzinfo | None) -> str:
         parts.append("<h2>Notes</h2>" + "".join(f"<p class=note>{e(n)}</p>" for n in notes))
     parts.append("<p class=note>Replayed in throw-away databases; nothing live was written. "
                  "See docs/simulate.md for what a replay copies and its limits.</p>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
+    return page(f"Simulation of {result.program_id}", "".join(parts), _STYLE)
 
 
 def write_report(path: Path, result: Simulation, zone: tzinfo | None) -> None:
