@@ -255,13 +255,15 @@ def snapshots_in_force(conn: Connection, as_of: datetime, program_id: str | None
         where.append(s.c.program_id == program_id)
     if members is not None:
         where.append(s.c.member_id.in_(sorted(set(members))))
-    latest = (select(s.c.member_id, s.c.program_id, func.max(s.c.as_of_date).label("day"))
-              .where(*where).group_by(s.c.member_id, s.c.program_id).subquery("latest"))
+    # One pass ranking each member's snapshots newest first, not a self-join on the
+    # latest date: PostgreSQL planned that join as a nested loop over a freshly written
+    # table (14 s for 20,000 members, quadratic).
+    newest_first = func.row_number().over(partition_by=(s.c.program_id, s.c.member_id),
+                                          order_by=s.c.as_of_date.desc())
+    ranked = select(s, newest_first.label("rank")).where(*where).subquery("ranked")
     return list(conn.execute(
-        select(s).join(latest, and_(latest.c.member_id == s.c.member_id,
-                                    latest.c.program_id == s.c.program_id,
-                                    latest.c.day == s.c.as_of_date))
-        .order_by(s.c.program_id, s.c.member_id)))
+        select(*(ranked.c[column.name] for column in s.c)).where(ranked.c.rank == 1)
+        .order_by(ranked.c.program_id, ranked.c.member_id)))
 
 
 def snapshot_segments(conn: Connection, program_id: str, as_of: datetime,
