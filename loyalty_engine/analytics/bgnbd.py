@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
-from scipy.special import betaln, digamma, gammaln, hyp2f1
+
+# scipy is imported inside the functions that use it: importing it takes about 0.4 s, which
+# every `loyalty` command and API worker would pay at start-up (they reach this module
+# through the rfm_snapshot job) though few of them fit or predict.
 
 Array = NDArray[np.float64]
 
@@ -83,6 +85,8 @@ def summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Summary:
 def log_likelihoods(r: float, alpha: float, a: float, b: float,
                     x: Array, t_x: Array, T: Array) -> Array:
     """Each customer's log-likelihood (eq. 3)."""
+    from scipy.special import betaln, gammaln
+
     ln_a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     ln_a2 = betaln(a, b + x) - betaln(a, b)
     ln_a3 = -(r + x) * np.log(alpha + T)
@@ -130,6 +134,8 @@ class _ByX:
     value_weights: Array
 
     def evaluate(self, theta: Array, t_x: Array, T: Array) -> tuple[float, Array]:
+        from scipy.special import betaln, digamma, gammaln
+
         r, alpha, a, b = np.exp(theta)
         x, w, xv, wv = self.x, self.weights, self.values, self.value_weights
         repeat_v = xv > 0
@@ -205,6 +211,8 @@ def optimise(objective: Callable[[Array], float] | Callable[[Array], tuple[float
     evaluations, which matters over a hundred thousand customers), and Nelder-Mead from its
     end point when it stops without converging. Raises FitError when no finite optimum is
     found."""
+    from scipy.optimize import minimize
+
     bounds = [(-LOG_BOUND, LOG_BOUND)] * size
     found = minimize(objective, np.zeros(size), method="L-BFGS-B", bounds=bounds,
                      jac=gradient, options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
@@ -246,6 +254,8 @@ def gauss_hypergeometric(a: ArrayLike, b: ArrayLike, c: ArrayLike, z: ArrayLike)
     gives no finite value (z near 1 with c - a - b a whole number, a case its
     transformations divide by zero on, though the function is continuous there), the mean
     of its values at c (1 +- 1e-7): continuous in c, and both sides are accurate."""
+    from scipy.special import hyp2f1
+
     a_, b_, c_, z_ = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
                                            for v in (a, b, c, z)))
     value = np.array(hyp2f1(a_, b_, c_, z_), dtype=np.float64, ndmin=1)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import digamma, gammaln
 
 from loyalty_engine.analytics.bgnbd import FitError, optimise, weighted_sum
 
@@ -55,6 +54,8 @@ def _checked(x: ArrayLike, zbar: ArrayLike) -> tuple[Array, Array]:
 
 def log_likelihoods(p: float, q: float, gamma: float, x: Array, zbar: Array) -> Array:
     """Each customer's log-likelihood."""
+    from scipy.special import gammaln  # imported where used: see analytics/bgnbd.py
+
     px = p * x
     value = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
              + (px - 1) * np.log(zbar) + px * np.log(x) - (px + q) * np.log(gamma + x * zbar))
@@ -88,6 +89,8 @@ class Likelihood:
                    weighted_sum(weights, ln_z), weighted_sum(weights, x * ln_z))
 
     def evaluate(self, theta: Array) -> tuple[float, Array]:
+        from scipy.special import digamma, gammaln
+
         p, q, gamma = np.exp(theta)
         xv, wv, w = self.values, self.value_weights, self.weights
         n = float(wv.sum())
