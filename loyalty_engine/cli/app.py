@@ -13,31 +13,10 @@ import typer
 from pydantic import ValidationError
 from rich.text import Text
 
-from loyalty_engine.cli import (
-    analytics,
-    analytics_clv,
-    analytics_retention,
-    analytics_wallet,
-    apikeys,
-    clubs,
-    db,
-    events,
-    fees,
-    members,
-    points,
-    purchases,
-    rebates,
-    redemptions,
-    reports,
-    rules,
-    scheduler,
-    tiers,
-)
 from loyalty_engine.cli.config import load_config
 from loyalty_engine.cli.context import CHOSEN_DATABASE, Settings, chosen_database
-from loyalty_engine.cli.demo import demo
+from loyalty_engine.cli.lazy_group import LazyGroup
 from loyalty_engine.cli.output import err_console
-from loyalty_engine.cli.serve import serve
 from loyalty_engine.domain.errors import LoyaltyError
 from loyalty_engine.domain.events import describe_errors
 from loyalty_engine.domain.money import MoneyError
@@ -46,34 +25,14 @@ from loyalty_engine.shipped import PackageDataError, version
 from loyalty_engine.store.database import DatabaseUrlError, describe_url, resolve_url
 from loyalty_engine.store.errors import as_database_error
 
+# The commands (cli/lazy_group.COMMANDS) are imported when they are run, not here.
 app = typer.Typer(
     name="loyalty",
     help="loyalty-engine: loyalty and frequency programs as files, purchases awarded once.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
-app.add_typer(db.app, name="db")
-app.add_typer(rules.app, name="rules")
-app.add_typer(purchases.app, name="purchases")
-app.add_typer(members.app, name="members")
-app.add_typer(redemptions.app, name="redemptions")
-app.add_typer(points.app, name="points")
-app.add_typer(clubs.app, name="clubs")
-app.add_typer(fees.app, name="fees")
-app.add_typer(tiers.app, name="tiers")
-app.add_typer(rebates.app, name="rebates")
-app.add_typer(events.app, name="events")
-app.add_typer(scheduler.app, name="scheduler")
-app.add_typer(apikeys.app, name="apikeys")
-app.add_typer(analytics.app, name="analytics")
-# The report modules add their commands to the group (here, not in cli/analytics.py: they
-# import its shared options, so registering there would be an import cycle).
-analytics_retention.register(analytics.app)
-analytics_clv.register(analytics.app)
-analytics_wallet.register(analytics.app)
-app.add_typer(reports.app, name="reports")
-app.command()(demo)
-app.command()(serve)
 
 
 def _print_version(asked: bool) -> None:

@@ -107,7 +107,11 @@ def test_the_cli_does_not_load_the_metrics_client_before_serve_sets_its_folder()
     # prometheus-client decides between one process and several when first imported: if
     # the CLI imported it before `serve` set PROMETHEUS_MULTIPROC_DIR, a single worker
     # would count in memory and /metrics would read the empty folder.
+    # Every command is loaded, as `loyalty --help` does (the root imports each command's
+    # module only when it runs: cli/lazy_group.py).
     code = ("import sys, loyalty_engine.cli.app; "
+            "from loyalty_engine.cli.lazy_group import COMMANDS, load; "
+            "[load(*command) for command in COMMANDS]; "
             "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
