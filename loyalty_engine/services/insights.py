@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from loyalty_engine.domain.money import currency_exponent, format_minor
 from loyalty_engine.records.insights import enrolled_by
 from loyalty_engine.records.member_figures import snapshots_in_force
-from loyalty_engine.services.members import _require_member
+from loyalty_engine.services.members import require_member
 from loyalty_engine.services.programs import load_catalog
 from loyalty_engine.services.wallet import member_loyalty
 from loyalty_engine.store.unit_of_work import read_use_case
@@ -25,7 +25,7 @@ def member_insights(conn: Connection, member_id: str, as_of: datetime,
     the latest snapshot taken by then (segment, scores, the figures they came from, CLV and
     P(alive) when the model could be fitted), tenure in days from the enrolment, and the
     share of wallet and loyalty type. Programs are never added together."""
-    _require_member(conn, member_id)
+    require_member(conn, member_id)
     enrolled = {pid: at for pid, at in enrolled_by(conn, member_id, as_of).items()
                 if pid not in hidden}
     snapshots = {row.program_id: row

@@ -252,7 +252,8 @@ def _balances_at(balances: Sequence[Any], lots: Sequence[Any],
     return shown
 
 
-def _require_member(conn: Connection, member_id: str) -> None:
+def require_member(conn: Connection, member_id: str) -> None:
+    """Refuse an unknown member id (MemberNotFoundError)."""
     if conn.execute(select(_members.c.member_id).where(_members.c.member_id == member_id)
                     ).first() is None:
         raise MemberNotFoundError(member_id)
@@ -263,7 +264,7 @@ def explain_member(conn: Connection, member_id: str) -> dict[str, Any]:
     """A member's ledger, program by program (points of two programs never add up): each
     program's spendable and pending balance, and every entry with the version, rule and
     purchase behind it, its lot's pending and expiry dates, and its reason as a sentence."""
-    _require_member(conn, member_id)
+    require_member(conn, member_id)
     catalog = load_catalog(conn)
     rows = conn.execute(
         select(
@@ -306,7 +307,7 @@ def ledger_page(conn: Connection, member_id: str, after: int | None, limit: int,
     """Up to `limit` ledger entries of a member with ids above `after`, oldest first, each
     with its version, rule, purchase and reason (a page of `explain_member`, by id); none
     of the `hidden` programs."""
-    _require_member(conn, member_id)
+    require_member(conn, member_id)
     query = (
         select(_ledger.c.id, _ledger.c.program_id, _versions.c.version.label(
                    "program_version"), _ledger.c.rule_id, _ledger.c.kind,
